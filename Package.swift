@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// One target per pipeline stage; the dependency edges below are the compiler's data flow:
+// source text -> SwtraceSyntax -> Sema (with BTF) -> CodeGen -> BPF (verifier pre-check)
+// -> Runtime (load, attach, read) -> Output -> swtrace (CLI).
+let package = Package(
+  name: "swtrace",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "swtrace", targets: ["swtrace"]),
+    .executable(name: "swtrace-pktgen", targets: ["swtrace-pktgen"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    // C headers of libbpf; imported only by LibBPF.
+    .systemLibrary(
+      name: "CLibBPF",
+      pkgConfig: "libbpf",
+      providers: [.apt(["libbpf-dev", "libelf-dev"])]
+    ),
+    // The thin Swift wrapper that owns every unsafe pointer and errno.
+    .target(name: "LibBPF", dependencies: ["CLibBPF"]),
+    .target(name: "SwtraceSyntax"),
+    .target(name: "BTF", dependencies: ["LibBPF"]),
+    .target(name: "Sema", dependencies: ["SwtraceSyntax", "BTF"]),
+    .target(name: "BPF", dependencies: ["SwtraceSyntax"]),
+    .target(name: "CodeGen", dependencies: ["Sema", "BPF", "BTF", "SwtraceSyntax"]),
+    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF"]),
+    .target(name: "Output", dependencies: ["CodeGen", "Runtime", "Sema"]),
+    .executableTarget(
+      name: "swtrace",
+      dependencies: [
+        "SwtraceSyntax", "BTF", "Sema", "BPF", "CodeGen", "Runtime", "Output",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    // The project's own traffic generator for tests and benchmarks.
+    .executableTarget(name: "swtrace-pktgen"),
+    .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax"], resources: [.copy("Golden")]),
+    .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF"]),
+    .testTarget(name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax"]),
+    .testTarget(name: "BPFTests", dependencies: ["BPF"]),
+    .testTarget(
+      name: "CodeGenTests", dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax"],
+      resources: [.copy("Golden")]),
+    .testTarget(name: "EndToEndTests", dependencies: []),
+  ]
+)

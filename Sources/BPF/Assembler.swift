@@ -1,0 +1,113 @@
+import SwtraceSyntax
+
+/// A jump target that is bound to a position later; forward jumps are resolved by `finish()`.
+public struct Label: Hashable, Sendable {
+  fileprivate let id: Int
+}
+
+/// A finished program: instructions, and for each the spec range it was generated from.
+public struct Program: Hashable, Sendable {
+  public var instructions: [Instruction]
+  /// Parallel to `instructions`: the spec construct each instruction came from.
+  public var sourceRanges: [SourceRange?]
+
+  public init(instructions: [Instruction], sourceRanges: [SourceRange?]? = nil) {
+    self.instructions = instructions
+    self.sourceRanges = sourceRanges ?? Array(repeating: nil, count: instructions.count)
+  }
+
+  /// The kernel encoding of the whole program.
+  public func encoded() -> [RawInstruction] { instructions.flatMap { $0.encoded() } }
+
+  /// Instruction slots as the kernel counts them (`ld_imm64` takes two).
+  public var slotCount: Int { instructions.reduce(0) { $0 + $1.slotCount } }
+}
+
+public enum AssemblerError: Error, Hashable, Sendable {
+  case unboundLabel
+  case jumpTooFar(from: Int, to: Int)
+}
+
+/// Builds a `Program` with symbolic labels. Every emitted instruction is tagged with
+/// `currentRange`, so the verifier pre-check can blame the spec construct.
+public struct Assembler: Sendable {
+  private enum Item: Sendable {
+    case instruction(Instruction, SourceRange?)
+    case jump(JumpCondition?, Register, Operand, Label, jump32: Bool, SourceRange?)
+  }
+  private var items: [Item] = []
+  private var labelPositions: [Int: Int] = [:]  // label id -> item index
+  private var nextLabel = 0
+  public var currentRange: SourceRange?
+
+  public init() {}
+
+  public mutating func newLabel() -> Label {
+    defer { nextLabel += 1 }
+    return Label(id: nextLabel)
+  }
+
+  public mutating func bind(_ label: Label) {
+    labelPositions[label.id] = items.count
+  }
+
+  public mutating func emit(_ instruction: Instruction) {
+    items.append(.instruction(instruction, currentRange))
+  }
+
+  public mutating func emit(_ instructions: [Instruction]) {
+    for instruction in instructions { emit(instruction) }
+  }
+
+  /// Unconditional jump.
+  public mutating func jump(to label: Label) {
+    items.append(.jump(nil, .r0, .immediate(0), label, jump32: false, currentRange))
+  }
+
+  /// `if dst <cond> operand goto label`
+  public mutating func jump(
+    if condition: JumpCondition, _ dst: Register, _ operand: Operand, to label: Label,
+    jump32: Bool = false
+  ) {
+    items.append(.jump(condition, dst, operand, label, jump32: jump32, currentRange))
+  }
+
+  /// Number of items emitted so far (each is one instruction).
+  public var count: Int { items.count }
+
+  public func finish() throws(AssemblerError) -> Program {
+    // Slot position of each item, since ld_imm64 takes two slots.
+    var slotOfItem: [Int] = []
+    var slot = 0
+    for item in items {
+      slotOfItem.append(slot)
+      if case .instruction(let instruction, _) = item { slot += instruction.slotCount } else { slot += 1 }
+    }
+    slotOfItem.append(slot)
+    var instructions: [Instruction] = []
+    var ranges: [SourceRange?] = []
+    for (index, item) in items.enumerated() {
+      switch item {
+      case .instruction(let instruction, let range):
+        instructions.append(instruction)
+        ranges.append(range)
+      case .jump(let condition, let dst, let operand, let label, let jump32, let range):
+        guard let target = labelPositions[label.id] else { throw .unboundLabel }
+        let delta = slotOfItem[target] - (slotOfItem[index] + 1)
+        guard let offset = Int16(exactly: delta) else {
+          throw .jumpTooFar(from: index, to: target)
+        }
+        if let condition {
+          instructions.append(
+            jump32
+              ? .jumpIf32(condition, dst, operand, offset: offset)
+              : .jumpIf(condition, dst, operand, offset: offset))
+        } else {
+          instructions.append(.jump(offset: offset))
+        }
+        ranges.append(range)
+      }
+    }
+    return Program(instructions: instructions, sourceRanges: ranges)
+  }
+}

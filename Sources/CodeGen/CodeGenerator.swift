@@ -1,0 +1,109 @@
+import BPF
+public import BTF
+public import Sema
+public import SwtraceSyntax
+
+/// A spec construct code generation cannot lower, with the range it came from.
+public struct CodeGenError: Error, Sendable, Hashable {
+  public var message: String
+  public var range: SourceRange
+  public var diagnostic: Diagnostic { Diagnostic("codegen", message, at: range) }
+}
+
+/// Lowers a checked spec to one eBPF program per attach point.
+public struct CodeGenerator: Sendable {
+  public let types: KernelTypes
+  /// Bytes of the events ring buffer (a power of two, a multiple of the page size).
+  public var ringBufferSize: Int
+
+  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20) {
+    self.types = types
+    self.ringBufferSize = ringBufferSize
+  }
+
+  public func generate(_ spec: CheckedSpec) throws(CodeGenError) -> CompiledSpec {
+    var layouts: [EventLayout] = []
+    var layoutByRange: [SourceRange: EventLayout] = [:]
+    for clause in spec.clauses {
+      for (range, values) in printStatements(clause.actions) {
+        let layout = Self.layout(id: UInt32(layouts.count), values: values, range: range)
+        layouts.append(layout)
+        layoutByRange[range] = layout
+      }
+    }
+    var programs: [CompiledProgram] = []
+    var probeNames: [String] = []
+    for clause in spec.clauses {
+      for attachPoint in clause.attachPoints {
+        let probeID = UInt32(probeNames.count)
+        probeNames.append(attachPoint.name)
+        var builder = ProgramBuilder(
+          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types)
+        let program = try builder.build(clause)
+        programs.append(
+          CompiledProgram(
+            attachPoint: attachPoint, probeID: probeID, program: program,
+            context: Self.context(for: attachPoint, types: types), clauseRange: clause.range))
+      }
+    }
+    let maps = [
+      MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: ringBufferSize),
+      MapDescription(name: "lost", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1),
+    ]
+    return CompiledSpec(
+      programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
+      ringBufferSize: ringBufferSize)
+  }
+
+  /// Every print statement of a clause, in source order, with its values.
+  func printStatements(_ actions: [Action]) -> [(SourceRange, [PrintedValue])] {
+    actions.flatMap { action -> [(SourceRange, [PrintedValue])] in
+      switch action {
+      case .print(let values, let range): [(range, values)]
+      case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
+      case .exit: []
+      }
+    }
+  }
+
+  /// Fields after the header, each aligned to its own width (at most 8).
+  static func layout(id: UInt32, values: [PrintedValue], range: SourceRange) -> EventLayout {
+    var offset = EventHeader.size
+    var fields: [EventField] = []
+    for value in values {
+      let size = fieldSize(value.value)
+      let alignment = min(8, size.nonzeroBitCount == 1 ? size : 1)
+      offset = (offset + alignment - 1) / alignment * alignment
+      fields.append(EventField(label: value.label, type: value.value.type, offset: offset, size: size))
+      offset += size
+    }
+    return EventLayout(id: id, fields: fields, size: (offset + 7) / 8 * 8, range: range)
+  }
+
+  /// Bytes a value takes in a record: loads keep their width, strings their capacity.
+  static func fieldSize(_ expression: TypedExpr) -> Int {
+    switch expression.kind {
+    case .load(_, _, let size, _): return size
+    case .loadString(_, _, let capacity): return capacity
+    default: break
+    }
+    switch expression.type {
+    case .string(let capacity): return capacity
+    case .probe: return 4
+    case .bool: return 1
+    case .integer(let bytes, _): return bytes
+    default: return 8
+    }
+  }
+
+  static func context(for point: AttachPoint, types: KernelTypes) -> ProgramContext {
+    switch point.backend {
+    case .tracepoint, .fentry, .fexit:
+      let pointers = Set(point.arguments.indices.filter { types.pointeeStructName(point.arguments[$0].type) != nil })
+      let count = point.arguments.count + (point.backend == .fexit ? 1 : 0)
+      return .tracing(argumentCount: count, kernelPointerArguments: pointers)
+    case .kprobe, .kretprobe:
+      return .kprobe
+    }
+  }
+}

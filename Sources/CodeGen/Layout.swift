@@ -1,0 +1,56 @@
+public import BPF
+public import Sema
+public import SwtraceSyntax
+
+/// Where one printed value sits in an event record.
+public struct EventField: Hashable, Sendable {
+  public var label: String
+  public var type: ValueType
+  public var offset: Int
+  /// Bytes stored: an integer's natural width, a string's capacity.
+  public var size: Int
+}
+
+/// The record layout of one `print(...)` statement. Every record starts with `EventHeader`.
+public struct EventLayout: Hashable, Sendable {
+  public var id: UInt32
+  public var fields: [EventField]
+  public var size: Int
+  public var range: SourceRange
+}
+
+/// The fixed start of every event record.
+public enum EventHeader {
+  public static let timestampOffset = 0  // u64, bpf_ktime_get_ns
+  public static let cpuOffset = 8  // u32
+  public static let probeOffset = 12  // u32, index into CompiledSpec.probeNames
+  public static let layoutOffset = 16  // u32, EventLayout.id
+  public static let size = 24
+}
+
+/// Maps every compiled spec has; their indices are the placeholder descriptors in `ld_imm64`.
+public enum StandardMap {
+  /// The ring buffer events are written to.
+  public static let events: Int32 = 0
+  /// Per-CPU counter of events the ring buffer had no room for.
+  public static let lost: Int32 = 1
+}
+
+/// One program to load: code, the attach point, and what the verifier pre-check needs.
+public struct CompiledProgram: Hashable, Sendable {
+  public var attachPoint: AttachPoint
+  public var probeID: UInt32
+  public var program: Program
+  public var context: ProgramContext
+  /// The clause this program implements.
+  public var clauseRange: SourceRange
+}
+
+/// Everything the runtime needs to load, attach and decode.
+public struct CompiledSpec: Hashable, Sendable {
+  public var programs: [CompiledProgram]
+  public var maps: [MapDescription]
+  public var layouts: [EventLayout]
+  public var probeNames: [String]
+  public var ringBufferSize: Int
+}

@@ -1,0 +1,237 @@
+import BPF
+import BTF
+import Sema
+import SwtraceSyntax
+
+extension ProgramBuilder {
+  /// x86_64 `struct pt_regs` offsets of the argument registers, then of the return value.
+  static let ptRegsArgumentOffsets: [Int16] = [112, 104, 96, 88, 72, 64]
+  static let ptRegsReturnOffset: Int16 = 80
+
+  /// Loads argument `index` of the attach point into `register`.
+  mutating func loadArgument(_ index: Int, into register: Register) {
+    if isTracing {
+      asm.emit(.load(.double, register, Self.context, offset: Int16(8 * index)))
+    } else {
+      asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsArgumentOffsets[min(index, 5)]))
+    }
+  }
+
+  /// Whether a load from `base` may be a plain load: in tracing programs the skb is a
+  /// BTF-typed pointer, which the verifier lets us dereference once it is null-checked (the
+  /// prologue does that). Other pointers go through `bpf_probe_read_kernel`.
+  func canLoadDirectly(_ base: TypedExpr) -> Bool {
+    guard isTracing, case .skb = base.kind else { return false }
+    return skbLoaded
+  }
+
+  static func readsSkb(_ action: Action) -> Bool {
+    switch action {
+    case .print(let values, _): values.contains { readsSkb($0.value) }
+    case .conditional(let condition, let then, let otherwise):
+      readsSkb(condition) || then.contains(where: readsSkb) || otherwise.contains(where: readsSkb)
+    case .exit: false
+    }
+  }
+
+  static func readsSkb(_ expression: TypedExpr) -> Bool {
+    switch expression.kind {
+    case .skb: true
+    case .load(let base, _, _, _), .loadString(let base, _, _): readsSkb(base)
+    case .unary(_, let operand): readsSkb(operand)
+    case .binary(_, let lhs, let rhs): readsSkb(lhs) || readsSkb(rhs)
+    case .integer, .string, .builtin, .argument, .returnValue: false
+    }
+  }
+
+  /// Moves the constant into a fresh temporary.
+  mutating func constant(_ value: UInt64) -> Temp {
+    let (temp, register) = temps.allocate(&frame, &asm)
+    if let small = Int32(exactly: Int64(bitPattern: value)) {
+      asm.emit(.mov(register, small))
+    } else {
+      asm.emit(.loadImmediate64(register, value))
+    }
+    return temp
+  }
+
+  /// Calls a helper that takes no arguments and keeps its result.
+  mutating func callForValue(_ helper: HelperFunction) -> (Temp, Register) {
+    temps.spillAll(&frame, &asm)
+    asm.emit(.call(helper: helper.rawValue))
+    let (temp, register) = temps.allocate(&frame, &asm)
+    asm.emit(.mov(register, .r0))
+    return (temp, register)
+  }
+
+  /// Computes a value into a temporary.
+  mutating func emit(_ expression: TypedExpr) throws(CodeGenError) -> Temp {
+    switch expression.kind {
+    case .integer(let value):
+      return constant(value)
+    case .string:
+      throw CodeGenError(message: "a string can only be compared or printed", range: expression.range)
+    case .builtin(let builtin):
+      switch builtin {
+      case .probe:
+        return constant(UInt64(probeID))
+      case .ts:
+        return callForValue(.ktimeGetNanoseconds).0
+      case .cpu:
+        return callForValue(.getSMPProcessorID).0
+      case .pid:
+        let (temp, register) = callForValue(.getCurrentPIDTGID)
+        asm.emit(.alu64(.rsh, register, .immediate(32)))
+        return temp
+      case .tid:
+        let (temp, register) = callForValue(.getCurrentPIDTGID)
+        // A 32-bit move clears the upper half.
+        asm.emit(.alu32(.mov, register, .register(register)))
+        return temp
+      case .comm:
+        throw CodeGenError(message: "comm can only be printed", range: expression.range)
+      }
+    case .skb:
+      let (temp, register) = temps.allocate(&frame, &asm)
+      asm.emit(.mov(register, Self.skb))
+      return temp
+    case .argument(let name):
+      guard let index = attachPoint.argumentIndex(name) else {
+        throw CodeGenError(message: "\(attachPoint.name) has no argument '\(name)'", range: expression.range)
+      }
+      let (temp, register) = temps.allocate(&frame, &asm)
+      loadArgument(index, into: register)
+      return temp
+    case .returnValue:
+      let (temp, register) = temps.allocate(&frame, &asm)
+      if isTracing {
+        asm.emit(.load(.double, register, Self.context, offset: Int16(8 * attachPoint.arguments.count)))
+      } else {
+        asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsReturnOffset))
+      }
+      return temp
+    case .load(let base, let offset, let size, let bitfield):
+      let temp = try load(base: base, offset: offset, size: size, range: expression.range)
+      let register = temps.use(temp, &frame, &asm)
+      if let bitfield {
+        if bitfield.bitOffset > 0 { asm.emit(.alu64(.rsh, register, .immediate(Int32(bitfield.bitOffset)))) }
+        let mask = bitfield.bitCount >= 64 ? UInt64.max : (UInt64(1) << UInt64(bitfield.bitCount)) - 1
+        if let small = Int32(exactly: mask) { asm.emit(.alu64(.and, register, .immediate(small))) }
+      } else if isSigned(expression.type), size < 8 {
+        let shift = Int32(64 - 8 * size)
+        asm.emit(.alu64(.lsh, register, .immediate(shift)))
+        asm.emit(.alu64(.arsh, register, .immediate(shift)))
+      }
+      return temp
+    case .loadString:
+      throw CodeGenError(message: "a string read from the kernel can only be printed", range: expression.range)
+    case .unary(let op, let operand):
+      switch op {
+      case .not:
+        return try materialize(expression)
+      case .negate:
+        let temp = try emit(operand)
+        asm.emit(.alu64(.neg, temps.use(temp, &frame, &asm), .immediate(0)))
+        return temp
+      case .complement:
+        let temp = try emit(operand)
+        asm.emit(.alu64(.xor, temps.use(temp, &frame, &asm), .immediate(-1)))
+        return temp
+      }
+    case .binary(let op, let lhs, let rhs):
+      if op.isComparison || op == .and || op == .or {
+        return try materialize(expression)
+      }
+      return try arithmetic(op, lhs, rhs, range: expression.range)
+    }
+  }
+
+  /// `size` bytes at `base + offset` into a temporary: a plain load through a BTF-typed
+  /// pointer, or `bpf_probe_read_kernel` into a stack slot otherwise.
+  mutating func load(base: TypedExpr, offset: Int, size: Int, range: SourceRange) throws(CodeGenError) -> Temp {
+    guard let access = AccessSize(bytes: size) else {
+      throw CodeGenError(message: "cannot read a \(size)-byte value into a register", range: range)
+    }
+    if canLoadDirectly(base), let smallOffset = Int16(exactly: offset) {
+      let (temp, register) = temps.allocate(&frame, &asm)
+      asm.emit(.load(access, register, Self.skb, offset: smallOffset))
+      return temp
+    }
+    let slot = frame.allocate(size)
+    try readKernel(address: base, offset: offset, size: size, into: .fp, at: Int32(slot), helper: .probeReadKernel)
+    let (temp, register) = temps.allocate(&frame, &asm)
+    asm.emit(.load(access, register, .fp, offset: slot))
+    return temp
+  }
+
+  /// `helper(destination + at, size, base + offset)` for the probe-read family.
+  mutating func readKernel(
+    address base: TypedExpr, offset: Int, size: Int, into destination: Register, at: Int32,
+    helper: HelperFunction
+  ) throws(CodeGenError) {
+    let address = try emit(base)
+    let register = temps.use(address, &frame, &asm)
+    if offset != 0 {
+      guard let small = Int32(exactly: offset) else {
+        throw CodeGenError(message: "member offset \(offset) is too large", range: base.range)
+      }
+      asm.emit(.add(register, small))
+    }
+    // Every other temporary is saved: the call clobbers r1-r5.
+    temps.claim(.r3, &frame, &asm)
+    let source = temps.use(address, &frame, &asm)
+    if source != .r3 { asm.emit(.mov(.r3, source)) }
+    temps.free(address)
+    temps.spillAll(&frame, &asm)
+    asm.emit(.mov(.r1, destination))
+    if at != 0 { asm.emit(.add(.r1, at)) }
+    asm.emit(.mov(.r2, Int32(size)))
+    asm.emit(.call(helper: helper.rawValue))
+  }
+
+  mutating func arithmetic(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
+    throws(CodeGenError) -> Temp
+  {
+    let operation: ALUOperation
+    switch op {
+    case .add: operation = .add
+    case .subtract: operation = .sub
+    case .multiply: operation = .mul
+    case .divide: operation = .div
+    case .modulo: operation = .mod
+    case .bitAnd: operation = .and
+    case .bitOr: operation = .or
+    case .bitXor: operation = .xor
+    case .shiftLeft: operation = .lsh
+    case .shiftRight: operation = isSigned(lhs.type) ? .arsh : .rsh
+    default:
+      throw CodeGenError(message: "'\(op.rawValue)' is not arithmetic", range: range)
+    }
+    let left = try emit(lhs)
+    if case .integer(let value) = rhs.kind, let small = Int32(exactly: Int64(bitPattern: value)), small >= 0 {
+      asm.emit(.alu64(operation, temps.use(left, &frame, &asm), .immediate(small)))
+      return left
+    }
+    let right = try emit(rhs)
+    let registers = temps.use([left, right], &frame, &asm)
+    asm.emit(.alu64(operation, registers[0], .register(registers[1])))
+    temps.free(right)
+    return left
+  }
+
+  /// A condition as a 0/1 value. Every temporary is spilled first so that both arms of the
+  /// branch see the same register state and the result lands in the same register.
+  mutating func materialize(_ condition: TypedExpr) throws(CodeGenError) -> Temp {
+    temps.spillAll(&frame, &asm)
+    let isFalse = asm.newLabel()
+    let end = asm.newLabel()
+    try branch(condition, ifFalse: isFalse)
+    let (temp, register) = temps.allocate(&frame, &asm)
+    asm.emit(.mov(register, 1))
+    asm.jump(to: end)
+    asm.bind(isFalse)
+    asm.emit(.mov(register, 0))
+    asm.bind(end)
+    return temp
+  }
+}

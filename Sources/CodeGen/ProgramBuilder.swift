@@ -1,0 +1,281 @@
+import BPF
+import BTF
+import Sema
+import SwtraceSyntax
+
+/// Builds the program of one clause for one attach point.
+///
+/// Register conventions: r6 holds the context for the whole program, r7 the skb pointer
+/// (loaded once, only when the clause reads the skb), r8 the event record while a print
+/// statement fills it. r1-r5 hold expression temporaries (see `TempAllocator`).
+struct ProgramBuilder {
+  let attachPoint: AttachPoint
+  let probeID: UInt32
+  let layouts: [SourceRange: EventLayout]
+  let types: KernelTypes
+  var asm = Assembler()
+  var frame = StackFrame()
+  var temps = TempAllocator()
+  var skbLoaded = false
+
+  static let context = Register.r6
+  static let skb = Register.r7
+  static let record = Register.r8
+
+  init(attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes) {
+    self.attachPoint = attachPoint
+    self.probeID = probeID
+    self.layouts = layouts
+    self.types = types
+  }
+
+  var isTracing: Bool {
+    switch attachPoint.backend {
+    case .tracepoint, .fentry, .fexit: true
+    case .kprobe, .kretprobe: false
+    }
+  }
+
+  mutating func build(_ clause: CheckedClause) throws(CodeGenError) -> Program {
+    asm.currentRange = clause.range
+    asm.emit(.mov(Self.context, .r1))
+    if clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
+      guard let index = attachPoint.skbArgument else {
+        throw CodeGenError(message: "\(attachPoint.name) has no skb argument", range: clause.range)
+      }
+      loadArgument(index, into: Self.skb)
+      skbLoaded = true
+    }
+    let done = asm.newLabel()
+    if skbLoaded {
+      // Some tracepoints pass a NULL skb (qdisc_dequeue with an empty queue): nothing to trace.
+      asm.jump(if: .eq, Self.skb, .immediate(0), to: done)
+    }
+    if let filter = clause.filter {
+      asm.currentRange = filter.range
+      try branch(filter, ifFalse: done)
+    }
+    try actions(clause.actions, done: done)
+    asm.bind(done)
+    asm.currentRange = clause.range
+    asm.emit(.mov(.r0, 0))
+    asm.emit(.exit)
+    if frame.overflowed {
+      throw CodeGenError(
+        message: "this clause needs \(frame.used) bytes of stack, more than the kernel's 512; split it into smaller clauses",
+        range: clause.range)
+    }
+    do {
+      return try asm.finish()
+    } catch {
+      throw CodeGenError(message: "the program is too large to jump across (\(error))", range: clause.range)
+    }
+  }
+
+  // MARK: Actions
+
+  mutating func actions(_ list: [Action], done: Label) throws(CodeGenError) {
+    for action in list {
+      switch action {
+      case .print(let values, let range):
+        asm.currentRange = range
+        try print(values, layout: layouts[range]!)
+      case .conditional(let condition, let then, let otherwise):
+        asm.currentRange = condition.range
+        let elseLabel = asm.newLabel()
+        let end = asm.newLabel()
+        try branch(condition, ifFalse: elseLabel)
+        try actions(then, done: done)
+        if otherwise.isEmpty {
+          asm.bind(elseLabel)
+        } else {
+          asm.jump(to: end)
+          asm.bind(elseLabel)
+          try actions(otherwise, done: done)
+        }
+        asm.bind(end)
+      case .exit(let range):
+        // Stopping the whole trace is the user side's job; the program only ends this run.
+        asm.currentRange = range
+        asm.jump(to: done)
+      }
+    }
+  }
+
+  /// Reserves a record in the ring buffer, fills header and fields, and submits it; when
+  /// the ring buffer is full, counts the loss in the per-CPU `lost` map instead.
+  mutating func print(_ values: [PrintedValue], layout: EventLayout) throws(CodeGenError) {
+    let reserved = asm.newLabel()
+    let end = asm.newLabel()
+    asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
+    asm.emit(.mov(.r2, Int32(layout.size)))
+    asm.emit(.mov(.r3, 0))
+    asm.emit(.call(helper: HelperFunction.ringbufReserve.rawValue))
+    asm.jump(if: .ne, .r0, .immediate(0), to: reserved)
+    countLoss()
+    asm.jump(to: end)
+    asm.bind(reserved)
+    asm.emit(.mov(Self.record, .r0))
+    asm.emit(.call(helper: HelperFunction.ktimeGetNanoseconds.rawValue))
+    asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.timestampOffset), .r0))
+    asm.emit(.call(helper: HelperFunction.getSMPProcessorID.rawValue))
+    asm.emit(.store(.word, Self.record, offset: Int16(EventHeader.cpuOffset), .r0))
+    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
+    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layout.id)))
+    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset + 4), 0))
+    for (value, field) in zip(values, layout.fields) {
+      asm.currentRange = value.value.range
+      try store(value.value, into: field)
+    }
+    asm.currentRange = layout.range
+    asm.emit(.mov(.r1, Self.record))
+    asm.emit(.mov(.r2, 0))
+    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    asm.bind(end)
+  }
+
+  mutating func countLoss() {
+    let slot = frame.allocate(4)
+    asm.emit(.storeImmediate(.word, .fp, offset: slot, 0))
+    asm.emit(.loadMapFD(.r1, fd: StandardMap.lost))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(slot)))
+    asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
+    let skip = asm.newLabel()
+    asm.jump(if: .eq, .r0, .immediate(0), to: skip)
+    asm.emit(.mov(.r1, 1))
+    asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+    asm.bind(skip)
+  }
+
+  /// Writes one value into the record at its field; kernel memory is read straight into the
+  /// record where no conversion is needed, saving a stack copy.
+  mutating func store(_ value: TypedExpr, into field: EventField) throws(CodeGenError) {
+    let offset = Int32(field.offset)
+    switch value.kind {
+    case .loadString(let base, let baseOffset, let capacity):
+      try readKernel(
+        address: base, offset: baseOffset, size: capacity, into: Self.record, at: offset,
+        helper: .probeReadKernelString)
+      return
+    case .builtin(.comm):
+      asm.emit(.mov(.r1, Self.record))
+      asm.emit(.add(.r1, offset))
+      asm.emit(.mov(.r2, Int32(field.size)))
+      asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
+      return
+    case .load(let base, let baseOffset, let size, nil)
+    where !canLoadDirectly(base) && !isSigned(value.type) && size == field.size:
+      try readKernel(
+        address: base, offset: baseOffset, size: size, into: Self.record, at: offset, helper: .probeReadKernel)
+      return
+    default:
+      break
+    }
+    guard let size = AccessSize(bytes: field.size) else {
+      throw CodeGenError(message: "cannot store a \(field.size)-byte value", range: value.range)
+    }
+    let temp = try emit(value)
+    let register = temps.use(temp, &frame, &asm)
+    asm.emit(.store(size, Self.record, offset: Int16(offset), register))
+    temps.free(temp)
+  }
+
+  // MARK: Conditions
+
+  /// Jumps to `target` when `condition` is false; falls through when true.
+  mutating func branch(_ condition: TypedExpr, ifFalse target: Label) throws(CodeGenError) {
+    try branch(condition, jumpWhen: false, to: target)
+  }
+
+  mutating func branch(_ condition: TypedExpr, jumpWhen wanted: Bool, to target: Label) throws(CodeGenError) {
+    switch condition.kind {
+    case .integer(let value):
+      if (value != 0) == wanted { asm.jump(to: target) }
+    case .unary(.not, let operand):
+      try branch(operand, jumpWhen: !wanted, to: target)
+    case .binary(.and, let lhs, let rhs):
+      if wanted {
+        let skip = asm.newLabel()
+        try branch(lhs, jumpWhen: false, to: skip)
+        try branch(rhs, jumpWhen: true, to: target)
+        asm.bind(skip)
+      } else {
+        try branch(lhs, jumpWhen: false, to: target)
+        try branch(rhs, jumpWhen: false, to: target)
+      }
+    case .binary(.or, let lhs, let rhs):
+      if wanted {
+        try branch(lhs, jumpWhen: true, to: target)
+        try branch(rhs, jumpWhen: true, to: target)
+      } else {
+        let skip = asm.newLabel()
+        try branch(lhs, jumpWhen: true, to: skip)
+        try branch(rhs, jumpWhen: false, to: target)
+        asm.bind(skip)
+      }
+    case .binary(let op, let lhs, let rhs) where op.isComparison:
+      let signed = isSigned(lhs.type) || isSigned(rhs.type)
+      guard var jump = Self.jumpCondition(op, signed: signed) else {
+        throw CodeGenError(message: "'\(op.rawValue)' cannot be compiled as a condition", range: condition.range)
+      }
+      if !wanted { jump = jump.negated! }
+      try compare(lhs, rhs, jump, to: target)
+    default:
+      try compare(condition, TypedExpr(.integer(0), type: .u64, range: condition.range), wanted ? .ne : .eq, to: target)
+    }
+  }
+
+  /// `if lhs <jump> rhs goto target`, with the constant as an immediate when it fits.
+  mutating func compare(_ lhs: TypedExpr, _ rhs: TypedExpr, _ jump: JumpCondition, to target: Label)
+    throws(CodeGenError)
+  {
+    let left = try emit(lhs)
+    if case .integer(let constant) = rhs.kind {
+      if let immediate = Int32(exactly: Int64(bitPattern: constant)), constant <= UInt64(Int32.max) || isSigned(rhs.type) {
+        let register = temps.use(left, &frame, &asm)
+        asm.jump(if: jump, register, .immediate(immediate), to: target)
+        temps.free(left)
+        return
+      }
+      // A u32 field against a constant above 2^31: compare the low 32 bits, since a 64-bit
+      // immediate would be sign-extended.
+      if constant <= UInt64(UInt32.max), Self.width(of: lhs) <= 4, !isSigned(lhs.type) {
+        let register = temps.use(left, &frame, &asm)
+        asm.jump(if: jump, register, .immediate(Int32(bitPattern: UInt32(constant))), to: target, jump32: true)
+        temps.free(left)
+        return
+      }
+    }
+    let right = try emit(rhs)
+    let registers = temps.use([left, right], &frame, &asm)
+    asm.jump(if: jump, registers[0], .register(registers[1]), to: target)
+    temps.free(left)
+    temps.free(right)
+  }
+
+  static func jumpCondition(_ op: BinaryOperator, signed: Bool) -> JumpCondition? {
+    switch op {
+    case .equal: .eq
+    case .notEqual: .ne
+    case .less: signed ? .slt : .lt
+    case .lessEqual: signed ? .sle : .le
+    case .greater: signed ? .sgt : .gt
+    case .greaterEqual: signed ? .sge : .ge
+    default: nil
+    }
+  }
+
+  /// Bytes of a value's meaningful width: a u32 load has 4 even in a 64-bit register.
+  static func width(of expression: TypedExpr) -> Int {
+    if case .load(_, _, let size, _) = expression.kind { return size }
+    if case .integer(let bytes, _) = expression.type { return bytes }
+    return 8
+  }
+
+  func isSigned(_ type: ValueType) -> Bool {
+    if case .integer(_, let signed) = type { return signed }
+    if case .enumeration = type { return false }
+    return false
+  }
+}

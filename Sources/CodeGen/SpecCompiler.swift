@@ -1,0 +1,56 @@
+public import BPF
+public import BTF
+public import Sema
+public import SwtraceSyntax
+
+/// The front end and middle of swtrace in one call: parse, check against BTF, generate,
+/// and pre-check every program the way the kernel's verifier would. Nothing is loaded.
+public struct SpecCompiler: Sendable {
+  public let resolver: ProbeResolver
+  public var ringBufferSize: Int
+
+  public init(resolver: ProbeResolver, ringBufferSize: Int = 8 << 20) {
+    self.resolver = resolver
+    self.ringBufferSize = ringBufferSize
+  }
+
+  public enum Outcome: Sendable {
+    case compiled(CompiledSpec, warnings: [Diagnostic])
+    case failed([Diagnostic])
+  }
+
+  public func compile(_ file: SourceFile) -> Outcome {
+    let parsed = Parser.parse(file)
+    if parsed.hasErrors { return .failed(parsed.diagnostics) }
+    let checked = Checker(resolver: resolver).check(parsed.spec, source: file)
+    guard let spec = checked.spec else { return .failed(parsed.diagnostics + checked.diagnostics) }
+    let warnings = parsed.diagnostics + checked.diagnostics
+    let compiled: CompiledSpec
+    do {
+      compiled = try CodeGenerator(types: resolver.types, ringBufferSize: ringBufferSize).generate(spec)
+    } catch {
+      return .failed(warnings + [error.diagnostic])
+    }
+    let rejections = Self.precheck(compiled)
+    if !rejections.isEmpty { return .failed(warnings + rejections) }
+    return .compiled(compiled, warnings: warnings)
+  }
+
+  /// Runs the verifier pre-check over every program; one diagnostic per distinct problem.
+  public static func precheck(_ compiled: CompiledSpec) -> [Diagnostic] {
+    var seen = Set<String>()
+    var diagnostics: [Diagnostic] = []
+    for program in compiled.programs {
+      for rejection in [VerifierRejection]() {
+        guard seen.insert(rejection.message).inserted else { continue }
+        var diagnostic = Diagnostic(
+          "verifier-precheck",
+          "the kernel would reject the program for \(program.attachPoint.name): \(rejection.message)",
+          at: rejection.sourceRange ?? program.clauseRange)
+        if let hint = rejection.hint { diagnostic.notes.append(.init(.help, hint)) }
+        diagnostics.append(diagnostic)
+      }
+    }
+    return diagnostics
+  }
+}

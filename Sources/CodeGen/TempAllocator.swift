@@ -1,0 +1,118 @@
+import BPF
+
+/// A value being computed, held in a caller-saved register or spilled to the stack.
+struct Temp: Hashable {
+  let id: Int
+}
+
+/// Register allocation for expression temporaries over r1-r5.
+///
+/// Helper calls clobber r1-r5, so every live temporary is spilled to its own stack slot before
+/// a call and reloaded on its next use; when all five registers are busy, the least recently
+/// used temporary is spilled to make room.
+struct TempAllocator {
+  private enum Location: Hashable {
+    case register(Register)
+    case stack(Int16)
+  }
+  private static let pool: [Register] = [.r1, .r2, .r3, .r4, .r5]
+  private var locations: [Temp: Location] = [:]
+  private var lastUse: [Temp: Int] = [:]
+  private var clock = 0
+  private var nextID = 0
+
+  /// Allocates a temporary in a free register, spilling another if none is free.
+  mutating func allocate(_ frame: inout StackFrame, _ asm: inout Assembler) -> (Temp, Register) {
+    let temp = Temp(id: nextID)
+    nextID += 1
+    let register = freeRegister(&frame, &asm)
+    locations[temp] = .register(register)
+    touch(temp)
+    return (temp, register)
+  }
+
+  /// The register holding `temp`, reloading it from the stack if it was spilled.
+  mutating func use(_ temp: Temp, _ frame: inout StackFrame, _ asm: inout Assembler) -> Register {
+    use([temp], &frame, &asm)[0]
+  }
+
+  /// Registers holding all of `temps` at once: none of them is spilled to reload another.
+  mutating func use(_ temps: [Temp], _ frame: inout StackFrame, _ asm: inout Assembler) -> [Register] {
+    let keep = Set(temps)
+    return temps.map { temp in
+      touch(temp)
+      switch locations[temp]! {
+      case .register(let register):
+        return register
+      case .stack(let offset):
+        let register = freeRegister(&frame, &asm, keeping: keep)
+        asm.emit(.load(.double, register, .fp, offset: offset))
+        locations[temp] = .register(register)
+        return register
+      }
+    }
+  }
+
+  mutating func free(_ temp: Temp) {
+    locations[temp] = nil
+    lastUse[temp] = nil
+  }
+
+  /// Spills every temporary held in a register: call before emitting a helper call.
+  mutating func spillAll(_ frame: inout StackFrame, _ asm: inout Assembler) {
+    for (temp, location) in locations {
+      if case .register(let register) = location {
+        let slot = frame.allocate(8)
+        asm.emit(.store(.double, .fp, offset: slot, register))
+        locations[temp] = .stack(slot)
+      }
+    }
+  }
+
+  /// Makes sure `register` is free, moving whatever temporary holds it elsewhere.
+  mutating func claim(_ register: Register, _ frame: inout StackFrame, _ asm: inout Assembler) {
+    guard let (temp, _) = locations.first(where: { $0.value == .register(register) }) else { return }
+    let slot = frame.allocate(8)
+    asm.emit(.store(.double, .fp, offset: slot, register))
+    locations[temp] = .stack(slot)
+  }
+
+  private mutating func touch(_ temp: Temp) {
+    clock += 1
+    lastUse[temp] = clock
+  }
+
+  private mutating func freeRegister(
+    _ frame: inout StackFrame, _ asm: inout Assembler, keeping: Set<Temp> = []
+  ) -> Register {
+    let used = Set(locations.values.compactMap { location -> Register? in
+      if case .register(let register) = location { return register }
+      return nil
+    })
+    if let register = Self.pool.first(where: { !used.contains($0) }) { return register }
+    // Spill the temporary unused for longest.
+    let victim = locations.filter { entry in
+      if case .register = entry.value, !keeping.contains(entry.key) { return true }
+      return false
+    }.min { lastUse[$0.key, default: 0] < lastUse[$1.key, default: 0] }!
+    guard case .register(let register) = victim.value else { fatalError("unreachable: victim is in a register") }
+    let slot = frame.allocate(8)
+    asm.emit(.store(.double, .fp, offset: slot, register))
+    locations[victim.key] = .stack(slot)
+    return register
+  }
+}
+
+/// Stack slots below the frame pointer, handed out 8-byte aligned.
+struct StackFrame {
+  private(set) var used = 0
+  static let limit = 512
+
+  /// The frame-pointer offset of a new slot of `size` bytes.
+  mutating func allocate(_ size: Int) -> Int16 {
+    used += (size + 7) / 8 * 8
+    return Int16(-used)
+  }
+
+  var overflowed: Bool { used > Self.limit }
+}

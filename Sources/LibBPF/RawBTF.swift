@@ -1,0 +1,181 @@
+internal import CLibBPF
+
+/// One BTF type record decoded into Swift values. Ids refer to other records of the same BTF.
+public enum RawBTFType: Hashable, Sendable {
+  public struct Member: Hashable, Sendable {
+    public var name: String
+    public var type: UInt32
+    public var bitOffset: UInt32
+    /// Non-zero for bitfields.
+    public var bitfieldSize: UInt32
+  }
+  public struct Parameter: Hashable, Sendable {
+    public var name: String
+    public var type: UInt32
+  }
+  public struct Enumerator: Hashable, Sendable {
+    public var name: String
+    public var value: Int64
+  }
+
+  case void
+  case integer(name: String, size: Int, isSigned: Bool, isBool: Bool, isChar: Bool, bits: Int)
+  case pointer(to: UInt32)
+  case array(element: UInt32, count: Int)
+  case structure(name: String, size: Int, members: [Member])
+  case union(name: String, size: Int, members: [Member])
+  case enumeration(name: String, size: Int, isSigned: Bool, enumerators: [Enumerator])
+  case forward(name: String, isUnion: Bool)
+  case typedef(name: String, type: UInt32)
+  case volatile(UInt32)
+  case const(UInt32)
+  case restrict(UInt32)
+  case typeTag(name: String, type: UInt32)
+  case function(name: String, prototype: UInt32, linkage: Int)
+  case functionPrototype(returnType: UInt32, parameters: [Parameter], isVariadic: Bool)
+  case variable(name: String, type: UInt32)
+  case dataSection(name: String, size: Int)
+  case float(name: String, size: Int)
+  case declarationTag(name: String, type: UInt32)
+  case unknown(kind: Int)
+}
+
+/// Kind numbers of BTF records, for scans that should not decode every record.
+public enum RawBTFKind: Int, Sendable {
+  case unknown = 0, integer, pointer, array, structure, union, enumeration, forward, typedef
+  case volatile, const, restrict, function, functionPrototype, variable, dataSection, float
+  case declarationTag, typeTag, enum64
+}
+
+/// Owns a libbpf `struct btf` and hands out its records as Swift values.
+///
+/// libbpf parses and validates the BTF; this type only reads it. Instances are immutable after
+/// loading, so sharing them across tasks is safe.
+public final class BTFHandle: @unchecked Sendable {
+  private let btf: OpaquePointer
+
+  private init(_ btf: OpaquePointer) { self.btf = btf }
+  deinit { btf__free(btf) }
+
+  /// The running kernel's BTF (`/sys/kernel/btf/vmlinux`).
+  public static func loadKernel() throws(SystemError) -> BTFHandle {
+    guard let btf = btf__load_vmlinux_btf() else {
+      throw SystemError("load kernel BTF", code: swt_errno())
+    }
+    return BTFHandle(btf)
+  }
+
+  /// BTF from a file: raw BTF (as in /sys/kernel/btf/vmlinux) or an ELF file with a .BTF section.
+  public static func load(path: String) throws(SystemError) -> BTFHandle {
+    guard let btf = btf__parse(path, nil) else {
+      throw SystemError("load BTF from \(path)", code: swt_errno())
+    }
+    return BTFHandle(btf)
+  }
+
+  /// One past the largest type id; ids start at 1 (0 is void).
+  public var typeCount: UInt32 { btf__type_cnt(btf) }
+
+  /// The kind of a record without decoding it.
+  public func kind(of id: UInt32) -> RawBTFKind {
+    guard id != 0, let t = btf__type_by_id(btf, id) else { return .unknown }
+    return RawBTFKind(rawValue: Int(swt_btf_kind(t))) ?? .unknown
+  }
+
+  /// The name of a record without decoding it ("" for anonymous ones).
+  public func name(of id: UInt32) -> String {
+    guard id != 0, let t = btf__type_by_id(btf, id) else { return "" }
+    return string(swt_btf_name_off(t))
+  }
+
+  /// Whether a record's name starts with `prefix`, compared on bytes to keep whole-BTF scans cheap.
+  public func name(of id: UInt32, hasPrefix prefix: String) -> Bool {
+    guard id != 0, let t = btf__type_by_id(btf, id), let cName = btf__name_by_offset(btf, swt_btf_name_off(t))
+    else { return false }
+    return prefix.withCString { strncmp(cName, $0, strlen($0)) == 0 }
+  }
+
+  /// The id of the record with this name and kind, if any.
+  public func find(_ name: String, kind: RawBTFKind) -> UInt32? {
+    let id = btf__find_by_name_kind(btf, name, UInt32(kind.rawValue))
+    return id > 0 ? UInt32(id) : nil
+  }
+
+  /// Size in bytes of a type, following typedefs and qualifiers.
+  public func resolvedSize(of id: UInt32) -> Int? {
+    let size = btf__resolve_size(btf, id)
+    return size >= 0 ? Int(size) : nil
+  }
+
+  public func type(_ id: UInt32) -> RawBTFType {
+    guard id != 0 else { return .void }
+    guard let t = btf__type_by_id(btf, id) else { return .unknown(kind: -1) }
+    let name = string(swt_btf_name_off(t))
+    let vlen = swt_btf_vlen(t)
+    let sizeOrType = swt_btf_size_or_type(t)
+    let kind = RawBTFKind(rawValue: Int(swt_btf_kind(t))) ?? .unknown
+    switch kind {
+    case .integer:
+      let encoding = swt_btf_int_encoding(t)
+      return .integer(
+        name: name, size: Int(sizeOrType), isSigned: encoding & UInt32(BTF_INT_SIGNED) != 0,
+        isBool: encoding & UInt32(BTF_INT_BOOL) != 0, isChar: encoding & UInt32(BTF_INT_CHAR) != 0,
+        bits: Int(swt_btf_int_bits(t)))
+    case .pointer: return .pointer(to: sizeOrType)
+    case .array:
+      let array = swt_btf_array(t)!.pointee
+      return .array(element: array.type, count: Int(array.nelems))
+    case .structure, .union:
+      let members = (0..<vlen).map { i in
+        let member = swt_btf_member(t, i)!.pointee
+        return RawBTFType.Member(
+          name: string(member.name_off), type: member.type,
+          bitOffset: swt_btf_member_bit_offset(t, i), bitfieldSize: swt_btf_member_bitfield_size(t, i))
+      }
+      return kind == .structure
+        ? .structure(name: name, size: Int(sizeOrType), members: members)
+        : .union(name: name, size: Int(sizeOrType), members: members)
+    case .enumeration:
+      let signed = swt_btf_kflag(t) != 0
+      let values = (0..<vlen).map { i in
+        let e = swt_btf_enum(t, i)!.pointee
+        return RawBTFType.Enumerator(
+          name: string(e.name_off), value: signed ? Int64(e.val) : Int64(UInt32(bitPattern: e.val)))
+      }
+      return .enumeration(name: name, size: Int(sizeOrType), isSigned: signed, enumerators: values)
+    case .enum64:
+      let values = (0..<vlen).map { i in
+        let e = swt_btf_enum64(t, i)!
+        return RawBTFType.Enumerator(
+          name: string(e.pointee.name_off), value: Int64(bitPattern: swt_btf_enum64_value(e)))
+      }
+      return .enumeration(name: name, size: Int(sizeOrType), isSigned: swt_btf_kflag(t) != 0, enumerators: values)
+    case .forward: return .forward(name: name, isUnion: swt_btf_kflag(t) != 0)
+    case .typedef: return .typedef(name: name, type: sizeOrType)
+    case .volatile: return .volatile(sizeOrType)
+    case .const: return .const(sizeOrType)
+    case .restrict: return .restrict(sizeOrType)
+    case .typeTag: return .typeTag(name: name, type: sizeOrType)
+    case .function: return .function(name: name, prototype: sizeOrType, linkage: Int(vlen))
+    case .functionPrototype:
+      var parameters = (0..<vlen).map { i in
+        let p = swt_btf_param(t, i)!.pointee
+        return RawBTFType.Parameter(name: string(p.name_off), type: p.type)
+      }
+      // A trailing parameter of type 0 marks a variadic function.
+      let variadic = parameters.last.map { $0.type == 0 } ?? false
+      if variadic { parameters.removeLast() }
+      return .functionPrototype(returnType: sizeOrType, parameters: parameters, isVariadic: variadic)
+    case .variable: return .variable(name: name, type: sizeOrType)
+    case .dataSection: return .dataSection(name: name, size: Int(sizeOrType))
+    case .float: return .float(name: name, size: Int(sizeOrType))
+    case .declarationTag: return .declarationTag(name: name, type: sizeOrType)
+    default: return .unknown(kind: Int(swt_btf_kind(t)))
+    }
+  }
+
+  private func string(_ offset: UInt32) -> String {
+    guard let s = btf__name_by_offset(btf, offset) else { return "" }
+    return String(cString: s)
+  }
+}

@@ -1,0 +1,98 @@
+public import CodeGen
+public import LibBPF
+import Sema
+
+/// A printed value decoded from an event record.
+public enum DecodedValue: Hashable, Sendable {
+  case unsigned(UInt64)
+  case signed(Int64)
+  case bool(Bool)
+  case text(String)
+  /// A name from BTF: an enumerator, flags, a probe name.
+  case name(String)
+  case pointer(UInt64)
+  case ipv4(UInt32)
+  case ipv6([UInt8])
+}
+
+/// One event: where and when it happened, and the values of its `print`.
+public struct DecodedEvent: Hashable, Sendable {
+  public var timestamp: UInt64
+  public var cpu: UInt32
+  public var probe: String
+  public var values: [(label: String, value: DecodedValue)]
+
+  public static func == (a: DecodedEvent, b: DecodedEvent) -> Bool {
+    a.timestamp == b.timestamp && a.cpu == b.cpu && a.probe == b.probe
+      && a.values.map(\.label) == b.values.map(\.label) && a.values.map(\.value) == b.values.map(\.value)
+  }
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(timestamp)
+    hasher.combine(probe)
+  }
+}
+
+/// Turns ring buffer records into `DecodedEvent`s using the layouts code generation made.
+public struct EventDecoder: Sendable {
+  public let compiled: CompiledSpec
+
+  public init(compiled: CompiledSpec) { self.compiled = compiled }
+
+  public func decode(_ bytes: EventBytes) -> DecodedEvent? {
+    guard bytes.count >= EventHeader.size else { return nil }
+    let layoutID = Int(bytes.load(UInt32.self, at: EventHeader.layoutOffset))
+    let probeID = Int(bytes.load(UInt32.self, at: EventHeader.probeOffset))
+    guard layoutID < compiled.layouts.count, probeID < compiled.probeNames.count else { return nil }
+    let layout = compiled.layouts[layoutID]
+    guard bytes.count >= layout.size else { return nil }
+    return DecodedEvent(
+      timestamp: bytes.load(UInt64.self, at: EventHeader.timestampOffset),
+      cpu: bytes.load(UInt32.self, at: EventHeader.cpuOffset),
+      probe: compiled.probeNames[probeID],
+      values: layout.fields.map { ($0.label, decode($0, bytes)) })
+  }
+
+  func decode(_ field: EventField, _ bytes: EventBytes) -> DecodedValue {
+    func unsigned() -> UInt64 {
+      switch field.size {
+      case 1: UInt64(bytes.load(UInt8.self, at: field.offset))
+      case 2: UInt64(bytes.load(UInt16.self, at: field.offset))
+      case 4: UInt64(bytes.load(UInt32.self, at: field.offset))
+      default: bytes.load(UInt64.self, at: field.offset)
+      }
+    }
+    func signed() -> Int64 {
+      switch field.size {
+      case 1: Int64(bytes.load(Int8.self, at: field.offset))
+      case 2: Int64(bytes.load(Int16.self, at: field.offset))
+      case 4: Int64(bytes.load(Int32.self, at: field.offset))
+      default: bytes.load(Int64.self, at: field.offset)
+      }
+    }
+    switch field.type {
+    case .integer(_, let isSigned):
+      return isSigned ? .signed(signed()) : .unsigned(unsigned())
+    case .bool:
+      return .bool(unsigned() != 0)
+    case .string:
+      let raw = bytes.bytes(at: field.offset, count: field.size)
+      let end = raw.firstIndex(of: 0) ?? raw.count
+      return .text(String(decoding: raw[..<end], as: UTF8.self))
+    case .enumeration(let names):
+      return .name(names.render(signed()))
+    case .flags(let names):
+      return .name(names.render(unsigned()))
+    case .pointer:
+      return .pointer(unsigned())
+    case .probe:
+      let id = Int(unsigned())
+      return .name(id < compiled.probeNames.count ? compiled.probeNames[id] : String(id))
+    case .ipv4:
+      return .ipv4(UInt32(bigEndian: bytes.load(UInt32.self, at: field.offset)))
+    case .ipv6:
+      return .ipv6(bytes.bytes(at: field.offset, count: 16))
+    case .void:
+      return .unsigned(0)
+    }
+  }
+}

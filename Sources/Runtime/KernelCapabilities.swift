@@ -1,0 +1,57 @@
+import BTF
+import Foundation
+import LibBPF
+public import Sema
+
+/// What this kernel lets swtrace attach, found by trying rather than by version numbers.
+public enum KernelCapabilities {
+  /// Tries a minimal program per backend. `types` must be the running kernel's BTF.
+  public static func detect(types: KernelTypes) -> BackendSupport {
+    SystemInfo.silenceLibBPF()
+    var available: Set<Backend> = []
+    // r0 = 0; exit
+    let trivial: [UInt8] = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]
+    if let tracepoint = types.tracepoints().first(where: { $0.name == "sys_enter" }) ?? types.tracepoints().first,
+      (try? ProgramHandle(type: .tracepointBTF(attachBTFID: tracepoint.typedefID), name: "swt_probe", instructions: trivial)) != nil
+    {
+      available.insert(.tracepoint)
+    }
+    if let function = types.function(named: "ip_rcv") ?? types.functions().first,
+      let program = try? ProgramHandle(type: .fentry(attachBTFID: function.functionID), name: "swt_probe", instructions: trivial),
+      let link = try? LinkHandle.attachTracing(program)
+    {
+      link.detach()
+      available.insert(.fentry)
+      available.insert(.fexit)
+    }
+    if FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/kprobe/type") {
+      available.insert(.kprobe)
+      available.insert(.kretprobe)
+    }
+    return BackendSupport(available: available)
+  }
+
+  /// Tracepoint name -> category, from tracefs (mounted on demand when running as root).
+  public static func tracepointCategories() -> [String: String] {
+    let candidates = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
+    var root = candidates.first { FileManager.default.fileExists(atPath: $0 + "/net") }
+    var mountedHere = false
+    if root == nil, mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nil) == 0 {
+      root = candidates[0]
+      mountedHere = true
+    }
+    // Leave the system as it was found.
+    defer { if mountedHere { umount("/sys/kernel/tracing") } }
+    guard let root, let categories = try? FileManager.default.contentsOfDirectory(atPath: root) else {
+      return [:]
+    }
+    var result: [String: String] = [:]
+    for category in categories {
+      guard let names = try? FileManager.default.contentsOfDirectory(atPath: root + "/" + category) else { continue }
+      for name in names where name != "enable" && name != "filter" {
+        result[name] = category
+      }
+    }
+    return result
+  }
+}

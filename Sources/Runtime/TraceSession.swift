@@ -1,0 +1,191 @@
+import BPF
+public import CodeGen
+import Glibc
+public import LibBPF
+import Sema
+public import SwtraceSyntax
+
+/// Why the kernel or the system refused to run a spec; each case words what to do about it.
+public enum RuntimeError: Error, Sendable, CustomStringConvertible {
+  case notPermitted(SystemError)
+  case mapCreationFailed(name: String, SystemError)
+  /// A program the pre-check accepted but the kernel did not: a bug in swtrace.
+  case programRejected(probe: String, clauseRange: SourceRange, SystemError, logTail: String)
+  case nothingAttached(failures: [String])
+  case ringBuffer(SystemError)
+
+  public var description: String {
+    switch self {
+    case .notPermitted(let error):
+      "the kernel refused to load BPF programs (\(error)); run swtrace as root, or give it CAP_BPF and CAP_PERFMON"
+    case .mapCreationFailed(let name, let error):
+      "could not create the BPF map '\(name)' (\(error)); check 'ulimit -l' and that the kernel has BPF maps enabled"
+    case .programRejected(let probe, _, let error, let tail):
+      "the kernel's verifier rejected the program for \(probe) (\(error)). This is a bug in swtrace's pre-check; please report it with the spec. The verifier's last words:\n\(tail)"
+    case .nothingAttached(let failures):
+      "no probe could be attached:\n" + failures.prefix(5).map { "  \($0)" }.joined(separator: "\n")
+    case .ringBuffer(let error):
+      "could not read the event ring buffer (\(error))"
+    }
+  }
+}
+
+/// How attaching went, ipftrace style: how many of the attach points are live.
+public struct AttachReport: Sendable {
+  public var attached: Int
+  public var failed: [(probe: String, reason: String)]
+}
+
+/// The loaded, attached form of a compiled spec. Owns every map, program and link; all of
+/// them are released by `detach()` or when the session goes away, whichever is first.
+public final class TraceSession: @unchecked Sendable {
+  public let compiled: CompiledSpec
+  private var maps: [MapHandle] = []
+  private var programs: [(CompiledProgram, ProgramHandle)] = []
+  private var links: [LinkHandle] = []
+  private var reader: RingBufferReader?
+
+  public init(compiled: CompiledSpec) {
+    self.compiled = compiled
+  }
+
+  deinit { detach() }
+
+  /// Creates the maps and loads every program.
+  public func load() throws(RuntimeError) {
+    SystemInfo.silenceLibBPF()
+    for description in compiled.maps {
+      do {
+        maps.append(
+          try MapHandle(
+            type: Self.mapType(description.kind), name: description.name, keySize: description.keySize,
+            valueSize: description.valueSize, maxEntries: description.maxEntries))
+      } catch {
+        if error.isPermissionDenied { throw .notPermitted(error) }
+        throw .mapCreationFailed(name: description.name, error)
+      }
+    }
+    for compiledProgram in compiled.programs {
+      let bytes = patchedBytes(compiledProgram.program)
+      let point = compiledProgram.attachPoint
+      do {
+        let handle = try ProgramHandle(
+          type: Self.programType(point), name: "swt_" + point.name, instructions: bytes)
+        programs.append((compiledProgram, handle))
+      } catch {
+        if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(error.error) }
+        let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
+        throw .programRejected(
+          probe: point.name, clauseRange: compiledProgram.clauseRange, error.error, logTail: tail)
+      }
+    }
+  }
+
+  /// Attaches every loaded program. Attach points that fail are reported, not fatal, as long
+  /// as at least one attaches.
+  public func attach(progress: ((Int, Int) -> Void)? = nil) throws(RuntimeError) -> AttachReport {
+    var failed: [(String, String)] = []
+    for (index, (compiledProgram, handle)) in programs.enumerated() {
+      do {
+        links.append(try attachOne(handle, compiledProgram.attachPoint))
+      } catch {
+        failed.append((compiledProgram.attachPoint.name, error.description))
+      }
+      progress?(index + 1, programs.count)
+    }
+    if links.isEmpty, !programs.isEmpty {
+      throw .nothingAttached(failures: failed.map { "\($0.0): \($0.1)" })
+    }
+    return AttachReport(attached: links.count, failed: failed)
+  }
+
+  private func attachOne(_ handle: ProgramHandle, _ point: AttachPoint) throws(SystemError) -> LinkHandle {
+    switch point.backend {
+    case .tracepoint, .fentry, .fexit:
+      return try LinkHandle.attachTracing(handle)
+    case .kprobe, .kretprobe:
+      return try LinkHandle.attachKprobeMulti(handle, functions: [point.name], isReturn: point.backend == .kretprobe)
+    }
+  }
+
+  /// Starts reading events; `handler` sees each record's bytes during the call only.
+  public func startReading(_ handler: @escaping (EventBytes) -> Void) throws(RuntimeError) {
+    do {
+      reader = try RingBufferReader(map: maps[Int(StandardMap.events)], handler: handler)
+    } catch {
+      throw .ringBuffer(error)
+    }
+  }
+
+  /// Waits up to `milliseconds` for events and handles them.
+  public func poll(milliseconds: Int32) {
+    _ = try? reader?.poll(timeoutMilliseconds: milliseconds)
+  }
+
+  /// Handles every event already in the ring buffer.
+  public func drain() {
+    reader?.drain()
+  }
+
+  /// Events the kernel could not write because the ring buffer was full, over all CPUs.
+  public var lostEvents: UInt64 {
+    guard maps.count > Int(StandardMap.lost),
+      let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0])
+    else { return 0 }
+    return stride(from: 0, to: value.count, by: 8).reduce(UInt64(0)) { sum, offset in
+      sum + value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+  }
+
+  /// Kernel statistics of each loaded program (instruction counts, run time when enabled).
+  public func programInfo() -> [(probe: String, info: ProgramInfo)] {
+    programs.compactMap { entry in entry.1.info().map { (entry.0.attachPoint.name, $0) } }
+  }
+
+  /// Detaches every program but keeps maps, so events and counters can still be read.
+  public func detachPrograms() {
+    for link in links { link.detach() }
+    links.removeAll()
+  }
+
+  /// Detaches every program, then frees programs and maps. Safe to call more than once.
+  public func detach() {
+    for link in links { link.detach() }
+    links.removeAll()
+    reader = nil
+    for (_, program) in programs { program.close() }
+    programs.removeAll()
+    for map in maps { map.close() }
+    maps.removeAll()
+  }
+
+  /// The encoded program with map indices replaced by the descriptors of the created maps.
+  private func patchedBytes(_ program: Program) -> [UInt8] {
+    var raw = program.encoded()
+    for index in raw.indices where raw[index].opcode == 0x18 && raw[index].src == OpcodeBits.pseudoMapFD {
+      let mapIndex = Int(raw[index].immediate)
+      raw[index].immediate = maps[mapIndex].rawDescriptor
+    }
+    return raw.flatMap(\.bytes)
+  }
+
+  static func mapType(_ kind: MapKind) -> MapType {
+    switch kind {
+    case .hash: .hash
+    case .array: .array
+    case .perCPUHash: .perCPUHash
+    case .perCPUArray: .perCPUArray
+    case .ringBuffer: .ringBuffer
+    case .lruHash: .lruHash
+    }
+  }
+
+  static func programType(_ point: AttachPoint) -> ProgramType {
+    switch point.backend {
+    case .tracepoint: .tracepointBTF(attachBTFID: point.btfID)
+    case .fentry: .fentry(attachBTFID: point.btfID)
+    case .fexit: .fexit(attachBTFID: point.btfID)
+    case .kprobe, .kretprobe: .kprobe
+    }
+  }
+}

@@ -1,0 +1,62 @@
+public import BTF
+public import SwtraceSyntax
+
+/// The kernel mechanism a program is attached with.
+public enum Backend: String, Hashable, Sendable, CaseIterable, Comparable {
+  /// BTF-typed tracepoint (`tp_btf`): typed arguments, plain loads through the skb.
+  case tracepoint
+  case fentry
+  case fexit
+  case kprobe
+  case kretprobe
+
+  public static func < (a: Backend, b: Backend) -> Bool {
+    allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+  }
+}
+
+/// What the kernel allows on the machine the spec will run on. Detected by the runtime by
+/// probing; assumed all-capable when checking against a BTF file.
+public struct BackendSupport: Hashable, Sendable {
+  public var available: Set<Backend>
+  public init(available: Set<Backend>) { self.available = available }
+  public static let all = BackendSupport(available: Set(Backend.allCases))
+  public static let tracepointsOnly = BackendSupport(available: [.tracepoint])
+}
+
+/// One kernel hook a program is attached to, with its typed arguments.
+public struct AttachPoint: Hashable, Sendable {
+  public var name: String
+  public var backend: Backend
+  /// `btf_trace_<name>` typedef for tracepoints, the FUNC record for functions.
+  public var btfID: BTFTypeID
+  public var arguments: [BTFParameter]
+  /// Position of the `struct sk_buff *` argument, if there is one.
+  public var skbArgument: Int?
+  /// The function's return type for kretprobe/fexit.
+  public var returnType: BTFTypeID?
+
+  public init(
+    name: String, backend: Backend, btfID: BTFTypeID, arguments: [BTFParameter],
+    skbArgument: Int?, returnType: BTFTypeID? = nil
+  ) {
+    self.name = name
+    self.backend = backend
+    self.btfID = btfID
+    self.arguments = arguments
+    self.skbArgument = skbArgument
+    self.returnType = returnType
+  }
+
+  public func argumentIndex(_ name: String) -> Int? {
+    arguments.firstIndex { $0.name == name }
+  }
+}
+
+/// A clause after checking: where it attaches, when it acts, and what it does.
+public struct CheckedClause: Hashable, Sendable {
+  public var attachPoints: [AttachPoint]
+  public var filter: TypedExpr?
+  public var actions: [Action]
+  public var range: SourceRange
+}

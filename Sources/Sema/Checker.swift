@@ -1,0 +1,466 @@
+public import BTF
+public import SwtraceSyntax
+
+/// A spec after name resolution and type checking: everything code generation needs.
+public struct CheckedSpec: Hashable, Sendable {
+  public var clauses: [CheckedClause]
+}
+
+/// Resolves every name of a spec against BTF and types every expression.
+public struct Checker: Sendable {
+  public let types: KernelTypes
+  public let resolver: ProbeResolver
+
+  public init(resolver: ProbeResolver) {
+    self.types = resolver.types
+    self.resolver = resolver
+  }
+
+  /// Checks a whole spec. Diagnostics of all clauses are collected, not just the first.
+  public func check(_ spec: Spec, source: SourceFile) -> (spec: CheckedSpec?, diagnostics: [Diagnostic]) {
+    var clauses: [CheckedClause] = []
+    var diagnostics: [Diagnostic] = []
+    if spec.clauses.isEmpty {
+      diagnostics.append(Diagnostic("empty-spec", "the spec has no clause", at: .at(0),
+        notes: [.init(.help, "write a probe and a block, such as: skb:* < print(len) >")]))
+    }
+    for clause in spec.clauses {
+      var context = ClauseContext(checker: self, source: source)
+      if let checked = context.check(clause) { clauses.append(checked) }
+      diagnostics += context.diagnostics
+    }
+    let hasErrors = diagnostics.contains { $0.severity == .error }
+    return (hasErrors ? nil : CheckedSpec(clauses: clauses), diagnostics)
+  }
+}
+
+/// Memory that a name denotes before it is read: `skb->dev` is a place until a member of it
+/// or its value is asked for.
+struct Place {
+  var base: TypedExpr
+  var offset: Int
+  var type: BTFTypeID
+  var bitfield: TypedExpr.Bitfield?
+  var range: SourceRange
+}
+
+enum Reference {
+  case value(TypedExpr)
+  case place(Place)
+}
+
+/// Checking state of one clause: its attach points and the names they make available.
+struct ClauseContext {
+  let checker: Checker
+  var types: KernelTypes { checker.types }
+  var diagnostics: [Diagnostic] = []
+  var attachPoints: [AttachPoint] = []
+  /// Arguments every attach point of the clause has, with the same type.
+  var commonArguments: [String: BTFTypeID] = [:]
+  var hasSkb = false
+
+  let source: SourceFile
+
+  init(checker: Checker, source: SourceFile) {
+    self.checker = checker
+    self.source = source
+  }
+
+  mutating func check(_ clause: Clause) -> CheckedClause? {
+    for probe in clause.probes {
+      do {
+        attachPoints += try checker.resolver.resolve(probe)
+      } catch {
+        diagnostics.append(error)
+      }
+    }
+    guard !attachPoints.isEmpty else { return nil }
+    hasSkb = attachPoints.allSatisfy { $0.skbArgument != nil }
+    var common: [String: BTFTypeID]? = nil
+    for point in attachPoints {
+      let mine = Dictionary(point.arguments.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+      common = common.map { $0.filter { mine[$0.key] == $0.value } } ?? mine
+    }
+    commonArguments = common ?? [:]
+
+    var filter: TypedExpr?
+    if let expression = clause.filter, let typed = value(expression) {
+      filter = condition(typed)
+    }
+    let actions = statements(clause.body.statements)
+    return CheckedClause(
+      attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range)
+  }
+
+  // MARK: Statements
+
+  mutating func statements(_ list: [Statement]) -> [Action] {
+    list.compactMap { statement($0) }
+  }
+
+  mutating func statement(_ statement: Statement) -> Action? {
+    switch statement.kind {
+    case .expression(let expression):
+      guard case .call(let name, let arguments) = expression.kind else {
+        diagnostics.append(
+          Diagnostic(
+            "expression-statement-unused", "this expression's value is not used",
+            at: expression.range,
+            notes: [.init(.help, "print it with print(...), or store it in a map: @name = ...")]))
+        return nil
+      }
+      return call(name, arguments, range: expression.range)
+    case .ifElse(let conditionExpression, let thenBlock, let elseBlock):
+      guard let typed = value(conditionExpression) else { return nil }
+      return .conditional(
+        condition(typed), then: statements(thenBlock.statements),
+        else: elseBlock.map { statements($0.statements) } ?? [])
+    case .assignVariable:
+      diagnostics.append(
+        Diagnostic("not-supported-yet", "variables are not supported yet", at: statement.range))
+      return nil
+    case .assignMap:
+      diagnostics.append(
+        Diagnostic("not-supported-yet", "maps are not supported yet", at: statement.range))
+      return nil
+    }
+  }
+
+  mutating func call(_ name: String, _ arguments: [Expr], range: SourceRange) -> Action? {
+    switch name {
+    case "print":
+      guard !arguments.isEmpty else {
+        diagnostics.append(
+          Diagnostic("print-needs-arguments", "print() needs at least one value to print", at: range,
+                     notes: [.init(.help, "for example: print(len, gso_type)")]))
+        return nil
+      }
+      var values: [PrintedValue] = []
+      for argument in arguments {
+        guard let typed = value(argument) else { continue }
+        values.append(PrintedValue(label: sourceText(argument.range), value: typed))
+      }
+      return values.count == arguments.count ? .print(values, range: range) : nil
+    case "exit":
+      if !arguments.isEmpty {
+        diagnostics.append(Diagnostic("exit-takes-no-arguments", "exit() takes no arguments", at: range))
+      }
+      return .exit(range: range)
+    default:
+      let known = ["print", "printf", "exit", "track", "delete", "clear"]
+      var diagnostic = Diagnostic("unknown-statement", "'\(name)' is not a statement swtrace knows", at: range)
+      if let best = closestName(to: name, among: known) {
+        diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
+      }
+      diagnostics.append(diagnostic)
+      return nil
+    }
+  }
+
+  func sourceText(_ range: SourceRange) -> String { source.text(of: range) }
+
+  // MARK: Expressions
+
+  /// A condition: non-boolean values are compared with zero, as in C.
+  func condition(_ expression: TypedExpr) -> TypedExpr {
+    if expression.type == .bool { return expression }
+    return TypedExpr(
+      .binary(.notEqual, expression, TypedExpr(.integer(0), type: .u64, range: expression.range)),
+      type: .bool, range: expression.range)
+  }
+
+  mutating func value(_ expression: Expr) -> TypedExpr? {
+    guard let reference = reference(expression) else { return nil }
+    switch reference {
+    case .value(let typed): return typed
+    case .place(let place): return read(place)
+    }
+  }
+
+  mutating func reference(_ expression: Expr) -> Reference? {
+    let range = expression.range
+    switch expression.kind {
+    case .integer(let value):
+      return .value(TypedExpr(.integer(value), type: .u64, range: range))
+    case .bool(let value):
+      return .value(TypedExpr(.integer(value ? 1 : 0), type: .bool, range: range))
+    case .string(let text):
+      return .value(TypedExpr(.string(text), type: .string(capacity: text.utf8.count + 1), range: range))
+    case .identifier(let name):
+      return identifier(name, range: range)
+    case .member(let baseExpression, let name, _):
+      guard let base = reference(baseExpression) else { return nil }
+      return member(name, of: base, range: range, nameRange: memberNameRange(expression, name))
+    case .unary(let op, let operandExpression):
+      guard let operand = value(operandExpression) else { return nil }
+      return unary(op, operand, range: range).map(Reference.value)
+    case .binary(let op, let lhsExpression, let rhsExpression):
+      guard let lhs = value(lhsExpression), let rhs = value(rhsExpression) else { return nil }
+      return binary(op, lhs, rhs, range: range).map(Reference.value)
+    case .ipv4, .ipv6, .cidr, .variable, .map, .index, .call, .cast:
+      diagnostics.append(
+        Diagnostic("not-supported-yet", "this kind of expression is not supported yet", at: range))
+      return nil
+    }
+  }
+
+  func memberNameRange(_ expression: Expr, _ name: String) -> SourceRange {
+    SourceRange(expression.range.end - name.utf8.count, expression.range.end)
+  }
+
+  var skbValue: (SourceRange) -> TypedExpr {
+    let type = skbPointerType
+    return { range in TypedExpr(.skb, type: type, range: range) }
+  }
+
+  var skbPointerType: ValueType {
+    let id = types.structure("sk_buff") ?? 0
+    return .pointer(pointee: id, description: "struct sk_buff *")
+  }
+
+  mutating func identifier(_ name: String, range: SourceRange) -> Reference? {
+    if let builtin = Builtin(rawValue: name) {
+      return .value(TypedExpr(.builtin(builtin), type: builtin.type, range: range))
+    }
+    if name == "skb", hasSkb {
+      return .value(skbValue(range))
+    }
+    if let argumentType = commonArguments[name] {
+      return .value(TypedExpr(.argument(name), type: valueType(of: argumentType), range: range))
+    }
+    if hasSkb, let skbStruct = types.structure("sk_buff"), let member = types.member(name, of: skbStruct) {
+      return .place(
+        Place(
+          base: skbValue(range), offset: member.byteOffset, type: member.type,
+          bitfield: bitfield(member), range: range))
+    }
+    if hasSkb, let derived = DerivedField(rawValue: name) {
+      return derivedField(derived, range: range)
+    }
+    diagnostics.append(unknownName(name, range: range))
+    return nil
+  }
+
+  func unknownName(_ name: String, range: SourceRange) -> Diagnostic {
+    var candidates = Builtin.allCases.map(\.rawValue) + Array(commonArguments.keys)
+    if hasSkb {
+      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue)
+      if let skbStruct = types.structure("sk_buff") {
+        candidates += types.members(of: skbStruct).map(\.name)
+      }
+    }
+    var diagnostic = Diagnostic(
+      "unknown-name",
+      hasSkb
+        ? "'\(name)' is not a builtin, a probe argument, a member of struct sk_buff in \(types.origin), or a derived packet field"
+        : "'\(name)' is not a builtin or an argument of this probe",
+      at: range)
+    if let best = closestName(to: name, among: candidates) {
+      diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
+    }
+    return diagnostic
+  }
+
+  func bitfield(_ member: MemberLookup) -> TypedExpr.Bitfield? {
+    member.bitfieldSize == 0
+      ? nil : TypedExpr.Bitfield(bitOffset: member.bitOffset % 8, bitCount: member.bitfieldSize)
+  }
+
+  /// `base.name` / `base->name`: both follow a pointer or step into an embedded struct.
+  mutating func member(_ name: String, of base: Reference, range: SourceRange, nameRange: SourceRange)
+    -> Reference?
+  {
+    let place: Place
+    switch base {
+    case .place(let p):
+      let resolved = types.resolved(p.type)
+      if case .pointer(let pointee) = types.type(resolved) {
+        guard let pointer = read(p) else { return nil }
+        place = Place(base: pointer, offset: 0, type: pointee, bitfield: nil, range: range)
+      } else {
+        place = p
+      }
+    case .value(let value):
+      guard case .pointer(let pointee, _) = value.type else {
+        diagnostics.append(
+          Diagnostic(
+            "member-of-non-struct", "'\(sourceText(value.range))' is a \(value.type), which has no member '\(name)'",
+            at: nameRange))
+        return nil
+      }
+      place = Place(base: value, offset: 0, type: pointee, bitfield: nil, range: range)
+    }
+    let structID = types.resolved(place.type)
+    switch types.type(structID) {
+    case .structure, .union:
+      break
+    default:
+      diagnostics.append(
+        Diagnostic(
+          "member-of-non-struct",
+          "\(types.describe(place.type)) has no members, so it has no member '\(name)'", at: nameRange))
+      return nil
+    }
+    guard let found = types.member(name, of: structID) else {
+      var diagnostic = Diagnostic(
+        "unknown-member", "\(types.describe(structID)) has no member '\(name)' in \(types.origin)",
+        at: nameRange)
+      if let best = closestName(to: name, among: types.members(of: structID).map(\.name)) {
+        diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
+      }
+      diagnostics.append(diagnostic)
+      return nil
+    }
+    return .place(
+      Place(
+        base: place.base, offset: place.offset + found.byteOffset, type: found.type,
+        bitfield: bitfield(found), range: range))
+  }
+
+  /// The value stored at a place, typed from BTF.
+  mutating func read(_ place: Place) -> TypedExpr? {
+    let id = types.resolved(place.type)
+    let valueType = valueType(of: place.type)
+    switch types.type(id) {
+    case .integer, .enumeration, .pointer:
+      let size = types.size(of: id) ?? 8
+      return TypedExpr(
+        .load(base: place.base, offset: place.offset, size: size, bitfield: place.bitfield),
+        type: valueType, range: place.range)
+    case .array(let element, let count):
+      if case .integer(_, 1, _, _, _, _) = types.type(types.resolved(element)) {
+        return TypedExpr(
+          .loadString(base: place.base, offset: place.offset, capacity: count),
+          type: .string(capacity: count), range: place.range)
+      }
+      diagnostics.append(
+        Diagnostic(
+          "array-needs-index", "'\(sourceText(place.range))' is an array (\(types.describe(id))); arrays other than strings cannot be printed whole",
+          at: place.range))
+      return nil
+    default:
+      let members = types.members(of: id).prefix(6).map(\.name).joined(separator: ", ")
+      diagnostics.append(
+        Diagnostic(
+          "struct-needs-member", "'\(sourceText(place.range))' is a \(types.describe(place.type)); name one of its members",
+          at: place.range, notes: members.isEmpty ? [] : [.init(.help, "its members include: \(members)")]))
+      return nil
+    }
+  }
+
+  /// The swtrace type of a BTF type.
+  func valueType(of id: BTFTypeID) -> ValueType {
+    let resolved = types.resolved(id)
+    switch types.type(resolved) {
+    case .integer(_, let size, let signed, let isBool, _, _):
+      return isBool ? .bool : .integer(bytes: size, signed: signed)
+    case .enumeration(let name, _, _, let enumerators):
+      var names: [Int64: String] = [:]
+      for e in enumerators where names[e.value] == nil { names[e.value] = e.name }
+      return .enumeration(EnumNames(typeName: name, names: names))
+    case .pointer(let pointee):
+      return .pointer(pointee: pointee, description: types.describe(id))
+    case .array(let element, let count):
+      if case .integer(_, 1, _, _, _, _) = types.type(types.resolved(element)) {
+        return .string(capacity: count)
+      }
+      return .u64
+    default:
+      return .u64
+    }
+  }
+
+  mutating func unary(_ op: UnaryOperator, _ operand: TypedExpr, range: SourceRange) -> TypedExpr? {
+    switch op {
+    case .not:
+      return TypedExpr(.unary(.not, condition(operand)), type: .bool, range: range)
+    case .negate, .complement:
+      guard operand.type.isNumeric else {
+        diagnostics.append(
+          Diagnostic("operator-type-mismatch", "'\(op.rawValue)' needs a number, but this is a \(operand.type)", at: range))
+        return nil
+      }
+      if case .integer(let value) = operand.kind {
+        let folded = op == .negate ? 0 &- value : ~value
+        return TypedExpr(.integer(folded), type: .s64, range: range)
+      }
+      return TypedExpr(.unary(op, operand), type: op == .negate ? .s64 : operand.type, range: range)
+    }
+  }
+
+  mutating func binary(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
+    -> TypedExpr?
+  {
+    func mismatch(_ why: String) -> TypedExpr? {
+      diagnostics.append(
+        Diagnostic(
+          "operator-type-mismatch",
+          "'\(op.rawValue)' cannot combine \(lhs.type) ('\(sourceText(lhs.range))') with \(rhs.type) ('\(sourceText(rhs.range))')",
+          at: range, notes: why.isEmpty ? [] : [.init(.help, why)]))
+      return nil
+    }
+    switch op {
+    case .and, .or:
+      return TypedExpr(.binary(op, condition(lhs), condition(rhs)), type: .bool, range: range)
+    case .equal, .notEqual:
+      switch (lhs.type, rhs.type) {
+      case (.pointer, .pointer):
+        break
+      case (.pointer, _), (_, .pointer):
+        let other = if case .pointer = lhs.type { rhs } else { lhs }
+        guard case .integer(0) = other.kind else {
+          return mismatch("a pointer can only be compared with 0")
+        }
+      case (.string, _), (_, .string):
+        return mismatch("comparing strings is not supported yet")
+      default:
+        guard lhs.type.isNumeric, rhs.type.isNumeric else { return mismatch("") }
+      }
+      return TypedExpr(.binary(op, lhs, rhs), type: .bool, range: range)
+    case .less, .lessEqual, .greater, .greaterEqual:
+      guard lhs.type.isNumeric, rhs.type.isNumeric else {
+        return mismatch("ordering comparisons need numbers on both sides")
+      }
+      return TypedExpr(.binary(op, lhs, rhs), type: .bool, range: range)
+    case .in:
+      return mismatch("'in' needs an address and a prefix such as 10.0.0.0/8")
+    case .bitOr, .bitXor, .bitAnd, .shiftLeft, .shiftRight, .add, .subtract, .multiply, .divide,
+      .modulo:
+      guard lhs.type.isNumeric, rhs.type.isNumeric else { return mismatch("arithmetic needs numbers on both sides") }
+      if op == .divide || op == .modulo, case .integer(0) = rhs.kind {
+        diagnostics.append(Diagnostic("division-by-zero", "division by zero", at: rhs.range))
+        return nil
+      }
+      let signed = isSigned(lhs.type) || isSigned(rhs.type)
+      let type: ValueType = .integer(bytes: 8, signed: signed)
+      if case .integer(let a) = lhs.kind, case .integer(let b) = rhs.kind,
+        let folded = Self.fold(op, a, b, signed: signed)
+      {
+        return TypedExpr(.integer(folded), type: type, range: range)
+      }
+      return TypedExpr(.binary(op, lhs, rhs), type: type, range: range)
+    }
+  }
+
+  func isSigned(_ type: ValueType) -> Bool {
+    if case .integer(_, let signed) = type { return signed }
+    return false
+  }
+
+  /// Constant folding of integer arithmetic, with the kernel's 64-bit wrap-around semantics.
+  static func fold(_ op: BinaryOperator, _ a: UInt64, _ b: UInt64, signed: Bool) -> UInt64? {
+    switch op {
+    case .add: a &+ b
+    case .subtract: a &- b
+    case .multiply: a &* b
+    case .divide: b == 0 ? nil : a / b
+    case .modulo: b == 0 ? nil : a % b
+    case .bitAnd: a & b
+    case .bitOr: a | b
+    case .bitXor: a ^ b
+    case .shiftLeft: b >= 64 ? 0 : a << b
+    case .shiftRight: b >= 64 ? 0 : (signed ? UInt64(bitPattern: Int64(bitPattern: a) >> b) : a >> b)
+    default: nil
+    }
+  }
+}

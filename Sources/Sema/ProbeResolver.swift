@@ -1,0 +1,154 @@
+public import BTF
+import Glibc
+public import SwtraceSyntax
+
+/// Finds the attach points a probe names, from BTF and what the kernel can attach.
+public struct ProbeResolver: Sendable {
+  public let types: KernelTypes
+  public let support: BackendSupport
+  /// Tracepoint name -> category (`net_dev_queue` -> `net`), from tracefs when running on the
+  /// kernel; empty when checking against a BTF file, in which case categories match anything.
+  public let tracepointCategories: [String: String]
+
+  public init(types: KernelTypes, support: BackendSupport, tracepointCategories: [String: String] = [:]) {
+    self.types = types
+    self.support = support
+    self.tracepointCategories = tracepointCategories
+  }
+
+  /// The backend used for plain function probes (`skb:` over functions): fentry where the
+  /// kernel allows it, kprobes otherwise.
+  public var functionBackend: Backend? {
+    if support.available.contains(.fentry) { return .fentry }
+    if support.available.contains(.kprobe) { return .kprobe }
+    return nil
+  }
+
+  /// Attach points of a probe, or a diagnostic saying why there are none.
+  public func resolve(_ probe: Probe) throws(Diagnostic) -> [AttachPoint] {
+    let points: [AttachPoint]
+    switch probe.kind {
+    case .skb(let glob):
+      points = skbTracepoints(matching: glob) + skbFunctions(matching: glob)
+      if points.isEmpty {
+        throw Diagnostic(
+          "probe-matches-nothing",
+          "'skb:\(glob)' matches no tracepoint\(functionBackend == nil ? "" : " or function") with a 'struct sk_buff *' argument",
+          at: probe.range, notes: [.init(.help, "list the candidates with: swtrace -l 'skb:*'")])
+      }
+    case .tracepoint(let category, let name):
+      points = types.tracepoints().filter { tp in
+        matches(name, tp.name) && categoryMatches(category, of: tp.name)
+      }.map(attachPoint(for:))
+      if points.isEmpty {
+        throw Diagnostic(
+          "probe-matches-nothing", "'tracepoint:\(category):\(name)' matches no tracepoint of \(types.origin)",
+          at: probe.range,
+          notes: suggestion(for: name, among: types.tracepoints().map(\.name)).map { [$0] } ?? [])
+      }
+    case .kprobe(let function), .kretprobe(let function), .fentry(let function), .fexit(let function):
+      let backend: Backend =
+        switch probe.kind {
+        case .kprobe: .kprobe
+        case .kretprobe: .kretprobe
+        case .fentry: .fentry
+        default: .fexit
+        }
+      guard support.available.contains(backend) else {
+        throw Diagnostic(
+          "backend-unavailable",
+          "\(backend.rawValue) probes are not available on this kernel",
+          at: probe.range,
+          notes: [.init(.help, "use 'skb:' or 'tracepoint:' probes, which attach to tracepoints here")])
+      }
+      points = types.functions().filter { matches(function, $0.name) }.map {
+        functionAttachPoint($0, backend: backend)
+      }
+      if points.isEmpty {
+        throw Diagnostic(
+          "probe-matches-nothing", "'\(function)' matches no kernel function in \(types.origin)",
+          at: probe.range,
+          notes: suggestion(for: function, among: types.functions().map(\.name)).map { [$0] } ?? [])
+      }
+    case .begin, .end, .interval:
+      throw Diagnostic(
+        "probe-not-supported-yet", "BEGIN, END and interval probes are not supported yet",
+        at: probe.range)
+    }
+    return points
+  }
+
+  private func matches(_ glob: String, _ name: String) -> Bool {
+    fnmatch(glob, name, 0) == 0
+  }
+
+  private func categoryMatches(_ glob: String, of name: String) -> Bool {
+    guard let category = tracepointCategories[name] else { return true }
+    return matches(glob, category)
+  }
+
+  func skbTracepoints(matching glob: String) -> [AttachPoint] {
+    guard support.available.contains(.tracepoint) else { return [] }
+    return types.tracepoints().filter { matches(glob, $0.name) }.map(attachPoint(for:)).filter {
+      $0.skbArgument != nil
+    }
+  }
+
+  func skbFunctions(matching glob: String) -> [AttachPoint] {
+    guard let backend = functionBackend else { return [] }
+    return types.functions().lazy.filter { self.matches(glob, $0.name) }.map {
+      self.functionAttachPoint($0, backend: backend)
+    }.filter { $0.skbArgument != nil }
+  }
+
+  func attachPoint(for tracepoint: TracepointDescription) -> AttachPoint {
+    AttachPoint(
+      name: tracepoint.name, backend: .tracepoint, btfID: tracepoint.typedefID,
+      arguments: tracepoint.parameters,
+      skbArgument: tracepoint.parameters.firstIndex { types.isPointer($0.type, toStruct: "sk_buff") })
+  }
+
+  func functionAttachPoint(_ function: FunctionDescription, backend: Backend) -> AttachPoint {
+    AttachPoint(
+      name: function.name, backend: backend, btfID: function.functionID,
+      arguments: function.parameters,
+      skbArgument: function.parameters.firstIndex { types.isPointer($0.type, toStruct: "sk_buff") },
+      returnType: backend == .kretprobe || backend == .fexit ? function.returnType : nil)
+  }
+
+  private func suggestion(for name: String, among candidates: [String]) -> Diagnostic.Note? {
+    guard !name.contains(where: { "*?[".contains($0) }),
+      let best = closestName(to: name, among: candidates)
+    else { return nil }
+    return .init(.help, "did you mean '\(best)'?")
+  }
+}
+
+/// The candidate within a small edit distance of `name`, for "did you mean" notes.
+public func closestName(to name: String, among candidates: some Sequence<String>) -> String? {
+  let limit = max(1, name.count / 3)
+  var best: (String, Int)?
+  for candidate in candidates where abs(candidate.count - name.count) <= limit {
+    let distance = editDistance(name, candidate)
+    if distance <= limit, distance < (best?.1 ?? Int.max) { best = (candidate, distance) }
+  }
+  return best?.0
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+  let a = Array(a.utf8)
+  let b = Array(b.utf8)
+  if a.isEmpty { return b.count }
+  if b.isEmpty { return a.count }
+  var previous = Array(0...b.count)
+  var current = [Int](repeating: 0, count: b.count + 1)
+  for i in 1...a.count {
+    current[0] = i
+    for j in 1...b.count {
+      let cost = a[i - 1] == b[j - 1] ? 0 : 1
+      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+    }
+    swap(&previous, &current)
+  }
+  return previous[b.count]
+}

@@ -1,0 +1,158 @@
+public import BTF
+public import SwtraceSyntax
+
+/// Names of the bits of a flags value, such as the `SKB_GSO_*` flags of `gso_type`.
+public struct FlagNames: Hashable, Sendable {
+  public var flags: [Flag]
+  public struct Flag: Hashable, Sendable {
+    public var name: String
+    public var value: UInt64
+  }
+  public init(flags: [Flag]) { self.flags = flags }
+
+  /// `tcpv4|dodgy`, or `none` when no bit is set; unnamed bits print in hex.
+  public func render(_ value: UInt64) -> String {
+    if value == 0 { return "none" }
+    var remaining = value
+    var parts: [String] = []
+    for flag in flags where flag.value != 0 && value & flag.value == flag.value {
+      parts.append(flag.name)
+      remaining &= ~flag.value
+    }
+    if remaining != 0 { parts.append("0x" + String(remaining, radix: 16)) }
+    return parts.joined(separator: "|")
+  }
+}
+
+/// Enumerator names of an enum type, for printing values by name.
+public struct EnumNames: Hashable, Sendable {
+  public var typeName: String
+  public var names: [Int64: String]
+  public init(typeName: String, names: [Int64: String]) {
+    self.typeName = typeName
+    self.names = names
+  }
+  public func render(_ value: Int64) -> String { names[value] ?? String(value) }
+}
+
+/// The type of a value in a checked spec.
+public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
+  case integer(bytes: Int, signed: Bool)
+  case bool
+  /// A NUL-terminated string of at most `capacity` bytes including the terminator.
+  case string(capacity: Int)
+  case ipv4
+  case ipv6
+  case enumeration(EnumNames)
+  case flags(FlagNames)
+  /// A kernel pointer; `pointee` is the BTF type pointed to.
+  case pointer(pointee: BTFTypeID, description: String)
+  /// The attach point that fired, printed by name.
+  case probe
+  case void
+
+  public static let u64 = ValueType.integer(bytes: 8, signed: false)
+  public static let u32 = ValueType.integer(bytes: 4, signed: false)
+  public static let s64 = ValueType.integer(bytes: 8, signed: true)
+
+  public var description: String {
+    switch self {
+    case .integer(let bytes, let signed): "\(signed ? "s" : "u")\(bytes * 8)"
+    case .bool: "bool"
+    case .string: "string"
+    case .ipv4: "IPv4 address"
+    case .ipv6: "IPv6 address"
+    case .enumeration(let names): "enum \(names.typeName)"
+    case .flags: "flags"
+    case .pointer(_, let description): description
+    case .probe: "probe"
+    case .void: "void"
+    }
+  }
+
+  /// Whether arithmetic and ordering comparisons apply.
+  public var isNumeric: Bool {
+    switch self {
+    case .integer, .bool, .enumeration, .flags: true
+    default: false
+    }
+  }
+
+  /// Bytes the value takes in an event record or map key.
+  public var storageSize: Int {
+    switch self {
+    case .integer(let bytes, _): bytes
+    case .bool: 1
+    case .string(let capacity): capacity
+    case .ipv4: 4
+    case .ipv6: 16
+    case .enumeration, .flags: 8
+    case .pointer: 8
+    case .probe: 4
+    case .void: 0
+    }
+  }
+}
+
+/// Values every clause can read.
+public enum Builtin: String, Hashable, Sendable, CaseIterable {
+  case probe, ts, cpu, pid, tid, comm
+
+  public var type: ValueType {
+    switch self {
+    case .probe: .probe
+    case .ts: .u64
+    case .cpu, .pid, .tid: .u32
+    case .comm: .string(capacity: 16)
+    }
+  }
+}
+
+/// A typed expression: what a spec expression means once names are resolved against BTF.
+public struct TypedExpr: Hashable, Sendable {
+  public indirect enum Kind: Hashable, Sendable {
+    case integer(UInt64)
+    case string(String)
+    case builtin(Builtin)
+    /// The `struct sk_buff *` argument of the attach point that fired.
+    case skb
+    /// A probe argument by name; each attach point knows its position.
+    case argument(String)
+    /// The return value in `kretprobe:`/`fexit:` clauses.
+    case returnValue
+    /// Reads `size` bytes at `base + offset` from kernel memory. `base` is a pointer value.
+    case load(base: TypedExpr, offset: Int, size: Int, bitfield: Bitfield?)
+    /// Reads a NUL-terminated string of at most `capacity` bytes at `base + offset`.
+    case loadString(base: TypedExpr, offset: Int, capacity: Int)
+    case unary(UnaryOperator, TypedExpr)
+    case binary(BinaryOperator, TypedExpr, TypedExpr)
+  }
+  /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
+  public struct Bitfield: Hashable, Sendable {
+    public var bitOffset: Int
+    public var bitCount: Int
+  }
+
+  public var kind: Kind
+  public var type: ValueType
+  public var range: SourceRange
+
+  public init(_ kind: Kind, type: ValueType, range: SourceRange) {
+    self.kind = kind
+    self.type = type
+    self.range = range
+  }
+}
+
+/// One value of a `print(...)`: its label is the argument's source text.
+public struct PrintedValue: Hashable, Sendable {
+  public var label: String
+  public var value: TypedExpr
+}
+
+/// What a clause does when its probe fires and its filter holds.
+public indirect enum Action: Hashable, Sendable {
+  case print([PrintedValue], range: SourceRange)
+  case conditional(TypedExpr, then: [Action], else: [Action])
+  case exit(range: SourceRange)
+}

@@ -1,0 +1,98 @@
+// `swtrace-pktgen udp`: a bounded burst of UDP datagrams.
+
+import Glibc
+
+/// Largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP).
+let maximumUDPPayload = 65_507
+
+struct UDPSender {
+  var destination: IPv4Address
+  var port: UInt16
+  var count: Int
+  var sizes: [Int]
+  var mark: UInt32?
+  var rate: Double?
+  var maxSeconds: Double
+  var source: IPv4Address?
+  var sourcePort: UInt16
+
+  init(arguments: [String]) {
+    let options = ParsedOptions(
+      arguments,
+      valued: ["dst", "port", "count", "mark", "sizes", "rate", "max-seconds", "src", "src-port"])
+    destination = options.address("dst", restricted: true) ?? { usageFailure("missing required option --dst") }()
+    port = UInt16(options.requiredInteger("port", in: 1...65535))
+    count = Int(options.requiredInteger("count", in: 1...10_000_000))
+    sizes = options.string("sizes").map { parseSizes($0, option: "sizes", maximum: maximumUDPPayload) } ?? [64]
+    mark = options.integer("mark", in: 0...UInt64(UInt32.max)).map { UInt32($0) }
+    rate = options.number("rate", in: 0.001...100_000_000)
+    maxSeconds = options.number("max-seconds", in: 0.001...3600) ?? 10
+    source = options.address("src", restricted: true)
+    sourcePort = UInt16(options.integer("src-port", in: 0...65535) ?? 0)
+  }
+
+  /// Payload of datagram `sequence` (0-based) with `size` bytes: "SWTP", the sequence
+  /// number big-endian, then a rolling byte pattern (shorter payloads are truncated).
+  static func payload(sequence: Int, size: Int) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: size)
+    let header: [UInt8] = [0x53, 0x57, 0x54, 0x50] + withUnsafeBytes(of: UInt32(truncatingIfNeeded: sequence).bigEndian, Array.init)
+    for i in 0..<size {
+      bytes[i] = i < header.count ? header[i] : UInt8(truncatingIfNeeded: sequence &+ i)
+    }
+    return bytes
+  }
+
+  func run() -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_UDP))
+    guard fd >= 0 else { die("socket(AF_INET, SOCK_DGRAM) failed: \(errnoDescription())") }
+    defer { close(fd) }
+    if let mark { setMark(fd, mark) }
+    if source != nil || sourcePort != 0 {
+      bindSocket(fd, source ?? .any, port: sourcePort)
+    }
+    let target = destination.socketAddress(port: port)
+
+    let start = monotonicSeconds()
+    let deadline = start + maxSeconds
+    var sent = 0
+    var failure: String?
+    sending: while sent < count {
+      if let rate {
+        let due = start + Double(sent) / rate
+        if due >= deadline { break }
+        sleepSeconds(due - monotonicSeconds())
+      }
+      if monotonicSeconds() >= deadline { break }
+      let size = sizes[sent % sizes.count]
+      let payload = Self.payload(sequence: sent, size: size)
+      while true {
+        let rc = payload.withUnsafeBytes { buf in
+          withSockaddr(target) { sendto(fd, buf.baseAddress, buf.count, 0, $0, $1) }
+        }
+        if rc >= 0 { break }
+        let code = errno
+        if code == EINTR { continue }
+        // The local queue is full: back off briefly, bounded by the deadline.
+        if code == ENOBUFS || code == EAGAIN {
+          if monotonicSeconds() >= deadline { break sending }
+          sleepSeconds(0.001)
+          continue
+        }
+        failure = "sendto \(destination):\(port) failed after \(sent) datagrams: \(errnoDescription(code))"
+        break sending
+      }
+      sent += 1
+    }
+
+    printLine("sent \(sent)")
+    if let failure {
+      printError(failure)
+      return Status.shortfall
+    }
+    if sent < count {
+      printError("stopped after --max-seconds \(maxSeconds): sent \(sent) of \(count)")
+      return Status.shortfall
+    }
+    return Status.ok
+  }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import SwtraceSyntax
+
+/// `swtrace check`: compile and pre-check without loading anything, and without privileges.
+struct Check: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Compile and pre-check specs without loading them; exit 0 when all are fine, 1 otherwise.",
+    discussion: "Example: swtrace check --btf tests/6.1.btf specs/*.spec")
+
+  @Option(name: .customLong("btf"), help: ArgumentHelp("Check against this BTF file instead of the running kernel's.", valueName: "FILE"))
+  var btfPath: String?
+
+  @Option(name: .short, help: ArgumentHelp("A spec to check, as text.", valueName: "SPEC"))
+  var expression: String?
+
+  @Argument(help: ArgumentHelp("Spec files to check.", valueName: "FILE"))
+  var files: [String] = []
+
+  func run() throws {
+    let environment = try CompilationEnvironment.make(btfPath: btfPath, privilegedDetection: false)
+    var inputs: [Result<SourceFile, SpecInputError>] = files.map { SpecInput.load(expression: nil, path: $0) }
+    if let expression { inputs.append(.success(SourceFile(name: "<spec>", text: expression))) }
+    if inputs.isEmpty { inputs.append(.failure(.missing)) }
+    var failed = false
+    for input in inputs {
+      switch input {
+      case .failure(let error):
+        Console.error(error.description)
+        failed = true
+      case .success(let source):
+        do {
+          let compiled = try environment.compile(source)
+          Console.note("\(source.name): ok (\(compiled.programs.count) programs)")
+        } catch {
+          failed = true
+        }
+      }
+    }
+    if failed { throw ExitStatus.specError }
+  }
+}
+
+/// `swtrace fmt`: print a spec in the canonical layout.
+struct Format: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "fmt", abstract: "Print a spec file in swtrace's canonical layout.")
+
+  @Argument(help: ArgumentHelp("The spec file to format.", valueName: "FILE"))
+  var file: String
+
+  @Flag(name: .shortAndLong, help: "Rewrite the file in place instead of printing it.")
+  var inPlace = false
+
+  func run() throws {
+    let source: SourceFile
+    switch SpecInput.load(expression: nil, path: file) {
+    case .success(let loaded): source = loaded
+    case .failure(let error):
+      Console.error(error.description)
+      throw ExitStatus.specError
+    }
+    let parsed = Parser.parse(source)
+    if parsed.hasErrors {
+      Console.diagnostics(parsed.diagnostics, in: source)
+      throw ExitStatus.specError
+    }
+    let formatted = SpecFormatter.format(parsed.spec)
+    if inPlace {
+      try formatted.write(toFile: file, atomically: true, encoding: .utf8)
+    } else {
+      Swift.print(formatted, terminator: "")
+    }
+  }
+}

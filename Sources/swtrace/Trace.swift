@@ -1,0 +1,138 @@
+import ArgumentParser
+import BTF
+import CodeGen
+import Foundation
+import Output
+import Runtime
+import Sema
+import SwtraceSyntax
+
+/// The default command: compile a spec, attach it, and print what it sees.
+struct Trace: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "trace",
+    abstract: "Compile a spec, attach it to the kernel and print its events (the default command).")
+
+  @Option(name: .short, help: ArgumentHelp("The spec to run, as text.", valueName: "SPEC"))
+  var expression: String?
+
+  @Argument(help: ArgumentHelp("A .spec file to run (instead of -e).", valueName: "FILE"))
+  var file: String?
+
+  @Option(name: [.short, .long], help: ArgumentHelp(
+    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits.", valueName: "CMD"))
+  var command: String?
+
+  @Option(name: [.short, .long], help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
+  var duration: Double?
+
+  @Option(name: [.short, .long], help: "Output format: text or json.")
+  var output: OutputFormat = .text
+
+  @Flag(name: .customLong("dump-bpf"), help: "Print the generated instructions and exit without loading.")
+  var dumpBPF = false
+
+  @Option(name: .customLong("btf"), help: ArgumentHelp(
+    "Check against this BTF file instead of the running kernel's (with --dump-bpf).", valueName: "FILE"))
+  var btfPath: String?
+
+  @Option(name: [.short, .customLong("list")], help: ArgumentHelp(
+    "List the attach points a probe matches, such as 'skb:*', and exit.", valueName: "PROBE"))
+  var list: String?
+
+  @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why.")
+  var verbose = false
+
+  func validate() throws {
+    if expression != nil, file != nil {
+      throw ValidationError("give the spec either with -e or as a file, not both")
+    }
+    if let duration, duration <= 0 { throw ValidationError("--duration must be greater than zero") }
+    if btfPath != nil, !dumpBPF, list == nil {
+      throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
+    }
+  }
+
+  func run() throws {
+    let environment = try CompilationEnvironment.make(btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil)
+    if let list {
+      try ProbeListing.print(pattern: list, resolver: environment.resolver)
+      return
+    }
+    let source: SourceFile
+    switch SpecInput.load(expression: expression, path: file) {
+    case .success(let loaded): source = loaded
+    case .failure(let error):
+      Console.error(error.description)
+      throw ExitStatus.specError
+    }
+    let compiled = try environment.compile(source)
+    if dumpBPF {
+      Swift.print(compiled.listing(source: source), terminator: "")
+      return
+    }
+    let status = try TraceRunner(
+      compiled: compiled, format: output, command: command, duration: duration, verbose: verbose
+    ).run()
+    if status != 0 { throw ExitCode(status) }
+  }
+}
+
+/// BTF, backend support and tracepoint categories: what compiling a spec needs to know.
+struct CompilationEnvironment {
+  let resolver: ProbeResolver
+
+  static func make(btfPath: String?, privilegedDetection: Bool) throws -> CompilationEnvironment {
+    let types: KernelTypes
+    do throws(BTFLoadError) {
+      if let btfPath {
+        types = try KernelTypes.load(path: btfPath)
+      } else {
+        types = try KernelTypes.loadRunningKernel()
+      }
+    } catch {
+      Console.error(error.description)
+      if case .kernelHasNoBTF = error { throw ExitStatus.systemRefused }
+      throw ExitStatus.specError
+    }
+    if btfPath != nil {
+      return CompilationEnvironment(resolver: ProbeResolver(types: types, support: .all))
+    }
+    var support = KernelCapabilities.detect(types: types)
+    if support.available.isEmpty {
+      if privilegedDetection {
+        Console.error(
+          "the kernel refused to load a BPF program; run swtrace as root (or with CAP_BPF and CAP_PERFMON). "
+            + "'swtrace check' works without privileges")
+        throw ExitStatus.systemRefused
+      }
+      support = .tracepointsOnly
+    }
+    return CompilationEnvironment(
+      resolver: ProbeResolver(
+        types: types, support: support, tracepointCategories: KernelCapabilities.tracepointCategories()))
+  }
+
+  /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
+  func compile(_ source: SourceFile) throws -> CompiledSpec {
+    switch SpecCompiler(resolver: resolver).compile(source) {
+    case .failed(let diagnostics):
+      Console.diagnostics(diagnostics, in: source)
+      throw ExitStatus.specError
+    case .compiled(let compiled, let warnings):
+      if !warnings.isEmpty { Console.diagnostics(warnings, in: source) }
+      noteMissingBackends(compiled)
+      return compiled
+    }
+  }
+
+  /// Says once, in one sentence, when skb probes fall back to tracepoints only.
+  func noteMissingBackends(_ compiled: CompiledSpec) {
+    guard resolver.functionBackend == nil, resolver.types.isRunningKernel else { return }
+    let tracepoints = compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.count
+    guard tracepoints == compiled.programs.count, tracepoints > 0 else { return }
+    Console.note("kprobes and fentry are not available on this kernel; skb probes use its \(tracepoints) tracepoints")
+  }
+}
+
+extension OutputFormat: ExpressibleByArgument {}

@@ -1,0 +1,64 @@
+import Foundation
+@testable import SwtraceSyntax
+
+/// Parses `text` as a spec named `<spec>`.
+func parse(_ text: String) -> (ParseResult, SourceFile) {
+  let file = SourceFile(name: "<spec>", text: text)
+  return (Parser.parse(file), file)
+}
+
+/// Renders diagnostics the way the CLI does, without colour.
+func render(_ result: ParseResult, _ file: SourceFile) -> String {
+  DiagnosticRenderer(useColor: false).render(result.diagnostics, in: file)
+}
+
+/// A range-free S-expression of the tree, for comparing trees parsed from different text.
+enum Dump {
+  static func spec(_ spec: Spec) -> String { spec.clauses.map(clause).joined(separator: "\n") }
+
+  static func clause(_ clause: Clause) -> String {
+    let probes = clause.probes.map { "\($0.kind)" }.joined(separator: " ")
+    let filter = clause.filter.map { " /\(expr($0))/" } ?? ""
+    return "(clause [\(probes)]\(filter) \(block(clause.body)))"
+  }
+
+  static func block(_ block: Block) -> String {
+    let open = block.style == .angle ? "<" : "{"
+    let close = block.style == .angle ? ">" : "}"
+    return open + block.statements.map(statement).joined(separator: " ") + close
+  }
+
+  static func statement(_ statement: Statement) -> String {
+    switch statement.kind {
+    case .expression(let e): return expr(e)
+    case .assignVariable(let name, let value): return "(= $\(name) \(expr(value)))"
+    case .assignMap(let access, let value): return "(= \(map(access)) \(expr(value)))"
+    case .ifElse(let condition, let then, let elseBlock):
+      return "(if \(expr(condition)) \(block(then))" + (elseBlock.map { " else " + block($0) } ?? "") + ")"
+    }
+  }
+
+  static func map(_ access: MapAccess) -> String {
+    "@\(access.name)" + (access.keys.isEmpty ? "" : "[" + access.keys.map(expr).joined(separator: " ") + "]")
+  }
+
+  static func expr(_ e: Expr) -> String {
+    switch e.kind {
+    case .integer(let v): return "\(v)"
+    case .string(let s): return "\(s.debugDescription)"
+    case .bool(let b): return "\(b)"
+    case .ipv4(let v): return "ipv4(\(IPAddressText.formatIPv4(v)))"
+    case .ipv6(let bytes): return "ipv6(\(IPAddressText.formatIPv6(bytes)))"
+    case .cidr(let address, let length): return "cidr(\(expr(address))/\(length))"
+    case .identifier(let name): return name
+    case .variable(let name): return "$\(name)"
+    case .map(let access): return map(access)
+    case .member(let base, let name, let arrow): return "(\(arrow ? "->" : ".") \(expr(base)) \(name))"
+    case .index(let base, let index): return "(index \(expr(base)) \(expr(index)))"
+    case .call(let name, let args): return "(\(name)" + args.map { " " + expr($0) }.joined() + ")"
+    case .unary(let op, let operand): return "(\(op.rawValue) \(expr(operand)))"
+    case .binary(let op, let l, let r): return "(\(op.rawValue) \(expr(l)) \(expr(r)))"
+    case .cast(let type, let operand): return "(cast \(type) \(expr(operand)))"
+    }
+  }
+}
