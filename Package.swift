@@ -39,12 +39,15 @@ let package = Package(
     ),
     // The project's own traffic generator for tests and benchmarks.
     .executableTarget(name: "swtrace-pktgen"),
+    // Fixture kernels' BTF and paths shared by the test targets.
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
     .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax"], resources: [.copy("Golden")]),
-    .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF"]),
-    .testTarget(name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax"]),
+    .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF", "TestSupport"]),
+    .testTarget(name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax", "TestSupport"]),
     .testTarget(name: "BPFTests", dependencies: ["BPF"]),
     .testTarget(
-      name: "CodeGenTests", dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax"],
+      name: "CodeGenTests",
+      dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "TestSupport"],
       resources: [.copy("Golden")]),
     .testTarget(name: "EndToEndTests", dependencies: []),
   ]

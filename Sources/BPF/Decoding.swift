@@ -67,7 +67,7 @@ extension Instruction {
   static func decodeOne(
     _ raw: [RawInstruction], at slot: Int
   ) throws(InstructionDecodingError) -> Instruction {
-    var decoder = SlotDecoder(raw: raw[slot], slot: slot)
+    let decoder = SlotDecoder(raw: raw[slot], slot: slot)
     switch raw[slot].opcode & 0x07 {
     case OpcodeBits.classALU, OpcodeBits.classALU64:
       return try decoder.arithmetic()

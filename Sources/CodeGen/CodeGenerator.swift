@@ -16,9 +16,13 @@ public struct CodeGenerator: Sendable {
   /// Bytes of the events ring buffer (a power of two, a multiple of the page size).
   public var ringBufferSize: Int
 
-  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20) {
+  /// Entries of each map the spec declares (`--map-entries`).
+  public var mapEntries: Int
+
+  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240) {
     self.types = types
     self.ringBufferSize = ringBufferSize
+    self.mapEntries = mapEntries
   }
 
   public func generate(_ spec: CheckedSpec) throws(CodeGenError) -> CompiledSpec {
@@ -38,7 +42,7 @@ public struct CodeGenerator: Sendable {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
         var builder = ProgramBuilder(
-          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types)
+          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps)
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
@@ -46,13 +50,20 @@ public struct CodeGenerator: Sendable {
             context: Self.context(for: attachPoint, types: types), clauseRange: clause.range))
       }
     }
-    let maps = [
+    var maps = [
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: ringBufferSize),
       MapDescription(name: "lost", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1),
+      MapDescription(name: "full", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: max(1, spec.maps.count)),
     ]
+    for map in spec.maps {
+      maps.append(
+        MapDescription(
+          name: map.name.isEmpty ? "at" : map.name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
+          keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
+    }
     return CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
-      ringBufferSize: ringBufferSize)
+      ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses)
   }
 
   /// Every print statement of a clause, in source order, with its values.
@@ -61,7 +72,7 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .print(let values, let range): [(range, values)]
       case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit: []
+      case .exit, .mapUpdate, .mapDelete: []
       }
     }
   }
@@ -85,6 +96,9 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
+    case .select(_, let value, _): return fieldSize(value)
+    case .networkToHost(let value, _): return fieldSize(value)
+    case .mapLookup: return expression.type.storageSize
     default: break
     }
     switch expression.type {

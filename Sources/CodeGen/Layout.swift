@@ -34,7 +34,14 @@ public enum StandardMap {
   public static let events: Int32 = 0
   /// Per-CPU counter of events the ring buffer had no room for.
   public static let lost: Int32 = 1
+  /// Per-CPU counters, one per user map, of updates refused because the map was full.
+  public static let full: Int32 = 2
+  /// The first of the spec's own maps, in `CompiledSpec.userMaps` order.
+  public static let firstUserMap: Int32 = 3
 }
+
+/// A record with this layout id asks swtrace to stop: the spec called `exit()`.
+public let exitRequestLayoutID = UInt32.max
 
 /// One program to load: code, the attach point, and what the verifier pre-check needs.
 public struct CompiledProgram: Hashable, Sendable {
@@ -53,4 +60,7 @@ public struct CompiledSpec: Hashable, Sendable {
   public var layouts: [EventLayout]
   public var probeNames: [String]
   public var ringBufferSize: Int
+  /// The spec's maps; user map i is BPF map `StandardMap.firstUserMap + i`.
+  public var userMaps: [MapDeclaration]
+  public var userClauses: [UserClause]
 }

@@ -6,10 +6,10 @@ extension CompiledSpec {
   public func listing(source: SourceFile) -> String {
     var mapNames: [Int32: String] = [:]
     for (index, map) in maps.enumerated() { mapNames[Int32(index)] = map.name }
-    _ = mapNames
+    let disassembler = Disassembler(mapNames: mapNames)
     return programs.map { program in
       "\(program.attachPoint.backend.rawValue):\(program.attachPoint.name) (\(program.program.slotCount) instructions)\n"
-        + program.program.instructions.map { "\($0)" }.joined(separator: "\n") + "\n"
+        + disassembler.text(program.program, source: source)
     }.joined(separator: "\n")
   }
 }

@@ -30,6 +30,8 @@ extension ProgramBuilder {
     case .print(let values, _): values.contains { readsSkb($0.value) }
     case .conditional(let condition, let then, let otherwise):
       readsSkb(condition) || then.contains(where: readsSkb) || otherwise.contains(where: readsSkb)
+    case .mapUpdate(_, let keys, let value, _): keys.contains(where: readsSkb) || value.map(readsSkb) == true
+    case .mapDelete(_, let keys, _): keys.contains(where: readsSkb)
     case .exit: false
     }
   }
@@ -38,7 +40,10 @@ extension ProgramBuilder {
     switch expression.kind {
     case .skb: true
     case .load(let base, _, _, _), .loadString(let base, _, _): readsSkb(base)
-    case .unary(_, let operand): readsSkb(operand)
+    case .unary(_, let operand), .networkToHost(let operand, _): readsSkb(operand)
+    case .select(let condition, let value, let otherwise):
+      readsSkb(condition) || readsSkb(value) || readsSkb(otherwise)
+    case .mapLookup(_, let keys): keys.contains(where: readsSkb)
     case .binary(_, let lhs, let rhs): readsSkb(lhs) || readsSkb(rhs)
     case .integer, .string, .builtin, .argument, .returnValue: false
     }
@@ -143,7 +148,38 @@ extension ProgramBuilder {
         return try materialize(expression)
       }
       return try arithmetic(op, lhs, rhs, range: expression.range)
+    case .select(let condition, let value, let otherwise):
+      return try select(condition, value, otherwise)
+    case .mapLookup(let map, let keys):
+      return try mapLookupValue(map, keys: keys)
+    case .networkToHost(let value, let bits):
+      let temp = try emit(value)
+      if bits > 8 { asm.emit(.endian(.big, temps.use(temp, &frame, &asm), bits: Int32(bits))) }
+      return temp
     }
+  }
+
+  /// `condition ? value : otherwise` through a stack slot: each arm stores its result there,
+  /// and every temporary is spilled first so both arms start from the same register state.
+  mutating func select(_ condition: TypedExpr, _ value: TypedExpr, _ otherwise: TypedExpr) throws(CodeGenError) -> Temp {
+    temps.spillAll(&frame, &asm)
+    let slot = frame.allocate(8)
+    let isFalse = asm.newLabel()
+    let end = asm.newLabel()
+    try branch(condition, ifFalse: isFalse)
+    for (arm, label) in [(value, end), (otherwise, nil)] as [(TypedExpr, Label?)] {
+      let temp = try emit(arm)
+      asm.emit(.store(.double, .fp, offset: slot, temps.use(temp, &frame, &asm)))
+      temps.free(temp)
+      if let label {
+        asm.jump(to: label)
+        asm.bind(isFalse)
+      }
+    }
+    asm.bind(end)
+    let (temp, register) = temps.allocate(&frame, &asm)
+    asm.emit(.load(.double, register, .fp, offset: slot))
+    return temp
   }
 
   /// `size` bytes at `base + offset` into a temporary: a plain load through a BTF-typed

@@ -13,6 +13,7 @@ struct ProgramBuilder {
   let probeID: UInt32
   let layouts: [SourceRange: EventLayout]
   let types: KernelTypes
+  let maps: [MapDeclaration]
   var asm = Assembler()
   var frame = StackFrame()
   var temps = TempAllocator()
@@ -22,11 +23,15 @@ struct ProgramBuilder {
   static let skb = Register.r7
   static let record = Register.r8
 
-  init(attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes) {
+  init(
+    attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
+    maps: [MapDeclaration]
+  ) {
     self.attachPoint = attachPoint
     self.probeID = probeID
     self.layouts = layouts
     self.types = types
+    self.maps = maps
   }
 
   var isTracing: Bool {
@@ -95,9 +100,16 @@ struct ProgramBuilder {
         }
         asm.bind(end)
       case .exit(let range):
-        // Stopping the whole trace is the user side's job; the program only ends this run.
+        // Stopping the whole trace is the user side's job: send it a request, then end this run.
         asm.currentRange = range
+        requestExit()
         asm.jump(to: done)
+      case .mapUpdate(let map, let keys, let value, let range):
+        asm.currentRange = range
+        try mapUpdate(map, keys: keys, value: value)
+      case .mapDelete(let map, let keys, let range):
+        asm.currentRange = range
+        try mapDelete(map, keys: keys)
       }
     }
   }
@@ -134,10 +146,37 @@ struct ProgramBuilder {
     asm.bind(end)
   }
 
+  /// A header-only record with the exit layout id; the user side stops when it reads one.
+  mutating func requestExit() {
+    let end = asm.newLabel()
+    let reserved = asm.newLabel()
+    asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
+    asm.emit(.mov(.r2, Int32(EventHeader.size)))
+    asm.emit(.mov(.r3, 0))
+    asm.emit(.call(helper: HelperFunction.ringbufReserve.rawValue))
+    asm.jump(if: .ne, .r0, .immediate(0), to: reserved)
+    countLoss()
+    asm.jump(to: end)
+    asm.bind(reserved)
+    asm.emit(.mov(.r1, .r0))
+    asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.timestampOffset), 0))
+    asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.cpuOffset), 0))
+    asm.emit(.storeImmediate(.word, .r1, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: exitRequestLayoutID)))
+    asm.emit(.storeImmediate(.word, .r1, offset: Int16(EventHeader.layoutOffset + 4), 0))
+    asm.emit(.mov(.r2, 0))
+    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    asm.bind(end)
+  }
+
   mutating func countLoss() {
+    incrementCounter(in: StandardMap.lost, index: 0)
+  }
+
+  /// Adds one to slot `index` of a per-CPU counter array.
+  mutating func incrementCounter(in map: Int32, index: Int32) {
     let slot = frame.allocate(4)
-    asm.emit(.storeImmediate(.word, .fp, offset: slot, 0))
-    asm.emit(.loadMapFD(.r1, fd: StandardMap.lost))
+    asm.emit(.storeImmediate(.word, .fp, offset: slot, index))
+    asm.emit(.loadMapFD(.r1, fd: map))
     asm.emit(.mov(.r2, .fp))
     asm.emit(.add(.r2, Int32(slot)))
     asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
@@ -163,6 +202,23 @@ struct ProgramBuilder {
       asm.emit(.add(.r1, offset))
       asm.emit(.mov(.r2, Int32(field.size)))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
+      return
+    case .select(let condition, let chosen, let otherwise) where field.size > 8:
+      // Wide values (IPv6 addresses) are written into the record by each arm.
+      temps.spillAll(&frame, &asm)
+      let isFalse = asm.newLabel()
+      let end = asm.newLabel()
+      try branch(condition, ifFalse: isFalse)
+      try store(chosen, into: field)
+      asm.jump(to: end)
+      asm.bind(isFalse)
+      try store(otherwise, into: field)
+      asm.bind(end)
+      return
+    case .integer(0) where field.size > 8:
+      for chunk in stride(from: 0, to: field.size, by: 8) {
+        asm.emit(.storeImmediate(.double, Self.record, offset: Int16(field.offset + chunk), 0))
+      }
       return
     case .load(let base, let baseOffset, let size, nil)
     where !canLoadDirectly(base) && !isSigned(value.type) && size == field.size:

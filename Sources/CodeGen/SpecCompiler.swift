@@ -8,10 +8,12 @@ public import SwtraceSyntax
 public struct SpecCompiler: Sendable {
   public let resolver: ProbeResolver
   public var ringBufferSize: Int
+  public var mapEntries: Int
 
-  public init(resolver: ProbeResolver, ringBufferSize: Int = 8 << 20) {
+  public init(resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240) {
     self.resolver = resolver
     self.ringBufferSize = ringBufferSize
+    self.mapEntries = mapEntries
   }
 
   public enum Outcome: Sendable {
@@ -27,7 +29,7 @@ public struct SpecCompiler: Sendable {
     let warnings = parsed.diagnostics + checked.diagnostics
     let compiled: CompiledSpec
     do {
-      compiled = try CodeGenerator(types: resolver.types, ringBufferSize: ringBufferSize).generate(spec)
+      compiled = try CodeGenerator(types: resolver.types, ringBufferSize: ringBufferSize, mapEntries: mapEntries).generate(spec)
     } catch {
       return .failed(warnings + [error.diagnostic])
     }
@@ -41,7 +43,7 @@ public struct SpecCompiler: Sendable {
     var seen = Set<String>()
     var diagnostics: [Diagnostic] = []
     for program in compiled.programs {
-      for rejection in [VerifierRejection]() {
+      for rejection in Verifier.check(program.program, context: program.context, maps: compiled.maps) {
         guard seen.insert(rejection.message).inserted else { continue }
         var diagnostic = Diagnostic(
           "verifier-precheck",

@@ -38,6 +38,11 @@ public struct EventDecoder: Sendable {
 
   public init(compiled: CompiledSpec) { self.compiled = compiled }
 
+  /// Whether a record is the spec's `exit()` asking swtrace to stop.
+  public func isExitRequest(_ bytes: EventBytes) -> Bool {
+    bytes.count >= EventHeader.size && bytes.load(UInt32.self, at: EventHeader.layoutOffset) == exitRequestLayoutID
+  }
+
   public func decode(_ bytes: EventBytes) -> DecodedEvent? {
     guard bytes.count >= EventHeader.size else { return nil }
     let layoutID = Int(bytes.load(UInt32.self, at: EventHeader.layoutOffset))
@@ -53,29 +58,31 @@ public struct EventDecoder: Sendable {
   }
 
   func decode(_ field: EventField, _ bytes: EventBytes) -> DecodedValue {
+    ValueDecoder.decode(
+      type: field.type, size: field.size, probeNames: compiled.probeNames,
+      bytes: bytes.bytes(at: field.offset, count: field.size))
+  }
+}
+
+/// Turns the little-endian bytes of one value into a `DecodedValue`; shared by events and maps.
+public enum ValueDecoder {
+  public static func decode(type: ValueType, size: Int, probeNames: [String], bytes raw: [UInt8]) -> DecodedValue {
     func unsigned() -> UInt64 {
-      switch field.size {
-      case 1: UInt64(bytes.load(UInt8.self, at: field.offset))
-      case 2: UInt64(bytes.load(UInt16.self, at: field.offset))
-      case 4: UInt64(bytes.load(UInt32.self, at: field.offset))
-      default: bytes.load(UInt64.self, at: field.offset)
-      }
+      raw.prefix(min(size, 8)).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
     func signed() -> Int64 {
-      switch field.size {
-      case 1: Int64(bytes.load(Int8.self, at: field.offset))
-      case 2: Int64(bytes.load(Int16.self, at: field.offset))
-      case 4: Int64(bytes.load(Int32.self, at: field.offset))
-      default: bytes.load(Int64.self, at: field.offset)
-      }
+      let width = min(size, 8) * 8
+      let value = unsigned()
+      guard width < 64 else { return Int64(bitPattern: value) }
+      let shift = UInt64(64 - width)
+      return Int64(bitPattern: value << shift) >> Int64(shift)
     }
-    switch field.type {
+    switch type {
     case .integer(_, let isSigned):
       return isSigned ? .signed(signed()) : .unsigned(unsigned())
     case .bool:
       return .bool(unsigned() != 0)
     case .string:
-      let raw = bytes.bytes(at: field.offset, count: field.size)
       let end = raw.firstIndex(of: 0) ?? raw.count
       return .text(String(decoding: raw[..<end], as: UTF8.self))
     case .enumeration(let names):
@@ -86,11 +93,12 @@ public struct EventDecoder: Sendable {
       return .pointer(unsigned())
     case .probe:
       let id = Int(unsigned())
-      return .name(id < compiled.probeNames.count ? compiled.probeNames[id] : String(id))
+      return .name(id < probeNames.count ? probeNames[id] : String(id))
     case .ipv4:
-      return .ipv4(UInt32(bigEndian: bytes.load(UInt32.self, at: field.offset)))
+      // Addresses travel in host order, as the program compares them.
+      return .ipv4(UInt32(truncatingIfNeeded: unsigned()))
     case .ipv6:
-      return .ipv6(bytes.bytes(at: field.offset, count: 16))
+      return .ipv6(Array(raw.prefix(16)))
     case .void:
       return .unsigned(0)
     }

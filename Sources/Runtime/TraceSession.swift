@@ -132,8 +132,37 @@ public final class TraceSession: @unchecked Sendable {
     guard maps.count > Int(StandardMap.lost),
       let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0])
     else { return 0 }
-    return stride(from: 0, to: value.count, by: 8).reduce(UInt64(0)) { sum, offset in
-      sum + value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    return Self.sumPerCPU(value)
+  }
+
+  /// Every entry of the spec's map `index` (in `CompiledSpec.userMaps` order): raw key bytes,
+  /// and value bytes (one 8-byte-aligned slot per possible CPU for per-CPU maps).
+  public func userMapEntries(_ index: Int) -> [(key: [UInt8], value: [UInt8])] {
+    let position = Int(StandardMap.firstUserMap) + index
+    guard position < maps.count else { return [] }
+    return maps[position].entries()
+  }
+
+  /// Empties the spec's map `index`.
+  public func clearUserMap(_ index: Int) {
+    let position = Int(StandardMap.firstUserMap) + index
+    guard position < maps.count else { return }
+    for key in maps[position].keys() { maps[position].delete(key) }
+  }
+
+  /// Updates refused because a map was full, per user map, summed over CPUs.
+  public func fullMapCounts() -> [UInt64] {
+    guard maps.count > Int(StandardMap.full) else { return [] }
+    return compiled.userMaps.indices.map { index in
+      let key = withUnsafeBytes(of: UInt32(index).littleEndian, Array.init)
+      guard let value = maps[Int(StandardMap.full)].lookup(key) else { return 0 }
+      return Self.sumPerCPU(value)
+    }
+  }
+
+  static func sumPerCPU(_ value: [UInt8]) -> UInt64 {
+    stride(from: 0, to: value.count - 7, by: 8).reduce(UInt64(0)) { sum, offset in
+      sum &+ value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
   }
 

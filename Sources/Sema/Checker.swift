@@ -3,7 +3,12 @@ public import SwtraceSyntax
 
 /// A spec after name resolution and type checking: everything code generation needs.
 public struct CheckedSpec: Hashable, Sendable {
+  /// Clauses that run in the kernel, one program per attach point.
   public var clauses: [CheckedClause]
+  /// Maps in order of first use; `Action.mapUpdate` and friends refer to them by index.
+  public var maps: [MapDeclaration]
+  /// BEGIN, END and interval clauses, run by swtrace itself.
+  public var userClauses: [UserClause]
 }
 
 /// Resolves every name of a spec against BTF and types every expression.
@@ -19,18 +24,33 @@ public struct Checker: Sendable {
   /// Checks a whole spec. Diagnostics of all clauses are collected, not just the first.
   public func check(_ spec: Spec, source: SourceFile) -> (spec: CheckedSpec?, diagnostics: [Diagnostic]) {
     var clauses: [CheckedClause] = []
+    var userClauses: [UserClause] = []
+    var maps: [MapDeclaration] = []
     var diagnostics: [Diagnostic] = []
     if spec.clauses.isEmpty {
       diagnostics.append(Diagnostic("empty-spec", "the spec has no clause", at: .at(0),
         notes: [.init(.help, "write a probe and a block, such as: skb:* < print(len) >")]))
     }
-    for clause in spec.clauses {
-      var context = ClauseContext(checker: self, source: source)
+    // Kernel clauses first, so maps they assign are known to BEGIN/END/interval clauses.
+    for clause in spec.clauses where !UserClauseChecker.isUserClause(clause) {
+      var context = ClauseContext(checker: self, source: source, maps: maps)
       if let checked = context.check(clause) { clauses.append(checked) }
+      maps = context.maps
       diagnostics += context.diagnostics
     }
+    for clause in spec.clauses where UserClauseChecker.isUserClause(clause) {
+      var checker = UserClauseChecker(source: source, maps: maps)
+      if let checked = checker.check(clause) { userClauses.append(checked) }
+      diagnostics += checker.diagnostics
+    }
+    if clauses.isEmpty, !spec.clauses.isEmpty, !diagnostics.contains(where: { $0.severity == .error }) {
+      diagnostics.append(
+        Diagnostic(
+          "no-kernel-clause", "the spec has no probe that runs in the kernel, so there is nothing to trace",
+          at: spec.clauses[0].range, notes: [.init(.help, "add a clause such as: skb:* { print(len) }")]))
+    }
     let hasErrors = diagnostics.contains { $0.severity == .error }
-    return (hasErrors ? nil : CheckedSpec(clauses: clauses), diagnostics)
+    return (hasErrors ? nil : CheckedSpec(clauses: clauses, maps: maps, userClauses: userClauses), diagnostics)
   }
 }
 
@@ -58,12 +78,13 @@ struct ClauseContext {
   /// Arguments every attach point of the clause has, with the same type.
   var commonArguments: [String: BTFTypeID] = [:]
   var hasSkb = false
-
+  var maps: [MapDeclaration]
   let source: SourceFile
 
-  init(checker: Checker, source: SourceFile) {
+  init(checker: Checker, source: SourceFile, maps: [MapDeclaration]) {
     self.checker = checker
     self.source = source
+    self.maps = maps
   }
 
   mutating func check(_ clause: Clause) -> CheckedClause? {
@@ -119,15 +140,20 @@ struct ClauseContext {
       diagnostics.append(
         Diagnostic("not-supported-yet", "variables are not supported yet", at: statement.range))
       return nil
-    case .assignMap:
-      diagnostics.append(
-        Diagnostic("not-supported-yet", "maps are not supported yet", at: statement.range))
-      return nil
+    case .assignMap(let access, let value):
+      return mapAssignment(access, value, range: statement.range)
     }
   }
 
   mutating func call(_ name: String, _ arguments: [Expr], range: SourceRange) -> Action? {
     switch name {
+    case "print" where arguments.count == 1 && { if case .map = arguments[0].kind { true } else { false } }():
+      diagnostics.append(
+        Diagnostic(
+          "user-statement-in-kernel-clause",
+          "printing a whole map happens in swtrace, not in the kernel: use it in an interval: or END clause",
+          at: range, notes: [.init(.help, "maps are printed at exit anyway; for periodic output: interval:1s { print(@name); clear(@name) }")]))
+      return nil
     case "print":
       guard !arguments.isEmpty else {
         diagnostics.append(
@@ -141,6 +167,28 @@ struct ClauseContext {
         values.append(PrintedValue(label: sourceText(argument.range), value: typed))
       }
       return values.count == arguments.count ? .print(values, range: range) : nil
+    case "delete":
+      guard arguments.count == 1, case .map(let access) = arguments[0].kind else {
+        diagnostics.append(
+          Diagnostic("delete-needs-map-entry", "delete() takes one map entry, such as delete(@start[skb])", at: range))
+        return nil
+      }
+      guard let index = maps.firstIndex(where: { $0.name == access.name }) else {
+        diagnostics.append(Diagnostic("unknown-map", "@\(access.name) is not assigned anywhere before", at: access.range))
+        return nil
+      }
+      var keys: [TypedExpr] = []
+      for key in access.keys {
+        guard let typed = value(key) else { return nil }
+        keys.append(typed)
+      }
+      return .mapDelete(map: index, keys: keys, range: range)
+    case "clear":
+      diagnostics.append(
+        Diagnostic(
+          "user-statement-in-kernel-clause", "clear() runs in swtrace, not in the kernel: use it in an interval: or END clause",
+          at: range))
+      return nil
     case "exit":
       if !arguments.isEmpty {
         diagnostics.append(Diagnostic("exit-takes-no-arguments", "exit() takes no arguments", at: range))
@@ -189,15 +237,27 @@ struct ClauseContext {
     case .identifier(let name):
       return identifier(name, range: range)
     case .member(let baseExpression, let name, _):
+      if hasSkb, case .identifier(let headerName) = baseExpression.kind,
+        let header = PacketHeader(rawValue: headerName), commonArguments[headerName] == nil
+      {
+        return packetField(header, name, range: range).map(Reference.value)
+      }
       guard let base = reference(baseExpression) else { return nil }
       return member(name, of: base, range: range, nameRange: memberNameRange(expression, name))
     case .unary(let op, let operandExpression):
       guard let operand = value(operandExpression) else { return nil }
       return unary(op, operand, range: range).map(Reference.value)
+    case .ipv4(let address):
+      return .value(TypedExpr(.integer(UInt64(address)), type: .ipv4, range: range))
+    case .binary(.in, let lhsExpression, let rhsExpression):
+      guard let lhs = value(lhsExpression) else { return nil }
+      return prefixMatch(lhs, rhsExpression, range: range).map(Reference.value)
     case .binary(let op, let lhsExpression, let rhsExpression):
       guard let lhs = value(lhsExpression), let rhs = value(rhsExpression) else { return nil }
       return binary(op, lhs, rhs, range: range).map(Reference.value)
-    case .ipv4, .ipv6, .cidr, .variable, .map, .index, .call, .cast:
+    case .map(let access):
+      return mapRead(access, range: range).map(Reference.value)
+    case .ipv6, .cidr, .variable, .index, .call, .cast:
       diagnostics.append(
         Diagnostic("not-supported-yet", "this kind of expression is not supported yet", at: range))
       return nil
@@ -237,6 +297,9 @@ struct ClauseContext {
     if hasSkb, let derived = DerivedField(rawValue: name) {
       return derivedField(derived, range: range)
     }
+    if hasSkb, Self.packetShortcuts[name] != nil {
+      return packetShortcut(name, range: range).map(Reference.value)
+    }
     diagnostics.append(unknownName(name, range: range))
     return nil
   }
@@ -244,7 +307,7 @@ struct ClauseContext {
   func unknownName(_ name: String, range: SourceRange) -> Diagnostic {
     var candidates = Builtin.allCases.map(\.rawValue) + Array(commonArguments.keys)
     if hasSkb {
-      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue)
+      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue) + Self.packetShortcuts.keys
       if let skbStruct = types.structure("sk_buff") {
         candidates += types.members(of: skbStruct).map(\.name)
       }
@@ -413,6 +476,10 @@ struct ClauseContext {
         }
       case (.string, _), (_, .string):
         return mismatch("comparing strings is not supported yet")
+      case (.ipv4, .ipv4):
+        break
+      case (.ipv4, _), (_, .ipv4), (.ipv6, _), (_, .ipv6):
+        return mismatch("an address compares only with an address of the same family, such as 10.0.0.1")
       default:
         guard lhs.type.isNumeric, rhs.type.isNumeric else { return mismatch("") }
       }
@@ -440,6 +507,28 @@ struct ClauseContext {
       }
       return TypedExpr(.binary(op, lhs, rhs), type: type, range: range)
     }
+  }
+
+  /// `address in 10.0.0.0/8`: the address with the host bits cleared equals the network.
+  mutating func prefixMatch(_ address: TypedExpr, _ prefix: Expr, range: SourceRange) -> TypedExpr? {
+    guard case .cidr(let network, let length) = prefix.kind else {
+      diagnostics.append(
+        Diagnostic("operator-type-mismatch", "'in' needs an address prefix on its right, such as 10.0.0.0/8", at: prefix.range))
+      return nil
+    }
+    guard case .ipv4(let networkAddress) = network.kind, address.type == .ipv4 else {
+      diagnostics.append(
+        Diagnostic(
+          "operator-type-mismatch",
+          "'in' compares an IPv4 address with an IPv4 prefix; this is a \(address.type) and '\(sourceText(prefix.range))'",
+          at: range))
+      return nil
+    }
+    let mask: UInt64 = length == 0 ? 0 : UInt64(UInt32.max << UInt32(32 - length)) & 0xffff_ffff
+    let masked = TypedExpr(
+      .binary(.bitAnd, address, TypedExpr(.integer(mask), type: .u64, range: prefix.range)), type: .u64, range: range)
+    let expected = TypedExpr(.integer(UInt64(networkAddress) & mask), type: .u64, range: prefix.range)
+    return TypedExpr(.binary(.equal, masked, expected), type: .bool, range: range)
   }
 
   func isSigned(_ type: ValueType) -> Bool {

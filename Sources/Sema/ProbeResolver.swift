@@ -71,9 +71,8 @@ public struct ProbeResolver: Sendable {
           notes: suggestion(for: function, among: types.functions().map(\.name)).map { [$0] } ?? [])
       }
     case .begin, .end, .interval:
-      throw Diagnostic(
-        "probe-not-supported-yet", "BEGIN, END and interval probes are not supported yet",
-        at: probe.range)
+      // Run by swtrace itself; the checker never asks for their attach points.
+      return []
     }
     return points
   }

@@ -126,6 +126,12 @@ public struct TypedExpr: Hashable, Sendable {
     case loadString(base: TypedExpr, offset: Int, capacity: Int)
     case unary(UnaryOperator, TypedExpr)
     case binary(BinaryOperator, TypedExpr, TypedExpr)
+    /// `condition ? value : otherwise`, for packet fields that exist only for some packets.
+    case select(condition: TypedExpr, value: TypedExpr, otherwise: TypedExpr)
+    /// Network to host byte order of the low `bits` bits.
+    case networkToHost(TypedExpr, bits: Int)
+    /// The value stored in a plain value map under `keys`, 0 when absent.
+    case mapLookup(map: Int, keys: [TypedExpr])
   }
   /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
   public struct Bitfield: Hashable, Sendable {
@@ -154,5 +160,8 @@ public struct PrintedValue: Hashable, Sendable {
 public indirect enum Action: Hashable, Sendable {
   case print([PrintedValue], range: SourceRange)
   case conditional(TypedExpr, then: [Action], else: [Action])
+  /// Adds `value` to (or stores it in) map `map` under `keys`; `value` is nil for `count()`.
+  case mapUpdate(map: Int, keys: [TypedExpr], value: TypedExpr?, range: SourceRange)
+  case mapDelete(map: Int, keys: [TypedExpr], range: SourceRange)
   case exit(range: SourceRange)
 }

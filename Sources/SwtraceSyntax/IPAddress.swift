@@ -76,7 +76,9 @@ public enum IPAddressText {
         result.append(UInt16(v4 & 0xffff))
         continue
       }
-      guard !part.isEmpty, part.count <= 4, part.allSatisfy(\.isHexDigit), let word = UInt16(part, radix: 16) else { return nil }
+      guard !part.isEmpty, part.count <= 4, part.allSatisfy(\.isHexDigit),
+        let word = UInt16(part, radix: 16)
+      else { return nil }
       result.append(word)
     }
     return result

@@ -75,8 +75,12 @@ enum ASCII {
     (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
       || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || byte == UInt8(ascii: "_")
   }
-  static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-  static func isIdentifierContinue(_ byte: UInt8) -> Bool { isIdentifierStart(byte) || isDigit(byte) }
+  static func isDigit(_ byte: UInt8) -> Bool {
+    byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+  }
+  static func isIdentifierContinue(_ byte: UInt8) -> Bool {
+    isIdentifierStart(byte) || isDigit(byte)
+  }
   static func hexValue(_ byte: UInt8) -> UInt8? {
     switch byte {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
@@ -95,7 +99,6 @@ enum ASCII {
 struct Lexer: Sendable {
   let bytes: [UInt8]
 
-  init(bytes: [UInt8]) { self.bytes = bytes }
 
   /// The token starting at the first non-trivia byte at or after `offset`.
   func token(at offset: Int) -> Token {
@@ -144,7 +147,8 @@ struct Lexer: Sendable {
         }
         if !closed {
           diagnostics.append(
-            Diagnostic(.unterminatedComment, "unterminated '/*' comment", at: SourceRange(start, start + 2)))
+            Diagnostic(
+              .unterminatedComment, "unterminated '/*' comment", at: SourceRange(start, start + 2)))
         }
       default:
         return (index, newline)
@@ -175,7 +179,9 @@ struct Lexer: Sendable {
       while let next = byte(end), ASCII.isIdentifierContinue(next) { end += 1 }
       if end == start + 1 || !ASCII.isIdentifierStart(bytes[start + 1]) {
         diagnostics.append(
-          Diagnostic(.expectedVariableName, "expected a variable name after '$'", at: SourceRange(start, end)))
+          Diagnostic(
+            .expectedVariableName, "expected a variable name after '$'", at: SourceRange(start, end)
+          ))
         return (.variable(""), end)
       }
       return (.variable(text(start + 1, end)), end)
@@ -216,7 +222,8 @@ struct Lexer: Sendable {
     }
     let character = text(start, end)
     diagnostics.append(
-      Diagnostic(.unexpectedCharacter, "unexpected character '\(character)'", at: SourceRange(start, end)))
+      Diagnostic(
+        .unexpectedCharacter, "unexpected character '\(character)'", at: SourceRange(start, end)))
     return (.invalid, end)
   }
 
@@ -226,7 +233,8 @@ struct Lexer: Sendable {
     while true {
       guard let current = byte(index), current != UInt8(ascii: "\n") else {
         diagnostics.append(
-          Diagnostic(.unterminatedString, "unterminated string literal", at: SourceRange(start, index)))
+          Diagnostic(
+            .unterminatedString, "unterminated string literal", at: SourceRange(start, index)))
         return (.literal(.string(String(decoding: value, as: UTF8.self))), index)
       }
       if current == UInt8(ascii: "\"") {
@@ -252,7 +260,9 @@ struct Lexer: Sendable {
       case UInt8(ascii: "\\"): value.append(UInt8(ascii: "\\"))
       case UInt8(ascii: "\""): value.append(UInt8(ascii: "\""))
       case UInt8(ascii: "x"):
-        if let high = byte(index).flatMap(ASCII.hexValue), let low = byte(index + 1).flatMap(ASCII.hexValue) {
+        if let high = byte(index).flatMap(ASCII.hexValue),
+          let low = byte(index + 1).flatMap(ASCII.hexValue)
+        {
           value.append(high << 4 | low)
           index += 2
         } else {
@@ -278,7 +288,8 @@ struct Lexer: Sendable {
     guard Array(string.utf8) == value else {
       diagnostics.append(
         Diagnostic(
-          .invalidUTF8String, "string literal is not valid UTF-8 after its '\\x' escapes are applied",
+          .invalidUTF8String,
+          "string literal is not valid UTF-8 after its '\\x' escapes are applied",
           at: SourceRange(start, index)))
       return (.literal(.string(string)), index)
     }
@@ -334,13 +345,15 @@ struct Lexer: Sendable {
     if digits == 0 {
       diagnostics.append(
         Diagnostic(
-          .invalidIntegerLiteral, "expected \(radixName) digits after '\(text(start, start + 2))'", at: range))
+          .invalidIntegerLiteral, "expected \(radixName) digits after '\(text(start, start + 2))'",
+          at: range))
       return (.literal(.integer(0)), index)
     }
     if overflow {
       diagnostics.append(
         Diagnostic(
-          .integerOverflow, "integer literal '\(text(start, index))' does not fit in 64 bits", at: range
+          .integerOverflow, "integer literal '\(text(start, index))' does not fit in 64 bits",
+          at: range
         ).with(.init(.note, "the largest value is 18446744073709551615 (0xffffffffffffffff)")))
       return (.literal(.integer(UInt64.max)), index)
     }
@@ -360,10 +373,13 @@ struct Lexer: Sendable {
         ? "each part must be at most 255" : "expected four numbers separated by '.'"
       diagnostics.append(
         Diagnostic(
-          .invalidIPv4Address, "invalid IPv4 address '\(literal)': \(reason)", at: SourceRange(start, index)))
-      return lexPrefix(address: .ipv4(0), start: start, end: index, maximum: 32, diagnostics: &diagnostics)
+          .invalidIPv4Address, "invalid IPv4 address '\(literal)': \(reason)",
+          at: SourceRange(start, index)))
+      return lexPrefix(
+        address: .ipv4(0), start: start, end: index, maximum: 32, diagnostics: &diagnostics)
     }
-    return lexPrefix(address: .ipv4(value), start: start, end: index, maximum: 32, diagnostics: &diagnostics)
+    return lexPrefix(
+      address: .ipv4(value), start: start, end: index, maximum: 32, diagnostics: &diagnostics)
   }
 
   /// An IPv6 address when the text at `start` is address-shaped (contains `::`, or seven `:`);
@@ -388,12 +404,14 @@ struct Lexer: Sendable {
     let literal = text(start, index)
     guard let address = IPAddressText.parseIPv6(Substring(literal)) else {
       diagnostics.append(
-        Diagnostic(.invalidIPv6Address, "invalid IPv6 address '\(literal)'", at: SourceRange(start, index)))
+        Diagnostic(
+          .invalidIPv6Address, "invalid IPv6 address '\(literal)'", at: SourceRange(start, index)))
       return lexPrefix(
         address: .ipv6(Array(repeating: 0, count: 16)), start: start, end: index, maximum: 128,
         diagnostics: &diagnostics)
     }
-    return lexPrefix(address: .ipv6(address), start: start, end: index, maximum: 128, diagnostics: &diagnostics)
+    return lexPrefix(
+      address: .ipv6(address), start: start, end: index, maximum: 128, diagnostics: &diagnostics)
   }
 
   /// `/N` directly after an address (no space) makes it a CIDR prefix; this is why `/` right

@@ -45,7 +45,9 @@ struct SpecParser {
     "t": "tracepoint", "tp": "tracepoint", "k": "kprobe", "kr": "kretprobe", "f": "fentry",
     "fr": "fexit", "i": "interval", "begin": "BEGIN", "end": "END",
   ]
-  static let castTypes: Set<String> = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "bool"]
+  static let castTypes: Set<String> = [
+    "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "bool",
+  ]
 
   let file: SourceFile
   let lexer: Lexer
@@ -61,6 +63,8 @@ struct SpecParser {
   private var abandoned = false
   /// Enclosing `{ }` blocks; a stray `}` inside `< >` is left to them.
   private var braceDepth = 0
+  /// Where the last parser diagnostic points; recovery skips that token even at a line start.
+  private var lastErrorStart = -1
 
   init(file: SourceFile) {
     self.file = file
@@ -101,6 +105,7 @@ struct SpecParser {
 
   private mutating func report(_ diagnostic: Diagnostic) {
     if !abandoned { diagnostics.append(diagnostic) }
+    lastErrorStart = diagnostic.range.start
   }
 
   /// Tracks recursion so deeply nested input ends in a diagnostic instead of a stack overflow.
@@ -111,7 +116,7 @@ struct SpecParser {
       report(
         Diagnostic(
           .nestingTooDeep, "the spec is nested too deeply (more than \(Self.maxNesting) levels)",
-          at: peek().range))
+          at: here(peek())))
       abandoned = true
       lookahead = []
       position = file.bytes.count
@@ -121,6 +126,12 @@ struct SpecParser {
   }
 
   private mutating func leave() { nesting -= 1 }
+
+  /// Where to point for a diagnostic about `token`: at the end of the spec's last token
+  /// rather than after trailing blank lines.
+  private func here(_ token: Token) -> SourceRange {
+    token.kind == .eof ? .at(position) : token.range
+  }
 
   private func describe(_ token: Token) -> String {
     switch token.kind {
@@ -140,7 +151,7 @@ struct SpecParser {
       report(
         Diagnostic(
           .emptySpec, "the spec has no clauses; write at least one, such as skb:* < print(len) >",
-          at: token.range))
+          at: here(token)))
       return Spec(clauses: [])
     }
     while true {
@@ -166,7 +177,7 @@ struct SpecParser {
     Diagnostic(
       .expectedProbe,
       "expected a probe, such as 'skb:*' or 'kprobe:tcp_sendmsg', found \(describe(token))",
-      at: token.range)
+      at: here(token))
   }
 
   /// A probe can start here: `type:` (no space) or `BEGIN`/`END`.
@@ -210,14 +221,16 @@ struct SpecParser {
       if probesValid && filterValid {
         report(
           Diagnostic(
-            .expectedBlock, "expected '{' or '<' to start the body of the clause, found \(describe(token))",
-            at: token.range))
+            .expectedBlock,
+            "expected '{' or '<' to start the body of the clause, found \(describe(token))",
+            at: here(token)))
       }
       if token.kind != .eof { skipToNextClause() }
       return nil
     }
     guard let body = parseBlock(), probesValid, filterValid, !probes.isEmpty else { return nil }
-    return Clause(probes: probes, filter: filter, body: body, range: SourceRange(start, body.range.end))
+    return Clause(
+      probes: probes, filter: filter, body: body, range: SourceRange(start, body.range.end))
   }
 
   /// Probe words are not tokens: globs such as `net_dev_*` and `[a-c]` are read raw.
@@ -291,7 +304,9 @@ struct SpecParser {
       guard parts.count == 2, !parts[1].isEmpty else {
         return malformed("expected 'interval:DURATION', such as interval:1s or interval:500ms")
       }
-      return parseInterval(parts[1], range: range).map { Probe(kind: .interval(nanoseconds: $0), range: range) }
+      return parseInterval(parts[1], range: range).map {
+        Probe(kind: .interval(nanoseconds: $0), range: range)
+      }
     default:
       var diagnostic = Diagnostic(
         .unknownProbeType,
@@ -332,7 +347,8 @@ struct SpecParser {
     ]
     let digits = text.prefix { $0.isASCII && ($0.isNumber || $0 == "_") }
     let unit = text.dropFirst(digits.count)
-    guard let multiplier = units.first(where: { $0.0 == unit })?.1, digits.contains(where: \.isNumber),
+    guard let multiplier = units.first(where: { $0.0 == unit })?.1,
+      digits.contains(where: \.isNumber),
       digits.first != "_"
     else {
       report(
@@ -343,7 +359,7 @@ struct SpecParser {
       return nil
     }
     guard let count = UInt64(digits.filter { $0 != "_" }),
-      case let (total, overflow) = count.multipliedReportingOverflow(by: multiplier), !overflow
+      case (let total, let overflow) = count.multipliedReportingOverflow(by: multiplier), !overflow
     else {
       report(Diagnostic(.invalidInterval, "interval '\(text)' is too long", at: range))
       return nil
@@ -404,11 +420,13 @@ struct SpecParser {
       report(
         Diagnostic(
           .unclosedFilter, "expected '/' to close the filter, found \(describe(token))",
-          at: token.range
+          at: here(token)
         ).with(.init(.note, "filter opened here", at: open.range)))
     }
     // Skip to where the body would start.
-    while !(at(.lBrace) || at(.less) || peek().kind == .eof || (peek().newlineBefore && isProbeStart(0))) {
+    while !(at(.lBrace) || at(.less) || peek().kind == .eof
+      || (peek().newlineBefore && isProbeStart(0)))
+    {
       if at(.slash) {
         advance()
         break
@@ -424,7 +442,9 @@ struct SpecParser {
     token.is(style == .angle ? .greater : .rBrace)
   }
 
-  private func unclosedBlock(_ style: Block.Style, at range: SourceRange, opener: SourceRange) -> Diagnostic {
+  private func unclosedBlock(_ style: Block.Style, at range: SourceRange, opener: SourceRange)
+    -> Diagnostic
+  {
     Diagnostic(
       .unclosedBlock, "expected '\(style == .angle ? ">" : "}")' to close the block", at: range
     ).with(.init(.note, "block opened here", at: opener))
@@ -453,18 +473,18 @@ struct SpecParser {
         break
       }
       if token.kind == .eof {
-        if !abandoned { report(unclosedBlock(style, at: token.range, opener: open.range)) }
+        if !abandoned { report(unclosedBlock(style, at: here(token), opener: open.range)) }
         end = token.range.start
         break
       }
       if style == .angle && token.is(.rBrace) {
         // `< ... }`: a mismatched closer. Leave it to an enclosing `{` if there is one.
-        report(unclosedBlock(style, at: token.range, opener: open.range))
+        report(unclosedBlock(style, at: here(token), opener: open.range))
         if braceDepth == 0 { end = advance().range.end } else { end = token.range.start }
         break
       }
       if token.is(.rParen) || token.is(.rBracket) || token.is(.greater) || token.is(.rBrace) {
-        report(Diagnostic(.unexpectedToken, "unexpected \(describe(token))", at: token.range))
+        report(Diagnostic(.unexpectedToken, "unexpected \(describe(token))", at: here(token)))
         advance()
         continue
       }
@@ -496,14 +516,13 @@ struct SpecParser {
     report(
       Diagnostic(
         .expectedStatementSeparator,
-        "expected ';' or a newline after the statement, found \(describe(token))", at: token.range))
+        "expected ';' or a newline after the statement, found \(describe(token))", at: here(token)))
     skipStatement(style)
   }
 
   /// Recovery inside a block: skip to the next `;` or line, or to the block's closer.
   private mutating func skipStatement(_ style: Block.Style) {
     var depth = 0
-    var first = true
     while true {
       let token = peek()
       if token.kind == .eof { return }
@@ -512,9 +531,9 @@ struct SpecParser {
           advance()
           return
         }
-        if (token.newlineBefore && !first) || closes(token, style) || token.is(.rBrace) { return }
+        let lineStart = token.newlineBefore && token.range.start != lastErrorStart
+        if lineStart || closes(token, style) || token.is(.rBrace) { return }
       }
-      first = false
       if token.is(.lParen) || token.is(.lBracket) || token.is(.lBrace) {
         depth += 1
       } else if (token.is(.rParen) || token.is(.rBracket) || token.is(.rBrace)) && depth > 0 {
@@ -528,7 +547,7 @@ struct SpecParser {
     let token = peek()
     if token.isIdentifier("if") { return parseIf() }
     if token.isIdentifier("else") {
-      report(Diagnostic(.misplacedElse, "'else' without a matching 'if'", at: token.range))
+      report(Diagnostic(.misplacedElse, "'else' without a matching 'if'", at: here(token)))
       advance()
       // Parse what follows so its own errors are reported and its braces are balanced.
       if atIdentifier("if") {
@@ -571,14 +590,16 @@ struct SpecParser {
       } else if condition != nil {
         report(
           Diagnostic(
-            .expectedToken, "expected ')' after the condition, found \(describe(peek()))", at: peek().range
+            .expectedToken, "expected ')' after the condition, found \(describe(peek()))",
+            at: here(peek())
           ).with(.init(.note, "'(' opened here", at: open.range)))
         condition = nil
       }
     } else {
       report(
         Diagnostic(
-          .expectedToken, "expected '(' after 'if': write if (condition) { ... }", at: peek().range))
+          .expectedToken, "expected '(' after 'if': write if (condition) { ... }", at: here(peek()))
+      )
       var context = ExpressionContext()
       context.newlineSensitive = true
       _ = parseExpression(context)
@@ -587,8 +608,9 @@ struct SpecParser {
       if condition != nil {
         report(
           Diagnostic(
-            .expectedBlock, "expected '{' or '<' to start the body of 'if', found \(describe(peek()))",
-            at: peek().range))
+            .expectedBlock,
+            "expected '{' or '<' to start the body of 'if', found \(describe(peek()))",
+            at: here(peek())))
       }
       return nil
     }
@@ -612,7 +634,7 @@ struct SpecParser {
         report(
           Diagnostic(
             .expectedBlock, "expected '{', '<' or 'if' after 'else', found \(describe(peek()))",
-            at: peek().range
+            at: here(peek())
           ).with(.init(.note, "'else' is here", at: elseToken.range)))
         return nil
       }
@@ -636,7 +658,9 @@ struct SpecParser {
 
   private mutating func parseBinary(minimumPrecedence: Int, _ context: ExpressionContext) -> Expr? {
     guard var lhs = parseUnary(context) else { return nil }
-    while let (op, tokenCount, ambiguity) = binaryOperator(context), op.precedence >= minimumPrecedence {
+    while let (op, tokenCount, ambiguity) = binaryOperator(context),
+      op.precedence >= minimumPrecedence
+    {
       let operatorStart = peek().range.start
       var operatorEnd = operatorStart
       for _ in 0..<tokenCount { operatorEnd = advance().range.end }
@@ -650,7 +674,9 @@ struct SpecParser {
     return lhs
   }
 
-  private mutating func reportAmbiguity(_ ambiguity: Ambiguity, at range: SourceRange, expression: SourceRange) {
+  private mutating func reportAmbiguity(
+    _ ambiguity: Ambiguity, at range: SourceRange, expression: SourceRange
+  ) {
     let text = file.text(of: expression)
     let diagnostic: Diagnostic
     switch ambiguity {
@@ -680,7 +706,9 @@ struct SpecParser {
 
   /// The binary operator at the current token, how many tokens spell it, and whether it was
   /// only taken as an operator to recover from an ambiguity.
-  private mutating func binaryOperator(_ context: ExpressionContext) -> (BinaryOperator, Int, Ambiguity?)? {
+  private mutating func binaryOperator(_ context: ExpressionContext) -> (
+    BinaryOperator, Int, Ambiguity?
+  )? {
     let token = peek()
     if context.newlineSensitive && token.newlineBefore { return nil }
     if token.isIdentifier("in") { return (.in, 1, nil) }
@@ -730,7 +758,8 @@ struct SpecParser {
     if token.newlineBefore { return false }
     switch token.kind {
     case .literal, .variable, .map: return true
-    case .punct(let punct): return punct == .lParen || punct == .bang || punct == .tilde || punct == .minus
+    case .punct(let punct):
+      return punct == .lParen || punct == .bang || punct == .tilde || punct == .minus
     case .identifier(let name):
       if ["if", "else", "in"].contains(name) { return false }
       return !isProbeStart(offset)
@@ -767,7 +796,7 @@ struct SpecParser {
             Diagnostic(
               .expectedMemberName,
               "expected a field name after '\(next.is(.dot) ? "." : "->")', found \(describe(peek()))",
-              at: peek().range))
+              at: here(peek())))
           return nil
         }
         let nameToken = advance()
@@ -779,7 +808,8 @@ struct SpecParser {
         guard let index = parseExpression(.nested) else { return nil }
         guard let close = expectClosing(.rBracket, open: open) else { return nil }
         expression = Expr(
-          .index(base: expression, index: index), range: SourceRange(expression.range.start, close.range.end))
+          .index(base: expression, index: index),
+          range: SourceRange(expression.range.start, close.range.end))
       } else {
         break
       }
@@ -806,8 +836,9 @@ struct SpecParser {
       guard let tag = peek().identifierName else {
         report(
           Diagnostic(
-            .malformedCast, "expected a name after '\(name)' in the cast, found \(describe(peek()))",
-            at: peek().range))
+            .malformedCast,
+            "expected a name after '\(name)' in the cast, found \(describe(peek()))",
+            at: here(peek())))
         return nil
       }
       name += " " + tag
@@ -821,13 +852,15 @@ struct SpecParser {
     guard at(.rParen) else {
       report(
         Diagnostic(
-          .malformedCast, "expected ')' after the type '\(name)' in the cast, found \(describe(peek()))",
-          at: peek().range
+          .malformedCast,
+          "expected ')' after the type '\(name)' in the cast, found \(describe(peek()))",
+          at: here(peek())
         ).with(.init(.note, "'(' opened here", at: open.range)))
       return nil
     }
     advance()
-    let type = TypeName(name: name, pointerDepth: pointerDepth, range: SourceRange(first.range.start, typeEnd))
+    let type = TypeName(
+      name: name, pointerDepth: pointerDepth, range: SourceRange(first.range.start, typeEnd))
     guard let operand = parseUnary(context) else { return nil }
     return Expr(.cast(type, operand), range: SourceRange(open.range.start, operand.range.end))
   }
@@ -846,7 +879,8 @@ struct SpecParser {
       case "if", "else", "in":
         report(
           Diagnostic(
-            .expectedExpression, "expected an expression, found the keyword '\(name)'", at: token.range))
+            .expectedExpression, "expected an expression, found the keyword '\(name)'",
+            at: here(token)))
         return nil
       default:
         break
@@ -858,7 +892,9 @@ struct SpecParser {
       }
       let open = advance()
       guard let (arguments, close) = parseList(closer: .rParen, open: open) else { return nil }
-      return Expr(.call(name: name, arguments: arguments), range: SourceRange(token.range.start, close.range.end))
+      return Expr(
+        .call(name: name, arguments: arguments),
+        range: SourceRange(token.range.start, close.range.end))
     case .variable(let name):
       advance()
       return Expr(.variable(name), range: token.range)
@@ -891,7 +927,8 @@ struct SpecParser {
       return nil
     default:
       report(
-        Diagnostic(.expectedExpression, "expected an expression, found \(describe(token))", at: token.range))
+        Diagnostic(
+          .expectedExpression, "expected an expression, found \(describe(token))", at: here(token)))
       return nil
     }
   }
@@ -914,9 +951,10 @@ struct SpecParser {
       if at(closer) { return (items, advance()) }
       if peek().kind != .invalid {
         report(
-        Diagnostic(
-          .expectedToken, "expected ',' or '\(closer.rawValue)' in the list, found \(describe(peek()))",
-          at: peek().range
+          Diagnostic(
+            .expectedToken,
+            "expected ',' or '\(closer.rawValue)' in the list, found \(describe(peek()))",
+            at: here(peek())
           ).with(.init(.note, "'\(file.text(of: open.range))' opened here", at: open.range)))
       }
       skipToClosing(closer)
@@ -932,7 +970,7 @@ struct SpecParser {
     }
     report(
       Diagnostic(
-        .expectedToken, "expected '\(closer.rawValue)', found \(describe(peek()))", at: peek().range
+        .expectedToken, "expected '\(closer.rawValue)', found \(describe(peek()))", at: here(peek())
       ).with(.init(.note, "'\(file.text(of: open.range))' opened here", at: open.range)))
     skipToClosing(closer)
     return nil
@@ -944,7 +982,9 @@ struct SpecParser {
     var depth = 0
     while true {
       let token = peek()
-      if token.kind == .eof || token.newlineBefore || token.is(.semicolon) || token.is(.lBrace) { return }
+      if token.kind == .eof || token.newlineBefore || token.is(.semicolon) || token.is(.lBrace) {
+        return
+      }
       if depth == 0 && (token.is(.rBrace) || token.is(.greater)) { return }
       if depth == 0 && token.is(closer) {
         advance()

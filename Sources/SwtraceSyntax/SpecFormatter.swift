@@ -15,8 +15,7 @@
 /// the same spec, and formatting it again changes nothing.
 public enum SpecFormatter {
   public static func format(_ spec: Spec, source: SourceFile? = nil) -> String {
-    var printer = FormatPrinter(source: source)
-    return printer.format(spec)
+    FormatPrinter(source: source).format(spec)
   }
 
   /// The leading comment block of `file` (comments and a `#!` line before the first clause),
@@ -24,6 +23,7 @@ public enum SpecFormatter {
   public static func header(of file: SourceFile) -> String {
     let end = Lexer(bytes: file.bytes).leadingTriviaEnd()
     var text = file.text(of: SourceRange(0, end))[...]
+    if text.first == "\u{FEFF}" { text = text.dropFirst() }
     while let last = text.last, last.isWhitespace { text = text.dropLast() }
     return String(text)
   }
@@ -37,9 +37,7 @@ private struct FormatPrinter {
     var filterTop = false
   }
 
-  init(source: SourceFile?) { self.source = source }
-
-  mutating func format(_ spec: Spec) -> String {
+  func format(_ spec: Spec) -> String {
     var paragraphs: [String] = []
     if let source {
       let header = SpecFormatter.header(of: source)
@@ -86,11 +84,13 @@ private struct FormatPrinter {
     let (open, close) = block.style == .angle ? ("<", ">") : ("{", "}")
     if block.statements.isEmpty { return block.style == .angle ? "< >" : "{}" }
     if block.style == .angle, block.statements.count == 1, !Self.isIf(block.statements[0]) {
-      return "\(open) \(statement(block.statements[0], style: block.style, indent: indent)) \(close)"
+      return
+        "\(open) \(statement(block.statements[0], style: block.style, indent: indent)) \(close)"
     }
     let pad = String(repeating: "  ", count: indent + 1)
     let body = block.statements.map { pad + statement($0, style: block.style, indent: indent + 1) }
-    return open + "\n" + body.joined(separator: "\n") + "\n" + String(repeating: "  ", count: indent) + close
+    return open + "\n" + body.joined(separator: "\n") + "\n"
+      + String(repeating: "  ", count: indent) + close
   }
 
   static func isIf(_ statement: Statement) -> Bool {
@@ -111,7 +111,8 @@ private struct FormatPrinter {
       var out = "if (" + expression(condition, Context()) + ") " + block(then, indent: indent)
       guard let elseBlock else { return out }
       // Written back as `else if` only when the parser would rebuild the same else block.
-      if elseBlock.statements.count == 1, case .ifElse(_, let nestedThen, _) = elseBlock.statements[0].kind,
+      if elseBlock.statements.count == 1,
+        case .ifElse(_, let nestedThen, _) = elseBlock.statements[0].kind,
         nestedThen.style == elseBlock.style
       {
         out += " else " + self.statement(elseBlock.statements[0], style: style, indent: indent)
@@ -123,7 +124,9 @@ private struct FormatPrinter {
   }
 
   func map(_ access: MapAccess) -> String {
-    let keys = access.keys.isEmpty ? "" : "[" + access.keys.map { expression($0, Context()) }.joined(separator: ", ") + "]"
+    let keys =
+      access.keys.isEmpty
+      ? "" : "[" + access.keys.map { expression($0, Context()) }.joined(separator: ", ") + "]"
     return "@" + access.name + keys
   }
 
@@ -150,6 +153,10 @@ private struct FormatPrinter {
     case .member(let base, let name, let arrow):
       return postfixBase(base, context) + (arrow ? "->" : ".") + name
     case .index(let base, let index):
+      // `@m[k]` would read back as a map key, not as indexing the value of `@m`.
+      if case .map(let access) = base.kind, access.keys.isEmpty {
+        return "(" + map(access) + ")[" + expression(index, Context()) + "]"
+      }
       return postfixBase(base, context) + "[" + expression(index, Context()) + "]"
     case .call(let name, let arguments):
       return name + "(" + arguments.map { expression($0, Context()) }.joined(separator: ", ") + ")"
@@ -192,7 +199,8 @@ private struct FormatPrinter {
 
   /// The literal as written in `source` (`0xdead`, `1_000`), if the range still points at it.
   func integerSpelling(_ expr: Expr) -> String? {
-    guard let source, case .integer(let value) = expr.kind, expr.range.end <= source.bytes.count else {
+    guard let source, case .integer(let value) = expr.kind, expr.range.end <= source.bytes.count
+    else {
       return nil
     }
     let lexer = Lexer(bytes: source.bytes)

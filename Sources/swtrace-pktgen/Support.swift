@@ -28,7 +28,6 @@ func writeAll(_ fd: Int32, _ text: String) {
     }
     offset += n
   }
-  bytes.removeAll()
 }
 
 func printLine(_ text: String) { writeAll(1, text + "\n") }

@@ -31,15 +31,17 @@ struct UDPSender {
     sourcePort = UInt16(options.integer("src-port", in: 0...65535) ?? 0)
   }
 
-  /// Payload of datagram `sequence` (0-based) with `size` bytes: "SWTP", the sequence
-  /// number big-endian, then a rolling byte pattern (shorter payloads are truncated).
-  static func payload(sequence: Int, size: Int) -> [UInt8] {
-    var bytes = [UInt8](repeating: 0, count: size)
-    let header: [UInt8] = [0x53, 0x57, 0x54, 0x50] + withUnsafeBytes(of: UInt32(truncatingIfNeeded: sequence).bigEndian, Array.init)
-    for i in 0..<size {
-      bytes[i] = i < header.count ? header[i] : UInt8(truncatingIfNeeded: sequence &+ i)
-    }
-    return bytes
+  /// Fills `buffer` with the payload of datagram `sequence` (0-based): "SWTP", the
+  /// sequence number big-endian, then the byte pattern 8, 9, 10, ... (mod 256); shorter
+  /// payloads are the same bytes truncated. Only the 8-byte header changes per datagram.
+  static func writePayloadHeader(sequence: Int, into buffer: inout [UInt8]) {
+    let seq = UInt32(truncatingIfNeeded: sequence)
+    let header: [UInt8] = [0x53, 0x57, 0x54, 0x50, UInt8(seq >> 24), UInt8((seq >> 16) & 0xff), UInt8((seq >> 8) & 0xff), UInt8(seq & 0xff)]
+    for i in 0..<min(header.count, buffer.count) { buffer[i] = header[i] }
+  }
+
+  static func initialPayloadBuffer(size: Int) -> [UInt8] {
+    (0..<size).map { UInt8(truncatingIfNeeded: $0) }
   }
 
   func run() -> Int32 {
@@ -51,6 +53,7 @@ struct UDPSender {
       bindSocket(fd, source ?? .any, port: sourcePort)
     }
     let target = destination.socketAddress(port: port)
+    var buffer = Self.initialPayloadBuffer(size: sizes.max() ?? 0)
 
     let start = monotonicSeconds()
     let deadline = start + maxSeconds
@@ -64,10 +67,10 @@ struct UDPSender {
       }
       if monotonicSeconds() >= deadline { break }
       let size = sizes[sent % sizes.count]
-      let payload = Self.payload(sequence: sent, size: size)
+      Self.writePayloadHeader(sequence: sent, into: &buffer)
       while true {
-        let rc = payload.withUnsafeBytes { buf in
-          withSockaddr(target) { sendto(fd, buf.baseAddress, buf.count, 0, $0, $1) }
+        let rc = buffer.withUnsafeBytes { buf in
+          withSockaddr(target) { sendto(fd, buf.baseAddress, size, 0, $0, $1) }
         }
         if rc >= 0 { break }
         let code = errno

@@ -65,7 +65,7 @@ struct Format: ParsableCommand {
       Console.diagnostics(parsed.diagnostics, in: source)
       throw ExitStatus.specError
     }
-    let formatted = SpecFormatter.format(parsed.spec)
+    let formatted = SpecFormatter.format(parsed.spec, source: source)
     if inPlace {
       try formatted.write(toFile: file, atomically: true, encoding: .utf8)
     } else {

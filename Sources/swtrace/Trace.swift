@@ -43,11 +43,18 @@ struct Trace: ParsableCommand {
   @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why.")
   var verbose = false
 
+  @Option(name: .customLong("map-entries"), help: ArgumentHelp(
+    "Entries each map of the spec can hold; updates beyond are counted and reported.", valueName: "N"))
+  var mapEntries: Int = 10240
+
   func validate() throws {
     if expression != nil, file != nil {
       throw ValidationError("give the spec either with -e or as a file, not both")
     }
     if let duration, duration <= 0 { throw ValidationError("--duration must be greater than zero") }
+    if mapEntries < 1 || mapEntries > 1 << 24 {
+      throw ValidationError("--map-entries must be between 1 and \(1 << 24)")
+    }
     if btfPath != nil, !dumpBPF, list == nil {
       throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
     }
@@ -66,7 +73,7 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
-    let compiled = try environment.compile(source)
+    let compiled = try environment.compile(source, mapEntries: mapEntries)
     if dumpBPF {
       Swift.print(compiled.listing(source: source), terminator: "")
       return
@@ -114,8 +121,8 @@ struct CompilationEnvironment {
   }
 
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
-  func compile(_ source: SourceFile) throws -> CompiledSpec {
-    switch SpecCompiler(resolver: resolver).compile(source) {
+  func compile(_ source: SourceFile, mapEntries: Int = 10240) throws -> CompiledSpec {
+    switch SpecCompiler(resolver: resolver, mapEntries: mapEntries).compile(source) {
     case .failed(let diagnostics):
       Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError

@@ -2,6 +2,7 @@ import CodeGen
 import Foundation
 import Output
 import Runtime
+import Sema
 import Synchronization
 
 /// Signals seen since tracing started; the handler only counts, the loop acts.
@@ -19,6 +20,7 @@ struct TraceRunner {
   /// Counts what it prints; a class because the ring buffer callback shares it.
   final class EventSink {
     var samples: UInt64 = 0
+    var exitRequested = false
     let output = OutputStream()
     let decoder: EventDecoder
     let formatter: EventFormatter
@@ -53,6 +55,10 @@ struct TraceRunner {
     let sink = EventSink(decoder: EventDecoder(compiled: compiled), formatter: EventFormatter(format: format))
     do {
       try session.startReading { bytes in
+        if sink.decoder.isExitRequest(bytes) {
+          sink.exitRequested = true
+          return
+        }
         guard let event = sink.decoder.decode(bytes) else { return }
         sink.samples += 1
         sink.output.writeLine(sink.formatter.line(event))
@@ -63,25 +69,86 @@ struct TraceRunner {
     }
 
     installSignalHandlers()
-    let child = try startCommand()
+    let maps = MapPrinter(compiled: compiled, format: format)
+    var stopRequested = runUserClauses(.begin, session: session, sink: sink, maps: maps)
+    let child = stopRequested ? nil : try startCommand()
     let deadline = duration.map { Date().addingTimeInterval($0) }
-    while true {
-      session.poll(milliseconds: 100)
+    var intervals = compiled.userClauses.compactMap { clause -> (UserClause, TimeInterval, Date)? in
+      guard case .interval(let nanoseconds) = clause.trigger else { return nil }
+      let period = Double(nanoseconds) / 1e9
+      return (clause, period, Date().addingTimeInterval(period))
+    }
+    while !stopRequested {
+      let nextTimer = intervals.map(\.2).min()
+      let wait = nextTimer.map { max(0, min(100, Int32($0.timeIntervalSinceNow * 1000))) } ?? 100
+      session.poll(milliseconds: wait)
       sink.output.flush()
-      if stopSignals.load(ordering: .relaxed) > 0 { break }
+      for index in intervals.indices where Date() >= intervals[index].2 {
+        if runSteps(intervals[index].0.steps, session: session, sink: sink, maps: maps) { stopRequested = true }
+        intervals[index].2 = intervals[index].2.addingTimeInterval(intervals[index].1)
+      }
+      if stopSignals.load(ordering: .relaxed) > 0 || sink.exitRequested || sink.output.isClosed { break }
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
-      if sink.output.isClosed { break }
     }
     // No new events after this point; everything already written is still read.
     session.detachPrograms()
     session.drain()
     sink.output.flush()
+    let ended = compiled.userClauses.filter { $0.trigger == .end }
+    if ended.isEmpty {
+      for index in compiled.userMaps.indices { printMap(index, session: session, sink: sink, maps: maps) }
+    } else {
+      _ = runUserClauses(.end, session: session, sink: sink, maps: maps)
+    }
+    sink.output.flush()
+    for (index, dropped) in session.fullMapCounts().enumerated() where dropped > 0 {
+      Console.note(
+        "\(compiled.userMaps[index].displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
+    }
     let lost = session.lostEvents
     session.detach()
     Console.writeError("Samples: \(sink.samples) Lost: \(lost)\n")
-    if let child, child.isRunning { child.terminate() }
+    guard let child else { return 0 }
+    if child.isRunning {
+      child.terminate()
+      return 0
+    }
+    child.waitUntilExit()
+    // The shell's way of saying the command could not be run at all.
+    if child.terminationReason == .exit, [126, 127].contains(child.terminationStatus) {
+      Console.error("the -c command could not be run (the shell exited with \(child.terminationStatus): command not found or not executable)")
+      return 2
+    }
     return 0
+  }
+
+  /// Runs every clause with this trigger; true when one of them called exit().
+  func runUserClauses(_ trigger: UserClause.Trigger, session: TraceSession, sink: EventSink, maps: MapPrinter) -> Bool {
+    var exit = false
+    for clause in compiled.userClauses where clause.trigger == trigger {
+      if runSteps(clause.steps, session: session, sink: sink, maps: maps) { exit = true }
+    }
+    return exit
+  }
+
+  func runSteps(_ steps: [UserClause.Step], session: TraceSession, sink: EventSink, maps: MapPrinter) -> Bool {
+    for step in steps {
+      switch step {
+      case .printMap(let index): printMap(index, session: session, sink: sink, maps: maps)
+      case .clearMap(let index): session.clearUserMap(index)
+      case .printText(let text): sink.output.writeLine(text)
+      case .exit: return true
+      }
+    }
+    sink.output.flush()
+    return false
+  }
+
+  func printMap(_ index: Int, session: TraceSession, sink: EventSink, maps: MapPrinter) {
+    let entries = maps.entries(index, raw: session.userMapEntries(index))
+    let text = maps.render(index, entries: entries)
+    sink.output.writeLine(String(text.dropLast()))
   }
 
   func startCommand() throws -> Process? {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SwtraceSyntax
 
 /// All tokens of `text` in expression mode, as short strings.
@@ -39,7 +40,8 @@ private func lexDiagnostics(_ text: String) -> [DiagnosticID] {
     #expect(
       tokens("( ) [ ] { } < > , ; . -> = == != <= << + - * / % & && | || ^ ! ~ :")
         == [
-          "(", ")", "[", "]", "{", "}", "<", ">", ",", ";", ".", "->", "=", "==", "!=", "<=", "<<", "+",
+          "(", ")", "[", "]", "{", "}", "<", ">", ",", ";", ".", "->", "=", "==", "!=", "<=", "<<",
+          "+",
           "-", "*", "/", "%", "&", "&&", "|", "||", "^", "!", "~", ":",
         ])
   }
@@ -53,7 +55,10 @@ private func lexDiagnostics(_ text: String) -> [DiagnosticID] {
   }
 
   @Test func integers() {
-    #expect(tokens("0 42 0xdead 0XFF 0b1010 1_000_000 0x_ff") == ["0", "42", "57005", "255", "10", "1000000", "255"])
+    #expect(
+      tokens("0 42 0xdead 0XFF 0b1010 1_000_000 0x_ff") == [
+        "0", "42", "57005", "255", "10", "1000000", "255",
+      ])
     #expect(tokens("18446744073709551615") == ["18446744073709551615"])
     #expect(lexDiagnostics("18446744073709551616") == [.integerOverflow])
     #expect(lexDiagnostics("0x") == [.invalidIntegerLiteral])
@@ -71,7 +76,10 @@ private func lexDiagnostics(_ text: String) -> [DiagnosticID] {
   }
 
   @Test func ipv4AndCIDR() {
-    #expect(tokens("10.0.0.10 10.0.0.0/8 255.255.255.255") == ["ipv4(10.0.0.10)", "cidr(ipv4(10.0.0.0)/8)", "ipv4(255.255.255.255)"])
+    #expect(
+      tokens("10.0.0.10 10.0.0.0/8 255.255.255.255") == [
+        "ipv4(10.0.0.10)", "cidr(ipv4(10.0.0.0)/8)", "ipv4(255.255.255.255)",
+      ])
     // A space before `/` makes it division (or the end of a filter), not a prefix.
     #expect(tokens("10.0.0.0 /8") == ["ipv4(10.0.0.0)", "/", "8"])
     #expect(lexDiagnostics("10.0.0") == [.invalidIPv4Address])
@@ -80,7 +88,10 @@ private func lexDiagnostics(_ text: String) -> [DiagnosticID] {
   }
 
   @Test func ipv6() {
-    #expect(tokens("::1 fd00::1 2001:db8::/32 ::") == ["ipv6(::1)", "ipv6(fd00::1)", "cidr(ipv6(2001:db8::)/32)", "ipv6(::)"])
+    #expect(
+      tokens("::1 fd00::1 2001:db8::/32 ::") == [
+        "ipv6(::1)", "ipv6(fd00::1)", "cidr(ipv6(2001:db8::)/32)", "ipv6(::)",
+      ])
     #expect(tokens("2001:db8:0:0:1:0:0:1") == ["ipv6(2001:db8::1:0:0:1)"])
     #expect(tokens("::ffff:10.0.0.1") == ["ipv6(::ffff:a00:1)"])
     // Not address-shaped: a single colon between identifiers stays punctuation.
@@ -91,7 +102,10 @@ private func lexDiagnostics(_ text: String) -> [DiagnosticID] {
   }
 
   @Test func triviaAndNewlines() {
-    #expect(tokens("a // comment\n b /* x\n y */ c /* z */ d") == ["id:a", "\\n id:b", "\\n id:c", "id:d"])
+    #expect(
+      tokens("a // comment\n b /* x\n y */ c /* z */ d") == [
+        "id:a", "\\n id:b", "\\n id:c", "id:d",
+      ])
     #expect(tokens("#!/usr/bin/env swtrace\nBEGIN") == ["\\n id:BEGIN"])
     #expect(lexDiagnostics("a /* open") == [.unterminatedComment])
   }

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import SwtraceSyntax
 
 /// Parses `text` as a spec named `<spec>`.
@@ -34,12 +35,14 @@ enum Dump {
     case .assignVariable(let name, let value): return "(= $\(name) \(expr(value)))"
     case .assignMap(let access, let value): return "(= \(map(access)) \(expr(value)))"
     case .ifElse(let condition, let then, let elseBlock):
-      return "(if \(expr(condition)) \(block(then))" + (elseBlock.map { " else " + block($0) } ?? "") + ")"
+      return "(if \(expr(condition)) \(block(then))"
+        + (elseBlock.map { " else " + block($0) } ?? "") + ")"
     }
   }
 
   static func map(_ access: MapAccess) -> String {
-    "@\(access.name)" + (access.keys.isEmpty ? "" : "[" + access.keys.map(expr).joined(separator: " ") + "]")
+    "@\(access.name)"
+      + (access.keys.isEmpty ? "" : "[" + access.keys.map(expr).joined(separator: " ") + "]")
   }
 
   static func expr(_ e: Expr) -> String {
@@ -53,12 +56,66 @@ enum Dump {
     case .identifier(let name): return name
     case .variable(let name): return "$\(name)"
     case .map(let access): return map(access)
-    case .member(let base, let name, let arrow): return "(\(arrow ? "->" : ".") \(expr(base)) \(name))"
+    case .member(let base, let name, let arrow):
+      return "(\(arrow ? "->" : ".") \(expr(base)) \(name))"
     case .index(let base, let index): return "(index \(expr(base)) \(expr(index)))"
     case .call(let name, let args): return "(\(name)" + args.map { " " + expr($0) }.joined() + ")"
     case .unary(let op, let operand): return "(\(op.rawValue) \(expr(operand)))"
     case .binary(let op, let l, let r): return "(\(op.rawValue) \(expr(l)) \(expr(r)))"
     case .cast(let type, let operand): return "(cast \(type) \(expr(operand)))"
     }
+  }
+}
+
+/// The same tree with every range set to 0..<0, so trees parsed from different text compare equal.
+enum StripRanges {
+  static let zero = SourceRange(0, 0)
+
+  static func spec(_ spec: Spec) -> Spec { Spec(clauses: spec.clauses.map(clause)) }
+
+  static func clause(_ clause: Clause) -> Clause {
+    Clause(
+      probes: clause.probes.map { Probe(kind: $0.kind, range: zero) },
+      filter: clause.filter.map(expr),
+      body: block(clause.body), range: zero)
+  }
+
+  static func block(_ block: Block) -> Block {
+    Block(statements: block.statements.map(statement), style: block.style, range: zero)
+  }
+
+  static func statement(_ statement: Statement) -> Statement {
+    let kind: Statement.Kind =
+      switch statement.kind {
+      case .expression(let e): .expression(expr(e))
+      case .assignVariable(let name, let value): .assignVariable(name: name, value: expr(value))
+      case .assignMap(let access, let value): .assignMap(map(access), value: expr(value))
+      case .ifElse(let condition, let then, let elseBlock):
+        .ifElse(condition: expr(condition), then: block(then), else: elseBlock.map(block))
+      }
+    return Statement(kind: kind, range: zero)
+  }
+
+  static func map(_ access: MapAccess) -> MapAccess {
+    MapAccess(name: access.name, keys: access.keys.map(expr), range: zero)
+  }
+
+  static func expr(_ e: Expr) -> Expr {
+    let kind: Expr.Kind =
+      switch e.kind {
+      case .integer, .string, .bool, .ipv4, .ipv6, .identifier, .variable: e.kind
+      case .cidr(let address, let length): .cidr(address: expr(address), prefixLength: length)
+      case .map(let access): .map(map(access))
+      case .member(let base, let name, let arrow):
+        .member(base: expr(base), name: name, arrow: arrow)
+      case .index(let base, let index): .index(base: expr(base), index: expr(index))
+      case .call(let name, let arguments): .call(name: name, arguments: arguments.map(expr))
+      case .unary(let op, let operand): .unary(op, expr(operand))
+      case .binary(let op, let lhs, let rhs): .binary(op, expr(lhs), expr(rhs))
+      case .cast(let type, let operand):
+        .cast(
+          TypeName(name: type.name, pointerDepth: type.pointerDepth, range: zero), expr(operand))
+      }
+    return Expr(kind, range: zero)
   }
 }

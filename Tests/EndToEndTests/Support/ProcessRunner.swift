@@ -67,7 +67,11 @@ final class RunningProcess: @unchecked Sendable {
     let exited = self.exited
     process.terminationHandler = { _ in exited.signal() }
     do {
-      try process.run()
+      // Test functions run on dispatch worker threads, which block nearly every signal,
+      // and posix_spawn hands the calling thread's mask to the child. A child started
+      // with SIGTERM and SIGINT blocked can be neither stopped nor interrupted (and
+      // passes that on to its own children), so spawn with an empty mask.
+      try withEmptySignalMask { try process.run() }
     } catch {
       throw ProcessRunnerError(description: "cannot start \(path): \(error)")
     }
@@ -158,6 +162,16 @@ enum ProcessRunner {
   static func shell(_ command: String, timeout: Double = 60) throws -> ProcessResult {
     try run("/bin/sh", ["-c", command], timeout: timeout)
   }
+}
+
+/// Runs `body` with every signal unblocked on the calling thread, then restores the mask.
+func withEmptySignalMask<R>(_ body: () throws -> R) rethrows -> R {
+  var empty = sigset_t()
+  var saved = sigset_t()
+  sigemptyset(&empty)
+  pthread_sigmask(SIG_SETMASK, &empty, &saved)
+  defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+  return try body()
 }
 
 /// Resolves a program name through PATH plus the sbin directories (where `ip` lives,

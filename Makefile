@@ -1,0 +1,54 @@
+# swtrace: build, test and demo.
+#
+#   make deps     install the Debian packages below (idempotent; apt-get update only if needed)
+#   make build    debug build            make release   release build
+#   make test     deps, debug build, then the whole test suite (root runs the e2e tests too)
+#   make run      deps, release build, then scripts/demo.sh (needs root)
+#   make lint     bash -n and shellcheck on the scripts
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# The Swift toolchain lives in /opt/swift on the project's machines; use it when swift is not on PATH.
+ifeq ($(shell command -v swift 2>/dev/null),)
+  export PATH := /opt/swift/usr/bin:$(PATH)
+endif
+
+SWIFT ?= swift
+SWIFT_FLAGS ?=
+
+# Debian packages needed to build (libbpf via pkg-config), test (namespaces, veth, marks)
+# and inspect (bpftool). Later: bpftrace, prometheus, qemu.
+APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables
+
+SCRIPTS := scripts/deps.sh scripts/demo.sh .ci/run
+
+.PHONY: all deps build release test run demo lint clean
+
+all: build
+
+deps:
+	APT_PACKAGES="$(APT_PACKAGES)" scripts/deps.sh
+
+build: deps
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+release: deps
+	$(SWIFT) build -c release $(SWIFT_FLAGS)
+
+test: deps
+	$(SWIFT) build $(SWIFT_FLAGS)
+	$(SWIFT) test $(SWIFT_FLAGS)
+
+run: release
+	scripts/demo.sh
+
+demo:
+	scripts/demo.sh
+
+lint:
+	for script in $(SCRIPTS); do bash -n "$$script"; done
+	if command -v shellcheck >/dev/null; then shellcheck $(SCRIPTS); else echo "lint: shellcheck not installed (apt-get install shellcheck)"; fi
+
+clean:
+	rm -rf .build

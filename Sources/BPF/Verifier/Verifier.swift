@@ -1,0 +1,91 @@
+public import SwtraceSyntax
+
+/// The kinds of map swtrace creates.
+public enum MapKind: Sendable, Hashable {
+  case hash, array, perCPUHash, perCPUArray, ringBuffer, lruHash
+}
+
+/// What the verifier pre-check needs to know about one map.
+public struct MapDescription: Sendable, Hashable {
+  public var name: String
+  public var kind: MapKind
+  public var keySize: Int
+  public var valueSize: Int
+  public var maxEntries: Int
+
+  public init(name: String, kind: MapKind, keySize: Int, valueSize: Int, maxEntries: Int) {
+    self.name = name
+    self.kind = kind
+    self.keySize = keySize
+    self.valueSize = valueSize
+    self.maxEntries = maxEntries
+  }
+}
+
+/// The program type and attach point, as far as they decide what r1 points to at entry,
+/// which helpers exist, and which return values are allowed.
+public enum ProgramContext: Sendable, Hashable {
+  /// tp_btf / fentry / fexit: r1 points at an array of `argumentCount` u64 arguments; loading the
+  /// arguments whose index is in `kernelPointerArguments` (8-byte loads at offset 8*i) yields a
+  /// BTF-typed kernel pointer (maybe null) that may be dereferenced with plain loads of any size
+  /// at any offset (the kernel turns them into fault-handled loads; results are scalars; storing through them is forbidden).
+  ///
+  /// The pre-check requires a null check before the first dereference: the kernel marks some
+  /// tracepoint arguments as nullable and then rejects unchecked dereferences, and which ones
+  /// it marks is not visible from BTF.
+  case tracing(argumentCount: Int, kernelPointerArguments: Set<Int>)
+  /// kprobe: r1 points at `struct pt_regs` (168 bytes on x86_64), read-only, 8-byte aligned reads.
+  case kprobe
+  /// raw_tracepoint: r1 points at u64 args[argumentCount], read-only scalars.
+  case rawTracepoint(argumentCount: Int)
+  /// socket filter: r1 is struct __sk_buff (reads of the plain u32 fields before `tc_classid`).
+  case socketFilter
+}
+
+/// Why the pre-check expects the kernel verifier to refuse a program.
+public struct VerifierRejection: Error, Sendable, Hashable, CustomStringConvertible {
+  /// Index into `Program.instructions` (and `Program.sourceRanges`).
+  public var instructionIndex: Int
+  /// The same instruction as the kernel and `Disassembler` number it: by slot, where
+  /// `ld_imm64` counts twice. Messages use this number.
+  public var slot: Int
+  /// The spec construct the instruction was generated from.
+  public var sourceRange: SourceRange?
+  /// What the program does wrong, in plain words.
+  public var message: String
+  /// What to change so the kernel accepts the program.
+  public var hint: String?
+
+  public init(
+    instructionIndex: Int, slot: Int? = nil, sourceRange: SourceRange? = nil, message: String,
+    hint: String? = nil
+  ) {
+    self.instructionIndex = instructionIndex
+    self.slot = slot ?? instructionIndex
+    self.sourceRange = sourceRange
+    self.message = message
+    self.hint = hint
+  }
+
+  public var description: String {
+    "instruction \(slot): \(message)" + (hint.map { " (hint: \($0))" } ?? "")
+  }
+}
+
+/// A pre-check of generated programs against the rules of the kernel's eBPF verifier.
+///
+/// It interprets the program abstractly along every path of its control-flow graph, tracking
+/// what each register and stack byte holds, and reports what the kernel would refuse, in terms
+/// of the spec. It is deliberately stricter than the kernel where the two differ: a program it
+/// accepts must also be accepted by the kernel (running as root), while a program the kernel
+/// would accept may occasionally be refused here.
+public enum Verifier {
+  /// Checks `program`. An empty result means the program is expected to load.
+  /// `maps[i]` is the map whose index `i` the `ld_imm64` map instructions hold.
+  public static func check(
+    _ program: Program, context: ProgramContext, maps: [MapDescription]
+  ) -> [VerifierRejection] {
+    var checker = ProgramChecker(program: program, context: context, maps: maps)
+    return checker.run()
+  }
+}

@@ -1,0 +1,73 @@
+public import Sema
+
+/// Histogram bucket numbering shared by the generated code and the printer.
+///
+/// `hist`: bucket 0 holds negative values, 1 holds 0, and bucket k >= 2 holds
+/// [2^(k-2), 2^(k-1)). `lhist(min, max, step)`: bucket 0 is below `min`, bucket
+/// 1 + (v - min) / step holds [min + i*step, min + (i+1)*step), and the last bucket is `max` and above.
+public enum Buckets {
+  public static func log2Index(_ value: Int64, signed: Bool) -> UInt64 {
+    if signed, value < 0 { return 0 }
+    let magnitude = UInt64(bitPattern: value)
+    if magnitude == 0 { return 1 }
+    return UInt64(2 + (63 - magnitude.leadingZeroBitCount))
+  }
+
+  public static func linearIndex(_ value: Int64, min: Int64, max: Int64, step: Int64) -> UInt64 {
+    if value < min { return 0 }
+    if value >= max { return UInt64(linearCount(min: min, max: max, step: step) + 1) }
+    return UInt64(1 + (value - min) / step)
+  }
+
+  /// Buckets strictly inside [min, max).
+  public static func linearCount(min: Int64, max: Int64, step: Int64) -> Int64 {
+    (max - min + step - 1) / step
+  }
+
+  /// The range a bucket covers, for printing: nil bounds mean unbounded.
+  public static func range(of index: UInt64, for aggregation: Aggregation) -> (low: Int64?, high: Int64?) {
+    switch aggregation {
+    case .linearHistogram(let min, let max, let step):
+      let count = UInt64(linearCount(min: min, max: max, step: step))
+      if index == 0 { return (nil, min) }
+      if index > count { return (max, nil) }
+      let low = min + Int64(index - 1) * step
+      return (low, Swift.min(low + step, max))
+    default:
+      if index == 0 { return (nil, 0) }
+      if index == 1 { return (0, 1) }
+      let low = Int64(bitPattern: UInt64(1) << (index - 2))
+      return (low, index - 1 >= 63 ? nil : Int64(bitPattern: UInt64(1) << (index - 1)))
+    }
+  }
+}
+
+/// Sizes of map keys and values as the generated code lays them out.
+public enum MapLayout {
+  /// Key bytes: each key in its own 8-byte-aligned slot, then the bucket index for histograms.
+  public static func keySize(_ map: MapDeclaration) -> Int {
+    let keys = map.keys.reduce(0) { $0 + slotSize($1.type) }
+    let total = keys + (map.aggregation.isHistogram ? 8 : 0)
+    return max(total, 8)
+  }
+
+  public static func slotSize(_ type: ValueType) -> Int {
+    switch type {
+    case .string(let capacity): (capacity + 7) / 8 * 8
+    case .ipv6: 16
+    default: 8
+    }
+  }
+
+  /// Value bytes per CPU (or in total for plain value maps).
+  public static func valueSize(_ map: MapDeclaration) -> Int {
+    switch map.aggregation {
+    case .count, .sum, .histogram, .linearHistogram: 8
+    // (count, total) for averages, (value, present) for minimum and maximum.
+    case .average, .stats, .minimum, .maximum: 16
+    case .value: slotSize(map.valueType)
+    }
+  }
+
+  public static func isPerCPU(_ map: MapDeclaration) -> Bool { map.aggregation != .value }
+}

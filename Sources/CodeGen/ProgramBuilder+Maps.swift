@@ -1,0 +1,264 @@
+import BPF
+import Sema
+import SwtraceSyntax
+
+extension ProgramBuilder {
+  static let updateAny: Int32 = 0
+  static let updateNoExist: Int32 = 1
+
+  func mapFD(_ map: Int) -> Int32 { StandardMap.firstUserMap + Int32(map) }
+
+  /// Writes the key of `map` to a new stack area and returns its frame offset. Every byte is
+  /// written: unused bytes of a string key are zeroed so equal strings make equal keys.
+  mutating func buildKey(_ map: Int, _ keys: [TypedExpr]) throws(CodeGenError) -> Int16 {
+    let declaration = maps[map]
+    let size = MapLayout.keySize(declaration)
+    let base = frame.allocate(size)
+    var offset = Int(base)
+    if keys.isEmpty {
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: base + Int16(chunk), 0))
+      }
+      return base
+    }
+    for key in keys {
+      let slotSize = MapLayout.slotSize(key.type)
+      try storeOnStack(key, at: Int16(offset), size: slotSize)
+      offset += slotSize
+    }
+    return base
+  }
+
+  /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings
+  /// zero-filled then read.
+  mutating func storeOnStack(_ value: TypedExpr, at offset: Int16, size: Int) throws(CodeGenError) {
+    switch value.kind {
+    case .loadString(let base, let baseOffset, let capacity):
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      try readKernel(
+        address: base, offset: baseOffset, size: capacity, into: .fp, at: Int32(offset),
+        helper: .probeReadKernelString)
+      return
+    case .builtin(.comm):
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      temps.spillAll(&frame, &asm)
+      asm.emit(.mov(.r1, .fp))
+      asm.emit(.add(.r1, Int32(offset)))
+      asm.emit(.mov(.r2, 16))
+      asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
+      return
+    case .load(let base, let baseOffset, 16, nil):
+      try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      return
+    default:
+      break
+    }
+    guard size == 8 else {
+      throw CodeGenError(message: "a \(value.type) cannot be used here", range: value.range)
+    }
+    let temp = try emit(value)
+    asm.emit(.store(.double, .fp, offset: offset, temps.use(temp, &frame, &asm)))
+    temps.free(temp)
+  }
+
+  /// Looks up the key at `key` in `map`, creating a zeroed entry when there is none; jumps to
+  /// `missing` (after counting the map as full) when it cannot be created. r0 is the value.
+  mutating func lookupOrCreate(_ map: Int, key: Int16, missing: Label) {
+    let found = asm.newLabel()
+    lookup(map, key: key)
+    asm.jump(if: .ne, .r0, .immediate(0), to: found)
+    let valueSize = MapLayout.valueSize(maps[map])
+    let zero = frame.allocate(valueSize)
+    for chunk in stride(from: 0, to: valueSize, by: 8) {
+      asm.emit(.storeImmediate(.double, .fp, offset: zero + Int16(chunk), 0))
+    }
+    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(key)))
+    asm.emit(.mov(.r3, .fp))
+    asm.emit(.add(.r3, Int32(zero)))
+    asm.emit(.mov(.r4, Self.updateNoExist))
+    asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+    lookup(map, key: key)
+    asm.jump(if: .ne, .r0, .immediate(0), to: found)
+    incrementCounter(in: StandardMap.full, index: Int32(map))
+    asm.jump(to: missing)
+    asm.bind(found)
+  }
+
+  mutating func lookup(_ map: Int, key: Int16) {
+    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(key)))
+    asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
+  }
+
+  /// `@map[keys] = aggregate(value)` or `@map[keys] = value`.
+  mutating func mapUpdate(_ map: Int, keys: [TypedExpr], value: TypedExpr?) throws(CodeGenError) {
+    let declaration = maps[map]
+    let key = try buildKey(map, keys)
+    // The value is computed before any map call, and kept on the stack across them.
+    var valueSlot: Int16?
+    if let value {
+      let size = declaration.aggregation == .value ? MapLayout.valueSize(declaration) : 8
+      let slot = frame.allocate(size)
+      try storeOnStack(value, at: slot, size: size)
+      valueSlot = slot
+    }
+    let keySize = MapLayout.keySize(declaration)
+    switch declaration.aggregation {
+    case .histogram, .linearHistogram:
+      // The bucket index is the last 8 bytes of the key.
+      let bucketOffset = key + Int16(keySize - 8)
+      let temp = try bucketIndex(declaration, valueSlot: valueSlot!)
+      asm.emit(.store(.double, .fp, offset: bucketOffset, temps.use(temp, &frame, &asm)))
+      temps.free(temp)
+    default:
+      break
+    }
+    temps.spillAll(&frame, &asm)
+    let end = asm.newLabel()
+    if declaration.aggregation == .value {
+      asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+      asm.emit(.mov(.r2, .fp))
+      asm.emit(.add(.r2, Int32(key)))
+      asm.emit(.mov(.r3, .fp))
+      asm.emit(.add(.r3, Int32(valueSlot!)))
+      asm.emit(.mov(.r4, Self.updateAny))
+      asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+      asm.jump(if: .sge, .r0, .immediate(0), to: end)
+      incrementCounter(in: StandardMap.full, index: Int32(map))
+      asm.bind(end)
+      return
+    }
+    lookupOrCreate(map, key: key, missing: end)
+    switch declaration.aggregation {
+    case .count, .histogram, .linearHistogram:
+      asm.emit(.mov(.r1, 1))
+      asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+    case .sum:
+      asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
+      asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+    case .average, .stats:
+      asm.emit(.mov(.r1, 1))
+      asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+      asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
+      asm.emit(.atomic(.add, .double, .r0, offset: 8, .r1))
+    case .minimum, .maximum:
+      // (value, present): replace when nothing is there yet or the new value wins.
+      let replace = asm.newLabel()
+      asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
+      asm.emit(.load(.double, .r2, .r0, offset: 8))
+      asm.jump(if: .eq, .r2, .immediate(0), to: replace)
+      asm.emit(.load(.double, .r2, .r0, offset: 0))
+      let signed = isSigned(declaration.valueType)
+      let keep: JumpCondition =
+        declaration.aggregation == .minimum ? (signed ? .sge : .ge) : (signed ? .sle : .le)
+      asm.jump(if: keep, .r1, .register(.r2), to: end)
+      asm.bind(replace)
+      asm.emit(.store(.double, .r0, offset: 0, .r1))
+      asm.emit(.storeImmediate(.double, .r0, offset: 8, 1))
+    case .value:
+      break
+    }
+    asm.bind(end)
+  }
+
+  mutating func mapDelete(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) {
+    let key = try buildKey(map, keys)
+    temps.spillAll(&frame, &asm)
+    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(key)))
+    asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+  }
+
+  /// `@map[keys]` in an expression: the stored value, or 0.
+  mutating func mapLookupValue(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) -> Temp {
+    let key = try buildKey(map, keys)
+    temps.spillAll(&frame, &asm)
+    let result = frame.allocate(8)
+    asm.emit(.storeImmediate(.double, .fp, offset: result, 0))
+    lookup(map, key: key)
+    let missing = asm.newLabel()
+    asm.jump(if: .eq, .r0, .immediate(0), to: missing)
+    asm.emit(.load(.double, .r1, .r0, offset: 0))
+    asm.emit(.store(.double, .fp, offset: result, .r1))
+    asm.bind(missing)
+    let (temp, register) = temps.allocate(&frame, &asm)
+    asm.emit(.load(.double, register, .fp, offset: result))
+    return temp
+  }
+
+  /// The histogram bucket of the value at `valueSlot`, as `Buckets` defines it: a binary
+  /// search over bit positions, five compares for `hist`, without loops.
+  mutating func bucketIndex(_ declaration: MapDeclaration, valueSlot: Int16) throws(CodeGenError) -> Temp {
+    temps.spillAll(&frame, &asm)
+    let (temp, index) = temps.allocate(&frame, &asm)
+    let (valueTemp, value) = temps.allocate(&frame, &asm)
+    asm.emit(.load(.double, value, .fp, offset: valueSlot))
+    let done = asm.newLabel()
+    let signed = isSigned(declaration.valueType)
+    switch declaration.aggregation {
+    case .linearHistogram(let low, let high, let step):
+      let count = Buckets.linearCount(min: low, max: high, step: step)
+      asm.emit(.mov(index, 0))
+      try compareConstant(value, .slt, low, to: done)
+      asm.emit(.mov(index, Int32(count + 1)))
+      try compareConstant(value, .sge, high, to: done)
+      try subtractConstant(value, low)
+      asm.emit(.mov(index, value))
+      asm.emit(.alu64(.div, index, .immediate(Int32(step))))
+      asm.emit(.add(index, 1))
+    default:
+      asm.emit(.mov(index, 0))
+      if signed { asm.jump(if: .slt, value, .immediate(0), to: done) }
+      asm.emit(.mov(index, 1))
+      asm.jump(if: .eq, value, .immediate(0), to: done)
+      // index = 2 + floor(log2(value))
+      asm.emit(.mov(index, 2))
+      let (scratchTemp, scratch) = temps.allocate(&frame, &asm)
+      for bits in [32, 16, 8, 4, 2, 1] as [Int32] {
+        let skip = asm.newLabel()
+        asm.emit(.mov(scratch, value))
+        asm.emit(.alu64(.rsh, scratch, .immediate(bits)))
+        asm.jump(if: .eq, scratch, .immediate(0), to: skip)
+        asm.emit(.mov(value, scratch))
+        asm.emit(.add(index, bits))
+        asm.bind(skip)
+      }
+      temps.free(scratchTemp)
+    }
+    asm.bind(done)
+    temps.free(valueTemp)
+    return temp
+  }
+
+  mutating func compareConstant(_ register: Register, _ condition: JumpCondition, _ constant: Int64, to label: Label)
+    throws(CodeGenError)
+  {
+    if let small = Int32(exactly: constant) {
+      asm.jump(if: condition, register, .immediate(small), to: label)
+    } else {
+      let (temp, scratch) = temps.allocate(&frame, &asm)
+      asm.emit(.loadImmediate64(scratch, UInt64(bitPattern: constant)))
+      asm.jump(if: condition, register, .register(scratch), to: label)
+      temps.free(temp)
+    }
+  }
+
+  mutating func subtractConstant(_ register: Register, _ constant: Int64) throws(CodeGenError) {
+    if let small = Int32(exactly: constant) {
+      asm.emit(.alu64(.sub, register, .immediate(small)))
+    } else {
+      let (temp, scratch) = temps.allocate(&frame, &asm)
+      asm.emit(.loadImmediate64(scratch, UInt64(bitPattern: constant)))
+      asm.emit(.alu64(.sub, register, .register(scratch)))
+      temps.free(temp)
+    }
+  }
+}

@@ -1,0 +1,268 @@
+public import SwtraceSyntax
+
+/// What a map holds per key, decided by the first assignment to it.
+public enum Aggregation: Hashable, Sendable, CustomStringConvertible {
+  case count
+  case sum
+  case average
+  case minimum
+  case maximum
+  /// Count, average and total together.
+  case stats
+  /// Power-of-two buckets.
+  case histogram
+  /// Linear buckets `[min, max)` of width `step`, plus one below and one above.
+  case linearHistogram(min: Int64, max: Int64, step: Int64)
+  /// `@m[k] = expr`: the last value stored.
+  case value
+
+  public var description: String {
+    switch self {
+    case .count: "count()"
+    case .sum: "sum()"
+    case .average: "avg()"
+    case .minimum: "min()"
+    case .maximum: "max()"
+    case .stats: "stats()"
+    case .histogram: "hist()"
+    case .linearHistogram(let min, let max, let step): "lhist(\(min), \(max), \(step))"
+    case .value: "a plain value"
+    }
+  }
+
+  public var callName: String {
+    switch self {
+    case .count: "count"
+    case .sum: "sum"
+    case .average: "avg"
+    case .minimum: "min"
+    case .maximum: "max"
+    case .stats: "stats"
+    case .histogram: "hist"
+    case .linearHistogram: "lhist"
+    case .value: ""
+    }
+  }
+
+  public var isHistogram: Bool {
+    switch self {
+    case .histogram, .linearHistogram: true
+    default: false
+    }
+  }
+}
+
+/// One key of a map: how it prints, and its type.
+public struct MapKey: Hashable, Sendable {
+  public var label: String
+  public var type: ValueType
+}
+
+/// A map declared by use: `@bytes[ifname, proto] = sum(len)`.
+public struct MapDeclaration: Hashable, Sendable {
+  /// The name without `@`; empty for a bare `@`.
+  public var name: String
+  public var keys: [MapKey]
+  public var aggregation: Aggregation
+  /// The type of the values aggregated or stored (`len` for `sum(len)`), `u64` for `count()`.
+  public var valueType: ValueType
+  /// Where the map is first assigned, for "first used here" notes.
+  public var range: SourceRange
+
+  public var displayName: String { "@" + name }
+}
+
+/// Statements run by swtrace itself rather than in the kernel: BEGIN, END and interval clauses.
+public struct UserClause: Hashable, Sendable {
+  public enum Trigger: Hashable, Sendable {
+    case begin, end
+    case interval(nanoseconds: UInt64)
+  }
+  public enum Step: Hashable, Sendable {
+    case printMap(Int)
+    case clearMap(Int)
+    case printText(String)
+    case exit
+  }
+  public var trigger: Trigger
+  public var steps: [Step]
+  public var range: SourceRange
+}
+
+extension ClauseContext {
+  static let aggregationNames = ["count", "sum", "avg", "min", "max", "stats", "hist", "lhist"]
+
+  /// `@name[keys] = value`.
+  mutating func mapAssignment(_ access: MapAccess, _ valueExpression: Expr, range: SourceRange) -> Action? {
+    var keys: [TypedExpr] = []
+    for keyExpression in access.keys {
+      guard let key = value(keyExpression) else { return nil }
+      if case .string = key.type, case .string = key.kind {
+        // A literal string key is fine; it is stored like any string.
+      }
+      keys.append(key)
+    }
+    let aggregation: Aggregation
+    var argument: TypedExpr?
+    if case .call(let name, let arguments) = valueExpression.kind, Self.aggregationNames.contains(name) {
+      guard let parsed = aggregationCall(name, arguments, range: valueExpression.range) else { return nil }
+      (aggregation, argument) = parsed
+    } else {
+      guard let stored = value(valueExpression) else { return nil }
+      aggregation = .value
+      argument = stored
+    }
+    if let argument, aggregation != .value, !argument.type.isNumeric {
+      diagnostics.append(
+        Diagnostic(
+          "aggregate-needs-number", "\(aggregation.callName)() needs a number, but '\(sourceText(argument.range))' is a \(argument.type)",
+          at: argument.range))
+      return nil
+    }
+    let declaration = MapDeclaration(
+      name: access.name,
+      keys: zip(access.keys, keys).map { MapKey(label: sourceText($0.0.range), type: Self.keyType($0.1.type)) },
+      aggregation: aggregation, valueType: argument?.type ?? .u64, range: access.range)
+    guard let index = declare(declaration, at: access.range) else { return nil }
+    return .mapUpdate(map: index, keys: keys, value: argument, range: range)
+  }
+
+  /// Map keys are stored in 8-byte slots; only their printing keeps the narrower type.
+  static func keyType(_ type: ValueType) -> ValueType {
+    switch type {
+    case .integer(_, let signed): .integer(bytes: 8, signed: signed)
+    case .bool: .integer(bytes: 8, signed: false)
+    default: type
+    }
+  }
+
+  mutating func aggregationCall(_ name: String, _ arguments: [Expr], range: SourceRange) -> (Aggregation, TypedExpr?)? {
+    func arity(_ expected: Int, _ usage: String) -> Bool {
+      guard arguments.count == expected else {
+        diagnostics.append(
+          Diagnostic(
+            "aggregate-arity", "\(name)() takes \(expected == 0 ? "no arguments" : "\(expected) argument\(expected == 1 ? "" : "s")")",
+            at: range, notes: [.init(.help, "write it as \(usage)")]))
+        return false
+      }
+      return true
+    }
+    switch name {
+    case "count":
+      return arity(0, "@name[key] = count()") ? (.count, nil) : nil
+    case "sum", "avg", "min", "max", "stats", "hist":
+      guard arity(1, "@name[key] = \(name)(len)"), let argument = value(arguments[0]) else { return nil }
+      let kind: Aggregation =
+        switch name {
+        case "sum": .sum
+        case "avg": .average
+        case "min": .minimum
+        case "max": .maximum
+        case "stats": .stats
+        default: .histogram
+        }
+      return (kind, argument)
+    default:  // lhist
+      guard arity(4, "@name = lhist(len, 0, 1500, 100)"), let argument = value(arguments[0]) else { return nil }
+      var bounds: [Int64] = []
+      for expression in arguments.dropFirst() {
+        guard let typed = value(expression) else { return nil }
+        guard case .integer(let constant) = typed.kind else {
+          diagnostics.append(
+            Diagnostic("lhist-bounds-constant", "lhist() bounds must be constants", at: expression.range))
+          return nil
+        }
+        bounds.append(Int64(bitPattern: constant))
+      }
+      let (low, high, step) = (bounds[0], bounds[1], bounds[2])
+      guard step > 0, low < high, (high - low) / step <= 1000 else {
+        diagnostics.append(
+          Diagnostic(
+            "lhist-bounds", "lhist() needs min < max and a step > 0 giving at most 1000 buckets; got \(low), \(high), \(step)",
+            at: range))
+        return nil
+      }
+      return (.linearHistogram(min: low, max: high, step: step), argument)
+    }
+  }
+
+  /// Registers a map, or checks a new use against the earlier one.
+  mutating func declare(_ declaration: MapDeclaration, at range: SourceRange) -> Int? {
+    if let index = maps.firstIndex(where: { $0.name == declaration.name }) {
+      let existing = maps[index]
+      var problem: String?
+      if existing.keys.map(\.type) != declaration.keys.map(\.type) {
+        let before = existing.keys.map { "\($0.type)" }.joined(separator: ", ")
+        let now = declaration.keys.map { "\($0.type)" }.joined(separator: ", ")
+        problem = "\(declaration.displayName) was first used with keys [\(before)], here with [\(now)]"
+      } else if existing.aggregation != declaration.aggregation {
+        problem = "\(declaration.displayName) was first assigned \(existing.aggregation), here \(declaration.aggregation)"
+      }
+      if let problem {
+        diagnostics.append(
+          Diagnostic("map-type-mismatch", problem, at: range, notes: [.init(.note, "first used here", at: existing.range)]))
+        return nil
+      }
+      return index
+    }
+    if maps.count >= Self.mapLimit {
+      diagnostics.append(
+        Diagnostic("too-many-maps", "a spec may use at most \(Self.mapLimit) maps", at: range))
+      return nil
+    }
+    let keyBytes = declaration.keys.reduce(0) { $0 + Self.keySlotSize($1.type) }
+    if keyBytes > Self.keyLimit {
+      diagnostics.append(
+        Diagnostic(
+          "map-key-too-large", "the key of \(declaration.displayName) takes \(keyBytes) bytes; keys are limited to \(Self.keyLimit)",
+          at: range, notes: [.init(.help, "use fewer or smaller keys (a string key takes its whole capacity)")]))
+      return nil
+    }
+    maps.append(declaration)
+    return maps.count - 1
+  }
+
+  static let mapLimit = 32
+  static let keyLimit = 256
+
+  /// Bytes one key takes in a map key: strings their capacity, everything else 8, rounded to 8.
+  public static func keySlotSize(_ type: ValueType) -> Int {
+    switch type {
+    case .string(let capacity): (capacity + 7) / 8 * 8
+    case .ipv6: 16
+    default: 8
+    }
+  }
+
+  /// `@name[keys]` read in an expression: the stored value, or 0 when there is none.
+  mutating func mapRead(_ access: MapAccess, range: SourceRange) -> TypedExpr? {
+    guard let index = maps.firstIndex(where: { $0.name == access.name }) else {
+      diagnostics.append(
+        Diagnostic(
+          "unknown-map", "@\(access.name) is read before any clause assigns it", at: access.range,
+          notes: [.init(.help, "assign it first, in this or an earlier clause: @\(access.name)[key] = value")]))
+      return nil
+    }
+    let declaration = maps[index]
+    guard declaration.aggregation == .value else {
+      diagnostics.append(
+        Diagnostic(
+          "map-read-aggregate", "\(declaration.displayName) holds \(declaration.aggregation) per CPU and can only be printed",
+          at: access.range, notes: [.init(.note, "assigned here", at: declaration.range)]))
+      return nil
+    }
+    var keys: [TypedExpr] = []
+    for keyExpression in access.keys {
+      guard let key = value(keyExpression) else { return nil }
+      keys.append(key)
+    }
+    guard keys.map({ Self.keyType($0.type) }) == declaration.keys.map(\.type) else {
+      diagnostics.append(
+        Diagnostic(
+          "map-type-mismatch", "\(declaration.displayName) is keyed by [\(declaration.keys.map { "\($0.type)" }.joined(separator: ", "))]",
+          at: access.range, notes: [.init(.note, "first used here", at: declaration.range)]))
+      return nil
+    }
+    return TypedExpr(.mapLookup(map: index, keys: keys), type: declaration.valueType, range: range)
+  }
+}

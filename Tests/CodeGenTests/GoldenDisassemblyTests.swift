@@ -1,0 +1,63 @@
+import BPF
+import BTF
+import CodeGen
+import Foundation
+import Sema
+import SwtraceSyntax
+import Testing
+import TestSupport
+
+private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  .appendingPathComponent("Golden")
+
+/// Compiles against a fixture kernel's BTF with tracepoints only, so the listing does not
+/// change with the machine the tests run on.
+private func compile(_ text: String, release: String = "6.12.117+deb12-amd64") throws -> (CompiledSpec, SourceFile) {
+  let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
+  let resolver = ProbeResolver(
+    types: types, support: .tracepointsOnly, tracepointCategories: try Fixtures.tracepointCategories(release))
+  let file = SourceFile(name: "<spec>", text: text)
+  switch SpecCompiler(resolver: resolver).compile(file) {
+  case .compiled(let compiled, _):
+    return (compiled, file)
+  case .failed(let diagnostics):
+    Issue.record("spec did not compile:\n\(DiagnosticRenderer().render(diagnostics, in: file))")
+    throw CompileFailure()
+  }
+}
+
+private struct CompileFailure: Error {}
+
+@Suite struct GoldenDisassembly {
+  static let specs: [(name: String, text: String)] = [
+    ("mission-net_dev_queue", "skb:net_dev_queue /mark==0xdead/ < print(len, gso_type) >"),
+    ("filter-and-or", "tracepoint:net:netif_receive_skb /(len > 100 && len < 1500) || mark == 0xdeadbeef/ { print(len, mark) }"),
+    ("device-and-namespace", "skb:net_dev_xmit { print(ifname, ifindex, netns, gso_size, gso_segs) }"),
+    ("conditional-print", "skb:kfree_skb { if (len > 1000) { print(len) } else { print(reason) } }"),
+  ]
+
+  @Test(arguments: specs.map(\.name))
+  func listingMatchesGolden(name: String) throws {
+    let text = Self.specs.first { $0.name == name }!.text
+    let (compiled, file) = try compile(text)
+    let listing = "// \(text)\n" + compiled.listing(source: file)
+    if let expected = try Golden.expected(listing, name: "\(name).txt", directory: goldenDirectory) {
+      #expect(listing == expected)
+    }
+  }
+
+  @Test func theMissionOneLinerIsOneProgramPerTracepoint() throws {
+    let (compiled, _) = try compile("skb:* /mark==0xdead/ < print(len, gso_type) >")
+    let names = compiled.programs.map(\.attachPoint.name)
+    #expect(names.contains("net_dev_queue") && names.contains("kfree_skb"))
+    #expect(Set(names).count == names.count)
+    // Header plus a u32 len and a u32 gso_type.
+    #expect(compiled.layouts.count == 1)
+    #expect(compiled.layouts[0].fields.map(\.size) == [4, 4])
+    #expect(compiled.layouts[0].size == EventHeader.size + 8)
+    // Small enough that a reviewer notices growth: the filter, reserve, header, two fields, submit.
+    for program in compiled.programs {
+      #expect(program.program.slotCount <= 50, "\(program.attachPoint.name): \(program.program.slotCount)")
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import BTF
+import Foundation
+import Sema
+import SwtraceSyntax
+import Testing
+import TestSupport
+
+private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  .appendingPathComponent("Golden")
+
+/// Parses and checks `text`; the rendered diagnostics, or the checked spec.
+private func check(_ text: String, types: KernelTypes, support: BackendSupport = .tracepointsOnly)
+  -> (spec: CheckedSpec?, rendered: String)
+{
+  let file = SourceFile(name: "<spec>", text: text)
+  let parsed = Parser.parse(file)
+  #expect(!parsed.hasErrors, "test spec must parse: \(text)")
+  let checker = Checker(resolver: ProbeResolver(types: types, support: support))
+  let result = checker.check(parsed.spec, source: file)
+  return (result.spec, DiagnosticRenderer().render(result.diagnostics, in: file))
+}
+
+@Suite struct MissionOneLiner {
+  @Test func resolvesOnTheRunningKernel() throws {
+    let types = try KernelTypes.loadRunningKernel()
+    let (spec, rendered) = check("skb:* /mark==0xdead/ < print(len, gso_type) >", types: types)
+    let clause = try #require(spec?.clauses.first, "\(rendered)")
+    #expect(clause.attachPoints.count == 30)
+    #expect(clause.attachPoints.allSatisfy { $0.backend == .tracepoint && $0.skbArgument != nil })
+    // qdisc_dequeue passes the skb as its fourth argument.
+    #expect(clause.attachPoints.first { $0.name == "qdisc_dequeue" }?.skbArgument == 3)
+    guard case .print(let values, _) = clause.actions.first else {
+      Issue.record("expected a print action")
+      return
+    }
+    #expect(values.map(\.label) == ["len", "gso_type"])
+    #expect(values[0].value.type == .u32)
+    guard case .load(_, let offset, 4, nil) = values[0].value.kind else {
+      Issue.record("len must be a 4-byte load")
+      return
+    }
+    #expect(offset == 112)
+    guard case .flags(let names) = values[1].value.type else {
+      Issue.record("gso_type must be flags")
+      return
+    }
+    #expect(names.render(0) == "none")
+    #expect(names.render(1 | 256) == "tcpv4|ipxip4")
+  }
+
+  @Test(arguments: Fixtures.kernelReleases)
+  func resolvesOnOtherKernelsWithTheirOffsets(release: String) throws {
+    let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
+    let facts = try Fixtures.facts(release)
+    let (spec, rendered) = check("skb:* /mark==0xdead/ < print(len, gso_type) >", types: types, support: .all)
+    let clause = try #require(spec?.clauses.first, "\(rendered)")
+    // Tracepoints plus every function with an skb argument, as ipftrace attaches.
+    #expect(clause.attachPoints.count > 1000)
+    #expect(clause.attachPoints.contains { $0.name == "ip_rcv" && $0.backend == .fentry })
+    guard case .binary(.equal, let mark, _) = clause.filter?.kind, case .load(_, let offset, 4, _) = mark.kind
+    else {
+      Issue.record("filter must compare a 4-byte load of mark")
+      return
+    }
+    #expect(offset == facts.stats.offsets["sk_buff.mark"])
+  }
+}
+
+@Suite struct TypeErrors {
+  static let cases: [(name: String, spec: String)] = [
+    ("unknown-field", "skb:* < print(lne) >"),
+    ("unknown-member", "skb:* < print(skb->dev->ifindx) >"),
+    ("string-compared-with-number", "skb:* /comm == 5/ < print(len) >"),
+    ("pointer-compared-with-number", "skb:* /skb == 5/ < print(len) >"),
+    ("struct-printed-whole", "skb:* < print(skb->dev->nd_net) >"),
+    ("probe-matches-nothing", "skb:no_such_tracepoint < print(len) >"),
+    ("tracepoint-misspelt", "tracepoint:net:net_dev_queu < print(len) >"),
+    ("unknown-statement", "skb:* < prnt(len) >"),
+    ("kprobe-unavailable", "kprobe:ip_rcv < print(len) >"),
+    ("division-by-zero", "skb:* /len / (mark - mark) == 0 || len % 0 == 1/ < print(len) >"),
+  ]
+
+  @Test(arguments: cases.map(\.name))
+  func diagnosticMatchesGolden(name: String) throws {
+    let spec = Self.cases.first { $0.name == name }!.spec
+    let types = try KernelTypes.loadRunningKernel()
+    let (checked, rendered) = check(spec, types: types)
+    #expect(checked == nil, "\(name) must not check")
+    #expect(rendered.contains("error:"))
+    let text = "// \(spec)\n\(rendered)"
+    if let expected = try Golden.expected(text, name: "\(name).txt", directory: goldenDirectory) {
+      #expect(text == expected)
+    }
+  }
+}
