@@ -235,7 +235,9 @@ let verifierCases: [VerifierCase] = [
   VerifierCase(
     name: "copy of a map value checked through the original", context: .kprobe,
     instructions: assemble { a in
-      checkedLookup(VerifierCase.counts, &a) { a in a.emit(.atomic(.add, .double, .r6, offset: 0, .r0)) }
+      checkedLookup(VerifierCase.counts, &a) { a in
+        a.emit([.mov(.r1, 1), .atomic(.add, .double, .r6, offset: 0, .r1)])
+      }
     }),
   VerifierCase(
     name: "saved map value checked through the original", context: .kprobe,
@@ -695,7 +697,7 @@ let verifierCases: [VerifierCase] = [
       a.bind(out)
       a.emit(returnZero)
     },
-    rejection: "leaves a ring buffer reservation (made at instruction 5) neither submitted nor discarded on a path that reaches exit at instruction 11"),
+    rejection: "leaves a ring buffer reservation (made at instruction 4) neither submitted nor discarded on a path that reaches exit at instruction 9"),
   VerifierCase(
     name: "reservation leaked on one path", context: .kprobe,
     instructions: assemble { a in

@@ -77,7 +77,7 @@ private func check(_ text: String, types: KernelTypes, support: BackendSupport =
     ("tracepoint-misspelt", "tracepoint:net:net_dev_queu < print(len) >"),
     ("unknown-statement", "skb:* < prnt(len) >"),
     ("kprobe-unavailable", "kprobe:ip_rcv < print(len) >"),
-    ("division-by-zero", "skb:* /len / (mark - mark) == 0 || len % 0 == 1/ < print(len) >"),
+    ("division-by-zero", "skb:* /(len / (mark - mark)) == 0 || (len % 0) == 1/ < print(len) >"),
   ]
 
   @Test(arguments: cases.map(\.name))

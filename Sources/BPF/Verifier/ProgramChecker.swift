@@ -161,12 +161,14 @@ struct ProgramChecker {
       }
       guard offset >= 0, Int(offset) < description.valueSize else {
         throw Problem(
-          "takes the address of offset \(offset) in the value of map '\(description.name)', which is \(description.valueSize) bytes long")
+          "takes the address of offset \(offset) in the value of map '\(description.name)', which is \(description.valueSize) bytes long",
+          hint: "use an offset inside the value")
       }
       state[dst] = .pointer(Pointer(.mapValue(map: map), offset: .exactly(Int(offset))))
     case .loadBTFID:
       throw Problem(
-        "loads the address of a kernel variable by BTF id, which the pre-check does not support")
+        "loads the address of a kernel variable by BTF id, which the pre-check does not support",
+        hint: "read kernel variables with bpf_probe_read_kernel")
     case .load(let size, let dst, let src, let offset):
       try requireWritable(dst)
       let value = try load(size.bytes, from: src, offset: Int(offset), &state)
@@ -321,7 +323,9 @@ struct ProgramChecker {
     }
     if op == .neg {
       guard operand == .immediate(0) else {
-        throw Problem("encodes neg with an operand; the kernel requires the operand fields to be zero")
+        throw Problem(
+          "encodes neg with an operand; the kernel requires the operand fields to be zero",
+          hint: "emit neg as .alu64(.neg, dst, .immediate(0))")
       }
       guard case .scalar = try read(dst, state) else {
         throw Problem("negates \(describe(state[dst])) in \(dst)", hint: "only numbers can be negated")
@@ -350,7 +354,8 @@ struct ProgramChecker {
       }
       guard op == .add || op == .sub else {
         throw Problem(
-          "applies \(Self.operatorName(op)) to \(describe(pointer)) in \(dst); only adding and subtracting numbers is allowed on pointers")
+          "applies \(Self.operatorName(op)) to \(describe(pointer)) in \(dst); only adding and subtracting numbers is allowed on pointers",
+          hint: "compute offsets as numbers first and add the result to the pointer")
       }
       state[dst] = .pointer(try move(pointer, in: dst, by: b, subtracting: op == .sub))
     case (.scalar(let a, _), .pointer(let pointer)) where op == .add && is64:
@@ -416,7 +421,9 @@ struct ProgramChecker {
     moved.offset = pointer.offset.shifted(by: delta)
     guard moved.offset.low > -Self.maximumPointerOffset, moved.offset.high < Self.maximumPointerOffset
     else {
-      throw Problem("moves \(describe(pointer)) in \(register) too far (offset \(moved.offset))")
+      throw Problem(
+        "moves \(describe(pointer)) in \(register) too far (offset \(moved.offset))",
+        hint: "keep pointer offsets small")
     }
     return moved
   }
@@ -683,7 +690,9 @@ struct ProgramChecker {
     }
     let base = try read(register, state)
     guard case .pointer(let pointer) = base else {
-      throw Problem("does an atomic operation through \(register), which holds \(describe(base))")
+      throw Problem(
+        "does an atomic operation through \(register), which holds \(describe(base))",
+        hint: "atomic operations need a pointer to the stack or a map value")
     }
     switch pointer.base {
     case .stack:
@@ -696,7 +705,9 @@ struct ProgramChecker {
       if case .spill(let saved) = state.stack[AbstractState.position(ofStackOffset: start).slot],
         saved.pointer != nil || saved == .conflicting
       {
-        throw Problem("does an atomic operation on \(describe(saved)) saved at \(Self.stackText(start))")
+        throw Problem(
+          "does an atomic operation on \(describe(saved)) saved at \(Self.stackText(start))",
+          hint: "keep atomic counters in slots that only ever hold numbers")
       }
       state.markStackWritten(offset: start, size: size)
     case .mapValue(let map):
@@ -856,7 +867,11 @@ struct ProgramChecker {
     case .success(let found):
       signature = found
     case .failure(.notForProgramType):
-      throw Problem("calls bpf_\(helper.name), which \(context.programTypeName) programs cannot use")
+      throw Problem(
+        "calls bpf_\(helper.name), which \(context.programTypeName) programs cannot use",
+        hint: helper == .probeRead || helper == .probeReadString
+          ? "use bpf_probe_read_kernel or bpf_probe_read_user (and their _str forms)"
+          : "leave this builtin out of probes of this type")
     case .failure(.needsUnsupportedMap):
       throw Problem(
         "calls bpf_\(helper.name), which needs a kind of map the pre-check does not model",
@@ -887,7 +902,9 @@ struct ProgramChecker {
         }
         guard kinds.contains(maps[index].kind) else {
           throw Problem(
-            "passes map '\(maps[index].name)' (\(maps[index].kind)) as \(argument), which does not accept that kind of map")
+            "passes map '\(maps[index].name)' (\(maps[index].kind)) as \(argument), which does not accept that kind of map",
+            hint: kinds == [.ringBuffer]
+              ? "pass the ring buffer map" : "ring buffers only work with the bpf_ringbuf_* helpers")
         }
         map = (index, maps[index])
       case .mapKey, .mapValue:
@@ -906,7 +923,8 @@ struct ProgramChecker {
         guard let memory = pendingMemory else { preconditionFailure("size without memory") }
         pendingMemory = nil
         guard case .scalar(let bounds, _) = value else {
-          throw Problem("passes \(describe(value)) as the size in \(argument)")
+          throw Problem(
+            "passes \(describe(value)) as the size in \(argument)", hint: "pass the buffer length as a number")
         }
         guard bounds.umin >= 1, bounds.umax < UInt64(Self.maximumPointerOffset) else {
           throw Problem(
@@ -1082,7 +1100,8 @@ struct ProgramChecker {
     switch instruction {
     case .alu64(let op, _, let operand), .alu32(let op, _, let operand):
       guard case .immediate(let immediate) = operand else {
-        return op == .neg ? Problem("encodes neg with a source register; neg takes no operand") : nil
+        return op == .neg
+          ? Problem("encodes neg with a source register; neg takes no operand", hint: "use .immediate(0)") : nil
       }
       let width: Int32 = if case .alu64 = instruction { 64 } else { 32 }
       switch op {
@@ -1094,16 +1113,19 @@ struct ProgramChecker {
       case .div where immediate == 0, .mod where immediate == 0:
         return Problem("divides by the constant 0", hint: "divide by a nonzero constant")
       case .neg where immediate != 0:
-        return Problem("encodes neg with a nonzero immediate; neg takes no operand")
+        return Problem("encodes neg with a nonzero immediate; neg takes no operand", hint: "use .immediate(0)")
       default:
         return nil
       }
     case .endian(_, _, let bits):
       return [16, 32, 64].contains(bits)
-        ? nil : Problem("byte-swaps \(bits) bits; only 16, 32 and 64 are possible")
+        ? nil : Problem("byte-swaps \(bits) bits; only 16, 32 and 64 are possible", hint: "use a width of 16, 32 or 64")
     case .atomic(_, let size, _, _, _):
       return size == .word || size == .double
-        ? nil : Problem("does an atomic operation on \(size.bytes) byte(s); only 4 and 8 are possible")
+        ? nil
+        : Problem(
+          "does an atomic operation on \(size.bytes) byte(s); only 4 and 8 are possible",
+          hint: "use 4- or 8-byte counters")
     default:
       return nil
     }
