@@ -19,10 +19,15 @@ public struct CodeGenerator: Sendable {
   /// Entries of each map the spec declares (`--map-entries`).
   public var mapEntries: Int
 
-  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240) {
+  /// Whether events carry the skb address (for `-o paths`); off otherwise, which saves an
+  /// instruction per event and keeps kernel addresses out of the output.
+  public var recordsSkbAddress: Bool
+
+  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false) {
     self.types = types
     self.ringBufferSize = ringBufferSize
     self.mapEntries = mapEntries
+    self.recordsSkbAddress = recordsSkbAddress
   }
 
   public func generate(_ spec: CheckedSpec) throws(CodeGenError) -> CompiledSpec {
@@ -42,7 +47,8 @@ public struct CodeGenerator: Sendable {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
         var builder = ProgramBuilder(
-          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps)
+          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
+          tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress)
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
@@ -50,10 +56,33 @@ public struct CodeGenerator: Sendable {
             context: Self.context(for: attachPoint, types: types), clauseRange: clause.range))
       }
     }
+    if spec.usesTracking {
+      // Tracked packets leave the set when freed, also where no clause of the spec attaches.
+      let covered = Set(programs.map(\.attachPoint.name))
+      for name in ["kfree_skb", "consume_skb"] where !covered.contains(name) {
+        guard let tracepoint = types.tracepoint(named: name),
+          let skbIndex = tracepoint.parameters.firstIndex(where: { types.isPointer($0.type, toStruct: "sk_buff") })
+        else { continue }
+        let point = AttachPoint(
+          name: name, backend: .tracepoint, btfID: tracepoint.typedefID, arguments: tracepoint.parameters,
+          skbArgument: skbIndex)
+        let range = spec.clauses.first?.range ?? SourceRange.at(0)
+        var builder = ProgramBuilder(
+          attachPoint: point, probeID: UInt32(probeNames.count), layouts: [:], types: types, maps: spec.maps,
+          tracking: true)
+        probeNames.append(name)
+        let program = try builder.build(CheckedClause(attachPoints: [point], filter: nil, actions: [], range: range))
+        programs.append(
+          CompiledProgram(
+            attachPoint: point, probeID: UInt32(probeNames.count - 1), program: program,
+            context: Self.context(for: point, types: types), clauseRange: range))
+      }
+    }
     var maps = [
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: ringBufferSize),
       MapDescription(name: "lost", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1),
       MapDescription(name: "full", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: max(1, spec.maps.count)),
+      MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
     ]
     for map in spec.maps {
       maps.append(
@@ -72,7 +101,7 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .print(let values, let range): [(range, values)]
       case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit, .mapUpdate, .mapDelete: []
+      case .exit, .mapUpdate, .mapDelete, .track: []
       }
     }
   }

@@ -24,9 +24,15 @@ public enum EventHeader {
   public static let timestampOffset = 0  // u64, bpf_ktime_get_ns
   public static let cpuOffset = 8  // u32
   public static let probeOffset = 12  // u32, index into CompiledSpec.probeNames
-  public static let layoutOffset = 16  // u32, EventLayout.id
-  public static let size = 24
+  public static let layoutOffset = 16  // u32, EventLayout.id; 4 bytes of padding follow
+  public static let skbOffset = 24  // u64, the skb's address in skb clauses, else 0
+  public static let size = 32
 }
+
+/// Attach points where the kernel frees an skb: a tracked packet's path ends there.
+public let skbFreePoints: Set<String> = [
+  "kfree_skb", "consume_skb", "kfree_skbmem", "__kfree_skb", "kfree_skb_reason", "sk_skb_reason_drop",
+]
 
 /// Maps every compiled spec has; their indices are the placeholder descriptors in `ld_imm64`.
 public enum StandardMap {
@@ -36,8 +42,10 @@ public enum StandardMap {
   public static let lost: Int32 = 1
   /// Per-CPU counters, one per user map, of updates refused because the map was full.
   public static let full: Int32 = 2
+  /// skb addresses of tracked packets (`track()`), removed when the kernel frees them.
+  public static let tracked: Int32 = 3
   /// The first of the spec's own maps, in `CompiledSpec.userMaps` order.
-  public static let firstUserMap: Int32 = 3
+  public static let firstUserMap: Int32 = 4
 }
 
 /// A record with this layout id asks swtrace to stop: the spec called `exit()`.

@@ -32,6 +32,7 @@ extension ProgramBuilder {
       readsSkb(condition) || then.contains(where: readsSkb) || otherwise.contains(where: readsSkb)
     case .mapUpdate(_, let keys, let value, _): keys.contains(where: readsSkb) || value.map(readsSkb) == true
     case .mapDelete(_, let keys, _): keys.contains(where: readsSkb)
+    case .track: true
     case .exit: false
     }
   }

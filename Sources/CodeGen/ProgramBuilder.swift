@@ -14,6 +14,10 @@ struct ProgramBuilder {
   let layouts: [SourceRange: EventLayout]
   let types: KernelTypes
   let maps: [MapDeclaration]
+  /// Whether the spec tracks packets: skb programs then fire for tracked skbs whatever their
+  /// filter, and free points drop the skb from the tracked set.
+  let tracking: Bool
+  let recordsSkbAddress: Bool
   var asm = Assembler()
   var frame = StackFrame()
   var temps = TempAllocator()
@@ -25,13 +29,15 @@ struct ProgramBuilder {
 
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
-    maps: [MapDeclaration]
+    maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false
   ) {
+    self.recordsSkbAddress = recordsSkbAddress
     self.attachPoint = attachPoint
     self.probeID = probeID
     self.layouts = layouts
     self.types = types
     self.maps = maps
+    self.tracking = tracking && attachPoint.skbArgument != nil
   }
 
   var isTracing: Bool {
@@ -44,7 +50,7 @@ struct ProgramBuilder {
   mutating func build(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     asm.currentRange = clause.range
     asm.emit(.mov(Self.context, .r1))
-    if clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
+    if tracking || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
       guard let index = attachPoint.skbArgument else {
         throw CodeGenError(message: "\(attachPoint.name) has no skb argument", range: clause.range)
       }
@@ -56,13 +62,28 @@ struct ProgramBuilder {
       // Some tracepoints pass a NULL skb (qdisc_dequeue with an empty queue): nothing to trace.
       asm.jump(if: .eq, Self.skb, .immediate(0), to: done)
     }
+    let body = asm.newLabel()
     if let filter = clause.filter {
       asm.currentRange = filter.range
+      if tracking {
+        // A tracked packet passes whatever the filter says: its mark may have been scrubbed.
+        lookupTracked()
+        asm.jump(if: .ne, .r0, .immediate(0), to: body)
+      }
       try branch(filter, ifFalse: done)
     }
+    asm.bind(body)
     try actions(clause.actions, done: done)
     asm.bind(done)
     asm.currentRange = clause.range
+    if tracking, skbFreePoints.contains(attachPoint.name) {
+      // The kernel frees the skb here: its address may be reused by an unrelated packet.
+      let key = trackedKey()
+      asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
+      asm.emit(.mov(.r2, .fp))
+      asm.emit(.add(.r2, Int32(key)))
+      asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+    }
     asm.emit(.mov(.r0, 0))
     asm.emit(.exit)
     if frame.overflowed {
@@ -99,6 +120,18 @@ struct ProgramBuilder {
           try actions(otherwise, done: done)
         }
         asm.bind(end)
+      case .track(let range):
+        asm.currentRange = range
+        let key = trackedKey()
+        let value = frame.allocate(8)
+        asm.emit(.storeImmediate(.double, .fp, offset: value, 1))
+        asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
+        asm.emit(.mov(.r2, .fp))
+        asm.emit(.add(.r2, Int32(key)))
+        asm.emit(.mov(.r3, .fp))
+        asm.emit(.add(.r3, Int32(value)))
+        asm.emit(.mov(.r4, 0))
+        asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
       case .exit(let range):
         // Stopping the whole trace is the user side's job: send it a request, then end this run.
         asm.currentRange = range
@@ -135,6 +168,11 @@ struct ProgramBuilder {
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layout.id)))
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset + 4), 0))
+    if skbLoaded, recordsSkbAddress {
+      asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))
+    } else {
+      asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.skbOffset), 0))
+    }
     for (value, field) in zip(values, layout.fields) {
       asm.currentRange = value.value.range
       try store(value.value, into: field)
@@ -144,6 +182,22 @@ struct ProgramBuilder {
     asm.emit(.mov(.r2, 0))
     asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
     asm.bind(end)
+  }
+
+  /// The skb address as a map key on the stack.
+  mutating func trackedKey() -> Int16 {
+    let key = frame.allocate(8)
+    asm.emit(.store(.double, .fp, offset: key, Self.skb))
+    return key
+  }
+
+  /// r0 = the tracked-set entry of this skb, or 0.
+  mutating func lookupTracked() {
+    let key = trackedKey()
+    asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(key)))
+    asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
   }
 
   /// A header-only record with the exit layout id; the user side stops when it reads one.
@@ -163,6 +217,7 @@ struct ProgramBuilder {
     asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.cpuOffset), 0))
     asm.emit(.storeImmediate(.word, .r1, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: exitRequestLayoutID)))
     asm.emit(.storeImmediate(.word, .r1, offset: Int16(EventHeader.layoutOffset + 4), 0))
+    asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.skbOffset), 0))
     asm.emit(.mov(.r2, 0))
     asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
     asm.bind(end)

@@ -9,11 +9,16 @@ public struct SpecCompiler: Sendable {
   public let resolver: ProbeResolver
   public var ringBufferSize: Int
   public var mapEntries: Int
+  public var options: CheckOptions
 
-  public init(resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240) {
+  public init(
+    resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
+    options: CheckOptions = CheckOptions()
+  ) {
     self.resolver = resolver
     self.ringBufferSize = ringBufferSize
     self.mapEntries = mapEntries
+    self.options = options
   }
 
   public enum Outcome: Sendable {
@@ -24,12 +29,14 @@ public struct SpecCompiler: Sendable {
   public func compile(_ file: SourceFile) -> Outcome {
     let parsed = Parser.parse(file)
     if parsed.hasErrors { return .failed(parsed.diagnostics) }
-    let checked = Checker(resolver: resolver).check(parsed.spec, source: file)
+    let checked = Checker(resolver: resolver, options: options).check(parsed.spec, source: file)
     guard let spec = checked.spec else { return .failed(parsed.diagnostics + checked.diagnostics) }
     let warnings = parsed.diagnostics + checked.diagnostics
     let compiled: CompiledSpec
     do {
-      compiled = try CodeGenerator(types: resolver.types, ringBufferSize: ringBufferSize, mapEntries: mapEntries).generate(spec)
+      compiled = try CodeGenerator(
+        types: resolver.types, ringBufferSize: ringBufferSize, mapEntries: mapEntries,
+        recordsSkbAddress: options.groupsEventsByPacket).generate(spec)
     } catch {
       return .failed(warnings + [error.diagnostic])
     }

@@ -20,6 +20,8 @@ public struct DecodedEvent: Hashable, Sendable {
   public var timestamp: UInt64
   public var cpu: UInt32
   public var probe: String
+  /// The skb's kernel address in skb clauses (0 otherwise): it identifies the packet.
+  public var skb: UInt64 = 0
   public var values: [(label: String, value: DecodedValue)]
 
   public static func == (a: DecodedEvent, b: DecodedEvent) -> Bool {
@@ -54,6 +56,7 @@ public struct EventDecoder: Sendable {
       timestamp: bytes.load(UInt64.self, at: EventHeader.timestampOffset),
       cpu: bytes.load(UInt32.self, at: EventHeader.cpuOffset),
       probe: compiled.probeNames[probeID],
+      skb: bytes.load(UInt64.self, at: EventHeader.skbOffset),
       values: layout.fields.map { ($0.label, decode($0, bytes)) })
   }
 

@@ -1,6 +1,12 @@
 /// The output formats of `-o`.
 public enum OutputFormat: String, Sendable, CaseIterable {
   case text, json
+  /// Events grouped per packet, printed when the packet is freed.
+  case paths
+  case pathsJSON = "paths-json"
+
+  public var isJSON: Bool { self == .json || self == .pathsJSON }
+  public var groupsByPacket: Bool { self == .paths || self == .pathsJSON }
 }
 
 /// Renders decoded events as lines: ipftrace-style text or one JSON object per line.
@@ -11,10 +17,10 @@ public struct EventFormatter: Sendable {
 
   public func line(_ event: DecodedEvent) -> String {
     switch format {
-    case .text:
+    case .text, .paths:
       let values = event.values.map { "\($0.label): \(text($0.value))" }.joined(separator: " ")
       return "\(event.timestamp) \(event.cpu) \(event.probe) (\(values))"
-    case .json:
+    case .json, .pathsJSON:
       let values = event.values.map { "\(JSON.string($0.label)): \(json($0.value))" }.joined(separator: ", ")
       return "{\"probe\": \(JSON.string(event.probe)), \"ts\": \(event.timestamp), \"cpu\": \(event.cpu), \"values\": {\(values)}}"
     }

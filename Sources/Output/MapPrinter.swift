@@ -98,10 +98,7 @@ public struct MapPrinter: Sendable {
   public func render(_ index: Int, entries unsorted: [MapEntry]) -> String {
     let map = compiled.userMaps[index]
     let entries = unsorted.sorted { sortKey($0.value) < sortKey($1.value) }
-    switch format {
-    case .text: return renderText(map, entries)
-    case .json: return renderJSON(map, entries)
-    }
+    return format.isJSON ? renderJSON(map, entries) : renderText(map, entries)
   }
 
   func sortKey(_ value: MergedValue) -> Double {

@@ -59,4 +59,11 @@ public struct CheckedClause: Hashable, Sendable {
   public var filter: TypedExpr?
   public var actions: [Action]
   public var range: SourceRange
+
+  public init(attachPoints: [AttachPoint], filter: TypedExpr?, actions: [Action], range: SourceRange) {
+    self.attachPoints = attachPoints
+    self.filter = filter
+    self.actions = actions
+    self.range = range
+  }
 }

@@ -9,16 +9,32 @@ public struct CheckedSpec: Hashable, Sendable {
   public var maps: [MapDeclaration]
   /// BEGIN, END and interval clauses, run by swtrace itself.
   public var userClauses: [UserClause]
+
+  /// Whether any clause tracks packets, so every skb program consults the tracked set.
+  public var usesTracking: Bool {
+    func tracks(_ actions: [Action]) -> Bool {
+      actions.contains { action in
+        switch action {
+        case .track: true
+        case .conditional(_, let then, let otherwise): tracks(then) || tracks(otherwise)
+        default: false
+        }
+      }
+    }
+    return clauses.contains { tracks($0.actions) }
+  }
 }
 
 /// Resolves every name of a spec against BTF and types every expression.
 public struct Checker: Sendable {
   public let types: KernelTypes
   public let resolver: ProbeResolver
+  public let options: CheckOptions
 
-  public init(resolver: ProbeResolver) {
+  public init(resolver: ProbeResolver, options: CheckOptions = CheckOptions()) {
     self.types = resolver.types
     self.resolver = resolver
+    self.options = options
   }
 
   /// Checks a whole spec. Diagnostics of all clauses are collected, not just the first.
@@ -108,7 +124,10 @@ struct ClauseContext {
     if let expression = clause.filter, let typed = value(expression) {
       filter = condition(typed)
     }
-    let actions = statements(clause.body.statements)
+    var actions = statements(clause.body.statements)
+    if checker.options.trackFilteredPackets, hasSkb, filter != nil {
+      actions.insert(.track(range: clause.range), at: 0)
+    }
     return CheckedClause(
       attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range)
   }
@@ -166,7 +185,15 @@ struct ClauseContext {
         guard let typed = value(argument) else { continue }
         values.append(PrintedValue(label: sourceText(argument.range), value: typed))
       }
-      return values.count == arguments.count ? .print(values, range: range) : nil
+      guard values.count == arguments.count else { return nil }
+      if checker.options.groupsEventsByPacket, hasSkb {
+        for field in [DerivedField.ifname, .netns] where !values.contains(where: { $0.label == field.rawValue }) {
+          if let typed = quietDerivedValue(field, range: range) {
+            values.append(PrintedValue(label: field.rawValue, value: typed))
+          }
+        }
+      }
+      return .print(values, range: range)
     case "delete":
       guard arguments.count == 1, case .map(let access) = arguments[0].kind else {
         diagnostics.append(
@@ -189,6 +216,13 @@ struct ClauseContext {
           "user-statement-in-kernel-clause", "clear() runs in swtrace, not in the kernel: use it in an interval: or END clause",
           at: range))
       return nil
+    case "track":
+      guard hasSkb else {
+        diagnostics.append(
+          Diagnostic("track-needs-skb", "track() follows a packet, but this probe has no struct sk_buff argument", at: range))
+        return nil
+      }
+      return .track(range: range)
     case "exit":
       if !arguments.isEmpty {
         diagnostics.append(Diagnostic("exit-takes-no-arguments", "exit() takes no arguments", at: range))
@@ -208,6 +242,19 @@ struct ClauseContext {
   func sourceText(_ range: SourceRange) -> String { source.text(of: range) }
 
   // MARK: Expressions
+
+  /// A derived field's value, or nil without any diagnostic on kernels that cannot compute it.
+  func quietDerivedValue(_ field: DerivedField, range: SourceRange) -> TypedExpr? {
+    var scratch = self
+    let before = diagnostics.count
+    let value: TypedExpr?
+    switch scratch.derivedField(field, range: range) {
+    case .value(let typed)?: value = typed
+    case .place(let place)?: value = scratch.read(place)
+    case nil: value = nil
+    }
+    return scratch.diagnostics.count == before ? value : nil
+  }
 
   /// A condition: non-boolean values are compared with zero, as in C.
   func condition(_ expression: TypedExpr) -> TypedExpr {
@@ -284,6 +331,16 @@ struct ClauseContext {
     }
     if name == "skb", hasSkb {
       return .value(skbValue(range))
+    }
+    if name == "retval" {
+      let returning = attachPoints.compactMap(\.returnType)
+      guard returning.count == attachPoints.count, let first = returning.first else {
+        diagnostics.append(
+          Diagnostic(
+            "retval-needs-return-probe", "'retval' exists only in kretprobe: and fexit: clauses", at: range))
+        return nil
+      }
+      return .value(TypedExpr(.returnValue, type: valueType(of: first), range: range))
     }
     if let argumentType = commonArguments[name] {
       return .value(TypedExpr(.argument(name), type: valueType(of: argumentType), range: range))

@@ -163,5 +163,21 @@ public indirect enum Action: Hashable, Sendable {
   /// Adds `value` to (or stores it in) map `map` under `keys`; `value` is nil for `count()`.
   case mapUpdate(map: Int, keys: [TypedExpr], value: TypedExpr?, range: SourceRange)
   case mapDelete(map: Int, keys: [TypedExpr], range: SourceRange)
+  /// Adds the skb to the set of tracked packets: every skb clause fires for it from now on,
+  /// whatever its filter says, until the kernel frees it.
+  case track(range: SourceRange)
   case exit(range: SourceRange)
+}
+
+/// Choices that change how a spec is checked.
+public struct CheckOptions: Hashable, Sendable {
+  /// `--track`: a clause whose filter matches also tracks the packet.
+  public var trackFilteredPackets = false
+  /// `-o paths`: every print of an skb clause also records the device and namespace, and
+  /// events carry the skb's address so they can be grouped per packet.
+  public var groupsEventsByPacket = false
+  public init(trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false) {
+    self.trackFilteredPackets = trackFilteredPackets
+    self.groupsEventsByPacket = groupsEventsByPacket
+  }
 }

@@ -26,7 +26,7 @@ struct Trace: ParsableCommand {
   @Option(name: [.short, .long], help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
   var duration: Double?
 
-  @Option(name: [.short, .long], help: "Output format: text or json.")
+  @Option(name: [.short, .long], help: "Output format: text, json, paths (events grouped per packet) or paths-json.")
   var output: OutputFormat = .text
 
   @Flag(name: .customLong("dump-bpf"), help: "Print the generated instructions and exit without loading.")
@@ -42,6 +42,9 @@ struct Trace: ParsableCommand {
 
   @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why.")
   var verbose = false
+
+  @Flag(name: .customLong("track"), help: "Keep following a packet once a filter matched it, even after its mark is cleared.")
+  var track = false
 
   @Option(name: .customLong("map-entries"), help: ArgumentHelp(
     "Entries each map of the spec can hold; updates beyond are counted and reported.", valueName: "N"))
@@ -73,7 +76,8 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
-    let compiled = try environment.compile(source, mapEntries: mapEntries)
+    let options = CheckOptions(trackFilteredPackets: track, groupsEventsByPacket: output.groupsByPacket)
+    let compiled = try environment.compile(source, mapEntries: mapEntries, options: options)
     if dumpBPF {
       Swift.print(compiled.listing(source: source), terminator: "")
       return
@@ -121,8 +125,10 @@ struct CompilationEnvironment {
   }
 
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
-  func compile(_ source: SourceFile, mapEntries: Int = 10240) throws -> CompiledSpec {
-    switch SpecCompiler(resolver: resolver, mapEntries: mapEntries).compile(source) {
+  func compile(_ source: SourceFile, mapEntries: Int = 10240, options: CheckOptions = CheckOptions()) throws
+    -> CompiledSpec
+  {
+    switch SpecCompiler(resolver: resolver, mapEntries: mapEntries, options: options).compile(source) {
     case .failed(let diagnostics):
       Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError

@@ -24,9 +24,20 @@ struct TraceRunner {
     let output = OutputStream()
     let decoder: EventDecoder
     let formatter: EventFormatter
+    let paths: PathCollector?
     init(decoder: EventDecoder, formatter: EventFormatter) {
       self.decoder = decoder
       self.formatter = formatter
+      self.paths = formatter.format.groupsByPacket ? PathCollector(json: formatter.format.isJSON) : nil
+    }
+
+    func handle(_ event: DecodedEvent) {
+      samples += 1
+      if let paths {
+        if let finished = paths.add(event) { output.writeLine(finished) }
+      } else {
+        output.writeLine(formatter.line(event))
+      }
     }
   }
 
@@ -60,8 +71,7 @@ struct TraceRunner {
           return
         }
         guard let event = sink.decoder.decode(bytes) else { return }
-        sink.samples += 1
-        sink.output.writeLine(sink.formatter.line(event))
+        sink.handle(event)
       }
     } catch {
       Console.error(error.description)
@@ -94,6 +104,7 @@ struct TraceRunner {
     // No new events after this point; everything already written is still read.
     session.detachPrograms()
     session.drain()
+    for unfinished in sink.paths?.finish() ?? [] { sink.output.writeLine(unfinished) }
     sink.output.flush()
     let ended = compiled.userClauses.filter { $0.trigger == .end }
     if ended.isEmpty {

@@ -1,0 +1,64 @@
+public import CodeGen
+
+/// Groups events by packet for `-o paths`: one block per skb, from its first hop to the
+/// point where the kernel frees it. A freed skb's address can be reused at once by another
+/// packet, so a free ends the path and the next event at that address starts a new one.
+public final class PathCollector {
+  public struct Path: Sendable {
+    public var skb: UInt64
+    public var hops: [DecodedEvent]
+  }
+
+  private var open: [UInt64: Path] = [:]
+  /// Order in which open paths started, so unfinished ones print oldest first.
+  private var order: [UInt64] = []
+  private let json: Bool
+
+  public init(json: Bool) { self.json = json }
+
+  /// Adds an event; returns the text of a path it completes, if any.
+  public func add(_ event: DecodedEvent) -> String? {
+    if open[event.skb] == nil {
+      open[event.skb] = Path(skb: event.skb, hops: [])
+      order.append(event.skb)
+    }
+    open[event.skb]!.hops.append(event)
+    guard skbFreePoints.contains(event.probe) else { return nil }
+    let path = open.removeValue(forKey: event.skb)!
+    order.removeAll { $0 == event.skb }
+    return render(path, complete: true)
+  }
+
+  /// Paths whose packet was not freed while tracing, oldest first.
+  public func finish() -> [String] {
+    defer {
+      open.removeAll()
+      order.removeAll()
+    }
+    return order.compactMap { open[$0] }.map { render($0, complete: false) }
+  }
+
+  func render(_ path: Path, complete: Bool) -> String {
+    let start = path.hops.first?.timestamp ?? 0
+    let text = EventFormatter(format: json ? .json : .text)
+    if json {
+      let hops = path.hops.map { hop -> String in
+        let values = hop.values.map { "\(JSON.string($0.label)): \(text.json($0.value))" }.joined(separator: ", ")
+        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"cpu\": \(hop.cpu), \"values\": {\(values)}}"
+      }
+      return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(complete), \"hops\": [\(hops.joined(separator: ", "))]}"
+    }
+    var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(complete ? "" : ", not freed while tracing")):"
+    for hop in path.hops {
+      let values = hop.values.map { "\($0.label): \(text.text($0.value))" }.joined(separator: " ")
+      let delta = Double(hop.timestamp &- start) / 1000
+      out += "\n  +\(formatMicroseconds(delta))us cpu \(hop.cpu) \(hop.probe) (\(values))"
+    }
+    return out
+  }
+
+  private func formatMicroseconds(_ value: Double) -> String {
+    let scaled = (value * 10).rounded() / 10
+    return String(scaled)
+  }
+}
