@@ -325,6 +325,8 @@ struct ProgramBuilder {
         try branch(rhs, jumpWhen: false, to: target)
         asm.bind(skip)
       }
+    case .binary(let op, let field, let other) where (op == .equal || op == .notEqual) && Self.stringLiteral(other) != nil:
+      try compareString(field, Self.stringLiteral(other)!, equal: (op == .equal) == wanted, to: target)
     case .binary(let op, let lhs, let rhs) where op.isComparison:
       let signed = isSigned(lhs.type) || isSigned(rhs.type)
       guard var jump = Self.jumpCondition(op, signed: signed) else {
@@ -335,6 +337,40 @@ struct ProgramBuilder {
     default:
       try compare(condition, TypedExpr(.integer(0), type: .u64, range: condition.range), wanted ? .ne : .eq, to: target)
     }
+  }
+
+  static func stringLiteral(_ expression: TypedExpr) -> String? {
+    if case .string(let text) = expression.kind { return text }
+    return nil
+  }
+
+  /// Reads the string into a zeroed stack buffer and compares it with the literal 8 bytes
+  /// at a time (the literal padded with NULs), jumping to `target` when the strings are equal
+  /// (`equal`) or differ (`!equal`).
+  mutating func compareString(_ field: TypedExpr, _ literal: String, equal: Bool, to target: Label)
+    throws(CodeGenError)
+  {
+    let capacity = field.type.storageSize
+    let slotSize = (capacity + 7) / 8 * 8
+    let buffer = frame.allocate(slotSize)
+    temps.spillAll(&frame, &asm)
+    try storeOnStack(field, at: buffer, size: slotSize)
+    var bytes = Array(literal.utf8)
+    let compared = min(slotSize, (bytes.count + 1 + 7) / 8 * 8)
+    bytes += Array(repeating: 0, count: compared - bytes.count)
+    let (temp, register) = temps.allocate(&frame, &asm)
+    let (constantTemp, constant) = temps.allocate(&frame, &asm)
+    let differ = asm.newLabel()
+    for chunk in stride(from: 0, to: compared, by: 8) {
+      let value = bytes[chunk..<chunk + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      asm.emit(.load(.double, register, .fp, offset: buffer + Int16(chunk)))
+      asm.emit(.loadImmediate64(constant, value))
+      asm.jump(if: .ne, register, .register(constant), to: equal ? differ : target)
+    }
+    temps.free(temp)
+    temps.free(constantTemp)
+    if equal { asm.jump(to: target) }
+    asm.bind(differ)
   }
 
   /// `if lhs <jump> rhs goto target`, with the constant as an immediate when it fits.

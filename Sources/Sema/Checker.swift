@@ -531,8 +531,28 @@ struct ClauseContext {
         guard case .integer(0) = other.kind else {
           return mismatch("a pointer can only be compared with 0")
         }
+      case (.string(let capacity), .string), (.string, .string(let capacity)):
+        // One side must be a literal: the other is read from the kernel and compared in place.
+        let literal: TypedExpr
+        let field: TypedExpr
+        if case .string = rhs.kind {
+          (field, literal) = (lhs, rhs)
+        } else if case .string = lhs.kind {
+          (field, literal) = (rhs, lhs)
+        } else {
+          return mismatch("compare a string with a string literal, such as ifname == \"eth0\"")
+        }
+        if case .string(let text) = literal.kind, text.utf8.count >= max(capacity, field.type.storageSize) {
+          diagnostics.append(
+            Diagnostic(
+              "string-literal-too-long",
+              "\"\(text)\" is \(text.utf8.count) bytes, but '\(sourceText(field.range))' holds at most \(field.type.storageSize - 1)",
+              at: literal.range))
+          return nil
+        }
+        return TypedExpr(.binary(op, field, literal), type: .bool, range: range)
       case (.string, _), (_, .string):
-        return mismatch("comparing strings is not supported yet")
+        return mismatch("a string compares only with a string literal")
       case (.ipv4, .ipv4):
         break
       case (.ipv4, _), (_, .ipv4), (.ipv6, _), (_, .ipv6):
