@@ -1,0 +1,137 @@
+#compdef swtrace
+
+__swtrace_complete() {
+    local -ar non_empty_completions=("${@:#(|:*)}")
+    local -ar empty_completions=("${(M)@:#(|:*)}")
+    _describe -V '' non_empty_completions -- empty_completions -P $'\'\''
+}
+
+__swtrace_custom_complete() {
+    local -a completions
+    completions=("${(@f)"$("${command_name}" "${@}" "${command_line[@]}")"}")
+    if [[ "${#completions[@]}" -gt 1 ]]; then
+        __swtrace_complete "${completions[@]:0:-1}"
+    fi
+}
+
+__swtrace_cursor_index_in_current_word() {
+    if [[ -z "${QIPREFIX}${IPREFIX}${PREFIX}" ]]; then
+        printf 0
+    else
+        printf %s "${#${(z)LBUFFER}[-1]}"
+    fi
+}
+
+_swtrace() {
+    emulate -RL zsh -G
+    setopt extendedglob nullglob numericglobsort
+    unsetopt aliases banghist
+
+    local -xr SAP_SHELL=zsh
+    local -x SAP_SHELL_VERSION
+    SAP_SHELL_VERSION="$(builtin emulate zsh -c 'printf %s "${ZSH_VERSION}"')"
+    local -r SAP_SHELL_VERSION
+
+    local context state state_descr line
+    local -A opt_args
+
+    local -r command_name="${words[1]}"
+    local -ar command_line=("${words[@]}")
+    local -ir current_word_index="$((CURRENT - 1))"
+
+    local -i ret=1
+    local -ar arg_specs=(
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+        '(-): :->command'
+        '(-)*:: :->arg'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+    case "${state}" in
+    command)
+        local -ar subcommands=(
+            'trace:Compile a spec, attach it to the kernel and print its events (the default command).'
+            'check:Compile and pre-check specs without loading them; exit 0 when all are fine, 1 otherwise.'
+            'fmt:Print a spec file in swtrace'\''s canonical layout.'
+            'help:Show subcommand help information.'
+        )
+        _describe -V subcommand subcommands && ret=0
+        ;;
+    arg)
+        case "${words[1]}" in
+        trace|check|fmt|help)
+            "_swtrace_${words[1]}" && ret=0
+            ;;
+        esac
+        ;;
+    esac
+
+    return "${ret}"
+}
+
+_swtrace_trace() {
+    local -i ret=1
+    local -ar ___output=('text' 'json' 'paths' 'paths-json')
+    local -ar arg_specs=(
+        '-e[The spec to run, as text.]:SPEC:'
+        ':FILE:'
+        '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits.]:CMD:'
+        '(-d --duration)'{-d,--duration}'[Stop after this many seconds.]:SECONDS:'
+        '(-o --output)'{-o,--output}'[Output format\: text, json, paths (events grouped per packet) or paths-json.]:output:{__swtrace_complete "${___output[@]}"}'
+        '--dump-bpf[Print the generated instructions and exit without loading.]'
+        '--btf[Check against this BTF file instead of the running kernel'\''s (with --dump-bpf).]:FILE:'
+        '(-l --list)'{-l,--list}'[List the attach points a probe matches, such as '\''skb\:*'\'', and exit.]:PROBE:'
+        '(--verbose -v)'{--verbose,-v}'[Say more\: which probes could not be attached, and why.]'
+        '--track[Keep following a packet once a filter matched it, even after its mark is cleared.]'
+        '--map-entries[Entries each map of the spec can hold; updates beyond are counted and reported.]:N:'
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_swtrace_check() {
+    local -i ret=1
+    local -ar arg_specs=(
+        '--btf[Check against this BTF file instead of the running kernel'\''s.]:FILE:'
+        '-e[A spec to check, as text.]:SPEC:'
+        '*:FILE:'
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_swtrace_fmt() {
+    local -i ret=1
+    local -ar arg_specs=(
+        ':FILE:'
+        '(--in-place -i)'{--in-place,-i}'[Rewrite the file in place instead of printing it.]'
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_swtrace_help() {
+    local -i ret=1
+    local -ar arg_specs=(
+        '*:subcommands:'
+        '--version[Show the version.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+if [[ "${funcstack[1]}" = _swtrace ]]; then
+    _swtrace "${@}"
+else
+    compdef _swtrace swtrace
+fi
