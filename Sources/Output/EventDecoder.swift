@@ -94,6 +94,8 @@ public enum ValueDecoder {
       return .name(names.render(unsigned()))
     case .pointer:
       return .pointer(unsigned())
+    case .kernelSymbol:
+      return .name(KernelSymbols.shared.describe(unsigned()))
     case .probe:
       let id = Int(unsigned())
       return .name(id < probeNames.count ? probeNames[id] : String(id))

@@ -304,6 +304,22 @@ struct ClauseContext {
       return binary(op, lhs, rhs, range: range).map(Reference.value)
     case .map(let access):
       return mapRead(access, range: range).map(Reference.value)
+    case .call("ksym", let arguments):
+      guard arguments.count == 1 else {
+        diagnostics.append(Diagnostic("ksym-arity", "ksym() takes one kernel address, such as ksym(location)", at: range))
+        return nil
+      }
+      guard var address = value(arguments[0]) else { return nil }
+      switch address.type {
+      case .pointer, .integer(8, _): break
+      default:
+        diagnostics.append(
+          Diagnostic("ksym-needs-address", "ksym() needs a kernel address, but this is a \(address.type)", at: arguments[0].range))
+        return nil
+      }
+      address.type = .kernelSymbol
+      address.range = range
+      return .value(address)
     case .ipv6, .cidr, .variable, .index, .call, .cast:
       diagnostics.append(
         Diagnostic("not-supported-yet", "this kind of expression is not supported yet", at: range))

@@ -49,6 +49,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   case pointer(pointee: BTFTypeID, description: String)
   /// The attach point that fired, printed by name.
   case probe
+  /// A kernel code address, printed as `symbol+0xoffset` (`ksym(location)`).
+  case kernelSymbol
   case void
 
   public static let u64 = ValueType.integer(bytes: 8, signed: false)
@@ -66,6 +68,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .flags: "flags"
     case .pointer(_, let description): description
     case .probe: "probe"
+    case .kernelSymbol: "kernel symbol"
     case .void: "void"
     }
   }
@@ -89,6 +92,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .enumeration, .flags: 8
     case .pointer: 8
     case .probe: 4
+    case .kernelSymbol: 8
     case .void: 0
     }
   }

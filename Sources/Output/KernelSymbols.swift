@@ -1,0 +1,54 @@
+import Foundation
+
+/// Kernel code addresses to `symbol+0xoffset`, from /proc/kallsyms (read once, on first use).
+public final class KernelSymbols: @unchecked Sendable {
+  public static let shared = KernelSymbols(path: "/proc/kallsyms")
+
+  private let path: String
+  private let lock = NSLock()
+  private var symbols: [(address: UInt64, name: String)]?
+
+  public init(path: String) { self.path = path }
+
+  public func describe(_ address: UInt64) -> String {
+    let table = loaded()
+    // The last symbol at or below the address.
+    var low = 0
+    var high = table.count - 1
+    var found: Int?
+    while low <= high {
+      let mid = (low + high) / 2
+      if table[mid].address <= address {
+        found = mid
+        low = mid + 1
+      } else {
+        high = mid - 1
+      }
+    }
+    guard let index = found, address != 0 else { return "0x" + String(address, radix: 16) }
+    let offset = address - table[index].address
+    return offset == 0 ? table[index].name : "\(table[index].name)+0x\(String(offset, radix: 16))"
+  }
+
+  private func loaded() -> [(address: UInt64, name: String)] {
+    lock.lock()
+    defer { lock.unlock() }
+    if let symbols { return symbols }
+    var table: [(UInt64, String)] = []
+    // /proc files report a size of 0, so read to the end rather than by size.
+    if let data = FileHandle(forReadingAtPath: path)?.readDataToEndOfFile() {
+      let text = String(decoding: data, as: UTF8.self)
+      for line in text.split(separator: "\n") {
+        let parts = line.split(separator: " ", maxSplits: 3)
+        // Only code: text symbols (t/T); addresses of 0 mean kallsyms is hidden from us.
+        guard parts.count >= 3, parts[1] == "t" || parts[1] == "T",
+          let address = UInt64(parts[0], radix: 16), address != 0
+        else { continue }
+        table.append((address, String(parts[2])))
+      }
+    }
+    table.sort { $0.0 < $1.0 }
+    symbols = table.map { (address: $0.0, name: $0.1) }
+    return symbols!
+  }
+}
