@@ -135,7 +135,7 @@ struct ProgramBuilder {
       case .exit(let range):
         // Stopping the whole trace is the user side's job: send it a request, then end this run.
         asm.currentRange = range
-        requestExit()
+        try requestExit()
         asm.jump(to: done)
       case .mapUpdate(let map, let keys, let value, let range):
         asm.currentRange = range
@@ -147,13 +147,13 @@ struct ProgramBuilder {
     }
   }
 
-  /// Reserves a record in the ring buffer, fills header and fields, and submits it; when
-  /// the ring buffer is full, counts the loss in the per-CPU `lost` map instead.
-  mutating func print(_ values: [PrintedValue], layout: EventLayout) throws(CodeGenError) {
+  /// Reserves a record of `size` bytes in the ring buffer into r8, lets `fill` write it, and
+  /// submits it; when the ring buffer is full, counts the loss in the per-CPU `lost` map.
+  mutating func emitRecord(size: Int, fill: (inout ProgramBuilder) throws(CodeGenError) -> Void) throws(CodeGenError) {
     let reserved = asm.newLabel()
     let end = asm.newLabel()
     asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
-    asm.emit(.mov(.r2, Int32(layout.size)))
+    asm.emit(.mov(.r2, Int32(size)))
     asm.emit(.mov(.r3, 0))
     asm.emit(.call(helper: HelperFunction.ringbufReserve.rawValue))
     asm.jump(if: .ne, .r0, .immediate(0), to: reserved)
@@ -161,27 +161,39 @@ struct ProgramBuilder {
     asm.jump(to: end)
     asm.bind(reserved)
     asm.emit(.mov(Self.record, .r0))
-    asm.emit(.call(helper: HelperFunction.ktimeGetNanoseconds.rawValue))
-    asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.timestampOffset), .r0))
-    asm.emit(.call(helper: HelperFunction.getSMPProcessorID.rawValue))
-    asm.emit(.store(.word, Self.record, offset: Int16(EventHeader.cpuOffset), .r0))
+    try fill(&self)
+    asm.emit(.mov(.r1, Self.record))
+    asm.emit(.mov(.r2, 0))
+    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    asm.bind(end)
+  }
+
+  /// One event of a print statement: header, then each value at its field.
+  mutating func print(_ values: [PrintedValue], layout: EventLayout) throws(CodeGenError) {
+    try emitRecord(size: layout.size) { builder throws(CodeGenError) in
+      builder.asm.emit(.call(helper: HelperFunction.ktimeGetNanoseconds.rawValue))
+      builder.asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.timestampOffset), .r0))
+      builder.asm.emit(.call(helper: HelperFunction.getSMPProcessorID.rawValue))
+      builder.asm.emit(.store(.word, Self.record, offset: Int16(EventHeader.cpuOffset), .r0))
+      builder.storeHeaderTail(layoutID: layout.id, probeID: builder.probeID)
+      for (value, field) in zip(values, layout.fields) {
+        builder.asm.currentRange = value.value.range
+        try builder.store(value.value, into: field)
+      }
+      builder.asm.currentRange = layout.range
+    }
+  }
+
+  /// Probe and layout ids, padding, and the skb address (or 0) of the record in r8.
+  mutating func storeHeaderTail(layoutID: UInt32, probeID: UInt32) {
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
-    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layout.id)))
+    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layoutID)))
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset + 4), 0))
     if skbLoaded, recordsSkbAddress {
       asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))
     } else {
       asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.skbOffset), 0))
     }
-    for (value, field) in zip(values, layout.fields) {
-      asm.currentRange = value.value.range
-      try store(value.value, into: field)
-    }
-    asm.currentRange = layout.range
-    asm.emit(.mov(.r1, Self.record))
-    asm.emit(.mov(.r2, 0))
-    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
-    asm.bind(end)
   }
 
   /// The skb address as a map key on the stack.
@@ -201,26 +213,12 @@ struct ProgramBuilder {
   }
 
   /// A header-only record with the exit layout id; the user side stops when it reads one.
-  mutating func requestExit() {
-    let end = asm.newLabel()
-    let reserved = asm.newLabel()
-    asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
-    asm.emit(.mov(.r2, Int32(EventHeader.size)))
-    asm.emit(.mov(.r3, 0))
-    asm.emit(.call(helper: HelperFunction.ringbufReserve.rawValue))
-    asm.jump(if: .ne, .r0, .immediate(0), to: reserved)
-    countLoss()
-    asm.jump(to: end)
-    asm.bind(reserved)
-    asm.emit(.mov(.r1, .r0))
-    asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.timestampOffset), 0))
-    asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.cpuOffset), 0))
-    asm.emit(.storeImmediate(.word, .r1, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: exitRequestLayoutID)))
-    asm.emit(.storeImmediate(.word, .r1, offset: Int16(EventHeader.layoutOffset + 4), 0))
-    asm.emit(.storeImmediate(.double, .r1, offset: Int16(EventHeader.skbOffset), 0))
-    asm.emit(.mov(.r2, 0))
-    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
-    asm.bind(end)
+  mutating func requestExit() throws(CodeGenError) {
+    try emitRecord(size: EventHeader.size) { builder throws(CodeGenError) in
+      builder.asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.timestampOffset), 0))
+      builder.asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.cpuOffset), 0))
+      builder.storeHeaderTail(layoutID: exitRequestLayoutID, probeID: builder.probeID)
+    }
   }
 
   mutating func countLoss() {
