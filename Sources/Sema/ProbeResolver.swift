@@ -10,15 +10,25 @@ public struct ProbeResolver: Sendable {
   /// kernel; empty when checking against a BTF file, in which case categories match anything.
   public let tracepointCategories: [String: String]
 
-  public init(types: KernelTypes, support: BackendSupport, tracepointCategories: [String: String] = [:]) {
+  /// `--backend`: the backend function attach points of `skb:` probes must use.
+  public let forcedFunctionBackend: Backend?
+
+  public init(
+    types: KernelTypes, support: BackendSupport, tracepointCategories: [String: String] = [:],
+    forcedFunctionBackend: Backend? = nil
+  ) {
     self.types = types
     self.support = support
     self.tracepointCategories = tracepointCategories
+    self.forcedFunctionBackend = forcedFunctionBackend
   }
 
-  /// The backend used for plain function probes (`skb:` over functions): fentry where the
-  /// kernel allows it, kprobes otherwise.
+  /// The backend used for plain function probes (`skb:` over functions): the forced one, or
+  /// fentry where the kernel allows it, kprobes otherwise.
   public var functionBackend: Backend? {
+    if let forcedFunctionBackend {
+      return support.available.contains(forcedFunctionBackend) ? forcedFunctionBackend : nil
+    }
     if support.available.contains(.fentry) { return .fentry }
     if support.available.contains(.kprobe) { return .kprobe }
     return nil

@@ -43,6 +43,11 @@ struct Trace: ParsableCommand {
   @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why.")
   var verbose = false
 
+  @Option(name: .customLong("backend"), help: ArgumentHelp(
+    "Attach skb: function probes with this backend: fentry or kprobe (default: the cheapest the kernel has).",
+    valueName: "NAME"))
+  var backend: FunctionBackendChoice?
+
   @Flag(name: .customLong("track"), help: "Keep following a packet once a filter matched it, even after its mark is cleared.")
   var track = false
 
@@ -64,7 +69,8 @@ struct Trace: ParsableCommand {
   }
 
   func run() throws {
-    let environment = try CompilationEnvironment.make(btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil)
+    let environment = try CompilationEnvironment.make(
+      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
     if let list {
       try ProbeListing.print(pattern: list, resolver: environment.resolver)
       return
@@ -93,7 +99,9 @@ struct Trace: ParsableCommand {
 struct CompilationEnvironment {
   let resolver: ProbeResolver
 
-  static func make(btfPath: String?, privilegedDetection: Bool) throws -> CompilationEnvironment {
+  static func make(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
+    -> CompilationEnvironment
+  {
     let types: KernelTypes
     do throws(BTFLoadError) {
       if let btfPath {
@@ -107,7 +115,8 @@ struct CompilationEnvironment {
       throw ExitStatus.specError
     }
     if btfPath != nil {
-      return CompilationEnvironment(resolver: ProbeResolver(types: types, support: .all))
+      return CompilationEnvironment(
+        resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
     }
     var support = KernelCapabilities.detect(types: types)
     if support.available.isEmpty {
@@ -119,9 +128,14 @@ struct CompilationEnvironment {
       }
       support = .tracepointsOnly
     }
+    if let forcedBackend, !support.available.contains(forcedBackend) {
+      Console.error("--backend \(forcedBackend.rawValue): this kernel does not allow \(forcedBackend.rawValue) programs")
+      throw ExitStatus.systemRefused
+    }
     return CompilationEnvironment(
       resolver: ProbeResolver(
-        types: types, support: support, tracepointCategories: KernelCapabilities.tracepointCategories()))
+        types: types, support: support, tracepointCategories: KernelCapabilities.tracepointCategories(),
+        forcedFunctionBackend: forcedBackend))
   }
 
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
@@ -149,3 +163,9 @@ struct CompilationEnvironment {
 }
 
 extension OutputFormat: ExpressibleByArgument {}
+
+/// The values `--backend` accepts.
+enum FunctionBackendChoice: String, ExpressibleByArgument, CaseIterable {
+  case fentry, kprobe
+  var backend: Backend { self == .fentry ? .fentry : .kprobe }
+}
