@@ -12,7 +12,9 @@ let package = Package(
     .executable(name: "swtrace-pktgen", targets: ["swtrace-pktgen"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
   ],
   targets: [
     // C headers of libbpf; imported only by LibBPF.
@@ -30,10 +32,18 @@ let package = Package(
     .target(name: "CodeGen", dependencies: ["Sema", "BPF", "BTF", "SwtraceSyntax"]),
     .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF"]),
     .target(name: "Output", dependencies: ["CodeGen", "Runtime", "Sema"]),
+    // Maps as Prometheus metrics, served over HTTP at scrape time.
+    .target(
+      name: "PrometheusExport",
+      dependencies: [
+        "CodeGen", "Runtime", "Output", "Sema",
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "FlyingFox", package: "FlyingFox"),
+      ]),
     .executableTarget(
       name: "swtrace",
       dependencies: [
-        "SwtraceSyntax", "BTF", "Sema", "BPF", "CodeGen", "Runtime", "Output",
+        "SwtraceSyntax", "BTF", "Sema", "BPF", "CodeGen", "Runtime", "Output", "PrometheusExport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

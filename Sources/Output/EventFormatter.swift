@@ -1,3 +1,5 @@
+import Glibc
+
 /// The output formats of `-o`.
 public enum OutputFormat: String, Sendable, CaseIterable {
   case text, json
@@ -12,8 +14,28 @@ public enum OutputFormat: String, Sendable, CaseIterable {
 /// Renders decoded events as lines: ipftrace-style text or one JSON object per line.
 public struct EventFormatter: Sendable {
   public var format: OutputFormat
+  /// Added to JSON events so lines from many nodes can be merged by a log pipeline.
+  public var host: String?
+  /// Wall-clock nanoseconds minus monotonic nanoseconds, measured at start: event
+  /// timestamps are `bpf_ktime_get_ns()` (monotonic), JSON also carries the wall-clock time.
+  public var wallClockOffset: Int64?
 
-  public init(format: OutputFormat) { self.format = format }
+  public init(format: OutputFormat, host: String? = nil, wallClockOffset: Int64? = nil) {
+    self.format = format
+    self.host = host
+    self.wallClockOffset = wallClockOffset
+  }
+
+  /// The offset between CLOCK_REALTIME and CLOCK_MONOTONIC now, in nanoseconds.
+  public static func currentWallClockOffset() -> Int64 {
+    var realtime = timespec()
+    var monotonic = timespec()
+    clock_gettime(CLOCK_REALTIME, &realtime)
+    clock_gettime(CLOCK_MONOTONIC, &monotonic)
+    let real = Int64(realtime.tv_sec) * 1_000_000_000 + Int64(realtime.tv_nsec)
+    let mono = Int64(monotonic.tv_sec) * 1_000_000_000 + Int64(monotonic.tv_nsec)
+    return real - mono
+  }
 
   public func line(_ event: DecodedEvent) -> String {
     switch format {
@@ -22,7 +44,10 @@ public struct EventFormatter: Sendable {
       return "\(event.timestamp) \(event.cpu) \(event.probe) (\(values))"
     case .json, .pathsJSON:
       let values = event.values.map { "\(JSON.string($0.label)): \(json($0.value))" }.joined(separator: ", ")
-      return "{\"probe\": \(JSON.string(event.probe)), \"ts\": \(event.timestamp), \"cpu\": \(event.cpu), \"values\": {\(values)}}"
+      var extra = ""
+      if let wallClockOffset { extra += ", \"wall_ts\": \(Int64(bitPattern: event.timestamp) &+ wallClockOffset)" }
+      if let host { extra += ", \"host\": \(JSON.string(host))" }
+      return "{\"probe\": \(JSON.string(event.probe)), \"ts\": \(event.timestamp), \"cpu\": \(event.cpu)\(extra), \"values\": {\(values)}}"
     }
   }
 

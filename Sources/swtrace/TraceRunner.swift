@@ -63,7 +63,10 @@ struct TraceRunner {
       for failure in report.failed { Console.note("  skipped \(failure.probe): \(failure.reason)") }
     }
 
-    let sink = EventSink(decoder: EventDecoder(compiled: compiled), formatter: EventFormatter(format: format))
+    let formatter = EventFormatter(
+      format: format, host: ProcessInfo.processInfo.hostName,
+      wallClockOffset: EventFormatter.currentWallClockOffset())
+    let sink = EventSink(decoder: EventDecoder(compiled: compiled), formatter: formatter)
     do {
       try session.startReading { bytes in
         if sink.decoder.isExitRequest(bytes) {
