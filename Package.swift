@@ -59,6 +59,6 @@ let package = Package(
       name: "CodeGenTests",
       dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "TestSupport"],
       resources: [.copy("Golden")]),
-    .testTarget(name: "EndToEndTests", dependencies: []),
+    .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
   ]
 )

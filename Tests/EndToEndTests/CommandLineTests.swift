@@ -1,0 +1,141 @@
+// The command line as a user meets it, without loading anything into the kernel: probe
+// listings, checking specs against other kernels' BTF, formatting, and the README's commands.
+
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("swtrace command line")
+struct CommandLineTests {
+  @Test("-l 'skb:*' lists the skb tracepoints of this kernel")
+  func listsRunningKernelTracepoints() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    let result = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), ["-l", "skb:*"], timeout: 60)
+    #expect(result.status == 0, "\(result)")
+    let lines = result.stdoutLines
+    #expect(lines.contains { $0.hasPrefix("tracepoint:net_dev_queue(struct sk_buff * skb)") }, "\(result)")
+    #expect(lines.contains { $0.hasPrefix("tracepoint:kfree_skb(struct sk_buff * skb, void * location, enum skb_drop_reason reason") })
+    #expect(lines.count == 30)
+    #expect(result.stderr.contains("30 attach points"))
+  }
+
+  @Test("-l 'skb:*' --btf lists more than 1,000 functions of a kernel with kprobes", arguments: Fixtures.kernelReleases)
+  func listsFixtureFunctions(release: String) throws {
+    let btf = try Fixtures.btfPath(release)
+    let result = try ProcessRunner.run(
+      try TestEnvironment.binary("swtrace"), ["-l", "skb:*", "--btf", btf], timeout: 120)
+    #expect(result.status == 0, "\(result)")
+    let functions = result.stdoutLines.filter { $0.hasPrefix("fentry:") }
+    #expect(functions.count > 1000, "\(functions.count) functions")
+    #expect(functions.contains { $0.hasPrefix("fentry:ip_rcv(struct sk_buff * skb,") })
+  }
+
+  /// A spec either checks, or fails only because a name it uses really is absent on that
+  /// kernel, and then the message says which name and which kernel.
+  @Test("every spec in specs/ checks against every fixture kernel, or names what that kernel lacks", arguments: Fixtures.kernelReleases)
+  func specsCheckAgainstFixtures(release: String) throws {
+    let specs = try FileManager.default.contentsOfDirectory(atPath: Fixtures.repositoryRoot.appendingPathComponent("specs").path)
+      .filter { $0.hasSuffix(".spec") }.sorted()
+    #expect(!specs.isEmpty)
+    let btf = try Fixtures.btfPath(release)
+    var checked = 0
+    for spec in specs {
+      let path = Fixtures.repositoryRoot.appendingPathComponent("specs/\(spec)").path
+      let result = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), ["check", "--btf", btf, path], timeout: 300)
+      if result.status == 0 {
+        #expect(result.stderr.contains("\(spec): ok"), "\(spec) on \(release):\n\(result)")
+        checked += 1
+        continue
+      }
+      #expect(result.status == 1, "\(spec) on \(release):\n\(result)")
+      let errors = result.stderr.split(separator: "\n").filter { $0.contains(": error: ") }
+      #expect(!errors.isEmpty, "\(spec) on \(release) failed without a diagnostic:\n\(result)")
+      for error in errors {
+        #expect(error.contains("in \(btf)") || error.contains("of \(btf)"), "\(spec) on \(release): not a missing-name error: \(error)")
+      }
+    }
+    // Most specs are portable; only version-specific tracepoint arguments may be missing.
+    #expect(checked * 2 > specs.count, "only \(checked) of \(specs.count) specs check on \(release)")
+  }
+
+  @Test("fmt prints every spec in a layout that fmt leaves unchanged")
+  func formatIsIdempotentOnSpecs() throws {
+    let swtrace = try TestEnvironment.binary("swtrace")
+    let directory = Fixtures.repositoryRoot.appendingPathComponent("specs")
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("swtrace-fmt-\(getpid())")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    for spec in try FileManager.default.contentsOfDirectory(atPath: directory.path) where spec.hasSuffix(".spec") {
+      let once = try ProcessRunner.run(swtrace, ["fmt", directory.appendingPathComponent(spec).path], timeout: 60)
+      #expect(once.status == 0, "\(once)")
+      let copy = scratch.appendingPathComponent(spec)
+      try once.stdout.write(to: copy, atomically: true, encoding: .utf8)
+      let twice = try ProcessRunner.run(swtrace, ["fmt", copy.path], timeout: 60)
+      #expect(twice.stdout == once.stdout, "fmt is not idempotent on \(spec)")
+      #expect(once.stdout.hasPrefix("#!/usr/bin/env swtrace\n//"), "\(spec) lost its header comment")
+    }
+  }
+
+  /// Every `swtrace ...` command in README's code blocks is accepted by the command line:
+  /// its spec compiles (`--dump-bpf`) and its options parse, so the README cannot drift.
+  @Test("README's example commands are accepted by the command line")
+  func readmeCommandsParse() throws {
+    let readme = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+    let swtrace = try TestEnvironment.binary("swtrace")
+    var commands: [[String]] = []
+    var pending = ""
+    for rawLine in readme.split(separator: "\n", omittingEmptySubsequences: false) {
+      var line = rawLine.trimmingCharacters(in: .whitespaces)
+      guard rawLine.hasPrefix("    ") || !pending.isEmpty else { continue }
+      if pending.isEmpty {
+        for prompt in ["# ", "$ "] where line.hasPrefix(prompt) { line.removeFirst(2) }
+        guard line.hasPrefix("swtrace ") else { continue }
+      }
+      if line.hasSuffix("\\") {
+        pending += line.dropLast() + " "
+        continue
+      }
+      commands.append(try shellWords(pending + line))
+      pending = ""
+    }
+    #expect(commands.count >= 4, "README shows at least four swtrace commands")
+    for words in commands {
+      var arguments = Array(words.dropFirst())
+      if arguments.first == "check" || arguments.first == "fmt" {
+        // Needs files named in README relative to the repository or /tmp; check the syntax only.
+        arguments = [arguments[0], "--help"]
+      } else if arguments.contains("-l") {
+        arguments = arguments.filter { $0 != "--btf" }
+      } else {
+        arguments.append("--dump-bpf")
+      }
+      let result = try ProcessRunner.run(swtrace, arguments, timeout: 120)
+      #expect(result.status == 0, "README command `\(words.joined(separator: " "))` is not accepted:\n\(result)")
+    }
+  }
+}
+
+/// Splits a command line the way sh does for the quoting README uses: single and double quotes.
+func shellWords(_ line: String) throws -> [String] {
+  var words: [String] = []
+  var current = ""
+  var quote: Character?
+  var inWord = false
+  for character in line {
+    if let open = quote {
+      if character == open { quote = nil } else { current.append(character) }
+    } else if character == "'" || character == "\"" {
+      quote = character
+      inWord = true
+    } else if character == " " {
+      if inWord { words.append(current) }
+      current = ""
+      inWord = false
+    } else {
+      current.append(character)
+      inWord = true
+    }
+  }
+  if inWord { words.append(current) }
+  return words
+}
