@@ -60,5 +60,9 @@ let package = Package(
       dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "TestSupport"],
       resources: [.copy("Golden")]),
     .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+    // The verifier pre-check against the kernel's verifier, on generated and broken programs.
+    .testTarget(
+      name: "DifferentialTests",
+      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax"]),
   ]
 )

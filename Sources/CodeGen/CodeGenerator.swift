@@ -78,8 +78,10 @@ public struct CodeGenerator: Sendable {
             context: Self.context(for: point, types: types), clauseRange: range))
       }
     }
+    // A spec that never prints (maps only) needs the ring buffer just for exit requests.
+    let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var maps = [
-      MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: ringBufferSize),
+      MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
       MapDescription(name: "lost", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1),
       MapDescription(name: "full", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: max(1, spec.maps.count)),
       MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),

@@ -137,17 +137,25 @@ extension ProgramBuilder {
     }
     lookupOrCreate(map, key: key, missing: end)
     switch declaration.aggregation {
+    // Per-CPU values are only written by programs on their own CPU: plain adds suffice,
+    // and cost far less than locked ones.
     case .count, .histogram, .linearHistogram:
-      asm.emit(.mov(.r1, 1))
-      asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+      asm.emit(.load(.double, .r1, .r0, offset: 0))
+      asm.emit(.add(.r1, 1))
+      asm.emit(.store(.double, .r0, offset: 0, .r1))
     case .sum:
       asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
-      asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+      asm.emit(.load(.double, .r2, .r0, offset: 0))
+      asm.emit(.add(.r2, .r1))
+      asm.emit(.store(.double, .r0, offset: 0, .r2))
     case .average, .stats:
-      asm.emit(.mov(.r1, 1))
-      asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
+      asm.emit(.load(.double, .r1, .r0, offset: 0))
+      asm.emit(.add(.r1, 1))
+      asm.emit(.store(.double, .r0, offset: 0, .r1))
       asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
-      asm.emit(.atomic(.add, .double, .r0, offset: 8, .r1))
+      asm.emit(.load(.double, .r2, .r0, offset: 8))
+      asm.emit(.add(.r2, .r1))
+      asm.emit(.store(.double, .r0, offset: 8, .r2))
     case .minimum, .maximum:
       // (value, present): replace when nothing is there yet or the new value wins.
       let replace = asm.newLabel()

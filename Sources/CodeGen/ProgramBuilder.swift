@@ -63,7 +63,14 @@ struct ProgramBuilder {
       asm.jump(if: .eq, Self.skb, .immediate(0), to: done)
     }
     let body = asm.newLabel()
-    if let filter = clause.filter {
+    if case .integer(0)? = clause.filter?.kind, !tracking {
+      // A filter that is always false: the program does nothing, and has no dead code either.
+      asm.currentRange = clause.range
+      asm.emit(.mov(.r0, 0))
+      asm.emit(.exit)
+      return try finishProgram(clause)
+    }
+    if let filter = clause.filter, filter.kind != .integer(1) {
       asm.currentRange = filter.range
       if tracking {
         // A tracked packet passes whatever the filter says: its mark may have been scrubbed.
@@ -86,6 +93,10 @@ struct ProgramBuilder {
     }
     asm.emit(.mov(.r0, 0))
     asm.emit(.exit)
+    return try finishProgram(clause)
+  }
+
+  mutating func finishProgram(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     if frame.overflowed {
       throw CodeGenError(
         message: "this clause needs \(frame.used) bytes of stack, more than the kernel's 512; split it into smaller clauses",
@@ -188,11 +199,13 @@ struct ProgramBuilder {
   mutating func storeHeaderTail(layoutID: UInt32, probeID: UInt32) {
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layoutID)))
-    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset + 4), 0))
-    if skbLoaded, recordsSkbAddress {
-      asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))
-    } else {
-      asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.skbOffset), 0))
+    // The padding and, without -o paths, the skb address are never read: not written either.
+    if recordsSkbAddress {
+      if skbLoaded {
+        asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))
+      } else {
+        asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.skbOffset), 0))
+      }
     }
   }
 

@@ -258,6 +258,9 @@ struct ClauseContext {
 
   /// A condition: non-boolean values are compared with zero, as in C.
   func condition(_ expression: TypedExpr) -> TypedExpr {
+    if case .integer(let value) = expression.kind {
+      return TypedExpr(.integer(value != 0 ? 1 : 0), type: .bool, range: expression.range)
+    }
     if expression.type == .bool { return expression }
     return TypedExpr(
       .binary(.notEqual, expression, TypedExpr(.integer(0), type: .u64, range: expression.range)),

@@ -491,7 +491,12 @@ struct SpecParser {
       let before = consumed
       if let statement = parseStatement(context) {
         statements.append(statement)
-        expectSeparator(style)
+        // A statement that ends with its own block (`if (...) { ... }`) needs no separator.
+        if case .ifElse = statement.kind {
+          while at(.semicolon) { advance() }
+        } else {
+          expectSeparator(style)
+        }
       } else {
         skipStatement(style)
       }
