@@ -19,7 +19,7 @@ SWIFT_FLAGS ?=
 
 # Debian packages needed to build (libbpf via pkg-config), test (namespaces, veth, marks)
 # and inspect (bpftool). Later: bpftrace, prometheus, qemu.
-APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables
+APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd
 
 SCRIPTS := scripts/deps.sh scripts/demo.sh .ci/run
 
@@ -52,3 +52,18 @@ lint:
 
 clean:
 	rm -rf .build
+
+# swtrace versus bpftrace on this machine (root, about 10 minutes): bench/run.sh builds a release
+# swtrace in .build-bench, prints a markdown table and writes bench/results/latest.json.
+.PHONY: bench
+bench: deps
+	bench/run.sh
+
+# The VM lane (root, ~2-6 minutes): swtrace's function backends (kprobe, kretprobe, fentry,
+# fexit, kprobe.multi) on a stock Debian kernel under qemu; scripts/vm/run.sh says how.
+# VM_KERNEL=linux-image-6.1.0-56-amd64 tries a kernel without fprobe; VM_BENCH=1 also times
+# attach and detach of skb:* per backend.
+VM_KERNEL ?= linux-image-6.12.117+deb12-amd64
+.PHONY: vmtest
+vmtest: deps
+	VM_KERNEL="$(VM_KERNEL)" scripts/vm/run.sh

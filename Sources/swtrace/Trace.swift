@@ -3,6 +3,7 @@ import BTF
 import CodeGen
 import Foundation
 import Output
+import PrometheusExport
 import Runtime
 import Sema
 import SwtraceSyntax
@@ -55,6 +56,17 @@ struct Trace: ParsableCommand {
     "Entries each map of the spec can hold; updates beyond are counted and reported.", valueName: "N"))
   var mapEntries: Int = 10240
 
+  @Option(
+    name: .customLong("metrics"),
+    help: ArgumentHelp(
+      "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel on every scrape. Events are not printed unless --print-events is given.",
+      valueName: "ADDR:PORT"),
+    transform: MetricsMode.parseEndpoint)
+  var metrics: MetricsEndpoint?
+
+  @Flag(name: .customLong("print-events"), help: "With --metrics, print events too.")
+  var printEvents = false
+
   func validate() throws {
     if expression != nil, file != nil {
       throw ValidationError("give the spec either with -e or as a file, not both")
@@ -66,6 +78,7 @@ struct Trace: ParsableCommand {
     if btfPath != nil, !dumpBPF, list == nil {
       throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
     }
+    if printEvents, metrics == nil { throw ValidationError("--print-events only goes with --metrics") }
   }
 
   func run() throws {
@@ -89,7 +102,8 @@ struct Trace: ParsableCommand {
       return
     }
     let status = try TraceRunner(
-      compiled: compiled, format: output, command: command, duration: duration, verbose: verbose
+      compiled: compiled, format: output, command: command, duration: duration, verbose: verbose,
+      metrics: metrics, printEvents: metrics == nil || printEvents
     ).run()
     if status != 0 { throw ExitCode(status) }
   }

@@ -1,6 +1,7 @@
 import CodeGen
 import Foundation
 import Output
+import PrometheusExport
 import Runtime
 import Sema
 import Synchronization
@@ -16,6 +17,10 @@ struct TraceRunner {
   let command: String?
   let duration: Double?
   let verbose: Bool
+  /// `--metrics`: serve the maps over HTTP while running.
+  var metrics: MetricsEndpoint? = nil
+  /// False with `--metrics` alone: events are counted, not printed.
+  var printEvents = true
 
   /// Counts what it prints; a class because the ring buffer callback shares it.
   final class EventSink {
@@ -25,14 +30,17 @@ struct TraceRunner {
     let decoder: EventDecoder
     let formatter: EventFormatter
     let paths: PathCollector?
-    init(decoder: EventDecoder, formatter: EventFormatter) {
+    let printsEvents: Bool
+    init(decoder: EventDecoder, formatter: EventFormatter, printsEvents: Bool = true) {
       self.decoder = decoder
       self.formatter = formatter
-      self.paths = formatter.format.groupsByPacket ? PathCollector(json: formatter.format.isJSON) : nil
+      self.printsEvents = printsEvents
+      self.paths = formatter.format.groupsByPacket && printsEvents ? PathCollector(json: formatter.format.isJSON) : nil
     }
 
     func handle(_ event: DecodedEvent) {
       samples += 1
+      guard printsEvents else { return }
       if let paths {
         if let finished = paths.add(event) { output.writeLine(finished) }
       } else {
@@ -66,7 +74,7 @@ struct TraceRunner {
     let formatter = EventFormatter(
       format: format, host: ProcessInfo.processInfo.hostName,
       wallClockOffset: EventFormatter.currentWallClockOffset())
-    let sink = EventSink(decoder: EventDecoder(compiled: compiled), formatter: formatter)
+    let sink = EventSink(decoder: EventDecoder(compiled: compiled), formatter: formatter, printsEvents: printEvents)
     do {
       try session.startReading { bytes in
         if sink.decoder.isExitRequest(bytes) {
@@ -82,6 +90,9 @@ struct TraceRunner {
     }
 
     installSignalHandlers()
+    // Stopped before the session frees its maps: this defer runs ahead of the one above.
+    let metricsMode = try metrics.map { try MetricsMode(endpoint: $0, session: session) }
+    defer { metricsMode?.stop() }
     let maps = MapPrinter(compiled: compiled, format: format)
     var stopRequested = runUserClauses(.begin, session: session, sink: sink, maps: maps)
     let child = stopRequested ? nil : try startCommand()
@@ -104,6 +115,7 @@ struct TraceRunner {
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
     }
+    metricsMode?.stop()
     // No new events after this point; everything already written is still read.
     session.detachPrograms()
     session.drain()
