@@ -105,6 +105,19 @@ extension ProgramBuilder {
       guard let index = attachPoint.argumentIndex(name) else {
         throw CodeGenError(message: "\(attachPoint.name) has no argument '\(name)'", range: expression.range)
       }
+      if isTracing, case .pointer = expression.type {
+        // A kernel pointer argument may be null, and the verifier forbids arithmetic on such
+        // pointers: read its value as a plain number instead, through bpf_probe_read_kernel.
+        let slot = frame.allocate(8)
+        let (contextTemp, contextRegister) = temps.allocate(&frame, &asm)
+        asm.emit(.mov(contextRegister, Self.context))
+        try readKernel(
+          address: TypedExpr(.integer(0), type: .u64, range: expression.range), offset: 0, size: 8,
+          into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
+        let (temp, register) = temps.allocate(&frame, &asm)
+        asm.emit(.load(.double, register, .fp, offset: slot))
+        return temp
+      }
       let (temp, register) = temps.allocate(&frame, &asm)
       loadArgument(index, into: register)
       return temp
@@ -117,7 +130,10 @@ extension ProgramBuilder {
       }
       return temp
     case .load(let base, let offset, let size, let bitfield):
-      let temp = try load(base: base, offset: offset, size: size, range: expression.range)
+      // Pointers read straight from the skb would be typed (and maybe-null) kernel pointers,
+      // which cannot be moved; read them as plain numbers.
+      let isPointer = if case .pointer = expression.type { true } else { false }
+      let temp = try load(base: base, offset: offset, size: size, range: expression.range, direct: !isPointer)
       let register = temps.use(temp, &frame, &asm)
       if let bitfield {
         if bitfield.bitOffset > 0 { asm.emit(.alu64(.rsh, register, .immediate(Int32(bitfield.bitOffset)))) }
@@ -185,11 +201,13 @@ extension ProgramBuilder {
 
   /// `size` bytes at `base + offset` into a temporary: a plain load through a BTF-typed
   /// pointer, or `bpf_probe_read_kernel` into a stack slot otherwise.
-  mutating func load(base: TypedExpr, offset: Int, size: Int, range: SourceRange) throws(CodeGenError) -> Temp {
+  mutating func load(base: TypedExpr, offset: Int, size: Int, range: SourceRange, direct: Bool = true)
+    throws(CodeGenError) -> Temp
+  {
     guard let access = AccessSize(bytes: size) else {
       throw CodeGenError(message: "cannot read a \(size)-byte value into a register", range: range)
     }
-    if canLoadDirectly(base), let smallOffset = Int16(exactly: offset) {
+    if direct, canLoadDirectly(base), let smallOffset = Int16(exactly: offset) {
       let (temp, register) = temps.allocate(&frame, &asm)
       asm.emit(.load(access, register, Self.skb, offset: smallOffset))
       return temp
@@ -204,10 +222,16 @@ extension ProgramBuilder {
   /// `helper(destination + at, size, base + offset)` for the probe-read family.
   mutating func readKernel(
     address base: TypedExpr, offset: Int, size: Int, into destination: Register, at: Int32,
-    helper: HelperFunction
+    helper: HelperFunction, addressTemp: Temp? = nil, addressOffset: Int = 0
   ) throws(CodeGenError) {
-    let address = try emit(base)
+    let address: Temp
+    if let addressTemp {
+      address = addressTemp
+    } else {
+      address = try emit(base)
+    }
     let register = temps.use(address, &frame, &asm)
+    let offset = offset + addressOffset
     if offset != 0 {
       guard let small = Int32(exactly: offset) else {
         throw CodeGenError(message: "member offset \(offset) is too large", range: base.range)

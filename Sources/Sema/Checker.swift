@@ -94,6 +94,8 @@ struct ClauseContext {
   /// Arguments every attach point of the clause has, with the same type.
   var commonArguments: [String: BTFTypeID] = [:]
   var hasSkb = false
+  var depth = 0
+  static let maximumDepth = 200
   var maps: [MapDeclaration]
   let source: SourceFile
 
@@ -268,6 +270,19 @@ struct ClauseContext {
   }
 
   mutating func value(_ expression: Expr) -> TypedExpr? {
+    // Deeply nested expressions (a chain of 2,000 `+`) would exhaust the stack of this and
+    // every later stage; no real spec comes close to the limit.
+    depth += 1
+    defer { depth -= 1 }
+    if depth > Self.maximumDepth {
+      if depth == Self.maximumDepth + 1 {
+        diagnostics.append(
+          Diagnostic(
+            "expression-too-deep", "this expression nests more than \(Self.maximumDepth) operations deep",
+            at: expression.range, notes: [.init(.help, "split it, or compute parts into maps or separate clauses")]))
+      }
+      return nil
+    }
     guard let reference = reference(expression) else { return nil }
     switch reference {
     case .value(let typed): return typed

@@ -91,8 +91,11 @@ public struct ProbeResolver: Sendable {
     fnmatch(glob, name, 0) == 0
   }
 
+  /// Without category information (checking against a BTF file) every category matches; with
+  /// it, a tracepoint the kernel lists under no category matches only the `*` category.
   private func categoryMatches(_ glob: String, of name: String) -> Bool {
-    guard let category = tracepointCategories[name] else { return true }
+    guard !tracepointCategories.isEmpty else { return true }
+    guard let category = tracepointCategories[name] else { return glob == "*" }
     return matches(glob, category)
   }
 

@@ -101,6 +101,18 @@ public struct DiagnosticRenderer: Sendable {
     } else {
       width = max(1, text.count - column + 1)
     }
+    // Very long lines (minified or generated specs) are cut to a window around the range.
+    if text.count > 200 {
+      let start = max(0, column - 80)
+      let window = String(text.dropFirst(start).prefix(160))
+      let shown = (start > 0 ? "..." : "") + window + (start + 160 < text.count ? "..." : "")
+      let shift = start > 0 ? start - 3 : 0
+      let gutter = String(line)
+      let pad = String(repeating: " ", count: gutter.count)
+      let caretWidth = min(width, max(1, 160 - (column - 1 - start)))
+      return " \(gutter) | \(shown)\n \(pad) | " + String(repeating: " ", count: column - 1 - shift)
+        + paint(String(repeating: "^", count: caretWidth), "1;32") + "\n"
+    }
     let gutter = String(line)
     let pad = String(repeating: " ", count: gutter.count)
     // Tabs are kept in the caret line so the caret stays under the right character.

@@ -19,8 +19,16 @@ enum Console {
     writeError("swtrace: \(message)\n")
   }
 
+  /// At most this many diagnostics are printed: a binary file given as a spec must not turn
+  /// into megabytes of errors.
+  static let diagnosticLimit = 20
+
   static func diagnostics(_ diagnostics: [Diagnostic], in file: SourceFile) {
-    writeError(DiagnosticRenderer(useColor: useColor).render(diagnostics, in: file))
+    writeError(DiagnosticRenderer(useColor: useColor).render(Array(diagnostics.prefix(diagnosticLimit)), in: file))
+    if diagnostics.count > diagnosticLimit {
+      let errors = diagnostics.dropFirst(diagnosticLimit).filter { $0.severity == .error }.count
+      writeError("swtrace: \(diagnostics.count - diagnosticLimit) more diagnostics (\(errors) errors) not shown\n")
+    }
   }
 
   static func writeError(_ text: String) {

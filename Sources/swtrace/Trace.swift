@@ -7,6 +7,7 @@ import PrometheusExport
 import Runtime
 import Sema
 import SwtraceSyntax
+import Synchronization
 
 /// The default command: compile a spec, attach it, and print what it sees.
 struct Trace: ParsableCommand {
@@ -132,7 +133,7 @@ struct CompilationEnvironment {
       return CompilationEnvironment(
         resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
     }
-    var support = KernelCapabilities.detect(types: types)
+    var support = CapabilityCache.support(types: types)
     if support.available.isEmpty {
       if privilegedDetection {
         Console.error(
@@ -162,18 +163,25 @@ struct CompilationEnvironment {
       throw ExitStatus.specError
     case .compiled(let compiled, let warnings):
       if !warnings.isEmpty { Console.diagnostics(warnings, in: source) }
-      noteMissingBackends(compiled)
+      noteMissingBackends(compiled, source: source)
       return compiled
     }
   }
 
   /// Says once, in one sentence, when skb probes fall back to tracepoints only.
-  func noteMissingBackends(_ compiled: CompiledSpec) {
-    guard resolver.functionBackend == nil, resolver.types.isRunningKernel else { return }
+  func noteMissingBackends(_ compiled: CompiledSpec, source: SourceFile) {
+    guard resolver.functionBackend == nil, resolver.types.isRunningKernel, !Self.noted.load(ordering: .relaxed) else { return }
+    let usesSkbProbes = Parser.parse(source).spec.clauses.flatMap(\.probes).contains {
+      if case .skb = $0.kind { true } else { false }
+    }
+    guard usesSkbProbes else { return }
     let tracepoints = compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.count
-    guard tracepoints == compiled.programs.count, tracepoints > 0 else { return }
-    Console.note("kprobes and fentry are not available on this kernel; skb probes use its \(tracepoints) tracepoints")
+    Self.noted.store(true, ordering: .relaxed)
+    Console.note(
+      "kprobes and fentry are not available on this kernel; skb probes use its \(tracepoints) tracepoint\(tracepoints == 1 ? "" : "s")")
   }
+
+  static let noted = Atomic<Bool>(false)
 }
 
 extension OutputFormat: ExpressibleByArgument {}
@@ -182,4 +190,35 @@ extension OutputFormat: ExpressibleByArgument {}
 enum FunctionBackendChoice: String, ExpressibleByArgument, CaseIterable {
   case fentry, kprobe
   var backend: Backend { self == .fentry ? .fentry : .kprobe }
+}
+
+/// What the running kernel allows, remembered per boot in /run: refusing an fentry program
+/// takes this kernel over a second, and the answer cannot change until the next boot.
+enum CapabilityCache {
+  static let path = "/run/swtrace-backends"
+
+  static func support(types: KernelTypes) -> BackendSupport {
+    let key = bootKey()
+    if let key, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+      let lines = text.split(separator: "\n").map(String.init)
+      if lines.first == key {
+        return BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:))))
+      }
+    }
+    let detected = KernelCapabilities.detect(types: types)
+    // An empty answer usually means missing privileges, not the kernel: don't remember it.
+    if let key, !detected.available.isEmpty {
+      let text = ([key] + detected.available.map(\.rawValue).sorted()).joined(separator: "\n") + "\n"
+      try? text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+    return detected
+  }
+
+  /// The boot id and kernel release: a new boot or kernel asks the kernel again.
+  static func bootKey() -> String? {
+    guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
+      let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
+    else { return nil }
+    return boot.trimmingCharacters(in: .whitespacesAndNewlines) + " " + release.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
 }

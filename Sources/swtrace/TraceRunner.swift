@@ -104,7 +104,9 @@ struct TraceRunner {
     }
     while !stopRequested {
       let nextTimer = intervals.map(\.2).min()
-      let wait = nextTimer.map { max(0, min(100, Int32($0.timeIntervalSinceNow * 1000))) } ?? 100
+      // Short waits with -c and -d, so swtrace ends promptly after the command or the deadline.
+      let longest: Int32 = child != nil || deadline != nil ? 10 : 100
+      let wait = nextTimer.map { max(0, min(longest, Int32($0.timeIntervalSinceNow * 1000))) } ?? longest
       session.poll(milliseconds: wait)
       sink.output.flush()
       for index in intervals.indices where Date() >= intervals[index].2 {
@@ -136,14 +138,11 @@ struct TraceRunner {
     session.detach()
     Console.writeError("Samples: \(sink.samples) Lost: \(lost)\n")
     guard let child else { return 0 }
-    if child.isRunning {
-      child.terminate()
-      return 0
-    }
-    child.waitUntilExit()
+    let ranToEnd = !child.isRunning
+    child.stop()
     // The shell's way of saying the command could not be run at all.
-    if child.terminationReason == .exit, [126, 127].contains(child.terminationStatus) {
-      Console.error("the -c command could not be run (the shell exited with \(child.terminationStatus): command not found or not executable)")
+    if ranToEnd, let code = child.exitCode, [126, 127].contains(code) {
+      Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
       return 2
     }
     return 0
@@ -177,18 +176,14 @@ struct TraceRunner {
     sink.output.writeLine(String(text.dropLast()))
   }
 
-  func startCommand() throws -> Process? {
+  func startCommand() throws -> ChildCommand? {
     guard let command else { return nil }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
     do {
-      try process.run()
+      return try ChildCommand(command)
     } catch {
-      Console.error("cannot run the -c command: \(error.localizedDescription)")
+      Console.error("cannot run the -c command: \(error)")
       throw ExitStatus.systemRefused
     }
-    return process
   }
 
   func installSignalHandlers() {
