@@ -7,7 +7,7 @@ bpftrace 0.17 has no rawtracepoint or tp_btf probes, so each attach point become
 (/sys/kernel/tracing/events/CATEGORY/NAME/format) named skbaddr, skb_addr or skb.
 Attach points whose format has no such field are listed on stderr and left out.
 
-Usage: gen_bpftrace.py OUT.bt [--filter EXPR] [--action print|count|none] < list
+Usage: swtrace -l "skb:*" | gen_bpftrace.py OUT.bt [--summary FILE]
 """
 import argparse
 import os
@@ -44,7 +44,7 @@ def skb_field(category, name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--summary", help="write 'attached/total' counts here")
+    ap.add_argument("--summary", help="write \"probes written, attach points read, names left out\" here")
     args = ap.parse_args()
     names = re.findall(r"^tracepoint:(\w+)\(", sys.stdin.read(), re.M)
     if not names:

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh's raw measurements into medians, ratios and target checks.
+
+    report.py RAW.jsonl OUT.json
+
+Writes OUT.json (raw records plus the summary) and prints a markdown report to stdout.
+Ratios are always swtrace / bpftrace (below 1 means swtrace is smaller or faster).
+"""
+import json
+import math
+import statistics
+import sys
+
+CASES = {
+    "a": "a: 1 tracepoint, mark filter, print(len)",
+    "b": "b: 1 tracepoint, @c[ifname]=count(), @h=hist(len)",
+    "c": "c: skb:* /mark==0xdead/ print(len, gso_type)",
+    "floor": "floor: 1 tracepoint, empty program",
+}
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(x, unit="", _digits=None):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and not x.is_integer():
+        text = f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+    else:
+        text = f"{int(x):,}"
+    return text + unit
+
+
+def fr(x):
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def yes(flag):
+    return "n/a" if flag is None else ("**yes**" if flag else "no")
+
+
+def startup(records):
+    out = {}
+    for case in ("a", "b", "c"):
+        row = {}
+        for tool in ("swtrace", "bpftrace"):
+            runs = [r for r in records if r["tool"] == tool and r["case"] == case]
+            ok = [r for r in runs if r["status"] == 0]
+            row[tool] = {
+                "runs": len(runs),
+                "failed": len(runs) - len(ok),
+                "wall_s": med([r["wall_s"] for r in ok]),
+                "rss_kb": med([r["rss_kb"] for r in ok]),
+                "cpu_s": med([r["user_s"] + r["sys_s"] for r in ok]),
+                "attached": sorted({r["attached"] for r in ok}),
+                "wall_all_s": [r["wall_s"] for r in ok],
+            }
+        for key in ("wall_s", "rss_kb", "cpu_s"):
+            row[key + "_ratio"] = ratio(row["swtrace"][key], row["bpftrace"][key])
+        out[case] = row
+    return out
+
+
+def kernel(records, lost):
+    out = {}
+    for case in ("floor", "a", "b", "c"):
+        row = {}
+        for tool in ("swtrace", "bpftrace"):
+            samples = sorted((r for r in records if r["tool"] == tool and r["case"] == case),
+                             key=lambda r: r["burst"])
+            if not samples:
+                continue
+            per_burst, events = [], []
+            for before, after in zip(samples, samples[1:]):
+                prev = {p["id"]: p for p in before["sample"]["progs"] if p["attach"]}
+                d_time = d_cnt = 0
+                for p in after["sample"]["progs"]:
+                    if p["attach"] and p["id"] in prev:
+                        d_time += p["run_time_ns"] - prev[p["id"]]["run_time_ns"]
+                        d_cnt += p["run_cnt"] - prev[p["id"]]["run_cnt"]
+                per_burst.append(d_time / d_cnt if d_cnt else None)
+                events.append(d_cnt)
+            progs = [p for p in samples[0]["sample"]["progs"] if p["attach"]]
+            row[tool] = {
+                "ns_per_event": med(per_burst),
+                "ns_per_event_bursts": per_burst,
+                "events_per_burst": med(events),
+                "lost": lost.get((tool, case)),
+                "programs": len(progs),
+                "xlated_total": sum(p["xlated_insns"] for p in progs),
+                "xlated_max": max((p["xlated_insns"] for p in progs), default=None),
+                "verified_total": sum(p["verified_insns"] for p in progs),
+                "verified_max": max((p["verified_insns"] for p in progs), default=None),
+                "per_attach": {p["attach"]: {"xlated": p["xlated_insns"], "verified": p["verified_insns"]}
+                               for p in progs},
+            }
+        if "swtrace" in row and "bpftrace" in row:
+            sw, bt = row["swtrace"], row["bpftrace"]
+            row["ns_ratio"] = ratio(sw["ns_per_event"], bt["ns_per_event"])
+            common = sorted(set(sw["per_attach"]) & set(bt["per_attach"]))
+            row["common_attach_points"] = len(common)
+            row["xlated_le_count"] = sum(sw["per_attach"][a]["xlated"] <= bt["per_attach"][a]["xlated"]
+                                         for a in common)
+            row["verified_le_count"] = sum(sw["per_attach"][a]["verified"] <= bt["per_attach"][a]["verified"]
+                                           for a in common)
+            row["xlated_ratio"] = ratio(sw["xlated_max"], bt["xlated_max"])
+            row["verified_ratio"] = ratio(sw["verified_max"], bt["verified_max"])
+        out[case] = row
+    return out
+
+
+def delivery(records):
+    out = {}
+    rates = sorted({r["rate"] for r in records})
+    for tool in ("swtrace", "bpftrace"):
+        rows = {}
+        for rate in rates:
+            runs = [r for r in records if r["tool"] == tool and r["rate"] == rate]
+            rows[rate] = {
+                "runs": len(runs),
+                "runs_with_loss": sum(r["lost"] != 0 for r in runs),
+                "lost_median": med([r["lost"] for r in runs]),
+                "samples_median": med([r["samples"] for r in runs]),
+                "achieved_pps_median": med([r["sent"] / r["seconds"] for r in runs if r["seconds"] > 0]),
+                "sent_median": med([r["sent"] for r in runs]),
+            }
+        clean = [rate for rate in rates if rows[rate]["runs"] and rows[rate]["runs_with_loss"] == 0]
+        first_loss = next((rate for rate in rates if rows[rate]["runs_with_loss"]), None)
+        out[tool] = {"rates": rows, "highest_lossless_rate": max(clean) if clean else None,
+                     "lowest_lossy_rate": first_loss}
+    # Target: a rate where swtrace never lost an event and bpftrace lost in most runs.
+    witness = []
+    for rate in rates:
+        sw, bt = out["swtrace"]["rates"][rate], out["bpftrace"]["rates"][rate]
+        if sw["runs"] and sw["runs_with_loss"] == 0 and bt["runs"] and bt["runs_with_loss"] * 2 > bt["runs"]:
+            witness.append(rate)
+    out["rates_swtrace_clean_bpftrace_lossy"] = witness
+    return out
+
+
+def frontend(records):
+    out = {}
+    for r in records:
+        if r["section"] == "frontend_specs":
+            out["specs"] = {"files": r["count"], "programs": r["programs"]}
+            continue
+        times = r["times"]
+        out[r["name"]] = {"median_s": med(times), "runs": len(times), "min_s": min(times), "max_s": max(times),
+                          "timer": r["tool"]}
+    sw, bt = out.get("swtrace_check_c"), out.get("bpftrace_emit_elf_c")
+    if sw and bt:
+        out["check_c_ratio"] = ratio(sw["median_s"], bt["median_s"])
+    return out
+
+
+def main():
+    raw_path, out_path = sys.argv[1], sys.argv[2]
+    records = [json.loads(line) for line in open(raw_path) if line.strip()]
+    by = lambda s: [r for r in records if r["section"] == s]
+    meta = by("meta")[0] if by("meta") else {}
+    lost = {(r["tool"], r["case"]): r["lost"] for r in by("kernel_lost")}
+    summary = {
+        "meta": meta,
+        "startup": startup(by("startup")),
+        "kernel": kernel(by("kernel"), lost),
+        "delivery": delivery(by("delivery")),
+        "frontend": frontend(by("frontend") + by("frontend_specs")),
+    }
+    targets = targets_of(summary)
+    summary["targets"] = targets
+    with open(out_path, "w") as f:
+        json.dump({"summary": summary, "raw": records}, f, indent=1, default=str)
+    print(markdown(summary))
+
+
+def targets_of(s):
+    t = {}
+    st, k, d = s["startup"], s["kernel"], s["delivery"]
+    for case in ("a", "b", "c"):
+        w, r = st[case]["wall_s_ratio"], st[case]["rss_kb_ratio"]
+        t[f"startup_wall_{case}"] = {"ratio": w, "target": 0.1, "met": None if w is None else w <= 0.1}
+        t[f"peak_rss_{case}"] = {"ratio": r, "target": 0.3, "met": None if r is None else r <= 0.3}
+        kr = k[case].get("ns_ratio")
+        t[f"kernel_cost_{case}"] = {"ratio": kr, "target": 0.5, "met": None if kr is None else kr <= 0.5}
+        floor = k["floor"].get("swtrace", {}).get("ns_per_event")
+        own = k[case].get("swtrace", {}).get("ns_per_event")
+        fr_ = ratio(own, floor)
+        t[f"kernel_vs_floor_{case}"] = {"ratio": fr_, "target": 3.0, "met": None if fr_ is None else fr_ <= 3.0}
+        row = k[case]
+        if "common_attach_points" in row:
+            n = row["common_attach_points"]
+            t[f"insns_{case}"] = {
+                "xlated_le": f"{row['xlated_le_count']}/{n}", "verified_le": f"{row['verified_le_count']}/{n}",
+                "met": row["xlated_le_count"] == n and row["verified_le_count"] == n and n > 0}
+    w = d["rates_swtrace_clean_bpftrace_lossy"]
+    t["delivery"] = {"rates": w, "met": bool(w)}
+    return t
+
+
+def markdown(s):
+    m, st, k, d, fe, t = s["meta"], s["startup"], s["kernel"], s["delivery"], s["frontend"], s["targets"]
+    L = []
+    L.append(f"swtrace {m.get('swtrace', '?')} ({m.get('swtrace_source', '?')}) vs {m.get('bpftrace', '?')}; "
+             f"{m.get('date', '?')}; kernel {m.get('kernel', '?')}; {m.get('cpu', '?')}, {m.get('cores', '?')} cores; "
+             f"load average at start {m.get('loadavg', '?')}.")
+    L.append("Medians; ratio = swtrace / bpftrace.")
+    L.append("")
+    L.append("| measure | case | swtrace | bpftrace | ratio | target | met |")
+    L.append("|---|---|---:|---:|---:|---|---|")
+    for case in ("a", "b", "c"):
+        sw, bt = st[case]["swtrace"], st[case]["bpftrace"]
+        L.append(f"| start-up wall time (n={sw['runs']}/{bt['runs']}) | {CASES[case]} | {fmt(sw['wall_s'], ' s', 3)} | "
+                 f"{fmt(bt['wall_s'], ' s', 3)} | {fr(st[case]['wall_s_ratio'])} | <= 0.1x | {yes(t[f'startup_wall_{case}']['met'])} |")
+    for case in ("a", "b", "c"):
+        sw, bt = st[case]["swtrace"], st[case]["bpftrace"]
+        L.append(f"| peak RSS | {CASES[case]} | {fmt(sw['rss_kb'] / 1024 if sw['rss_kb'] else None, ' MiB', 3)} | "
+                 f"{fmt(bt['rss_kb'] / 1024 if bt['rss_kb'] else None, ' MiB', 3)} | {fr(st[case]['rss_kb_ratio'])} | <= 0.3x | "
+                 f"{yes(t[f'peak_rss_{case}']['met'])} |")
+    for case in ("a", "b", "c"):
+        sw, bt = st[case]["swtrace"], st[case]["bpftrace"]
+        L.append(f"| start-up CPU time (user+sys) | {CASES[case]} | {fmt(sw['cpu_s'], ' s', 3)} | {fmt(bt['cpu_s'], ' s', 3)} | "
+                 f"{fr(st[case]['cpu_s_ratio'])} | - | - |")
+    for case in ("a", "b", "c"):
+        sw, bt = st[case]["swtrace"], st[case]["bpftrace"]
+        L.append(f"| probes attached | {CASES[case]} | {','.join(map(str, sw['attached']))} | "
+                 f"{','.join(map(str, bt['attached']))} | - | - | - |")
+    for case in ("floor", "a", "b", "c"):
+        row = k[case]
+        sw, bt = row.get("swtrace", {}), row.get("bpftrace", {})
+        target = "-" if case == "floor" else "<= 0.5x"
+        met = "-" if case == "floor" else yes(t[f"kernel_cost_{case}"]["met"])
+        L.append(f"| in-kernel ns per program run | {CASES[case]} | {fmt(sw.get('ns_per_event'), ' ns', 3)} | "
+                 f"{fmt(bt.get('ns_per_event'), ' ns', 3)} | {fr(row.get('ns_ratio'))} | {target} | {met} |")
+    for case in ("a", "b", "c"):
+        tt = t[f"kernel_vs_floor_{case}"]
+        L.append(f"| swtrace in-kernel cost / swtrace empty-program floor | {CASES[case]} | {fr(tt['ratio'])} | - | - | "
+                 f"<= 3x | {yes(tt['met'])} |")
+    for case in ("floor", "a", "b", "c"):
+        row = k[case]
+        sw, bt = row.get("swtrace", {}), row.get("bpftrace", {})
+        n = row.get("common_attach_points", 0)
+        met = "-" if case == "floor" else yes(t[f"insns_{case}"]["met"])
+        L.append(f"| xlated insns per program (max; total over {sw.get('programs', 0)}/{bt.get('programs', 0)} programs) | "
+                 f"{CASES[case]} | {fmt(sw.get('xlated_max'))} ({fmt(sw.get('xlated_total'))}) | "
+                 f"{fmt(bt.get('xlated_max'))} ({fmt(bt.get('xlated_total'))}) | {fr(row.get('xlated_ratio'))} | "
+                 f"<= for every program ({row.get('xlated_le_count', 0)}/{n}) | {met} |")
+        L.append(f"| verifier-processed insns per program (max; total) | {CASES[case]} | "
+                 f"{fmt(sw.get('verified_max'))} ({fmt(sw.get('verified_total'))}) | "
+                 f"{fmt(bt.get('verified_max'))} ({fmt(bt.get('verified_total'))}) | {fr(row.get('verified_ratio'))} | "
+                 f"<= for every program ({row.get('verified_le_count', 0)}/{n}) | {met} |")
+    sw_d, bt_d = d["swtrace"], d["bpftrace"]
+    L.append(f"| highest offered rate with 0 lost in every run | c, -o json / printf | "
+             f"{fmt(sw_d['highest_lossless_rate'], ' pps')} | {fmt(bt_d['highest_lossless_rate'], ' pps')} | "
+             f"{fr(ratio(sw_d['highest_lossless_rate'], bt_d['highest_lossless_rate']))} | 0 lost where bpftrace loses | "
+             f"{yes(t['delivery']['met'])} ({', '.join(map(str, t['delivery']['rates'])) or 'no such rate'}) |")
+    sf, bf = fe.get("swtrace_check_c", {}), fe.get("bpftrace_emit_elf_c", {})
+    L.append(f"| front end: compile without loading | c (`check` vs `--emit-elf`) | {fmt(sf.get('median_s'), ' s', 3)} | "
+             f"{fmt(bf.get('median_s'), ' s', 3)} | {fr(fe.get('check_c_ratio'))} | - | - |")
+    sc = fe.get("swtrace_check_specs", {})
+    sp = fe.get("specs", {})
+    L.append(f"| front end: `swtrace check specs/*.spec` (n={sc.get('runs', 0)}, {sc.get('timer', '?')}) | "
+             f"{sp.get('files', '?')} specs, {sp.get('programs', '?')} programs | "
+             f"{fmt(sc.get('median_s'), ' s', 3)} | - | - | - | - |")
+    L.append("")
+    L.append("Event delivery per offered rate (case c, all datagrams marked; medians over runs):")
+    L.append("")
+    L.append("| offered pps | tool | achieved pps | events printed | lost | runs with loss |")
+    L.append("|---:|---|---:|---:|---:|---|")
+    for rate in sorted(sw_d["rates"]):
+        for tool, dd in (("swtrace", sw_d), ("bpftrace", bt_d)):
+            r = dd["rates"][rate]
+            L.append(f"| {rate:,} | {tool} | {fmt(r['achieved_pps_median'], '', 3)} | {fmt(r['samples_median'])} | "
+                     f"{fmt(r['lost_median'])} | {r['runs_with_loss']}/{r['runs']} |")
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    main()
