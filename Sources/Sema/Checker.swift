@@ -377,7 +377,10 @@ struct ClauseContext {
       return .value(TypedExpr(.returnValue, type: valueType(of: first), range: range))
     }
     if let argumentType = commonArguments[name] {
-      return .value(TypedExpr(.argument(name), type: valueType(of: argumentType), range: range))
+      var type = valueType(of: argumentType)
+      // kfree_skb's `location` is the code address that dropped the packet: print it as a symbol.
+      if name == "location", case .pointer(let pointee, _) = type, pointee == 0 { type = .kernelSymbol }
+      return .value(TypedExpr(.argument(name), type: type, range: range))
     }
     if hasSkb, let skbStruct = types.structure("sk_buff"), let member = types.member(name, of: skbStruct) {
       return .place(

@@ -186,9 +186,9 @@ _swtrace() {
 
 _swtrace_trace() {
     repeating_flags=()
-    non_repeating_flags=(--dump-bpf --verbose -v --track --version -h --help)
+    non_repeating_flags=(--dump-bpf --verbose -v --track --print-events --version -h --help)
     repeating_options=()
-    non_repeating_options=(-e -c --command -d --duration -o --output --btf -l --list --map-entries)
+    non_repeating_options=(-e -c --command -d --duration -o --output --btf -l --list --backend --map-entries --metrics)
     __swtrace_offer_flags_options 1
 
     # Offer option value completions
@@ -212,7 +212,14 @@ _swtrace_trace() {
     '-l'|'--list')
         return
         ;;
+    '--backend')
+        __swtrace_add_completions -W 'fentry'$'\n''kprobe'
+        return
+        ;;
     '--map-entries')
+        return
+        ;;
+    '--metrics')
         return
         ;;
     esac

@@ -72,6 +72,7 @@ _swtrace() {
 _swtrace_trace() {
     local -i ret=1
     local -ar ___output=('text' 'json' 'paths' 'paths-json')
+    local -ar ___backend=('fentry' 'kprobe')
     local -ar arg_specs=(
         '-e[The spec to run, as text.]:SPEC:'
         ':FILE:'
@@ -82,8 +83,11 @@ _swtrace_trace() {
         '--btf[Check against this BTF file instead of the running kernel'\''s (with --dump-bpf).]:FILE:'
         '(-l --list)'{-l,--list}'[List the attach points a probe matches, such as '\''skb\:*'\'', and exit.]:PROBE:'
         '(--verbose -v)'{--verbose,-v}'[Say more\: which probes could not be attached, and why.]'
+        '--backend[Attach skb\: function probes with this backend\: fentry or kprobe (default\: the cheapest the kernel has).]:NAME:{__swtrace_complete "${___backend[@]}"}'
         '--track[Keep following a packet once a filter matched it, even after its mark is cleared.]'
         '--map-entries[Entries each map of the spec can hold; updates beyond are counted and reported.]:N:'
+        '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel on every scrape. Events are not printed unless --print-events is given.]:ADDR\:PORT:'
+        '--print-events[With --metrics, print events too.]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
