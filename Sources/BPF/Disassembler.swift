@@ -151,9 +151,9 @@ public struct Disassembler: Sendable {
   private func atomic(
     _ op: AtomicOperation, _ size: AccessSize, _ dst: Register, _ offset: Int16, _ src: Register
   ) -> String {
-    let wide = size == .double
-    let r = wide ? "r" : "w"
-    let suffix = wide ? "64" : ""
+    // The kernel names registers with r here even for 32-bit operations.
+    let r = "r"
+    let suffix = size == .double ? "64" : ""
     let location = "(\(typeName(size)) *)(r\(dst.index) \(signed(offset)))"
     switch op {
     case .add, .or, .and, .xor:

@@ -330,7 +330,7 @@ let verifierCases: [VerifierCase] = [
         a.bind(skip)
       }
     },
-    rejection: "reads 4 bytes at offsets -8...28 of a value of map 'recent'"),
+    rejection: "moved by a number that may be negative or huge (signed -8...28)"),
   VerifierCase(
     name: "storing a pointer into a map value", context: .kprobe,
     instructions: assemble { a in
@@ -502,6 +502,29 @@ let verifierCases: [VerifierCase] = [
     },
     rejection: "negative offset -8"),
   VerifierCase(
+    name: "kernel pointer value stored in a reservation", context: VerifierCase.schedSwitch,
+    instructions: assemble { a in
+      let out = a.newLabel()
+      a.emit(.load(.double, .r7, .r1, offset: 16))
+      a.emit(reserve(16))
+      a.jump(if: .eq, .r0, .immediate(0), to: out)
+      a.emit([.store(.double, .r0, offset: 8, .r7), .mov(.r1, .r0), .mov(.r2, 0), call(.ringbufSubmit)])
+      a.bind(out)
+      a.emit(returnZero)
+    }),
+  VerifierCase(
+    name: "half a kernel pointer stored in a reservation", context: VerifierCase.schedSwitch,
+    instructions: assemble { a in
+      let out = a.newLabel()
+      a.emit(.load(.double, .r7, .r1, offset: 16))
+      a.emit(reserve(16))
+      a.jump(if: .eq, .r0, .immediate(0), to: out)
+      a.emit([.store(.word, .r0, offset: 8, .r7), .mov(.r1, .r0), .mov(.r2, 0), call(.ringbufSubmit)])
+      a.bind(out)
+      a.emit(returnZero)
+    },
+    rejection: "stores a kernel pointer that may be null into memory outside the stack"),
+  VerifierCase(
     name: "kernel pointer passed to probe_read_kernel", context: VerifierCase.schedSwitch,
     instructions: [
       .load(.double, .r3, .r1, offset: 16), .mov(.r1, .fp), .add(.r1, -16), .mov(.r2, 16),
@@ -573,6 +596,121 @@ let verifierCases: [VerifierCase] = [
       .mov(.r3, 0), call(.probeReadKernel),
     ] + returnZero,
     rejection: "passes a size that may be 0 (any value)"),
+
+  VerifierCase(
+    name: "subtracting from a stack pointer", context: .kprobe,
+    instructions: [.mov(.r1, .fp), .alu64(.sub, .r1, .immediate(8)), .storeImmediate(.double, .r1, offset: 0, 0)]
+      + returnZero,
+    rejection: "subtracts from a stack pointer in r1"),
+  VerifierCase(
+    name: "adding a negative number to a stack pointer", context: .kprobe,
+    instructions: [.mov(.r1, .fp), .add(.r1, -8), .storeImmediate(.double, .r1, offset: 0, 0)] + returnZero),
+  VerifierCase(
+    name: "one store used for the context and the stack", context: .kprobe,
+    instructions: assemble { a in
+      let store = a.newLabel()
+      a.emit([.load(.double, .r2, .r1, offset: 0), .mov(.r3, .r1)])
+      a.jump(if: .eq, .r2, .immediate(0), to: store)
+      a.emit(.mov(.r3, .fp))
+      a.bind(store)
+      a.emit(.load(.double, .r0, .r3, offset: -8))
+      a.emit(.exit)
+    },
+    rejection: "accesses memory through"),
+  VerifierCase(
+    name: "one store used for the stack and a map value", context: .kprobe,
+    instructions: assemble { a in
+      let out = a.newLabel()
+      let store = a.newLabel()
+      a.emit([.load(.double, .r7, .r1, offset: 0), .storeImmediate(.double, .fp, offset: -8, 0), .mov(.r6, .fp), .add(.r6, -8)])
+      a.emit(lookup(VerifierCase.counts))
+      a.jump(if: .eq, .r0, .immediate(0), to: out)
+      a.jump(if: .eq, .r7, .immediate(0), to: store)
+      a.emit(.mov(.r6, .r0))
+      a.bind(store)
+      a.emit(.storeImmediate(.double, .r6, offset: 0, 1))
+      a.bind(out)
+      a.emit(returnZero)
+    }),
+  VerifierCase(
+    name: "bits tested with jset are forgotten", context: .kprobe,
+    instructions: assemble { a in
+      // r0 > 64 before the jset, but the kernel forgets that on both branches, so the
+      // r0 == 0 branch (reading an unset r9) is possible for it.
+      let out = a.newLabel()
+      let never = a.newLabel()
+      a.emit(call(.getCurrentPIDTGID))
+      a.jump(if: .sle, .r0, .immediate(64), to: out)
+      a.emit(.mov(.r8, 32))
+      a.jump(if: .set, .r8, .register(.r0), to: out)
+      a.jump(if: .eq, .r0, .immediate(0), to: never)
+      a.jump(to: out)
+      a.bind(never)
+      a.emit(.mov(.r0, .r9))
+      a.bind(out)
+      a.emit(returnZero)
+    },
+    rejection: "reads r9 before anything was stored in it"),
+  VerifierCase(
+    name: "bounds survive a comparison", context: .kprobe,
+    instructions: assemble { a in
+      let out = a.newLabel()
+      let never = a.newLabel()
+      a.emit(call(.getCurrentPIDTGID))
+      a.jump(if: .sle, .r0, .immediate(64), to: out)
+      a.jump(if: .eq, .r0, .immediate(0), to: never)
+      a.jump(to: out)
+      a.bind(never)
+      a.emit(.mov(.r0, .r9))
+      a.bind(out)
+      a.emit(returnZero)
+    }),
+  VerifierCase(
+    name: "32-bit remainder is not tracked", context: .kprobe,
+    instructions: assemble { a in
+      // The kernel forgets all 64 bits after w %= ..., so the branch is possible.
+      let never = a.newLabel()
+      a.emit([.mov(.r6, 31), .alu32(.mod, .r6, .immediate(256))])
+      a.jump(if: .sgt, .r6, .immediate(Int32.min), to: never)
+      a.emit(.mov(.r0, .r5))
+      a.bind(never)
+      a.emit(returnZero)
+    },
+    rejection: "reads r5 before anything was stored in it"),
+  VerifierCase(
+    name: "32-bit addition is tracked", context: .kprobe,
+    instructions: assemble { a in
+      let never = a.newLabel()
+      a.emit([.mov(.r6, 31), .alu32(.add, .r6, .immediate(256))])
+      a.jump(if: .sgt, .r6, .immediate(Int32.min), to: never)
+      a.emit(.mov(.r0, .r5))
+      a.bind(never)
+      a.emit(returnZero)
+    }),
+  VerifierCase(
+    name: "constant offsets may go below the start before an index is added", context: .kprobe,
+    instructions: assemble { a in
+      checkedLookup(VerifierCase.recent, &a) { a in
+        let skip = a.newLabel()
+        a.emit([.load(.word, .r1, .r0, offset: 0), .add(.r0, -4)])
+        a.jump(if: .gt, .r1, .immediate(16), to: skip)
+        a.jump(if: .lt, .r1, .immediate(4), to: skip)
+        a.emit([.add(.r0, .r1), .load(.word, .r1, .r0, offset: 0)])
+        a.bind(skip)
+      }
+    }),
+  VerifierCase(
+    name: "index subtracted from a map value pointer", context: .kprobe,
+    instructions: assemble { a in
+      checkedLookup(VerifierCase.recent, &a) { a in
+        let skip = a.newLabel()
+        a.emit([.load(.word, .r1, .r0, offset: 0), .add(.r0, 16)])
+        a.jump(if: .gt, .r1, .immediate(8), to: skip)
+        a.emit([.alu64(.sub, .r0, .register(.r1)), .load(.word, .r1, .r0, offset: 0)])
+        a.bind(skip)
+      }
+    },
+    rejection: "moved by a number that may be negative or huge"),
 
   // MARK: Helpers with memory arguments
   VerifierCase(

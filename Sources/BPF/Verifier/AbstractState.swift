@@ -1,23 +1,5 @@
 /// The abstract machine state the pre-check tracks along one path.
 
-/// Byte offsets relative to the start of the object a pointer points into: `low...high`.
-struct OffsetRange: Hashable, Sendable, CustomStringConvertible {
-  var low: Int
-  var high: Int
-
-  static func exactly(_ value: Int) -> OffsetRange { OffsetRange(low: value, high: value) }
-
-  var constant: Int? { low == high ? low : nil }
-
-  func shifted(by range: OffsetRange) -> OffsetRange {
-    OffsetRange(low: low + range.low, high: high + range.high)
-  }
-
-  func contains(_ other: OffsetRange) -> Bool { low <= other.low && other.high <= high }
-
-  var description: String { low == high ? "\(low)" : "\(low)...\(high)" }
-}
-
 /// What a pointer points into.
 enum PointerBase: Hashable, Sendable {
   /// The program's context argument (r1 at entry).
@@ -35,20 +17,35 @@ enum PointerBase: Hashable, Sendable {
   case kernel
 }
 
+/// A pointer, split as the kernel splits it: a constant offset from the start of the object
+/// (constants added to the pointer) and a variable offset (unknown numbers added to it).
 struct Pointer: Hashable, Sendable {
   var base: PointerBase
-  var offset: OffsetRange
+  var fixed: Int
+  /// Bounds of the sum of unknown numbers added; the constant 0 when there were none.
+  var variable: ScalarBounds
   /// Still may be null: a lookup or reservation result, or a kernel pointer, not yet compared
   /// with zero.
   var mayBeNull: Bool
   /// Shared by all copies of one possibly-null value, so that checking one copy checks all.
   var nullID: Int
 
-  init(_ base: PointerBase, offset: OffsetRange = .exactly(0), mayBeNull: Bool = false, nullID: Int = 0) {
+  init(_ base: PointerBase, fixed: Int = 0, mayBeNull: Bool = false, nullID: Int = 0) {
     self.base = base
-    self.offset = offset
+    self.fixed = fixed
+    self.variable = .constant(0)
     self.mayBeNull = mayBeNull
     self.nullID = nullID
+  }
+
+  /// The offset from the start of the object, when no unknown number was added.
+  var constantOffset: Int? { variable == .constant(0) ? fixed : nil }
+
+  /// Whether the pointer still points at the start of the object.
+  var isUnmoved: Bool { constantOffset == 0 }
+
+  var offsetDescription: String {
+    variable == .constant(0) ? "\(fixed)" : "\(fixed) plus a number in \(variable)"
   }
 
   /// The ring buffer reference this pointer carries, if any.
@@ -240,13 +237,14 @@ extension AbstractState {
       return oldLink == 0 || links.match(oldLink, newLink)
     case (.pointer(let o), .pointer(let n)):
       guard o.mayBeNull == n.mayBeNull, ids.match(o.nullID, n.nullID) else { return false }
+      guard o.fixed == n.fixed else { return false }
       switch (o.base, n.base) {
       case (.mapValue(let a), .mapValue(let b)):
-        return a == b && o.offset.contains(n.offset)
+        return a == b && o.variable.contains(n.variable)
       case (.ringBuffer(let sizeA, let refA), .ringBuffer(let sizeB, let refB)):
-        return sizeA == sizeB && ids.match(refA, refB) && o.offset.contains(n.offset)
+        return sizeA == sizeB && ids.match(refA, refB) && o.variable.contains(n.variable)
       default:
-        return o.base == n.base && o.offset == n.offset
+        return o.base == n.base && o.variable == n.variable
       }
     case (.released, .released):
       return true
@@ -299,25 +297,22 @@ extension AbstractState {
     case (.conflicting, _), (_, .conflicting):
       return lossy ? .conflicting : nil
     case (.scalar(let x, let linkA), .scalar(let y, let linkB)):
-      let hull = ScalarBounds(
-        umin: min(x.umin, y.umin), umax: max(x.umax, y.umax), smin: min(x.smin, y.smin),
-        smax: max(x.smax, y.smax))
+      let hull = x.hull(y)
       // A link survives only where both states link the same registers.
       let link = linkA != 0 && links.match(linkA, linkB) ? linkA : 0
       return .scalar(hull, link: link)
     case (.pointer(let p), .pointer(let q)):
-      if p.mayBeNull == q.mayBeNull, ids.match(p.nullID, q.nullID) {
+      if p.mayBeNull == q.mayBeNull, p.fixed == q.fixed, ids.match(p.nullID, q.nullID) {
         var merged = p
+        merged.variable = p.variable.hull(q.variable)
         switch (p.base, q.base) {
         case (.mapValue(let x), .mapValue(let y)) where x == y:
-          merged.offset = OffsetRange(low: min(p.offset.low, q.offset.low), high: max(p.offset.high, q.offset.high))
           return .pointer(merged)
         case (.ringBuffer(let sizeA, let refA), .ringBuffer(let sizeB, let refB))
         where sizeA == sizeB && ids.match(refA, refB):
-          merged.offset = OffsetRange(low: min(p.offset.low, q.offset.low), high: max(p.offset.high, q.offset.high))
           return .pointer(merged)
         default:
-          if p == q || (p.base == q.base && p.offset == q.offset) { return .pointer(merged) }
+          if p.base == q.base && p.variable == q.variable { return .pointer(p) }
         }
       }
       return lossy ? .conflicting : nil

@@ -19,6 +19,9 @@ struct ProgramChecker {
   private var rejections: [VerifierRejection] = []
   private var reported: Set<Problem> = []
   private var nextID = 1
+  /// What each memory instruction accessed on the paths followed so far.
+  private var accessedKinds: [Int: AccessedKind] = [:]
+  /// Set once the program's shape is known (`run`).
   private var flow: ControlFlow!
 
   init(program: Program, context: ProgramContext, maps: [MapDescription]) {
@@ -105,12 +108,11 @@ struct ProgramChecker {
   /// information, so it can make the pre-check refuse more, never accept more.
   private func prepare(_ incoming: [AbstractState], at index: Int) -> [AbstractState] {
     guard incoming.count > 1 else { return incoming }
+    var seen: Set<AbstractState> = []
     var states: [AbstractState] = []
     for var state in incoming {
       state.forget(allBut: flow.liveIn[index])
-      if states.contains(where: { $0.covers(state) }) { continue }
-      states.removeAll { state.covers($0) }
-      states.append(state)
+      if seen.insert(state).inserted { states.append(state) }
     }
     for lossy in [false, true] where states.count > Self.statesPerInstruction {
       var merged: [AbstractState] = []
@@ -123,7 +125,15 @@ struct ProgramChecker {
       }
       states = merged
     }
-    return states
+    // Dropping covered states is quadratic, so only for the few left.
+    guard states.count <= 4 * Self.statesPerInstruction else { return states }
+    var kept: [AbstractState] = []
+    for state in states {
+      if kept.contains(where: { $0.covers(state) }) { continue }
+      kept.removeAll { state.covers($0) }
+      kept.append(state)
+    }
+    return kept
   }
 
   /// Executes one instruction abstractly; returns the states at each possible successor.
@@ -164,23 +174,27 @@ struct ProgramChecker {
           "takes the address of offset \(offset) in the value of map '\(description.name)', which is \(description.valueSize) bytes long",
           hint: "use an offset inside the value")
       }
-      state[dst] = .pointer(Pointer(.mapValue(map: map), offset: .exactly(Int(offset))))
+      state[dst] = .pointer(Pointer(.mapValue(map: map), fixed: Int(offset)))
     case .loadBTFID:
       throw Problem(
         "loads the address of a kernel variable by BTF id, which the pre-check does not support",
         hint: "read kernel variables with bpf_probe_read_kernel")
     case .load(let size, let dst, let src, let offset):
       try requireWritable(dst)
+      if let pointer = state[src].pointer { try recordAccess(pointer.base, at: index) }
       let value = try load(size.bytes, from: src, offset: Int(offset), &state)
       state[dst] = value
     case .store(let size, let dst, let offset, let src):
       let value = try read(src, state)
+      if let pointer = state[dst].pointer { try recordAccess(pointer.base, at: index) }
       try store(value, size: size.bytes, to: dst, offset: Int(offset), &state)
     case .storeImmediate(let size, let dst, let offset, let immediate):
+      if let pointer = state[dst].pointer { try recordAccess(pointer.base, at: index) }
       try store(
         .constant(UInt64(bitPattern: Int64(immediate))), size: size.bytes, to: dst, offset: Int(offset),
         &state)
     case .atomic(let op, let size, let dst, let offset, let src):
+      if let pointer = state[dst].pointer { try recordAccess(pointer.base, at: index) }
       try atomic(op, size.bytes, dst, Int(offset), src, &state)
     case .jump(let offset):
       return [(flow.target(of: index, offset: offset), state)]
@@ -203,6 +217,44 @@ struct ProgramChecker {
       return []
     }
     return [(index + 1, state)]
+  }
+
+  // MARK: - Pointer kinds per instruction
+
+  /// The kernel records the pointer type each load and store uses and refuses an
+  /// instruction used with the context or a kernel pointer on one path and anything else on
+  /// another, because it rewrites such accesses differently.
+  private enum AccessedKind: Equatable {
+    case context, kernel, other
+
+    init(_ base: PointerBase) {
+      switch base {
+      case .context: self = .context
+      case .kernel: self = .kernel
+      default: self = .other
+      }
+    }
+
+    var name: String {
+      switch self {
+      case .context: "the context"
+      case .kernel: "a kernel pointer"
+      case .other: "the stack or a map value"
+      }
+    }
+  }
+
+  private mutating func recordAccess(_ base: PointerBase, at index: Int) throws(Problem) {
+    let kind = AccessedKind(base)
+    guard let previous = accessedKinds[index] else {
+      accessedKinds[index] = kind
+      return
+    }
+    guard previous == kind else {
+      throw Problem(
+        "accesses memory through \(kind.name) on one path and through \(previous.name) on another; the kernel needs each load or store to use one kind of pointer",
+        hint: "use separate instructions for the context, kernel pointers and other memory")
+    }
   }
 
   // MARK: - Registers
@@ -395,34 +447,41 @@ struct ProgramChecker {
         "does arithmetic on \(describe(pointer)) in \(register) before checking that it is not null",
         hint: "compare it with 0 first and only use it where it is not 0")
     }
-    let limit = Int64(Self.maximumPointerOffset)
-    guard bounds.smin > -limit, bounds.smax < limit else {
-      throw Problem(
-        "adds a number that is not known to be small (\(bounds)) to \(describe(pointer)) in \(register)",
-        hint: "bound the number first, for example: if r2 > 255 goto skip")
-    }
-    let delta =
-      subtracting
-      ? OffsetRange(low: -Int(bounds.smax), high: -Int(bounds.smin))
-      : OffsetRange(low: Int(bounds.smin), high: Int(bounds.smax))
     switch pointer.base {
     case .mapHandle:
       throw Problem(
         "does arithmetic on \(describe(pointer)) in \(register)",
         hint: "a map handle can only be passed to map helpers")
-    case .kernel where delta.constant == nil:
+    case .stack where subtracting:
+      throw Problem(
+        "subtracts from a stack pointer in \(register); the kernel only allows adding to stack pointers",
+        hint: "add a negative number instead (r += -8)")
+    case .kernel where bounds.constant == nil:
       throw Problem(
         "adds a variable number to \(describe(pointer)) in \(register); kernel pointers can only move by constants",
         hint: "read through a variable offset with bpf_probe_read_kernel")
     default:
       break
     }
-    var moved = pointer
-    moved.offset = pointer.offset.shifted(by: delta)
-    guard moved.offset.low > -Self.maximumPointerOffset, moved.offset.high < Self.maximumPointerOffset
-    else {
+    let limit = Int64(Self.maximumPointerOffset)
+    guard bounds.smin > -limit, bounds.smax < limit else {
       throw Problem(
-        "moves \(describe(pointer)) in \(register) too far (offset \(moved.offset))",
+        "adds a number that is not known to be small (\(bounds)) to \(describe(pointer)) in \(register)",
+        hint: "bound the number first, for example: if r2 > 255 goto skip")
+    }
+    var moved = pointer
+    if let constant = bounds.constant {
+      // Known numbers move the constant part of the offset, as in the kernel.
+      let delta = Int(Int64(bitPattern: constant))
+      moved.fixed += subtracting ? -delta : delta
+    } else {
+      // Unknown ones add to the variable part, with the kernel's overflow rules: subtracting
+      // an unknown number leaves an offset that may wrap around, so no access is possible.
+      moved.variable = ScalarBounds.compute(subtracting ? .sub : .add, pointer.variable, bounds, is64: true)
+    }
+    guard abs(moved.fixed) < Self.maximumPointerOffset, moved.variable.smin > -limit else {
+      throw Problem(
+        "moves \(describe(pointer)) in \(register) too far (offset \(moved.offsetDescription))",
         hint: "keep pointer offsets small")
     }
     return moved
@@ -430,37 +489,40 @@ struct ProgramChecker {
 
   // MARK: - Memory
 
-  private func offsetText(_ range: OffsetRange, plus offset: Int) -> String {
-    let moved = range.shifted(by: .exactly(offset))
-    return moved.constant.map { "offset \($0)" } ?? "offsets \(moved.low)...\(moved.high)"
-  }
-
   private static func stackText(_ offset: Int) -> String { offset < 0 ? "fp\(offset)" : "fp+\(offset)" }
 
   /// Checks that `size` bytes at `offset` from `pointer` lie within a region of `length`
-  /// bytes, for every offset the pointer may have.
+  /// bytes, for every offset the pointer may have, by the kernel's rule: the variable part of
+  /// the offset must be known to be non-negative and below 2^29.
   private func checkRegion(
-    _ pointer: Pointer, offset: Int, size: Int, length: Int, verb: String, object: String
+    _ pointer: Pointer, in register: Register, offset: Int, size: Int, length: Int, verb: String,
+    object: String
   ) throws(Problem) {
-    let first = pointer.offset.low + offset
-    let last = pointer.offset.high + offset + size
+    let variable = pointer.variable
+    guard variable.smin >= 0, variable.umax < UInt64(Self.maximumPointerOffset) else {
+      throw Problem(
+        "\(verb) \(object) through \(register), which was moved by a number that may be negative or huge (\(variable)); the kernel needs variable offsets known to be in 0...\(Self.maximumPointerOffset - 1)",
+        hint: "compare the index unsigned before adding it (if r1 > limit goto skip), which also rules out negative values")
+    }
+    let first = pointer.fixed + offset + Int(variable.smin)
+    let last = pointer.fixed + offset + Int(variable.umax) + size
     guard first >= 0, last <= length else {
-      let position = offsetText(pointer.offset, plus: offset)
+      let position = first == last - size ? "offset \(first)" : "offsets \(first)...\(last - size)"
       throw Problem(
         "\(verb) \(size) byte\(size == 1 ? "" : "s") at \(position) of \(object), which is \(length) byte\(length == 1 ? "" : "s") long",
-        hint: pointer.offset.constant == nil
-          ? "bound the index so that every possible offset stays inside, for example: if r2 > \(max(0, length - size)) goto skip"
-          : "keep accesses inside the object")
+        hint: variable == .constant(0)
+          ? "keep accesses inside the object"
+          : "bound the index so that every possible offset stays inside, for example: if r2 > \(max(0, length - size - pointer.fixed - offset)) goto skip")
     }
   }
 
-  /// Checks a stack access at the constant offset `pointer.offset + offset` and returns it.
+  /// Checks a stack access at the constant offset of `pointer` plus `offset`; returns it.
   private func stackOffset(
     _ pointer: Pointer, in register: Register, offset: Int, size: Int, verb: String
   ) throws(Problem) -> Int {
-    guard let base = pointer.offset.constant else {
+    guard let base = pointer.constantOffset else {
       throw Problem(
-        "\(verb) the stack at a variable offset (\(Self.stackText(pointer.offset.low + offset))...\(Self.stackText(pointer.offset.high + offset)))",
+        "\(verb) the stack at a variable offset (fp\(pointer.fixed + offset < 0 ? "" : "+")\(pointer.fixed + offset) plus a number in \(pointer.variable))",
         hint: "index stack buffers only with constants; copy variable-indexed data into a map value")
     }
     let start = base + offset
@@ -488,9 +550,9 @@ struct ProgramChecker {
     }
     switch pointer.base {
     case .context:
-      guard pointer.offset == .exactly(0) else {
+      guard pointer.isUnmoved else {
         throw Problem(
-          "reads the context through a pointer moved by \(pointer.offset); the kernel only allows reads at fixed offsets from r1 as it was at entry",
+          "reads the context through a pointer moved by \(pointer.offsetDescription); the kernel only allows reads at fixed offsets from r1 as it was at entry",
           hint: "put the field offset into the load instruction instead of adding it to the pointer")
       }
       return try loadContext(size, offset: offset)
@@ -515,18 +577,23 @@ struct ProgramChecker {
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
-        pointer, offset: offset, size: size, length: maps[map].valueSize, verb: "reads",
+        pointer, in: register, offset: offset, size: size, length: maps[map].valueSize, verb: "reads",
         object: "a value of map '\(maps[map].name)'")
       return .number(.fitting(bytes: size))
     case .ringBuffer(let length, _):
       try requireChecked(pointer, register)
       try checkRegion(
-        pointer, offset: offset, size: size, length: length, verb: "reads",
+        pointer, in: register, offset: offset, size: size, length: length, verb: "reads",
         object: "a \(length)-byte ring buffer reservation")
       return .number(.fitting(bytes: size))
     case .kernel:
       try requireChecked(pointer, register)
-      let start = pointer.offset.low + offset
+      guard let constant = pointer.constantOffset else {
+        throw Problem(
+          "reads a kernel object through \(register) at a variable offset",
+          hint: "kernel pointers can only be read at constant offsets")
+      }
+      let start = constant + offset
       guard start >= 0 else {
         throw Problem(
           "reads a kernel object at negative offset \(start) through \(register)",
@@ -639,13 +706,13 @@ struct ProgramChecker {
       try requireChecked(pointer, register)
       try checkStoredValue(value, size: size)
       try checkRegion(
-        pointer, offset: offset, size: size, length: maps[map].valueSize, verb: "writes",
+        pointer, in: register, offset: offset, size: size, length: maps[map].valueSize, verb: "writes",
         object: "a value of map '\(maps[map].name)'")
     case .ringBuffer(let length, _):
       try requireChecked(pointer, register)
       try checkStoredValue(value, size: size)
       try checkRegion(
-        pointer, offset: offset, size: size, length: length, verb: "writes",
+        pointer, in: register, offset: offset, size: size, length: length, verb: "writes",
         object: "a \(length)-byte ring buffer reservation")
     case .context:
       throw Problem(
@@ -662,10 +729,11 @@ struct ProgramChecker {
     }
   }
 
-  /// Values written into maps and ring buffers must be numbers: stored pointers would leak
-  /// kernel addresses to user space (the kernel allows some for root, the pre-check none).
+  /// Values written into maps and ring buffers must be numbers, or the address of a kernel
+  /// object (printing one is legitimate; the kernel allows it for root). Storing any other
+  /// pointer there is almost certainly a mistake for storing what it points to.
   private func checkStoredValue(_ value: Value, size: Int) throws(Problem) {
-    if case .pointer(let pointer) = value {
+    if case .pointer(let pointer) = value, pointer.base != .kernel || size != 8 {
       throw Problem(
         "stores \(describe(pointer)) into memory outside the stack",
         hint: "store numbers only; copy the pointed-to data instead of the pointer")
@@ -713,12 +781,12 @@ struct ProgramChecker {
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
-        pointer, offset: offset, size: size, length: maps[map].valueSize, verb: "updates",
+        pointer, in: register, offset: offset, size: size, length: maps[map].valueSize, verb: "updates",
         object: "a value of map '\(maps[map].name)'")
       // Atomic accesses must be aligned on every pointer type.
-      guard let constant = pointer.offset.constant, (constant + offset) % size == 0 else {
+      guard let constant = pointer.constantOffset, (constant + offset) % size == 0 else {
         throw Problem(
-          "does an atomic operation at \(offsetText(pointer.offset, plus: offset)) of a map value, which is not known to be a multiple of \(size)",
+          "does an atomic operation at offset \(pointer.offsetDescription) + \(offset) of a map value, which is not known to be a multiple of \(size)",
           hint: "align atomic counters to their size")
       }
     default:
@@ -754,6 +822,20 @@ struct ProgramChecker {
     }
 
     switch (left, right) {
+    case (.scalar(let a, _), .scalar(let b, _)) where condition == .set:
+      // Decided only for constants. Otherwise the kernel recomputes the bounds of the
+      // unknown operands from their known bits on both branches, which can lose what was
+      // known before (a lower bound, for instance), so they are forgotten here too.
+      let decided =
+        is64
+        ? b.constant.flatMap { a.decides(.set, $0) }
+        : b.constant.flatMap { a.decides32(.set, UInt32(truncatingIfNeeded: $0)) }
+      if let decided { return [(decided ? target : next, state)] }
+      var forgotten = state
+      forgetBounds(dst, &forgotten)
+      if case .register(let src) = operand { forgetBounds(src, &forgotten) }
+      return [(next, forgotten), (target, forgotten)]
+
     case (.scalar(let a, _), .scalar(let b, _)):
       guard is64 else {
         // 32-bit comparisons are decided only for constants and never narrow bounds: the
@@ -806,6 +888,19 @@ struct ProgramChecker {
       throw Problem(
         "compares \(describe(pointerValue)) with something other than the constant 0",
         hint: "pointers can only be tested for null (if r == 0 / if r != 0)")
+    }
+  }
+
+  /// Makes a non-constant number in `register`, and its linked copies, any number.
+  private func forgetBounds(_ register: Register, _ state: inout AbstractState) {
+    guard case .scalar(let bounds, let link) = state[register], bounds.constant == nil else { return }
+    if link == 0 {
+      state[register] = .unknownNumber
+    } else {
+      state.updateAllValues { value in
+        if case .scalar(_, let other) = value, other == link { return .scalar(.unknown, link: link) }
+        return value
+      }
     }
   }
 
@@ -964,7 +1059,7 @@ struct ProgramChecker {
       case .anything:
         break
       case .context:
-        guard case .pointer(let pointer) = value, pointer.base == .context, pointer.offset == .exactly(0) else {
+        guard case .pointer(let pointer) = value, pointer.base == .context, pointer.isUnmoved else {
           throw Problem(
             "passes \(describe(value)) as \(argument), which must be the context pointer as it was at entry",
             hint: "keep r1 from entry in r6-r9 and pass that")
@@ -980,9 +1075,9 @@ struct ProgramChecker {
             "passes the ring buffer reservation in \(register) to bpf_\(helper.name) without checking that it succeeded",
             hint: "compare the reservation with 0 and only submit it when it is not 0")
         }
-        guard pointer.offset == .exactly(0) else {
+        guard pointer.isUnmoved else {
           throw Problem(
-            "passes ring buffer memory moved by \(pointer.offset) bytes to bpf_\(helper.name); it needs the pointer bpf_ringbuf_reserve returned",
+            "passes ring buffer memory moved by \(pointer.offsetDescription) bytes to bpf_\(helper.name); it needs the pointer bpf_ringbuf_reserve returned",
             hint: "keep the start of the record in its own register")
         }
         release = reference
@@ -992,7 +1087,7 @@ struct ProgramChecker {
     // The call happens: written memory becomes initialised, a released reservation dies
     // everywhere, r1-r5 are clobbered and r0 gets the result.
     for (pointer, size) in writesAfterCall where pointer.base == .stack {
-      state.markStackWritten(offset: pointer.offset.low, size: size)
+      state.markStackWritten(offset: pointer.fixed, size: size)
     }
     if let release {
       state.references[release] = nil
@@ -1033,7 +1128,7 @@ struct ProgramChecker {
   ) throws(Problem) {
     switch pointer.base {
     case .stack:
-      guard let start = pointer.offset.constant else {
+      guard let start = pointer.constantOffset else {
         throw Problem(
           "passes a stack pointer with a variable offset in \(register) to a helper",
           hint: "pass stack buffers at constant offsets")
@@ -1051,12 +1146,12 @@ struct ProgramChecker {
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
-        pointer, offset: 0, size: size, length: maps[map].valueSize, verb: "lets a helper access",
+        pointer, in: register, offset: 0, size: size, length: maps[map].valueSize, verb: "lets a helper access",
         object: "a value of map '\(maps[map].name)'")
     case .ringBuffer(let length, _):
       try requireChecked(pointer, register)
       try checkRegion(
-        pointer, offset: 0, size: size, length: length, verb: "lets a helper access",
+        pointer, in: register, offset: 0, size: size, length: length, verb: "lets a helper access",
         object: "a \(length)-byte ring buffer reservation")
     case .context, .kernel, .mapHandle:
       throw Problem(

@@ -55,6 +55,13 @@ struct ScalarBounds: Hashable, Sendable, CustomStringConvertible {
     return b
   }
 
+  /// Bounds allowing every value either allows.
+  func hull(_ other: ScalarBounds) -> ScalarBounds {
+    ScalarBounds(
+      umin: min(umin, other.umin), umax: max(umax, other.umax), smin: min(smin, other.smin),
+      smax: max(smax, other.smax))
+  }
+
   /// Whether every value allowed by `other` is allowed here.
   func contains(_ other: ScalarBounds) -> Bool {
     umin <= other.umin && other.umax <= umax && smin <= other.smin && other.smax <= smax
@@ -93,11 +100,17 @@ extension ScalarBounds {
     let limit: UInt64 = is64 ? .max : 0xffff_ffff
     let anything: ScalarBounds = is64 ? .unknown : .unknown32
     let width: UInt64 = is64 ? 64 : 32
+    // Division, remainder and shifts by an unknown or too large amount are not followed
+    // by the kernel at all: it forgets the whole register, without zero-extending a 32-bit
+    // result.
+    let untracked = ScalarBounds.unknown
 
     // Constants fold exactly, with the machine's wrap-around; the kernel's known-bits
     // tracking does the same. Division and remainder are the exception: the kernel does not
     // compute their results at all.
     if let c = x.constant, let d = y.constant {
+      // The kernel takes the shift amount from the whole source register.
+      let fullShift = b.constant ?? .max
       switch op {
       case .add: return .constant((c &+ d) & limit)
       case .sub: return .constant((c &- d) & limit)
@@ -105,12 +118,12 @@ extension ScalarBounds {
       case .and: return .constant(c & d)
       case .or: return .constant(c | d)
       case .xor: return .constant(c ^ d)
-      case .lsh where d < width: return .constant((c << d) & limit)
-      case .rsh where d < width: return .constant(c >> d)
-      case .arsh where d < width:
+      case .lsh where fullShift < width: return .constant((c << d) & limit)
+      case .rsh where fullShift < width: return .constant(c >> d)
+      case .arsh where fullShift < width:
         if is64 { return .constant(UInt64(bitPattern: Int64(bitPattern: c) >> Int64(d))) }
         return .constant(UInt64(UInt32(bitPattern: Int32(bitPattern: UInt32(c)) >> Int32(d))))
-      default: return anything
+      default: return untracked
       }
     }
 
@@ -146,18 +159,19 @@ extension ScalarBounds {
     case .xor:
       return .unsigned(0, allOnes(covering: max(x.umax, y.umax)))
     case .lsh:
-      guard let shift = y.constant, shift < width else { return anything }
+      guard let shift = b.constant, shift < width else { return untracked }
       // Bounded only while no bit can be shifted out (a strict version of the kernel's test).
       let room: UInt64 = (is64 ? 1 << 63 : 1 << 31) >> shift
       return x.umax < room ? .unsigned(x.umin << shift, x.umax << shift) : anything
     case .rsh:
-      guard let shift = y.constant, shift < width else { return anything }
+      guard let shift = b.constant, shift < width else { return untracked }
       return .unsigned(x.umin >> shift, x.umax >> shift)
     case .arsh:
-      guard is64, let shift = y.constant, shift < width else { return anything }
+      guard let shift = b.constant, shift < width else { return untracked }
+      guard is64 else { return anything }
       return .signed(x.smin >> Int64(shift), x.smax >> Int64(shift))
     case .div, .mod, .mov, .neg:
-      return anything
+      return untracked
     }
   }
 }
