@@ -1,4 +1,5 @@
 import BPF
+import LibBPF
 public import BTF
 public import Sema
 public import SwtraceSyntax
@@ -46,14 +47,17 @@ public struct CodeGenerator: Sendable {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
+        let kernelObjects = kernelObjectLayouts(for: attachPoint)
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
-          tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress)
+          tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
+          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] })
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,
-            context: Self.context(for: attachPoint, types: types), clauseRange: clause.range))
+            context: Self.context(for: attachPoint, types: types),
+            kernelObjects: kernelObjects, clauseRange: clause.range))
       }
     }
     if spec.usesTracking {
@@ -75,7 +79,8 @@ public struct CodeGenerator: Sendable {
         programs.append(
           CompiledProgram(
             attachPoint: point, probeID: UInt32(probeNames.count - 1), program: program,
-            context: Self.context(for: point, types: types), clauseRange: range))
+            context: Self.context(for: point, types: types), kernelObjects: kernelObjectLayouts(for: point),
+            clauseRange: range))
       }
     }
     // A spec that never prints (maps only) needs the ring buffer just for exit requests.
@@ -138,6 +143,56 @@ public struct CodeGenerator: Sendable {
     case .bool: return 1
     case .integer(let bytes, _): return bytes
     default: return 8
+    }
+  }
+
+  /// The number fields of each struct a tracing program's pointer arguments point to.
+  func kernelObjectLayouts(for point: AttachPoint) -> [Int: KernelObjectLayout] {
+    guard point.backend != .kprobe, point.backend != .kretprobe else { return [:] }
+    var layouts: [Int: KernelObjectLayout] = [:]
+    for (index, argument) in point.arguments.enumerated() {
+      guard let name = types.pointeeStructName(argument.type),
+        case .pointer(let pointee) = types.type(types.resolved(argument.type))
+      else { continue }
+      var fields: [Range<Int>] = []
+      collectNumberFields(types.resolved(pointee), base: 0, into: &fields, depth: 0)
+      layouts[index] = KernelObjectLayout(name: "struct \(name)", fields: fields)
+    }
+    return layouts
+  }
+
+  private func collectNumberFields(_ id: BTFTypeID, base: Int, into fields: inout [Range<Int>], depth: Int) {
+    guard depth < 8 else { return }
+    let members: [RawBTFType.Member]
+    switch types.type(id) {
+    case .structure(_, _, let list), .union(_, _, let list): members = list
+    default: return
+    }
+    for member in members {
+      let bitOffset = base * 8 + Int(member.bitOffset)
+      let memberType = types.resolved(member.type)
+      if member.bitfieldSize > 0 {
+        let start = bitOffset / 8
+        fields.append(start..<((bitOffset + Int(member.bitfieldSize) + 7) / 8))
+        continue
+      }
+      let offset = bitOffset / 8
+      switch types.type(memberType) {
+      case .integer, .enumeration:
+        fields.append(offset..<offset + (types.size(of: memberType) ?? 0))
+      case .array(let element, _):
+        switch types.type(types.resolved(element)) {
+        case .integer, .enumeration: fields.append(offset..<offset + (types.size(of: memberType) ?? 0))
+        default: break
+        }
+      case .structure, .union:
+        collectNumberFields(memberType, base: offset, into: &fields, depth: depth + 1)
+      default:
+        // Pointer fields are left out: the kernel types what they load as pointers or
+        // untrusted memory, never as plain numbers; the code generator reads them with
+        // bpf_probe_read_kernel instead.
+        break
+      }
     }
   }
 

@@ -57,6 +57,8 @@ public struct CompiledProgram: Hashable, Sendable {
   public var probeID: UInt32
   public var program: Program
   public var context: ProgramContext
+  /// BTF layouts of the kernel objects behind pointer arguments, for the pre-check.
+  public var kernelObjects: [Int: KernelObjectLayout] = [:]
   /// The clause this program implements.
   public var clauseRange: SourceRange
 }

@@ -20,9 +20,10 @@ extension ProgramBuilder {
   /// Whether a load from `base` may be a plain load: in tracing programs the skb is a
   /// BTF-typed pointer, which the verifier lets us dereference once it is null-checked (the
   /// prologue does that). Other pointers go through `bpf_probe_read_kernel`.
-  func canLoadDirectly(_ base: TypedExpr) -> Bool {
-    guard isTracing, case .skb = base.kind else { return false }
-    return skbLoaded
+  func canLoadDirectly(_ base: TypedExpr, offset: Int, size: Int) -> Bool {
+    guard isTracing, case .skb = base.kind, skbLoaded, let skbLayout else { return false }
+    // Exactly where the kernel (and the pre-check) allow number loads: inside one number field.
+    return skbLayout.allows(offset: offset, size: size)
   }
 
   static func readsSkb(_ action: Action) -> Bool {
@@ -207,7 +208,7 @@ extension ProgramBuilder {
     guard let access = AccessSize(bytes: size) else {
       throw CodeGenError(message: "cannot read a \(size)-byte value into a register", range: range)
     }
-    if direct, canLoadDirectly(base), let smallOffset = Int16(exactly: offset) {
+    if direct, canLoadDirectly(base, offset: offset, size: size), let smallOffset = Int16(exactly: offset) {
       let (temp, register) = temps.allocate(&frame, &asm)
       asm.emit(.load(access, register, Self.skb, offset: smallOffset))
       return temp

@@ -18,6 +18,8 @@ struct ProgramBuilder {
   /// filter, and free points drop the skb from the tracked set.
   let tracking: Bool
   let recordsSkbAddress: Bool
+  /// Where the skb may be read with plain loads (its number fields); nil outside tracing programs.
+  let skbLayout: KernelObjectLayout?
   var asm = Assembler()
   var frame = StackFrame()
   var temps = TempAllocator()
@@ -29,9 +31,11 @@ struct ProgramBuilder {
 
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
-    maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false
+    maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
+    skbLayout: KernelObjectLayout? = nil
   ) {
     self.recordsSkbAddress = recordsSkbAddress
+    self.skbLayout = skbLayout
     self.attachPoint = attachPoint
     self.probeID = probeID
     self.layouts = layouts
@@ -287,7 +291,7 @@ struct ProgramBuilder {
       }
       return
     case .load(let base, let baseOffset, let size, nil)
-    where !canLoadDirectly(base) && !isSigned(value.type) && size == field.size:
+    where !canLoadDirectly(base, offset: baseOffset, size: size) && !isSigned(value.type) && size == field.size:
       try readKernel(
         address: base, offset: baseOffset, size: size, into: Self.record, at: offset, helper: .probeReadKernel)
       return

@@ -50,7 +50,9 @@ public struct SpecCompiler: Sendable {
     var seen = Set<String>()
     var diagnostics: [Diagnostic] = []
     for program in compiled.programs {
-      for rejection in Verifier.check(program.program, context: program.context, maps: compiled.maps) {
+      for rejection in Verifier.check(
+        program.program, context: program.context, maps: compiled.maps, kernelObjects: program.kernelObjects)
+      {
         guard seen.insert(rejection.message).inserted else { continue }
         var diagnostic = Diagnostic(
           "verifier-precheck",

@@ -112,6 +112,8 @@ public enum ProgramType: Sendable, Hashable {
   case fentry(attachBTFID: UInt32)
   case fexit(attachBTFID: UInt32)
   case kprobe
+  /// A kprobe program for kprobe.multi links (`LinkHandle.attachKprobe` with `.multiLink`).
+  case kprobeMulti
   case rawTracepoint
   case socketFilter
 
@@ -121,6 +123,7 @@ public enum ProgramType: Sendable, Hashable {
     case .fentry(let id): (BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, id)
     case .fexit(let id): (BPF_PROG_TYPE_TRACING, BPF_TRACE_FEXIT, id)
     case .kprobe: (BPF_PROG_TYPE_KPROBE, bpf_attach_type(0), 0)
+    case .kprobeMulti: (BPF_PROG_TYPE_KPROBE, BPF_TRACE_KPROBE_MULTI, 0)
     case .rawTracepoint: (BPF_PROG_TYPE_RAW_TRACEPOINT, bpf_attach_type(0), 0)
     case .socketFilter: (BPF_PROG_TYPE_SOCKET_FILTER, bpf_attach_type(0), 0)
     }
@@ -203,7 +206,8 @@ public final class LinkHandle: @unchecked Sendable {
   /// Keeps the program alive as long as it is attached.
   public let program: ProgramHandle
 
-  private init(fd: Int32, program: ProgramHandle) {
+  /// Takes ownership of `fd`, the one descriptor that keeps the attachment alive.
+  init(fd: Int32, program: ProgramHandle) {
     self.fd = FileDescriptor(fd)
     self.program = program
   }

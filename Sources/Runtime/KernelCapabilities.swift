@@ -24,7 +24,9 @@ public enum KernelCapabilities {
       available.insert(.fentry)
       available.insert(.fexit)
     }
-    if FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/kprobe/type") {
+    if KprobeSupport.hasKprobePMU,
+      (try? ProgramHandle(type: .kprobe, name: "swt_probe", instructions: trivial)) != nil
+    {
       available.insert(.kprobe)
       available.insert(.kretprobe)
     }

@@ -104,7 +104,10 @@ public final class TraceSession: @unchecked Sendable {
     case .tracepoint, .fentry, .fexit:
       return try LinkHandle.attachTracing(handle)
     case .kprobe, .kretprobe:
-      return try LinkHandle.attachKprobeMulti(handle, functions: [point.name], isReturn: point.backend == .kretprobe)
+      // kprobe.multi where the kernel has it, a perf kprobe otherwise; the programs were
+      // loaded for the same method (`programType`). Functions the kernel cannot probe fail
+      // here alone and are reported as skipped by `attach()`.
+      return try LinkHandle.attachKprobe(handle, function: point.name, isReturn: point.backend == .kretprobe)
     }
   }
 
@@ -214,7 +217,7 @@ public final class TraceSession: @unchecked Sendable {
     case .tracepoint: .tracepointBTF(attachBTFID: point.btfID)
     case .fentry: .fentry(attachBTFID: point.btfID)
     case .fexit: .fexit(attachBTFID: point.btfID)
-    case .kprobe, .kretprobe: .kprobe
+    case .kprobe, .kretprobe: KprobeAttachMethod.current == .multiLink ? .kprobeMulti : .kprobe
     }
   }
 }

@@ -329,7 +329,7 @@ struct ClauseContext {
       }
       guard var address = value(arguments[0]) else { return nil }
       switch address.type {
-      case .pointer, .integer(8, _): break
+      case .pointer, .integer(8, _), .kernelSymbol: break
       default:
         diagnostics.append(
           Diagnostic("ksym-needs-address", "ksym() needs a kernel address, but this is a \(address.type)", at: arguments[0].range))

@@ -37,6 +37,7 @@ struct ExpressionContext {
 /// binary expressions.
 struct SpecParser {
   static let maxNesting = 100
+  static let maxChain = 1000
   static let probeTypes = [
     "skb", "tracepoint", "kprobe", "kretprobe", "fentry", "fexit", "interval", "BEGIN", "END",
   ]
@@ -663,9 +664,23 @@ struct SpecParser {
 
   private mutating func parseBinary(minimumPrecedence: Int, _ context: ExpressionContext) -> Expr? {
     guard var lhs = parseUnary(context) else { return nil }
+    // Each operator of a chain (`a + b + c ...`) deepens the tree by one; a tree thousands
+    // deep would overflow the stack of every recursive pass, down to its deallocation.
+    var chain = 0
     while let (op, tokenCount, ambiguity) = binaryOperator(context),
       op.precedence >= minimumPrecedence
     {
+      chain += 1
+      if chain > Self.maxChain {
+        report(
+          Diagnostic(
+            .nestingTooDeep, "the expression chains more than \(Self.maxChain) operators",
+            at: here(peek())))
+        abandoned = true
+        lookahead = []
+        position = file.bytes.count
+        return nil
+      }
       let operatorStart = peek().range.start
       var operatorEnd = operatorStart
       for _ in 0..<tokenCount { operatorEnd = advance().range.end }

@@ -55,9 +55,10 @@ private struct CompileFailure: Error {}
     #expect(compiled.layouts.count == 1)
     #expect(compiled.layouts[0].fields.map(\.size) == [4, 4])
     #expect(compiled.layouts[0].size == EventHeader.size + 8)
-    // Small enough that a reviewer notices growth: the filter, reserve, header, two fields, submit.
+    // Small enough that a reviewer notices growth: the filter, reserve, header, two fields (gso_type
+    // reads skb->head with bpf_probe_read_kernel: the kernel types head as untrusted memory), submit.
     for program in compiled.programs {
-      #expect(program.program.slotCount <= 50, "\(program.attachPoint.name): \(program.program.slotCount)")
+      #expect(program.program.slotCount <= 52, "\(program.attachPoint.name): \(program.program.slotCount)")
     }
   }
 }

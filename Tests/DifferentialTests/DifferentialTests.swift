@@ -138,7 +138,9 @@ struct DifferentialTests {
         var variant = compiled
         variant.programs[0].program = mutate(compiled.programs[0].program, random: &mutations)
         broken += 1
-        let precheck = Verifier.check(variant.programs[0].program, context: variant.programs[0].context, maps: variant.maps)
+        let precheck = Verifier.check(
+          variant.programs[0].program, context: variant.programs[0].context, maps: variant.maps,
+          kernelObjects: variant.programs[0].kernelObjects)
         let kernel = kernelVerdict(variant)
         switch (precheck.isEmpty, kernel == nil) {
         case (true, true): acceptedBoth += 1

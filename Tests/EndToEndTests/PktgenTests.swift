@@ -100,8 +100,11 @@ struct PktgenTests {
     let pair = try NetworkNamespacePair(subnet: 12)
     defer { pair.remove() }
 
+    // A generous per-reply timeout: on a loaded machine the first reply waits for ARP on a
+    // veth that has only just come up.
     let ping = try pair.run(
-      in: pair.namespaceA, [pktgen, "icmp", "--dst", pair.addressB, "--count", "3", "--id", "0x4242"], timeout: 20)
+      in: pair.namespaceA,
+      [pktgen, "icmp", "--dst", pair.addressB, "--count", "3", "--id", "0x4242", "--timeout", "5"], timeout: 30)
     #expect(ping.status == 0, "\(ping)")
     #expect(ping.stdoutLines == ["reply seq=1", "reply seq=2", "reply seq=3", "sent 3 received 3"], "\(ping)")
 

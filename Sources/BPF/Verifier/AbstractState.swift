@@ -13,8 +13,8 @@ enum PointerBase: Hashable, Sendable {
   /// A ring buffer reservation of `size` bytes, owned by reference `reference` until it is
   /// submitted or discarded.
   case ringBuffer(size: Int, reference: Int)
-  /// A BTF-typed kernel object read from a tracing program's arguments.
-  case kernel
+  /// A BTF-typed kernel object read from a tracing program's argument `argument`.
+  case kernel(argument: Int)
 }
 
 /// A pointer, split as the kernel splits it: a constant offset from the start of the object

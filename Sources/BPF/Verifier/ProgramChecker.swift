@@ -16,6 +16,8 @@ struct ProgramChecker {
   let program: Program
   let context: ProgramContext
   let maps: [MapDescription]
+  /// Layouts of the kernel objects behind tracing arguments, where known.
+  let kernelObjects: [Int: KernelObjectLayout]
   private var rejections: [VerifierRejection] = []
   private var reported: Set<Problem> = []
   private var nextID = 1
@@ -24,10 +26,11 @@ struct ProgramChecker {
   /// Set once the program's shape is known (`run`).
   private var flow: ControlFlow!
 
-  init(program: Program, context: ProgramContext, maps: [MapDescription]) {
+  init(program: Program, context: ProgramContext, maps: [MapDescription], kernelObjects: [Int: KernelObjectLayout] = [:]) {
     self.program = program
     self.context = context
     self.maps = maps
+    self.kernelObjects = kernelObjects
   }
 
   mutating func run() -> [VerifierRejection] {
@@ -599,8 +602,15 @@ struct ProgramChecker {
           "reads a kernel object at negative offset \(start) through \(register)",
           hint: "kernel pointers can only be read at or after the start of the object")
       }
-      // The kernel checks the access against the object's BTF layout, which is not known
-      // here; the result is a number, as for any non-pointer field.
+      // The kernel checks the access against the object's BTF layout: it must lie inside one
+      // member. Where the caller gave the layout, so does the pre-check.
+      if case .kernel(let argument) = pointer.base, let layout = kernelObjects[argument],
+        !layout.allows(offset: start, size: size)
+      {
+        throw Problem(
+          "reads \(size) bytes at offset \(start) of \(layout.name) through \(register), which is not inside one of its number fields",
+          hint: "read whole fields at their BTF offsets; read pointer fields with bpf_probe_read_kernel")
+      }
       return .number(.fitting(bytes: size))
     case .mapHandle:
       throw Problem(
@@ -641,7 +651,7 @@ struct ProgramChecker {
           hint: "load the whole argument with an 8-byte load, then narrow it")
       }
       if pointers.contains(offset / 8) {
-        return .pointer(Pointer(.kernel, mayBeNull: true, nullID: freshID()))
+        return .pointer(Pointer(.kernel(argument: offset / 8), mayBeNull: true, nullID: freshID()))
       }
       return .unknownNumber
     case .kprobe:
@@ -733,7 +743,7 @@ struct ProgramChecker {
   /// object (printing one is legitimate; the kernel allows it for root). Storing any other
   /// pointer there is almost certainly a mistake for storing what it points to.
   private func checkStoredValue(_ value: Value, size: Int) throws(Problem) {
-    if case .pointer(let pointer) = value, pointer.base != .kernel || size != 8 {
+    if case .pointer(let pointer) = value, !pointer.base.isKernel || size != 8 {
       throw Problem(
         "stores \(describe(pointer)) into memory outside the stack",
         hint: "store numbers only; copy the pointed-to data instead of the pointer")
