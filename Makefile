@@ -59,8 +59,8 @@ clean:
 bench: deps
 	bench/run.sh
 
-# The VM lane (root, ~2-6 minutes): swtrace's function backends (kprobe, kretprobe, fentry,
-# fexit, kprobe.multi) on a stock Debian kernel under qemu; scripts/vm/run.sh says how.
+# The VM lane (root, ~10 minutes under TCG): swtrace's function backends (kprobe, kretprobe,
+# fentry, fexit, kprobe.multi) on a stock Debian kernel under qemu; scripts/vm/run.sh says how.
 # VM_KERNEL=linux-image-6.1.0-56-amd64 tries a kernel without fprobe; VM_BENCH=1 also times
 # attach and detach of skb:* per backend.
 VM_KERNEL ?= linux-image-6.12.117+deb12-amd64
