@@ -51,18 +51,7 @@ public struct EventFormatter: Sendable {
     }
   }
 
-  func text(_ value: DecodedValue) -> String {
-    switch value {
-    case .unsigned(let v): String(v)
-    case .signed(let v): String(v)
-    case .bool(let v): v ? "true" : "false"
-    case .text(let v): v
-    case .name(let v): v
-    case .pointer(let v): "0x" + String(v, radix: 16)
-    case .ipv4(let v): IPFormat.ipv4(v)
-    case .ipv6(let v): IPFormat.ipv6(v)
-    }
-  }
+  func text(_ value: DecodedValue) -> String { value.text }
 
   func json(_ value: DecodedValue) -> String {
     switch value {
@@ -122,5 +111,22 @@ public enum IPFormat {
     func hex(_ range: Range<Int>) -> String { groups[range].map { String($0, radix: 16) }.joined(separator: ":") }
     if bestStart < 0 { return hex(0..<8) }
     return hex(0..<bestStart) + "::" + hex((bestStart + bestLength)..<8)
+  }
+}
+
+extension DecodedValue {
+  /// The value as swtrace prints it: numbers in decimal, enums and probes by name, IPv4
+  /// dotted, IPv6 in RFC 5952 form, strings as text, pointers in hex.
+  public var text: String {
+    switch self {
+    case .unsigned(let v): String(v)
+    case .signed(let v): String(v)
+    case .bool(let v): v ? "true" : "false"
+    case .text(let v): v
+    case .name(let v): v
+    case .pointer(let v): "0x" + String(v, radix: 16)
+    case .ipv4(let v): IPFormat.ipv4(v)
+    case .ipv6(let v): IPFormat.ipv6(v)
+    }
   }
 }

@@ -257,18 +257,7 @@ public enum Exposition {
 /// Map keys and stored values as label text, the way swtrace prints them: numbers in
 /// decimal, enums and probes by name, IPv4 dotted, IPv6 in RFC 5952 form, strings as text.
 public enum LabelValue {
-  public static func text(_ value: DecodedValue) -> String {
-    switch value {
-    case .unsigned(let v): String(v)
-    case .signed(let v): String(v)
-    case .bool(let v): v ? "true" : "false"
-    case .text(let v): v
-    case .name(let v): v
-    case .pointer(let v): "0x" + String(v, radix: 16)
-    case .ipv4(let v): IPFormat.ipv4(v)
-    case .ipv6(let v): IPFormat.ipv6(v)
-    }
-  }
+  public static func text(_ value: DecodedValue) -> String { value.text }
 
   /// A stored value as a gauge value, when it is a number.
   public static func number(_ value: DecodedValue) -> Double? {

@@ -75,16 +75,29 @@ public final class TraceSession: @unchecked Sendable {
       } catch {
         if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(error.error) }
         let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
+        // Some kernel functions cannot be traced at all (variadic ones, more than 12
+        // arguments, struct returns): among many function attach points, skip them like
+        // functions that fail to attach. A refused tracepoint program is a pre-check bug.
+        if point.backend != .tracepoint, compiled.programs.count > 1 {
+          loadFailures.append((point.name, "the kernel refused to load it: \(error.error.description)"))
+          continue
+        }
         throw .programRejected(
           probe: point.name, clauseRange: compiledProgram.clauseRange, error.error, logTail: tail)
       }
     }
+    if programs.isEmpty, let first = loadFailures.first {
+      throw .nothingAttached(failures: ["\(first.0): \(first.1)"])
+    }
   }
+
+  /// Function attach points whose programs the kernel refused to load, with the reason.
+  private var loadFailures: [(String, String)] = []
 
   /// Attaches every loaded program. Attach points that fail are reported, not fatal, as long
   /// as at least one attaches.
   public func attach(progress: ((Int, Int) -> Void)? = nil) throws(RuntimeError) -> AttachReport {
-    var failed: [(String, String)] = []
+    var failed: [(String, String)] = loadFailures
     for (index, (compiledProgram, handle)) in programs.enumerated() {
       do {
         links.append(try attachOne(handle, compiledProgram.attachPoint))

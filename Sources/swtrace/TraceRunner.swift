@@ -50,6 +50,7 @@ struct TraceRunner {
   }
 
   func run() throws -> Int32 {
+    raiseOpenFileLimit()
     let session = TraceSession(compiled: compiled)
     defer { session.detach() }
     do {
@@ -184,6 +185,15 @@ struct TraceRunner {
       Console.error("cannot run the -c command: \(error)")
       throw ExitStatus.systemRefused
     }
+  }
+
+  /// Every program, map and link is a file descriptor: skb:* over 1,700 functions needs
+  /// about 3,500, more than the usual soft limit of 1,024.
+  func raiseOpenFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
   }
 
   func installSignalHandlers() {
