@@ -44,12 +44,7 @@ struct UserClauseChecker {
   mutating func step(_ statement: Statement) -> UserClause.Step? {
     guard case .expression(let expression) = statement.kind, case .call(let name, let arguments) = expression.kind
     else {
-      diagnostics.append(
-        Diagnostic(
-          "user-clause-statement",
-          "BEGIN, END and interval: clauses can only print(@map), clear(@map), print(\"text\") and exit()",
-          at: statement.range))
-      return nil
+      return unsupported(statement)
     }
     switch (name, arguments.first?.kind, arguments.count) {
     case ("print", .map(let access), 1):
@@ -61,13 +56,18 @@ struct UserClauseChecker {
     case ("exit", nil, 0):
       return .exit
     default:
-      diagnostics.append(
-        Diagnostic(
-          "user-clause-statement",
-          "BEGIN, END and interval: clauses can only print(@map), clear(@map), print(\"text\") and exit()",
-          at: statement.range))
-      return nil
+      return unsupported(statement)
     }
+  }
+
+  /// The one message for any statement these clauses cannot run.
+  mutating func unsupported(_ statement: Statement) -> UserClause.Step? {
+    diagnostics.append(
+      Diagnostic(
+        "user-clause-statement",
+        "BEGIN, END and interval: clauses can only print(@map), clear(@map), print(\"text\") and exit()",
+        at: statement.range))
+    return nil
   }
 
   mutating func mapIndex(_ access: MapAccess) -> Int? {
