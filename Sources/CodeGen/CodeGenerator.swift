@@ -24,7 +24,16 @@ public struct CodeGenerator: Sendable {
   /// instruction per event and keeps kernel addresses out of the output.
   public var recordsSkbAddress: Bool
 
-  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false) {
+  /// Whether kprobe and kretprobe programs read their probe id from the attach cookie, so that
+  /// the many functions of `skb:*` share a handful of programs and kprobe.multi links (one
+  /// per skb argument position) instead of one program and link each.
+  public var kprobeProgramsShareCode: Bool
+
+  public init(
+    types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false,
+    kprobeProgramsShareCode: Bool = false
+  ) {
+    self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.types = types
     self.ringBufferSize = ringBufferSize
     self.mapEntries = mapEntries
@@ -48,16 +57,17 @@ public struct CodeGenerator: Sendable {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
         let kernelObjects = kernelObjectLayouts(for: attachPoint)
+        let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
           tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
-          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] })
+          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie)
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,
             context: Self.context(for: attachPoint, types: types),
-            kernelObjects: kernelObjects, clauseRange: clause.range))
+            kernelObjects: kernelObjects, clauseRange: clause.range, probeFromCookie: fromCookie))
       }
     }
     if spec.usesTracking {

@@ -11,6 +11,9 @@ import SwtraceSyntax
 struct ProgramBuilder {
   let attachPoint: AttachPoint
   let probeID: UInt32
+  /// Whether the program reads its probe id from the attach cookie instead of having it as a
+  /// constant: then one program serves many functions through one kprobe.multi link.
+  let probeFromCookie: Bool
   let layouts: [SourceRange: EventLayout]
   let types: KernelTypes
   let maps: [MapDeclaration]
@@ -32,8 +35,9 @@ struct ProgramBuilder {
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
-    skbLayout: KernelObjectLayout? = nil
+    skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false
   ) {
+    self.probeFromCookie = probeFromCookie
     self.recordsSkbAddress = recordsSkbAddress
     self.skbLayout = skbLayout
     self.attachPoint = attachPoint
@@ -200,8 +204,15 @@ struct ProgramBuilder {
   }
 
   /// Probe and layout ids, padding, and the skb address (or 0) of the record in r8.
+  /// No temporaries are live here: the record is filled right after helper calls.
   mutating func storeHeaderTail(layoutID: UInt32, probeID: UInt32) {
-    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
+    if probeFromCookie {
+      asm.emit(.mov(.r1, Self.context))
+      asm.emit(.call(helper: HelperFunction.getAttachCookie.rawValue))
+      asm.emit(.store(.word, Self.record, offset: Int16(EventHeader.probeOffset), .r0))
+    } else {
+      asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
+    }
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layoutID)))
     // The padding and, without -o paths, the skb address are never read: not written either.
     if recordsSkbAddress {

@@ -33,6 +33,10 @@ public enum KernelCapabilities {
     return BackendSupport(available: available)
   }
 
+  /// Whether kprobe programs attach with kprobe.multi links on this kernel (asked only when
+  /// kprobes are there), so that code generation lets one program serve many functions.
+  public static var kprobesAttachInBulk: Bool { KprobeAttachMethod.current == .multiLink }
+
   /// Tracepoint name -> category, from tracefs (mounted on demand when running as root).
   public static func tracepointCategories() -> [String: String] {
     let candidates = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
@@ -56,4 +60,28 @@ public enum KernelCapabilities {
     }
     return result
   }
+}
+
+/// The kernel functions ftrace can hook (`available_filter_functions`), which are the ones a
+/// kprobe.multi link accepts: read once, nil when tracefs cannot be read.
+enum FtraceFunctions {
+  static let available: Set<String>? = {
+    let candidates = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+    let file = "/available_filter_functions"
+    var root = candidates.first { FileManager.default.isReadableFile(atPath: $0 + file) }
+    var mountedHere = false
+    if root == nil, mount("tracefs", candidates[0], "tracefs", 0, nil) == 0 {
+      root = candidates[0]
+      mountedHere = true
+    }
+    defer { if mountedHere { umount(candidates[0]) } }
+    guard let root, let data = FileManager.default.contents(atPath: root + file) else { return nil }
+    // Lines are `name` or `name [module]`; only the name matters here.
+    var names = Set<String>()
+    for line in data.split(separator: UInt8(ascii: "\n")) {
+      let name = line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+      if !name.isEmpty { names.insert(String(decoding: name, as: UTF8.self)) }
+    }
+    return names.isEmpty ? nil : names
+  }()
 }

@@ -41,7 +41,7 @@ public struct AttachReport: Sendable {
 public final class TraceSession: @unchecked Sendable {
   public let compiled: CompiledSpec
   private var maps: [MapHandle] = []
-  private var programs: [(CompiledProgram, ProgramHandle)] = []
+  private var programs: [LoadedProgram] = []
   private var links: [LinkHandle] = []
   private var reader: RingBufferReader?
 
@@ -65,13 +65,14 @@ public final class TraceSession: @unchecked Sendable {
         throw .mapCreationFailed(name: description.name, error)
       }
     }
-    for compiledProgram in compiled.programs {
+    for group in compiled.programGroups {
+      let compiledProgram = group[0]
       let bytes = patchedBytes(compiledProgram.program)
       let point = compiledProgram.attachPoint
       do {
         let handle = try ProgramHandle(
           type: Self.programType(point), name: "swt_" + point.name, instructions: bytes)
-        programs.append((compiledProgram, handle))
+        programs.append(LoadedProgram(members: group, handle: handle))
       } catch {
         if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(error.error) }
         let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
@@ -79,7 +80,9 @@ public final class TraceSession: @unchecked Sendable {
         // arguments, struct returns): among many function attach points, skip them like
         // functions that fail to attach. A refused tracepoint program is a pre-check bug.
         if point.backend != .tracepoint, compiled.programs.count > 1 {
-          loadFailures.append((point.name, "the kernel refused to load it: \(error.error.description)"))
+          for member in group {
+            loadFailures.append((member.attachPoint.name, "the kernel refused to load it: \(error.error.description)"))
+          }
           continue
         }
         throw .programRejected(
@@ -91,25 +94,86 @@ public final class TraceSession: @unchecked Sendable {
     }
   }
 
+  /// One loaded program and the attach points it serves: one, or with probe ids from attach
+  /// cookies, every attach point whose program has the same code.
+  private struct LoadedProgram {
+    var members: [CompiledProgram]
+    var handle: ProgramHandle
+  }
+
   /// Function attach points whose programs the kernel refused to load, with the reason.
   private var loadFailures: [(String, String)] = []
 
   /// Attaches every loaded program. Attach points that fail are reported, not fatal, as long
-  /// as at least one attaches.
+  /// as at least one attaches. `progress` sees attach points done and their total.
   public func attach(progress: ((Int, Int) -> Void)? = nil) throws(RuntimeError) -> AttachReport {
     var failed: [(String, String)] = loadFailures
-    for (index, (compiledProgram, handle)) in programs.enumerated() {
-      do {
-        links.append(try attachOne(handle, compiledProgram.attachPoint))
-      } catch {
-        failed.append((compiledProgram.attachPoint.name, error.description))
+    var attachedPoints = 0
+    var done = 0
+    let total = programs.reduce(0) { $0 + $1.members.count }
+    for loaded in programs {
+      if loaded.members.count == 1, !loaded.members[0].probeFromCookie {
+        let point = loaded.members[0].attachPoint
+        do {
+          links.append(try attachOne(loaded.handle, point))
+          attachedPoints += 1
+        } catch {
+          failed.append((point.name, error.description))
+        }
+      } else {
+        let outcome = attachShared(loaded)
+        links += outcome.links
+        attachedPoints += outcome.attached
+        failed += outcome.failed
       }
-      progress?(index + 1, programs.count)
+      done += loaded.members.count
+      progress?(done, total)
     }
     if links.isEmpty, !programs.isEmpty {
       throw .nothingAttached(failures: failed.map { "\($0.0): \($0.1)" })
     }
-    return AttachReport(attached: links.count, failed: failed)
+    return AttachReport(attached: attachedPoints, failed: failed)
+  }
+
+  /// Attaches one shared kprobe program to all its functions with kprobe.multi links, each
+  /// function's probe id as its cookie. The kernel refuses a whole link when one function
+  /// cannot be traced, so functions ftrace does not list are left out first, and a refused
+  /// link is split in halves to find the rest, within a bounded number of tries.
+  private func attachShared(_ loaded: LoadedProgram) -> (links: [LinkHandle], attached: Int, failed: [(String, String)]) {
+    let traceable = FtraceFunctions.available
+    var failed: [(String, String)] = []
+    var candidates: [CompiledProgram] = []
+    for member in loaded.members {
+      if let traceable, !traceable.contains(member.attachPoint.name) {
+        failed.append((member.attachPoint.name, "not in ftrace's available_filter_functions (notrace, inlined, or renamed by the compiler)"))
+      } else {
+        candidates.append(member)
+      }
+    }
+    var links: [LinkHandle] = []
+    var attached = 0
+    var triesLeft = 64
+    var pending: [ArraySlice<CompiledProgram>] = candidates.isEmpty ? [] : [candidates[...]]
+    let isReturn = loaded.members[0].attachPoint.backend == .kretprobe
+    while let batch = pending.popLast() {
+      triesLeft -= 1
+      do {
+        links.append(
+          try LinkHandle.attachKprobeMulti(
+            loaded.handle, functions: batch.map(\.attachPoint.name), cookies: batch.map { UInt64($0.probeID) },
+            isReturn: isReturn))
+        attached += batch.count
+      } catch {
+        if batch.count == 1 || triesLeft <= 0 {
+          failed += batch.map { ($0.attachPoint.name, error.description) }
+        } else {
+          let middle = batch.startIndex + batch.count / 2
+          pending.append(batch[middle...])
+          pending.append(batch[..<middle])
+        }
+      }
+    }
+    return (links, attached, failed)
   }
 
   private func attachOne(_ handle: ProgramHandle, _ point: AttachPoint) throws(SystemError) -> LinkHandle {
@@ -184,7 +248,11 @@ public final class TraceSession: @unchecked Sendable {
 
   /// Kernel statistics of each loaded program (instruction counts, run time when enabled).
   public func programInfo() -> [(probe: String, info: ProgramInfo)] {
-    programs.compactMap { entry in entry.1.info().map { (entry.0.attachPoint.name, $0) } }
+    programs.compactMap { loaded in
+      let name = loaded.members[0].attachPoint.name
+      let label = loaded.members.count == 1 ? name : "\(name) and \(loaded.members.count - 1) more"
+      return loaded.handle.info().map { (label, $0) }
+    }
   }
 
   /// Detaches every program but keeps maps, so events and counters can still be read.
@@ -198,7 +266,7 @@ public final class TraceSession: @unchecked Sendable {
     for link in links { link.detach() }
     links.removeAll()
     reader = nil
-    for (_, program) in programs { program.close() }
+    for loaded in programs { loaded.handle.close() }
     programs.removeAll()
     for map in maps { map.close() }
     maps.removeAll()
