@@ -75,7 +75,7 @@ enum FtraceFunctions {
       mountedHere = true
     }
     defer { if mountedHere { umount(candidates[0]) } }
-    guard let root, let data = FileManager.default.contents(atPath: root + file) else { return nil }
+    guard let root, let data = readWholeFile(root + file) else { return nil }
     // Lines are `name` or `name [module]`; only the name matters here.
     var names = Set<String>()
     for line in data.split(separator: UInt8(ascii: "\n")) {
@@ -84,4 +84,20 @@ enum FtraceFunctions {
     }
     return names.isEmpty ? nil : names
   }()
+
+  /// Reads a file to its end. tracefs files report a size of 0 and are produced as they are
+  /// read, so reading by the reported size gets nothing or a first page.
+  static func readWholeFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if count < 0, errno == EINTR { continue }
+      guard count > 0 else { return count == 0 ? result : nil }
+      result += chunk[0..<count]
+    }
+  }
 }
