@@ -97,8 +97,10 @@ public struct CodeGenerator: Sendable {
     let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var maps = [
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
-      MapDescription(name: "lost", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1),
-      MapDescription(name: "full", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: max(1, spec.maps.count)),
+      // Counters of rare events, one value each, updated in place through the value's
+      // address (no lookup): an atomic add on a shared line costs nothing while nothing is lost.
+      MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1),
+      MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
       MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
     ]
     for map in spec.maps {

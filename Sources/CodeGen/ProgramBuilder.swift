@@ -253,19 +253,11 @@ struct ProgramBuilder {
     incrementCounter(in: StandardMap.lost, index: 0)
   }
 
-  /// Adds one to slot `index` of a per-CPU counter array.
+  /// Adds one to the `index`th counter of a one-entry array map, addressed directly.
   mutating func incrementCounter(in map: Int32, index: Int32) {
-    let slot = frame.allocate(4)
-    asm.emit(.storeImmediate(.word, .fp, offset: slot, index))
-    asm.emit(.loadMapFD(.r1, fd: map))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(slot)))
-    asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
-    let skip = asm.newLabel()
-    asm.jump(if: .eq, .r0, .immediate(0), to: skip)
-    asm.emit(.mov(.r1, 1))
-    asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
-    asm.bind(skip)
+    asm.emit(.loadMapValue(.r1, fd: map, offset: 8 * index))
+    asm.emit(.mov(.r2, 1))
+    asm.emit(.atomic(.add, .double, .r1, offset: 0, .r2))
   }
 
   /// Writes one value into the record at its field; kernel memory is read straight into the

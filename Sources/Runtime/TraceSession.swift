@@ -207,7 +207,7 @@ public final class TraceSession: @unchecked Sendable {
     reader?.drain()
   }
 
-  /// Events the kernel could not write because the ring buffer was full, over all CPUs.
+  /// Events the kernel could not write because the ring buffer was full.
   public var lostEvents: UInt64 {
     guard maps.count > Int(StandardMap.lost),
       let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0])
@@ -230,16 +230,18 @@ public final class TraceSession: @unchecked Sendable {
     for key in maps[position].keys() { maps[position].delete(key) }
   }
 
-  /// Updates refused because a map was full, per user map, summed over CPUs.
+  /// Updates refused because a map was full, per user map.
   public func fullMapCounts() -> [UInt64] {
-    guard maps.count > Int(StandardMap.full) else { return [] }
+    guard maps.count > Int(StandardMap.full), let value = maps[Int(StandardMap.full)].lookup([0, 0, 0, 0]) else {
+      return []
+    }
     return compiled.userMaps.indices.map { index in
-      let key = withUnsafeBytes(of: UInt32(index).littleEndian, Array.init)
-      guard let value = maps[Int(StandardMap.full)].lookup(key) else { return 0 }
-      return Self.sumPerCPU(value)
+      guard value.count >= 8 * (index + 1) else { return 0 }
+      return Self.sumPerCPU(Array(value[8 * index..<8 * (index + 1)]))
     }
   }
 
+  /// The sum of the little-endian u64s in `value`: one per CPU of a per-CPU map, or just one.
   static func sumPerCPU(_ value: [UInt8]) -> UInt64 {
     stride(from: 0, to: value.count - 7, by: 8).reduce(UInt64(0)) { sum, offset in
       sum &+ value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -275,7 +277,10 @@ public final class TraceSession: @unchecked Sendable {
   /// The encoded program with map indices replaced by the descriptors of the created maps.
   private func patchedBytes(_ program: Program) -> [UInt8] {
     var raw = program.encoded()
-    for index in raw.indices where raw[index].opcode == 0x18 && raw[index].src == OpcodeBits.pseudoMapFD {
+    for index in raw.indices
+    where raw[index].opcode == 0x18
+      && (raw[index].src == OpcodeBits.pseudoMapFD || raw[index].src == OpcodeBits.pseudoMapValue)
+    {
       let mapIndex = Int(raw[index].immediate)
       raw[index].immediate = maps[mapIndex].rawDescriptor
     }
