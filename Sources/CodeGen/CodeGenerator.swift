@@ -52,6 +52,12 @@ public struct CodeGenerator: Sendable {
     }
     var programs: [CompiledProgram] = []
     var probeNames: [String] = []
+    // An array entry cannot be deleted: maps the spec deletes from stay hash maps.
+    let deleted = Set(spec.clauses.flatMap { deletedMaps($0.actions) })
+    var directlyIndexed: [Int: Int] = [:]
+    for (index, map) in spec.maps.enumerated() where !deleted.contains(index) {
+      directlyIndexed[index] = MapLayout.directIndexEntries(map)
+    }
     for clause in spec.clauses {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
@@ -61,7 +67,8 @@ public struct CodeGenerator: Sendable {
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
           tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
-          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie)
+          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
+          directlyIndexedMaps: Set(directlyIndexed.keys))
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
@@ -83,7 +90,7 @@ public struct CodeGenerator: Sendable {
         let range = spec.clauses.first?.range ?? SourceRange.at(0)
         var builder = ProgramBuilder(
           attachPoint: point, probeID: UInt32(probeNames.count), layouts: [:], types: types, maps: spec.maps,
-          tracking: true)
+          tracking: true, directlyIndexedMaps: Set(directlyIndexed.keys))
         probeNames.append(name)
         let program = try builder.build(CheckedClause(attachPoints: [point], filter: nil, actions: [], range: range))
         programs.append(
@@ -103,15 +110,34 @@ public struct CodeGenerator: Sendable {
       MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
       MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
     ]
-    for map in spec.maps {
+    for (index, map) in spec.maps.enumerated() {
+      let name = map.name.isEmpty ? "at" : map.name
+      if let entries = directlyIndexed[index] {
+        maps.append(
+          MapDescription(
+            name: name, kind: .perCPUArray, keySize: 4, valueSize: MapLayout.valueSize(map), maxEntries: entries))
+        continue
+      }
       maps.append(
         MapDescription(
-          name: map.name.isEmpty ? "at" : map.name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
+          name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
     return CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
-      ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses)
+      ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
+      directlyIndexedMaps: directlyIndexed)
+  }
+
+  /// The maps a clause's actions delete entries from.
+  func deletedMaps(_ actions: [Action]) -> [Int] {
+    actions.flatMap { action -> [Int] in
+      switch action {
+      case .mapDelete(let map, _, _): [map]
+      case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
+      case .print, .exit, .mapUpdate, .track: []
+      }
+    }
   }
 
   /// Every print statement of a clause, in source order, with its values.

@@ -87,6 +87,9 @@ public struct CompiledSpec: Hashable, Sendable {
   /// The spec's maps; user map i is BPF map `StandardMap.firstUserMap + i`.
   public var userMaps: [MapDeclaration]
   public var userClauses: [UserClause]
+  /// User maps kept in per-CPU arrays indexed directly (index -> entries), see
+  /// `MapLayout.directIndexEntries`; the others are hash maps.
+  public var directlyIndexedMaps: [Int: Int] = [:]
 }
 
 extension CompiledSpec {

@@ -14,6 +14,8 @@ struct ProgramBuilder {
   /// Whether the program reads its probe id from the attach cookie instead of having it as a
   /// constant: then one program serves many functions through one kprobe.multi link.
   let probeFromCookie: Bool
+  /// User maps held in per-CPU arrays indexed by bucket (`MapLayout.directIndexEntries`).
+  let directlyIndexedMaps: Set<Int>
   let layouts: [SourceRange: EventLayout]
   let types: KernelTypes
   let maps: [MapDeclaration]
@@ -35,9 +37,10 @@ struct ProgramBuilder {
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
-    skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false
+    skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = []
   ) {
     self.probeFromCookie = probeFromCookie
+    self.directlyIndexedMaps = directlyIndexedMaps
     self.recordsSkbAddress = recordsSkbAddress
     self.skbLayout = skbLayout
     self.attachPoint = attachPoint

@@ -217,17 +217,37 @@ public final class TraceSession: @unchecked Sendable {
 
   /// Every entry of the spec's map `index` (in `CompiledSpec.userMaps` order): raw key bytes,
   /// and value bytes (one 8-byte-aligned slot per possible CPU for per-CPU maps).
+  /// Maps held in per-CPU arrays read as if they were hash maps: each used entry with its
+  /// index as the key a hash map would have (8 bytes), unused (zero) entries left out.
   public func userMapEntries(_ index: Int) -> [(key: [UInt8], value: [UInt8])] {
     let position = Int(StandardMap.firstUserMap) + index
     guard position < maps.count else { return [] }
-    return maps[position].entries()
+    guard let entries = compiled.directlyIndexedMaps[index] else { return maps[position].entries() }
+    return (0..<entries).compactMap { entry in
+      guard let value = maps[position].lookup(Self.arrayKey(entry)), value.contains(where: { $0 != 0 }) else {
+        return nil
+      }
+      return (withUnsafeBytes(of: UInt64(entry).littleEndian, Array.init), value)
+    }
   }
 
-  /// Empties the spec's map `index`.
+  /// Empties the spec's map `index` (array entries are zeroed, on every CPU).
   public func clearUserMap(_ index: Int) {
     let position = Int(StandardMap.firstUserMap) + index
     guard position < maps.count else { return }
-    for key in maps[position].keys() { maps[position].delete(key) }
+    guard let entries = compiled.directlyIndexedMaps[index] else {
+      for key in maps[position].keys() { maps[position].delete(key) }
+      return
+    }
+    for entry in 0..<entries {
+      let key = Self.arrayKey(entry)
+      guard let value = maps[position].lookup(key), value.contains(where: { $0 != 0 }) else { continue }
+      try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
+    }
+  }
+
+  static func arrayKey(_ entry: Int) -> [UInt8] {
+    withUnsafeBytes(of: UInt32(entry).littleEndian, Array.init)
   }
 
   /// Updates refused because a map was full, per user map.
