@@ -60,6 +60,12 @@ struct ProgramBuilder {
 
   mutating func build(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     asm.currentRange = clause.range
+    if case .integer(0)? = clause.filter?.kind, !tracking {
+      // A filter that is always false: the program does nothing, and has no dead code either.
+      asm.emit(.mov(.r0, 0))
+      asm.emit(.exit)
+      return try finishProgram(clause)
+    }
     asm.emit(.mov(Self.context, .r1))
     if tracking || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
       guard let index = attachPoint.skbArgument else {
@@ -74,13 +80,6 @@ struct ProgramBuilder {
       asm.jump(if: .eq, Self.skb, .immediate(0), to: done)
     }
     let body = asm.newLabel()
-    if case .integer(0)? = clause.filter?.kind, !tracking {
-      // A filter that is always false: the program does nothing, and has no dead code either.
-      asm.currentRange = clause.range
-      asm.emit(.mov(.r0, 0))
-      asm.emit(.exit)
-      return try finishProgram(clause)
-    }
     if let filter = clause.filter, filter.kind != .integer(1) {
       asm.currentRange = filter.range
       if tracking {

@@ -259,7 +259,8 @@ struct ClauseContext {
   }
 
   /// A condition: non-boolean values are compared with zero, as in C.
-  func condition(_ expression: TypedExpr) -> TypedExpr {
+  func condition(_ unfolded: TypedExpr) -> TypedExpr {
+    let expression = ConstantFolding.folded(unfolded)
     if case .integer(let value) = expression.kind {
       return TypedExpr(.integer(value != 0 ? 1 : 0), type: .bool, range: expression.range)
     }

@@ -34,6 +34,9 @@ private struct CompileFailure: Error {}
     ("filter-and-or", "tracepoint:net:netif_receive_skb /(len > 100 && len < 1500) || mark == 0xdeadbeef/ { print(len, mark) }"),
     ("device-and-namespace", "skb:net_dev_xmit { print(ifname, ifindex, netns, gso_size, gso_segs) }"),
     ("conditional-print", "skb:kfree_skb { if (len > 1000) { print(len) } else { print(reason) } }"),
+    // A filter that folds to false leaves nothing but the return, whatever the block reads.
+    ("never-true-filter", "tracepoint:net:netif_receive_skb /1 > 2/ < print(len) >"),
+    ("keyless-aggregations", "tracepoint:net:netif_receive_skb { @c[ifname] = count(); @h = hist(len) }"),
   ]
 
   @Test(arguments: specs.map(\.name))

@@ -55,5 +55,5 @@ awk '
   END {
     if (fa <= 0) { print "VMBENCH ratios: no fentry baseline"; exit }
     for (i = 1; i <= NR; i++)
-      printf "VMBENCH ratio %-14s / fentry: load %.2fx  attach %.2fx  detach %.2fx\n", label[i], lo[i] / fl, at[i] / fa, (fd > 0 ? de[i] / fd : 0)
+      printf "VMBENCH ratio %-14s / fentry: load %.3fx  attach %.3fx  detach %.3fx\n", label[i], lo[i] / fl, at[i] / fa, (fd > 0 ? de[i] / fd : 0)
   }' "$RESULTS"
