@@ -297,7 +297,6 @@ fi
 
 # ---------------------------------------------------------------- 5. front end
 
-log "5/5 front end: swtrace check specs/*.spec; swtrace check versus bpftrace --emit-elf for case c"
 SPECS=("$ROOT"/specs/*.spec)
 frontend() { # name runs command...
   local name=$1 runs=$2
@@ -317,6 +316,7 @@ frontend() { # name runs command...
   fi
 }
 if wanted frontend; then
+  log "5/5 front end: swtrace check specs/*.spec; swtrace check versus bpftrace --emit-elf for case c"
   "$SWTRACE" check "${SPECS[@]}" >/dev/null 2>&1 || die "swtrace check specs/*.spec failed"
   frontend swtrace_check_specs $((REPEATS * 2)) "$SWTRACE" check "${SPECS[@]}"
   record "{\"section\":\"frontend_specs\",\"count\":${#SPECS[@]},\"programs\":$("$SWTRACE" check "${SPECS[@]}" 2>&1 |
