@@ -687,7 +687,7 @@ struct ClauseContext {
       diagnostics.append(
         Diagnostic(
           "operator-type-mismatch",
-          "'in' needs an address and a prefix of the same family, but '\(sourceText(address.range))' is a \(address.type) and '\(sourceText(prefix.range))' \(family) prefix",
+          "'in' needs an address and a prefix of the same family, but '\(sourceText(address.range))' is \(Self.article(address.type)) and '\(sourceText(prefix.range))' \(family) prefix",
           at: range))
       return nil
     }

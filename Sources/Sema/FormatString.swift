@@ -115,7 +115,7 @@ public struct FormatString: Hashable, Sendable {
         }
         conversion.precision = number() ?? 0
       }
-      while index < bytes.count, "hlLqjzt".utf8.contains(bytes[index]) { index += 1 }
+      while index < bytes.count, "hlLjzt".utf8.contains(bytes[index]) { index += 1 }
       let end = min(index + 1, bytes.count)
       let range = SourceRange(offsets[start], offsets[end])
       let spelled = String(decoding: bytes[start..<end], as: UTF8.self)
