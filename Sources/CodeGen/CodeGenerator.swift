@@ -141,6 +141,9 @@ public struct CodeGenerator: Sendable {
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
     case .variable where expression.type.storageSize > 8: return (expression.type.storageSize + 7) / 8 * 8
+    case .variable:
+      // A short string variable is copied whole from its 8-byte slot.
+      if case .string = expression.type { return 8 }
     default: break
     }
     switch expression.type {

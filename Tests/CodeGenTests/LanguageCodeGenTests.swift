@@ -57,10 +57,10 @@ private struct LanguageCompileFailure: Error {}
     let (compiled, _) = try compileSpec(
       #"""
       skb:* /ip6.saddr != ::1 || ip.saddr in 10.0.0.0/8/ {
-        $a = ip6.daddr; $name = ifname; $n = (s16)len
+        $a = ip6.daddr; $name = ifname; $n = (s16)len; $short = "small"
         $ip = (struct iphdr *)(skb->head + skb->network_header)
         if ($a == fd00::1 || $name == "lo") { $n = $n + 1 }
-        printf("%s %s %d %x %c %p %u\n", $a, $name, $n, $ip->ttl, skb->cb[mark % 48], skb->head, skb->cb[3])
+        printf("%s %s %s %d %x %c %p %u\n", $short, $a, $name, $n, $ip->ttl, skb->cb[mark % 48], skb->head, skb->cb[3])
         @by[$a, $name] = count()
       }
       """#)
