@@ -54,7 +54,7 @@ extension ProgramBuilder {
     case .load(let base, let baseOffset, 16, nil):
       try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
       return
-    case .variable(let slot) where size > 8:
+    case .variable(let slot) where size > 8 || Self.isString(value.type):
       let source = variableSlots[slot]
       copy(from: source.offset, size: min(size, source.size), to: .fp, at: Int(offset))
       for chunk in stride(from: source.size, to: size, by: 8) {

@@ -297,7 +297,7 @@ struct ProgramBuilder {
         asm.emit(.storeImmediate(.double, Self.record, offset: Int16(field.offset + chunk), 0))
       }
       return
-    case .variable(let slot) where field.size > 8:
+    case .variable(let slot) where field.size > 8 || Self.isString(value.type):
       copy(from: variableSlots[slot].offset, size: min(field.size, variableSlots[slot].size), to: Self.record, at: field.offset)
       return
     case .bytes(let bytes):
@@ -540,6 +540,12 @@ struct ProgramBuilder {
     if case .load(_, _, let size, _) = expression.kind { return size }
     if case .integer(let bytes, _) = expression.type { return bytes }
     return 8
+  }
+
+  /// Strings are copied byte for byte, never through a register.
+  static func isString(_ type: ValueType) -> Bool {
+    if case .string = type { return true }
+    return false
   }
 
   func isSigned(_ type: ValueType) -> Bool {

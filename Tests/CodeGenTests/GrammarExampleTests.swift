@@ -45,10 +45,12 @@ func referenceExamples() throws -> [ReferenceExample] {
 /// type-checks, compiles and passes the verifier pre-check against a fixture kernel.
 @Suite struct GrammarExamples {
   static let release = "6.12.117+deb12-amd64"
+  /// Loaded once for all examples.
+  static let types = Result { try KernelTypes.load(path: try Fixtures.btfPath(release)) }
 
   @Test(arguments: try referenceExamples().filter { !$0.attributes.contains("syntax-only") })
   func exampleCompiles(example: ReferenceExample) throws {
-    let types = try KernelTypes.load(path: try Fixtures.btfPath(Self.release))
+    let types = try Self.types.get()
     // Function backends make skb:* thousands of programs: only examples that need them get them.
     let support: BackendSupport = example.attributes.contains("functions") ? .all : .tracepointsOnly
     let resolver = ProbeResolver(

@@ -67,6 +67,13 @@ private struct LanguageCompileFailure: Error {}
     #expect(compiled.programs.count >= 25)
   }
 
+  /// A string read before a longer one is assigned is copied from the grown slot.
+  @Test func stringVariablesGrow() throws {
+    let (compiled, _) = try compileSpec(
+      #"skb:net_dev_queue { $s = "ab"; print($s); @k[$s] = count(); $s = comm; if ($s == "ping") { printf("%s\n", $s) } }"#)
+    #expect(compiled.layouts.map { $0.fields.map(\.size) } == [[8], [16]])
+  }
+
   @Test func printfLayoutCarriesTheFormat() throws {
     let (compiled, _) = try compileSpec(#"skb:net_dev_queue { $s = "abcdefghij"; printf("%s %d\n", $s, len); print(len) }"#)
     #expect(compiled.layouts.count == 2)
