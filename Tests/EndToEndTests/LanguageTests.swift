@@ -41,6 +41,11 @@ struct LanguageEndToEndTests {
       "net_dev_queue payload=\(payload) size=\(payload > 150 ? "big  " : "small")| ttl=64 proto=17 dst=\(pair.addressB) dev=st mark=0x7a77\n"
     }
     #expect(printfTexts(run.result.stdout).sorted() == expected.sorted(), "\(run)")
+
+    // In text output the formatted text is the whole line.
+    let textRun = try TracedTraffic.run(spec: spec, arguments: [], bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!textRun.result.timedOut && textRun.result.status == 0, "\(textRun)")
+    #expect(textRun.result.stdoutLines.sorted() == expected.map { String($0.dropLast()) }.sorted(), "\(textRun)")
   }
 
   @Test("IPv6 filters compare with IPv6 literals and prefixes")
