@@ -370,12 +370,19 @@ struct ClauseContext {
       guard let operand = value(operandExpression) else { return nil }
       return cast(operand, to: typeName, range: range).map(Reference.value)
     case .call(let name, _):
-      var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
       if Self.aggregationNames.contains(name) {
-        diagnostic.notes.append(.init(.help, "\(name)() is an aggregate: assign it to a map, such as @name[key] = \(name)(...)"))
-      } else if ["print", "printf", "exit", "track", "delete", "clear"].contains(name) {
-        diagnostic.notes.append(.init(.help, "\(name)() is a statement, not a value"))
-      } else if let best = closestName(to: name, among: ["ksym"]) {
+        diagnostics.append(
+          Diagnostic(
+            "unknown-function", "\(name)() is an aggregate, not a value: it can only be assigned to a map", at: range,
+            notes: [.init(.help, "for example: @name[key] = \(name)(\(name == "count" ? "" : name == "lhist" ? "len, 0, 1500, 100" : "len"))")]))
+        return nil
+      }
+      if ["print", "printf", "exit", "track", "delete", "clear"].contains(name) {
+        diagnostics.append(Diagnostic("unknown-function", "\(name)() is a statement, not a value", at: range))
+        return nil
+      }
+      var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
+      if let best = closestName(to: name, among: ["ksym"]) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
       }
       diagnostics.append(diagnostic)

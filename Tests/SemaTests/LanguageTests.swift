@@ -48,6 +48,11 @@ private func actions(_ text: String) throws -> [Action] {
     ("cast-string", "skb:* { print((u32)ifname) }"),
     ("index-out-of-bounds", "skb:* { print(skb->cb[48]) }"),
     ("index-needs-array", "skb:* { print(len[0]) }"),
+    ("index-type", "skb:* { print(skb->cb[ifname]) }"),
+    ("unsupported-cast", "skb:* { print(((struct sk_buff **)skb)[0]) }"),
+    ("unknown-function", "skb:* { print(cnt(len)) }"),
+    ("aggregate-as-value", "skb:* { print(count()) }"),
+    ("printf-in-end-with-values", #"skb:* { @n = count() } END { printf("%d\n") }"#),
   ]
 
   @Test(arguments: cases.map(\.name))
