@@ -48,6 +48,17 @@ struct LanguageEndToEndTests {
     #expect(textRun.result.stdoutLines.sorted() == expected.map { String($0.dropLast()) }.sorted(), "\(textRun)")
   }
 
+  @Test("swtrace-pktgen sends IPv6 only to ::1 and fd00:200::/32")
+  func pktgenRefusesForeignIPv6() throws {
+    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    for destination in ["2001:db8::1", "fe80::1", "fd00::1", "fd00:201::1", "::", "::ffff:8.8.8.8"] {
+      let result = try ProcessRunner.run(pktgen, ["udp", "--dst", destination, "--port", "9", "--count", "1"], timeout: 10)
+      #expect(result.status == 2, "\(result)")
+      #expect(result.stderr.contains("refusing --dst \(destination)"), "\(result)")
+      #expect(result.stdout.isEmpty, "nothing may be sent: \(result)")
+    }
+  }
+
   @Test("IPv6 filters compare with IPv6 literals and prefixes")
   func ipv6LiteralFilters() throws {
     if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
