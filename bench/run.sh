@@ -10,6 +10,8 @@
 #                    building with `swift build -c release --scratch-path .build-bench`
 #   REPEATS          runs per measurement (default 5; start-up uses REPEATS+2)
 #   RATES            offered rates for the delivery test (default "10000 25000 50000 100000 200000")
+#   SECTIONS         which sections to run (default "startup kernel delivery frontend"); the
+#                    report says n/a for the others
 #
 # Traffic: UDP datagrams from swtrace-pktgen to 127.0.0.1:9999 (nothing listens there), every
 # send bounded by --count and --max-seconds. kernel.bpf_stats_enabled is set to 1 for the
@@ -25,7 +27,10 @@ START_REPEATS=$((REPEATS + 2))
 PORT=9999
 DST=127.0.0.1
 
+SECTIONS=${SECTIONS:-"startup kernel delivery frontend"}
+
 log() { printf 'bench: %s\n' "$*" >&2; }
+wanted() { [[ " $SECTIONS " == *" $1 "* ]]; }
 die() { log "$*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "needs root (BPF, SO_MARK, sysctl)"
@@ -161,13 +166,15 @@ startup_run() { # tool case rep
 \"status\":$status,\"attached\":${attached:-0}}"
 }
 
-log "1/5 start-up: $START_REPEATS runs of each case, swtrace and bpftrace interleaved"
-for rep in $(seq 1 "$START_REPEATS"); do
-  for case in a b c; do
-    startup_run swtrace "$case" "$rep"
-    startup_run bpftrace "$case" "$rep"
+if wanted startup; then
+  log "1/5 start-up: $START_REPEATS runs of each case, swtrace and bpftrace interleaved"
+  for rep in $(seq 1 "$START_REPEATS"); do
+    for case in a b c; do
+      startup_run swtrace "$case" "$rep"
+      startup_run bpftrace "$case" "$rep"
+    done
   done
-done
+fi
 
 # ---------------------------------------------------------------- 2+3. in-kernel cost, size
 
@@ -237,17 +244,19 @@ kernel_session() { # tool case
   rm -f "$TOOL_OUT"
 }
 
-log "2/5 in-kernel cost and 3/5 program size: kernel.bpf_stats_enabled=1 during this section"
-STATS_SAVED=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -q -w kernel.bpf_stats_enabled=1
-for case in floor a b c; do
-  for tool in swtrace bpftrace; do
-    log "  $tool $case"
-    kernel_session "$tool" "$case"
+if wanted kernel; then
+  log "2/5 in-kernel cost and 3/5 program size: kernel.bpf_stats_enabled=1 during this section"
+  STATS_SAVED=$(sysctl -n kernel.bpf_stats_enabled)
+  sysctl -q -w kernel.bpf_stats_enabled=1
+  for case in floor a b c; do
+    for tool in swtrace bpftrace; do
+      log "  $tool $case"
+      kernel_session "$tool" "$case"
+    done
   done
-done
-sysctl -q -w kernel.bpf_stats_enabled="$STATS_SAVED"
-STATS_SAVED=""
+  sysctl -q -w kernel.bpf_stats_enabled="$STATS_SAVED"
+  STATS_SAVED=""
+fi
 
 # ---------------------------------------------------------------- 4. event delivery
 
@@ -275,14 +284,16 @@ delivery_run() { # tool rate rep
 \"seconds\":$(python3 -c "print(round($t1 - $t0, 4))"),\"samples\":${samples:-0},\"lost\":${lost:--1}}"
 }
 
-log "4/5 event delivery: rates $RATES, $REPEATS runs each"
-for rep in $(seq 1 "$REPEATS"); do
-  for rate in $RATES; do
-    delivery_run swtrace "$rate" "$rep"
-    delivery_run bpftrace "$rate" "$rep"
+if wanted delivery; then
+  log "4/5 event delivery: rates $RATES, $REPEATS runs each"
+  for rep in $(seq 1 "$REPEATS"); do
+    for rate in $RATES; do
+      delivery_run swtrace "$rate" "$rep"
+      delivery_run bpftrace "$rate" "$rep"
+    done
+    log "  run $rep of $REPEATS done"
   done
-  log "  run $rep of $REPEATS done"
-done
+fi
 
 # ---------------------------------------------------------------- 5. front end
 
@@ -305,12 +316,14 @@ frontend() { # name runs command...
     record "{\"section\":\"frontend\",\"name\":\"$name\",\"tool\":\"loop\",\"times\":[$(IFS=,; echo "${times[*]}")]}"
   fi
 }
-"$SWTRACE" check "${SPECS[@]}" >/dev/null 2>&1 || die "swtrace check specs/*.spec failed"
-frontend swtrace_check_specs $((REPEATS * 2)) "$SWTRACE" check "${SPECS[@]}"
-record "{\"section\":\"frontend_specs\",\"count\":${#SPECS[@]},\"programs\":$("$SWTRACE" check "${SPECS[@]}" 2>&1 |
-  sed -n 's/.*: ok (\([0-9]*\) programs*)$/\1/p' | awk '{s += $1} END {print s + 0}')}"
-frontend swtrace_check_c $((REPEATS * 2)) "$SWTRACE" check -e "${SW[c]}"
-frontend bpftrace_emit_elf_c "$REPEATS" bpftrace --emit-elf "$WORK/c.elf" "$WORK/c.bt"
+if wanted frontend; then
+  "$SWTRACE" check "${SPECS[@]}" >/dev/null 2>&1 || die "swtrace check specs/*.spec failed"
+  frontend swtrace_check_specs $((REPEATS * 2)) "$SWTRACE" check "${SPECS[@]}"
+  record "{\"section\":\"frontend_specs\",\"count\":${#SPECS[@]},\"programs\":$("$SWTRACE" check "${SPECS[@]}" 2>&1 |
+    sed -n 's/.*: ok (\([0-9]*\) programs*)$/\1/p' | awk '{s += $1} END {print s + 0}')}"
+  frontend swtrace_check_c $((REPEATS * 2)) "$SWTRACE" check -e "${SW[c]}"
+  frontend bpftrace_emit_elf_c "$REPEATS" bpftrace --emit-elf "$WORK/c.elf" "$WORK/c.bt"
+fi
 
 # ---------------------------------------------------------------- report
 

@@ -26,6 +26,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
   case ringbufDiscard = 133
   case ktimeGetBootNanoseconds = 125
   case getFuncIP = 173
+  case getAttachCookie = 174
 
   public var name: String {
     switch self {
@@ -55,6 +56,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
     case .ringbufDiscard: "ringbuf_discard"
     case .ktimeGetBootNanoseconds: "ktime_get_boot_ns"
     case .getFuncIP: "get_func_ip"
+    case .getAttachCookie: "get_attach_cookie"
     }
   }
 }

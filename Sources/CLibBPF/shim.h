@@ -39,10 +39,11 @@ static inline int swt_link_create(int prog_fd, int target_fd, enum bpf_attach_ty
   return bpf_link_create(prog_fd, target_fd, attach_type, NULL);
 }
 
-static inline int swt_kprobe_multi_link_create(int prog_fd, const char **syms, __u32 count,
-                                               int is_return) {
+static inline int swt_kprobe_multi_link_create(int prog_fd, const char **syms, const __u64 *cookies,
+                                               __u32 count, int is_return) {
   LIBBPF_OPTS(bpf_link_create_opts, opts,
               .kprobe_multi.syms = syms,
+              .kprobe_multi.cookies = cookies,
               .kprobe_multi.cnt = count,
               .kprobe_multi.flags = is_return ? BPF_F_KPROBE_MULTI_RETURN : 0);
   return bpf_link_create(prog_fd, 0, BPF_TRACE_KPROBE_MULTI, &opts);

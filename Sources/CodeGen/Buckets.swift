@@ -70,4 +70,21 @@ public enum MapLayout {
   }
 
   public static func isPerCPU(_ map: MapDeclaration) -> Bool { map.aggregation != .value }
+
+  /// Entries of a per-CPU array that can hold `map` indexed by bucket, or nil when it needs a
+  /// hash map. Key-less counts and histograms qualify: their keys are small numbers, every
+  /// entry exists from the start (no create-on-first-use), and the kernel inlines lookups in
+  /// per-CPU arrays, so an update costs no helper call. A zero entry reads as no entry.
+  public static func directIndexEntries(_ map: MapDeclaration) -> Int? {
+    guard map.keys.isEmpty else { return nil }
+    switch map.aggregation {
+    case .count: return 1
+    // Buckets 0 (negative), 1 (zero) and 2...65 (one per bit position).
+    case .histogram: return 66
+    case .linearHistogram(let min, let max, let step):
+      let entries = Buckets.linearCount(min: min, max: max, step: step) + 2
+      return entries <= 4096 ? Int(entries) : nil
+    default: return nil
+    }
+  }
 }

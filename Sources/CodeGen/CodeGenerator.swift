@@ -24,7 +24,16 @@ public struct CodeGenerator: Sendable {
   /// instruction per event and keeps kernel addresses out of the output.
   public var recordsSkbAddress: Bool
 
-  public init(types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false) {
+  /// Whether kprobe and kretprobe programs read their probe id from the attach cookie, so that
+  /// the many functions of `skb:*` share a handful of programs and kprobe.multi links (one
+  /// per skb argument position) instead of one program and link each.
+  public var kprobeProgramsShareCode: Bool
+
+  public init(
+    types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false,
+    kprobeProgramsShareCode: Bool = false
+  ) {
+    self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.types = types
     self.ringBufferSize = ringBufferSize
     self.mapEntries = mapEntries
@@ -44,21 +53,29 @@ public struct CodeGenerator: Sendable {
     }
     var programs: [CompiledProgram] = []
     var probeNames: [String] = []
+    // An array entry cannot be deleted: maps the spec deletes from stay hash maps.
+    let deleted = Set(spec.clauses.flatMap { deletedMaps($0.actions) })
+    var directlyIndexed: [Int: Int] = [:]
+    for (index, map) in spec.maps.enumerated() where !deleted.contains(index) {
+      directlyIndexed[index] = MapLayout.directIndexEntries(map)
+    }
     for clause in spec.clauses {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
         let kernelObjects = kernelObjectLayouts(for: attachPoint)
+        let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
           tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
-          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] })
+          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
+          directlyIndexedMaps: Set(directlyIndexed.keys))
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,
             context: Self.context(for: attachPoint, types: types),
-            kernelObjects: kernelObjects, clauseRange: clause.range))
+            kernelObjects: kernelObjects, clauseRange: clause.range, probeFromCookie: fromCookie))
       }
     }
     if spec.usesTracking {
@@ -74,7 +91,7 @@ public struct CodeGenerator: Sendable {
         let range = spec.clauses.first?.range ?? SourceRange.at(0)
         var builder = ProgramBuilder(
           attachPoint: point, probeID: UInt32(probeNames.count), layouts: [:], types: types, maps: spec.maps,
-          tracking: true)
+          tracking: true, directlyIndexedMaps: Set(directlyIndexed.keys))
         probeNames.append(name)
         let program = try builder.build(CheckedClause(attachPoints: [point], filter: nil, actions: [], range: range))
         programs.append(
@@ -88,19 +105,40 @@ public struct CodeGenerator: Sendable {
     let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var maps = [
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
-      MapDescription(name: "lost", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: 1),
-      MapDescription(name: "full", kind: .perCPUArray, keySize: 4, valueSize: 8, maxEntries: max(1, spec.maps.count)),
+      // Counters of rare events, one value each, updated in place through the value's
+      // address (no lookup): an atomic add on a shared line costs nothing while nothing is lost.
+      MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1),
+      MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
       MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
     ]
-    for map in spec.maps {
+    for (index, map) in spec.maps.enumerated() {
+      let name = map.name.isEmpty ? "at" : map.name
+      if let entries = directlyIndexed[index] {
+        maps.append(
+          MapDescription(
+            name: name, kind: .perCPUArray, keySize: 4, valueSize: MapLayout.valueSize(map), maxEntries: entries))
+        continue
+      }
       maps.append(
         MapDescription(
-          name: map.name.isEmpty ? "at" : map.name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
+          name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
     return CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
-      ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses)
+      ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
+      directlyIndexedMaps: directlyIndexed)
+  }
+
+  /// The maps a clause's actions delete entries from.
+  func deletedMaps(_ actions: [Action]) -> [Int] {
+    actions.flatMap { action -> [Int] in
+      switch action {
+      case .mapDelete(let map, _, _): [map]
+      case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
+      case .print, .exit, .mapUpdate, .track: []
+      }
+    }
   }
 
   /// Every print and printf statement of a clause, in source order, with its values.

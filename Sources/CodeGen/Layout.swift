@@ -63,6 +63,20 @@ public struct CompiledProgram: Hashable, Sendable {
   public var kernelObjects: [Int: KernelObjectLayout] = [:]
   /// The clause this program implements.
   public var clauseRange: SourceRange
+  /// Whether the program takes its probe id from the attach cookie (`probeID` is then the
+  /// cookie to attach it with): programs with equal code can share one kprobe.multi link.
+  public var probeFromCookie: Bool = false
+
+  /// What the verifier pre-check's verdict depends on.
+  public struct CheckedCode: Hashable, Sendable {
+    var program: Program
+    var context: ProgramContext
+    var kernelObjects: [Int: KernelObjectLayout]
+  }
+
+  public var checkedCode: CheckedCode {
+    CheckedCode(program: program, context: context, kernelObjects: kernelObjects)
+  }
 }
 
 /// Everything the runtime needs to load, attach and decode.
@@ -75,4 +89,37 @@ public struct CompiledSpec: Hashable, Sendable {
   /// The spec's maps; user map i is BPF map `StandardMap.firstUserMap + i`.
   public var userMaps: [MapDeclaration]
   public var userClauses: [UserClause]
+  /// User maps kept in per-CPU arrays indexed directly (index -> entries), see
+  /// `MapLayout.directIndexEntries`; the others are hash maps.
+  public var directlyIndexedMaps: [Int: Int] = [:]
+}
+
+extension CompiledSpec {
+  /// Programs as they are loaded: a program that takes its probe id from the attach cookie
+  /// joins the group of the first with the same code, clause and hook kind; every other
+  /// program is a group of its own. `skb:*` over 1,700 functions becomes about five groups,
+  /// each loaded once and attached with one kprobe.multi link.
+  public var programGroups: [[CompiledProgram]] {
+    struct Key: Hashable {
+      var program: Program
+      var backend: Backend
+      var clause: SourceRange
+    }
+    var groups: [[CompiledProgram]] = []
+    var groupIndex: [Key: Int] = [:]
+    for program in programs {
+      guard program.probeFromCookie else {
+        groups.append([program])
+        continue
+      }
+      let key = Key(program: program.program, backend: program.attachPoint.backend, clause: program.clauseRange)
+      if let index = groupIndex[key] {
+        groups[index].append(program)
+      } else {
+        groupIndex[key] = groups.count
+        groups.append([program])
+      }
+    }
+    return groups
+  }
 }

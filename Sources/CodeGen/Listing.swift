@@ -7,8 +7,13 @@ extension CompiledSpec {
     var mapNames: [Int32: String] = [:]
     for (index, map) in maps.enumerated() { mapNames[Int32(index)] = map.name }
     let disassembler = Disassembler(mapNames: mapNames)
-    return programs.map { program in
-      "\(program.attachPoint.backend.rawValue):\(program.attachPoint.name) (\(program.program.slotCount) instructions)\n"
+    return programGroups.map { group in
+      let program = group[0]
+      let shared =
+        group.count == 1
+        ? "" : ", shared by \(group.count) functions through kprobe.multi, probe id from the attach cookie"
+      return
+        "\(program.attachPoint.backend.rawValue):\(program.attachPoint.name) (\(program.program.slotCount) instructions\(shared))\n"
         + disassembler.text(program.program, source: source)
     }.joined(separator: "\n")
   }

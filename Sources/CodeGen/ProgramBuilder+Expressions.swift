@@ -7,14 +7,39 @@ extension ProgramBuilder {
   /// x86_64 `struct pt_regs` offsets of the argument registers, then of the return value.
   static let ptRegsArgumentOffsets: [Int16] = [112, 104, 96, 88, 72, 64]
   static let ptRegsReturnOffset: Int16 = 80
+  static let ptRegsStackPointerOffset: Int16 = 152
 
-  /// Loads argument `index` of the attach point into `register`.
+  /// Whether argument `index` is passed on the stack: past the sixth, in a kprobe.
+  func isStackArgument(_ index: Int) -> Bool {
+    !isTracing && index >= Self.ptRegsArgumentOffsets.count
+  }
+
+  /// Loads argument `index` of the attach point into `register`. Stack arguments go through
+  /// a helper call, which clobbers r1-r5: only at the start of the program, with no
+  /// temporaries live, may `register` be one of them.
   mutating func loadArgument(_ index: Int, into register: Register) {
     if isTracing {
       asm.emit(.load(.double, register, Self.context, offset: Int16(8 * index)))
+    } else if isStackArgument(index) {
+      let slot = readStackArgument(index)
+      asm.emit(.load(.double, register, .fp, offset: slot))
     } else {
-      asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsArgumentOffsets[min(index, 5)]))
+      asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsArgumentOffsets[index]))
     }
+  }
+
+  /// Copies a kprobe's stack argument into a new stack slot: at a function's entry the stack
+  /// pointer points at the return address, and the seventh argument is just above it.
+  mutating func readStackArgument(_ index: Int) -> Int16 {
+    temps.spillAll(&frame, &asm)
+    let slot = frame.allocate(8)
+    asm.emit(.mov(.r1, .fp))
+    asm.emit(.add(.r1, Int32(slot)))
+    asm.emit(.mov(.r2, 8))
+    asm.emit(.load(.double, .r3, Self.context, offset: Self.ptRegsStackPointerOffset))
+    asm.emit(.add(.r3, Int32(8 * (index - Self.ptRegsArgumentOffsets.count + 1))))
+    asm.emit(.call(helper: HelperFunction.probeReadKernel.rawValue))
+    return slot
   }
 
   /// Whether a load from `base` may be a plain load: in tracing programs the skb is a
@@ -84,7 +109,14 @@ extension ProgramBuilder {
     case .builtin(let builtin):
       switch builtin {
       case .probe:
-        return constant(UInt64(probeID))
+        guard probeFromCookie else { return constant(UInt64(probeID)) }
+        temps.spillAll(&frame, &asm)
+        asm.emit(.mov(.r1, Self.context))
+        asm.emit(.call(helper: HelperFunction.getAttachCookie.rawValue))
+        let (temp, register) = temps.allocate(&frame, &asm)
+        // Cookies are probe ids, which fit 32 bits; the 32-bit move makes that known.
+        asm.emit(.alu32(.mov, register, .register(.r0)))
+        return temp
       case .ts:
         return callForValue(.ktimeGetNanoseconds).0
       case .cpu:
@@ -118,6 +150,12 @@ extension ProgramBuilder {
         try readKernel(
           address: TypedExpr(.integer(0), type: .u64, range: expression.range), offset: 0, size: 8,
           into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
+        let (temp, register) = temps.allocate(&frame, &asm)
+        asm.emit(.load(.double, register, .fp, offset: slot))
+        return temp
+      }
+      if isStackArgument(index) {
+        let slot = readStackArgument(index)
         let (temp, register) = temps.allocate(&frame, &asm)
         asm.emit(.load(.double, register, .fp, offset: slot))
         return temp

@@ -129,6 +129,10 @@ extension ProgramBuilder {
 
   /// `@map[keys] = aggregate(value)` or `@map[keys] = value`.
   mutating func mapUpdate(_ map: Int, keys: [TypedExpr], value: TypedExpr?) throws(CodeGenError) {
+    if directlyIndexedMaps.contains(map) {
+      try directMapUpdate(map, value: value)
+      return
+    }
     let declaration = maps[map]
     let key = try buildKey(map, keys)
     // The value is computed before any map call, and kept on the stack across them.
@@ -144,7 +148,9 @@ extension ProgramBuilder {
     case .histogram, .linearHistogram:
       // The bucket index is the last 8 bytes of the key.
       let bucketOffset = key + Int16(keySize - 8)
-      let temp = try bucketIndex(declaration, valueSlot: valueSlot!)
+      let (valueTemp, register) = temps.allocate(&frame, &asm)
+      asm.emit(.load(.double, register, .fp, offset: valueSlot!))
+      let temp = try bucketIndex(declaration, value: valueTemp)
       asm.emit(.store(.double, .fp, offset: bucketOffset, temps.use(temp, &frame, &asm)))
       temps.free(temp)
     default:
@@ -206,6 +212,31 @@ extension ProgramBuilder {
     asm.bind(end)
   }
 
+  /// `@c = count()`, `@h = hist(x)`, `@l = lhist(...)` on a per-CPU array: the key is the
+  /// bucket (0 for a count), the entry always exists, and the kernel inlines the lookup.
+  mutating func directMapUpdate(_ map: Int, value: TypedExpr?) throws(CodeGenError) {
+    let declaration = maps[map]
+    let key = frame.allocate(4)
+    switch declaration.aggregation {
+    case .histogram, .linearHistogram:
+      guard let value else { throw CodeGenError(message: "a histogram needs a value", range: declaration.range) }
+      let temp = try bucketIndex(declaration, value: try emit(value))
+      asm.emit(.store(.word, .fp, offset: key, temps.use(temp, &frame, &asm)))
+      temps.free(temp)
+    default:
+      asm.emit(.storeImmediate(.word, .fp, offset: key, 0))
+    }
+    temps.spillAll(&frame, &asm)
+    let end = asm.newLabel()
+    lookup(map, key: key)
+    // Never taken: every bucket index is inside the array. The verifier wants the check.
+    asm.jump(if: .eq, .r0, .immediate(0), to: end)
+    asm.emit(.load(.double, .r1, .r0, offset: 0))
+    asm.emit(.add(.r1, 1))
+    asm.emit(.store(.double, .r0, offset: 0, .r1))
+    asm.bind(end)
+  }
+
   mutating func mapDelete(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) {
     let key = try buildKey(map, keys)
     temps.spillAll(&frame, &asm)
@@ -217,7 +248,14 @@ extension ProgramBuilder {
 
   /// `@map[keys]` in an expression: the stored value, or 0.
   mutating func mapLookupValue(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) -> Temp {
-    let key = try buildKey(map, keys)
+    let key: Int16
+    if directlyIndexedMaps.contains(map) {
+      // A key-less count: entry 0 of its array.
+      key = frame.allocate(4)
+      asm.emit(.storeImmediate(.word, .fp, offset: key, 0))
+    } else {
+      key = try buildKey(map, keys)
+    }
     temps.spillAll(&frame, &asm)
     let result = frame.allocate(8)
     asm.emit(.storeImmediate(.double, .fp, offset: result, 0))
@@ -232,13 +270,12 @@ extension ProgramBuilder {
     return temp
   }
 
-  /// The histogram bucket of the value at `valueSlot`, as `Buckets` defines it: a binary
-  /// search over bit positions, five compares for `hist`, without loops.
-  mutating func bucketIndex(_ declaration: MapDeclaration, valueSlot: Int16) throws(CodeGenError) -> Temp {
-    temps.spillAll(&frame, &asm)
+  /// The histogram bucket of `valueTemp` (which it consumes), as `Buckets` defines it: a
+  /// binary search over bit positions, without loops; values narrower than 64 bits skip the
+  /// steps above their width.
+  mutating func bucketIndex(_ declaration: MapDeclaration, value valueTemp: Temp) throws(CodeGenError) -> Temp {
     let (temp, index) = temps.allocate(&frame, &asm)
-    let (valueTemp, value) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, value, .fp, offset: valueSlot))
+    let value = temps.use(valueTemp, &frame, &asm)
     let done = asm.newLabel()
     let signed = isSigned(declaration.valueType)
     switch declaration.aggregation {
@@ -253,14 +290,18 @@ extension ProgramBuilder {
       asm.emit(.alu64(.div, index, .immediate(Int32(step))))
       asm.emit(.add(index, 1))
     default:
-      asm.emit(.mov(index, 0))
-      if signed { asm.jump(if: .slt, value, .immediate(0), to: done) }
+      if signed {
+        asm.emit(.mov(index, 0))
+        asm.jump(if: .slt, value, .immediate(0), to: done)
+      }
       asm.emit(.mov(index, 1))
       asm.jump(if: .eq, value, .immediate(0), to: done)
       // index = 2 + floor(log2(value))
       asm.emit(.mov(index, 2))
+      var width = 64
+      if case .integer(let bytes, false) = declaration.valueType { width = 8 * bytes }
       let (scratchTemp, scratch) = temps.allocate(&frame, &asm)
-      for bits in [32, 16, 8, 4, 2, 1] as [Int32] {
+      for bits in [32, 16, 8, 4, 2, 1] as [Int32] where Int(bits) < width {
         let skip = asm.newLabel()
         asm.emit(.mov(scratch, value))
         asm.emit(.alu64(.rsh, scratch, .immediate(bits)))

@@ -11,6 +11,11 @@ import SwtraceSyntax
 struct ProgramBuilder {
   let attachPoint: AttachPoint
   let probeID: UInt32
+  /// Whether the program reads its probe id from the attach cookie instead of having it as a
+  /// constant: then one program serves many functions through one kprobe.multi link.
+  let probeFromCookie: Bool
+  /// User maps held in per-CPU arrays indexed by bucket (`MapLayout.directIndexEntries`).
+  let directlyIndexedMaps: Set<Int>
   let layouts: [SourceRange: EventLayout]
   let types: KernelTypes
   let maps: [MapDeclaration]
@@ -34,8 +39,10 @@ struct ProgramBuilder {
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
-    skbLayout: KernelObjectLayout? = nil
+    skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = []
   ) {
+    self.probeFromCookie = probeFromCookie
+    self.directlyIndexedMaps = directlyIndexedMaps
     self.recordsSkbAddress = recordsSkbAddress
     self.skbLayout = skbLayout
     self.attachPoint = attachPoint
@@ -207,8 +214,15 @@ struct ProgramBuilder {
   }
 
   /// Probe and layout ids, padding, and the skb address (or 0) of the record in r8.
+  /// No temporaries are live here: the record is filled right after helper calls.
   mutating func storeHeaderTail(layoutID: UInt32, probeID: UInt32) {
-    asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
+    if probeFromCookie {
+      asm.emit(.mov(.r1, Self.context))
+      asm.emit(.call(helper: HelperFunction.getAttachCookie.rawValue))
+      asm.emit(.store(.word, Self.record, offset: Int16(EventHeader.probeOffset), .r0))
+    } else {
+      asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
+    }
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layoutID)))
     // The padding and, without -o paths, the skb address are never read: not written either.
     if recordsSkbAddress {
@@ -249,19 +263,11 @@ struct ProgramBuilder {
     incrementCounter(in: StandardMap.lost, index: 0)
   }
 
-  /// Adds one to slot `index` of a per-CPU counter array.
+  /// Adds one to the `index`th counter of a one-entry array map, addressed directly.
   mutating func incrementCounter(in map: Int32, index: Int32) {
-    let slot = frame.allocate(4)
-    asm.emit(.storeImmediate(.word, .fp, offset: slot, index))
-    asm.emit(.loadMapFD(.r1, fd: map))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(slot)))
-    asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
-    let skip = asm.newLabel()
-    asm.jump(if: .eq, .r0, .immediate(0), to: skip)
-    asm.emit(.mov(.r1, 1))
-    asm.emit(.atomic(.add, .double, .r0, offset: 0, .r1))
-    asm.bind(skip)
+    asm.emit(.loadMapValue(.r1, fd: map, offset: 8 * index))
+    asm.emit(.mov(.r2, 1))
+    asm.emit(.atomic(.add, .double, .r1, offset: 0, .r2))
   }
 
   /// Writes one value into the record at its field; kernel memory is read straight into the

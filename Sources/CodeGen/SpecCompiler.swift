@@ -10,11 +10,14 @@ public struct SpecCompiler: Sendable {
   public var ringBufferSize: Int
   public var mapEntries: Int
   public var options: CheckOptions
+  /// See `CodeGenerator.kprobeProgramsShareCode`: on where kprobes attach with kprobe.multi.
+  public var kprobeProgramsShareCode: Bool
 
   public init(
     resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
-    options: CheckOptions = CheckOptions()
+    options: CheckOptions = CheckOptions(), kprobeProgramsShareCode: Bool = false
   ) {
+    self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.resolver = resolver
     self.ringBufferSize = ringBufferSize
     self.mapEntries = mapEntries
@@ -36,7 +39,8 @@ public struct SpecCompiler: Sendable {
     do {
       compiled = try CodeGenerator(
         types: resolver.types, ringBufferSize: ringBufferSize, mapEntries: mapEntries,
-        recordsSkbAddress: options.groupsEventsByPacket).generate(spec)
+        recordsSkbAddress: options.groupsEventsByPacket, kprobeProgramsShareCode: kprobeProgramsShareCode
+      ).generate(spec)
     } catch {
       return .failed(warnings + [error.diagnostic])
     }
@@ -49,7 +53,10 @@ public struct SpecCompiler: Sendable {
   public static func precheck(_ compiled: CompiledSpec) -> [Diagnostic] {
     var seen = Set<String>()
     var diagnostics: [Diagnostic] = []
+    // Programs shared through attach cookies have equal code: checking one checks them all.
+    var checkedCode = Set<CompiledProgram.CheckedCode>()
     for program in compiled.programs {
+      guard checkedCode.insert(program.checkedCode).inserted else { continue }
       for rejection in Verifier.check(
         program.program, context: program.context, maps: compiled.maps, kernelObjects: program.kernelObjects)
       {

@@ -16,20 +16,19 @@ public enum KprobeAttachMethod: String, Sendable, CaseIterable {
   case perfEvent = "perf"
 
   /// The method this process uses: `SWTRACE_KPROBE_ATTACH=multi|perf` when set (benchmarks,
-  /// tests), otherwise a perf kprobe.
+  /// tests), otherwise kprobe.multi where the kernel has it, a perf kprobe elsewhere.
   ///
-  /// Not kprobe.multi even where the kernel has it (`KprobeSupport.hasMultiLinks`): with one
-  /// program per function, each function gets a link of its own, and registering an fprobe
-  /// per function is the slowest way to attach many. `skb:*` over 1,700 functions of Debian's
-  /// 6.12 under qemu: perf kprobes attach in 66 s, kprobe.multi links in 186 s (scripts/vm,
-  /// VM_BENCH=1). kprobe.multi pays off once one program serves many functions in one link.
+  /// kprobe.multi pays off because one program serves many functions through one link (the
+  /// code generator takes the probe id from the attach cookie): `skb:*` over 1,700 functions
+  /// becomes a handful of links. A link per function would be the slowest way to attach many
+  /// (Debian's 6.12 under qemu: 186 s for 1,700 links against 66 s for perf kprobes).
   public static let current: KprobeAttachMethod = {
     if let forced = getenv("SWTRACE_KPROBE_ATTACH").map({ String(cString: $0) }),
       let method = KprobeAttachMethod(rawValue: forced)
     {
       return method
     }
-    return .perfEvent
+    return KprobeSupport.hasKprobePMU && KprobeSupport.hasMultiLinks ? .multiLink : .perfEvent
   }()
 }
 
@@ -82,7 +81,7 @@ public enum KprobeSupport {
     return try checked(label) {
       cStrings.withUnsafeMutableBufferPointer { buffer in
         buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
-          swt_kprobe_multi_link_create(programFD, $0, UInt32(functions.count), isReturn ? 1 : 0)
+          swt_kprobe_multi_link_create(programFD, $0, nil, UInt32(functions.count), isReturn ? 1 : 0)
         }
       }
     }

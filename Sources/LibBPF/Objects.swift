@@ -230,17 +230,26 @@ public final class LinkHandle: @unchecked Sendable {
     return LinkHandle(fd: fd, program: program)
   }
 
-  /// Attaches a kprobe program to many functions with one multi-kprobe link.
-  public static func attachKprobeMulti(_ program: ProgramHandle, functions: [String], isReturn: Bool)
-    throws(SystemError) -> LinkHandle
-  {
+  /// Attaches a kprobe program to many functions with one kprobe.multi link. `cookies`, when
+  /// given, has one value per function, which the program reads with `bpf_get_attach_cookie`:
+  /// that is how one shared program tells the functions apart.
+  public static func attachKprobeMulti(
+    _ program: ProgramHandle, functions: [String], cookies: [UInt64]? = nil, isReturn: Bool
+  ) throws(SystemError) -> LinkHandle {
+    precondition(cookies == nil || cookies!.count == functions.count, "one cookie per function")
     var cStrings = functions.map { strdup($0) }
     defer { cStrings.forEach { free($0) } }
     let fd = try checked("attach \(program.name) to \(functions.count) functions") {
       cStrings.withUnsafeMutableBufferPointer { buffer in
-        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
-          swt_kprobe_multi_link_create(
-            program.rawDescriptor, $0, UInt32(functions.count), isReturn ? 1 : 0)
+        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { names in
+          if let cookies {
+            return cookies.withUnsafeBufferPointer {
+              swt_kprobe_multi_link_create(
+                program.rawDescriptor, names, $0.baseAddress, UInt32(functions.count), isReturn ? 1 : 0)
+            }
+          }
+          return swt_kprobe_multi_link_create(
+            program.rawDescriptor, names, nil, UInt32(functions.count), isReturn ? 1 : 0)
         }
       }
     }

@@ -33,6 +33,10 @@ public enum KernelCapabilities {
     return BackendSupport(available: available)
   }
 
+  /// Whether kprobe programs attach with kprobe.multi links on this kernel (asked only when
+  /// kprobes are there), so that code generation lets one program serve many functions.
+  public static var kprobesAttachInBulk: Bool { KprobeAttachMethod.current == .multiLink }
+
   /// Tracepoint name -> category, from tracefs (mounted on demand when running as root).
   public static func tracepointCategories() -> [String: String] {
     let candidates = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
@@ -55,5 +59,45 @@ public enum KernelCapabilities {
       }
     }
     return result
+  }
+}
+
+/// The kernel functions ftrace can hook (`available_filter_functions`), which are the ones a
+/// kprobe.multi link accepts: read once, nil when tracefs cannot be read.
+enum FtraceFunctions {
+  static let available: Set<String>? = {
+    let candidates = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+    let file = "/available_filter_functions"
+    var root = candidates.first { FileManager.default.isReadableFile(atPath: $0 + file) }
+    var mountedHere = false
+    if root == nil, mount("tracefs", candidates[0], "tracefs", 0, nil) == 0 {
+      root = candidates[0]
+      mountedHere = true
+    }
+    defer { if mountedHere { umount(candidates[0]) } }
+    guard let root, let data = readWholeFile(root + file) else { return nil }
+    // Lines are `name` or `name [module]`; only the name matters here.
+    var names = Set<String>()
+    for line in data.split(separator: UInt8(ascii: "\n")) {
+      let name = line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+      if !name.isEmpty { names.insert(String(decoding: name, as: UTF8.self)) }
+    }
+    return names.isEmpty ? nil : names
+  }()
+
+  /// Reads a file to its end. tracefs files report a size of 0 and are produced as they are
+  /// read, so reading by the reported size gets nothing or a first page.
+  static func readWholeFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if count < 0, errno == EINTR { continue }
+      guard count > 0 else { return count == 0 ? result : nil }
+      result += chunk[0..<count]
+    }
   }
 }

@@ -41,7 +41,7 @@ public struct AttachReport: Sendable {
 public final class TraceSession: @unchecked Sendable {
   public let compiled: CompiledSpec
   private var maps: [MapHandle] = []
-  private var programs: [(CompiledProgram, ProgramHandle)] = []
+  private var programs: [LoadedProgram] = []
   private var links: [LinkHandle] = []
   private var reader: RingBufferReader?
 
@@ -65,13 +65,14 @@ public final class TraceSession: @unchecked Sendable {
         throw .mapCreationFailed(name: description.name, error)
       }
     }
-    for compiledProgram in compiled.programs {
+    for group in compiled.programGroups {
+      let compiledProgram = group[0]
       let bytes = patchedBytes(compiledProgram.program)
       let point = compiledProgram.attachPoint
       do {
         let handle = try ProgramHandle(
           type: Self.programType(point), name: "swt_" + point.name, instructions: bytes)
-        programs.append((compiledProgram, handle))
+        programs.append(LoadedProgram(members: group, handle: handle))
       } catch {
         if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(error.error) }
         let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
@@ -79,7 +80,9 @@ public final class TraceSession: @unchecked Sendable {
         // arguments, struct returns): among many function attach points, skip them like
         // functions that fail to attach. A refused tracepoint program is a pre-check bug.
         if point.backend != .tracepoint, compiled.programs.count > 1 {
-          loadFailures.append((point.name, "the kernel refused to load it: \(error.error.description)"))
+          for member in group {
+            loadFailures.append((member.attachPoint.name, "the kernel refused to load it: \(error.error.description)"))
+          }
           continue
         }
         throw .programRejected(
@@ -91,25 +94,86 @@ public final class TraceSession: @unchecked Sendable {
     }
   }
 
+  /// One loaded program and the attach points it serves: one, or with probe ids from attach
+  /// cookies, every attach point whose program has the same code.
+  private struct LoadedProgram {
+    var members: [CompiledProgram]
+    var handle: ProgramHandle
+  }
+
   /// Function attach points whose programs the kernel refused to load, with the reason.
   private var loadFailures: [(String, String)] = []
 
   /// Attaches every loaded program. Attach points that fail are reported, not fatal, as long
-  /// as at least one attaches.
+  /// as at least one attaches. `progress` sees attach points done and their total.
   public func attach(progress: ((Int, Int) -> Void)? = nil) throws(RuntimeError) -> AttachReport {
     var failed: [(String, String)] = loadFailures
-    for (index, (compiledProgram, handle)) in programs.enumerated() {
-      do {
-        links.append(try attachOne(handle, compiledProgram.attachPoint))
-      } catch {
-        failed.append((compiledProgram.attachPoint.name, error.description))
+    var attachedPoints = 0
+    var done = 0
+    let total = programs.reduce(0) { $0 + $1.members.count }
+    for loaded in programs {
+      if loaded.members.count == 1, !loaded.members[0].probeFromCookie {
+        let point = loaded.members[0].attachPoint
+        do {
+          links.append(try attachOne(loaded.handle, point))
+          attachedPoints += 1
+        } catch {
+          failed.append((point.name, error.description))
+        }
+      } else {
+        let outcome = attachShared(loaded)
+        links += outcome.links
+        attachedPoints += outcome.attached
+        failed += outcome.failed
       }
-      progress?(index + 1, programs.count)
+      done += loaded.members.count
+      progress?(done, total)
     }
     if links.isEmpty, !programs.isEmpty {
       throw .nothingAttached(failures: failed.map { "\($0.0): \($0.1)" })
     }
-    return AttachReport(attached: links.count, failed: failed)
+    return AttachReport(attached: attachedPoints, failed: failed)
+  }
+
+  /// Attaches one shared kprobe program to all its functions with kprobe.multi links, each
+  /// function's probe id as its cookie. The kernel refuses a whole link when one function
+  /// cannot be traced, so functions ftrace does not list are left out first, and a refused
+  /// link is split in halves to find the rest, within a bounded number of tries.
+  private func attachShared(_ loaded: LoadedProgram) -> (links: [LinkHandle], attached: Int, failed: [(String, String)]) {
+    let traceable = FtraceFunctions.available
+    var failed: [(String, String)] = []
+    var candidates: [CompiledProgram] = []
+    for member in loaded.members {
+      if let traceable, !traceable.contains(member.attachPoint.name) {
+        failed.append((member.attachPoint.name, "not in ftrace's available_filter_functions (notrace, inlined, or renamed by the compiler)"))
+      } else {
+        candidates.append(member)
+      }
+    }
+    var links: [LinkHandle] = []
+    var attached = 0
+    var triesLeft = 64
+    var pending: [ArraySlice<CompiledProgram>] = candidates.isEmpty ? [] : [candidates[...]]
+    let isReturn = loaded.members[0].attachPoint.backend == .kretprobe
+    while let batch = pending.popLast() {
+      triesLeft -= 1
+      do {
+        links.append(
+          try LinkHandle.attachKprobeMulti(
+            loaded.handle, functions: batch.map(\.attachPoint.name), cookies: batch.map { UInt64($0.probeID) },
+            isReturn: isReturn))
+        attached += batch.count
+      } catch {
+        if batch.count == 1 || triesLeft <= 0 {
+          failed += batch.map { ($0.attachPoint.name, error.description) }
+        } else {
+          let middle = batch.startIndex + batch.count / 2
+          pending.append(batch[middle...])
+          pending.append(batch[..<middle])
+        }
+      }
+    }
+    return (links, attached, failed)
   }
 
   private func attachOne(_ handle: ProgramHandle, _ point: AttachPoint) throws(SystemError) -> LinkHandle {
@@ -143,7 +207,7 @@ public final class TraceSession: @unchecked Sendable {
     reader?.drain()
   }
 
-  /// Events the kernel could not write because the ring buffer was full, over all CPUs.
+  /// Events the kernel could not write because the ring buffer was full.
   public var lostEvents: UInt64 {
     guard maps.count > Int(StandardMap.lost),
       let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0])
@@ -153,29 +217,51 @@ public final class TraceSession: @unchecked Sendable {
 
   /// Every entry of the spec's map `index` (in `CompiledSpec.userMaps` order): raw key bytes,
   /// and value bytes (one 8-byte-aligned slot per possible CPU for per-CPU maps).
+  /// Maps held in per-CPU arrays read as if they were hash maps: each used entry with its
+  /// index as the key a hash map would have (8 bytes), unused (zero) entries left out.
   public func userMapEntries(_ index: Int) -> [(key: [UInt8], value: [UInt8])] {
     let position = Int(StandardMap.firstUserMap) + index
     guard position < maps.count else { return [] }
-    return maps[position].entries()
-  }
-
-  /// Empties the spec's map `index`.
-  public func clearUserMap(_ index: Int) {
-    let position = Int(StandardMap.firstUserMap) + index
-    guard position < maps.count else { return }
-    for key in maps[position].keys() { maps[position].delete(key) }
-  }
-
-  /// Updates refused because a map was full, per user map, summed over CPUs.
-  public func fullMapCounts() -> [UInt64] {
-    guard maps.count > Int(StandardMap.full) else { return [] }
-    return compiled.userMaps.indices.map { index in
-      let key = withUnsafeBytes(of: UInt32(index).littleEndian, Array.init)
-      guard let value = maps[Int(StandardMap.full)].lookup(key) else { return 0 }
-      return Self.sumPerCPU(value)
+    guard let entries = compiled.directlyIndexedMaps[index] else { return maps[position].entries() }
+    return (0..<entries).compactMap { entry in
+      guard let value = maps[position].lookup(Self.arrayKey(entry)), value.contains(where: { $0 != 0 }) else {
+        return nil
+      }
+      return (withUnsafeBytes(of: UInt64(entry).littleEndian, Array.init), value)
     }
   }
 
+  /// Empties the spec's map `index` (array entries are zeroed, on every CPU).
+  public func clearUserMap(_ index: Int) {
+    let position = Int(StandardMap.firstUserMap) + index
+    guard position < maps.count else { return }
+    guard let entries = compiled.directlyIndexedMaps[index] else {
+      for key in maps[position].keys() { maps[position].delete(key) }
+      return
+    }
+    for entry in 0..<entries {
+      let key = Self.arrayKey(entry)
+      guard let value = maps[position].lookup(key), value.contains(where: { $0 != 0 }) else { continue }
+      try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
+    }
+  }
+
+  static func arrayKey(_ entry: Int) -> [UInt8] {
+    withUnsafeBytes(of: UInt32(entry).littleEndian, Array.init)
+  }
+
+  /// Updates refused because a map was full, per user map.
+  public func fullMapCounts() -> [UInt64] {
+    guard maps.count > Int(StandardMap.full), let value = maps[Int(StandardMap.full)].lookup([0, 0, 0, 0]) else {
+      return []
+    }
+    return compiled.userMaps.indices.map { index in
+      guard value.count >= 8 * (index + 1) else { return 0 }
+      return Self.sumPerCPU(Array(value[8 * index..<8 * (index + 1)]))
+    }
+  }
+
+  /// The sum of the little-endian u64s in `value`: one per CPU of a per-CPU map, or just one.
   static func sumPerCPU(_ value: [UInt8]) -> UInt64 {
     stride(from: 0, to: value.count - 7, by: 8).reduce(UInt64(0)) { sum, offset in
       sum &+ value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -184,7 +270,11 @@ public final class TraceSession: @unchecked Sendable {
 
   /// Kernel statistics of each loaded program (instruction counts, run time when enabled).
   public func programInfo() -> [(probe: String, info: ProgramInfo)] {
-    programs.compactMap { entry in entry.1.info().map { (entry.0.attachPoint.name, $0) } }
+    programs.compactMap { loaded in
+      let name = loaded.members[0].attachPoint.name
+      let label = loaded.members.count == 1 ? name : "\(name) and \(loaded.members.count - 1) more"
+      return loaded.handle.info().map { (label, $0) }
+    }
   }
 
   /// Detaches every program but keeps maps, so events and counters can still be read.
@@ -198,7 +288,7 @@ public final class TraceSession: @unchecked Sendable {
     for link in links { link.detach() }
     links.removeAll()
     reader = nil
-    for (_, program) in programs { program.close() }
+    for loaded in programs { loaded.handle.close() }
     programs.removeAll()
     for map in maps { map.close() }
     maps.removeAll()
@@ -207,7 +297,10 @@ public final class TraceSession: @unchecked Sendable {
   /// The encoded program with map indices replaced by the descriptors of the created maps.
   private func patchedBytes(_ program: Program) -> [UInt8] {
     var raw = program.encoded()
-    for index in raw.indices where raw[index].opcode == 0x18 && raw[index].src == OpcodeBits.pseudoMapFD {
+    for index in raw.indices
+    where raw[index].opcode == 0x18
+      && (raw[index].src == OpcodeBits.pseudoMapFD || raw[index].src == OpcodeBits.pseudoMapValue)
+    {
       let mapIndex = Int(raw[index].immediate)
       raw[index].immediate = maps[mapIndex].rawDescriptor
     }

@@ -19,7 +19,14 @@ public enum Backend: String, Hashable, Sendable, CaseIterable, Comparable {
 /// probing; assumed all-capable when checking against a BTF file.
 public struct BackendSupport: Hashable, Sendable {
   public var available: Set<Backend>
-  public init(available: Set<Backend>) { self.available = available }
+  /// Whether kprobes attach through kprobe.multi links, where the many functions of `skb:*`
+  /// share a few programs and links: then kprobes are preferred to fentry for them, whose
+  /// trampolines attach and detach one function at a time.
+  public var kprobesAttachInBulk: Bool
+  public init(available: Set<Backend>, kprobesAttachInBulk: Bool = false) {
+    self.available = available
+    self.kprobesAttachInBulk = kprobesAttachInBulk
+  }
   public static let all = BackendSupport(available: Set(Backend.allCases))
   public static let tracepointsOnly = BackendSupport(available: [.tracepoint])
 }

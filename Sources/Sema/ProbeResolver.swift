@@ -24,11 +24,12 @@ public struct ProbeResolver: Sendable {
   }
 
   /// The backend used for plain function probes (`skb:` over functions): the forced one, or
-  /// fentry where the kernel allows it, kprobes otherwise.
+  /// kprobes where they attach in bulk, else fentry where the kernel allows it, else kprobes.
   public var functionBackend: Backend? {
     if let forcedFunctionBackend {
       return support.available.contains(forcedFunctionBackend) ? forcedFunctionBackend : nil
     }
+    if support.kprobesAttachInBulk, support.available.contains(.kprobe) { return .kprobe }
     if support.available.contains(.fentry) { return .fentry }
     if support.available.contains(.kprobe) { return .kprobe }
     return nil

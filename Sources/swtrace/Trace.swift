@@ -143,6 +143,9 @@ struct CompilationEnvironment {
       }
       support = .tracepointsOnly
     }
+    if support.available.contains(.kprobe), KernelCapabilities.kprobesAttachInBulk {
+      support.kprobesAttachInBulk = true
+    }
     if let forcedBackend, !support.available.contains(forcedBackend) {
       Console.error("--backend \(forcedBackend.rawValue): this kernel does not allow \(forcedBackend.rawValue) programs")
       throw ExitStatus.systemRefused
@@ -157,7 +160,10 @@ struct CompilationEnvironment {
   func compile(_ source: SourceFile, mapEntries: Int = 10240, options: CheckOptions = CheckOptions()) throws
     -> CompiledSpec
   {
-    switch SpecCompiler(resolver: resolver, mapEntries: mapEntries, options: options).compile(source) {
+    let compiler = SpecCompiler(
+      resolver: resolver, mapEntries: mapEntries, options: options,
+      kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk)
+    switch compiler.compile(source) {
     case .failed(let diagnostics):
       Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError

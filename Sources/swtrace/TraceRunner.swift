@@ -59,15 +59,26 @@ struct TraceRunner {
       Console.error(error.description)
       throw ExitStatus.systemRefused
     }
-    Console.note("Attaching \(compiled.programs.count) probe\(compiled.programs.count == 1 ? "" : "s")...")
+    let attaching = "Attaching \(compiled.programs.count) probe\(compiled.programs.count == 1 ? "" : "s")..."
+    // On a terminal one line counts up while attaching (thousands of functions take a while);
+    // elsewhere two plain lines, which scripts can read.
+    let live = Console.stderrIsTerminal
+    if live { Console.writeError("swtrace: \(attaching)") } else { Console.note(attaching) }
     let report: AttachReport
     do {
-      report = try session.attach()
+      var shown = 0
+      report = try session.attach { done, total in
+        guard live, done == total || done - shown >= max(1, total / 100) else { return }
+        shown = done
+        Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(done)/\(total)")
+      }
     } catch {
+      if live { Console.writeError("\n") }
       Console.error(error.description)
       throw ExitStatus.systemRefused
     }
-    Console.note("\(report.attached) attached, \(report.failed.count) skipped")
+    let outcome = "\(report.attached) attached, \(report.failed.count) skipped"
+    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.note(outcome) }
     if verbose {
       for failure in report.failed { Console.note("  skipped \(failure.probe): \(failure.reason)") }
     }

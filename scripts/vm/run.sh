@@ -14,8 +14,9 @@
 #
 # Environment:
 #   VM_KERNEL    kernel package(s) to try, in order (default: linux-image-6.12.117+deb12-amd64,
-#                which has kprobes, fentry and kprobe.multi; linux-image-6.1.0-56-amd64 has
-#                no fprobe, so kprobe probes there use perf kprobes)
+#                which has kprobes, fentry and kprobe.multi, then linux-image-6.12-amd64 and
+#                linux-image-amd64 should the mirror have moved on; linux-image-6.1.0-56-amd64
+#                has no fprobe, so kprobe probes there use perf kprobes)
 #   VM_ACCEL     auto (default), kvm or tcg
 #   VM_TIMEOUT   seconds before the VM is killed (default 1200)
 #   VM_BENCH=1   also time attach and detach of skb:* per backend, printed as ratios
@@ -40,7 +41,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 [ "$(id -u)" -eq 0 ] || die "needs root (apt-get for qemu and busybox)"
 
 lane_start=$(now)
-kernels=${VM_KERNEL:-linux-image-6.12.117+deb12-amd64}
+kernels=${VM_KERNEL:-linux-image-6.12.117+deb12-amd64 linux-image-6.12-amd64 linux-image-amd64}
 timeout_seconds=${VM_TIMEOUT:-1200}
 accel=${VM_ACCEL:-auto}
 smp=${VM_SMP:-2}

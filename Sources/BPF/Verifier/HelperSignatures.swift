@@ -85,6 +85,11 @@ struct HelperSignature: Sendable {
       case .rawTracepoint, .socketFilter:
         return .failure(.notForProgramType)
       }
+    case .getAttachCookie:
+      // Every kprobe program may ask (0 when the link set none); tracing programs only on
+      // some attach types, which the context does not tell apart.
+      guard case .kprobe = context else { return .failure(.notForProgramType) }
+      return .success(.init(arguments: [.context], result: .number))
     case .ringbufOutput:
       return .success(
         .init(arguments: [.map([.ringBuffer]), .readableMemory, .size, .anything], result: .number))
