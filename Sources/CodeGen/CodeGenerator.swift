@@ -136,7 +136,7 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .mapDelete(let map, _, _): [map]
       case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
-      case .print, .exit, .mapUpdate, .track: []
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable: []
       }
     }
   }
