@@ -57,7 +57,7 @@ let package = Package(
     .testTarget(name: "BPFTests", dependencies: ["BPF"]),
     .testTarget(
       name: "CodeGenTests",
-      dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "TestSupport"],
+      dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "Output", "TestSupport"],
       resources: [.copy("Golden")]),
     .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     // The verifier pre-check against the kernel's verifier, on generated and broken programs.

@@ -44,8 +44,9 @@ public struct CodeGenerator: Sendable {
     var layouts: [EventLayout] = []
     var layoutByRange: [SourceRange: EventLayout] = [:]
     for clause in spec.clauses {
-      for (range, values) in printStatements(clause.actions) {
-        let layout = Self.layout(id: UInt32(layouts.count), values: values, range: range)
+      for (range, values, format) in printStatements(clause.actions) {
+        var layout = Self.layout(id: UInt32(layouts.count), values: values, range: range)
+        layout.format = format
         layouts.append(layout)
         layoutByRange[range] = layout
       }
@@ -135,18 +136,19 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .mapDelete(let map, _, _): [map]
       case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
-      case .print, .exit, .mapUpdate, .track: []
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable: []
       }
     }
   }
 
-  /// Every print statement of a clause, in source order, with its values.
-  func printStatements(_ actions: [Action]) -> [(SourceRange, [PrintedValue])] {
-    actions.flatMap { action -> [(SourceRange, [PrintedValue])] in
+  /// Every print and printf statement of a clause, in source order, with its values.
+  func printStatements(_ actions: [Action]) -> [(SourceRange, [PrintedValue], FormatString?)] {
+    actions.flatMap { action -> [(SourceRange, [PrintedValue], FormatString?)] in
       switch action {
-      case .print(let values, let range): [(range, values)]
+      case .print(let values, let range): [(range, values, nil)]
+      case .printf(let format, let values, let range): [(range, values, format)]
       case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit, .mapUpdate, .mapDelete, .track: []
+      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable: []
       }
     }
   }
@@ -157,7 +159,9 @@ public struct CodeGenerator: Sendable {
     var fields: [EventField] = []
     for value in values {
       let size = fieldSize(value.value)
-      let alignment = min(8, size.nonzeroBitCount == 1 ? size : 1)
+      var alignment = min(8, size.nonzeroBitCount == 1 ? size : 1)
+      // Wide variables are copied with 8-byte stores.
+      if case .variable = value.value.kind { alignment = 8 }
       offset = (offset + alignment - 1) / alignment * alignment
       fields.append(EventField(label: value.label, type: value.value.type, offset: offset, size: size))
       offset += size
@@ -173,10 +177,16 @@ public struct CodeGenerator: Sendable {
     case .select(_, let value, _): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
+    // Wide variables are copied from their slot 8 bytes at a time.
+    case .variable where expression.type.storageSize > 8: return (expression.type.storageSize + 7) / 8 * 8
+    case .variable:
+      // A short string variable is copied whole from its 8-byte slot.
+      if case .string = expression.type { return 8 }
     default: break
     }
     switch expression.type {
     case .string(let capacity): return capacity
+    case .ipv6: return 16
     case .probe: return 4
     case .bool: return 1
     case .integer(let bytes, _): return bytes

@@ -17,6 +17,8 @@ public struct EventLayout: Hashable, Sendable {
   public var fields: [EventField]
   public var size: Int
   public var range: SourceRange
+  /// The format of a `printf` statement; nil for `print`, whose values are labelled.
+  public var format: FormatString? = nil
 }
 
 /// The fixed start of every event record.

@@ -53,7 +53,8 @@ extension ProgramBuilder {
 
   static func readsSkb(_ action: Action) -> Bool {
     switch action {
-    case .print(let values, _): values.contains { readsSkb($0.value) }
+    case .print(let values, _), .printf(_, let values, _): values.contains { readsSkb($0.value) }
+    case .assignVariable(_, let value, _): readsSkb(value)
     case .conditional(let condition, let then, let otherwise):
       readsSkb(condition) || then.contains(where: readsSkb) || otherwise.contains(where: readsSkb)
     case .mapUpdate(_, let keys, let value, _): keys.contains(where: readsSkb) || value.map(readsSkb) == true
@@ -67,12 +68,14 @@ extension ProgramBuilder {
     switch expression.kind {
     case .skb: true
     case .load(let base, _, _, _), .loadString(let base, _, _): readsSkb(base)
-    case .unary(_, let operand), .networkToHost(let operand, _): readsSkb(operand)
+    case .unary(_, let operand), .networkToHost(let operand, _), .convert(let operand, _, _),
+      .prefixMatch(let operand, _, _):
+      readsSkb(operand)
     case .select(let condition, let value, let otherwise):
       readsSkb(condition) || readsSkb(value) || readsSkb(otherwise)
     case .mapLookup(_, let keys): keys.contains(where: readsSkb)
     case .binary(_, let lhs, let rhs): readsSkb(lhs) || readsSkb(rhs)
-    case .integer, .string, .builtin, .argument, .returnValue: false
+    case .integer, .string, .builtin, .argument, .returnValue, .variable, .bytes: false
     }
   }
 
@@ -212,7 +215,50 @@ extension ProgramBuilder {
       let temp = try emit(value)
       if bits > 8 { asm.emit(.endian(.big, temps.use(temp, &frame, &asm), bits: Int32(bits))) }
       return temp
+    case .variable(let slot):
+      guard variableSlots[slot].size == 8, expression.type.storageSize <= 8 else {
+        throw CodeGenError(message: "a \(expression.type) variable can only be compared, printed or stored", range: expression.range)
+      }
+      let (temp, register) = temps.allocate(&frame, &asm)
+      asm.emit(.load(.double, register, .fp, offset: variableSlots[slot].offset))
+      return temp
+    case .bytes:
+      throw CodeGenError(message: "an IPv6 address can only be compared, printed or stored", range: expression.range)
+    case .prefixMatch:
+      return try materialize(expression)
+    case .convert(let operand, let bytes, let signed):
+      let temp = try emitNumber(operand)
+      let register = temps.use(temp, &frame, &asm)
+      if signed {
+        let shift = Int32(64 - 8 * bytes)
+        asm.emit(.alu64(.lsh, register, .immediate(shift)))
+        asm.emit(.alu64(.arsh, register, .immediate(shift)))
+      } else if bytes == 4 {
+        // A 32-bit move clears the upper half.
+        asm.emit(.alu32(.mov, register, .register(register)))
+      } else {
+        asm.emit(.alu64(.and, register, .immediate(Int32((1 << (8 * bytes)) - 1))))
+      }
+      return temp
     }
+  }
+
+  /// A value as a plain number. In tracing programs the skb register is a typed kernel
+  /// pointer on which the verifier forbids arithmetic, so its value is read from the
+  /// context with bpf_probe_read_kernel instead.
+  mutating func emitNumber(_ expression: TypedExpr) throws(CodeGenError) -> Temp {
+    guard case .skb = expression.kind, isTracing, let index = attachPoint.skbArgument else {
+      return try emit(expression)
+    }
+    let slot = frame.allocate(8)
+    let (contextTemp, contextRegister) = temps.allocate(&frame, &asm)
+    asm.emit(.mov(contextRegister, Self.context))
+    try readKernel(
+      address: TypedExpr(.integer(0), type: .u64, range: expression.range), offset: 0, size: 8,
+      into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
+    let (temp, register) = temps.allocate(&frame, &asm)
+    asm.emit(.load(.double, register, .fp, offset: slot))
+    return temp
   }
 
   /// `condition ? value : otherwise` through a stack slot: each arm stores its result there,
@@ -307,12 +353,12 @@ extension ProgramBuilder {
     default:
       throw CodeGenError(message: "'\(op.rawValue)' is not arithmetic", range: range)
     }
-    let left = try emit(lhs)
+    let left = try emitNumber(lhs)
     if case .integer(let value) = rhs.kind, let small = Int32(exactly: Int64(bitPattern: value)), small >= 0 {
       asm.emit(.alu64(operation, temps.use(left, &frame, &asm), .immediate(small)))
       return left
     }
-    let right = try emit(rhs)
+    let right = try emitNumber(rhs)
     let registers = temps.use([left, right], &frame, &asm)
     asm.emit(.alu64(operation, registers[0], .register(registers[1])))
     temps.free(right)

@@ -54,6 +54,36 @@ extension ProgramBuilder {
     case .load(let base, let baseOffset, 16, nil):
       try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
       return
+    case .variable(let slot) where size > 8 || Self.isString(value.type):
+      let source = variableSlots[slot]
+      copy(from: source.offset, size: min(size, source.size), to: .fp, at: Int(offset))
+      for chunk in stride(from: source.size, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      return
+    case .bytes(let bytes):
+      storeBytes(bytes, size: size, into: .fp, at: Int(offset))
+      return
+    case .string(let text):
+      storeBytes(Array(text.utf8), size: size, into: .fp, at: Int(offset))
+      return
+    case .integer(0) where size > 8:
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      return
+    case .select(let condition, let chosen, let otherwise) where size > 8:
+      // Wide values (IPv6 addresses) are written by each arm.
+      temps.spillAll(&frame, &asm)
+      let isFalse = asm.newLabel()
+      let end = asm.newLabel()
+      try branch(condition, ifFalse: isFalse)
+      try storeOnStack(chosen, at: offset, size: size)
+      asm.jump(to: end)
+      asm.bind(isFalse)
+      try storeOnStack(otherwise, at: offset, size: size)
+      asm.bind(end)
+      return
     default:
       break
     }

@@ -29,6 +29,8 @@ struct ProgramBuilder {
   var frame = StackFrame()
   var temps = TempAllocator()
   var skbLoaded = false
+  /// Stack slot and size of each `$variable` of the clause, by `TypedExpr.Kind.variable` slot.
+  var variableSlots: [(offset: Int16, size: Int)] = []
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -67,6 +69,7 @@ struct ProgramBuilder {
       return try finishProgram(clause)
     }
     asm.emit(.mov(Self.context, .r1))
+    variableSlots = clause.variables.map { (frame.allocate($0.slotSize), $0.slotSize) }
     if tracking || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
       guard let index = attachPoint.skbArgument else {
         throw CodeGenError(message: "\(attachPoint.name) has no skb argument", range: clause.range)
@@ -124,9 +127,13 @@ struct ProgramBuilder {
   mutating func actions(_ list: [Action], done: Label) throws(CodeGenError) {
     for action in list {
       switch action {
-      case .print(let values, let range):
+      case .print(let values, let range), .printf(_, let values, let range):
         asm.currentRange = range
         try print(values, layout: layouts[range]!)
+      case .assignVariable(let slot, let value, let range):
+        asm.currentRange = range
+        temps.spillAll(&frame, &asm)
+        try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size)
       case .conditional(let condition, let then, let otherwise):
         asm.currentRange = condition.range
         let elseLabel = asm.newLabel()
@@ -295,6 +302,15 @@ struct ProgramBuilder {
         asm.emit(.storeImmediate(.double, Self.record, offset: Int16(field.offset + chunk), 0))
       }
       return
+    case .variable(let slot) where field.size > 8 || Self.isString(value.type):
+      copy(from: variableSlots[slot].offset, size: min(field.size, variableSlots[slot].size), to: Self.record, at: field.offset)
+      return
+    case .bytes(let bytes):
+      storeBytes(bytes, size: field.size, into: Self.record, at: field.offset)
+      return
+    case .string(let text):
+      storeBytes(Array(text.utf8), size: field.size, into: Self.record, at: field.offset)
+      return
     case .load(let base, let baseOffset, let size, nil)
     where !canLoadDirectly(base, offset: baseOffset, size: size) && !isSigned(value.type) && size == field.size:
       try readKernel(
@@ -345,6 +361,10 @@ struct ProgramBuilder {
         try branch(rhs, jumpWhen: false, to: target)
         asm.bind(skip)
       }
+    case .prefixMatch(let address, let network, let length):
+      try compareWide(address, TypedExpr(.bytes(network), type: .ipv6, range: condition.range), prefixLength: length, equal: wanted, to: target)
+    case .binary(let op, let lhs, let rhs) where (op == .equal || op == .notEqual) && lhs.type == .ipv6:
+      try compareWide(lhs, rhs, prefixLength: 128, equal: (op == .equal) == wanted, to: target)
     case .binary(let op, let field, let other) where (op == .equal || op == .notEqual) && Self.stringLiteral(other) != nil:
       try compareString(field, Self.stringLiteral(other)!, equal: (op == .equal) == wanted, to: target)
     case .binary(let op, let lhs, let rhs) where op.isComparison:
@@ -393,6 +413,93 @@ struct ProgramBuilder {
     asm.bind(differ)
   }
 
+  /// Compares two 16-byte values (IPv6 addresses) on the stack 8 bytes at a time, only the
+  /// first `prefixLength` bits; jumps to `target` when they are equal (`equal`) or differ.
+  mutating func compareWide(_ lhs: TypedExpr, _ rhs: TypedExpr, prefixLength: Int, equal: Bool, to target: Label)
+    throws(CodeGenError)
+  {
+    var (field, other) = (lhs, rhs)
+    if case .bytes = lhs.kind { (field, other) = (rhs, lhs) }
+    temps.spillAll(&frame, &asm)
+    let buffer = frame.allocate(16)
+    try storeOnStack(field, at: buffer, size: 16)
+    var constant: [UInt8]?
+    var otherBuffer: Int16 = 0
+    if case .bytes(let bytes) = other.kind {
+      constant = bytes
+    } else {
+      otherBuffer = frame.allocate(16)
+      try storeOnStack(other, at: otherBuffer, size: 16)
+    }
+    let mask = (0..<16).map { index -> UInt8 in
+      let bits = min(8, max(0, prefixLength - 8 * index))
+      return bits == 0 ? 0 : UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+    }
+    // Memory holds the bytes in network order; an 8-byte load reads them little-endian.
+    func word(_ bytes: [UInt8], _ chunk: Int) -> UInt64 {
+      bytes[chunk..<chunk + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+    let differ = asm.newLabel()
+    let (valueTemp, value) = temps.allocate(&frame, &asm)
+    let (otherTemp, otherRegister) = temps.allocate(&frame, &asm)
+    for chunk in [0, 8] {
+      let chunkMask = word(mask, chunk)
+      if chunkMask == 0 { continue }
+      asm.emit(.load(.double, value, .fp, offset: buffer + Int16(chunk)))
+      if chunkMask != UInt64.max {
+        asm.emit(.loadImmediate64(otherRegister, chunkMask))
+        asm.emit(.alu64(.and, value, .register(otherRegister)))
+      }
+      if let constant {
+        let expected = word(constant, chunk) & chunkMask
+        if let small = Int32(exactly: Int64(bitPattern: expected)) {
+          asm.emit(.mov(otherRegister, small))
+        } else {
+          asm.emit(.loadImmediate64(otherRegister, expected))
+        }
+      } else {
+        asm.emit(.load(.double, otherRegister, .fp, offset: otherBuffer + Int16(chunk)))
+      }
+      asm.jump(if: .ne, value, .register(otherRegister), to: equal ? differ : target)
+    }
+    temps.free(valueTemp)
+    temps.free(otherTemp)
+    if equal { asm.jump(to: target) }
+    asm.bind(differ)
+  }
+
+  /// Copies `size` bytes (a multiple of 8) from the stack slot at `source` to `destination + at`.
+  mutating func copy(from source: Int16, size: Int, to destination: Register, at: Int) {
+    let (temp, register) = temps.allocate(&frame, &asm)
+    for chunk in stride(from: 0, to: size, by: 8) {
+      asm.emit(.load(.double, register, .fp, offset: source + Int16(chunk)))
+      asm.emit(.store(.double, destination, offset: Int16(at + chunk), register))
+    }
+    temps.free(temp)
+  }
+
+  /// Writes `bytes`, zero-padded or cut to `size`, at `destination + at` with the widest
+  /// aligned stores available.
+  mutating func storeBytes(_ bytes: [UInt8], size: Int, into destination: Register, at: Int) {
+    let padded = Array((bytes + Array(repeating: 0, count: max(0, size - bytes.count))).prefix(size))
+    var position = 0
+    while position < size {
+      let width = [8, 4, 2, 1].first { position + $0 <= size && (at + position) % $0 == 0 }!
+      let value = padded[position..<position + width].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      let access: AccessSize = width == 8 ? .double : width == 4 ? .word : width == 2 ? .half : .byte
+      let offset = Int16(at + position)
+      if width < 8 || Int32(exactly: Int64(bitPattern: value)) != nil {
+        asm.emit(.storeImmediate(access, destination, offset: offset, Int32(truncatingIfNeeded: Int64(bitPattern: value))))
+      } else {
+        let (temp, register) = temps.allocate(&frame, &asm)
+        asm.emit(.loadImmediate64(register, value))
+        asm.emit(.store(.double, destination, offset: offset, register))
+        temps.free(temp)
+      }
+      position += width
+    }
+  }
+
   /// `if lhs <jump> rhs goto target`, with the constant as an immediate when it fits.
   mutating func compare(_ lhs: TypedExpr, _ rhs: TypedExpr, _ jump: JumpCondition, to target: Label)
     throws(CodeGenError)
@@ -438,6 +545,12 @@ struct ProgramBuilder {
     if case .load(_, _, let size, _) = expression.kind { return size }
     if case .integer(let bytes, _) = expression.type { return bytes }
     return 8
+  }
+
+  /// Strings are copied byte for byte, never through a register.
+  static func isString(_ type: ValueType) -> Bool {
+    if case .string = type { return true }
+    return false
   }
 
   func isSigned(_ type: ValueType) -> Bool {

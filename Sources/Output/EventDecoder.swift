@@ -23,9 +23,11 @@ public struct DecodedEvent: Hashable, Sendable {
   /// The skb's kernel address in skb clauses (0 otherwise): it identifies the packet.
   public var skb: UInt64 = 0
   public var values: [(label: String, value: DecodedValue)]
+  /// The formatted text of a `printf` event; nil for `print`.
+  public var text: String? = nil
 
   public static func == (a: DecodedEvent, b: DecodedEvent) -> Bool {
-    a.timestamp == b.timestamp && a.cpu == b.cpu && a.probe == b.probe
+    a.timestamp == b.timestamp && a.cpu == b.cpu && a.probe == b.probe && a.text == b.text
       && a.values.map(\.label) == b.values.map(\.label) && a.values.map(\.value) == b.values.map(\.value)
   }
   public func hash(into hasher: inout Hasher) {
@@ -52,12 +54,18 @@ public struct EventDecoder: Sendable {
     guard layoutID < compiled.layouts.count, probeID < compiled.probeNames.count else { return nil }
     let layout = compiled.layouts[layoutID]
     guard bytes.count >= layout.size else { return nil }
-    return DecodedEvent(
+    var event = DecodedEvent(
       timestamp: bytes.load(UInt64.self, at: EventHeader.timestampOffset),
       cpu: bytes.load(UInt32.self, at: EventHeader.cpuOffset),
       probe: compiled.probeNames[probeID],
       skb: bytes.load(UInt64.self, at: EventHeader.skbOffset),
       values: layout.fields.map { ($0.label, decode($0, bytes)) })
+    if let format = layout.format {
+      event.text = PrintfRenderer.render(format, fields: layout.fields, probeNames: compiled.probeNames) {
+        bytes.bytes(at: $0.offset, count: $0.size)
+      }
+    }
+    return event
   }
 
   func decode(_ field: EventField, _ bytes: EventBytes) -> DecodedValue {

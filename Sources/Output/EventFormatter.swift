@@ -39,6 +39,10 @@ public struct EventFormatter: Sendable {
 
   public func line(_ event: DecodedEvent) -> String {
     switch format {
+    case .text where event.text != nil:
+      // printf output is the user's own line; its final newline is the line's end.
+      let text = event.text!
+      return text.hasSuffix("\n") ? String(text.dropLast()) : text
     case .text, .paths:
       let values = event.values.map { "\($0.label): \(text($0.value))" }.joined(separator: " ")
       return "\(event.timestamp) \(event.cpu) \(event.probe) (\(values))"
@@ -47,6 +51,7 @@ public struct EventFormatter: Sendable {
       var extra = ""
       if let wallClockOffset { extra += ", \"wall_ts\": \(Int64(bitPattern: event.timestamp) &+ wallClockOffset)" }
       if let host { extra += ", \"host\": \(JSON.string(host))" }
+      if let text = event.text { extra += ", \"text\": \(JSON.string(text))" }
       return "{\"probe\": \(JSON.string(event.probe)), \"ts\": \(event.timestamp), \"cpu\": \(event.cpu)\(extra), \"values\": {\(values)}}"
     }
   }

@@ -66,11 +66,17 @@ public struct CheckedClause: Hashable, Sendable {
   public var filter: TypedExpr?
   public var actions: [Action]
   public var range: SourceRange
+  /// The clause's `$variables`; `TypedExpr.Kind.variable(slot:)` indexes them.
+  public var variables: [VariableDeclaration]
 
-  public init(attachPoints: [AttachPoint], filter: TypedExpr?, actions: [Action], range: SourceRange) {
+  public init(
+    attachPoints: [AttachPoint], filter: TypedExpr?, actions: [Action], range: SourceRange,
+    variables: [VariableDeclaration] = []
+  ) {
     self.attachPoints = attachPoints
     self.filter = filter
     self.actions = actions
     self.range = range
+    self.variables = variables
   }
 }

@@ -78,6 +78,8 @@ struct Place {
   var type: BTFTypeID
   var bitfield: TypedExpr.Bitfield?
   var range: SourceRange
+  /// An array index checked at run time: the place reads as 0 when this is false.
+  var condition: TypedExpr? = nil
 }
 
 enum Reference {
@@ -98,6 +100,12 @@ struct ClauseContext {
   static let maximumDepth = 200
   var maps: [MapDeclaration]
   let source: SourceFile
+  /// `$variables` in order of first assignment; their index is their slot.
+  var variables: [VariableDeclaration] = []
+  /// Slots assigned on every path to the statement being checked.
+  var assigned: Set<Int> = []
+  /// The filter runs before the block, so it cannot read variables.
+  var checkingFilter = false
 
   init(checker: Checker, source: SourceFile, maps: [MapDeclaration]) {
     self.checker = checker
@@ -123,15 +131,17 @@ struct ClauseContext {
     commonArguments = common ?? [:]
 
     var filter: TypedExpr?
+    checkingFilter = true
     if let expression = clause.filter, let typed = value(expression) {
       filter = condition(typed)
     }
+    checkingFilter = false
     var actions = statements(clause.body.statements)
     if checker.options.trackFilteredPackets, hasSkb, filter != nil {
       actions.insert(.track(range: clause.range), at: 0)
     }
     return CheckedClause(
-      attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range)
+      attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range, variables: variables)
   }
 
   // MARK: Statements
@@ -154,13 +164,16 @@ struct ClauseContext {
       return call(name, arguments, range: expression.range)
     case .ifElse(let conditionExpression, let thenBlock, let elseBlock):
       guard let typed = value(conditionExpression) else { return nil }
-      return .conditional(
-        condition(typed), then: statements(thenBlock.statements),
-        else: elseBlock.map { statements($0.statements) } ?? [])
-    case .assignVariable:
-      diagnostics.append(
-        Diagnostic("not-supported-yet", "variables are not supported yet", at: statement.range))
-      return nil
+      // A variable is assigned after the if only when both branches assign it.
+      let before = assigned
+      let then = statements(thenBlock.statements)
+      let afterThen = assigned
+      assigned = before
+      let otherwise = elseBlock.map { statements($0.statements) } ?? []
+      assigned = afterThen.intersection(assigned)
+      return .conditional(condition(typed), then: then, else: otherwise)
+    case .assignVariable(let name, let valueExpression):
+      return assignVariable(name, valueExpression, range: statement.range)
     case .assignMap(let access, let value):
       return mapAssignment(access, value, range: statement.range)
     }
@@ -196,6 +209,8 @@ struct ClauseContext {
         }
       }
       return .print(values, range: range)
+    case "printf":
+      return printf(arguments, range: range)
     case "delete":
       guard arguments.count == 1, case .map(let access) = arguments[0].kind else {
         diagnostics.append(
@@ -339,9 +354,39 @@ struct ClauseContext {
       address.type = .kernelSymbol
       address.range = range
       return .value(address)
-    case .ipv6, .cidr, .variable, .index, .call, .cast:
+    case .ipv6(let bytes):
+      return .value(TypedExpr(.bytes(bytes), type: .ipv6, range: range))
+    case .cidr:
       diagnostics.append(
-        Diagnostic("not-supported-yet", "this kind of expression is not supported yet", at: range))
+        Diagnostic(
+          "prefix-outside-in", "an address prefix is not a value; it can only be the right side of 'in'", at: range,
+          notes: [.init(.help, "for example: saddr in \(sourceText(range))")]))
+      return nil
+    case .variable(let name):
+      return variable(name, range: range).map(Reference.value)
+    case .index(let baseExpression, let indexExpression):
+      guard let base = reference(baseExpression), let index = value(indexExpression) else { return nil }
+      return self.index(base, index, range: range)
+    case .cast(let typeName, let operandExpression):
+      guard let operand = value(operandExpression) else { return nil }
+      return cast(operand, to: typeName, range: range).map(Reference.value)
+    case .call(let name, _):
+      if Self.aggregationNames.contains(name) {
+        diagnostics.append(
+          Diagnostic(
+            "unknown-function", "\(name)() is an aggregate, not a value: it can only be assigned to a map", at: range,
+            notes: [.init(.help, "for example: @name[key] = \(name)(\(name == "count" ? "" : name == "lhist" ? "len, 0, 1500, 100" : "len"))")]))
+        return nil
+      }
+      if ["print", "printf", "exit", "track", "delete", "clear"].contains(name) {
+        diagnostics.append(Diagnostic("unknown-function", "\(name)() is a statement, not a value", at: range))
+        return nil
+      }
+      var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
+      if let best = closestName(to: name, among: ["ksym"]) {
+        diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
+      }
+      diagnostics.append(diagnostic)
       return nil
     }
   }
@@ -472,11 +517,19 @@ struct ClauseContext {
     return .place(
       Place(
         base: place.base, offset: place.offset + found.byteOffset, type: found.type,
-        bitfield: bitfield(found), range: range))
+        bitfield: bitfield(found), range: range, condition: place.condition))
   }
 
-  /// The value stored at a place, typed from BTF.
+  /// The value stored at a place, typed from BTF; 0 where a run-time index check fails.
   mutating func read(_ place: Place) -> TypedExpr? {
+    guard let value = readUnchecked(place) else { return nil }
+    guard let condition = place.condition else { return value }
+    return TypedExpr(
+      .select(condition: condition, value: value, otherwise: TypedExpr(.integer(0), type: value.type, range: value.range)),
+      type: value.type, range: value.range)
+  }
+
+  mutating func readUnchecked(_ place: Place) -> TypedExpr? {
     let id = types.resolved(place.type)
     let valueType = valueType(of: place.type)
     switch types.type(id) {
@@ -591,7 +644,7 @@ struct ClauseContext {
         return TypedExpr(.binary(op, field, literal), type: .bool, range: range)
       case (.string, _), (_, .string):
         return mismatch("a string compares only with a string literal")
-      case (.ipv4, .ipv4):
+      case (.ipv4, .ipv4), (.ipv6, .ipv6):
         break
       case (.ipv4, _), (_, .ipv4), (.ipv6, _), (_, .ipv6):
         return mismatch("an address compares only with an address of the same family, such as 10.0.0.1")
@@ -608,6 +661,7 @@ struct ClauseContext {
       return mismatch("'in' needs an address and a prefix such as 10.0.0.0/8")
     case .bitOr, .bitXor, .bitAnd, .shiftLeft, .shiftRight, .add, .subtract, .multiply, .divide,
       .modulo:
+      if let pointer = pointerArithmetic(op, lhs, rhs) { return pointer }
       guard lhs.type.isNumeric, rhs.type.isNumeric else { return mismatch("arithmetic needs numbers on both sides") }
       if op == .divide || op == .modulo, case .integer(0) = rhs.kind {
         diagnostics.append(Diagnostic("division-by-zero", "division by zero", at: rhs.range))
@@ -631,14 +685,21 @@ struct ClauseContext {
         Diagnostic("operator-type-mismatch", "'in' needs an address prefix on its right, such as 10.0.0.0/8", at: prefix.range))
       return nil
     }
-    guard case .ipv4(let networkAddress) = network.kind, address.type == .ipv4 else {
+    switch (network.kind, address.type) {
+    case (.ipv4, .ipv4):
+      break
+    case (.ipv6(let bytes), .ipv6):
+      return TypedExpr(.prefixMatch(address, network: bytes, prefixLength: length), type: .bool, range: range)
+    default:
+      let family = if case .ipv4 = network.kind { "an IPv4" } else { "an IPv6" }
       diagnostics.append(
         Diagnostic(
           "operator-type-mismatch",
-          "'in' compares an IPv4 address with an IPv4 prefix; this is a \(address.type) and '\(sourceText(prefix.range))'",
+          "'in' needs an address and a prefix of the same family, but '\(sourceText(address.range))' is \(Self.article(address.type)) and '\(sourceText(prefix.range))' \(family) prefix",
           at: range))
       return nil
     }
+    guard case .ipv4(let networkAddress) = network.kind else { return nil }
     let mask: UInt64 = length == 0 ? 0 : UInt64(UInt32.max << UInt32(32 - length)) & 0xffff_ffff
     let masked = TypedExpr(
       .binary(.bitAnd, address, TypedExpr(.integer(mask), type: .u64, range: prefix.range)), type: .u64, range: range)

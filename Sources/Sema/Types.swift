@@ -136,6 +136,14 @@ public struct TypedExpr: Hashable, Sendable {
     case networkToHost(TypedExpr, bits: Int)
     /// The value stored in a plain value map under `keys`, 0 when absent.
     case mapLookup(map: Int, keys: [TypedExpr])
+    /// The clause variable `slot` (an index into `CheckedClause.variables`).
+    case variable(slot: Int)
+    /// A constant wider than a register, such as an IPv6 address literal (network order).
+    case bytes([UInt8])
+    /// Whether the IPv6 address `address` lies in `network/prefixLength`.
+    case prefixMatch(TypedExpr, network: [UInt8], prefixLength: Int)
+    /// An integer cast: truncated to `bytes`, then zero- or sign-extended back to 64 bits.
+    case convert(TypedExpr, bytes: Int, signed: Bool)
   }
   /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
   public struct Bitfield: Hashable, Sendable {
@@ -160,9 +168,24 @@ public struct PrintedValue: Hashable, Sendable {
   public var value: TypedExpr
 }
 
+/// A `$name` of a clause: its type is fixed by the first assignment.
+public struct VariableDeclaration: Hashable, Sendable {
+  public var name: String
+  public var type: ValueType
+  /// The first assignment, for "first assigned here" notes.
+  public var range: SourceRange
+
+  /// Bytes of its stack slot: registers take 8, wider values their size rounded to 8.
+  public var slotSize: Int { max(8, (type.storageSize + 7) / 8 * 8) }
+}
+
 /// What a clause does when its probe fires and its filter holds.
 public indirect enum Action: Hashable, Sendable {
   case print([PrintedValue], range: SourceRange)
+  /// Like `print`, but swtrace formats the values with `format` instead of labelling them.
+  case printf(FormatString, [PrintedValue], range: SourceRange)
+  /// `$name = value`; `value` already has the variable's type.
+  case assignVariable(slot: Int, value: TypedExpr, range: SourceRange)
   case conditional(TypedExpr, then: [Action], else: [Action])
   /// Adds `value` to (or stores it in) map `map` under `keys`; `value` is nil for `count()`.
   case mapUpdate(map: Int, keys: [TypedExpr], value: TypedExpr?, range: SourceRange)

@@ -53,6 +53,8 @@ struct UserClauseChecker {
       return mapIndex(access).map(UserClause.Step.clearMap)
     case ("print", .string(let text), 1):
       return .printText(text)
+    case ("printf", _, _):
+      return printfText(arguments, statement: statement)
     case ("exit", nil, 0):
       return .exit
     default:
@@ -65,7 +67,7 @@ struct UserClauseChecker {
     diagnostics.append(
       Diagnostic(
         "user-clause-statement",
-        "BEGIN, END and interval: clauses can only print(@map), clear(@map), print(\"text\") and exit()",
+        "BEGIN, END and interval: clauses can only print(@map), clear(@map), print(\"text\"), printf(\"text\") and exit()",
         at: statement.range))
     return nil
   }

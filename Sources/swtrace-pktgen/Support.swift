@@ -105,6 +105,44 @@ struct IPv4Address: Equatable, CustomStringConvertible {
   }
 }
 
+/// An IPv6 address as 16 bytes in network order.
+struct IPv6Address: Equatable {
+  var address: in6_addr
+
+  init?(_ text: String) {
+    var parsed = in6_addr()
+    guard inet_pton(AF_INET6, text, &parsed) == 1 else { return nil }
+    address = parsed
+  }
+
+  var bytes: [UInt8] { withUnsafeBytes(of: address) { Array($0) } }
+
+  static func == (a: IPv6Address, b: IPv6Address) -> Bool { a.bytes == b.bytes }
+
+  /// Loopback (::1) and the addresses the project's tests give their namespaces (fd00:200::/32).
+  var isAllowedTarget: Bool {
+    bytes == Array(repeating: 0, count: 15) + [1] || bytes.prefix(4) == [0xfd, 0x00, 0x02, 0x00]
+  }
+
+  func socketAddress(port: UInt16) -> sockaddr_in6 {
+    var sa = sockaddr_in6()
+    sa.sin6_family = sa_family_t(AF_INET6)
+    sa.sin6_port = port.bigEndian
+    sa.sin6_addr = address
+    return sa
+  }
+}
+
+/// Runs `body` with the sockaddr_in6 rebound to a generic sockaddr pointer.
+func withSockaddr<R>(_ sa: sockaddr_in6, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+  var copy = sa
+  return withUnsafePointer(to: &copy) { pointer in
+    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+    }
+  }
+}
+
 /// The message for a refused address; kept in one place so tests can match it.
 func refusedAddressMessage(_ option: String, _ address: IPv4Address) -> String {
   "refusing \(option) \(address): only 127.0.0.0/8 (loopback) and 10.200.0.0/16 (the project's test namespaces) are allowed"

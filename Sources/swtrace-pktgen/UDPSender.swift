@@ -7,6 +7,8 @@ let maximumUDPPayload = 65_507
 
 struct UDPSender {
   var destination: IPv4Address
+  /// Set when `--dst` is an IPv6 address; `destination` is then unused.
+  var destination6: IPv6Address?
   var port: UInt16
   var count: Int
   var sizes: [Int]
@@ -20,7 +22,18 @@ struct UDPSender {
     let options = ParsedOptions(
       arguments,
       valued: ["dst", "port", "count", "mark", "sizes", "rate", "max-seconds", "src", "src-port"])
-    destination = options.address("dst", restricted: true) ?? { usageFailure("missing required option --dst") }()
+    if let text = options.string("dst"), text.contains(":") {
+      guard let address = IPv6Address(text) else { usageFailure("option --dst must be an IPv4 or IPv6 address, got '\(text)'") }
+      guard address.isAllowedTarget else {
+        die(
+          "refusing --dst \(text): only ::1 (loopback) and fd00:200::/32 (the project's test namespaces) are allowed for IPv6",
+          status: Status.usage)
+      }
+      destination6 = address
+      destination = .any
+    } else {
+      destination = options.address("dst", restricted: true) ?? { usageFailure("missing required option --dst") }()
+    }
     port = UInt16(options.requiredInteger("port", in: 1...65535))
     count = Int(options.requiredInteger("count", in: 1...10_000_000))
     sizes = options.string("sizes").map { parseSizes($0, option: "sizes", maximum: maximumUDPPayload) } ?? [64]
@@ -45,14 +58,17 @@ struct UDPSender {
   }
 
   func run() -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_UDP))
-    guard fd >= 0 else { die("socket(AF_INET, SOCK_DGRAM) failed: \(errnoDescription())") }
+    let family = destination6 == nil ? AF_INET : AF_INET6
+    let fd = socket(family, Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_UDP))
+    guard fd >= 0 else { die("socket(\(family == AF_INET ? "AF_INET" : "AF_INET6"), SOCK_DGRAM) failed: \(errnoDescription())") }
     defer { close(fd) }
     if let mark { setMark(fd, mark) }
+    if destination6 != nil, source != nil || sourcePort != 0 { usageFailure("--src and --src-port are for IPv4 only") }
     if source != nil || sourcePort != 0 {
       bindSocket(fd, source ?? .any, port: sourcePort)
     }
     let target = destination.socketAddress(port: port)
+    let target6 = destination6?.socketAddress(port: port)
     var buffer = Self.initialPayloadBuffer(size: sizes.max() ?? 0)
 
     let start = monotonicSeconds()
@@ -70,7 +86,11 @@ struct UDPSender {
       Self.writePayloadHeader(sequence: sent, into: &buffer)
       while true {
         let rc = buffer.withUnsafeBytes { buf in
-          withSockaddr(target) { sendto(fd, buf.baseAddress, size, 0, $0, $1) }
+          if let target6 {
+            withSockaddr(target6) { sendto(fd, buf.baseAddress, size, 0, $0, $1) }
+          } else {
+            withSockaddr(target) { sendto(fd, buf.baseAddress, size, 0, $0, $1) }
+          }
         }
         if rc >= 0 { break }
         let code = errno

@@ -23,7 +23,8 @@ let usage = """
           Counts UDP datagrams until N arrived (0 = no limit) or S seconds passed.
           Creates PATH once listening. Prints 'received N bytes B'.
 
-  Destinations must be in 127.0.0.0/8 or 10.200.0.0/16. --max-seconds defaults
+  Destinations must be in 127.0.0.0/8 or 10.200.0.0/16; udp also sends to ::1
+  and fd00:200::/32 (IPv6, without --src). --max-seconds defaults
   to 10. Exit status: 0 done, 1 fell short (time limit, send error, missing
   replies), 2 usage error or refused destination.
 

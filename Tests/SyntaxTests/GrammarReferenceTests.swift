@@ -8,7 +8,8 @@ let grammarDirectory = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
   .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
   .appendingPathComponent("grammar")
 
-/// The bodies of every fenced code block with the info string `swtrace`.
+/// The bodies of every fenced code block whose info string is `swtrace`, alone or followed
+/// by attributes such as `syntax-only` (which only later stages read).
 func swtraceBlocks(in markdown: String) -> [String] {
   var blocks: [String] = []
   var current: [Substring]?
@@ -22,7 +23,7 @@ func swtraceBlocks(in markdown: String) -> [String] {
         lines.append(line)
         current = lines
       }
-    } else if trimmed == "```swtrace" {
+    } else if trimmed == "```swtrace" || trimmed.hasPrefix("```swtrace ") {
       current = []
     }
   }

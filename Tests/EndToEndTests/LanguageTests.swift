@@ -1,0 +1,94 @@
+// printf, $variables, casts, indexes and IPv6 literals, end to end: the spec is compiled,
+// pre-checked, loaded into the kernel, and its printf lines must show the real values of
+// the datagrams sent. Each test uses its own subnet, mark and port.
+
+import Foundation
+import Testing
+
+/// The `text` of each `-o json` printf event on stdout, in order.
+private func printfTexts(_ stdout: String) -> [String] {
+  stdout.split(separator: "\n").compactMap { line in
+    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+    return object["text"] as? String
+  }
+}
+
+@Suite("printf, variables, casts, indexes and IPv6 end to end", .serialized)
+struct LanguageEndToEndTests {
+  @Test("printf prints real field values through variables, a pointer cast and array indexes")
+  func printfWithVariablesCastsAndIndexes() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    let pair = try NetworkNamespacePair(subnet: 77)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang")
+    defer { scratch.remove() }
+    let burst = UDPBurst(sizes: [100, 200], count: 6, mark: 0x7a77, port: 9777)
+    let spec = #"""
+      skb:net_dev_queue /mark == 0x7a77/ {
+        $payload = (u16)(len - 42)
+        $ip = (struct iphdr *)(skb->head + skb->network_header)
+        if ($payload > 150) { $size = "big" } else { $size = "small" }
+        $i = 2
+        printf("%s payload=%d size=%-5s| ttl=%d proto=%d dst=%s dev=%c%c mark=%#x\n", probe, $payload, $size,
+               $ip->ttl, $ip->protocol, daddr, skb->dev->name[0], skb->dev->name[$i], mark)
+      }
+      """#
+    let run = try TracedTraffic.run(spec: spec, bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!run.result.timedOut && run.result.status == 0, "\(run)")
+    #expect(run.sendersSent([burst]), "\(run)")
+    // The veth in A is named swt<pid>x<n>a: its first and third characters are s and t.
+    let expected = burst.payloads.map { payload in
+      "net_dev_queue payload=\(payload) size=\(payload > 150 ? "big  " : "small")| ttl=64 proto=17 dst=\(pair.addressB) dev=st mark=0x7a77\n"
+    }
+    #expect(printfTexts(run.result.stdout).sorted() == expected.sorted(), "\(run)")
+
+    // In text output the formatted text is the whole line.
+    let textRun = try TracedTraffic.run(spec: spec, arguments: [], bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!textRun.result.timedOut && textRun.result.status == 0, "\(textRun)")
+    #expect(textRun.result.stdoutLines.sorted() == expected.map { String($0.dropLast()) }.sorted(), "\(textRun)")
+  }
+
+  @Test("swtrace-pktgen sends IPv6 only to ::1 and fd00:200::/32")
+  func pktgenRefusesForeignIPv6() throws {
+    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    for destination in ["2001:db8::1", "fe80::1", "fd00::1", "fd00:201::1", "::", "::ffff:8.8.8.8"] {
+      let result = try ProcessRunner.run(pktgen, ["udp", "--dst", destination, "--port", "9", "--count", "1"], timeout: 10)
+      #expect(result.status == 2, "\(result)")
+      #expect(result.stderr.contains("refusing --dst \(destination)"), "\(result)")
+      #expect(result.stdout.isEmpty, "nothing may be sent: \(result)")
+    }
+  }
+
+  @Test("IPv6 filters compare with IPv6 literals and prefixes")
+  func ipv6LiteralFilters() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    let pair = try NetworkNamespacePair(subnet: 78)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang6")
+    defer { scratch.remove() }
+    for (namespace, link, host) in [(pair.namespaceA, pair.vethA, 1), (pair.namespaceB, pair.vethB, 2)] {
+      try NetworkNamespacePair.ip(["-n", namespace, "addr", "add", "fd00:200:78::\(host)/64", "dev", link, "nodad"])
+    }
+    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    let swtrace = try TestEnvironment.binary("swtrace")
+    let send = pair.shellCommand(
+      in: pair.namespaceA,
+      [pktgen, "udp", "--dst", "fd00:200:78::2", "--port", "9778", "--count", "4", "--sizes", "64", "--mark", "0x7a78",
+       "--max-seconds", "20"]) + " >" + shellQuote(scratch.path("send.log")) + " 2>&1"
+    // Neighbour discovery from A goes to a multicast address outside the /64, B's answers
+    // come from ::2: only the datagrams match. The second clause must never fire.
+    let spec = #"""
+      skb:net_dev_queue /ip6.saddr == fd00:200:78::1 && ip6.daddr in fd00:200:78::/64/ {
+        $h = (struct ipv6hdr *)(skb->head + skb->network_header)
+        printf("%s > %s hop=%d next=%d dport=%d mark=%x loopback=%d\n", ip6.saddr, ip6.daddr, $h->hop_limit,
+               $h->nexthdr, udp.dport, mark, ip6.daddr == ::1)
+      }
+      skb:net_dev_queue /ip6.saddr == fd00:200:78::99 || ip6.daddr in fd00:200:79::/48/ { printf("never\n") }
+      """#
+    let result = try ProcessRunner.run(swtrace, ["-o", "json", "-c", send, "-e", spec], timeout: 120)
+    try #require(!result.timedOut && result.status == 0, "\(result)\n--- sender ---\n\(scratch.read("send.log") ?? "")")
+    let expected = Array(
+      repeating: "fd00:200:78::1 > fd00:200:78::2 hop=64 next=17 dport=9778 mark=7a78 loopback=0\n", count: 4)
+    #expect(printfTexts(result.stdout) == expected, "\(result)\n--- sender ---\n\(scratch.read("send.log") ?? "")")
+  }
+}
