@@ -187,6 +187,18 @@ if selected i; then
   fi
 fi
 
+# (j) the language over a kprobe (fields read with bpf_probe_read_kernel): a variable and
+# printf, one line per marked datagram; at ip_rcv len is the IP datagram, 100 + 8 + 20 bytes.
+if selected j; then
+  run_swtrace -c "$TRAFFIC" -e 'kprobe:ip_rcv /mark == 0xdead/ { $l = len; printf("ip_rcv len=%d proto=%d\n", $l, ip.proto) }'
+  lines=$(grep -c '^ip_rcv len=128 proto=17$' "$OUT")
+  if [ "$status" = 0 ] && [ "$lines" = "$N" ]; then
+    pass j "kprobe:ip_rcv printf with a variable: $lines lines 'ip_rcv len=128 proto=17' (${took} s)"
+  else
+    fail j "kprobe:ip_rcv printf exited $status: $lines lines 'ip_rcv len=128 proto=17', want $N"
+  fi
+fi
+
 # (h) skb:* under Debian's default descriptor limits (systemd: soft 1024, hard 524288), as a
 # user's shell has them. swtrace needs one descriptor per program and per link; it passes once
 # swtrace raises its soft limit itself.
