@@ -17,7 +17,27 @@ struct Check: ParsableCommand {
   @Argument(help: ArgumentHelp("Spec files to check.", valueName: "FILE"))
   var files: [String] = []
 
+  /// Hidden: check the one spec this many times in this process and print phase times.
+  @Option(name: .customLong("timings"), help: .hidden)
+  var timingRuns: Int?
+
+  func validate() throws {
+    if let timingRuns {
+      if timingRuns < 1 { throw ValidationError("--timings needs at least one run") }
+      if files.count + (expression == nil ? 0 : 1) != 1 { throw ValidationError("--timings times exactly one spec") }
+    }
+  }
+
   func run() throws {
+    if let timingRuns {
+      switch SpecInput.load(expression: expression, path: files.first) {
+      case .success(let source): try CheckTimings.run(source: source, btfPath: btfPath, runs: timingRuns)
+      case .failure(let error):
+        Console.error(error.description)
+        throw ExitStatus.specError
+      }
+      return
+    }
     let environment = try CompilationEnvironment.make(btfPath: btfPath, privilegedDetection: false)
     var inputs: [Result<SourceFile, SpecInputError>] = files.map { SpecInput.load(expression: nil, path: $0) }
     if let expression { inputs.append(.success(SourceFile(name: "<spec>", text: expression))) }

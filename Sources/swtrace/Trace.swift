@@ -117,19 +117,26 @@ struct CompilationEnvironment {
   static func make(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
     -> CompilationEnvironment
   {
-    let types: KernelTypes
+    try make(
+      types: loadTypes(btfPath: btfPath), privilegedDetection: privilegedDetection, forcedBackend: forcedBackend)
+  }
+
+  /// The BTF of `--btf FILE`, or of the running kernel; prints why when there is none.
+  static func loadTypes(btfPath: String?) throws -> KernelTypes {
     do throws(BTFLoadError) {
-      if let btfPath {
-        types = try KernelTypes.load(path: btfPath)
-      } else {
-        types = try KernelTypes.loadRunningKernel()
-      }
+      if let btfPath { return try KernelTypes.load(path: btfPath) }
+      return try KernelTypes.loadRunningKernel()
     } catch {
       Console.error(error.description)
       if case .kernelHasNoBTF = error { throw ExitStatus.systemRefused }
       throw ExitStatus.specError
     }
-    if btfPath != nil {
+  }
+
+  static func make(types: KernelTypes, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
+    -> CompilationEnvironment
+  {
+    if !types.isRunningKernel {
       return CompilationEnvironment(
         resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
     }

@@ -1,0 +1,119 @@
+import BTF
+import CodeGen
+import Foundation
+import Sema
+import SwtraceSyntax
+
+/// `swtrace check --timings N SPEC` (hidden, for bench/check-time.sh): checks one spec N times
+/// in this process, each run from a fresh BTF load, and prints per-phase medians. Process
+/// start-up is left out on purpose; the start-up benchmark measures it.
+enum CheckTimings {
+  /// In pipeline order; "load+check" is everything up to and including `check`.
+  static let phases = ["btf-load", "environment", "parse", "resolve", "check", "codegen", "precheck"]
+  static let loadAndCheckPhases = phases.prefix { $0 != "codegen" }
+
+  struct Sample {
+    /// Milliseconds per phase, wall clock and this thread's CPU time.
+    var wall: [String: Double] = [:]
+    var cpu: [String: Double] = [:]
+    var programs = 0
+  }
+
+  static func run(source: SourceFile, btfPath: String?, runs: Int) throws {
+    var samples: [Sample] = []
+    for _ in 0..<runs {
+      // Each run's BTF and indices are released when `measure` returns: runs share nothing.
+      samples.append(try measure(source: source, btfPath: btfPath))
+    }
+    Swift.print(report(samples, btfPath: btfPath), terminator: "")
+  }
+
+  private static func measure(source: SourceFile, btfPath: String?) throws -> Sample {
+    var sample = Sample()
+    var clock = PhaseClock()
+    let types = try CompilationEnvironment.loadTypes(btfPath: btfPath)
+    clock.lap("btf-load", into: &sample)
+    let environment = try CompilationEnvironment.make(types: types, privilegedDetection: false)
+    clock.lap("environment", into: &sample)
+    let parsed = Parser.parse(source)
+    clock.lap("parse", into: &sample)
+    // Resolution on its own first, so that the indices it builds are counted here and the
+    // checker's own resolution afterwards is the cost of checking proper.
+    for probe in parsed.spec.clauses.flatMap(\.probes) { _ = try? environment.resolver.resolve(probe) }
+    clock.lap("resolve", into: &sample)
+    let checked = Checker(resolver: environment.resolver).check(parsed.spec, source: source)
+    clock.lap("check", into: &sample)
+    guard !parsed.hasErrors, let spec = checked.spec else {
+      Console.diagnostics(parsed.diagnostics + checked.diagnostics, in: source)
+      throw ExitStatus.specError
+    }
+    let compiled: CompiledSpec
+    do {
+      compiled = try CodeGenerator(types: types).generate(spec)
+    } catch {
+      Console.diagnostics([error.diagnostic], in: source)
+      throw ExitStatus.specError
+    }
+    clock.lap("codegen", into: &sample)
+    let rejections = SpecCompiler.precheck(compiled)
+    clock.lap("precheck", into: &sample)
+    if !rejections.isEmpty {
+      Console.diagnostics(rejections, in: source)
+      throw ExitStatus.specError
+    }
+    sample.programs = compiled.programs.count
+    return sample
+  }
+
+  static func report(_ samples: [Sample], btfPath: String?) -> String {
+    func row(_ name: String, _ wall: [Double], _ cpu: [Double]) -> String {
+      let columns = [median(wall), wall.min() ?? 0, median(cpu)].map { String(format: "%10.2f", $0) }
+      return name.padding(toLength: 12, withPad: " ", startingAt: 0) + columns.joined() + "\n"
+    }
+    var text = "# \(samples.count) runs in one process against \(btfPath ?? "the running kernel's BTF"), "
+    text += "\(samples.first?.programs ?? 0) programs; milliseconds\n"
+    text += "phase       " + ["median", "min", "cpu med"].map { $0.leftPadded(to: 10) }.joined() + "\n"
+    for phase in phases {
+      text += row(phase, samples.map { $0.wall[phase] ?? 0 }, samples.map { $0.cpu[phase] ?? 0 })
+    }
+    func total(_ keys: some Sequence<String>, _ values: KeyPath<Sample, [String: Double]>) -> [Double] {
+      samples.map { sample in keys.reduce(0) { $0 + (sample[keyPath: values][$1] ?? 0) } }
+    }
+    text += row("load+check", total(loadAndCheckPhases, \.wall), total(loadAndCheckPhases, \.cpu))
+    text += row("total", total(phases, \.wall), total(phases, \.cpu))
+    return text
+  }
+
+  static func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+  }
+}
+
+/// Wall and thread CPU time since the previous lap.
+private struct PhaseClock {
+  private var wall = PhaseClock.now(CLOCK_MONOTONIC)
+  private var cpu = PhaseClock.now(CLOCK_THREAD_CPUTIME_ID)
+
+  mutating func lap(_ phase: String, into sample: inout CheckTimings.Sample) {
+    let (wallNow, cpuNow) = (Self.now(CLOCK_MONOTONIC), Self.now(CLOCK_THREAD_CPUTIME_ID))
+    sample.wall[phase] = wallNow - wall
+    sample.cpu[phase] = cpuNow - cpu
+    (wall, cpu) = (wallNow, cpuNow)
+  }
+
+  /// Milliseconds on `clock`.
+  static func now(_ clock: clockid_t) -> Double {
+    var time = timespec()
+    clock_gettime(clock, &time)
+    return Double(time.tv_sec) * 1e3 + Double(time.tv_nsec) / 1e6
+  }
+}
+
+extension String {
+  fileprivate func leftPadded(to width: Int) -> String {
+    count >= width ? self : String(repeating: " ", count: width - count) + self
+  }
+}
