@@ -63,9 +63,12 @@ public final class KernelTypes: @unchecked Sendable {
   public let origin: String
   public let isRunningKernel: Bool
   private let lock = Lock()
+  private var cachedTracepointIndex: TracepointIndex?
   private var cachedTracepoints: [TracepointDescription]?
   private var cachedFunctions: [FunctionDescription]?
-  private var cachedNamedTypes: [String: BTFTypeID] = [:]
+  private var cachedNamedTypes: [String: BTFTypeID?] = [:]
+  /// Records decoded so far: code generation asks for the same structs for every attach point.
+  private var decodedTypes: [BTFTypeID: RawBTFType] = [:]
 
   public init(handle: BTFHandle, origin: String, isRunningKernel: Bool) {
     self.handle = handle
@@ -91,16 +94,20 @@ public final class KernelTypes: @unchecked Sendable {
 
   // MARK: Types
 
-  public func type(_ id: BTFTypeID) -> RawBTFType { handle.type(id) }
+  public func type(_ id: BTFTypeID) -> RawBTFType {
+    if let decoded = lock.withLock({ decodedTypes[id] }) { return decoded }
+    let decoded = handle.type(id)
+    lock.withLock { decodedTypes[id] = decoded }
+    return decoded
+  }
 
   /// Follows typedefs, qualifiers and type tags to the underlying type.
   public func resolved(_ id: BTFTypeID) -> BTFTypeID {
     var current = id
     for _ in 0..<64 {
-      switch handle.type(current) {
-      case .typedef(_, let next), .volatile(let next), .const(let next), .restrict(let next),
-        .typeTag(_, let next):
-        current = next
+      switch handle.kind(of: current) {
+      case .typedef, .volatile, .const, .restrict, .typeTag:
+        current = handle.sizeOrType(of: current)
       default:
         return current
       }
@@ -113,8 +120,8 @@ public final class KernelTypes: @unchecked Sendable {
   /// The id of a named struct, union, enum or typedef.
   public func namedType(_ name: String, kind: RawBTFKind) -> BTFTypeID? {
     let key = "\(kind.rawValue):\(name)"
-    if let id = lock.withLock({ cachedNamedTypes[key] }) { return id }
-    guard let id = handle.find(name, kind: kind) else { return nil }
+    if let known = lock.withLock({ cachedNamedTypes[key] }) { return known }
+    let id = handle.find(name, kind: kind)
     lock.withLock { cachedNamedTypes[key] = id }
     return id
   }
@@ -123,17 +130,24 @@ public final class KernelTypes: @unchecked Sendable {
 
   /// If `id` is (after typedefs) a pointer to a struct, that struct's name.
   public func pointeeStructName(_ id: BTFTypeID) -> String? {
-    guard case .pointer(let to) = type(resolved(id)) else { return nil }
-    switch type(resolved(to)) {
-    case .structure(let name, _, _), .union(let name, _, _): return name
-    case .forward(let name, _): return name
-    default: return nil
-    }
+    pointeeStruct(id).map { handle.name(of: $0) }
   }
 
   /// Whether `id` is `struct NAME *` (any qualifiers).
   public func isPointer(_ id: BTFTypeID, toStruct name: String) -> Bool {
-    pointeeStructName(id) == name
+    pointeeStruct(id).map { handle.name(of: $0, equals: name) } ?? false
+  }
+
+  /// If `id` is (after typedefs) a pointer to a struct, union or forward declaration, that
+  /// record. Reads kinds and referenced ids only: a struct's members are never decoded here.
+  private func pointeeStruct(_ id: BTFTypeID) -> BTFTypeID? {
+    let pointer = resolved(id)
+    guard handle.kind(of: pointer) == .pointer else { return nil }
+    let pointee = resolved(handle.sizeOrType(of: pointer))
+    switch handle.kind(of: pointee) {
+    case .structure, .union, .forward: return pointee
+    default: return nil
+    }
   }
 
   /// The members of a struct or union, with anonymous members flattened into their parent.
@@ -178,18 +192,13 @@ public final class KernelTypes: @unchecked Sendable {
 
   private func enumContaining(prefix: String) -> BTFTypeID? {
     let key = "enum-prefix:\(prefix)"
-    if let id = lock.withLock({ cachedNamedTypes[key] }) { return id }
-    for id in 1..<handle.typeCount {
+    if let known = lock.withLock({ cachedNamedTypes[key] }) { return known }
+    let found = (1..<handle.typeCount).first { id in
       let kind = handle.kind(of: id)
-      guard kind == .enumeration || kind == .enum64 else { continue }
-      if case .enumeration(_, _, _, let values) = type(id),
-        values.contains(where: { $0.name.hasPrefix(prefix) })
-      {
-        lock.withLock { cachedNamedTypes[key] = id }
-        return id
-      }
+      return (kind == .enumeration || kind == .enum64) && handle.hasEnumerator(in: id, withPrefix: prefix)
     }
-    return nil
+    lock.withLock { cachedNamedTypes[key] = found }
+    return found
   }
 
   /// C spelling of a type, for messages and listings: `struct sk_buff *`, `unsigned int`.
@@ -225,60 +234,107 @@ public final class KernelTypes: @unchecked Sendable {
   /// Every tracepoint the kernel describes with a `btf_trace_<name>` typedef, sorted by name.
   public func tracepoints() -> [TracepointDescription] {
     if let cached = lock.withLock({ cachedTracepoints }) { return cached }
-    let names = tracepointParameterNames()
-    var result: [TracepointDescription] = []
-    for id in 1..<handle.typeCount where handle.kind(of: id) == .typedef {
-      guard handle.name(of: id, hasPrefix: "btf_trace_") else { continue }
-      guard case .typedef(let fullName, let target) = type(id),
-        case .pointer(let protoID) = type(target),
-        case .functionPrototype(_, let parameters, _) = type(protoID)
-      else { continue }
-      let name = String(fullName.dropFirst("btf_trace_".count))
-      // The first parameter is the tracepoint's private data pointer, not an argument.
-      let arguments = Array(parameters.dropFirst())
-      let named = names.forTracepoint(name, types: arguments.map(\.type))
-      result.append(
-        TracepointDescription(
-          name: name, typedefID: id,
-          parameters: arguments.enumerated().map { index, parameter in
-            BTFParameter(name: named?[index] ?? "arg\(index)", type: parameter.type)
-          }))
-    }
-    result.sort { $0.name < $1.name }
+    let index = tracepointIndex()
+    let result = index.records.sorted { $0.name < $1.name }.map { describe($0, in: index) }
     lock.withLock { cachedTracepoints = result }
     return result
   }
 
+  /// The tracepoints whose names pass `nameMatches` and, with `structName`, that have a
+  /// `struct structName *` argument, sorted by name. Only those are described: argument
+  /// names are looked up for the few that match, not for all of the kernel's tracepoints.
+  public func tracepoints(
+    where nameMatches: (String) -> Bool, takingPointerTo structName: String? = nil
+  ) -> [TracepointDescription] {
+    let index = tracepointIndex()
+    return index.records.filter { record in
+      nameMatches(record.name)
+        && (structName.map { name in record.argumentTypes.contains { isPointer($0, toStruct: name) } } ?? true)
+    }.sorted { $0.name < $1.name }.map { describe($0, in: index) }
+  }
+
+  /// A tracepoint as the scan finds it: its name and argument types, without argument names.
+  private struct TracepointRecord {
+    var name: String
+    var typedefID: BTFTypeID
+    var argumentTypes: [BTFTypeID]
+  }
+
+  private struct TracepointIndex {
+    /// In id order; sorted by name only after filtering, since most callers want a few.
+    var records: [TracepointRecord]
+    var names: TracepointNames
+  }
+
+  private func tracepointIndex() -> TracepointIndex {
+    if let cached = lock.withLock({ cachedTracepointIndex }) { return cached }
+    let found = handle.records(named: [(.typedef, "btf_trace_"), (.function, "__bpf_trace_")])
+    var records: [TracepointRecord] = []
+    records.reserveCapacity(found[0].count)
+    for id in found[0] {
+      // btf_trace_<name> is a typedef of a pointer to the probe function's prototype.
+      let target = handle.sizeOrType(of: id)
+      guard handle.kind(of: target) == .pointer,
+        let parameterTypes = handle.parameterTypes(of: handle.sizeOrType(of: target))
+      else { continue }
+      records.append(
+        TracepointRecord(
+          name: String(handle.name(of: id).dropFirst("btf_trace_".count)), typedefID: id,
+          // The first parameter is the tracepoint's private data pointer, not an argument.
+          argumentTypes: Array(parameterTypes.dropFirst())))
+    }
+    let index = TracepointIndex(records: records, names: TracepointNames(classFunctions: found[1], handle: handle))
+    lock.withLock { cachedTracepointIndex = index }
+    return index
+  }
+
+  private func describe(_ record: TracepointRecord, in index: TracepointIndex) -> TracepointDescription {
+    let named = index.names.forTracepoint(record.name, types: record.argumentTypes)
+    return TracepointDescription(
+      name: record.name, typedefID: record.typedefID,
+      parameters: record.argumentTypes.enumerated().map { position, type in
+        BTFParameter(name: named?[position] ?? "arg\(position)", type: type)
+      })
+  }
+
   /// Argument names of tracepoints, taken from the `__bpf_trace_<class>` functions the kernel
-  /// generates per event class; the typedefs themselves carry no parameter names.
+  /// generates per event class; the typedefs themselves carry no parameter names. Only the
+  /// classes' argument types are read up front; names are decoded for the classes asked about.
   private struct TracepointNames {
-    var byFunctionName: [String: [BTFParameter]] = [:]
-    var byTypes: [[BTFTypeID]: [[String]]] = [:]
+    let handle: BTFHandle
+    /// Class name -> its function, the last one where a name repeats.
+    var byClassName: [String: BTFTypeID] = [:]
+    /// Argument types -> the functions of the classes with exactly those, in id order.
+    var byTypes: [[BTFTypeID]: [BTFTypeID]] = [:]
+
+    init(classFunctions: [BTFTypeID], handle: BTFHandle) {
+      self.handle = handle
+      for id in classFunctions {
+        guard handle.kind(of: id) == .function,
+          let types = handle.parameterTypes(of: handle.sizeOrType(of: id))
+        else { continue }
+        byClassName[String(handle.name(of: id).dropFirst("__bpf_trace_".count))] = id
+        byTypes[Array(types.dropFirst()), default: []].append(id)
+      }
+    }
 
     func forTracepoint(_ name: String, types: [BTFTypeID]) -> [String]? {
-      if let exact = byFunctionName[name], exact.map(\.type) == types { return exact.map(\.name) }
+      if let exact = byClassName[name], let arguments = arguments(of: exact), arguments.map(\.type) == types {
+        return arguments.map(\.name)
+      }
       // Several classes can share a prototype; use their names only when they agree.
-      guard let candidates = byTypes[types], let first = candidates.first,
-        candidates.allSatisfy({ $0 == first })
+      guard let candidates = byTypes[types]?.compactMap({ arguments(of: $0)?.map(\.name) }),
+        let first = candidates.first, candidates.allSatisfy({ $0 == first })
       else { return nil }
       return first
     }
-  }
 
-  private func tracepointParameterNames() -> TracepointNames {
-    var names = TracepointNames()
-    for id in 1..<handle.typeCount where handle.kind(of: id) == .function {
-      guard handle.name(of: id, hasPrefix: "__bpf_trace_") else { continue }
-      guard case .function(let fullName, let protoID, _) = type(id),
-        case .functionPrototype(_, let parameters, _) = type(protoID)
-      else { continue }
-      let arguments = Array(parameters.dropFirst())
-      names.byFunctionName[String(fullName.dropFirst("__bpf_trace_".count))] = arguments.map {
-        BTFParameter(name: $0.name, type: $0.type)
+    private func arguments(of function: BTFTypeID) -> [RawBTFType.Parameter]? {
+      guard case .functionPrototype(_, let parameters, _) = handle.type(handle.sizeOrType(of: function)) else {
+        return nil
       }
-      names.byTypes[arguments.map(\.type), default: []].append(arguments.map(\.name))
+      return Array(parameters.dropFirst())
     }
-    return names
   }
 
   /// Every kernel function BTF describes (FUNC records), sorted by name.
@@ -303,7 +359,7 @@ public final class KernelTypes: @unchecked Sendable {
   }
 
   public func tracepoint(named name: String) -> TracepointDescription? {
-    tracepoints().first { $0.name == name }
+    tracepoints(where: { $0 == name }).first
   }
 
   public func function(named name: String) -> FunctionDescription? {

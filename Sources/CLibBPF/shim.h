@@ -13,6 +13,10 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+// glibc declares memmem only with _GNU_SOURCE, which a Clang module cannot set; the BTF name
+// index searches the string section with it.
+void *memmem(const void *haystack, size_t haystack_len, const void *needle, size_t needle_len);
+
 static inline int swt_errno(void) { return errno; }
 static inline void swt_set_errno(int value) { errno = value; }
 

@@ -48,9 +48,8 @@ public struct ProbeResolver: Sendable {
           at: probe.range, notes: [.init(.help, "list the candidates with: swtrace -l 'skb:*'")])
       }
     case .tracepoint(let category, let name):
-      points = types.tracepoints().filter { tp in
-        matches(name, tp.name) && categoryMatches(category, of: tp.name)
-      }.map(attachPoint(for:))
+      points = types.tracepoints(where: { matches(name, $0) && categoryMatches(category, of: $0) }).map(
+        attachPoint(for:))
       if points.isEmpty {
         throw Diagnostic(
           "probe-matches-nothing", "'tracepoint:\(category):\(name)' matches no tracepoint of \(types.origin)",
@@ -102,9 +101,7 @@ public struct ProbeResolver: Sendable {
 
   func skbTracepoints(matching glob: String) -> [AttachPoint] {
     guard support.available.contains(.tracepoint) else { return [] }
-    return types.tracepoints().filter { matches(glob, $0.name) }.map(attachPoint(for:)).filter {
-      $0.skbArgument != nil
-    }
+    return types.tracepoints(where: { matches(glob, $0) }, takingPointerTo: "sk_buff").map(attachPoint(for:))
   }
 
   func skbFunctions(matching glob: String) -> [AttachPoint] {
