@@ -247,9 +247,17 @@ public final class KernelTypes: @unchecked Sendable {
     where nameMatches: (String) -> Bool, takingPointerTo structName: String? = nil
   ) -> [TracepointDescription] {
     let index = tracepointIndex()
+    // Tracepoints share argument types; each is looked at once.
+    var verdicts: [BTFTypeID: Bool] = [:]
+    func qualifies(_ type: BTFTypeID, _ structName: String) -> Bool {
+      if let known = verdicts[type] { return known }
+      let verdict = isPointer(type, toStruct: structName)
+      verdicts[type] = verdict
+      return verdict
+    }
     return index.records.filter { record in
       nameMatches(record.name)
-        && (structName.map { name in record.argumentTypes.contains { isPointer($0, toStruct: name) } } ?? true)
+        && (structName.map { name in record.argumentTypes.contains { qualifies($0, name) } } ?? true)
     }.sorted { $0.name < $1.name }.map { describe($0, in: index) }
   }
 
@@ -279,7 +287,7 @@ public final class KernelTypes: @unchecked Sendable {
       else { continue }
       records.append(
         TracepointRecord(
-          name: String(handle.name(of: id).dropFirst("btf_trace_".count)), typedefID: id,
+          name: handle.name(of: id, droppingFirst: "btf_trace_".utf8.count), typedefID: id,
           // The first parameter is the tracepoint's private data pointer, not an argument.
           argumentTypes: Array(parameterTypes.dropFirst())))
     }
@@ -313,7 +321,7 @@ public final class KernelTypes: @unchecked Sendable {
         guard handle.kind(of: id) == .function,
           let types = handle.parameterTypes(of: handle.sizeOrType(of: id))
         else { continue }
-        byClassName[String(handle.name(of: id).dropFirst("__bpf_trace_".count))] = id
+        byClassName[handle.name(of: id, droppingFirst: "__bpf_trace_".utf8.count)] = id
         byTypes[Array(types.dropFirst()), default: []].append(id)
       }
     }

@@ -107,6 +107,15 @@ public final class BTFHandle: @unchecked Sendable {
     return string(swt_btf_name_off(t))
   }
 
+  /// A record's name without its first `count` bytes: the rest of a name whose prefix a scan
+  /// has matched already ("" when the name is shorter).
+  public func name(of id: UInt32, droppingFirst count: Int) -> String {
+    guard id != 0, let t = btf__type_by_id(btf, id), let cName = btf__name_by_offset(btf, swt_btf_name_off(t)),
+      strnlen(cName, count) == count
+    else { return "" }
+    return String(cString: cName + count)
+  }
+
   /// Whether a record's name starts with `prefix`, compared on bytes to keep whole-BTF scans cheap.
   public func name(of id: UInt32, hasPrefix prefix: String) -> Bool {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return false }
@@ -117,7 +126,13 @@ public final class BTFHandle: @unchecked Sendable {
   public func name(of id: UInt32, equals name: String) -> Bool {
     guard id != 0, let t = btf__type_by_id(btf, id), let cName = btf__name_by_offset(btf, swt_btf_name_off(t))
     else { return name.isEmpty }
-    return name.withCString { strcmp(cName, $0) == 0 }
+    var name = name
+    return name.withUTF8 { bytes in
+      // strncmp stops at the end of a shorter name; then the lengths must agree.
+      guard let start = bytes.baseAddress else { return cName[0] == 0 }
+      return start.withMemoryRebound(to: CChar.self, capacity: bytes.count) { strncmp(cName, $0, bytes.count) == 0 }
+        && cName[bytes.count] == 0
+    }
   }
 
   /// The one number a record carries besides its name: the referenced type of pointers,
@@ -160,24 +175,30 @@ public final class BTFHandle: @unchecked Sendable {
   public func records(named queries: [(kind: RawBTFKind, prefix: String)]) -> [[UInt32]] {
     let length = stringSectionLength
     let offsets = queries.map { nameOffsets(withPrefix: $0.prefix, sectionLength: length) }
-    var result = [[UInt32]](repeating: [], count: queries.count)
+    var anyPrefix = OffsetSet(capacity: length)
+    for offset in offsets.joined() { anyPrefix.insert(offset) }
     let kinds = queries.map { UInt32($0.kind.rawValue) }
     // Most records are of no kind asked for; one bit test skips them.
     let wantedKinds = kinds.reduce(UInt64(0)) { $0 | 1 << UInt64($1 & 63) }
-    for id in 1..<max(1, typeCount) {
-      guard let t = btf__type_by_id(btf, id) else { continue }
-      let kind = swt_btf_kind(t)
-      guard wantedKinds & (1 << UInt64(kind & 63)) != 0 else { continue }
-      for index in kinds.indices where kinds[index] == kind && offsets[index].contains(swt_btf_name_off(t)) {
-        result[index].append(id)
+    var result = [[UInt32]](repeating: [], count: queries.count)
+    anyPrefix.withWords { anyPrefix in
+      for id in 1..<max(1, typeCount) {
+        guard let t = btf__type_by_id(btf, id) else { continue }
+        let kind = swt_btf_kind(t)
+        guard wantedKinds & (1 << UInt64(kind & 63)) != 0 else { continue }
+        let offset = swt_btf_name_off(t)
+        guard OffsetSet.contains(offset, in: anyPrefix) else { continue }
+        for index in kinds.indices where kinds[index] == kind && offsets[index].contains(offset) {
+          result[index].append(id)
+        }
       }
     }
     return result
   }
 
   /// Offsets of the strings that start with `prefix`.
-  private func nameOffsets(withPrefix prefix: String, sectionLength length: Int) -> OffsetSet {
-    var offsets = OffsetSet(capacity: length)
+  private func nameOffsets(withPrefix prefix: String, sectionLength length: Int) -> Set<UInt32> {
+    var offsets = Set<UInt32>()
     guard !prefix.isEmpty, let start = btf__str_by_offset(btf, 0) else { return offsets }
     var needle = prefix
     needle.withUTF8 { needle in
@@ -308,7 +329,7 @@ public final class BTFHandle: @unchecked Sendable {
 }
 
 /// String offsets as one bit each: asked once per record of a whole-BTF scan, where hashing
-/// into a Set costs more than the rest of the scan.
+/// into a Set would cost more than the rest of the scan.
 private struct OffsetSet {
   private var words: [UInt64]
 
@@ -318,7 +339,10 @@ private struct OffsetSet {
     words[Int(offset) / 64] |= 1 << (UInt64(offset) % 64)
   }
 
-  func contains(_ offset: UInt32) -> Bool {
+  /// The words as a buffer, for loops that should not retain the array on every test.
+  func withWords<T>(_ body: (UnsafeBufferPointer<UInt64>) -> T) -> T { words.withUnsafeBufferPointer(body) }
+
+  static func contains(_ offset: UInt32, in words: UnsafeBufferPointer<UInt64>) -> Bool {
     let word = Int(offset) / 64
     return word < words.count && words[word] & (1 << (UInt64(offset) % 64)) != 0
   }

@@ -1,5 +1,6 @@
 public import BTF
 import Glibc
+import Synchronization
 public import SwtraceSyntax
 
 /// Finds the attach points a probe names, from BTF and what the kernel can attach.
@@ -8,7 +9,8 @@ public struct ProbeResolver: Sendable {
   public let support: BackendSupport
   /// Tracepoint name -> category (`net_dev_queue` -> `net`), from tracefs when running on the
   /// kernel; empty when checking against a BTF file, in which case categories match anything.
-  public let tracepointCategories: [String: String]
+  public var tracepointCategories: [String: String] { categories.value }
+  private let categories: LazyCategories
 
   /// `--backend`: the backend function attach points of `skb:` probes must use.
   public let forcedFunctionBackend: Backend?
@@ -17,9 +19,21 @@ public struct ProbeResolver: Sendable {
     types: KernelTypes, support: BackendSupport, tracepointCategories: [String: String] = [:],
     forcedFunctionBackend: Backend? = nil
   ) {
+    self.init(
+      types: types, support: support, readingTracepointCategories: { tracepointCategories },
+      forcedFunctionBackend: forcedFunctionBackend)
+  }
+
+  /// Categories are read with `read` when a probe first needs them: walking tracefs costs more
+  /// than resolving `skb:*`, and only `tracepoint:` probes with a category other than `*` ask.
+  public init(
+    types: KernelTypes, support: BackendSupport,
+    readingTracepointCategories read: @escaping @Sendable () -> [String: String],
+    forcedFunctionBackend: Backend? = nil
+  ) {
     self.types = types
     self.support = support
-    self.tracepointCategories = tracepointCategories
+    self.categories = LazyCategories(read)
     self.forcedFunctionBackend = forcedFunctionBackend
   }
 
@@ -88,13 +102,15 @@ public struct ProbeResolver: Sendable {
   }
 
   private func matches(_ glob: String, _ name: String) -> Bool {
-    fnmatch(glob, name, 0) == 0
+    // Without flags `*` matches every name; skipping fnmatch saves two C strings per name.
+    glob == "*" || fnmatch(glob, name, 0) == 0
   }
 
   /// Without category information (checking against a BTF file) every category matches; with
   /// it, a tracepoint the kernel lists under no category matches only the `*` category.
   private func categoryMatches(_ glob: String, of name: String) -> Bool {
-    guard !tracepointCategories.isEmpty else { return true }
+    // `*` matches every category and no category alike, so it needs no categories read.
+    guard glob != "*", !tracepointCategories.isEmpty else { return true }
     guard let category = tracepointCategories[name] else { return glob == "*" }
     return matches(glob, category)
   }
@@ -161,4 +177,21 @@ func editDistance(_ a: String, _ b: String) -> Int {
     swap(&previous, &current)
   }
   return previous[b.count]
+}
+
+/// Tracepoint categories, read once, on first use, by whichever thread asks first.
+private final class LazyCategories: Sendable {
+  private let read: @Sendable () -> [String: String]
+  private let loaded = Mutex<[String: String]?>(nil)
+
+  init(_ read: @escaping @Sendable () -> [String: String]) { self.read = read }
+
+  var value: [String: String] {
+    loaded.withLock { loaded in
+      if let loaded { return loaded }
+      let value = read()
+      loaded = value
+      return value
+    }
+  }
 }

@@ -66,13 +66,15 @@ enum CheckTimings {
   }
 
   static func report(_ samples: [Sample], btfPath: String?) -> String {
+    // The first run also pays for what a fresh process does once (page faults, lazy binding,
+    // Swift metadata): it is what a single `swtrace check` sees, the median what repeats see.
     func row(_ name: String, _ wall: [Double], _ cpu: [Double]) -> String {
-      let columns = [median(wall), wall.min() ?? 0, median(cpu)].map { String(format: "%10.2f", $0) }
+      let columns = [median(wall), wall.min() ?? 0, median(cpu), wall.first ?? 0].map { String(format: "%10.2f", $0) }
       return name.padding(toLength: 12, withPad: " ", startingAt: 0) + columns.joined() + "\n"
     }
     var text = "# \(samples.count) runs in one process against \(btfPath ?? "the running kernel's BTF"), "
     text += "\(samples.first?.programs ?? 0) programs; milliseconds\n"
-    text += "phase       " + ["median", "min", "cpu med"].map { $0.leftPadded(to: 10) }.joined() + "\n"
+    text += "phase       " + ["median", "min", "cpu med", "first"].map { $0.leftPadded(to: 10) }.joined() + "\n"
     for phase in phases {
       text += row(phase, samples.map { $0.wall[phase] ?? 0 }, samples.map { $0.cpu[phase] ?? 0 })
     }

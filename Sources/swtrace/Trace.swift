@@ -159,7 +159,7 @@ struct CompilationEnvironment {
     }
     return CompilationEnvironment(
       resolver: ProbeResolver(
-        types: types, support: support, tracepointCategories: KernelCapabilities.tracepointCategories(),
+        types: types, support: support, readingTracepointCategories: KernelCapabilities.tracepointCategories,
         forcedFunctionBackend: forcedBackend))
   }
 
