@@ -60,9 +60,14 @@ clean:
 
 # swtrace versus bpftrace on this machine (root, about 10 minutes): bench/run.sh builds a release
 # swtrace in .build-bench, prints a markdown table and writes bench/results/latest.json.
-.PHONY: bench
+.PHONY: bench bench-check
 bench: deps
 	bench/run.sh
+
+# Only the check time (a minute, no root needed but for the bpftrace figure): load the running
+# kernel's BTF and type-check the mission one-liner, per phase; bench/results/check-time.md.
+bench-check: deps
+	bench/check-time.sh
 
 # The VM lane (root, ~3 minutes under TCG plus a release build): swtrace's function backends (kprobe, kretprobe,
 # fentry, fexit, kprobe.multi) on a stock Debian kernel under qemu; scripts/vm/run.sh says how.

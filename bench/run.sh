@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # swtrace versus bpftrace on this machine: start-up, in-kernel cost per event, program size,
-# event delivery and front-end time. Writes bench/results/latest.json and prints a markdown
-# table of medians and ratios (swtrace/bpftrace) to stdout; progress goes to stderr.
+# event delivery and front-end time; then check time (bench/check-time.sh, which also runs on
+# its own). Writes bench/results/latest.json and prints a markdown table of medians and ratios
+# (swtrace/bpftrace) to stdout; progress goes to stderr.
 #
 #   bench/run.sh                      (as root; `make bench` runs it)
 #
@@ -10,8 +11,8 @@
 #                    building with `swift build -c release --scratch-path .build-bench`
 #   REPEATS          runs per measurement (default 5; start-up uses REPEATS+2)
 #   RATES            offered rates for the delivery test (default "10000 25000 50000 100000 200000")
-#   SECTIONS         which sections to run (default "startup kernel delivery frontend"); the
-#                    report says n/a for the others
+#   SECTIONS         which sections to run (default "startup kernel delivery frontend check");
+#                    the report says n/a for the others; `check` alone is also bench/check-time.sh
 #
 # Traffic: UDP datagrams from swtrace-pktgen to 127.0.0.1:9999 (nothing listens there), every
 # send bounded by --count and --max-seconds. kernel.bpf_stats_enabled is set to 1 for the
@@ -27,7 +28,7 @@ START_REPEATS=$((REPEATS + 2))
 PORT=9999
 DST=127.0.0.1
 
-SECTIONS=${SECTIONS:-"startup kernel delivery frontend"}
+SECTIONS=${SECTIONS:-"startup kernel delivery frontend check"}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 wanted() { [[ " $SECTIONS " == *" $1 "* ]]; }
@@ -331,3 +332,12 @@ mkdir -p "$HERE/results"
 python3 "$HERE/report.py" "$RAW" "$HERE/results/latest.json" | tee "$HERE/results/latest.md"
 cp "$WORK/c.bt" "$HERE/results/skb-all.bt"
 log "wrote bench/results/latest.json"
+
+# ---------------------------------------------------------------- check time
+
+# Loading BTF and type-checking the mission in process, per phase; also `make bench-check`.
+if wanted check; then
+  log "check time: bench/check-time.sh"
+  echo | tee -a "$HERE/results/latest.md"
+  SWTRACE_BIN_DIR=$BIN "$HERE/check-time.sh" | tee -a "$HERE/results/latest.md"
+fi
