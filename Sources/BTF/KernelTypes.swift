@@ -66,6 +66,9 @@ public final class KernelTypes: @unchecked Sendable {
   private var cachedTracepointIndex: TracepointIndex?
   private var cachedTracepoints: [TracepointDescription]?
   private var cachedFunctions: [FunctionDescription]?
+  private var cachedFunctionIndex: FunctionIndex?
+  private var tracepointsByStruct: [String: [TracepointDescription]] = [:]
+  private var functionsByStruct: [String: [FunctionDescription]] = [:]
   private var cachedNamedTypes: [String: BTFTypeID?] = [:]
   /// Records decoded so far: code generation asks for the same structs for every attach point.
   private var decodedTypes: [BTFTypeID: RawBTFType] = [:]
@@ -246,19 +249,45 @@ public final class KernelTypes: @unchecked Sendable {
   public func tracepoints(
     where nameMatches: (String) -> Bool, takingPointerTo structName: String? = nil
   ) -> [TracepointDescription] {
-    let index = tracepointIndex()
-    // Tracepoints share argument types; each is looked at once.
-    var verdicts: [BTFTypeID: Bool] = [:]
-    func qualifies(_ type: BTFTypeID, _ structName: String) -> Bool {
-      if let known = verdicts[type] { return known }
-      let verdict = isPointer(type, toStruct: structName)
-      verdicts[type] = verdict
-      return verdict
+    guard let structName else {
+      let index = tracepointIndex()
+      return index.records.filter { nameMatches($0.name) }.sorted { $0.name < $1.name }.map {
+        describe($0, in: index)
+      }
     }
-    return index.records.filter { record in
-      nameMatches(record.name)
-        && (structName.map { name in record.argumentTypes.contains { qualifies($0, name) } } ?? true)
-    }.sorted { $0.name < $1.name }.map { describe($0, in: index) }
+    return tracepoints(takingPointerTo: structName).filter { nameMatches($0.name) }
+  }
+
+  /// Remembered per struct: resolving and then checking a spec both ask for `sk_buff`'s.
+  private func tracepoints(takingPointerTo structName: String) -> [TracepointDescription] {
+    if let cached = lock.withLock({ tracepointsByStruct[structName] }) { return cached }
+    let index = tracepointIndex()
+    var test = PointerTest(structName, types: self)
+    let result = index.records.filter { $0.argumentTypes.contains { test.passes($0) } }
+      .sorted { $0.name < $1.name }.map { describe($0, in: index) }
+    lock.withLock { tracepointsByStruct[structName] = result }
+    return result
+  }
+
+  /// Whether types are `struct NAME *`, each type looked at once: tracepoints and functions
+  /// share argument types, and a table indexed by id is cheaper than hashing them.
+  private struct PointerTest {
+    let structName: String
+    let types: KernelTypes
+    /// 0 not yet known, 1 no, 2 yes.
+    var verdicts: [UInt8]
+
+    init(_ structName: String, types: KernelTypes) {
+      self.structName = structName
+      self.types = types
+      verdicts = [UInt8](repeating: 0, count: Int(types.handle.typeCount))
+    }
+
+    mutating func passes(_ type: BTFTypeID) -> Bool {
+      guard Int(type) < verdicts.count else { return types.isPointer(type, toStruct: structName) }
+      if verdicts[Int(type)] == 0 { verdicts[Int(type)] = types.isPointer(type, toStruct: structName) ? 2 : 1 }
+      return verdicts[Int(type)] == 2
+    }
   }
 
   /// A tracepoint as the scan finds it: its name and argument types, without argument names.
@@ -348,22 +377,68 @@ public final class KernelTypes: @unchecked Sendable {
   /// Every kernel function BTF describes (FUNC records), sorted by name.
   public func functions() -> [FunctionDescription] {
     if let cached = lock.withLock({ cachedFunctions }) { return cached }
-    var result: [FunctionDescription] = []
-    var seen = Set<String>()
-    for id in 1..<handle.typeCount where handle.kind(of: id) == .function {
-      guard case .function(let name, let protoID, _) = type(id),
-        case .functionPrototype(let returnType, let parameters, _) = type(protoID),
-        seen.insert(name).inserted
-      else { continue }
-      result.append(
-        FunctionDescription(
-          name: name, functionID: id,
-          parameters: parameters.map { BTFParameter(name: $0.name, type: $0.type) },
-          returnType: returnType))
-    }
-    result.sort { $0.name < $1.name }
+    let result = functions(where: { _ in true })
     lock.withLock { cachedFunctions = result }
     return result
+  }
+
+  /// The functions whose names pass `nameMatches` and, with `structName`, that take a
+  /// `struct structName *` argument, sorted by name. Only those have their prototypes decoded.
+  public func functions(
+    where nameMatches: (String) -> Bool, takingPointerTo structName: String? = nil
+  ) -> [FunctionDescription] {
+    guard let structName else {
+      return functionIndex().functions.filter { nameMatches($0.name) }.sorted { $0.name < $1.name }.compactMap {
+        describeFunction(named: $0.name, id: $0.id)
+      }
+    }
+    return functions(takingPointerTo: structName).filter { nameMatches($0.name) }
+  }
+
+  /// Remembered per struct, as for tracepoints.
+  private func functions(takingPointerTo structName: String) -> [FunctionDescription] {
+    if let cached = lock.withLock({ functionsByStruct[structName] }) { return cached }
+    var test = PointerTest(structName, types: self)
+    let result = functionIndex().functions.filter { function in
+      handle.hasParameter(of: handle.sizeOrType(of: function.id)) { test.passes($0) }
+    }.sorted { $0.name < $1.name }.compactMap { describeFunction(named: $0.name, id: $0.id) }
+    lock.withLock { functionsByStruct[structName] = result }
+    return result
+  }
+
+  /// Every function name, sorted: candidates for "did you mean" notes, without decoding any
+  /// prototype.
+  public func functionNames() -> [String] { functionIndex().byName.keys.sorted() }
+
+  /// Where static functions share a name, BTF has a FUNC record for each and swtrace takes the
+  /// first one.
+  private struct FunctionIndex {
+    var byName: [String: BTFTypeID] = [:]
+    /// The same, as a list in id order: filters walk it without hashing.
+    var functions: [(name: String, id: BTFTypeID)] = []
+  }
+
+  private func functionIndex() -> FunctionIndex {
+    if let cached = lock.withLock({ cachedFunctionIndex }) { return cached }
+    var all: [(name: String, id: BTFTypeID)] = []
+    for id in handle.records(ofKind: .function) where handle.kind(of: handle.sizeOrType(of: id)) == .functionPrototype {
+      all.append((handle.name(of: id), id))
+    }
+    var index = FunctionIndex()
+    index.byName.reserveCapacity(all.count)
+    // Backwards, so that the first record of a name is the one left standing.
+    for function in all.reversed() { index.byName[function.name] = function.id }
+    index.functions = all.filter { index.byName[$0.name] == $0.id }
+    lock.withLock { cachedFunctionIndex = index }
+    return index
+  }
+
+  private func describeFunction(named name: String, id: BTFTypeID) -> FunctionDescription? {
+    guard case .functionPrototype(let returnType, let parameters, _) = handle.type(handle.sizeOrType(of: id))
+    else { return nil }
+    return FunctionDescription(
+      name: name, functionID: id, parameters: parameters.map { BTFParameter(name: $0.name, type: $0.type) },
+      returnType: returnType)
   }
 
   public func tracepoint(named name: String) -> TracepointDescription? {
@@ -371,6 +446,6 @@ public final class KernelTypes: @unchecked Sendable {
   }
 
   public func function(named name: String) -> FunctionDescription? {
-    functions().first { $0.name == name }
+    functionIndex().byName[name].flatMap { describeFunction(named: name, id: $0) }
   }
 }

@@ -154,6 +154,18 @@ public final class BTFHandle: @unchecked Sendable {
     return types
   }
 
+  /// Whether a FUNC_PROTO record has a parameter whose type passes `test`, without decoding
+  /// the prototype (a variadic marker is not a parameter).
+  public func hasParameter(of id: UInt32, where test: (UInt32) -> Bool) -> Bool {
+    guard id != 0, let t = btf__type_by_id(btf, id), swt_btf_kind(t) == UInt32(RawBTFKind.functionPrototype.rawValue)
+    else { return false }
+    let count = swt_btf_vlen(t)
+    return (0..<count).contains { index in
+      let type = swt_btf_param(t, index)!.pointee.type
+      return !(type == 0 && index == count - 1) && test(type)
+    }
+  }
+
   /// Whether an enum record has an enumerator whose name starts with `prefix`.
   public func hasEnumerator(in id: UInt32, withPrefix prefix: String) -> Bool {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return false }
@@ -192,6 +204,16 @@ public final class BTFHandle: @unchecked Sendable {
           result[index].append(id)
         }
       }
+    }
+    return result
+  }
+
+  /// Ids of all records of one kind, in id order, found by reading record headers only.
+  public func records(ofKind kind: RawBTFKind) -> [UInt32] {
+    let wanted = UInt32(kind.rawValue)
+    var result: [UInt32] = []
+    for id in 1..<max(1, typeCount) {
+      if let t = btf__type_by_id(btf, id), swt_btf_kind(t) == wanted { result.append(id) }
     }
     return result
   }

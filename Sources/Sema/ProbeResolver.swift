@@ -85,14 +85,12 @@ public struct ProbeResolver: Sendable {
           at: probe.range,
           notes: [.init(.help, "use 'skb:' or 'tracepoint:' probes, which attach to tracepoints here")])
       }
-      points = types.functions().filter { matches(function, $0.name) }.map {
-        functionAttachPoint($0, backend: backend)
-      }
+      points = types.functions(where: { matches(function, $0) }).map { functionAttachPoint($0, backend: backend) }
       if points.isEmpty {
         throw Diagnostic(
           "probe-matches-nothing", "'\(function)' matches no kernel function in \(types.origin)",
           at: probe.range,
-          notes: suggestion(for: function, among: types.functions().map(\.name)).map { [$0] } ?? [])
+          notes: suggestion(for: function, among: types.functionNames()).map { [$0] } ?? [])
       }
     case .begin, .end, .interval:
       // Run by swtrace itself; the checker never asks for their attach points.
@@ -122,9 +120,9 @@ public struct ProbeResolver: Sendable {
 
   func skbFunctions(matching glob: String) -> [AttachPoint] {
     guard let backend = functionBackend else { return [] }
-    return types.functions().lazy.filter { self.matches(glob, $0.name) }.map {
-      self.functionAttachPoint($0, backend: backend)
-    }.filter { $0.skbArgument != nil }
+    return types.functions(where: { matches(glob, $0) }, takingPointerTo: "sk_buff").map {
+      functionAttachPoint($0, backend: backend)
+    }
   }
 
   func attachPoint(for tracepoint: TracepointDescription) -> AttachPoint {
