@@ -49,7 +49,9 @@ enum CheckTimings {
     }
     let compiled: CompiledSpec
     do {
-      compiled = try CodeGenerator(types: types).generate(spec)
+      compiled = try CodeGenerator(
+        types: types, kprobeProgramsShareCode: environment.resolver.support.kprobesAttachInBulk
+      ).generate(spec)
     } catch {
       Console.diagnostics([error.diagnostic], in: source)
       throw ExitStatus.specError
