@@ -54,16 +54,20 @@ fi
 # Median of the numbers on stdin, one a line.
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(l) for l in sys.stdin if l.strip()))'; }
 
-# Whole-process wall times in seconds, one a line, of RUNS runs of a command.
+# Whole-process times in seconds of RUNS runs of a command (after one warm-up), one run a
+# line: wall, user CPU, system CPU, from the child's rusage (GNU time rounds to 10 ms).
 process_times() { # runs command...
-  local runs=$1 t0
-  shift
-  "$@" >/dev/null 2>&1 || true
-  for _ in $(seq 1 "$runs"); do
-    t0=$EPOCHREALTIME
-    "$@" >/dev/null 2>&1 || true
-    python3 -c "print($EPOCHREALTIME - $t0)"
-  done
+  python3 -c '
+import os, subprocess, sys, time
+runs, command = int(sys.argv[1]), sys.argv[2:]
+for run in range(runs + 1):
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if run > 0:
+        print(wall, usage.ru_utime, usage.ru_stime)
+' "$@"
 }
 
 log "1/4 in one process: $RUNS checks, each from a fresh BTF load"
@@ -93,7 +97,8 @@ if [[ $BPFTRACE_RUNS -gt 0 && $(id -u) == 0 ]] && command -v bpftrace >/dev/null
   if grep -q "Type mismatch" "$WORK/bt-first.txt"; then
     for _ in $(seq 1 "$BPFTRACE_RUNS"); do
       /usr/bin/time -f '%e %U %S' -o "$WORK/bt-time.txt" bpftrace "$WORK/c-type-error.bt" >/dev/null 2>&1 || true
-      cat "$WORK/bt-time.txt"
+      # The last line: GNU time puts "Command exited with non-zero status 1" before it.
+      tail -n 1 "$WORK/bt-time.txt"
     done >"$WORK/bpftrace.txt"
     BPFTRACE_NOTE="$(bpftrace --version)"
   else
@@ -124,8 +129,15 @@ def ms(value):
     return "-" if value is None else f"{value:.1f} ms" if value >= 1 else f"{value:.2f} ms"
 
 inprocess, fresh = table(f"{work}/inprocess.txt"), table(f"{work}/fresh.txt")
-process = [float(l) * 1000 for l in open(f"{work}/process.txt") if l.strip()]
-version = [float(l) * 1000 for l in open(f"{work}/version.txt") if l.strip()]
+def times(path):
+    """(wall, cpu) in ms per run."""
+    rows = [[float(v) * 1000 for v in l.split()] for l in open(path) if l.strip()]
+    return [(r[0], r[1] + r[2]) for r in rows]
+
+def wall_cpu(rows):
+    return f"{ms(statistics.median(r[0] for r in rows))} wall, {ms(statistics.median(r[1] for r in rows))} cpu"
+
+process, version = times(f"{work}/process.txt"), times(f"{work}/version.txt")
 bpftrace = []
 if os.path.exists(f"{work}/bpftrace.txt"):
     bpftrace = [[float(v) for v in l.split()] for l in open(f"{work}/bpftrace.txt") if l.strip()]
@@ -133,13 +145,13 @@ if os.path.exists(f"{work}/bpftrace.txt"):
 target = inprocess["load+check"][0][0]
 print("Check time of `skb:* /mark==0xdead/ < print(len, gso_type) >` against the running kernel's BTF")
 print()
-print(f"| phase | in one process: median of {runs} (cpu) | first run of a fresh process: median of {processes} |")
-print("|---|---:|---:|")
+print(f"| phase | in one process, {runs} runs: median | min | cpu median | first run of a fresh process: median of {processes} |")
+print("|---|---:|---:|---:|---:|")
 for phase in ["btf-load", "environment", "parse", "resolve", "check", "codegen", "precheck", "load+check", "total"]:
     row = inprocess[phase][0]
     first = statistics.median(r[0] for r in fresh[phase])
     label = {"load+check": "**load BTF + type-check**", "total": "all of `swtrace check`"}.get(phase, phase)
-    print(f"| {label} | {ms(row[0])} ({ms(row[2])}) | {ms(first)} |")
+    print(f"| {label} | {ms(row[0])} | {ms(row[1])} | {ms(row[2])} | {ms(first)} |")
 print()
 print("| measure | swtrace | bpftrace | target | met |")
 print("|---|---:|---:|---|---|")
@@ -147,8 +159,8 @@ print(f"| load running kernel BTF + type-check the mission, in process (median o
 first = statistics.median(r[0] for r in fresh["load+check"])
 print(f"| the same, first run of a fresh process (median of {processes}) | {ms(first)} | - | - | - |")
 bt = f"{statistics.median(r[0] for r in bpftrace):.2f} s wall, {statistics.median(r[1] + r[2] for r in bpftrace):.2f} s cpu" if bpftrace else "-"
-print(f"| whole process: `swtrace check -e` / bpftrace until it reports a type error (median of {processes} / {len(bpftrace)}) | {ms(statistics.median(process))} | {bt} | - | - |")
-print(f"| process start-up alone: `swtrace --version` (median of {processes}) | {ms(statistics.median(version))} | - | - | - |")
+print(f"| whole process: `swtrace check -e` / bpftrace until it reports a type error (median of {processes} / {len(bpftrace)}) | {wall_cpu(process)} | {bt} | - | - |")
+print(f"| process start-up alone: `swtrace --version` (median of {processes}) | {wall_cpu(version)} | - | - | - |")
 print()
 print(f"bpftrace: {bpftrace_note}. Load average at the end: {load} on {os.cpu_count()} CPUs; wall times")
 print("under load stretch with it, the cpu column much less.")
