@@ -66,7 +66,7 @@ public final class KernelTypes: @unchecked Sendable {
   private var cachedTracepointIndex: TracepointIndex?
   private var cachedTracepoints: [TracepointDescription]?
   private var cachedFunctions: [FunctionDescription]?
-  private var cachedFunctionIndex: FunctionIndex?
+  private var cachedFunctionIndex: [BTFTypeID]?
   private var tracepointsByStruct: [String: [TracepointDescription]] = [:]
   private var functionsByStruct: [String: [FunctionDescription]] = [:]
   private var cachedNamedTypes: [String: BTFTypeID?] = [:]
@@ -388,7 +388,7 @@ public final class KernelTypes: @unchecked Sendable {
     where nameMatches: (String) -> Bool, takingPointerTo structName: String? = nil
   ) -> [FunctionDescription] {
     guard let structName else {
-      return functionIndex().functions.filter { nameMatches($0.name) }.sorted { $0.name < $1.name }.compactMap {
+      return named(functionIndex()).filter { nameMatches($0.name) }.sorted { $0.name < $1.name }.compactMap {
         describeFunction(named: $0.name, id: $0.id)
       }
     }
@@ -399,38 +399,30 @@ public final class KernelTypes: @unchecked Sendable {
   private func functions(takingPointerTo structName: String) -> [FunctionDescription] {
     if let cached = lock.withLock({ functionsByStruct[structName] }) { return cached }
     var test = PointerTest(structName, types: self)
-    let result = functionIndex().functions.filter { function in
-      handle.hasParameter(of: handle.sizeOrType(of: function.id)) { test.passes($0) }
-    }.sorted { $0.name < $1.name }.compactMap { describeFunction(named: $0.name, id: $0.id) }
+    let taking = functionIndex().filter { id in handle.hasParameter(of: handle.sizeOrType(of: id)) { test.passes($0) } }
+    let result = named(taking).sorted { $0.name < $1.name }.compactMap { describeFunction(named: $0.name, id: $0.id) }
     lock.withLock { functionsByStruct[structName] = result }
     return result
   }
 
   /// Every function name, sorted: candidates for "did you mean" notes, without decoding any
   /// prototype.
-  public func functionNames() -> [String] { functionIndex().byName.keys.sorted() }
+  public func functionNames() -> [String] { named(functionIndex()).map(\.name).sorted() }
 
-  /// Where static functions share a name, BTF has a FUNC record for each and swtrace takes the
-  /// first one.
-  private struct FunctionIndex {
-    var byName: [String: BTFTypeID] = [:]
-    /// The same, as a list in id order: filters walk it without hashing.
-    var functions: [(name: String, id: BTFTypeID)] = []
-  }
-
-  private func functionIndex() -> FunctionIndex {
+  /// The FUNC records swtrace considers, in id order: where static functions share a name, BTF
+  /// has a record for each and swtrace takes the first. Names stay in the string section until
+  /// a filter has picked the few that are needed.
+  private func functionIndex() -> [BTFTypeID] {
     if let cached = lock.withLock({ cachedFunctionIndex }) { return cached }
-    var all: [(name: String, id: BTFTypeID)] = []
-    for id in handle.records(ofKind: .function) where handle.kind(of: handle.sizeOrType(of: id)) == .functionPrototype {
-      all.append((handle.name(of: id), id))
+    let index = handle.firstRecordOfEachName(ofKind: .function) {
+      handle.kind(of: handle.sizeOrType(of: $0)) == .functionPrototype
     }
-    var index = FunctionIndex()
-    index.byName.reserveCapacity(all.count)
-    // Backwards, so that the first record of a name is the one left standing.
-    for function in all.reversed() { index.byName[function.name] = function.id }
-    index.functions = all.filter { index.byName[$0.name] == $0.id }
     lock.withLock { cachedFunctionIndex = index }
     return index
+  }
+
+  private func named(_ ids: [BTFTypeID]) -> [(name: String, id: BTFTypeID)] {
+    ids.map { (handle.name(of: $0), $0) }
   }
 
   private func describeFunction(named name: String, id: BTFTypeID) -> FunctionDescription? {
@@ -446,6 +438,11 @@ public final class KernelTypes: @unchecked Sendable {
   }
 
   public func function(named name: String) -> FunctionDescription? {
-    functionIndex().byName[name].flatMap { describeFunction(named: name, id: $0) }
+    // libbpf's lookup finds the first record of the name, which is the one the index keeps
+    // unless that record is malformed; then the index is searched.
+    if let id = handle.find(name, kind: .function), handle.kind(of: handle.sizeOrType(of: id)) == .functionPrototype {
+      return describeFunction(named: name, id: id)
+    }
+    return functionIndex().first { handle.name(of: $0, equals: name) }.flatMap { describeFunction(named: name, id: $0) }
   }
 }

@@ -218,6 +218,53 @@ public final class BTFHandle: @unchecked Sendable {
     return result
   }
 
+  /// The first record of each distinct name among the records of `kind` that pass `include`,
+  /// in id order. Names are hashed as bytes where libbpf keeps them, so no String is made for
+  /// them, and equal names are told by their bytes, so it does not matter whether the string
+  /// section holds each name once.
+  public func firstRecordOfEachName(ofKind kind: RawBTFKind, where include: (UInt32) -> Bool) -> [UInt32] {
+    let candidates = records(ofKind: kind).filter(include)
+    var capacity = 16
+    while capacity < candidates.count * 2 { capacity *= 2 }
+    // Open addressing: slot -> id (0 for empty) and the name's hash, compared before the bytes.
+    var slots = [UInt32](repeating: 0, count: capacity)
+    var hashes = [UInt64](repeating: 0, count: capacity)
+    var result: [UInt32] = []
+    result.reserveCapacity(candidates.count)
+    for id in candidates {
+      guard let t = btf__type_by_id(btf, id), let name = btf__name_by_offset(btf, swt_btf_name_off(t)) else { continue }
+      let hash = Self.hash(name)
+      var slot = Int(truncatingIfNeeded: hash) & (capacity - 1)
+      while true {
+        let other = slots[slot]
+        if other == 0 {
+          slots[slot] = id
+          hashes[slot] = hash
+          result.append(id)
+          break
+        }
+        if hashes[slot] == hash, let otherType = btf__type_by_id(btf, other),
+          let otherName = btf__name_by_offset(btf, swt_btf_name_off(otherType)), strcmp(name, otherName) == 0
+        {
+          break
+        }
+        slot = (slot + 1) & (capacity - 1)
+      }
+    }
+    return result
+  }
+
+  /// FNV-1a over a C string's bytes.
+  private static func hash(_ name: UnsafePointer<CChar>) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    var byte = name
+    while byte.pointee != 0 {
+      hash = (hash ^ UInt64(UInt8(bitPattern: byte.pointee))) &* 0x100_0000_01b3
+      byte += 1
+    }
+    return hash
+  }
+
   /// Offsets of the strings that start with `prefix`.
   private func nameOffsets(withPrefix prefix: String, sectionLength length: Int) -> Set<UInt32> {
     var offsets = Set<UInt32>()
