@@ -24,11 +24,15 @@ findings="$scratch/findings"
 
 echo "fuzz: building Fuzz/ with -sanitize=fuzzer,address in $scratch"
 started=$SECONDS
-# Dead stripping would drop the coverage counters libFuzzer is guided by.
-swift build --package-path Fuzz --scratch-path "$scratch" -c release --disable-dead-strip \
-  --sanitize=fuzzer --sanitize=address --product swtrace-fuzz
+# SwiftPM passes --sanitize=fuzzer --sanitize=address to swiftc as two flags, and the last
+# one wins: the modules would get ASan but no coverage for libFuzzer to follow. The single
+# -sanitize=fuzzer,address after them restores both (the --sanitize flags still make SwiftPM
+# link libFuzzer and the ASan runtime). Dead stripping would drop the coverage counters.
+build=(swift build --package-path Fuzz --scratch-path "$scratch" -c release --disable-dead-strip
+  --sanitize=fuzzer --sanitize=address -Xswiftc "-sanitize=fuzzer,address")
+"${build[@]}" --product swtrace-fuzz
 echo "fuzz: built in $((SECONDS - started)) s"
-fuzzer="$(swift build --package-path Fuzz --scratch-path "$scratch" -c release --disable-dead-strip --show-bin-path)/swtrace-fuzz"
+fuzzer="$("${build[@]}" --show-bin-path)/swtrace-fuzz"
 
 # Seeds are rebuilt every run so that they follow the specs and the reference.
 rm -rf "$seeds"
