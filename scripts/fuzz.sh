@@ -4,6 +4,7 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS]   (default: $FUZZ_SECONDS, else 300)
 #
+# Mutations use the language's tokens and field names from Fuzz/swtrace.dict.
 # Seeds: specs/*.spec, every ```swtrace block of grammar/README.md, the input line of every
 # golden diagnostic test, and Fuzz/Regressions (past findings). The growing corpus is kept
 # in .build-fuzz/corpus between runs. A crash leaves its input in .build-fuzz/findings/ and
@@ -55,7 +56,7 @@ echo "fuzz: $(find "$seeds" -type f | wc -l) seeds, $(find "$corpus" -type f | w
 # compiles about 1,600 programs in well under that). -rss_limit_mb: ASan's shadow memory
 # counts; the front end itself needs a few hundred MB with the kernel's BTF.
 status=0
-"$fuzzer" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -max_len=8192 \
+"$fuzzer" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -max_len=8192 -dict=Fuzz/swtrace.dict \
   -print_final_stats=1 -artifact_prefix="$findings/" \
   "$corpus" "$seeds" Fuzz/Regressions || status=$?
 if [ "$status" -ne 0 ]; then
