@@ -1,6 +1,6 @@
 // The fuzzer's findings, replayed: every file in Fuzz/Regressions is an input that once
-// crashed the front end (named after what it broke), and must now compile or be refused
-// with diagnostics. The specs and the grammar reference's examples, the fuzzer's seeds, go
+// crashed the front end (named after what it broke), or a hard one kept on purpose (deep
+// nesting, literals too large, control bytes), and must compile or be refused with an error. The specs and the grammar reference's examples, the fuzzer's seeds, go
 // through the same path, so that a seed that crashes fails here before any fuzzing.
 
 import BTF
