@@ -2,9 +2,12 @@
 #
 #   make deps     install the Debian packages below (idempotent; apt-get update only if needed)
 #   make build    debug build            make release   release build
-#   make test     deps, debug build, then the whole test suite (root runs the e2e tests too)
+#   make test     deps, debug build, then the whole test suite (root runs the e2e tests too),
+#                 60 s of fuzzing and the ASan run (together about 8 minutes more)
 #   make run      deps, release build, then scripts/demo.sh (needs root)
 #   make lint     bash -n and shellcheck on the scripts
+#   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
+#   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -21,9 +24,14 @@ SWIFT_FLAGS ?=
 # and inspect (bpftool). Later: bpftrace, prometheus, qemu.
 APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd
 
-SCRIPTS := scripts/deps.sh scripts/demo.sh .ci/run
+SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh .ci/run
 
-.PHONY: all deps build release test run demo lint clean
+# Fuzzing (issue 10): scripts/fuzz.sh builds Fuzz/ with libFuzzer and AddressSanitizer in
+# .build-fuzz and runs it over the front end; the corpus grows in .build-fuzz/corpus.
+FUZZ_SECONDS ?= 300
+FUZZ_CI_SECONDS ?= 60
+
+.PHONY: all deps build release test run demo lint clean fuzz asan
 
 all: build
 
@@ -44,6 +52,14 @@ test: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
 	SWTRACE_VMTEST=$(VMTEST) $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter VMLaneTests
+	scripts/fuzz.sh $(FUZZ_CI_SECONDS)
+	scripts/asan.sh
+
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+asan: deps
+	scripts/asan.sh
 
 run: release
 	scripts/demo.sh
@@ -56,7 +72,7 @@ lint:
 	if command -v shellcheck >/dev/null; then shellcheck $(SCRIPTS); else echo "lint: shellcheck not installed (apt-get install shellcheck)"; fi
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz .build-asan
 
 # swtrace versus bpftrace on this machine (root, about 10 minutes): bench/run.sh builds a release
 # swtrace in .build-bench, prints a markdown table and writes bench/results/latest.json.

@@ -10,6 +10,9 @@ let package = Package(
   products: [
     .executable(name: "swtrace", targets: ["swtrace"]),
     .executable(name: "swtrace-pktgen", targets: ["swtrace-pktgen"]),
+    // The whole front end on one input, for the libFuzzer package in Fuzz/ (built on its own
+    // with -sanitize=fuzzer, so that the normal build never needs libFuzzer).
+    .library(name: "SwtraceFuzzing", targets: ["SwtraceFuzzing"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,6 +50,8 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
+    // One input through lexer, parser, Sema, codegen and the pre-check: what Fuzz/ fuzzes.
+    .target(name: "SwtraceFuzzing", dependencies: ["SwtraceSyntax", "BTF", "Sema", "CodeGen", "Runtime"]),
     // The project's own traffic generator for tests and benchmarks.
     .executableTarget(name: "swtrace-pktgen"),
     // Fixture kernels' BTF and paths shared by the test targets.
@@ -60,6 +65,8 @@ let package = Package(
       dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "Output", "TestSupport"],
       resources: [.copy("Golden")]),
     .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+    // Every input the fuzzer ever crashed on (Fuzz/Regressions) and every seed, replayed.
+    .testTarget(name: "FuzzRegressionTests", dependencies: ["SwtraceFuzzing", "BTF", "TestSupport"]),
     // The verifier pre-check against the kernel's verifier, on generated and broken programs.
     .testTarget(
       name: "DifferentialTests",

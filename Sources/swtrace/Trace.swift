@@ -83,6 +83,10 @@ struct Trace: ParsableCommand {
   }
 
   func run() throws {
+    if !dumpBPF, list == nil, let missing = Privileges.missingForTracing() {
+      Console.error(missing)
+      throw ExitStatus.systemRefused
+    }
     let environment = try CompilationEnvironment.make(
       btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
     if let list {

@@ -23,9 +23,11 @@ func isZombie(_ pid: Int32) -> Bool {
 /// Signs that a program crashed instead of reporting an error.
 func crashSigns(_ result: ProcessResult) -> [String] {
   let text = result.stdout + result.stderr
-  var signs = ["Fatal error", "Program crashed", "Backtracing", "Segmentation fault", "Illegal instruction", "*** Signal"]
+  var signs = ["Fatal error", "Program crashed", "Backtracing", "Segmentation fault", "Illegal instruction", "*** Signal",
+    "ERROR: AddressSanitizer"]
     .filter { text.contains($0) }
   if result.status >= 128 { signs.append("killed by signal \(result.status - 128)") }
+  if result.status == 86 { signs.append("status 86: AddressSanitizer's exit code under scripts/asan.sh") }
   return signs
 }
 
