@@ -26,8 +26,19 @@ public struct EventBytes {
 public final class RingBufferReader: @unchecked Sendable {
   private final class Context {
     let handler: (EventBytes) -> Void
+    /// Records handled since the current poll or consume began.
+    var handledInBatch = 0
     init(handler: @escaping (EventBytes) -> Void) { self.handler = handler }
   }
+
+  /// Records handled per poll at most. libbpf's consumer keeps reading while records keep
+  /// coming, so a producer faster than the handler would keep a poll going for as long as the
+  /// traffic lasts; returning to the caller after a batch lets it flush output and notice a
+  /// closed pipe, a signal or a deadline in time.
+  static let batchLimit = 4096
+  /// What the callback returns to end a batch: libbpf has then consumed the record and
+  /// returns this value from the poll.
+  private static let endOfBatch: Int32 = -EAGAIN
 
   private let ringBuffer: OpaquePointer
   private let context: Unmanaged<Context>
@@ -38,7 +49,8 @@ public final class RingBufferReader: @unchecked Sendable {
       guard let ctx, let data else { return 0 }
       let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
       context.handler(EventBytes(base: UnsafeRawPointer(data), count: size))
-      return 0
+      context.handledInBatch += 1
+      return context.handledInBatch >= RingBufferReader.batchLimit ? -EAGAIN : 0
     }
     guard let rb = ring_buffer__new(map.rawDescriptor, callback, context.toOpaque(), nil) else {
       let code = swt_errno()
@@ -54,10 +66,13 @@ public final class RingBufferReader: @unchecked Sendable {
     context.release()
   }
 
-  /// Waits up to `timeoutMilliseconds` for records and handles those available; returns how many.
+  /// Waits up to `timeoutMilliseconds` for records and handles those available, at most
+  /// `batchLimit`; returns how many.
   @discardableResult
   public func poll(timeoutMilliseconds: Int32) throws(SystemError) -> Int {
+    context.takeUnretainedValue().handledInBatch = 0
     let n = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+    if n == Self.endOfBatch { return Self.batchLimit }
     if n < 0 {
       if -n == EINTR { return 0 }
       throw SystemError("poll ring buffer", code: -n)
@@ -65,10 +80,18 @@ public final class RingBufferReader: @unchecked Sendable {
     return Int(n)
   }
 
-  /// Handles every record available now without waiting.
+  /// Handles every record available now without waiting (batch after batch).
   @discardableResult
   public func drain() -> Int {
-    let n = ring_buffer__consume(ringBuffer)
-    return n < 0 ? 0 : Int(n)
+    var total = 0
+    while true {
+      context.takeUnretainedValue().handledInBatch = 0
+      let n = ring_buffer__consume(ringBuffer)
+      if n == Self.endOfBatch {
+        total += Self.batchLimit
+        continue
+      }
+      return total + (n < 0 ? 0 : Int(n))
+    }
   }
 }
