@@ -144,15 +144,7 @@ extension ProgramBuilder {
       if isTracing, case .pointer = expression.type {
         // A kernel pointer argument may be null, and the verifier forbids arithmetic on such
         // pointers: read its value as a plain number instead, through bpf_probe_read_kernel.
-        let slot = frame.allocate(8)
-        let (contextTemp, contextRegister) = temps.allocate(&frame, &asm)
-        asm.emit(.mov(contextRegister, Self.context))
-        try readKernel(
-          address: TypedExpr(.integer(0), type: .u64, range: expression.range), offset: 0, size: 8,
-          into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
-        let (temp, register) = temps.allocate(&frame, &asm)
-        asm.emit(.load(.double, register, .fp, offset: slot))
-        return temp
+        return try tracingArgumentAsNumber(index, range: expression.range)
       }
       if isStackArgument(index) {
         let slot = readStackArgument(index)
@@ -250,11 +242,17 @@ extension ProgramBuilder {
     guard case .skb = expression.kind, isTracing, let index = attachPoint.skbArgument else {
       return try emit(expression)
     }
+    return try tracingArgumentAsNumber(index, range: expression.range)
+  }
+
+  /// Argument `index` of a tracing program copied out of the context with
+  /// bpf_probe_read_kernel: a plain number to the verifier, never a typed kernel pointer.
+  mutating func tracingArgumentAsNumber(_ index: Int, range: SourceRange) throws(CodeGenError) -> Temp {
     let slot = frame.allocate(8)
     let (contextTemp, contextRegister) = temps.allocate(&frame, &asm)
     asm.emit(.mov(contextRegister, Self.context))
     try readKernel(
-      address: TypedExpr(.integer(0), type: .u64, range: expression.range), offset: 0, size: 8,
+      address: TypedExpr(.integer(0), type: .u64, range: range), offset: 0, size: 8,
       into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
     let (temp, register) = temps.allocate(&frame, &asm)
     asm.emit(.load(.double, register, .fp, offset: slot))
