@@ -26,8 +26,14 @@ public struct EventBytes {
 public final class RingBufferReader: @unchecked Sendable {
   private final class Context {
     let handler: (EventBytes) -> Void
+    /// Records the current call may hand over before returning to its caller.
+    var budget = Int.max
+    var handled = 0
     init(handler: @escaping (EventBytes) -> Void) { self.handler = handler }
   }
+
+  /// What the callback returns to make libbpf stop early; the record it was given is consumed.
+  private static let budgetSpent = -ECANCELED
 
   private let ringBuffer: OpaquePointer
   private let context: Unmanaged<Context>
@@ -38,7 +44,8 @@ public final class RingBufferReader: @unchecked Sendable {
       guard let ctx, let data else { return 0 }
       let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
       context.handler(EventBytes(base: UnsafeRawPointer(data), count: size))
-      return 0
+      context.handled += 1
+      return context.handled >= context.budget ? RingBufferReader.budgetSpent : 0
     }
     guard let rb = ring_buffer__new(map.rawDescriptor, callback, context.toOpaque(), nil) else {
       let code = swt_errno()
@@ -54,10 +61,19 @@ public final class RingBufferReader: @unchecked Sendable {
     context.release()
   }
 
-  /// Waits up to `timeoutMilliseconds` for records and handles those available; returns how many.
+  /// Waits up to `timeoutMilliseconds` for records and handles those available, at most
+  /// `maxRecords`; returns how many. The bound matters: libbpf keeps consuming for as long as
+  /// new records arrive, so when the kernel writes faster than the handler reads, an unbounded
+  /// poll never returns, and the caller's loop cannot notice a signal, a deadline or a closed
+  /// output until the traffic stops.
   @discardableResult
-  public func poll(timeoutMilliseconds: Int32) throws(SystemError) -> Int {
+  public func poll(timeoutMilliseconds: Int32, maxRecords: Int = 16384) throws(SystemError) -> Int {
+    let context = self.context.takeUnretainedValue()
+    context.handled = 0
+    context.budget = maxRecords
+    defer { context.budget = .max }
     let n = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+    if n == Self.budgetSpent { return context.handled }
     if n < 0 {
       if -n == EINTR { return 0 }
       throw SystemError("poll ring buffer", code: -n)
