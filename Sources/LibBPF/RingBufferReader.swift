@@ -26,19 +26,14 @@ public struct EventBytes {
 public final class RingBufferReader: @unchecked Sendable {
   private final class Context {
     let handler: (EventBytes) -> Void
-    /// Records handled since the current poll or consume began.
-    var handledInBatch = 0
+    /// Records the current call may hand over before returning to its caller.
+    var budget = Int.max
+    var handled = 0
     init(handler: @escaping (EventBytes) -> Void) { self.handler = handler }
   }
 
-  /// Records handled per poll at most. libbpf's consumer keeps reading while records keep
-  /// coming, so a producer faster than the handler would keep a poll going for as long as the
-  /// traffic lasts; returning to the caller after a batch lets it flush output and notice a
-  /// closed pipe, a signal or a deadline in time.
-  static let batchLimit = 4096
-  /// What the callback returns to end a batch: libbpf has then consumed the record and
-  /// returns this value from the poll.
-  private static let endOfBatch: Int32 = -EAGAIN
+  /// What the callback returns to make libbpf stop early; the record it was given is consumed.
+  private static let budgetSpent = -ECANCELED
 
   private let ringBuffer: OpaquePointer
   private let context: Unmanaged<Context>
@@ -49,8 +44,8 @@ public final class RingBufferReader: @unchecked Sendable {
       guard let ctx, let data else { return 0 }
       let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
       context.handler(EventBytes(base: UnsafeRawPointer(data), count: size))
-      context.handledInBatch += 1
-      return context.handledInBatch >= RingBufferReader.batchLimit ? -EAGAIN : 0
+      context.handled += 1
+      return context.handled >= context.budget ? RingBufferReader.budgetSpent : 0
     }
     guard let rb = ring_buffer__new(map.rawDescriptor, callback, context.toOpaque(), nil) else {
       let code = swt_errno()
@@ -67,12 +62,18 @@ public final class RingBufferReader: @unchecked Sendable {
   }
 
   /// Waits up to `timeoutMilliseconds` for records and handles those available, at most
-  /// `batchLimit`; returns how many.
+  /// `maxRecords`; returns how many. The bound matters: libbpf keeps consuming for as long as
+  /// new records arrive, so when the kernel writes faster than the handler reads, an unbounded
+  /// poll never returns, and the caller's loop cannot notice a signal, a deadline or a closed
+  /// output until the traffic stops.
   @discardableResult
-  public func poll(timeoutMilliseconds: Int32) throws(SystemError) -> Int {
-    context.takeUnretainedValue().handledInBatch = 0
+  public func poll(timeoutMilliseconds: Int32, maxRecords: Int = 16384) throws(SystemError) -> Int {
+    let context = self.context.takeUnretainedValue()
+    context.handled = 0
+    context.budget = maxRecords
+    defer { context.budget = .max }
     let n = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
-    if n == Self.endOfBatch { return Self.batchLimit }
+    if n == Self.budgetSpent { return context.handled }
     if n < 0 {
       if -n == EINTR { return 0 }
       throw SystemError("poll ring buffer", code: -n)
@@ -80,18 +81,10 @@ public final class RingBufferReader: @unchecked Sendable {
     return Int(n)
   }
 
-  /// Handles every record available now without waiting (batch after batch).
+  /// Handles every record available now without waiting.
   @discardableResult
   public func drain() -> Int {
-    var total = 0
-    while true {
-      context.takeUnretainedValue().handledInBatch = 0
-      let n = ring_buffer__consume(ringBuffer)
-      if n == Self.endOfBatch {
-        total += Self.batchLimit
-        continue
-      }
-      return total + (n < 0 ? 0 : Int(n))
-    }
+    let n = ring_buffer__consume(ringBuffer)
+    return n < 0 ? 0 : Int(n)
   }
 }

@@ -68,7 +68,9 @@ struct SoakTests {
       samples.append(bytes)
     }
     kill(pid, SIGINT)
+    let interrupted = Date()
     let result = process.wait(timeout: 30)
+    let stopping = Date().timeIntervalSince(interrupted)
     let mebibytes = samples.map { String(format: "%.1f", Double($0) / 1048576) }
     print("note: \(#function) -o \(output): VmRSS in MiB, one sample a second: \(mebibytes.joined(separator: " "))")
 
@@ -79,8 +81,10 @@ struct SoakTests {
       "RSS grew by \(growth >> 10) KiB between second \(Self.warmUp) and \(Self.seconds): \(mebibytes)")
     #expect(samples.max()! < Self.absoluteBound, "RSS reached \(samples.max()! >> 20) MiB: \(mebibytes)")
 
-    // And the flood was real, ended cleanly, and lost nothing silently.
+    // And the flood was real, Ctrl-C ended it at once and cleanly, and nothing was lost
+    // silently.
     #expect(result.status == 0 && !result.timedOut && crashSigns(result).isEmpty, "\(result)")
+    #expect(stopping < 10, "swtrace took \(String(format: "%.1f", stopping)) s to stop after SIGINT during the flood")
     let attempted = result.stdoutLines.last { $0.hasPrefix("@n: ") }.flatMap { Int($0.dropFirst(4)) }
     let tally = summary(of: result)
     if let attempted, let tally {
