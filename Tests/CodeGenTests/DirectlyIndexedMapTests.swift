@@ -10,20 +10,8 @@ import TestSupport
 /// use path, and a lookup the kernel inlines.
 @Suite struct DirectlyIndexedMaps {
   func compile(_ text: String) throws -> CompiledSpec {
-    let release = "6.12.117+deb12-amd64"
-    let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
-    let resolver = ProbeResolver(
-      types: types, support: .tracepointsOnly, tracepointCategories: try Fixtures.tracepointCategories(release))
-    let file = SourceFile(name: "<spec>", text: text)
-    switch SpecCompiler(resolver: resolver).compile(file) {
-    case .compiled(let compiled, _): return compiled
-    case .failed(let diagnostics):
-      Issue.record("spec did not compile:\n\(DiagnosticRenderer().render(diagnostics, in: file))")
-      throw Failure()
-    }
+    try compileAgainstFixture(text).0
   }
-
-  struct Failure: Error {}
 
   func calls(_ program: Program, _ helper: HelperFunction) -> Int {
     program.instructions.filter {

@@ -10,23 +10,10 @@ import TestSupport
 private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
   .appendingPathComponent("Golden")
 
-/// Compiles against a fixture kernel's BTF with tracepoints only, so the listing does not
-/// change with the machine the tests run on.
-private func compile(_ text: String, release: String = "6.12.117+deb12-amd64") throws -> (CompiledSpec, SourceFile) {
-  let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
-  let resolver = ProbeResolver(
-    types: types, support: .tracepointsOnly, tracepointCategories: try Fixtures.tracepointCategories(release))
-  let file = SourceFile(name: "<spec>", text: text)
-  switch SpecCompiler(resolver: resolver).compile(file) {
-  case .compiled(let compiled, _):
-    return (compiled, file)
-  case .failed(let diagnostics):
-    Issue.record("spec did not compile:\n\(DiagnosticRenderer().render(diagnostics, in: file))")
-    throw CompileFailure()
-  }
+/// Tracepoints only, so the listing does not change with the machine the tests run on.
+private func compile(_ text: String) throws -> (CompiledSpec, SourceFile) {
+  try compileAgainstFixture(text)
 }
-
-private struct CompileFailure: Error {}
 
 @Suite struct GoldenDisassembly {
   static let specs: [(name: String, text: String)] = [

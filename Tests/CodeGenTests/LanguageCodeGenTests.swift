@@ -11,24 +11,10 @@ import TestSupport
 private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
   .appendingPathComponent("Golden")
 
-private let fixtureRelease = "6.12.117+deb12-amd64"
-
 /// Compiles and pre-checks against a fixture kernel's BTF with tracepoints only.
 private func compileSpec(_ text: String) throws -> (CompiledSpec, SourceFile) {
-  let types = try KernelTypes.load(path: try Fixtures.btfPath(fixtureRelease))
-  let resolver = ProbeResolver(
-    types: types, support: .tracepointsOnly, tracepointCategories: try Fixtures.tracepointCategories(fixtureRelease))
-  let file = SourceFile(name: "<spec>", text: text)
-  switch SpecCompiler(resolver: resolver).compile(file) {
-  case .compiled(let compiled, _):
-    return (compiled, file)
-  case .failed(let diagnostics):
-    Issue.record("spec did not compile:\n\(DiagnosticRenderer().render(diagnostics, in: file))")
-    throw LanguageCompileFailure()
-  }
+  try compileAgainstFixture(text)
 }
-
-private struct LanguageCompileFailure: Error {}
 
 @Suite struct LanguageDisassembly {
   static let specs: [(name: String, text: String)] = [

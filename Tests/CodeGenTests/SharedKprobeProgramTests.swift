@@ -10,23 +10,10 @@ import TestSupport
 /// `skb:*` on a kernel with kprobe.multi: the functions share a few programs, each reading its
 /// probe id from the attach cookie, instead of one program (and one link) per function.
 @Suite struct SharedKprobePrograms {
-  static let release = "6.12.117+deb12-amd64"
-
   func compile(_ text: String, share: Bool = true) throws -> CompiledSpec {
-    let types = try KernelTypes.load(path: try Fixtures.btfPath(Self.release))
     let support = BackendSupport(available: [.tracepoint, .kprobe, .kretprobe, .fentry, .fexit], kprobesAttachInBulk: share)
-    let resolver = ProbeResolver(
-      types: types, support: support, tracepointCategories: try Fixtures.tracepointCategories(Self.release))
-    let file = SourceFile(name: "<spec>", text: text)
-    switch SpecCompiler(resolver: resolver, kprobeProgramsShareCode: share).compile(file) {
-    case .compiled(let compiled, _): return compiled
-    case .failed(let diagnostics):
-      Issue.record("spec did not compile:\n\(DiagnosticRenderer().render(diagnostics, in: file))")
-      throw CompileFailure()
-    }
+    return try compileAgainstFixture(text, support: support, kprobeProgramsShareCode: share).0
   }
-
-  struct CompileFailure: Error {}
 
   static func callsAttachCookie(_ program: Program) -> Bool {
     program.instructions.contains {

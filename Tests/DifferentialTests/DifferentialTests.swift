@@ -100,16 +100,7 @@ func mutate(_ program: Program, random: inout SeededGenerator) -> Program {
 struct DifferentialTests {
   @Test("no program the pre-check accepts is rejected by the kernel")
   func precheckAcceptanceImpliesKernelAcceptance() throws {
-    guard geteuid() == 0 else {
-      print("skip: loading programs into the kernel needs root")
-      return
-    }
-    let types = try KernelTypes.loadRunningKernel()
-    let support = KernelCapabilities.detect(types: types)
-    guard !support.available.isEmpty else {
-      print("skip: the kernel refuses BPF programs here")
-      return
-    }
+    guard let (types, support) = try runningKernelForLoading() else { return }
     let compiler = SpecCompiler(resolver: ProbeResolver(types: types, support: support), ringBufferSize: 4096, mapEntries: 64)
     var generator = SpecGenerator(random: SeededGenerator(state: 0x5eed_2026))
     var mutations = SeededGenerator(state: 0xb0_6005)

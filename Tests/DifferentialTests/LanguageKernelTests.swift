@@ -34,16 +34,7 @@ struct LanguageKernelTests {
 
   @Test("every program of the specs loads", arguments: specs.indices)
   func loads(index: Int) throws {
-    guard geteuid() == 0 else {
-      print("skip: loading programs into the kernel needs root")
-      return
-    }
-    let types = try KernelTypes.loadRunningKernel()
-    let support = KernelCapabilities.detect(types: types)
-    guard !support.available.isEmpty else {
-      print("skip: the kernel refuses BPF programs here")
-      return
-    }
+    guard let (types, _) = try runningKernelForLoading() else { return }
     // Tracepoints only: on a kernel with function backends skb:* would be thousands of programs.
     let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
     let file = SourceFile(name: "<spec>", text: Self.specs[index])

@@ -1,0 +1,31 @@
+import BTF
+import CodeGen
+import Sema
+import SwtraceSyntax
+import Testing
+import TestSupport
+
+/// The fixture kernel the CodeGen tests compile against, so listings and program counts do
+/// not change with the machine the tests run on.
+let codeGenFixtureRelease = "6.12.117+deb12-amd64"
+
+struct FixtureCompileFailure: Error {}
+
+/// Parses, checks, generates and pre-checks `text` against a fixture kernel's BTF; records the
+/// rendered diagnostics as an issue and throws when the spec does not compile.
+func compileAgainstFixture(
+  _ text: String, release: String = codeGenFixtureRelease, support: BackendSupport = .tracepointsOnly,
+  kprobeProgramsShareCode: Bool = false
+) throws -> (CompiledSpec, SourceFile) {
+  let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
+  let resolver = ProbeResolver(
+    types: types, support: support, tracepointCategories: try Fixtures.tracepointCategories(release))
+  let file = SourceFile(name: "<spec>", text: text)
+  switch SpecCompiler(resolver: resolver, kprobeProgramsShareCode: kprobeProgramsShareCode).compile(file) {
+  case .compiled(let compiled, _):
+    return (compiled, file)
+  case .failed(let diagnostics):
+    Issue.record("spec did not compile:\n\(DiagnosticRenderer().render(diagnostics, in: file))")
+    throw FixtureCompileFailure()
+  }
+}
