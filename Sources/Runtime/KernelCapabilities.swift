@@ -39,43 +39,26 @@ public enum KernelCapabilities {
 
   /// Tracepoint name -> category, from tracefs (mounted on demand when running as root).
   public static func tracepointCategories() -> [String: String] {
-    let candidates = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
-    var root = candidates.first { FileManager.default.fileExists(atPath: $0 + "/net") }
-    var mountedHere = false
-    if root == nil, mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nil) == 0 {
-      root = candidates[0]
-      mountedHere = true
-    }
-    // Leave the system as it was found.
-    defer { if mountedHere { umount("/sys/kernel/tracing") } }
-    guard let root, let categories = try? FileManager.default.contentsOfDirectory(atPath: root) else {
-      return [:]
-    }
-    var result: [String: String] = [:]
-    for category in categories {
-      guard let names = try? FileManager.default.contentsOfDirectory(atPath: root + "/" + category) else { continue }
-      for name in names where name != "enable" && name != "filter" {
-        result[name] = category
+    Tracefs.withRoot(containing: "events/net") { tracefs in
+      let root = tracefs + "/events"
+      guard let categories = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [:] }
+      var result: [String: String] = [:]
+      for category in categories {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root + "/" + category) else { continue }
+        for name in names where name != "enable" && name != "filter" {
+          result[name] = category
+        }
       }
-    }
-    return result
+      return result
+    } ?? [:]
   }
 }
 
 /// The kernel functions ftrace can hook (`available_filter_functions`), which are the ones a
 /// kprobe.multi link accepts: read once, nil when tracefs cannot be read.
 enum FtraceFunctions {
-  static let available: Set<String>? = {
-    let candidates = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-    let file = "/available_filter_functions"
-    var root = candidates.first { FileManager.default.isReadableFile(atPath: $0 + file) }
-    var mountedHere = false
-    if root == nil, mount("tracefs", candidates[0], "tracefs", 0, nil) == 0 {
-      root = candidates[0]
-      mountedHere = true
-    }
-    defer { if mountedHere { umount(candidates[0]) } }
-    guard let root, let data = readWholeFile(root + file) else { return nil }
+  static let available: Set<String>? = Tracefs.withRoot(containing: "available_filter_functions") { root in
+    guard let data = readWholeFile(root + "/available_filter_functions") else { return nil }
     // Lines are `name` or `name [module]`; only the name matters here.
     var names = Set<String>()
     for line in data.split(separator: UInt8(ascii: "\n")) {
@@ -83,7 +66,7 @@ enum FtraceFunctions {
       if !name.isEmpty { names.insert(String(decoding: name, as: UTF8.self)) }
     }
     return names.isEmpty ? nil : names
-  }()
+  } ?? nil
 
   /// Reads a file to its end. tracefs files report a size of 0 and are produced as they are
   /// read, so reading by the reported size gets nothing or a first page.
@@ -99,5 +82,23 @@ enum FtraceFunctions {
       guard count > 0 else { return count == 0 ? result : nil }
       result += chunk[0..<count]
     }
+  }
+}
+
+/// Where tracefs is, mounted for the duration of a read when it is nowhere (as root).
+enum Tracefs {
+  static let mountPoint = "/sys/kernel/tracing"
+  static let candidates = [mountPoint, "/sys/kernel/debug/tracing"]
+
+  /// Runs `body` with the tracefs root that holds `entry`, mounting tracefs at
+  /// /sys/kernel/tracing first when no candidate has it, and unmounting it afterwards, so the
+  /// system is left as it was found. nil when tracefs cannot be reached.
+  static func withRoot<T>(containing entry: String, _ body: (String) -> T) -> T? {
+    if let root = candidates.first(where: { FileManager.default.fileExists(atPath: $0 + "/" + entry) }) {
+      return body(root)
+    }
+    guard mount("tracefs", mountPoint, "tracefs", 0, nil) == 0 else { return nil }
+    defer { umount(mountPoint) }
+    return body(mountPoint)
   }
 }
