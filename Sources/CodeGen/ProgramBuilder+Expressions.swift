@@ -262,6 +262,7 @@ extension ProgramBuilder {
   /// `condition ? value : otherwise` through a stack slot: each arm stores its result there,
   /// and every temporary is spilled first so both arms start from the same register state.
   mutating func select(_ condition: TypedExpr, _ value: TypedExpr, _ otherwise: TypedExpr) throws(CodeGenError) -> Temp {
+    try prefetchSharedReads([condition, value, otherwise])
     temps.spillAll(&frame, &asm)
     let slot = frame.allocate(8)
     let isFalse = asm.newLabel()
@@ -295,11 +296,71 @@ extension ProgramBuilder {
       asm.emit(.load(access, register, Self.skb, offset: smallOffset))
       return temp
     }
-    let slot = frame.allocate(size)
-    try readKernel(address: base, offset: offset, size: size, into: .fp, at: Int32(slot), helper: .probeReadKernel)
+    let slot = try readIntoSlot(base: base, offset: offset, size: size)
     let (temp, register) = temps.allocate(&frame, &asm)
     asm.emit(.load(access, register, .fp, offset: slot))
     return temp
+  }
+
+  /// The stack slot holding `size` bytes read from `base + offset`: the slot of an earlier
+  /// read of the same field when every path to here made it, or a new slot read now.
+  mutating func readIntoSlot(base: TypedExpr, offset: Int, size: Int) throws(CodeGenError) -> Int16 {
+    let read = KernelRead(base: base, offset: offset, size: size)
+    if let read, let slot = asm.slot(of: read) { return slot }
+    let slot = frame.allocate(size)
+    try readKernel(address: base, offset: offset, size: size, into: .fp, at: Int32(slot), helper: .probeReadKernel)
+    if let read { asm.remember(read, at: slot) }
+    return slot
+  }
+
+  /// Whether `base + offset` has already been read into a stack slot on every path to here.
+  func isRead(base: TypedExpr, offset: Int, size: Int) -> Bool {
+    KernelRead(base: base, offset: offset, size: size).flatMap { asm.slot(of: $0) } != nil
+  }
+
+  /// The reads through `bpf_probe_read_kernel` that `expression` makes, innermost first.
+  func helperReads(in expression: TypedExpr) -> [KernelRead] {
+    var reads: [KernelRead] = []
+    func visit(_ expression: TypedExpr) {
+      switch expression.kind {
+      case .load(let base, let offset, let size, _):
+        visit(base)
+        let isPointer = if case .pointer = expression.type { true } else { false }
+        if isPointer || !canLoadDirectly(base, offset: offset, size: size),
+          let read = KernelRead(base: base, offset: offset, size: size)
+        {
+          reads.append(read)
+        }
+      case .loadString(let base, _, _): visit(base)
+      case .unary(_, let operand), .networkToHost(let operand, _), .convert(let operand, _, _),
+        .prefixMatch(let operand, _, _):
+        visit(operand)
+      case .binary(_, let lhs, let rhs):
+        visit(lhs)
+        visit(rhs)
+      case .select(let condition, let value, let otherwise):
+        visit(condition)
+        visit(value)
+        visit(otherwise)
+      case .mapLookup(_, let keys): keys.forEach(visit)
+      case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes: break
+      }
+    }
+    visit(expression)
+    return reads
+  }
+
+  /// Reads now every field that `expressions` read through a helper and that the clause
+  /// reads more than once, so later uses find it in its slot: before a record is reserved
+  /// (what is read while filling it is gone once it is submitted), and before the arms of a
+  /// `?:` (what one arm reads, the code after it cannot count on). Reading a field a path
+  /// would have skipped is harmless: `bpf_probe_read_kernel` never faults.
+  mutating func prefetchSharedReads(_ expressions: [TypedExpr]) throws(CodeGenError) {
+    for expression in expressions {
+      for read in helperReads(in: expression) where sharedReads.contains(read) && asm.slot(of: read) == nil {
+        _ = try readIntoSlot(base: read.base, offset: read.offset, size: read.size)
+      }
+    }
   }
 
   /// `helper(destination + at, size, base + offset)` for the probe-read family.
@@ -307,25 +368,31 @@ extension ProgramBuilder {
     address base: TypedExpr, offset: Int, size: Int, into destination: Register, at: Int32,
     helper: HelperFunction, addressTemp: Temp? = nil, addressOffset: Int = 0
   ) throws(CodeGenError) {
-    let address: Temp
-    if let addressTemp {
-      address = addressTemp
-    } else {
-      address = try emit(base)
-    }
-    let register = temps.use(address, &frame, &asm)
     let offset = offset + addressOffset
-    if offset != 0 {
-      guard let small = Int32(exactly: offset) else {
-        throw CodeGenError(message: "member offset \(offset) is too large", range: base.range)
-      }
-      asm.emit(.add(register, small))
+    guard let smallOffset = Int32(exactly: offset) else {
+      throw CodeGenError(message: "member offset \(offset) is too large", range: base.range)
     }
+    // The address goes straight into r3, the helper's third argument; the skb register
+    // needs no temporary.
+    if addressTemp == nil, case .skb = base.kind, skbLoaded {
+      temps.claim(.r3, &frame, &asm)
+      asm.emit(.mov(.r3, Self.skb))
+    } else {
+      // A read nested in `base` sets its own preference; the one it found is given back
+      // after it, for the value it hands to our caller.
+      let callerPreference = temps.preferredRegister
+      if addressTemp == nil { temps.preferredRegister = .r3 }
+      let address = if let addressTemp { addressTemp } else { try emit(base) }
+      temps.preferredRegister = callerPreference
+      let source = temps.use(address, &frame, &asm)
+      if source != .r3 {
+        temps.claim(.r3, &frame, &asm)
+        asm.emit(.mov(.r3, source))
+      }
+      temps.free(address)
+    }
+    if smallOffset != 0 { asm.emit(.add(.r3, smallOffset)) }
     // Every other temporary is saved: the call clobbers r1-r5.
-    temps.claim(.r3, &frame, &asm)
-    let source = temps.use(address, &frame, &asm)
-    if source != .r3 { asm.emit(.mov(.r3, source)) }
-    temps.free(address)
     temps.spillAll(&frame, &asm)
     asm.emit(.mov(.r1, destination))
     if at != 0 { asm.emit(.add(.r1, at)) }

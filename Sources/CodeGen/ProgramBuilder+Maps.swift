@@ -34,6 +34,16 @@ extension ProgramBuilder {
   mutating func storeOnStack(_ value: TypedExpr, at offset: Int16, size: Int) throws(CodeGenError) {
     switch value.kind {
     case .loadString(let base, let baseOffset, let capacity):
+      let read = KernelRead(base: base, offset: baseOffset, size: capacity, isString: true)
+      if let read, let slot = asm.slot(of: read), size % 8 == 0 {
+        // Read before (a filter compared it): copied, with the same zero padding.
+        let copied = min(size, (capacity + 7) / 8 * 8)
+        copy(from: slot, size: copied, to: .fp, at: Int(offset))
+        for chunk in stride(from: copied, to: size, by: 8) {
+          asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+        }
+        return
+      }
       for chunk in stride(from: 0, to: size, by: 8) {
         asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
       }
@@ -52,7 +62,11 @@ extension ProgramBuilder {
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
     case .load(let base, let baseOffset, 16, nil):
-      try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      if isRead(base: base, offset: baseOffset, size: 16) {
+        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: .fp, at: Int(offset))
+      } else {
+        try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      }
       return
     case .variable(let slot) where size > 8 || Self.isString(value.type):
       let source = variableSlots[slot]
@@ -72,8 +86,12 @@ extension ProgramBuilder {
         asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
       }
       return
-    case .select(let condition, let chosen, let otherwise) where size > 8:
-      // Wide values (IPv6 addresses) are written by each arm.
+    case .integer(let constant) where size == 8 && Int32(exactly: Int64(bitPattern: constant)) != nil:
+      asm.emit(.storeImmediate(.double, .fp, offset: offset, Int32(Int64(bitPattern: constant))))
+      return
+    case .select(let condition, let chosen, let otherwise):
+      // Each arm writes its value: no temporary slot to pass it through.
+      try prefetchSharedReads([condition, chosen, otherwise])
       temps.spillAll(&frame, &asm)
       let isFalse = asm.newLabel()
       let end = asm.newLabel()

@@ -25,12 +25,14 @@ struct ProgramBuilder {
   let recordsSkbAddress: Bool
   /// Where the skb may be read with plain loads (its number fields); nil outside tracing programs.
   let skbLayout: KernelObjectLayout?
-  var asm = Assembler()
+  var asm = CodeEmitter()
   var frame = StackFrame()
   var temps = TempAllocator()
   var skbLoaded = false
   /// Stack slot and size of each `$variable` of the clause, by `TypedExpr.Kind.variable` slot.
   var variableSlots: [(offset: Int16, size: Int)] = []
+  /// Fields the clause reads through a helper more than once: read once, kept on the stack.
+  var sharedReads: Set<KernelRead> = []
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -77,6 +79,7 @@ struct ProgramBuilder {
       loadArgument(index, into: Self.skb)
       skbLoaded = true
     }
+    sharedReads = sharedReads(of: clause)
     let done = asm.newLabel()
     if skbLoaded {
       // Some tracepoints pass a NULL skb (qdisc_dequeue with an empty queue): nothing to trace.
@@ -107,6 +110,34 @@ struct ProgramBuilder {
     asm.emit(.mov(.r0, 0))
     asm.emit(.exit)
     return try finishProgram(clause)
+  }
+
+  /// The helper reads that appear more than once in the clause's filter and actions.
+  func sharedReads(of clause: CheckedClause) -> Set<KernelRead> {
+    var counts: [KernelRead: Int] = [:]
+    func count(_ expression: TypedExpr) {
+      for read in helperReads(in: expression) { counts[read, default: 0] += 1 }
+    }
+    func count(_ actions: [Action]) {
+      for action in actions {
+        switch action {
+        case .print(let values, _), .printf(_, let values, _): values.forEach { count($0.value) }
+        case .assignVariable(_, let value, _): count(value)
+        case .conditional(let condition, let then, let otherwise):
+          count(condition)
+          count(then)
+          count(otherwise)
+        case .mapUpdate(_, let keys, let value, _):
+          keys.forEach(count)
+          value.map(count)
+        case .mapDelete(_, let keys, _): keys.forEach(count)
+        case .track, .exit: break
+        }
+      }
+    }
+    clause.filter.map(count)
+    count(clause.actions)
+    return Set(counts.filter { $0.value > 1 }.keys)
   }
 
   mutating func finishProgram(_ clause: CheckedClause) throws(CodeGenError) -> Program {
@@ -198,6 +229,7 @@ struct ProgramBuilder {
 
   /// One event of a print statement: header, then each value at its field.
   mutating func print(_ values: [PrintedValue], layout: EventLayout) throws(CodeGenError) {
+    try prefetchSharedReads(values.map(\.value))
     try emitRecord(size: layout.size) { builder throws(CodeGenError) in
       builder.asm.emit(.call(helper: HelperFunction.ktimeGetNanoseconds.rawValue))
       builder.asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.timestampOffset), .r0))
@@ -275,6 +307,13 @@ struct ProgramBuilder {
     let offset = Int32(field.offset)
     switch value.kind {
     case .loadString(let base, let baseOffset, let capacity):
+      if field.size % 8 == 0, field.size <= (capacity + 7) / 8 * 8,
+        let read = KernelRead(base: base, offset: baseOffset, size: capacity, isString: true),
+        let slot = asm.slot(of: read)
+      {
+        copy(from: slot, size: field.size, to: Self.record, at: field.offset)
+        return
+      }
       try readKernel(
         address: base, offset: baseOffset, size: capacity, into: Self.record, at: offset,
         helper: .probeReadKernelString)
@@ -285,8 +324,9 @@ struct ProgramBuilder {
       asm.emit(.mov(.r2, Int32(field.size)))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
-    case .select(let condition, let chosen, let otherwise) where field.size > 8:
-      // Wide values (IPv6 addresses) are written into the record by each arm.
+    case .select(let condition, let chosen, let otherwise):
+      // Each arm writes its value into the record: no temporary slot to pass it through.
+      try prefetchSharedReads([condition, chosen, otherwise])
       temps.spillAll(&frame, &asm)
       let isFalse = asm.newLabel()
       let end = asm.newLabel()
@@ -302,6 +342,11 @@ struct ProgramBuilder {
         asm.emit(.storeImmediate(.double, Self.record, offset: Int16(field.offset + chunk), 0))
       }
       return
+    case .integer(let constant) where field.size <= 8:
+      if let size = AccessSize(bytes: field.size), let small = Int32(exactly: Int64(bitPattern: constant)) {
+        asm.emit(.storeImmediate(size, Self.record, offset: Int16(offset), small))
+        return
+      }
     case .variable(let slot) where field.size > 8 || Self.isString(value.type):
       copy(from: variableSlots[slot].offset, size: min(field.size, variableSlots[slot].size), to: Self.record, at: field.offset)
       return
@@ -311,10 +356,22 @@ struct ProgramBuilder {
     case .string(let text):
       storeBytes(Array(text.utf8), size: field.size, into: Self.record, at: field.offset)
       return
-    case .load(let base, let baseOffset, let size, nil)
-    where !canLoadDirectly(base, offset: baseOffset, size: size) && !isSigned(value.type) && size == field.size:
-      try readKernel(
-        address: base, offset: baseOffset, size: size, into: Self.record, at: offset, helper: .probeReadKernel)
+    case .load(let base, let baseOffset, let size, nil) where size == field.size:
+      // The record holds the field's own bytes, so no sign extension is needed.
+      if canLoadDirectly(base, offset: baseOffset, size: size), let access = AccessSize(bytes: size),
+        let smallOffset = Int16(exactly: baseOffset)
+      {
+        let (temp, register) = temps.allocate(&frame, &asm)
+        asm.emit(.load(access, register, Self.skb, offset: smallOffset))
+        asm.emit(.store(access, Self.record, offset: Int16(offset), register))
+        temps.free(temp)
+      } else if isRead(base: base, offset: baseOffset, size: size) {
+        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: size), size: size, to: Self.record, at: field.offset)
+      } else {
+        // Read once: straight into the record.
+        try readKernel(
+          address: base, offset: baseOffset, size: size, into: Self.record, at: offset, helper: .probeReadKernel)
+      }
       return
     default:
       break
@@ -336,6 +393,10 @@ struct ProgramBuilder {
   }
 
   mutating func branch(_ condition: TypedExpr, jumpWhen wanted: Bool, to target: Label) throws(CodeGenError) {
+    if let split = splitSelectComparison(condition) {
+      try branch(split, jumpWhen: wanted, to: target)
+      return
+    }
     switch condition.kind {
     case .integer(let value):
       if (value != 0) == wanted { asm.jump(to: target) }
@@ -379,6 +440,35 @@ struct ProgramBuilder {
     }
   }
 
+  /// `(c ? v : k1) op k2` for constants k1 and k2 as `c && v op k2` (or `!c || v op k2` when
+  /// `k1 op k2` holds): a packet field compared with a constant, with no value to merge
+  /// from the two arms first.
+  func splitSelectComparison(_ condition: TypedExpr) -> TypedExpr? {
+    guard case .binary(let op, let lhs, let rhs) = condition.kind, op.isComparison,
+      case .select(let test, let value, let otherwise) = lhs.kind,
+      case .integer(let otherwiseValue) = otherwise.kind, case .integer(let constant) = rhs.kind
+    else { return nil }
+    let signed = isSigned(lhs.type) || isSigned(rhs.type)
+    let (a, b) = (otherwiseValue, constant)
+    let (sa, sb) = (Int64(bitPattern: a), Int64(bitPattern: b))
+    let otherwiseHolds: Bool
+    switch op {
+    case .equal: otherwiseHolds = a == b
+    case .notEqual: otherwiseHolds = a != b
+    case .less: otherwiseHolds = signed ? sa < sb : a < b
+    case .lessEqual: otherwiseHolds = signed ? sa <= sb : a <= b
+    case .greater: otherwiseHolds = signed ? sa > sb : a > b
+    case .greaterEqual: otherwiseHolds = signed ? sa >= sb : a >= b
+    default: return nil
+    }
+    let compared = TypedExpr(.binary(op, value, rhs), type: condition.type, range: condition.range)
+    if otherwiseHolds {
+      let notTest = TypedExpr(.unary(.not, test), type: test.type, range: test.range)
+      return TypedExpr(.binary(.or, notTest, compared), type: condition.type, range: condition.range)
+    }
+    return TypedExpr(.binary(.and, test, compared), type: condition.type, range: condition.range)
+  }
+
   static func stringLiteral(_ expression: TypedExpr) -> String? {
     if case .string(let text) = expression.kind { return text }
     return nil
@@ -395,6 +485,12 @@ struct ProgramBuilder {
     let buffer = frame.allocate(slotSize)
     temps.spillAll(&frame, &asm)
     try storeOnStack(field, at: buffer, size: slotSize)
+    if case .loadString(let base, let offset, let capacity) = field.kind,
+      let read = KernelRead(base: base, offset: offset, size: capacity, isString: true)
+    {
+      // The buffer is never written again: a later print of the string copies it from here.
+      asm.remember(read, at: buffer)
+    }
     var bytes = Array(literal.utf8)
     let compared = min(slotSize, (bytes.count + 1 + 7) / 8 * 8)
     bytes += Array(repeating: 0, count: compared - bytes.count)
@@ -404,8 +500,13 @@ struct ProgramBuilder {
     for chunk in stride(from: 0, to: compared, by: 8) {
       let value = bytes[chunk..<chunk + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
       asm.emit(.load(.double, register, .fp, offset: buffer + Int16(chunk)))
-      asm.emit(.loadImmediate64(constant, value))
-      asm.jump(if: .ne, register, .register(constant), to: equal ? differ : target)
+      if value <= UInt64(Int32.max) {
+        // Short strings end in this chunk: the immediate, sign-extended, is the same number.
+        asm.jump(if: .ne, register, .immediate(Int32(value)), to: equal ? differ : target)
+      } else {
+        asm.emit(.loadImmediate64(constant, value))
+        asm.jump(if: .ne, register, .register(constant), to: equal ? differ : target)
+      }
     }
     temps.free(temp)
     temps.free(constantTemp)
@@ -468,12 +569,15 @@ struct ProgramBuilder {
     asm.bind(differ)
   }
 
-  /// Copies `size` bytes (a multiple of 8) from the stack slot at `source` to `destination + at`.
+  /// Copies `size` bytes (1, 2, 4, or 8 at a time otherwise) from the stack slot at `source` to
+  /// `destination + at`.
   mutating func copy(from source: Int16, size: Int, to destination: Register, at: Int) {
     let (temp, register) = temps.allocate(&frame, &asm)
-    for chunk in stride(from: 0, to: size, by: 8) {
-      asm.emit(.load(.double, register, .fp, offset: source + Int16(chunk)))
-      asm.emit(.store(.double, destination, offset: Int16(at + chunk), register))
+    let width = [1, 2, 4].contains(size) ? size : 8
+    let access = AccessSize(bytes: width)!
+    for chunk in stride(from: 0, to: size, by: width) {
+      asm.emit(.load(access, register, .fp, offset: source + Int16(chunk)))
+      asm.emit(.store(access, destination, offset: Int16(at + chunk), register))
     }
     temps.free(temp)
   }

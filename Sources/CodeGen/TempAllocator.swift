@@ -20,9 +20,12 @@ struct TempAllocator {
   private var lastUse: [Temp: Int] = [:]
   private var clock = 0
   private var nextID = 0
+  /// Where the next allocation should go if that register is free: the value is computed
+  /// where it is needed (a helper argument), saving a move.
+  var preferredRegister: Register?
 
   /// Allocates a temporary in a free register, spilling another if none is free.
-  mutating func allocate(_ frame: inout StackFrame, _ asm: inout Assembler) -> (Temp, Register) {
+  mutating func allocate(_ frame: inout StackFrame, _ asm: inout CodeEmitter) -> (Temp, Register) {
     let temp = Temp(id: nextID)
     nextID += 1
     let register = freeRegister(&frame, &asm)
@@ -32,12 +35,12 @@ struct TempAllocator {
   }
 
   /// The register holding `temp`, reloading it from the stack if it was spilled.
-  mutating func use(_ temp: Temp, _ frame: inout StackFrame, _ asm: inout Assembler) -> Register {
+  mutating func use(_ temp: Temp, _ frame: inout StackFrame, _ asm: inout CodeEmitter) -> Register {
     use([temp], &frame, &asm)[0]
   }
 
   /// Registers holding all of `temps` at once: none of them is spilled to reload another.
-  mutating func use(_ temps: [Temp], _ frame: inout StackFrame, _ asm: inout Assembler) -> [Register] {
+  mutating func use(_ temps: [Temp], _ frame: inout StackFrame, _ asm: inout CodeEmitter) -> [Register] {
     let keep = Set(temps)
     return temps.map { temp in
       touch(temp)
@@ -59,7 +62,7 @@ struct TempAllocator {
   }
 
   /// Spills every temporary held in a register: call before emitting a helper call.
-  mutating func spillAll(_ frame: inout StackFrame, _ asm: inout Assembler) {
+  mutating func spillAll(_ frame: inout StackFrame, _ asm: inout CodeEmitter) {
     for (temp, location) in locations {
       if case .register(let register) = location {
         let slot = frame.allocate(8)
@@ -70,7 +73,7 @@ struct TempAllocator {
   }
 
   /// Makes sure `register` is free, moving whatever temporary holds it elsewhere.
-  mutating func claim(_ register: Register, _ frame: inout StackFrame, _ asm: inout Assembler) {
+  mutating func claim(_ register: Register, _ frame: inout StackFrame, _ asm: inout CodeEmitter) {
     guard let (temp, _) = locations.first(where: { $0.value == .register(register) }) else { return }
     let slot = frame.allocate(8)
     asm.emit(.store(.double, .fp, offset: slot, register))
@@ -83,12 +86,16 @@ struct TempAllocator {
   }
 
   private mutating func freeRegister(
-    _ frame: inout StackFrame, _ asm: inout Assembler, keeping: Set<Temp> = []
+    _ frame: inout StackFrame, _ asm: inout CodeEmitter, keeping: Set<Temp> = []
   ) -> Register {
     let used = Set(locations.values.compactMap { location -> Register? in
       if case .register(let register) = location { return register }
       return nil
     })
+    if let preferred = preferredRegister {
+      preferredRegister = nil
+      if !used.contains(preferred) { return preferred }
+    }
     if let register = Self.pool.first(where: { !used.contains($0) }) { return register }
     // Spill the temporary unused for longest.
     let victim = locations.filter { entry in

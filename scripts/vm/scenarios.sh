@@ -199,6 +199,20 @@ if selected j; then
   fi
 fi
 
+# (k) fields read more than once over a kprobe: the filter and the print share mark and
+# ip.daddr, and the ip fields share skb->head, network_header and protocol, each read once
+# with bpf_probe_read_kernel. Every value the user sees must still be right.
+if selected k; then
+  run_swtrace -o json -c "$TRAFFIC" -e 'kprobe:ip_rcv /mark == 0xdead && ip.daddr == 127.0.0.1/ < print(mark, ip.saddr, ip.daddr, ip.proto, ifname, ifindex) >'
+  want='"values": {"mark": 57005, "ip.saddr": "127.0.0.1", "ip.daddr": "127.0.0.1", "ip.proto": 17, "ifname": "lo", "ifindex": 1}'
+  lines=$(grep -cF "$want" "$OUT")
+  if [ "$status" = 0 ] && [ "$lines" = "$N" ]; then
+    pass k "kprobe:ip_rcv with shared field reads: $lines events with mark, addresses, proto, ifname, ifindex right (${took} s)"
+  else
+    fail k "kprobe:ip_rcv with shared field reads exited $status: $lines events with the right values, want $N"
+  fi
+fi
+
 # (h) skb:* under Debian's default descriptor limits (systemd: soft 1024, hard 524288), as a
 # user's shell has them. swtrace needs one descriptor per program and per link; it passes once
 # swtrace raises its soft limit itself.
