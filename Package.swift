@@ -54,9 +54,9 @@ let package = Package(
     .target(name: "SwtraceFuzzing", dependencies: ["SwtraceSyntax", "BTF", "Sema", "CodeGen", "Runtime"]),
     // The project's own traffic generator for tests and benchmarks.
     .executableTarget(name: "swtrace-pktgen"),
-    // Fixture kernels' BTF and paths shared by the test targets.
+    // Fixture kernels' BTF, paths and the language reference's examples, shared by the test targets.
     .target(name: "TestSupport", path: "Tests/TestSupport"),
-    .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax"], resources: [.copy("Golden")]),
+    .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax", "TestSupport"], resources: [.copy("Golden")]),
     .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF", "TestSupport"]),
     .testTarget(name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax", "TestSupport"]),
     .testTarget(name: "BPFTests", dependencies: ["BPF"]),
@@ -67,9 +67,10 @@ let package = Package(
     .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     // Every input the fuzzer ever crashed on (Fuzz/Regressions) and every seed, replayed.
     .testTarget(name: "FuzzRegressionTests", dependencies: ["SwtraceFuzzing", "BTF", "TestSupport"]),
-    // The verifier pre-check against the kernel's verifier, on generated and broken programs.
+    // The verifier pre-check against the kernel's verifier, on generated and broken programs,
+    // and the language reference's examples loaded into the running kernel.
     .testTarget(
       name: "DifferentialTests",
-      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax"]),
+      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax", "TestSupport"]),
   ]
 )

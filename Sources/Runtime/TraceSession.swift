@@ -51,8 +51,10 @@ public final class TraceSession: @unchecked Sendable {
 
   deinit { detach() }
 
-  /// Creates the maps and loads every program.
-  public func load() throws(RuntimeError) {
+  /// Creates the maps and loads every program. Function programs the kernel refuses, among
+  /// many, are skipped and reported by `attach()`; with `skippingRefusedFunctions` false every
+  /// refusal throws, for callers that must know the verifier accepted every program.
+  public func load(skippingRefusedFunctions: Bool = true) throws(RuntimeError) {
     SystemInfo.silenceLibBPF()
     for description in compiled.maps {
       do {
@@ -79,7 +81,7 @@ public final class TraceSession: @unchecked Sendable {
         // Some kernel functions cannot be traced at all (variadic ones, more than 12
         // arguments, struct returns): among many function attach points, skip them like
         // functions that fail to attach. A refused tracepoint program is a pre-check bug.
-        if point.backend != .tracepoint, compiled.programs.count > 1 {
+        if skippingRefusedFunctions, point.backend != .tracepoint, compiled.programs.count > 1 {
           for member in group {
             loadFailures.append((member.attachPoint.name, "the kernel refused to load it: \(error.error.description)"))
           }

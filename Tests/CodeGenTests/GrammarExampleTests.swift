@@ -1,48 +1,13 @@
 import BTF
 import CodeGen
-import Foundation
 import Sema
 import SwtraceSyntax
 import Testing
 import TestSupport
 
-/// `grammar/README.md`, found from this file's real location.
-private let referenceURL = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-  .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-  .appendingPathComponent("grammar/README.md")
-
-/// One fenced `swtrace` block of the reference and the attributes after `swtrace`.
-struct ReferenceExample: CustomTestStringConvertible {
-  var number: Int
-  var text: String
-  var attributes: Set<String>
-  var testDescription: String { "example \(number): \(text.split(separator: "\n").first ?? "")" }
-}
-
-func referenceExamples() throws -> [ReferenceExample] {
-  let markdown = try String(contentsOf: referenceURL, encoding: .utf8)
-  var examples: [ReferenceExample] = []
-  var current: (attributes: Set<String>, lines: [Substring])?
-  for line in markdown.split(separator: "\n", omittingEmptySubsequences: false) {
-    let trimmed = line.trimmingCharacters(in: .whitespaces)
-    if let open = current {
-      if trimmed == "```" {
-        examples.append(
-          ReferenceExample(
-            number: examples.count + 1, text: open.lines.joined(separator: "\n") + "\n", attributes: open.attributes))
-        current = nil
-      } else {
-        current?.lines.append(line)
-      }
-    } else if trimmed == "```swtrace" || trimmed.hasPrefix("```swtrace ") {
-      current = (Set(trimmed.split(separator: " ").dropFirst().map(String.init)), [])
-    }
-  }
-  return examples
-}
-
 /// The language reference's examples are real specs: each one not marked `syntax-only`
-/// type-checks, compiles and passes the verifier pre-check against a fixture kernel.
+/// type-checks, compiles and passes the verifier pre-check against a fixture kernel (and,
+/// in DifferentialTests, loads into the running one).
 @Suite struct GrammarExamples {
   static let release = "6.12.117+deb12-amd64"
   /// Loaded once for all examples.

@@ -47,11 +47,7 @@ struct FuzzRegressionTests {
     }
     let specs = Fixtures.repositoryRoot.appendingPathComponent("specs")
     var inputs = try inputFiles(in: specs).map { try String(contentsOf: specs.appendingPathComponent($0), encoding: .utf8) }
-    let reference = try String(
-      contentsOf: Fixtures.repositoryRoot.appendingPathComponent("grammar/README.md"), encoding: .utf8)
-    inputs += reference.components(separatedBy: "```swtrace\n").dropFirst().compactMap {
-      $0.components(separatedBy: "\n```").first
-    }
+    inputs += try referenceExamples().map(\.text)
     #expect(inputs.count > 20)
     // Many compile only on some kernels (kprobe needs a function backend); here each must
     // come through, compiled or refused with an error.

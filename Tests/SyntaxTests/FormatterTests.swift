@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 
 @testable import SwtraceSyntax
 
@@ -25,15 +26,13 @@ private func format(_ text: String) -> String {
   }
 
   @Test func referenceExamplesRoundTrip() throws {
-    let markdown = try String(
-      contentsOf: grammarDirectory.appendingPathComponent("README.md"), encoding: .utf8)
-    for block in swtraceBlocks(in: markdown) {
-      let (original, file) = parse(block)
+    for example in try referenceExamples() {
+      let (original, file) = parse(example.text)
       let once = SpecFormatter.format(original.spec, source: file)
       let (reparsed, reparsedFile) = parse(once)
       #expect(reparsed.diagnostics.isEmpty, "\(once)")
       #expect(
-        StripRanges.spec(reparsed.spec) == StripRanges.spec(original.spec), "\(block)\n\(once)")
+        StripRanges.spec(reparsed.spec) == StripRanges.spec(original.spec), "\(example.text)\n\(once)")
       #expect(SpecFormatter.format(reparsed.spec, source: reparsedFile) == once)
     }
   }

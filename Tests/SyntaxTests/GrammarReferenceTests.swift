@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import SwtraceSyntax
 
@@ -8,48 +9,23 @@ let grammarDirectory = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
   .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
   .appendingPathComponent("grammar")
 
-/// The bodies of every fenced code block whose info string is `swtrace`, alone or followed
-/// by attributes such as `syntax-only` (which only later stages read).
-func swtraceBlocks(in markdown: String) -> [String] {
-  var blocks: [String] = []
-  var current: [Substring]?
-  for line in markdown.split(separator: "\n", omittingEmptySubsequences: false) {
-    let trimmed = line.trimmingCharacters(in: .whitespaces)
-    if var lines = current {
-      if trimmed == "```" {
-        blocks.append(lines.joined(separator: "\n") + "\n")
-        current = nil
-      } else {
-        lines.append(line)
-        current = lines
-      }
-    } else if trimmed == "```swtrace" || trimmed.hasPrefix("```swtrace ") {
-      current = []
-    }
-  }
-  return blocks
-}
-
 @Suite struct GrammarReferenceTests {
   @Test func everyReferenceExampleParses() throws {
-    let markdown = try String(
-      contentsOf: grammarDirectory.appendingPathComponent("README.md"), encoding: .utf8)
-    let blocks = swtraceBlocks(in: markdown)
-    #expect(blocks.count >= 20, "the reference should have an example per construct")
-    for (index, block) in blocks.enumerated() {
-      let file = SourceFile(name: "README.md example \(index + 1)", text: block)
+    let examples = try referenceExamples()
+    #expect(examples.count >= 20, "the reference should have an example per construct")
+    for example in examples {
+      let file = SourceFile(name: "README.md example \(example.number)", text: example.text)
       let result = Parser.parse(file)
       #expect(
         result.diagnostics.isEmpty,
-        "example \(index + 1):\n\(block)\n\(DiagnosticRenderer().render(result.diagnostics, in: file))"
+        "example \(example.number):\n\(example.text)\n\(DiagnosticRenderer().render(result.diagnostics, in: file))"
       )
       #expect(!result.spec.clauses.isEmpty)
     }
   }
 
   @Test func referenceListsEveryDiagnosticID() throws {
-    let markdown = try String(
-      contentsOf: grammarDirectory.appendingPathComponent("README.md"), encoding: .utf8)
+    let markdown = try String(contentsOf: languageReferenceURL, encoding: .utf8)
     for id in DiagnosticID.syntaxIDs {
       #expect(markdown.contains("`\(id.rawValue)`"), "grammar/README.md does not mention \(id)")
     }
