@@ -58,7 +58,10 @@ let package = Package(
     .target(name: "TestSupport", path: "Tests/TestSupport"),
     .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax", "TestSupport"], resources: [.copy("Golden")]),
     .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF", "TestSupport"]),
-    .testTarget(name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax", "TestSupport"]),
+    .testTarget(
+      name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax", "TestSupport"],
+      // Golden files are read from the source tree.
+      exclude: ["Golden"]),
     .testTarget(name: "BPFTests", dependencies: ["BPF"]),
     .testTarget(
       name: "CodeGenTests",

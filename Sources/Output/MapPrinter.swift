@@ -1,5 +1,5 @@
 public import CodeGen
-public import Sema
+import Sema
 
 /// One map entry after merging CPUs.
 public struct MapEntry: Sendable {

@@ -1,4 +1,4 @@
-public import CodeGen
+import CodeGen
 
 /// Groups events by packet for `-o paths`: one block per skb, from its first hop to the
 /// point where the kernel frees it. A freed skb's address can be reused at once by another

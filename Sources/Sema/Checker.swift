@@ -622,7 +622,7 @@ struct ClauseContext {
         guard case .integer(0) = other.kind else {
           return mismatch("a pointer can only be compared with 0")
         }
-      case (.string(let capacity), .string), (.string, .string(let capacity)):
+      case (.string, .string):
         // One side must be a literal: the other is read from the kernel and compared in place.
         let literal: TypedExpr
         let field: TypedExpr
@@ -633,7 +633,7 @@ struct ClauseContext {
         } else {
           return mismatch("compare a string with a string literal, such as ifname == \"eth0\"")
         }
-        if case .string(let text) = literal.kind, text.utf8.count >= max(capacity, field.type.storageSize) {
+        if case .string(let text) = literal.kind, text.utf8.count >= field.type.storageSize {
           diagnostics.append(
             Diagnostic(
               "string-literal-too-long",

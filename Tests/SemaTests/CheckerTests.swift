@@ -78,6 +78,8 @@ private func check(_ text: String, types: KernelTypes, support: BackendSupport =
     ("unknown-statement", "skb:* < prnt(len) >"),
     ("kprobe-unavailable", "kprobe:ip_rcv < print(len) >"),
     ("division-by-zero", "skb:* /(len / (mark - mark)) == 0 || (len % 0) == 1/ < print(len) >"),
+    // The literal on the left is measured against the field on the right just the same.
+    ("string-literal-too-long-on-the-left", #"skb:* /"abcdefghijklmnopq" == ifname/ < print(len) >"#),
   ]
 
   @Test(arguments: cases.map(\.name))
