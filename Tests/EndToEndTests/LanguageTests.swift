@@ -48,6 +48,37 @@ struct LanguageEndToEndTests {
     #expect(textRun.result.stdoutLines.sorted() == expected.map { String($0.dropLast()) }.sorted(), "\(textRun)")
   }
 
+  @Test("fields named twice (filter and print, several ip fields) show the real values, read once each")
+  func fieldsReadOnceShowRealValues() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    let pair = try NetworkNamespacePair(subnet: 79)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("shared")
+    defer { scratch.remove() }
+    let burst = UDPBurst(sizes: [100, 300], count: 6, mark: 0x7a79, port: 9779)
+    // mark, ifname and ip.daddr are in the filter and the print; the three ip fields share
+    // skb->head, network_header and protocol. The generated code reads each once.
+    let spec = """
+      skb:net_dev_queue /mark == 0x7a79 && ifname == "\(pair.vethA)" && ip.daddr == \(pair.addressB)/ {
+        print(mark, ip.saddr, ip.daddr, ip.proto, ifname, len)
+      }
+      """
+    let run = try TracedTraffic.run(spec: spec, bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!run.result.timedOut && run.result.status == 0, "\(run)")
+    #expect(run.sendersSent([burst]), "\(run)")
+    let events = run.json.events
+    #expect(events.count == burst.count, "\(run)")
+    for event in events {
+      #expect(event.values["mark"] == .integer(0x7a79), "\(event)")
+      #expect(event.values["ip.saddr"] == .string(pair.addressA), "\(event)")
+      #expect(event.values["ip.daddr"] == .string(pair.addressB), "\(event)")
+      #expect(event.values["ip.proto"] == .integer(17), "\(event)")
+      #expect(event.values["ifname"] == .string(pair.vethA), "\(event)")
+    }
+    // UDP payload + 8 + 20 + 14 bytes of headers at net_dev_queue.
+    #expect(events.compactMap(\.len).sorted() == burst.payloads.map { $0 + 42 }.sorted(), "\(run)")
+  }
+
   @Test("swtrace-pktgen sends IPv6 only to ::1 and fd00:200::/32")
   func pktgenRefusesForeignIPv6() throws {
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
