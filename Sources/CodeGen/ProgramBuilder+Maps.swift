@@ -4,7 +4,6 @@ import SwtraceSyntax
 
 extension ProgramBuilder {
   static let updateAny: Int32 = 0
-  static let updateNoExist: Int32 = 1
 
   func mapFD(_ map: Int) -> Int32 { StandardMap.firstUserMap + Int32(map) }
 
@@ -113,31 +112,6 @@ extension ProgramBuilder {
     temps.free(temp)
   }
 
-  /// Looks up the key at `key` in `map`, creating a zeroed entry when there is none; jumps to
-  /// `missing` (after counting the map as full) when it cannot be created. r0 is the value.
-  mutating func lookupOrCreate(_ map: Int, key: Int16, missing: Label) {
-    let found = asm.newLabel()
-    lookup(map, key: key)
-    asm.jump(if: .ne, .r0, .immediate(0), to: found)
-    let valueSize = MapLayout.valueSize(maps[map])
-    let zero = frame.allocate(valueSize)
-    for chunk in stride(from: 0, to: valueSize, by: 8) {
-      asm.emit(.storeImmediate(.double, .fp, offset: zero + Int16(chunk), 0))
-    }
-    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
-    asm.emit(.mov(.r3, .fp))
-    asm.emit(.add(.r3, Int32(zero)))
-    asm.emit(.mov(.r4, Self.updateNoExist))
-    asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
-    lookup(map, key: key)
-    asm.jump(if: .ne, .r0, .immediate(0), to: found)
-    incrementCounter(in: StandardMap.full, index: Int32(map))
-    asm.jump(to: missing)
-    asm.bind(found)
-  }
-
   mutating func lookup(_ map: Int, key: Int16) {
     asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
     asm.emit(.mov(.r2, .fp))
@@ -153,43 +127,63 @@ extension ProgramBuilder {
     }
     let declaration = maps[map]
     let key = try buildKey(map, keys)
-    // The value is computed before any map call, and kept on the stack across them.
-    var valueSlot: Int16?
-    if let value {
-      let size = declaration.aggregation == .value ? MapLayout.valueSize(declaration) : 8
-      let slot = frame.allocate(size)
-      try storeOnStack(value, at: slot, size: size)
-      valueSlot = slot
-    }
-    let keySize = MapLayout.keySize(declaration)
-    switch declaration.aggregation {
-    case .histogram, .linearHistogram:
-      // The bucket index is the last 8 bytes of the key.
-      let bucketOffset = key + Int16(keySize - 8)
-      let (valueTemp, register) = temps.allocate(&frame, &asm)
-      asm.emit(.load(.double, register, .fp, offset: valueSlot!))
-      let temp = try bucketIndex(declaration, value: valueTemp)
-      asm.emit(.store(.double, .fp, offset: bucketOffset, temps.use(temp, &frame, &asm)))
-      temps.free(temp)
-    default:
-      break
-    }
-    temps.spillAll(&frame, &asm)
-    let end = asm.newLabel()
     if declaration.aggregation == .value {
-      asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-      asm.emit(.mov(.r2, .fp))
-      asm.emit(.add(.r2, Int32(key)))
-      asm.emit(.mov(.r3, .fp))
-      asm.emit(.add(.r3, Int32(valueSlot!)))
-      asm.emit(.mov(.r4, Self.updateAny))
-      asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+      guard let value else { throw CodeGenError(message: "a map assignment needs a value", range: declaration.range) }
+      let slot = frame.allocate(MapLayout.valueSize(declaration))
+      try storeOnStack(value, at: slot, size: MapLayout.valueSize(declaration))
+      temps.spillAll(&frame, &asm)
+      let end = asm.newLabel()
+      update(map, key: key, value: slot)
       asm.jump(if: .sge, .r0, .immediate(0), to: end)
       incrementCounter(in: StandardMap.full, index: Int32(map))
       asm.bind(end)
       return
     }
-    lookupOrCreate(map, key: key, missing: end)
+    // `first` is the entry's value after this event when the key is new: the value and the
+    // constant 1 of a count or a present flag sit where the value layout has them, so a new
+    // entry is written with one update. The value is computed before any map call and kept
+    // on the stack across them; a histogram's only use of it is the bucket, part of the key.
+    let first = frame.allocate(MapLayout.valueSize(declaration))
+    var valueSlot = first
+    switch declaration.aggregation {
+    case .histogram, .linearHistogram:
+      guard let value else { throw CodeGenError(message: "a histogram needs a value", range: declaration.range) }
+      // The bucket index is the last 8 bytes of the key.
+      let bucketOffset = key + Int16(MapLayout.keySize(declaration) - 8)
+      let temp = try bucketIndex(declaration, value: try emit(value))
+      asm.emit(.store(.double, .fp, offset: bucketOffset, temps.use(temp, &frame, &asm)))
+      temps.free(temp)
+    case .sum, .average, .stats, .minimum, .maximum:
+      guard let value else { throw CodeGenError(message: "this aggregation needs a value", range: declaration.range) }
+      // (count, sum) for avg and stats; (value, present) for min and max.
+      if declaration.aggregation == .average || declaration.aggregation == .stats { valueSlot = first + 8 }
+      try storeOnStack(value, at: valueSlot, size: 8)
+    case .count, .value:
+      break
+    }
+    temps.spillAll(&frame, &asm)
+    let end = asm.newLabel()
+    let found = asm.newLabel()
+    lookup(map, key: key)
+    // A hit, every event but the first of its key, takes one branch and no further call.
+    asm.jump(if: .ne, .r0, .immediate(0), to: found)
+    switch declaration.aggregation {
+    case .count, .histogram, .linearHistogram, .average, .stats:
+      asm.emit(.storeImmediate(.double, .fp, offset: first, 1))
+    case .minimum, .maximum:
+      asm.emit(.storeImmediate(.double, .fp, offset: first + 8, 1))
+    case .sum, .value:
+      break
+    }
+    // BPF_ANY, not BPF_NOEXIST, and no second lookup: the map is per-CPU, and an update from
+    // a program writes only this CPU's slot. If another CPU created the key since the lookup,
+    // it zero-filled this CPU's slot, and writing the first value over zeros is exactly
+    // adding this event to it. Only a full map (or no memory for the entry) fails.
+    update(map, key: key, value: first)
+    asm.jump(if: .sge, .r0, .immediate(0), to: end)
+    incrementCounter(in: StandardMap.full, index: Int32(map))
+    asm.jump(to: end)
+    asm.bind(found)
     switch declaration.aggregation {
     // Per-CPU values are only written by programs on their own CPU: plain adds suffice,
     // and cost far less than locked ones.
@@ -198,7 +192,7 @@ extension ProgramBuilder {
       asm.emit(.add(.r1, 1))
       asm.emit(.store(.double, .r0, offset: 0, .r1))
     case .sum:
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
+      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
       asm.emit(.load(.double, .r2, .r0, offset: 0))
       asm.emit(.add(.r2, .r1))
       asm.emit(.store(.double, .r0, offset: 0, .r2))
@@ -206,14 +200,15 @@ extension ProgramBuilder {
       asm.emit(.load(.double, .r1, .r0, offset: 0))
       asm.emit(.add(.r1, 1))
       asm.emit(.store(.double, .r0, offset: 0, .r1))
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
+      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.emit(.add(.r2, .r1))
       asm.emit(.store(.double, .r0, offset: 8, .r2))
     case .minimum, .maximum:
-      // (value, present): replace when nothing is there yet or the new value wins.
+      // (value, present): replace when nothing is there yet (a slot zero-filled when another
+      // CPU created the entry) or the new value wins.
       let replace = asm.newLabel()
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot!))
+      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.jump(if: .eq, .r2, .immediate(0), to: replace)
       asm.emit(.load(.double, .r2, .r0, offset: 0))
@@ -228,6 +223,17 @@ extension ProgramBuilder {
       break
     }
     asm.bind(end)
+  }
+
+  /// `bpf_map_update_elem(map, fp + key, fp + value, BPF_ANY)`; r0 is its result.
+  mutating func update(_ map: Int, key: Int16, value: Int16) {
+    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(key)))
+    asm.emit(.mov(.r3, .fp))
+    asm.emit(.add(.r3, Int32(value)))
+    asm.emit(.mov(.r4, Self.updateAny))
+    asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
   }
 
   /// `@c = count()`, `@h = hist(x)`, `@l = lhist(...)` on a per-CPU array: the key is the
@@ -303,10 +309,20 @@ extension ProgramBuilder {
       try compareConstant(value, .slt, low, to: done)
       asm.emit(.mov(index, Int32(count + 1)))
       try compareConstant(value, .sge, high, to: done)
-      try subtractConstant(value, low)
       asm.emit(.mov(index, value))
-      asm.emit(.alu64(.div, index, .immediate(Int32(step))))
-      asm.emit(.add(index, 1))
+      // 1 + (value - low) / step as (value - (low - step)) / step: one subtraction instead of
+      // a subtraction and an add, unless low - step or the largest dividend overflows. The
+      // dividend is positive here, so a power-of-two step is a shift (a divide is far slower).
+      let (start, startOverflows) = low.subtractingReportingOverflow(step)
+      let (span, spanOverflows) = high.subtractingReportingOverflow(start)
+      let folded = !startOverflows && !spanOverflows && span > 0
+      if (folded ? start : low) != 0 { try subtractConstant(index, folded ? start : low) }
+      if step > 1, step.nonzeroBitCount == 1 {
+        asm.emit(.alu64(.rsh, index, .immediate(Int32(step.trailingZeroBitCount))))
+      } else if step > 1 {
+        asm.emit(.alu64(.div, index, .immediate(Int32(step))))
+      }
+      if !folded { asm.emit(.add(index, 1)) }
     default:
       if signed {
         asm.emit(.mov(index, 0))
@@ -314,21 +330,32 @@ extension ProgramBuilder {
       }
       asm.emit(.mov(index, 1))
       asm.jump(if: .eq, value, .immediate(0), to: done)
-      // index = 2 + floor(log2(value))
+      // index = 2 + floor(log2(value)), halving the bit range that holds the top set bit.
       asm.emit(.mov(index, 2))
       var width = 64
       if case .integer(let bytes, false) = declaration.valueType { width = 8 * bytes }
-      let (scratchTemp, scratch) = temps.allocate(&frame, &asm)
-      for bits in [32, 16, 8, 4, 2, 1] as [Int32] where Int(bits) < width {
+      for bits in [32, 16, 8, 4, 2] as [Int32] where Int(bits) < width {
         let skip = asm.newLabel()
-        asm.emit(.mov(scratch, value))
-        asm.emit(.alu64(.rsh, scratch, .immediate(bits)))
-        asm.jump(if: .eq, scratch, .immediate(0), to: skip)
-        asm.emit(.mov(value, scratch))
+        if bits < 31 {
+          // value is at least 1 here, so an unsigned compare with 2^bits says whether the
+          // top bit is at or above `bits`.
+          asm.jump(if: .lt, value, .immediate(1 << bits), to: skip)
+          asm.emit(.alu64(.rsh, value, .immediate(bits)))
+        } else {
+          // 2^32 is no 32-bit immediate: shift a copy and test it.
+          let (scratchTemp, scratch) = temps.allocate(&frame, &asm)
+          asm.emit(.mov(scratch, value))
+          asm.emit(.alu64(.rsh, scratch, .immediate(bits)))
+          asm.jump(if: .eq, scratch, .immediate(0), to: skip)
+          asm.emit(.mov(value, scratch))
+          temps.free(scratchTemp)
+        }
         asm.emit(.add(index, bits))
         asm.bind(skip)
       }
-      temps.free(scratchTemp)
+      // value is now 1, 2 or 3: the last step adds value >> 1, without a branch.
+      asm.emit(.alu64(.rsh, value, .immediate(1)))
+      asm.emit(.add(index, value))
     }
     asm.bind(done)
     temps.free(valueTemp)

@@ -185,6 +185,63 @@ struct AggregationTests {
     #expect(map.entry(["ifname": pair.vethA, "udp.dport": "9617"])?.integer == 7, "\(map)")
   }
 
+  @Test("every aggregation keyed by port: a key's first event creates its entry with that event's value")
+  func keyedAggregations() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    // A key's first event takes another path than the rest: the entry is created holding that
+    // event alone (count 1, sum v, min and max v, one sample in v's bucket). On port 9610 the
+    // first length is the smallest and on 9620 the largest, and neither comes again, so min
+    // and max are only right if the first value was kept. The sender may change CPUs, which
+    // exercises this CPU's zeroed slot in an entry another CPU created.
+    let bursts = [
+      UDPBurst(sizes: [100, 1000, 300, 1000, 300, 1000, 300], count: 7, mark: 0x6a0a, port: 9610),
+      UDPBurst(sizes: [1000, 300, 100, 300, 100, 300, 100, 200], count: 8, mark: 0x6a0a, port: 9620),
+    ]
+    let spec = """
+      skb:net_dev_queue /mark == 0x6a0a/ { @n[udp.dport] = count(); @s[udp.dport] = sum(len); @a[udp.dport] = avg(len) }
+      skb:net_dev_queue /mark == 0x6a0a/ { @lo[udp.dport] = min(len); @hi[udp.dport] = max(len); @st[udp.dport] = stats(len) }
+      skb:net_dev_queue /mark == 0x6a0a/ { @h[udp.dport] = hist(len); @l[udp.dport] = lhist(len, 0, 2000, 100) }
+      """
+    guard case let (run, output)? = try traceJSON(spec, subnet: 70, bursts: bursts) else { return }
+    for burst in bursts {
+      let port = ["udp.dport": "\(burst.port)"]
+      let lengths = burst.payloads.map { Int64($0 + Self.overhead) }
+      let total = lengths.reduce(0, +)
+      let count = Int64(burst.count)
+      #expect(output.maps["@n"]?.entry(port)?.integer == count, "count for \(port): \(String(describing: output.maps["@n"]))\n\(run)")
+      #expect(output.maps["@s"]?.entry(port)?.integer == total, "sum for \(port): \(String(describing: output.maps["@s"]))")
+      let average = output.maps["@a"]?.entry(port).flatMap { entry -> Double? in
+        if let average = entry.average { return average }
+        switch entry.value {
+        case .integer(let v): return Double(v)
+        case .number(let v): return v
+        default: return nil
+        }
+      }
+      #expect(average.map { abs($0 - Double(total) / Double(count)) < 1 } == true, "avg for \(port): \(String(describing: output.maps["@a"]))")
+      #expect(output.maps["@lo"]?.entry(port)?.integer == lengths.min(), "min for \(port): \(String(describing: output.maps["@lo"]))")
+      #expect(output.maps["@hi"]?.entry(port)?.integer == lengths.max(), "max for \(port): \(String(describing: output.maps["@hi"]))")
+      let stats = output.maps["@st"]?.entry(port)
+      #expect(stats?.count == count && stats?.total == total, "stats for \(port): \(String(describing: output.maps["@st"]))")
+      // Expected buckets, from the printer's own numbering.
+      var log2: [Int64: Int64] = [:]
+      var linear: [Int64: Int64] = [:]
+      for length in lengths {
+        log2[Int64(1) << (63 - UInt64(length).leadingZeroBitCount), default: 0] += 1
+        linear[length / 100 * 100, default: 0] += 1
+      }
+      let hist = (output.maps["@h"]?.entry(port)?.buckets ?? []).filter { $0.count > 0 }
+      let expectedHist = log2.keys.sorted().map { MapOutput.Bucket(min: $0, max: 2 * $0, count: log2[$0]!) }
+      #expect(hist == expectedHist, "hist for \(port): \(String(describing: output.maps["@h"]))")
+      let lhist = (output.maps["@l"]?.entry(port)?.buckets ?? []).filter { $0.count > 0 }
+      let expectedLhist = linear.keys.sorted().map { MapOutput.Bucket(min: $0, max: $0 + 100, count: linear[$0]!) }
+      #expect(lhist == expectedLhist, "lhist for \(port): \(String(describing: output.maps["@l"]))")
+    }
+    for name in ["@n", "@s", "@a", "@lo", "@hi", "@st", "@h", "@l"] {
+      #expect(output.maps[name]?.entries.count == 2, "one entry per port in \(name): \(String(describing: output.maps[name]))")
+    }
+  }
+
   @Test("latency between two tracepoints with a value map keyed by skb gives one sample per datagram")
   func latencyWithValueMap() throws {
     if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
