@@ -837,6 +837,27 @@ let verifierCases: [VerifierCase] = [
     },
     rejection: "leaves a ring buffer reservation (made at instruction 4) neither submitted nor discarded on a path that reaches exit at instruction 9"),
   VerifierCase(
+    // Nothing holds the reservation any more, so the states of the 2^24 paths after it differ
+    // only in what each wrote to the stack: they must merge, or the check runs out of steps
+    // ("too many paths") instead of naming the leak.
+    name: "reservation leaked before many branches", context: .kprobe,
+    instructions: assemble { a in
+      let out = a.newLabel()
+      a.emit(.mov(.r6, .r1))
+      a.emit(reserve(16))
+      a.jump(if: .eq, .r0, .immediate(0), to: out)
+      for branch in 1...24 {
+        let skip = a.newLabel()
+        a.emit(.load(.double, .r2, .r6, offset: Int16(8 * (branch % 16))))
+        a.jump(if: .eq, .r2, .immediate(0), to: skip)
+        a.emit(.storeImmediate(.double, .fp, offset: Int16(-8 * branch), Int32(branch)))
+        a.bind(skip)
+      }
+      a.bind(out)
+      a.emit(returnZero)
+    },
+    rejection: "neither submitted nor discarded"),
+  VerifierCase(
     name: "reservation leaked on one path", context: .kprobe,
     instructions: assemble { a in
       let out = a.newLabel()

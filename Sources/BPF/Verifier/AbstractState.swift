@@ -179,6 +179,8 @@ private struct IdentityMap {
   }
 
   func mapped(_ old: Int) -> Int? { forward[old] }
+
+  func isMappedTo(_ new: Int) -> Bool { backward[new] != nil }
 }
 
 extension AbstractState {
@@ -216,10 +218,22 @@ extension AbstractState {
     return referencesMatch(new, ids)
   }
 
+  /// Whether both states hold the same reservations: those a pointer of each holds are
+  /// matched through those pointers, and the rest (which nothing can release any more) by
+  /// the instruction that made them, so that states differing in nothing else still merge.
   private func referencesMatch(_ other: AbstractState, _ ids: IdentityMap) -> Bool {
     guard references.count == other.references.count else { return false }
-    for reference in references.keys {
-      guard let mapped = ids.mapped(reference), other.references[mapped] != nil else { return false }
+    var ids = ids
+    for (reference, _) in references.sorted(by: { $0.key < $1.key }) {
+      if let mapped = ids.mapped(reference) {
+        guard other.references[mapped] != nil else { return false }
+      }
+    }
+    for (reference, site) in references.sorted(by: { $0.key < $1.key }) where ids.mapped(reference) == nil {
+      let candidate = other.references.sorted(by: { $0.key < $1.key }).first { candidate in
+        candidate.value == site && !ids.isMappedTo(candidate.key)
+      }
+      guard let candidate, ids.match(reference, candidate.key) else { return false }
     }
     return true
   }
