@@ -17,13 +17,14 @@ struct AggregationTests {
 
   /// Runs `spec` (-o json) around `bursts` from A to B and checks the run itself went well.
   func traceJSON(
-    _ spec: String, subnet: Int, bursts: [UDPBurst], format: String = "json"
+    _ spec: String, subnet: Int, bursts: [UDPBurst], format: String = "json", extraArguments: [String] = []
   ) throws -> (run: TracedRun, output: JSONTraceOutput)? {
     let pair = try NetworkNamespacePair(subnet: subnet)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("agg")
     defer { scratch.remove() }
-    let run = try TracedTraffic.run(spec: spec, arguments: ["-o", format], bursts: bursts, pair: pair, scratch: scratch)
+    let run = try TracedTraffic.run(
+      spec: spec, arguments: ["-o", format] + extraArguments, bursts: bursts, pair: pair, scratch: scratch)
     #expect(!run.result.timedOut, "swtrace did not finish:\n\(run)")
     #expect(run.result.status == 0, "swtrace failed:\n\(run)")
     #expect(run.sendersSent(bursts), "a sender fell short:\n\(run)")
@@ -240,6 +241,25 @@ struct AggregationTests {
     for name in ["@n", "@s", "@a", "@lo", "@hi", "@st", "@h", "@l"] {
       #expect(output.maps[name]?.entries.count == 2, "one entry per port in \(name): \(String(describing: output.maps[name]))")
     }
+  }
+
+  @Test("a full keyed map keeps its first keys exact and reports every update it dropped")
+  func fullMapCountsDroppedUpdates() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    // Four lengths, each twice, into a map of two entries: the first two lengths fill it.
+    let burst = UDPBurst(sizes: [100, 200, 300, 400], count: 8, mark: 0x6a0b, port: 9611)
+    guard
+      case let (run, output)? = try traceJSON(
+        "skb:net_dev_queue /mark == 0x6a0b/ { @c[len] = count() }", subnet: 84, bursts: [burst],
+        extraArguments: ["--map-entries", "2"])
+    else { return }
+    let map = try #require(output.maps["@c"], "no JSON object for @c:\n\(run)")
+    let expected = [100, 200].map { ["len": "\($0 + Self.overhead)"] }
+    #expect(map.entries.count == 2, "\(map)\n\(run)")
+    for key in expected {
+      #expect(map.entry(key)?.integer == 2, "\(key) in \(map)\n\(run)")
+    }
+    #expect(run.result.stderr.contains("@c was full: 4 updates dropped (raise --map-entries)"), "\(run)")
   }
 
   @Test("latency between two tracepoints with a value map keyed by skb gives one sample per datagram")
