@@ -52,31 +52,14 @@ extension ProgramBuilder {
   }
 
   static func readsSkb(_ action: Action) -> Bool {
-    switch action {
-    case .print(let values, _), .printf(_, let values, _): values.contains { readsSkb($0.value) }
-    case .assignVariable(_, let value, _): readsSkb(value)
-    case .conditional(let condition, let then, let otherwise):
-      readsSkb(condition) || then.contains(where: readsSkb) || otherwise.contains(where: readsSkb)
-    case .mapUpdate(_, let keys, let value, _): keys.contains(where: readsSkb) || value.map(readsSkb) == true
-    case .mapDelete(_, let keys, _): keys.contains(where: readsSkb)
-    case .track: true
-    case .exit: false
-    }
+    // Tracking keys the tracked set by the skb's address.
+    if case .track = action { return true }
+    return action.expressions.contains(where: readsSkb) || action.nestedActions.contains(where: readsSkb)
   }
 
   static func readsSkb(_ expression: TypedExpr) -> Bool {
-    switch expression.kind {
-    case .skb: true
-    case .load(let base, _, _, _), .loadString(let base, _, _): readsSkb(base)
-    case .unary(_, let operand), .networkToHost(let operand, _), .convert(let operand, _, _),
-      .prefixMatch(let operand, _, _):
-      readsSkb(operand)
-    case .select(let condition, let value, let otherwise):
-      readsSkb(condition) || readsSkb(value) || readsSkb(otherwise)
-    case .mapLookup(_, let keys): keys.contains(where: readsSkb)
-    case .binary(_, let lhs, let rhs): readsSkb(lhs) || readsSkb(rhs)
-    case .integer, .string, .builtin, .argument, .returnValue, .variable, .bytes: false
-    }
+    if case .skb = expression.kind { return true }
+    return expression.operands.contains(where: readsSkb)
   }
 
   /// Moves the constant into a fresh temporary.
@@ -259,25 +242,12 @@ extension ProgramBuilder {
     return temp
   }
 
-  /// `condition ? value : otherwise` through a stack slot: each arm stores its result there,
-  /// and every temporary is spilled first so both arms start from the same register state.
+  /// `condition ? value : otherwise` through a stack slot each arm stores its result in.
   mutating func select(_ condition: TypedExpr, _ value: TypedExpr, _ otherwise: TypedExpr) throws(CodeGenError) -> Temp {
-    try prefetchSharedReads([condition, value, otherwise])
-    temps.spillAll(&frame, &asm)
     let slot = frame.allocate(8)
-    let isFalse = asm.newLabel()
-    let end = asm.newLabel()
-    try branch(condition, ifFalse: isFalse)
-    for (arm, label) in [(value, end), (otherwise, nil)] as [(TypedExpr, Label?)] {
-      let temp = try emit(arm)
-      asm.emit(.store(.double, .fp, offset: slot, temps.use(temp, &frame, &asm)))
-      temps.free(temp)
-      if let label {
-        asm.jump(to: label)
-        asm.bind(isFalse)
-      }
+    try writeEachArm(condition, value, otherwise) { builder, arm throws(CodeGenError) in
+      try builder.storeOnStack(arm, at: slot, size: 8)
     }
-    asm.bind(end)
     let (temp, register) = temps.allocate(&frame, &asm)
     asm.emit(.load(.double, register, .fp, offset: slot))
     return temp
@@ -320,33 +290,15 @@ extension ProgramBuilder {
 
   /// The reads through `bpf_probe_read_kernel` that `expression` makes, innermost first.
   func helperReads(in expression: TypedExpr) -> [KernelRead] {
-    var reads: [KernelRead] = []
-    func visit(_ expression: TypedExpr) {
-      switch expression.kind {
-      case .load(let base, let offset, let size, _):
-        visit(base)
-        let isPointer = if case .pointer = expression.type { true } else { false }
-        if isPointer || !canLoadDirectly(base, offset: offset, size: size),
-          let read = KernelRead(base: base, offset: offset, size: size)
-        {
-          reads.append(read)
-        }
-      case .loadString(let base, _, _): visit(base)
-      case .unary(_, let operand), .networkToHost(let operand, _), .convert(let operand, _, _),
-        .prefixMatch(let operand, _, _):
-        visit(operand)
-      case .binary(_, let lhs, let rhs):
-        visit(lhs)
-        visit(rhs)
-      case .select(let condition, let value, let otherwise):
-        visit(condition)
-        visit(value)
-        visit(otherwise)
-      case .mapLookup(_, let keys): keys.forEach(visit)
-      case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes: break
+    var reads = expression.operands.flatMap(helperReads)
+    if case .load(let base, let offset, let size, _) = expression.kind {
+      let isPointer = if case .pointer = expression.type { true } else { false }
+      if isPointer || !canLoadDirectly(base, offset: offset, size: size),
+        let read = KernelRead(base: base, offset: offset, size: size)
+      {
+        reads.append(read)
       }
     }
-    visit(expression)
     return reads
   }
 

@@ -90,16 +90,9 @@ extension ProgramBuilder {
       return
     case .select(let condition, let chosen, let otherwise):
       // Each arm writes its value: no temporary slot to pass it through.
-      try prefetchSharedReads([condition, chosen, otherwise])
-      temps.spillAll(&frame, &asm)
-      let isFalse = asm.newLabel()
-      let end = asm.newLabel()
-      try branch(condition, ifFalse: isFalse)
-      try storeOnStack(chosen, at: offset, size: size)
-      asm.jump(to: end)
-      asm.bind(isFalse)
-      try storeOnStack(otherwise, at: offset, size: size)
-      asm.bind(end)
+      try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
+        try builder.storeOnStack(arm, at: offset, size: size)
+      }
       return
     default:
       break

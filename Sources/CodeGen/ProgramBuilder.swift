@@ -114,29 +114,13 @@ struct ProgramBuilder {
 
   /// The helper reads that appear more than once in the clause's filter and actions.
   func sharedReads(of clause: CheckedClause) -> Set<KernelRead> {
+    func expressions(_ actions: [Action]) -> [TypedExpr] {
+      actions.flatMap { $0.expressions + expressions($0.nestedActions) }
+    }
     var counts: [KernelRead: Int] = [:]
-    func count(_ expression: TypedExpr) {
+    for expression in (clause.filter.map { [$0] } ?? []) + expressions(clause.actions) {
       for read in helperReads(in: expression) { counts[read, default: 0] += 1 }
     }
-    func count(_ actions: [Action]) {
-      for action in actions {
-        switch action {
-        case .print(let values, _), .printf(_, let values, _): values.forEach { count($0.value) }
-        case .assignVariable(_, let value, _): count(value)
-        case .conditional(let condition, let then, let otherwise):
-          count(condition)
-          count(then)
-          count(otherwise)
-        case .mapUpdate(_, let keys, let value, _):
-          keys.forEach(count)
-          value.map(count)
-        case .mapDelete(_, let keys, _): keys.forEach(count)
-        case .track, .exit: break
-        }
-      }
-    }
-    clause.filter.map(count)
-    count(clause.actions)
     return Set(counts.filter { $0.value > 1 }.keys)
   }
 
@@ -326,16 +310,9 @@ struct ProgramBuilder {
       return
     case .select(let condition, let chosen, let otherwise):
       // Each arm writes its value into the record: no temporary slot to pass it through.
-      try prefetchSharedReads([condition, chosen, otherwise])
-      temps.spillAll(&frame, &asm)
-      let isFalse = asm.newLabel()
-      let end = asm.newLabel()
-      try branch(condition, ifFalse: isFalse)
-      try store(chosen, into: field)
-      asm.jump(to: end)
-      asm.bind(isFalse)
-      try store(otherwise, into: field)
-      asm.bind(end)
+      try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
+        try builder.store(arm, into: field)
+      }
       return
     case .integer(0) where field.size > 8:
       for chunk in stride(from: 0, to: field.size, by: 8) {
@@ -383,6 +360,25 @@ struct ProgramBuilder {
     let register = temps.use(temp, &frame, &asm)
     asm.emit(.store(size, Self.record, offset: Int16(offset), register))
     temps.free(temp)
+  }
+
+  /// `condition ? chosen : otherwise`, each arm handing its value to `write`, which puts it
+  /// where it is wanted. Every temporary is spilled first so that both arms start from the
+  /// same register state.
+  mutating func writeEachArm(
+    _ condition: TypedExpr, _ chosen: TypedExpr, _ otherwise: TypedExpr,
+    _ write: (inout ProgramBuilder, TypedExpr) throws(CodeGenError) -> Void
+  ) throws(CodeGenError) {
+    try prefetchSharedReads([condition, chosen, otherwise])
+    temps.spillAll(&frame, &asm)
+    let isFalse = asm.newLabel()
+    let end = asm.newLabel()
+    try branch(condition, ifFalse: isFalse)
+    try write(&self, chosen)
+    asm.jump(to: end)
+    asm.bind(isFalse)
+    try write(&self, otherwise)
+    asm.bind(end)
   }
 
   // MARK: Conditions

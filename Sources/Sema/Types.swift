@@ -160,6 +160,20 @@ public struct TypedExpr: Hashable, Sendable {
     self.type = type
     self.range = range
   }
+
+  /// The expressions this one computes its value from, in evaluation order.
+  public var operands: [TypedExpr] {
+    switch kind {
+    case .load(let base, _, _, _), .loadString(let base, _, _): [base]
+    case .unary(_, let operand), .networkToHost(let operand, _), .convert(let operand, _, _),
+      .prefixMatch(let operand, _, _):
+      [operand]
+    case .binary(_, let lhs, let rhs): [lhs, rhs]
+    case .select(let condition, let value, let otherwise): [condition, value, otherwise]
+    case .mapLookup(_, let keys): keys
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes: []
+    }
+  }
 }
 
 /// One value of a `print(...)`: its label is the argument's source text.
@@ -194,6 +208,24 @@ public indirect enum Action: Hashable, Sendable {
   /// whatever its filter says, until the kernel frees it.
   case track(range: SourceRange)
   case exit(range: SourceRange)
+
+  /// The expressions the action itself evaluates (a conditional: its condition).
+  public var expressions: [TypedExpr] {
+    switch self {
+    case .print(let values, _), .printf(_, let values, _): values.map(\.value)
+    case .assignVariable(_, let value, _): [value]
+    case .conditional(let condition, _, _): [condition]
+    case .mapUpdate(_, let keys, let value, _): keys + (value.map { [$0] } ?? [])
+    case .mapDelete(_, let keys, _): keys
+    case .track, .exit: []
+    }
+  }
+
+  /// The actions of a conditional's two branches; none for other actions.
+  public var nestedActions: [Action] {
+    if case .conditional(_, let then, let otherwise) = self { return then + otherwise }
+    return []
+  }
 }
 
 /// Choices that change how a spec is checked.
