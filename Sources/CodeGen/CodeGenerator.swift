@@ -59,11 +59,12 @@ public struct CodeGenerator: Sendable {
     for (index, map) in spec.maps.enumerated() where !deleted.contains(index) {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
+    var objectLayouts: [BTFTypeID: KernelObjectLayout] = [:]
     for clause in spec.clauses {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
-        let kernelObjects = kernelObjectLayouts(for: attachPoint)
+        let kernelObjects = kernelObjectLayouts(for: attachPoint, cache: &objectLayouts)
         let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
@@ -97,7 +98,8 @@ public struct CodeGenerator: Sendable {
         programs.append(
           CompiledProgram(
             attachPoint: point, probeID: UInt32(probeNames.count - 1), program: program,
-            context: Self.context(for: point, types: types), kernelObjects: kernelObjectLayouts(for: point),
+            context: Self.context(for: point, types: types),
+            kernelObjects: kernelObjectLayouts(for: point, cache: &objectLayouts),
             clauseRange: range))
       }
     }
@@ -191,56 +193,6 @@ public struct CodeGenerator: Sendable {
     case .bool: return 1
     case .integer(let bytes, _): return bytes
     default: return 8
-    }
-  }
-
-  /// The number fields of each struct a tracing program's pointer arguments point to.
-  func kernelObjectLayouts(for point: AttachPoint) -> [Int: KernelObjectLayout] {
-    guard point.backend != .kprobe, point.backend != .kretprobe else { return [:] }
-    var layouts: [Int: KernelObjectLayout] = [:]
-    for (index, argument) in point.arguments.enumerated() {
-      guard let name = types.pointeeStructName(argument.type),
-        case .pointer(let pointee) = types.type(types.resolved(argument.type))
-      else { continue }
-      var fields: [Range<Int>] = []
-      collectNumberFields(types.resolved(pointee), base: 0, into: &fields, depth: 0)
-      layouts[index] = KernelObjectLayout(name: "struct \(name)", fields: fields)
-    }
-    return layouts
-  }
-
-  private func collectNumberFields(_ id: BTFTypeID, base: Int, into fields: inout [Range<Int>], depth: Int) {
-    guard depth < 8 else { return }
-    let members: [RawBTFType.Member]
-    switch types.type(id) {
-    case .structure(_, _, let list), .union(_, _, let list): members = list
-    default: return
-    }
-    for member in members {
-      let bitOffset = base * 8 + Int(member.bitOffset)
-      let memberType = types.resolved(member.type)
-      if member.bitfieldSize > 0 {
-        let start = bitOffset / 8
-        fields.append(start..<((bitOffset + Int(member.bitfieldSize) + 7) / 8))
-        continue
-      }
-      let offset = bitOffset / 8
-      switch types.type(memberType) {
-      case .integer, .enumeration:
-        fields.append(offset..<offset + (types.size(of: memberType) ?? 0))
-      case .array(let element, _):
-        switch types.type(types.resolved(element)) {
-        case .integer, .enumeration: fields.append(offset..<offset + (types.size(of: memberType) ?? 0))
-        default: break
-        }
-      case .structure, .union:
-        collectNumberFields(memberType, base: offset, into: &fields, depth: depth + 1)
-      default:
-        // Pointer fields are left out: the kernel types what they load as pointers or
-        // untrusted memory, never as plain numbers; the code generator reads them with
-        // bpf_probe_read_kernel instead.
-        break
-      }
     }
   }
 

@@ -181,7 +181,7 @@ extension ProgramBuilder {
       if op.isComparison || op == .and || op == .or {
         return try materialize(expression)
       }
-      return try arithmetic(op, lhs, rhs, range: expression.range)
+      return try arithmetic(op, lhs, rhs, signed: isSigned(expression.type), range: expression.range)
     case .select(let condition, let value, let otherwise):
       return try select(condition, value, otherwise)
     case .mapLookup(let map, let keys):
@@ -352,9 +352,12 @@ extension ProgramBuilder {
     asm.emit(.call(helper: helper.rawValue))
   }
 
-  mutating func arithmetic(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
-    throws(CodeGenError) -> Temp
-  {
+  mutating func arithmetic(
+    _ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, signed: Bool, range: SourceRange
+  ) throws(CodeGenError) -> Temp {
+    if signed, op == .divide || op == .modulo {
+      return try signedDivision(remainder: op == .modulo, lhs, rhs)
+    }
     let operation: ALUOperation
     switch op {
     case .add: operation = .add
@@ -379,6 +382,38 @@ extension ProgramBuilder {
     let registers = temps.use([left, right], &frame, &asm)
     asm.emit(.alu64(operation, registers[0], .register(registers[1])))
     temps.free(right)
+    return left
+  }
+
+  /// `lhs / rhs` or `lhs % rhs` on signed numbers, as C computes them: the quotient rounds
+  /// toward zero and the remainder takes the dividend's sign. The division itself is the
+  /// unsigned one on the magnitudes, with the signs put back without branches
+  /// (`s = x >> 63` arithmetically is 0 or -1, and `(x ^ s) - s` is `x` or `-x`). This works
+  /// on every kernel, where the signed `sdiv`/`smod` forms need BPF ISA v4 (Linux 6.6): a
+  /// BTF file checked with `swtrace check --btf` does not say which the kernel has. Division
+  /// by zero gives 0 and a remainder by zero the dividend, as the kernel's unsigned forms do;
+  /// the smallest s64 divided by -1 wraps to itself.
+  mutating func signedDivision(remainder: Bool, _ lhs: TypedExpr, _ rhs: TypedExpr) throws(CodeGenError) -> Temp {
+    let left = try emitNumber(lhs)
+    let right = try emitNumber(rhs)
+    let (leftSignTemp, _) = temps.allocate(&frame, &asm)
+    let (rightSignTemp, _) = temps.allocate(&frame, &asm)
+    let registers = temps.use([left, right, leftSignTemp, rightSignTemp], &frame, &asm)
+    let (value, divisor, valueSign, divisorSign) = (registers[0], registers[1], registers[2], registers[3])
+    for (register, sign) in [(value, valueSign), (divisor, divisorSign)] {
+      asm.emit(.mov(sign, register))
+      asm.emit(.alu64(.arsh, sign, .immediate(63)))
+      asm.emit(.alu64(.xor, register, .register(sign)))
+      asm.emit(.alu64(.sub, register, .register(sign)))
+    }
+    asm.emit(.alu64(remainder ? .mod : .div, value, .register(divisor)))
+    // The quotient is negative when exactly one operand is; the remainder when the dividend is.
+    if !remainder { asm.emit(.alu64(.xor, valueSign, .register(divisorSign))) }
+    asm.emit(.alu64(.xor, value, .register(valueSign)))
+    asm.emit(.alu64(.sub, value, .register(valueSign)))
+    temps.free(right)
+    temps.free(leftSignTemp)
+    temps.free(rightSignTemp)
     return left
   }
 

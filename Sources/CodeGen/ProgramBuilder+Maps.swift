@@ -20,8 +20,10 @@ extension ProgramBuilder {
       }
       return base
     }
-    for key in keys {
-      let slotSize = MapLayout.slotSize(key.type)
+    // Each key takes the slot its map declares: a string key shorter than the map's widest
+    // is zero-padded to it.
+    for (key, declared) in zip(keys, declaration.keys) {
+      let slotSize = MapLayout.slotSize(declared.type)
       try storeOnStack(key, at: Int16(offset), size: slotSize)
       offset += slotSize
     }
@@ -30,7 +32,7 @@ extension ProgramBuilder {
 
   /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings
   /// zero-filled then read.
-  mutating func storeOnStack(_ value: TypedExpr, at offset: Int16, size: Int) throws(CodeGenError) {
+  mutating func storeOnStack(_ value: TypedExpr, at offset: Int16, size: Int, asNumber: Bool = false) throws(CodeGenError) {
     switch value.kind {
     case .loadString(let base, let baseOffset, let capacity):
       let read = KernelRead(base: base, offset: baseOffset, size: capacity, isString: true)
@@ -91,7 +93,7 @@ extension ProgramBuilder {
     case .select(let condition, let chosen, let otherwise):
       // Each arm writes its value: no temporary slot to pass it through.
       try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
-        try builder.storeOnStack(arm, at: offset, size: size)
+        try builder.storeOnStack(arm, at: offset, size: size, asNumber: asNumber)
       }
       return
     default:
@@ -100,7 +102,7 @@ extension ProgramBuilder {
     guard size == 8 else {
       throw CodeGenError(message: "a \(value.type) cannot be used here", range: value.range)
     }
-    let temp = try emit(value)
+    let temp = asNumber ? try emitNumber(value) : try emit(value)
     asm.emit(.store(.double, .fp, offset: offset, temps.use(temp, &frame, &asm)))
     temps.free(temp)
   }

@@ -148,7 +148,9 @@ struct ProgramBuilder {
       case .assignVariable(let slot, let value, let range):
         asm.currentRange = range
         temps.spillAll(&frame, &asm)
-        try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size)
+        // A variable holds numbers: a kernel pointer is stored as its address, so that
+        // arithmetic on it later (`$p[i]`) is arithmetic on a number.
+        try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size, asNumber: true)
       case .conditional(let condition, let then, let otherwise):
         asm.currentRange = condition.range
         let elseLabel = asm.newLabel()
@@ -604,7 +606,10 @@ struct ProgramBuilder {
   mutating func compare(_ lhs: TypedExpr, _ rhs: TypedExpr, _ jump: JumpCondition, to target: Label)
     throws(CodeGenError)
   {
-    let left = try emit(lhs)
+    // A kernel pointer is compared as a number, except with the constant 0 (a null check):
+    // the kernel compares pointers with anything else only for privileged programs, and the
+    // pre-check not at all.
+    let left = if case .integer(0) = rhs.kind { try emit(lhs) } else { try emitNumber(lhs) }
     if case .integer(let constant) = rhs.kind {
       if let immediate = Int32(exactly: Int64(bitPattern: constant)), constant <= UInt64(Int32.max) || isSigned(rhs.type) {
         let register = temps.use(left, &frame, &asm)
@@ -621,7 +626,7 @@ struct ProgramBuilder {
         return
       }
     }
-    let right = try emit(rhs)
+    let right = try emitNumber(rhs)
     let registers = temps.use([left, right], &frame, &asm)
     asm.jump(if: jump, registers[0], .register(registers[1]), to: target)
     temps.free(left)

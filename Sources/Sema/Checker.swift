@@ -181,7 +181,7 @@ struct ClauseContext {
 
   mutating func call(_ name: String, _ arguments: [Expr], range: SourceRange) -> Action? {
     switch name {
-    case "print" where arguments.count == 1 && { if case .map = arguments[0].kind { true } else { false } }():
+    case "print" where arguments.count == 1 && { if case .map(let access) = arguments[0].kind { access.keys.isEmpty } else { false } }():
       diagnostics.append(
         Diagnostic(
           "user-statement-in-kernel-clause",
@@ -221,11 +221,7 @@ struct ClauseContext {
         diagnostics.append(Diagnostic("unknown-map", "@\(access.name) is not assigned anywhere before", at: access.range))
         return nil
       }
-      var keys: [TypedExpr] = []
-      for key in access.keys {
-        guard let typed = value(key) else { return nil }
-        keys.append(typed)
-      }
+      guard let keys = entryKeys(access, of: index) else { return nil }
       return .mapDelete(map: index, keys: keys, range: range)
     case "clear":
       diagnostics.append(
@@ -718,6 +714,12 @@ struct ClauseContext {
     case .add: a &+ b
     case .subtract: a &- b
     case .multiply: a &* b
+    // Signed division rounds toward zero, as in C; the smallest s64 divided by -1 wraps to
+    // itself (and leaves 0), as the generated code computes it.
+    case .divide where signed:
+      b == 0 ? nil : UInt64(bitPattern: Int64(bitPattern: a).dividedReportingOverflow(by: Int64(bitPattern: b)).partialValue)
+    case .modulo where signed:
+      b == 0 ? nil : UInt64(bitPattern: Int64(bitPattern: a).remainderReportingOverflow(dividingBy: Int64(bitPattern: b)).partialValue)
     case .divide: b == 0 ? nil : a / b
     case .modulo: b == 0 ? nil : a % b
     case .bitAnd: a & b

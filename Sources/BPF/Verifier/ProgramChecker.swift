@@ -602,16 +602,25 @@ struct ProgramChecker {
           "reads a kernel object at negative offset \(start) through \(register)",
           hint: "kernel pointers can only be read at or after the start of the object")
       }
-      // The kernel checks the access against the object's BTF layout: it must lie inside one
-      // member. Where the caller gave the layout, so does the pre-check.
-      if case .kernel(let argument) = pointer.base, let layout = kernelObjects[argument],
-        !layout.allows(offset: start, size: size)
-      {
+      // The kernel checks the access against the object's BTF layout (btf_struct_walk); so
+      // does the pre-check, where the caller gave the layout (the code generator always does).
+      guard case .kernel(let argument) = pointer.base, let layout = kernelObjects[argument] else {
+        return .number(.fitting(bytes: size))
+      }
+      switch layout.access(offset: start, size: size) {
+      case .number:
+        return .number(.fitting(bytes: size))
+      case .pointer:
+        // A pointer member read whole: a kernel pointer, which the generated code never
+        // asks for (it reads pointers as numbers with bpf_probe_read_kernel).
         throw Problem(
-          "reads \(size) bytes at offset \(start) of \(layout.name) through \(register), which is not inside one of its number fields",
+          "reads the pointer member at offset \(start) of \(layout.name) through \(register), which the kernel types as a kernel pointer, not a number",
+          hint: "read pointer members with bpf_probe_read_kernel")
+      case .refused(let reason):
+        throw Problem(
+          "reads \(size) bytes at offset \(start) of \(layout.name) through \(register), which the kernel refuses: \(reason)",
           hint: "read whole fields at their BTF offsets; read pointer fields with bpf_probe_read_kernel")
       }
-      return .number(.fitting(bytes: size))
     case .mapHandle:
       throw Problem(
         "reads memory through \(register), which holds \(describe(pointer))",

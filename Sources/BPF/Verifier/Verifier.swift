@@ -91,22 +91,6 @@ public enum Verifier {
   }
 }
 
-/// Where plain loads may read a kernel object: the byte ranges of its number fields (integers,
-/// enums, arrays of them, the bytes holding bitfields), as BTF describes them. Pointer fields
-/// are left out: the kernel types what they load as pointers, which cannot be used as numbers.
-public struct KernelObjectLayout: Sendable, Hashable {
-  public var name: String
-  public var fields: [Range<Int>]
-  public init(name: String, fields: [Range<Int>]) {
-    self.name = name
-    self.fields = fields
-  }
-
-  public func allows(offset: Int, size: Int) -> Bool {
-    fields.contains { $0.lowerBound <= offset && offset + size <= $0.upperBound }
-  }
-}
-
 extension PointerBase {
   var isKernel: Bool {
     if case .kernel = self { return true }
