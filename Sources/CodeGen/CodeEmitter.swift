@@ -125,7 +125,11 @@ struct CodeEmitter {
     available?[read] = offset
   }
 
-  func finish() throws(AssemblerError) -> Program { try assembler.finish() }
+  func finish() throws(AssemblerError) -> Program {
+    var assembler = assembler
+    assembler.removeUnreachableCode()
+    return try assembler.finish()
+  }
 
   private mutating func carry(to label: Label) {
     guard let available else { return }

@@ -153,6 +153,11 @@ struct ProgramBuilder {
         try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size, asNumber: true)
       case .conditional(let condition, let then, let otherwise):
         asm.currentRange = condition.range
+        if case .integer(let value) = condition.kind {
+          // Known at compile time: only the branch that runs is generated.
+          try actions(value != 0 ? then : otherwise, done: done)
+          continue
+        }
         let elseLabel = asm.newLabel()
         let end = asm.newLabel()
         try branch(condition, ifFalse: elseLabel)

@@ -608,7 +608,8 @@ struct ClauseContext {
     }
     switch op {
     case .and, .or:
-      return TypedExpr(.binary(op, condition(lhs), condition(rhs)), type: .bool, range: range)
+      // `x && false` is false as a value too, not only as a condition: no code for x.
+      return ConstantFolding.folded(TypedExpr(.binary(op, condition(lhs), condition(rhs)), type: .bool, range: range))
     case .equal, .notEqual:
       switch (lhs.type, rhs.type) {
       case (.pointer, .pointer):
@@ -682,6 +683,9 @@ struct ClauseContext {
       return nil
     }
     switch (network.kind, address.type) {
+    case (.ipv4, .ipv4) where length == 0, (.ipv6, .ipv6) where length == 0:
+      // Every address of the family is in a /0 prefix.
+      return TypedExpr(.integer(1), type: .bool, range: range)
     case (.ipv4, .ipv4):
       break
     case (.ipv6(let bytes), .ipv6):
