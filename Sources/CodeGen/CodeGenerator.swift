@@ -46,6 +46,11 @@ public struct CodeGenerator: Sendable {
     for clause in spec.clauses {
       for (range, values, format) in printStatements(clause.actions) {
         var layout = Self.layout(id: UInt32(layouts.count), values: values, range: range)
+        guard layout.size <= Self.maximumRecordSize else {
+          throw CodeGenError(
+            message: "this event takes \(layout.size) bytes; an event can hold at most \(Self.maximumRecordSize)",
+            range: range)
+        }
         layout.format = format
         layouts.append(layout)
         layoutByRange[range] = layout
@@ -60,18 +65,40 @@ public struct CodeGenerator: Sendable {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
     var objectLayouts: [BTFTypeID: KernelObjectLayout] = [:]
-    for clause in spec.clauses {
+    // The per-CPU scratch map comes after the spec's maps; each clause that needs it has an
+    // area of its own (key), as large as the largest any of its programs uses.
+    let scratchMap = StandardMap.firstUserMap + Int32(spec.maps.count)
+    var scratchKeys: [Int: Int32] = [:]
+    var scratchBytes = 0
+    for (clauseIndex, clause) in spec.clauses.enumerated() {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
         let kernelObjects = kernelObjectLayouts(for: attachPoint, cache: &objectLayouts)
         let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
-        var builder = ProgramBuilder(
-          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
-          tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
-          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-          directlyIndexedMaps: Set(directlyIndexed.keys))
-        let program = try builder.build(clause)
+        func build(scratchKey: Int32?, beforeFilter: Bool = false) throws(CodeGenError) -> (Program, ProgramBuilder) {
+          var builder = ProgramBuilder(
+            attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
+            tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
+            skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
+            directlyIndexedMaps: Set(directlyIndexed.keys), scratchKey: scratchKey, scratchMap: scratchMap,
+            scratchBeforeFilter: beforeFilter)
+          let program = try builder.build(clause)
+          return (program, builder)
+        }
+        // Clauses with variables keep them in scratch; others use it only when their values
+        // do not fit the stack, which the first attempt finds out.
+        let key = scratchKeys[clauseIndex] ?? Int32(scratchKeys.count)
+        var (program, builder) = try build(scratchKey: clause.variables.isEmpty ? scratchKeys[clauseIndex] : key)
+        if builder.needsScratchBeforeFilter {
+          (program, builder) = try build(scratchKey: key, beforeFilter: true)
+        } else if builder.frame.needsScratch {
+          (program, builder) = try build(scratchKey: key)
+        }
+        if builder.scratchKey != nil {
+          scratchKeys[clauseIndex] = key
+          scratchBytes = max(scratchBytes, SlotAllocator.scratchStart + builder.frame.scratchHighWater)
+        }
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,
@@ -126,11 +153,20 @@ public struct CodeGenerator: Sendable {
           name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
+    if !scratchKeys.isEmpty {
+      maps.append(
+        MapDescription(
+          name: "scratch", kind: .perCPUArray, keySize: 4, valueSize: (scratchBytes + 7) / 8 * 8,
+          maxEntries: scratchKeys.count))
+    }
     return CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
       directlyIndexedMaps: directlyIndexed)
   }
+
+  /// The largest event record: every offset in it must fit the 16-bit offset of a store.
+  static let maximumRecordSize = 32 * 1024 - 8
 
   /// The maps a clause's actions delete entries from.
   func deletedMaps(_ actions: [Action]) -> [Int] {

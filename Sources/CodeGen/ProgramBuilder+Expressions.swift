@@ -22,7 +22,8 @@ extension ProgramBuilder {
       asm.emit(.load(.double, register, Self.context, offset: Int16(8 * index)))
     } else if isStackArgument(index) {
       let slot = readStackArgument(index)
-      asm.emit(.load(.double, register, .fp, offset: slot))
+      asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+      frame.release(slot)
     } else {
       asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsArgumentOffsets[index]))
     }
@@ -30,11 +31,10 @@ extension ProgramBuilder {
 
   /// Copies a kprobe's stack argument into a new stack slot: at a function's entry the stack
   /// pointer points at the return address, and the seventh argument is just above it.
-  mutating func readStackArgument(_ index: Int) -> Int16 {
+  mutating func readStackArgument(_ index: Int) -> Slot {
     temps.spillAll(&frame, &asm)
     let slot = frame.allocate(8)
-    asm.emit(.mov(.r1, .fp))
-    asm.emit(.add(.r1, Int32(slot)))
+    pointer(to: slot, in: .r1)
     asm.emit(.mov(.r2, 8))
     asm.emit(.load(.double, .r3, Self.context, offset: Self.ptRegsStackPointerOffset))
     asm.emit(.add(.r3, Int32(8 * (index - Self.ptRegsArgumentOffsets.count + 1))))
@@ -132,7 +132,8 @@ extension ProgramBuilder {
       if isStackArgument(index) {
         let slot = readStackArgument(index)
         let (temp, register) = temps.allocate(&frame, &asm)
-        asm.emit(.load(.double, register, .fp, offset: slot))
+        asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+        frame.release(slot)
         return temp
       }
       let (temp, register) = temps.allocate(&frame, &asm)
@@ -195,7 +196,8 @@ extension ProgramBuilder {
         throw CodeGenError(message: "a \(expression.type) variable can only be compared, printed or stored", range: expression.range)
       }
       let (temp, register) = temps.allocate(&frame, &asm)
-      asm.emit(.load(.double, register, .fp, offset: variableSlots[slot].offset))
+      let variable = variableSlots[slot].slot
+      asm.emit(.load(.double, register, variable.base, offset: variable.offset))
       return temp
     case .bytes:
       throw CodeGenError(message: "an IPv6 address can only be compared, printed or stored", range: expression.range)
@@ -236,9 +238,10 @@ extension ProgramBuilder {
     asm.emit(.mov(contextRegister, Self.context))
     try readKernel(
       address: TypedExpr(.integer(0), type: .u64, range: range), offset: 0, size: 8,
-      into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
+      into: slot, helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, register, .fp, offset: slot))
+    asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+    frame.release(slot)
     return temp
   }
 
@@ -249,7 +252,8 @@ extension ProgramBuilder {
       try builder.storeOnStack(arm, at: slot, size: 8)
     }
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, register, .fp, offset: slot))
+    asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+    frame.release(slot)
     return temp
   }
 
@@ -268,17 +272,17 @@ extension ProgramBuilder {
     }
     let slot = try readIntoSlot(base: base, offset: offset, size: size)
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(access, register, .fp, offset: slot))
+    asm.emit(.load(access, register, slot.base, offset: slot.offset))
     return temp
   }
 
   /// The stack slot holding `size` bytes read from `base + offset`: the slot of an earlier
   /// read of the same field when every path to here made it, or a new slot read now.
-  mutating func readIntoSlot(base: TypedExpr, offset: Int, size: Int) throws(CodeGenError) -> Int16 {
+  mutating func readIntoSlot(base: TypedExpr, offset: Int, size: Int) throws(CodeGenError) -> Slot {
     let read = KernelRead(base: base, offset: offset, size: size)
     if let read, let slot = asm.slot(of: read) { return slot }
     let slot = frame.allocate(size)
-    try readKernel(address: base, offset: offset, size: size, into: .fp, at: Int32(slot), helper: .probeReadKernel)
+    try readKernel(address: base, offset: offset, size: size, into: slot, helper: .probeReadKernel)
     if let read { asm.remember(read, at: slot) }
     return slot
   }
@@ -315,9 +319,9 @@ extension ProgramBuilder {
     }
   }
 
-  /// `helper(destination + at, size, base + offset)` for the probe-read family.
+  /// `helper(destination, size, base + offset)` for the probe-read family.
   mutating func readKernel(
-    address base: TypedExpr, offset: Int, size: Int, into destination: Register, at: Int32,
+    address base: TypedExpr, offset: Int, size: Int, into destination: Slot,
     helper: HelperFunction, addressTemp: Temp? = nil, addressOffset: Int = 0
   ) throws(CodeGenError) {
     let offset = offset + addressOffset
@@ -341,13 +345,12 @@ extension ProgramBuilder {
         temps.claim(.r3, &frame, &asm)
         asm.emit(.mov(.r3, source))
       }
-      temps.free(address)
+      temps.free(address, &frame)
     }
     if smallOffset != 0 { asm.emit(.add(.r3, smallOffset)) }
     // Every other temporary is saved: the call clobbers r1-r5.
     temps.spillAll(&frame, &asm)
-    asm.emit(.mov(.r1, destination))
-    if at != 0 { asm.emit(.add(.r1, at)) }
+    pointer(to: destination, in: .r1)
     asm.emit(.mov(.r2, Int32(size)))
     asm.emit(.call(helper: helper.rawValue))
   }
@@ -381,7 +384,7 @@ extension ProgramBuilder {
     let right = try emitNumber(rhs)
     let registers = temps.use([left, right], &frame, &asm)
     asm.emit(.alu64(operation, registers[0], .register(registers[1])))
-    temps.free(right)
+    temps.free(right, &frame)
     return left
   }
 
@@ -411,9 +414,9 @@ extension ProgramBuilder {
     if !remainder { asm.emit(.alu64(.xor, valueSign, .register(divisorSign))) }
     asm.emit(.alu64(.xor, value, .register(valueSign)))
     asm.emit(.alu64(.sub, value, .register(valueSign)))
-    temps.free(right)
-    temps.free(leftSignTemp)
-    temps.free(rightSignTemp)
+    temps.free(right, &frame)
+    temps.free(leftSignTemp, &frame)
+    temps.free(rightSignTemp, &frame)
     return left
   }
 

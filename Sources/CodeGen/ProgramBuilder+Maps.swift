@@ -7,93 +7,87 @@ extension ProgramBuilder {
 
   func mapFD(_ map: Int) -> Int32 { StandardMap.firstUserMap + Int32(map) }
 
-  /// Writes the key of `map` to a new stack area and returns its frame offset. Every byte is
-  /// written: unused bytes of a string key are zeroed so equal strings make equal keys.
-  mutating func buildKey(_ map: Int, _ keys: [TypedExpr]) throws(CodeGenError) -> Int16 {
+  /// Writes the key of `map` to a new slot and returns it. Every byte is written: unused
+  /// bytes of a string key are zeroed so equal strings make equal keys.
+  mutating func buildKey(_ map: Int, _ keys: [TypedExpr]) throws(CodeGenError) -> Slot {
     let declaration = maps[map]
     let size = MapLayout.keySize(declaration)
     let base = frame.allocate(size)
-    var offset = Int(base)
     if keys.isEmpty {
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: base + Int16(chunk), 0))
-      }
+      zero(base, size: size)
       return base
     }
     // Each key takes the slot its map declares: a string key shorter than the map's widest
     // is zero-padded to it.
+    var offset = 0
     for (key, declared) in zip(keys, declaration.keys) {
       let slotSize = MapLayout.slotSize(declared.type)
-      try storeOnStack(key, at: Int16(offset), size: slotSize)
+      try storeOnStack(key, at: base.advanced(by: offset), size: slotSize)
       offset += slotSize
     }
     return base
   }
 
-  /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings
+  /// Stores zeros in `size` bytes (a multiple of 8) at `slot`.
+  mutating func zero(_ slot: Slot, size: Int, from start: Int = 0) {
+    for chunk in stride(from: start, to: size, by: 8) {
+      asm.emit(.storeImmediate(.double, slot.base, offset: slot.advanced(by: chunk).offset, 0))
+    }
+  }
+
+  /// Stores a value in a slot of `size` bytes: integers widened to 8 bytes, strings
   /// zero-filled then read.
-  mutating func storeOnStack(_ value: TypedExpr, at offset: Int16, size: Int, asNumber: Bool = false) throws(CodeGenError) {
+  mutating func storeOnStack(_ value: TypedExpr, at slot: Slot, size: Int, asNumber: Bool = false) throws(CodeGenError) {
     switch value.kind {
     case .loadString(let base, let baseOffset, let capacity):
       let read = KernelRead(base: base, offset: baseOffset, size: capacity, isString: true)
-      if let read, let slot = asm.slot(of: read), size % 8 == 0 {
+      if let read, let cached = asm.slot(of: read), size % 8 == 0 {
         // Read before (a filter compared it): copied, with the same zero padding.
         let copied = min(size, (capacity + 7) / 8 * 8)
-        copy(from: slot, size: copied, to: .fp, at: Int(offset))
-        for chunk in stride(from: copied, to: size, by: 8) {
-          asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-        }
+        copy(from: cached, size: copied, to: slot)
+        zero(slot, size: size, from: copied)
         return
       }
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+      zero(slot, size: size)
       try readKernel(
-        address: base, offset: baseOffset, size: capacity, into: .fp, at: Int32(offset),
-        helper: .probeReadKernelString)
+        address: base, offset: baseOffset, size: min(capacity, size), into: slot, helper: .probeReadKernelString)
       return
     case .builtin(.comm):
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+      zero(slot, size: size)
       temps.spillAll(&frame, &asm)
-      asm.emit(.mov(.r1, .fp))
-      asm.emit(.add(.r1, Int32(offset)))
-      asm.emit(.mov(.r2, 16))
+      pointer(to: slot, in: .r1)
+      asm.emit(.mov(.r2, Int32(min(size, Builtin.comm.type.storageSize))))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
     case .load(let base, let baseOffset, 16, nil):
       if isRead(base: base, offset: baseOffset, size: 16) {
-        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: .fp, at: Int(offset))
+        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: slot)
       } else {
-        try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+        try readKernel(address: base, offset: baseOffset, size: 16, into: slot, helper: .probeReadKernel)
       }
       return
-    case .variable(let slot) where size > 8 || Self.isString(value.type):
-      let source = variableSlots[slot]
-      copy(from: source.offset, size: min(size, source.size), to: .fp, at: Int(offset))
-      for chunk in stride(from: source.size, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+    case .variable(let variable) where size > 8 || Self.isString(value.type):
+      let source = variableSlots[variable]
+      let copied = min(size, source.size)
+      copy(from: source.slot, size: copied, to: slot)
+      zero(slot, size: size, from: copied)
       return
     case .bytes(let bytes):
-      storeBytes(bytes, size: size, into: .fp, at: Int(offset))
+      storeBytes(bytes, size: size, into: slot)
       return
     case .string(let text):
-      storeBytes(Array(text.utf8), size: size, into: .fp, at: Int(offset))
+      storeBytes(Array(text.utf8), size: size, into: slot)
       return
     case .integer(0) where size > 8:
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+      zero(slot, size: size)
       return
     case .integer(let constant) where size == 8 && Int32(exactly: Int64(bitPattern: constant)) != nil:
-      asm.emit(.storeImmediate(.double, .fp, offset: offset, Int32(Int64(bitPattern: constant))))
+      asm.emit(.storeImmediate(.double, slot.base, offset: slot.offset, Int32(truncatingIfNeeded: Int64(bitPattern: constant))))
       return
     case .select(let condition, let chosen, let otherwise):
       // Each arm writes its value: no temporary slot to pass it through.
       try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
-        try builder.storeOnStack(arm, at: offset, size: size, asNumber: asNumber)
+        try builder.storeOnStack(arm, at: slot, size: size, asNumber: asNumber)
       }
       return
     default:
@@ -103,14 +97,13 @@ extension ProgramBuilder {
       throw CodeGenError(message: "a \(value.type) cannot be used here", range: value.range)
     }
     let temp = asNumber ? try emitNumber(value) : try emit(value)
-    asm.emit(.store(.double, .fp, offset: offset, temps.use(temp, &frame, &asm)))
-    temps.free(temp)
+    asm.emit(.store(.double, slot.base, offset: slot.offset, temps.use(temp, &frame, &asm)))
+    temps.free(temp, &frame)
   }
 
-  mutating func lookup(_ map: Int, key: Int16) {
+  mutating func lookup(_ map: Int, key: Slot) {
     asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
+    pointer(to: key, in: .r2)
     asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
   }
 
@@ -144,14 +137,14 @@ extension ProgramBuilder {
     case .histogram, .linearHistogram:
       guard let value else { throw CodeGenError(message: "a histogram needs a value", range: declaration.range) }
       // The bucket index is the last 8 bytes of the key.
-      let bucketOffset = key + Int16(MapLayout.keySize(declaration) - 8)
+      let bucket = key.advanced(by: MapLayout.keySize(declaration) - 8)
       let temp = try bucketIndex(declaration, value: try emit(value))
-      asm.emit(.store(.double, .fp, offset: bucketOffset, temps.use(temp, &frame, &asm)))
-      temps.free(temp)
+      asm.emit(.store(.double, bucket.base, offset: bucket.offset, temps.use(temp, &frame, &asm)))
+      temps.free(temp, &frame)
     case .sum, .average, .stats, .minimum, .maximum:
       guard let value else { throw CodeGenError(message: "this aggregation needs a value", range: declaration.range) }
       // (count, sum) for avg and stats; (value, present) for min and max.
-      if declaration.aggregation == .average || declaration.aggregation == .stats { valueSlot = first + 8 }
+      if declaration.aggregation == .average || declaration.aggregation == .stats { valueSlot = first.advanced(by: 8) }
       try storeOnStack(value, at: valueSlot, size: 8)
     case .count, .value:
       break
@@ -164,9 +157,9 @@ extension ProgramBuilder {
     asm.jump(if: .ne, .r0, .immediate(0), to: found)
     switch declaration.aggregation {
     case .count, .histogram, .linearHistogram, .average, .stats:
-      asm.emit(.storeImmediate(.double, .fp, offset: first, 1))
+      asm.emit(.storeImmediate(.double, first.base, offset: first.offset, 1))
     case .minimum, .maximum:
-      asm.emit(.storeImmediate(.double, .fp, offset: first + 8, 1))
+      asm.emit(.storeImmediate(.double, first.base, offset: first.advanced(by: 8).offset, 1))
     case .sum, .value:
       break
     }
@@ -187,7 +180,7 @@ extension ProgramBuilder {
       asm.emit(.add(.r1, 1))
       asm.emit(.store(.double, .r0, offset: 0, .r1))
     case .sum:
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
+      asm.emit(.load(.double, .r1, valueSlot.base, offset: valueSlot.offset))
       asm.emit(.load(.double, .r2, .r0, offset: 0))
       asm.emit(.add(.r2, .r1))
       asm.emit(.store(.double, .r0, offset: 0, .r2))
@@ -195,7 +188,7 @@ extension ProgramBuilder {
       asm.emit(.load(.double, .r1, .r0, offset: 0))
       asm.emit(.add(.r1, 1))
       asm.emit(.store(.double, .r0, offset: 0, .r1))
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
+      asm.emit(.load(.double, .r1, valueSlot.base, offset: valueSlot.offset))
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.emit(.add(.r2, .r1))
       asm.emit(.store(.double, .r0, offset: 8, .r2))
@@ -203,7 +196,7 @@ extension ProgramBuilder {
       // (value, present): replace when nothing is there yet (a slot zero-filled when another
       // CPU created the entry) or the new value wins.
       let replace = asm.newLabel()
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
+      asm.emit(.load(.double, .r1, valueSlot.base, offset: valueSlot.offset))
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.jump(if: .eq, .r2, .immediate(0), to: replace)
       asm.emit(.load(.double, .r2, .r0, offset: 0))
@@ -220,13 +213,11 @@ extension ProgramBuilder {
     asm.bind(end)
   }
 
-  /// `bpf_map_update_elem(map, fp + key, fp + value, BPF_ANY)`; r0 is its result.
-  mutating func update(_ map: Int, key: Int16, value: Int16) {
+  /// `bpf_map_update_elem(map, &key, &value, BPF_ANY)`; r0 is its result.
+  mutating func update(_ map: Int, key: Slot, value: Slot) {
     asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
-    asm.emit(.mov(.r3, .fp))
-    asm.emit(.add(.r3, Int32(value)))
+    pointer(to: key, in: .r2)
+    pointer(to: value, in: .r3)
     asm.emit(.mov(.r4, Self.updateAny))
     asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
   }
@@ -240,10 +231,10 @@ extension ProgramBuilder {
     case .histogram, .linearHistogram:
       guard let value else { throw CodeGenError(message: "a histogram needs a value", range: declaration.range) }
       let temp = try bucketIndex(declaration, value: try emit(value))
-      asm.emit(.store(.word, .fp, offset: key, temps.use(temp, &frame, &asm)))
-      temps.free(temp)
+      asm.emit(.store(.word, key.base, offset: key.offset, temps.use(temp, &frame, &asm)))
+      temps.free(temp, &frame)
     default:
-      asm.emit(.storeImmediate(.word, .fp, offset: key, 0))
+      asm.emit(.storeImmediate(.word, key.base, offset: key.offset, 0))
     }
     temps.spillAll(&frame, &asm)
     let end = asm.newLabel()
@@ -260,32 +251,32 @@ extension ProgramBuilder {
     let key = try buildKey(map, keys)
     temps.spillAll(&frame, &asm)
     asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
+    pointer(to: key, in: .r2)
     asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
   }
 
   /// `@map[keys]` in an expression: the stored value, or 0.
   mutating func mapLookupValue(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) -> Temp {
-    let key: Int16
+    let key: Slot
     if directlyIndexedMaps.contains(map) {
       // A key-less count: entry 0 of its array.
       key = frame.allocate(4)
-      asm.emit(.storeImmediate(.word, .fp, offset: key, 0))
+      asm.emit(.storeImmediate(.word, key.base, offset: key.offset, 0))
     } else {
       key = try buildKey(map, keys)
     }
     temps.spillAll(&frame, &asm)
     let result = frame.allocate(8)
-    asm.emit(.storeImmediate(.double, .fp, offset: result, 0))
+    asm.emit(.storeImmediate(.double, result.base, offset: result.offset, 0))
     lookup(map, key: key)
     let missing = asm.newLabel()
     asm.jump(if: .eq, .r0, .immediate(0), to: missing)
     asm.emit(.load(.double, .r1, .r0, offset: 0))
-    asm.emit(.store(.double, .fp, offset: result, .r1))
+    asm.emit(.store(.double, result.base, offset: result.offset, .r1))
     asm.bind(missing)
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, register, .fp, offset: result))
+    asm.emit(.load(.double, register, result.base, offset: result.offset))
+    frame.release(result)
     return temp
   }
 
@@ -343,7 +334,7 @@ extension ProgramBuilder {
           asm.emit(.alu64(.rsh, scratch, .immediate(bits)))
           asm.jump(if: .eq, scratch, .immediate(0), to: skip)
           asm.emit(.mov(value, scratch))
-          temps.free(scratchTemp)
+          temps.free(scratchTemp, &frame)
         }
         asm.emit(.add(index, bits))
         asm.bind(skip)
@@ -353,7 +344,7 @@ extension ProgramBuilder {
       asm.emit(.add(index, value))
     }
     asm.bind(done)
-    temps.free(valueTemp)
+    temps.free(valueTemp, &frame)
     return temp
   }
 
@@ -366,7 +357,7 @@ extension ProgramBuilder {
       let (temp, scratch) = temps.allocate(&frame, &asm)
       asm.emit(.loadImmediate64(scratch, UInt64(bitPattern: constant)))
       asm.jump(if: condition, register, .register(scratch), to: label)
-      temps.free(temp)
+      temps.free(temp, &frame)
     }
   }
 
@@ -377,7 +368,7 @@ extension ProgramBuilder {
       let (temp, scratch) = temps.allocate(&frame, &asm)
       asm.emit(.loadImmediate64(scratch, UInt64(bitPattern: constant)))
       asm.emit(.alu64(.sub, register, .register(scratch)))
-      temps.free(temp)
+      temps.free(temp, &frame)
     }
   }
 }
