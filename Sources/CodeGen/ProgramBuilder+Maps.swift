@@ -305,8 +305,13 @@ extension ProgramBuilder {
       if (folded ? start : low) != 0 { try subtractConstant(index, folded ? start : low) }
       if step > 1, step.nonzeroBitCount == 1 {
         asm.emit(.alu64(.rsh, index, .immediate(Int32(step.trailingZeroBitCount))))
+      } else if step > 1, let small = Int32(exactly: step) {
+        asm.emit(.alu64(.div, index, .immediate(small)))
       } else if step > 1 {
-        asm.emit(.alu64(.div, index, .immediate(Int32(step))))
+        let (temp, divisor) = temps.allocate(&frame, &asm)
+        asm.emit(.loadImmediate64(divisor, UInt64(bitPattern: step)))
+        asm.emit(.alu64(.div, index, .register(divisor)))
+        temps.free(temp, &frame)
       }
       if !folded { asm.emit(.add(index, 1)) }
     default:

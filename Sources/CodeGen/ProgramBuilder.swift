@@ -171,8 +171,11 @@ struct ProgramBuilder {
     // Variables live in scratch, where the verifier does not follow their values: a clause
     // that adds to a variable in many independent branches then costs it one state per
     // branch point, not one per path (`2^n` for n branches).
-    variableSlots = clause.variables.map {
-      (frame.allocate($0.slotSize, inScratch: true, permanent: true), $0.slotSize)
+    variableSlots = clause.variables.map { variable in
+      let unplaced = frame.unplaced
+      let slot = frame.allocate(variable.slotSize, inScratch: true, permanent: true)
+      if frame.unplaced > unplaced, firstUnplacedRange == nil { firstUnplacedRange = variable.range }
+      return (slot, variable.slotSize)
     }
   }
 
@@ -213,7 +216,7 @@ struct ProgramBuilder {
   mutating func finishProgram(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     if frame.unplaced > 0 {
       throw CodeGenError(
-        message: "this needs \(frame.unplaced) bytes more memory than a clause can keep its values in (the 512-byte stack and \(SlotAllocator.scratchLimit / 1024) KB of scratch)",
+        message: "this needs \(frame.unplaced) more bytes of memory than a clause has for its values (its \(SlotAllocator.stackSize)-byte stack and \(SlotAllocator.scratchLimit + SlotAllocator.scratchStart) bytes of scratch); keep fewer or smaller values, or split the clause",
         range: firstUnplacedRange ?? clause.range)
     }
     do {

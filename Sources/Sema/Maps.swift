@@ -175,7 +175,9 @@ extension ClauseContext {
         bounds.append(Int64(bitPattern: constant))
       }
       let (low, high, step) = (bounds[0], bounds[1], bounds[2])
-      guard step > 0, low < high, (high - low) / step <= 1000 else {
+      // The span is computed without trapping: bounds 2^63 or more apart are refused.
+      let (span, overflows) = high.subtractingReportingOverflow(low)
+      guard step > 0, low < high, !overflows, span / step + (span % step == 0 ? 0 : 1) <= 1000 else {
         diagnostics.append(
           Diagnostic(
             "lhist-bounds", "lhist() needs min < max and a step > 0 giving at most 1000 buckets; got \(low), \(high), \(step)",
