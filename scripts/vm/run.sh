@@ -23,6 +23,7 @@
 #   VM_ONLY      scenario letters to run, e.g. "a c" (default: all)
 #   VM_SMP       guest CPUs (default 2)
 #   VM_KEEP=1    keep the work directory (initramfs, console log) and print its path
+#   VM_SHOW=1    the WireGuard scenarios also print what swtrace printed, as VMOUT lines
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -194,7 +195,7 @@ fprobe=0
 if grep -qx 'CONFIG_FPROBE=y' "$(dirname "$vmlinuz")/config-$release" 2>/dev/null; then fprobe=1; fi
 # Kernel parameters cannot hold spaces: "a c" travels as "a,c".
 only=$(echo "${VM_ONLY:-all}" | tr ' ' ',')
-append="console=ttyS0 panic=-1 quiet swtrace_bench=${VM_BENCH:-0} swtrace_only=$only swtrace_fprobe=$fprobe"
+append="console=ttyS0 panic=-1 quiet swtrace_bench=${VM_BENCH:-0} swtrace_only=$only swtrace_fprobe=$fprobe swtrace_show=${VM_SHOW:-0}"
 
 say "booting $release under qemu ($accel, $smp CPUs, timeout ${timeout_seconds} s)"
 step=$(now)
@@ -204,7 +205,7 @@ timeout -k 10 "$timeout_seconds" "${qemu[@]}" "${accel_args[@]}" -initrd "$work/
   -append "$append" </dev/null >"$console" 2>&1 &
 qemu_pid=$!
 # Show the guest's report lines as they come.
-tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO)' &
+tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMOUT)' &
 tail_pid=$!
 status=0
 wait "$qemu_pid" || status=$?
