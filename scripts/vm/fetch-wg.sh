@@ -20,7 +20,10 @@ if [ -z "$version" ] || [ "$version" = "(none)" ]; then
   apt-get update -q >&2 || true
   version=$(apt-cache policy "$package" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }') || true
 fi
-[ -n "$version" ] && [ "$version" != "(none)" ] || { log "$package is not in the apt sources"; exit 1; }
+if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+  log "$package is not in the apt sources"
+  exit 1
+fi
 
 tree="$cache/$package-${version//:/%3a}"
 if [ ! -x "$tree/usr/bin/wg" ]; then

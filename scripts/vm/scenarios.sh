@@ -233,4 +233,5 @@ if selected h; then
 fi
 
 # The WireGuard scenarios (issue 23): a marked datagram through a tunnel between namespaces.
+# shellcheck disable=SC1091  # copied next to this script into the guest by run.sh
 . /wireguard.sh

@@ -25,6 +25,7 @@
 #                        in wg1's rx_frame_errors); swtrace names where, and that no drop
 #                        reason exists
 
+# shellcheck disable=SC2154  # status and took are set by scenarios.sh's run_swtrace
 WG_N=5
 WG_PORT=9000
 WG_SIZES="100,200,300,400,500"
