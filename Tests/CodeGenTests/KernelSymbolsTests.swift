@@ -17,27 +17,24 @@ import Testing
 
     """
 
-  func symbols() throws -> (KernelSymbols, URL) {
+  /// The table above, written to a file and read as /proc/kallsyms would be.
+  func describe(_ addresses: [UInt64]) throws -> [String] {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("kallsyms-\(UUID().uuidString)")
     try Self.table.write(to: file, atomically: true, encoding: .utf8)
-    return (KernelSymbols(path: file.path), file)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let symbols = KernelSymbols(path: file.path)
+    return addresses.map(symbols.describe)
   }
 
   @Test func moduleCodeIsNamedWithItsModule() throws {
-    let (symbols, file) = try symbols()
-    defer { try? FileManager.default.removeItem(at: file) }
-    #expect(symbols.describe(0xffff_ffff_c0a4_135b) == "wg_packet_rx_poll+0x15b [wireguard]")
-    #expect(symbols.describe(0xffff_ffff_c0a4_1200) == "wg_packet_rx_poll [wireguard]")
-    #expect(symbols.describe(0xffff_ffff_c0a4_0010) == "wg_xmit+0x10 [wireguard]")
+    let names = try describe([0xffff_ffff_c0a4_135b, 0xffff_ffff_c0a4_1200, 0xffff_ffff_c0a4_0010])
+    #expect(names == ["wg_packet_rx_poll+0x15b [wireguard]", "wg_packet_rx_poll [wireguard]", "wg_xmit+0x10 [wireguard]"])
   }
 
   @Test func vmlinuxCodeIsNamedAlone() throws {
-    let (symbols, file) = try symbols()
-    defer { try? FileManager.default.removeItem(at: file) }
-    #expect(symbols.describe(0xffff_ffff_81a0_0004) == "consume_skb+0x4")
-    #expect(symbols.describe(0xffff_ffff_81a0_0400) == "__kfree_skb")
-    // Below every symbol there is no name; a zero address (kallsyms hidden) names nothing.
-    #expect(symbols.describe(0x1000) == "0x1000")
+    // Below every symbol there is no name.
+    let names = try describe([0xffff_ffff_81a0_0004, 0xffff_ffff_81a0_0400, 0x1000])
+    #expect(names == ["consume_skb+0x4", "__kfree_skb", "0x1000"])
   }
 
   /// A code symbol of a module in the running kernel's table, when addresses are visible (root).
