@@ -1,13 +1,9 @@
 /// Path-sensitive abstract interpretation, in the manner of the kernel verifier: each path is
-/// followed from the entry with its own state. Instructions are visited in topological order
-/// (the graph has no loops), so all states reaching an instruction are known when it is
-/// checked; redundant ones are dropped and, when there are many, similar ones are merged.
+/// followed from the entry with its own state, in the kernel's order, and a path stops where
+/// the kernel would find its state equivalent to one it checked before (see `explore`).
 struct ProgramChecker {
-  /// The kernel's limit on program length and on instructions processed while verifying.
+  /// The kernel's limit on program length.
   static let maximumSlots = 1_000_000
-  static let instructionBudget = 1_000_000
-  /// States checked separately at one instruction before they are merged.
-  static let statesPerInstruction = 8
   /// Stop after this many distinct problems: later ones are usually consequences.
   static let maximumRejections = 20
   /// The kernel's bound on offsets added to pointers (`BPF_MAX_VAR_OFF`).
@@ -18,13 +14,20 @@ struct ProgramChecker {
   let maps: [MapDescription]
   /// Layouts of the kernel objects behind tracing arguments, where known.
   let kernelObjects: [Int: KernelObjectLayout]
-  private var rejections: [VerifierRejection] = []
+  var rejections: [VerifierRejection] = []
   private var reported: Set<Problem> = []
   private var nextID = 1
   /// What each memory instruction accessed on the paths followed so far.
   private var accessedKinds: [Int: AccessedKind] = [:]
   /// Set once the program's shape is known (`run`).
-  private var flow: ControlFlow!
+  var flow: ControlFlow!
+  var pruneKinds: [PruneKinds] = []
+  var relevance: StateRelevance!
+  /// Instructions processed the way the kernel counts them (`insn_processed`).
+  var processedInstructions = 0
+  /// How numbers and stack slots were computed, numbered (see `Origin`).
+  private var derivations: [Derivation: Int] = [:]
+  private var derivationList: [Derivation] = []
 
   init(program: Program, context: ProgramContext, maps: [MapDescription], kernelObjects: [Int: KernelObjectLayout] = [:]) {
     self.program = program
@@ -50,6 +53,7 @@ struct ProgramChecker {
       if let problem = Self.encodingProblem(instructions[index]) { report(problem, at: index) }
     }
     guard rejections.isEmpty else { return sorted() }
+    pruneKinds = PruneKinds.of(instructions, flow: flow)
     explore()
     return sorted()
   }
@@ -58,7 +62,7 @@ struct ProgramChecker {
     rejections.sorted { ($0.instructionIndex, $0.message) < ($1.instructionIndex, $1.message) }
   }
 
-  private mutating func report(_ problem: Problem, at index: Int) {
+  mutating func report(_ problem: Problem, at index: Int) {
     // The same problem reached along several paths is reported once.
     var key = problem
     key.message = "\(index):" + key.message
@@ -75,72 +79,86 @@ struct ProgramChecker {
     return nextID
   }
 
-  // MARK: - Exploration
+  // MARK: - Origins
 
-  private mutating func explore() {
-    let count = program.instructions.count
-    var pending = Array(repeating: [AbstractState](), count: count)
-    pending[0] = [.entry]
-    var processed = 0
-    for index in flow.topologicalOrder {
-      let states = prepare(pending[index], at: index)
-      pending[index] = []
-      for state in states {
-        processed += 1
-        if processed > Self.instructionBudget {
-          report(
-            Problem(
-              "the program has too many paths: checking it takes more than \(Self.instructionBudget) steps, the kernel's limit",
-              hint: "reduce the number of conditions in one probe"), at: index)
-          return
-        }
-        do {
-          for (successor, next) in try step(index, state) { pending[successor].append(next) }
-        } catch {
-          report(error, at: index)
-          if rejections.count >= Self.maximumRejections { return }
-        }
-      }
-    }
+  /// How a number or the contents of a stack slot came about, in the terms that decide what
+  /// the kernel knows about it.
+  enum Derivation: Hashable {
+    case operation(ALUOperation, is64: Bool, Origin, Origin?)
+    /// A number on one side of a comparison the kernel did not decide.
+    case narrowed(Origin, JumpCondition, is64: Bool, Origin, taken: Bool)
+    /// Bytes read from a stack slot with history `slot` that held no whole register.
+    case fill(slot: Int, offset: Int, size: Int)
+    /// A number of its own: a helper's result, a value after a 32-bit comparison.
+    case unique(Int)
+    /// A stack slot's contents: a whole register stored, or `size` bytes at `offset` over
+    /// what the slot held before.
+    case spill(SlotContents)
+    case partial(previous: Int, offset: Int, size: Int, SlotContents)
+    /// All 8 bytes written by a helper.
+    case helperWritten
   }
 
-  /// The states to check at `index`, from all that arrive there: dead registers are
-  /// forgotten and states another one covers are dropped. When many remain, states with
-  /// values of the same kinds are merged into one that covers them all, and if that is not
-  /// enough, differing values are merged into unusable ones. Merging only loses
-  /// information, so it can make the pre-check refuse more, never accept more.
-  private func prepare(_ incoming: [AbstractState], at index: Int) -> [AbstractState] {
-    guard incoming.count > 1 else { return incoming }
-    var seen: Set<AbstractState> = []
-    var states: [AbstractState] = []
-    for var state in incoming {
-      state.forget(allBut: flow.liveIn[index])
-      if seen.insert(state).inserted { states.append(state) }
-    }
-    for lossy in [false, true] where states.count > Self.statesPerInstruction {
-      var merged: [AbstractState] = []
-      for state in states {
-        if let position = merged.firstIndex(where: { AbstractState.merged($0, state, lossy: lossy) != nil }) {
-          merged[position] = AbstractState.merged(merged[position], state, lossy: lossy)!
+  /// What was written to a stack slot: a number (by origin, or for a slot's shape only
+  /// whether it was 0), a pointer, or bytes from a helper.
+  enum SlotContents: Hashable {
+    case number(Origin?)
+    case zero
+    case pointer(Pointer)
+    case helperBytes
+    case other
+  }
+
+  mutating func derived(_ derivation: Derivation) -> Int {
+    if let id = derivations[derivation] { return id }
+    derivationList.append(derivation)
+    // 0 stands for a slot never written.
+    let id = derivationList.count
+    derivations[derivation] = id
+    return id
+  }
+
+  /// The origin of a number with `bounds` produced by `derivation`: a known number is known
+  /// to the kernel whatever produced it.
+  mutating func origin(_ bounds: ScalarBounds, _ derivation: @autoclosure () -> Derivation) -> Origin {
+    if let constant = bounds.constant { return .constant(constant) }
+    return .derived(derived(derivation()))
+  }
+
+  /// A number with a new origin of its own.
+  mutating func uniqueNumber(_ bounds: ScalarBounds) -> Value {
+    let id = freshID()
+    return .scalar(bounds, link: 0, origin: origin(bounds, .unique(id)))
+  }
+
+  /// Records in `state` that `size` bytes at stack offset `offset` now hold `contents`.
+  mutating func recordStackWrite(
+    _ state: inout AbstractState, offset: Int, size: Int, contents: SlotContents, shape: SlotContents
+  ) {
+    for slot in StateRelevance.slotIndices(from: offset, size: size) {
+      let slotStart = -8 * (slot + 1)
+      let start = max(offset, slotStart)
+      let end = min(offset + size, slotStart + 8)
+      if start == slotStart, end == slotStart + 8 {
+        // The whole slot: what it held before no longer matters.
+        if contents == .helperBytes {
+          state.stackHistories[slot] = derived(.helperWritten)
+          state.stackShapes[slot] = derived(.helperWritten)
         } else {
-          merged.append(state)
+          state.stackHistories[slot] = derived(.spill(contents))
+          state.stackShapes[slot] = derived(.spill(shape))
         }
+      } else {
+        state.stackHistories[slot] = derived(
+          .partial(previous: state.stackHistories[slot], offset: start - slotStart, size: end - start, contents))
+        state.stackShapes[slot] = derived(
+          .partial(previous: state.stackShapes[slot], offset: start - slotStart, size: end - start, shape))
       }
-      states = merged
     }
-    // Dropping covered states is quadratic, so only for the few left.
-    guard states.count <= 4 * Self.statesPerInstruction else { return states }
-    var kept: [AbstractState] = []
-    for state in states {
-      if kept.contains(where: { $0.covers(state) }) { continue }
-      kept.removeAll { state.covers($0) }
-      kept.append(state)
-    }
-    return kept
   }
 
   /// Executes one instruction abstractly; returns the states at each possible successor.
-  private mutating func step(
+  mutating func step(
     _ index: Int, _ incoming: AbstractState
   ) throws(Problem) -> [(index: Int, state: AbstractState)] {
     var state = incoming
@@ -152,11 +170,14 @@ struct ProgramChecker {
       try arithmetic(op, dst, operand, is64: false, &state)
     case .endian(_, let dst, _):
       try requireWritable(dst)
-      guard case .scalar = try read(dst, state) else {
+      guard case .scalar(_, _, let origin) = try read(dst, state) else {
         throw Problem("swaps the bytes of a pointer in \(dst)", hint: "only numbers can be byte-swapped")
       }
       // The kernel does not follow byte swaps: the result is any number.
-      state[dst] = .unknownNumber
+      if case .endian(let order, _, let bits) = instruction {
+        let derivation = Derivation.operation(order == .big ? .xor : .or, is64: bits == 64, origin, .constant(UInt64(bits)))
+        state[dst] = .scalar(.unknown, link: 0, origin: self.origin(.unknown, derivation))
+      }
     case .loadImmediate64(let dst, let value):
       try requireWritable(dst)
       state[dst] = .constant(value)
@@ -313,7 +334,7 @@ struct ProgramChecker {
     case .uninitialized: return "nothing"
     case .released: return "released ring buffer memory"
     case .conflicting: return "a value of a kind that depends on the path"
-    case .scalar(let bounds, _):
+    case .scalar(let bounds, _, _):
       return bounds.constant == 0 ? "the number 0 (a null pointer)" : "a number, not a pointer"
     case .pointer(let pointer): return describe(pointer)
     }
@@ -321,7 +342,7 @@ struct ProgramChecker {
 
   /// Like `describe`, but numbers are shown with what is known about them.
   private func describeArgument(_ value: Value) -> String {
-    guard case .scalar(let bounds, _) = value else { return describe(value) }
+    guard case .scalar(let bounds, _, _) = value else { return describe(value) }
     if let constant = bounds.constant { return "the number \(Int64(bitPattern: constant))" }
     return bounds.isUnknown ? "a number that is not a known constant" : "a number in \(bounds)"
   }
@@ -359,17 +380,18 @@ struct ProgramChecker {
       case .register(let src):
         let value = state[src] == .released ? Value.released : try read(src, state)
         if !is64 {
-          guard case .scalar(let bounds, _) = value else {
+          guard case .scalar(let bounds, _, let origin) = value else {
             throw Problem(
               "copies only the low 32 bits of \(describe(value)) in \(src)",
               hint: "copy pointers with 64-bit moves (r = r), not 32-bit ones (w = w)")
           }
-          state[dst] = .number(bounds.low32)
-        } else if case .scalar(let bounds, let link) = value, bounds.constant == nil {
+          let low = bounds.low32
+          state[dst] = .scalar(low, link: 0, origin: self.origin(low, .operation(.mov, is64: false, origin, nil)))
+        } else if case .scalar(let bounds, let link, let origin) = value, bounds.constant == nil {
           // Copies of an unknown number are linked, so a later comparison narrows both.
           let shared = link == 0 ? freshID() : link
-          state[src] = .scalar(bounds, link: shared)
-          state[dst] = .scalar(bounds, link: shared)
+          state[src] = .scalar(bounds, link: shared, origin: origin)
+          state[dst] = .scalar(bounds, link: shared, origin: origin)
         } else {
           state[dst] = value
         }
@@ -382,11 +404,11 @@ struct ProgramChecker {
           "encodes neg with an operand; the kernel requires the operand fields to be zero",
           hint: "emit neg as .alu64(.neg, dst, .immediate(0))")
       }
-      guard case .scalar = try read(dst, state) else {
+      guard case .scalar(_, _, let origin) = try read(dst, state) else {
         throw Problem("negates \(describe(state[dst])) in \(dst)", hint: "only numbers can be negated")
       }
-      // The kernel does not follow negation: the result is any number.
-      state[dst] = .unknownNumber
+      // The pre-check does not follow negation: the result is any number.
+      state[dst] = .scalar(.unknown, link: 0, origin: self.origin(.unknown, .operation(.neg, is64: is64, origin, nil)))
       return
     }
     let target = try read(dst, state)
@@ -399,9 +421,10 @@ struct ProgramChecker {
       source = try read(src, state)
     }
     switch (target, source) {
-    case (.scalar(let a, _), .scalar(let b, _)):
-      state[dst] = .number(ScalarBounds.compute(op, a, b, is64: is64))
-    case (.pointer(let pointer), .scalar(let b, _)):
+    case (.scalar(let a, _, let x), .scalar(let b, _, let y)):
+      let result = ScalarBounds.compute(op, a, b, is64: is64)
+      state[dst] = .scalar(result, link: 0, origin: origin(result, .operation(op, is64: is64, x, y)))
+    case (.pointer(let pointer), .scalar(let b, _, _)):
       guard is64 else {
         throw Problem(
           "does 32-bit arithmetic on \(describe(pointer)) in \(dst)",
@@ -413,7 +436,7 @@ struct ProgramChecker {
           hint: "compute offsets as numbers first and add the result to the pointer")
       }
       state[dst] = .pointer(try move(pointer, in: dst, by: b, subtracting: op == .sub))
-    case (.scalar(let a, _), .pointer(let pointer)) where op == .add && is64:
+    case (.scalar(let a, _, _), .pointer(let pointer)) where op == .add && is64:
       state[dst] = .pointer(try move(pointer, in: dst, by: a, subtracting: false))
     default:
       let pointerValue = target.pointer != nil ? target : source
@@ -566,7 +589,7 @@ struct ProgramChecker {
           "reads the stack at \(Self.stackText(unset)) before anything was written there",
           hint: "store a value in every stack byte before reading it")
       }
-      let (slot, _) = AbstractState.position(ofStackOffset: start)
+      let (slot, byte) = AbstractState.position(ofStackOffset: start)
       if case .spill(let saved) = state.stack[slot] {
         if saved == .conflicting { throw Self.conflictProblem("the stack at \(Self.stackText(start))") }
         if size == 8 { return saved }
@@ -576,19 +599,22 @@ struct ProgramChecker {
             hint: "reload saved pointers with 8-byte loads")
         }
       }
-      return .number(.fitting(bytes: size))
+      // What the kernel knows of the bytes depends only on what was written to the slot.
+      let bounds = ScalarBounds.fitting(bytes: size)
+      return .scalar(
+        bounds, link: 0, origin: origin(bounds, .fill(slot: state.stackHistories[slot], offset: byte, size: size)))
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
         pointer, in: register, offset: offset, size: size, length: maps[map].valueSize, verb: "reads",
         object: "a value of map '\(maps[map].name)'")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .ringBuffer(let length, _):
       try requireChecked(pointer, register)
       try checkRegion(
         pointer, in: register, offset: offset, size: size, length: length, verb: "reads",
         object: "a \(length)-byte ring buffer reservation")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .kernel:
       try requireChecked(pointer, register)
       guard let constant = pointer.constantOffset else {
@@ -605,11 +631,11 @@ struct ProgramChecker {
       // The kernel checks the access against the object's BTF layout (btf_struct_walk); so
       // does the pre-check, where the caller gave the layout (the code generator always does).
       guard case .kernel(let argument) = pointer.base, let layout = kernelObjects[argument] else {
-        return .number(.fitting(bytes: size))
+        return .loaded(bytes: size)
       }
       switch layout.access(offset: start, size: size) {
       case .number:
-        return .number(.fitting(bytes: size))
+        return .loaded(bytes: size)
       case .pointer:
         // A pointer member read whole: a kernel pointer, which the generated code never
         // asks for (it reads pointers as numbers with bpf_probe_read_kernel).
@@ -662,21 +688,21 @@ struct ProgramChecker {
       if pointers.contains(offset / 8) {
         return .pointer(Pointer(.kernel(argument: offset / 8), mayBeNull: true, nullID: freshID()))
       }
-      return .unknownNumber
+      return .loaded(bytes: 8)
     case .kprobe:
       try checkContextRead(size, offset: offset, length: 168, maximumSize: 8, what: "struct pt_regs")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .rawTracepoint(let count):
       try checkContextRead(
         size, offset: offset, length: 8 * min(count, 12), maximumSize: 8,
         what: "the \(count) tracepoint argument\(count == 1 ? "" : "s")")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .socketFilter:
       // The u32 fields of struct __sk_buff from `len` through `hash`; later ones are not
       // readable by socket filters.
       try checkContextRead(
         size, offset: offset, length: 0x48, maximumSize: 4, what: "the fields len...hash of struct __sk_buff")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     }
   }
 
@@ -707,12 +733,22 @@ struct ProgramChecker {
     switch pointer.base {
     case .stack:
       let start = try stackOffset(pointer, in: register, offset: offset, size: size, verb: "writes")
+      let contents: SlotContents
+      switch value {
+      case .scalar(_, _, let origin): contents = .number(origin)
+      case .pointer(let pointer): contents = .pointer(pointer)
+      default: contents = .other
+      }
       if size == 8 {
         // A whole register saved keeps its type, so it can be restored. A number about
         // which nothing is known loses its links: the kernel may save it as plain bytes.
         var saved = value
-        if case .scalar(let bounds, _) = value, bounds.isUnknown { saved = .unknownNumber }
+        if case .scalar(let bounds, _, let origin) = value, bounds.isUnknown {
+          saved = .scalar(bounds, link: 0, origin: origin)
+        }
         state.stack[AbstractState.position(ofStackOffset: start).slot] = .spill(saved)
+        recordStackWrite(
+          &state, offset: start, size: size, contents: contents, shape: value.bounds != nil ? .number(nil) : contents)
       } else {
         if case .pointer(let saved) = value {
           throw Problem(
@@ -720,6 +756,9 @@ struct ProgramChecker {
             hint: "save pointers with 8-byte stores")
         }
         state.markStackWritten(offset: start, size: size)
+        recordStackWrite(
+          &state, offset: start, size: size, contents: contents,
+          shape: value.bounds?.constant == 0 ? .zero : .number(nil))
       }
     case .mapValue(let map):
       try requireChecked(pointer, register)
@@ -797,6 +836,7 @@ struct ProgramChecker {
           hint: "keep atomic counters in slots that only ever hold numbers")
       }
       state.markStackWritten(offset: start, size: size)
+      recordStackWrite(&state, offset: start, size: size, contents: .helperBytes, shape: .helperBytes)
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
@@ -813,7 +853,7 @@ struct ProgramChecker {
         "does an atomic operation on \(describe(pointer)) in \(register); only the stack and map values allow them",
         hint: "keep counters in a map value")
     }
-    let result = Value.number(.fitting(bytes: size))
+    let result = uniqueNumber(.fitting(bytes: size))
     switch op {
     case .add, .or, .and, .xor:
       break
@@ -840,8 +880,25 @@ struct ProgramChecker {
     case .register(let src): right = try read(src, state)
     }
 
+    /// Both ways are possible: on each, the kernel knows something new about the numbers
+    /// compared (whether or not the pre-check follows it), so they get new origins.
+    func compared(_ notTaken: AbstractState, _ taken: AbstractState) -> [(index: Int, state: AbstractState)] {
+      guard case .scalar(_, _, let x) = left, case .scalar(_, _, let y) = right else { return [] }
+      var notTaken = notTaken
+      var taken = taken
+      for (state, outcome) in [(0, false), (1, true)] {
+        var updated = state == 0 ? notTaken : taken
+        markCompared(dst, condition, is64: is64, against: y, taken: outcome, from: x, &updated)
+        if case .register(let src) = operand {
+          markCompared(src, condition.swapped, is64: is64, against: x, taken: outcome, from: y, &updated)
+        }
+        if state == 0 { notTaken = updated } else { taken = updated }
+      }
+      return [(next, notTaken), (target, taken)]
+    }
+
     switch (left, right) {
-    case (.scalar(let a, _), .scalar(let b, _)) where condition == .set:
+    case (.scalar(let a, _, _), .scalar(let b, _, _)) where condition == .set:
       // Decided only for constants. Otherwise the kernel recomputes the bounds of the
       // unknown operands from their known bits on both branches, which can lose what was
       // known before (a lower bound, for instance), so they are forgotten here too.
@@ -853,16 +910,16 @@ struct ProgramChecker {
       var forgotten = state
       forgetBounds(dst, &forgotten)
       if case .register(let src) = operand { forgetBounds(src, &forgotten) }
-      return [(next, forgotten), (target, forgotten)]
+      return compared(forgotten, forgotten)
 
-    case (.scalar(let a, _), .scalar(let b, _)):
+    case (.scalar(let a, _, _), .scalar(let b, _, _)):
       guard is64 else {
         // 32-bit comparisons are decided only for constants and never narrow bounds: the
         // kernel tracks the low halves separately, which is not modelled here.
         if let c = b.constant, let decided = a.decides32(condition, UInt32(truncatingIfNeeded: c)) {
           return [(decided ? target : next, state)]
         }
-        return [(next, state), (target, state)]
+        return compared(state, state)
       }
       var taken = state
       var notTaken = state
@@ -875,12 +932,13 @@ struct ProgramChecker {
         takenPossible = narrow(src, condition.swapped, c, &taken)
         notTakenPossible = narrowNegated(src, condition.swapped, c, &notTaken)
       }
+      if notTakenPossible, takenPossible { return compared(notTaken, taken) }
       var successors: [(index: Int, state: AbstractState)] = []
       if notTakenPossible { successors.append((next, notTaken)) }
       if takenPossible { successors.append((target, taken)) }
       return successors
 
-    case (.pointer(let pointer), .scalar(let b, _)) where b.constant == 0 && (condition == .eq || condition == .ne):
+    case (.pointer(let pointer), .scalar(let b, _, _)) where b.constant == 0 && (condition == .eq || condition == .ne):
       guard is64 else {
         throw Problem(
           "compares only the low 32 bits of \(describe(pointer)) in \(dst) with 0",
@@ -910,14 +968,46 @@ struct ProgramChecker {
     }
   }
 
+  /// Gives the number in `register` (which had origin `old`), its linked copies, and the
+  /// numbers that are it plus a constant (the kernel links those too), the origins of numbers
+  /// on one side of a comparison.
+  private mutating func markCompared(
+    _ register: Register, _ condition: JumpCondition, is64: Bool, against other: Origin, taken: Bool,
+    from old: Origin, _ state: inout AbstractState
+  ) {
+    guard case .scalar(let bounds, let link, _) = state[register] else { return }
+    let new = origin(bounds, .narrowed(old, condition, is64: is64, other, taken: taken))
+    var replacements: [Origin: Origin] = [:]
+    let spilled = state.stack.compactMap { slot -> Value? in
+      if case .spill(let value) = slot { return value }
+      return nil
+    }
+    for value in state.registers + spilled {
+      guard case .scalar(let valueBounds, _, let valueOrigin) = value, case .derived(let id) = valueOrigin,
+        id > 0, id <= derivationList.count,
+        case .operation(.add, true, old, let addend?) = derivationList[id - 1], case .constant = addend
+      else { continue }
+      replacements[valueOrigin] = origin(valueBounds, .operation(.add, is64: true, new, addend))
+    }
+    state[register] = .scalar(bounds, link: link, origin: new)
+    state.updateAllValues { value in
+      guard case .scalar(let valueBounds, let valueLink, let valueOrigin) = value else { return value }
+      if link != 0, valueLink == link { return .scalar(valueBounds, link: valueLink, origin: new) }
+      if let replacement = replacements[valueOrigin] {
+        return .scalar(valueBounds, link: valueLink, origin: replacement)
+      }
+      return value
+    }
+  }
+
   /// Makes a non-constant number in `register`, and its linked copies, any number.
-  private func forgetBounds(_ register: Register, _ state: inout AbstractState) {
-    guard case .scalar(let bounds, let link) = state[register], bounds.constant == nil else { return }
+  private mutating func forgetBounds(_ register: Register, _ state: inout AbstractState) {
+    guard case .scalar(let bounds, let link, let origin) = state[register], bounds.constant == nil else { return }
     if link == 0 {
-      state[register] = .unknownNumber
+      state[register] = .scalar(.unknown, link: 0, origin: origin)
     } else {
       state.updateAllValues { value in
-        if case .scalar(_, let other) = value, other == link { return .scalar(.unknown, link: link) }
+        if case .scalar(_, let other, let origin) = value, other == link { return .scalar(.unknown, link: link, origin: origin) }
         return value
       }
     }
@@ -927,13 +1017,15 @@ struct ProgramChecker {
   private func narrow(
     _ register: Register, _ condition: JumpCondition, _ value: UInt64, _ state: inout AbstractState
   ) -> Bool {
-    guard case .scalar(let bounds, let link) = state[register] else { return true }
+    guard case .scalar(let bounds, let link, let origin) = state[register] else { return true }
     guard let narrowed = bounds.assuming(condition, value) else { return false }
     if link == 0 {
-      state[register] = .scalar(narrowed, link: 0)
+      state[register] = .scalar(narrowed, link: 0, origin: origin)
     } else {
       state.updateAllValues { value in
-        if case .scalar(_, let other) = value, other == link { return .scalar(narrowed, link: link) }
+        if case .scalar(_, let other, let origin) = value, other == link {
+          return .scalar(narrowed, link: link, origin: origin)
+        }
         return value
       }
     }
@@ -945,7 +1037,7 @@ struct ProgramChecker {
   ) -> Bool {
     guard let negated = condition.negated else {
       // `set` has no interval negation; only a decided outcome removes the branch.
-      guard case .scalar(let bounds, _) = state[register] else { return true }
+      guard case .scalar(let bounds, _, _) = state[register] else { return true }
       return bounds.decides(.set, value) != true
     }
     return narrow(register, negated, value, &state)
@@ -1036,7 +1128,7 @@ struct ProgramChecker {
       case .size:
         guard let memory = pendingMemory else { preconditionFailure("size without memory") }
         pendingMemory = nil
-        guard case .scalar(let bounds, _) = value else {
+        guard case .scalar(let bounds, _, _) = value else {
           throw Problem(
             "passes \(describe(value)) as the size in \(argument)", hint: "pass the buffer length as a number")
         }
@@ -1056,7 +1148,7 @@ struct ProgramChecker {
           writesAfterCall.append((memory.pointer, constantSize))
         }
       case .constantAllocationSize:
-        guard case .scalar(let bounds, _) = value, let size = bounds.constant, size > 0,
+        guard case .scalar(let bounds, _, _) = value, let size = bounds.constant, size > 0,
           size < UInt64(Self.maximumPointerOffset)
         else {
           throw Problem(
@@ -1107,6 +1199,7 @@ struct ProgramChecker {
     // everywhere, r1-r5 are clobbered and r0 gets the result.
     for (pointer, size) in writesAfterCall where pointer.base == .stack {
       state.markStackWritten(offset: pointer.fixed, size: size)
+      recordStackWrite(&state, offset: pointer.fixed, size: size, contents: .helperBytes, shape: .helperBytes)
     }
     if let release {
       state.references[release] = nil
@@ -1118,7 +1211,7 @@ struct ProgramChecker {
     for register in 1...5 { state.registers[register] = .uninitialized }
     switch signature.result {
     case .number:
-      state[.r0] = .unknownNumber
+      state[.r0] = uniqueNumber(.unknown)
     case .none:
       state[.r0] = .uninitialized
     case .mapValueOrNull:
@@ -1193,7 +1286,7 @@ struct ProgramChecker {
       throw Problem(
         "exits without setting r0, the return value",
         hint: "set r0 (for example r0 = 0) before exit; helper calls without a result leave it unset")
-    case .scalar(let bounds, _):
+    case .scalar(let bounds, _, _):
       if case .tracing = context, bounds.constant != 0 {
         throw Problem(
           "may return \(bounds) in r0; fentry/fexit programs must return 0, and the pre-check cannot tell them from tp_btf ones",

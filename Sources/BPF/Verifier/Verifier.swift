@@ -86,9 +86,28 @@ public enum Verifier {
     _ program: Program, context: ProgramContext, maps: [MapDescription],
     kernelObjects: [Int: KernelObjectLayout] = [:]
   ) -> [VerifierRejection] {
-    var checker = ProgramChecker(program: program, context: context, maps: maps, kernelObjects: kernelObjects)
-    return checker.run()
+    analyze(program, context: context, maps: maps, kernelObjects: kernelObjects).rejections
   }
+
+  /// Checks `program` and says how much work the kernel's verifier will do on it.
+  public static func analyze(
+    _ program: Program, context: ProgramContext, maps: [MapDescription],
+    kernelObjects: [Int: KernelObjectLayout] = [:]
+  ) -> VerifierReport {
+    var checker = ProgramChecker(program: program, context: context, maps: maps, kernelObjects: kernelObjects)
+    let rejections = checker.run()
+    return VerifierReport(rejections: rejections, processedInstructions: checker.processedInstructions)
+  }
+}
+
+/// The pre-check's verdict on a program and its estimate of the kernel's work.
+public struct VerifierReport: Sendable, Hashable {
+  /// Empty when the program is expected to load.
+  public var rejections: [VerifierRejection]
+  /// Instructions the kernel's verifier processes (its `insn_processed`, reported as
+  /// "processed N insns" and in `bpf_prog_info.verified_insns`), as the pre-check counts
+  /// them: at least as many as the kernel, for a program the pre-check accepts.
+  public var processedInstructions: Int
 }
 
 extension PointerBase {
