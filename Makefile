@@ -8,6 +8,8 @@
 #   make lint     bash -n and shellcheck on the scripts
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
 #   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
+#   make differential  the verifier pre-check against the kernel on 3,000 generated programs
+#                 (root, a few minutes; make test runs a sample of 600)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -60,6 +62,15 @@ fuzz: deps
 
 asan: deps
 	scripts/asan.sh
+
+# The pre-check against the kernel's verifier on DIFFERENTIAL_PROGRAMS generated programs
+# (Tests/DifferentialTests): none it accepts may be rejected, none may crash the compiler,
+# every refusal must be located, and its count of the kernel's work must hold.
+DIFFERENTIAL_PROGRAMS ?= 3000
+.PHONY: differential
+differential: deps
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	SWTRACE_DIFFERENTIAL_PROGRAMS=$(DIFFERENTIAL_PROGRAMS) $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter 'DifferentialTests\.DifferentialTests'
 
 run: release
 	scripts/demo.sh

@@ -29,6 +29,9 @@ struct Pointer: Hashable, Sendable {
   var mayBeNull: Bool
   /// Shared by all copies of one possibly-null value, so that checking one copy checks all.
   var nullID: Int
+  /// A lookup in an array map with a constant key inside it, which newer kernels type as not
+  /// null (the pre-check still checks the null case, for older ones).
+  var foundForSure = false
 
   init(_ base: PointerBase, fixed: Int = 0, mayBeNull: Bool = false, nullID: Int = 0) {
     self.base = base

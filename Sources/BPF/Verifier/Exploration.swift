@@ -20,6 +20,12 @@ extension ProgramChecker {
   /// The kernel's limits (`BPF_COMPLEXITY_LIMIT_INSNS`, `BPF_COMPLEXITY_LIMIT_JMP_SEQ`).
   static let processedInstructionLimit = 1_000_000
   static let pendingJumpLimit = 8192
+  /// Where the pre-check refuses: a tenth below the kernel's limit, because where it cannot
+  /// tell whether the kernel sees two states as the same, the choice of where the kernel
+  /// stores later states can come out differently (the kernel's counters decide it), and a
+  /// path the pre-check prunes a little later can make the kernel prune a little earlier
+  /// elsewhere. The differential test holds the count above 90% of the kernel's.
+  static let processedInstructionRefusal = 900_000
 
   /// A state the kernel keeps at a prune point to compare later arrivals with.
   struct Checkpoint {
@@ -45,7 +51,7 @@ extension ProgramChecker {
     var history: Int
   }
 
-  mutating func explore() {
+  func explore() {
     relevance = StateRelevance(program.instructions, flow: flow, context: context, maps: maps)
     var checkpoints: [Int: [Checkpoint]] = [:]
     var counters = ExplorationCounters()
@@ -58,7 +64,8 @@ extension ProgramChecker {
         let index = path.index
         counters.processed += 1
         processedInstructions = counters.processed
-        if counters.processed > Self.processedInstructionLimit {
+        if counters.processed > Self.processedInstructionRefusal {
+          exceededComplexity = true
           reportComplexity(stored: stored, fallback: index)
           return
         }
@@ -100,7 +107,7 @@ extension ProgramChecker {
 
   /// `is_state_visited`: whether a stored state at `index` makes the path's state redundant;
   /// otherwise, stores the state when the kernel would.
-  private mutating func isVisited(
+  private func isVisited(
     _ index: Int, _ path: inout PendingPath, _ checkpoints: inout [Int: [Checkpoint]],
     _ counters: inout ExplorationCounters, _ stored: inout [Int: Int]
   ) -> Bool {
@@ -108,29 +115,24 @@ extension ProgramChecker {
       path.history > 40
       || (counters.jumps - counters.jumpsAtLastCheckpoint >= 2
         && counters.processed - counters.processedAtLastCheckpoint >= 8)
-    var list = checkpoints[index] ?? []
     var position = 0
-    while position < list.count {
-      if equivalent(list[position].state, path.state, at: index) {
-        list[position].hits += 1
-        checkpoints[index] = list
+    while position < checkpoints[index, default: []].count {
+      if equivalent(checkpoints[index]![position].state, path.state, at: index) {
+        checkpoints[index]![position].hits += 1
         return true
       }
-      if addNew { list[position].misses += 1 }
+      if addNew { checkpoints[index]![position].misses += 1 }
       // The kernel drops a state that keeps missing: it is unlikely to match later ones.
-      if list[position].misses > list[position].hits * 3 + 3 {
-        list.remove(at: position)
+      let checkpoint = checkpoints[index]![position]
+      if checkpoint.misses > checkpoint.hits * 3 + 3 {
+        checkpoints[index]!.remove(at: position)
         continue
       }
       position += 1
     }
-    if !addNew {
-      checkpoints[index] = list
-      return false
-    }
+    if !addNew { return false }
     addNew = false
-    list.insert(Checkpoint(state: path.state), at: 0)
-    checkpoints[index] = list
+    checkpoints[index, default: []].insert(Checkpoint(state: path.state), at: 0)
     stored[index, default: 0] += 1
     counters.processedAtLastCheckpoint = counters.processed
     counters.jumpsAtLastCheckpoint = counters.jumps
@@ -143,19 +145,25 @@ extension ProgramChecker {
   func equivalent(_ old: AbstractState, _ new: AbstractState, at index: Int) -> Bool {
     var ids = IdentityMap()
     var links = IdentityMap()
-    let liveRegisters = relevance.liveRegisters[index]
     let preciseRegisters = relevance.preciseRegisters[index]
-    for register in 0..<10 where liveRegisters & (1 << UInt16(register)) != 0 {
+    var liveRegisters = relevance.liveRegisters[index] & 0x3ff
+    while liveRegisters != 0 {
+      let register = liveRegisters.trailingZeroBitCount
+      liveRegisters &= liveRegisters - 1
       let precise = preciseRegisters & (1 << UInt16(register)) != 0
       guard Self.same(old.registers[register], new.registers[register], precise: precise, &ids, &links) else {
         return false
       }
     }
-    let liveSlots = relevance.liveSlots[index]
     let preciseSlots = relevance.preciseSlots[index]
-    for slot in 0..<AbstractState.slotCount where liveSlots & (1 << UInt64(slot)) != 0 {
-      // A slot never written in the old state was never read on its way to the exit.
-      if old.stackHistories[slot] == 0 { continue }
+    var liveSlots = relevance.liveSlots[index]
+    while liveSlots != 0 {
+      let slot = liveSlots.trailingZeroBitCount
+      liveSlots &= liveSlots - 1
+      // A slot never written in the old state was never read on its way to the exit, and
+      // bytes of unknown contents constrain nothing: the kernel lets privileged programs read
+      // uninitialised stack, so it skips both in the comparison.
+      if holdsOnlyUnknownBytes(old.stackHistories[slot]) { continue }
       let precise = preciseSlots & (1 << UInt64(slot)) != 0
       if precise {
         guard old.stackHistories[slot] == new.stackHistories[slot] else { return false }
@@ -172,6 +180,27 @@ extension ProgramChecker {
     return old.referencesMatch(new, ids)
   }
 
+  /// Whether a stack slot with `history` holds nothing but never-written bytes and bytes of
+  /// unknown contents (written by helpers, or by stores of part of a number not at the start
+  /// of the slot), which the kernel marks invalid or "misc".
+  func holdsOnlyUnknownBytes(_ history: Int) -> Bool {
+    var current = history
+    while current != 0 {
+      guard current <= derivationList.count else { return false }
+      switch derivationList[current - 1] {
+      case .helperWritten:
+        return true
+      case .partial(let previous, _, _, .helperBytes):
+        current = previous
+      case .partial(let previous, let offset, _, .number(let origin)) where offset != 0 && origin != .constant(0):
+        current = previous
+      default:
+        return false
+      }
+    }
+    return true
+  }
+
   private static func same(
     _ old: Value, _ new: Value, precise: Bool, _ ids: inout IdentityMap, _ links: inout IdentityMap
   ) -> Bool {
@@ -184,6 +213,7 @@ extension ProgramChecker {
       return oldOrigin == newOrigin && links.match(oldLink, newLink)
     case (.pointer(let o), .pointer(let n)):
       guard o.base.kind == n.base.kind, o.fixed == n.fixed, o.mayBeNull == n.mayBeNull,
+        o.foundForSure == n.foundForSure,
         o.variable == .constant(0), n.variable == .constant(0)
       else { return false }
       if o.mayBeNull, !ids.match(o.nullID, n.nullID) { return false }
@@ -213,11 +243,11 @@ extension ProgramChecker {
 
   /// Refuses the program as too complex, blaming the instruction where the kernel would
   /// have stored the most states that never matched each other.
-  private mutating func reportComplexity(stored: [Int: Int], fallback: Int) {
+  private func reportComplexity(stored: [Int: Int], fallback: Int) {
     let blamed = stored.max { ($0.value, -$0.key) < ($1.value, -$1.key) }
     report(
       Problem(
-        "makes the kernel's verifier process more than \(Self.processedInstructionLimit) instructions, its limit: the paths through the conditions before this point reach it with \(blamed.map { "\($0.value)" } ?? "many") states it cannot merge",
+        "makes the kernel's verifier process more than \(Self.processedInstructionRefusal) instructions, too close to its limit of \(Self.processedInstructionLimit): the paths through the conditions before this point reach it with \(blamed.map { "\($0.value)" } ?? "many") states it cannot merge",
         hint: "a value that differs along each of those paths stays distinct until it is used here; store it in a $variable first (the verifier does not follow variables), or split the clause into clauses with fewer conditions"),
       at: blamed?.key ?? fallback)
   }

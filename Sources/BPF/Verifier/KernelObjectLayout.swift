@@ -3,8 +3,9 @@
 /// members are searched in declaration order, and the first one the access overlaps decides.
 /// A number member may be read in part (or beyond its end, up to the end of an array of
 /// numbers, or anywhere inside a union with several members); a bitfield only with its whole
-/// bytes; a pointer member only whole, and then it loads as a pointer when it points to a
-/// struct and as a number otherwise; an embedded struct or union is searched the same way;
+/// bytes; a pointer member only whole, and then it loads as a pointer (to a struct: a typed
+/// kernel pointer; to anything else: a number on Linux 6.12, read-only untrusted memory on
+/// 6.18, so never a number here); an embedded struct or union is searched the same way;
 /// padding, and bytes past the object, cannot be read.
 ///
 /// The layout is plain data, built by the code generator from BTF, so that the pre-check and
@@ -56,8 +57,7 @@ public struct KernelObjectLayout: Sendable, Hashable {
   /// What a plain load of some bytes of the object gives.
   public enum Access: Sendable, Hashable {
     case number
-    /// A whole pointer member that points to a struct: the kernel types the result as a
-    /// kernel pointer, not a number.
+    /// A whole pointer member: the kernel may type the result as a pointer, not a number.
     case pointer
     /// The kernel refuses the load; the reason in its own terms.
     case refused(String)
@@ -117,13 +117,12 @@ public struct KernelObjectLayout: Sendable, Hashable {
           structure = index
           offset -= start
           descended = true
-        case .pointer(let toStruct):
+        case .pointer:
           guard elementSize == size, offset == start else {
             return .refused(
               "cannot access pointer member \(member.name) at offset \(start) of \(current.name) with \(size) bytes at offset \(offset)")
           }
-          if toStruct { return .pointer }
-          return .number
+          return .pointer
         case .number, .array:
           if offset + size > trueEnd && !untrusted {
             return .refused("access beyond the end of member \(member.name) of \(current.name) at offset \(offset) size \(size)")

@@ -1,7 +1,7 @@
 /// Path-sensitive abstract interpretation, in the manner of the kernel verifier: each path is
 /// followed from the entry with its own state, in the kernel's order, and a path stops where
 /// the kernel would find its state equivalent to one it checked before (see `explore`).
-struct ProgramChecker {
+final class ProgramChecker {
   /// The kernel's limit on program length.
   static let maximumSlots = 1_000_000
   /// Stop after this many distinct problems: later ones are usually consequences.
@@ -25,9 +25,11 @@ struct ProgramChecker {
   var relevance: StateRelevance!
   /// Instructions processed the way the kernel counts them (`insn_processed`).
   var processedInstructions = 0
+  /// Set when the program is refused for the kernel's verification cost.
+  var exceededComplexity = false
   /// How numbers and stack slots were computed, numbered (see `Origin`).
   private var derivations: [Derivation: Int] = [:]
-  private var derivationList: [Derivation] = []
+  private(set) var derivationList: [Derivation] = []
 
   init(program: Program, context: ProgramContext, maps: [MapDescription], kernelObjects: [Int: KernelObjectLayout] = [:]) {
     self.program = program
@@ -36,7 +38,7 @@ struct ProgramChecker {
     self.kernelObjects = kernelObjects
   }
 
-  mutating func run() -> [VerifierRejection] {
+  func run() -> [VerifierRejection] {
     let instructions = program.instructions
     guard !instructions.isEmpty else {
       return [VerifierRejection(instructionIndex: 0, message: "the program has no instructions",
@@ -62,7 +64,7 @@ struct ProgramChecker {
     rejections.sorted { ($0.instructionIndex, $0.message) < ($1.instructionIndex, $1.message) }
   }
 
-  mutating func report(_ problem: Problem, at index: Int) {
+  func report(_ problem: Problem, at index: Int) {
     // The same problem reached along several paths is reported once.
     var key = problem
     key.message = "\(index):" + key.message
@@ -74,7 +76,7 @@ struct ProgramChecker {
         message: problem.message, hint: problem.hint))
   }
 
-  private mutating func freshID() -> Int {
+  private func freshID() -> Int {
     defer { nextID += 1 }
     return nextID
   }
@@ -109,7 +111,7 @@ struct ProgramChecker {
     case other
   }
 
-  mutating func derived(_ derivation: Derivation) -> Int {
+  func derived(_ derivation: Derivation) -> Int {
     if let id = derivations[derivation] { return id }
     derivationList.append(derivation)
     // 0 stands for a slot never written.
@@ -120,19 +122,19 @@ struct ProgramChecker {
 
   /// The origin of a number with `bounds` produced by `derivation`: a known number is known
   /// to the kernel whatever produced it.
-  mutating func origin(_ bounds: ScalarBounds, _ derivation: @autoclosure () -> Derivation) -> Origin {
+  func origin(_ bounds: ScalarBounds, _ derivation: @autoclosure () -> Derivation) -> Origin {
     if let constant = bounds.constant { return .constant(constant) }
     return .derived(derived(derivation()))
   }
 
   /// A number with a new origin of its own.
-  mutating func uniqueNumber(_ bounds: ScalarBounds) -> Value {
+  func uniqueNumber(_ bounds: ScalarBounds) -> Value {
     let id = freshID()
     return .scalar(bounds, link: 0, origin: origin(bounds, .unique(id)))
   }
 
   /// Records in `state` that `size` bytes at stack offset `offset` now hold `contents`.
-  mutating func recordStackWrite(
+  func recordStackWrite(
     _ state: inout AbstractState, offset: Int, size: Int, contents: SlotContents, shape: SlotContents
   ) {
     for slot in StateRelevance.slotIndices(from: offset, size: size) {
@@ -158,16 +160,26 @@ struct ProgramChecker {
   }
 
   /// Executes one instruction abstractly; returns the states at each possible successor.
-  mutating func step(
+  func step(
     _ index: Int, _ incoming: AbstractState
   ) throws(Problem) -> [(index: Int, state: AbstractState)] {
     var state = incoming
     let instruction = program.instructions[index]
     switch instruction {
-    case .alu64(let op, let dst, let operand):
-      try arithmetic(op, dst, operand, is64: true, &state)
-    case .alu32(let op, let dst, let operand):
-      try arithmetic(op, dst, operand, is64: false, &state)
+    case .alu64(let op, let dst, let operand), .alu32(let op, let dst, let operand):
+      let is64 = if case .alu64 = instruction { true } else { false }
+      if (op == .and || op == .or), forksOnSign(dst, operand, is64: is64, state) {
+        // Newer kernels split a number that is -1 or 0 before `&` or `|` with a constant
+        // (maybe_fork_scalars): the path goes on with -1, and the same instruction is
+        // checked again later with 0.
+        var minusOne = state
+        minusOne[dst] = .constant(is64 ? UInt64.max : UInt64(UInt32.max))
+        try arithmetic(op, dst, operand, is64: is64, &minusOne)
+        var zero = state
+        zero[dst] = .constant(0)
+        return [(index + 1, minusOne), (index, zero)]
+      }
+      try arithmetic(op, dst, operand, is64: is64, &state)
     case .endian(_, let dst, _):
       try requireWritable(dst)
       guard case .scalar(_, _, let origin) = try read(dst, state) else {
@@ -268,7 +280,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func recordAccess(_ base: PointerBase, at index: Int) throws(Problem) {
+  private func recordAccess(_ base: PointerBase, at index: Int) throws(Problem) {
     let kind = AccessedKind(base)
     guard let previous = accessedKinds[index] else {
       accessedKinds[index] = kind
@@ -367,7 +379,7 @@ struct ProgramChecker {
 
   // MARK: - Arithmetic
 
-  private mutating func arithmetic(
+  private func arithmetic(
     _ op: ALUOperation, _ dst: Register, _ operand: Operand, is64: Bool, _ state: inout AbstractState
   ) throws(Problem) {
     try requireWritable(dst)
@@ -444,6 +456,26 @@ struct ProgramChecker {
         "combines \(describe(pointerValue)) with \(op == .sub ? "another pointer" : "a \(width)-bit \(Self.operatorName(op))") in \(dst)",
         hint: "the only arithmetic allowed on pointers is adding or subtracting a number")
     }
+  }
+
+  /// Whether the kernel may split the number in `dst` into -1 and 0 before `&` or `|` with
+  /// the constant `operand`: it does when its bounds are exactly -1...0, which the pre-check's
+  /// own bounds show, or may know where they are wider, after an arithmetic right shift.
+  private func forksOnSign(_ dst: Register, _ operand: Operand, is64: Bool, _ state: AbstractState) -> Bool {
+    guard case .scalar(let bounds, _, let origin) = state[dst], bounds.constant == nil else { return false }
+    switch operand {
+    case .immediate: break
+    case .register(let src):
+      guard state[src].bounds?.constant != nil else { return false }
+    }
+    if is64, bounds.smin == -1, bounds.smax == 0 { return true }
+    // A 32-bit operation looks at the low half's signed bounds, which are not followed here:
+    // any value whose low half may be negative may be split.
+    if !is64 { return bounds.umax > 0x7fff_ffff }
+    guard bounds.smin < 0, bounds.smax >= 0, case .derived(let id) = origin, id > 0, id <= derivationList.count,
+      case .operation(.arsh, _, _, _) = derivationList[id - 1]
+    else { return false }
+    return true
   }
 
   private static func operatorName(_ op: ALUOperation) -> String {
@@ -565,7 +597,7 @@ struct ProgramChecker {
     return start
   }
 
-  private mutating func load(
+  private func load(
     _ size: Int, from register: Register, offset: Int, _ state: inout AbstractState
   ) throws(Problem) -> Value {
     let base = try read(register, state)
@@ -672,7 +704,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func loadContext(_ size: Int, offset: Int) throws(Problem) -> Value {
+  private func loadContext(_ size: Int, offset: Int) throws(Problem) -> Value {
     switch context {
     case .tracing(let count, let pointers):
       guard offset >= 0, offset % 8 == 0, offset / 8 < count else {
@@ -721,7 +753,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func store(
+  private func store(
     _ value: Value, size: Int, to register: Register, offset: Int, _ state: inout AbstractState
   ) throws(Problem) {
     let base = try read(register, state)
@@ -798,7 +830,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func atomic(
+  private func atomic(
     _ op: AtomicOperation, _ size: Int, _ register: Register, _ offset: Int, _ src: Register,
     _ state: inout AbstractState
   ) throws(Problem) {
@@ -867,7 +899,7 @@ struct ProgramChecker {
 
   // MARK: - Jumps
 
-  private mutating func conditionalJump(
+  private func conditionalJump(
     _ index: Int, _ condition: JumpCondition, _ dst: Register, _ operand: Operand, _ offset: Int16,
     is64: Bool, _ state: AbstractState
   ) throws(Problem) -> [(index: Int, state: AbstractState)] {
@@ -971,23 +1003,23 @@ struct ProgramChecker {
   /// Gives the number in `register` (which had origin `old`), its linked copies, and the
   /// numbers that are it plus a constant (the kernel links those too), the origins of numbers
   /// on one side of a comparison.
-  private mutating func markCompared(
+  private func markCompared(
     _ register: Register, _ condition: JumpCondition, is64: Bool, against other: Origin, taken: Bool,
     from old: Origin, _ state: inout AbstractState
   ) {
     guard case .scalar(let bounds, let link, _) = state[register] else { return }
     let new = origin(bounds, .narrowed(old, condition, is64: is64, other, taken: taken))
     var replacements: [Origin: Origin] = [:]
-    let spilled = state.stack.compactMap { slot -> Value? in
-      if case .spill(let value) = slot { return value }
-      return nil
-    }
-    for value in state.registers + spilled {
+    func noteOffsetCopy(_ value: Value) {
       guard case .scalar(let valueBounds, _, let valueOrigin) = value, case .derived(let id) = valueOrigin,
         id > 0, id <= derivationList.count,
         case .operation(.add, true, old, let addend?) = derivationList[id - 1], case .constant = addend
-      else { continue }
+      else { return }
       replacements[valueOrigin] = origin(valueBounds, .operation(.add, is64: true, new, addend))
+    }
+    for value in state.registers { noteOffsetCopy(value) }
+    for slot in state.stack {
+      if case .spill(let value) = slot { noteOffsetCopy(value) }
     }
     state[register] = .scalar(bounds, link: link, origin: new)
     state.updateAllValues { value in
@@ -1001,7 +1033,7 @@ struct ProgramChecker {
   }
 
   /// Makes a non-constant number in `register`, and its linked copies, any number.
-  private mutating func forgetBounds(_ register: Register, _ state: inout AbstractState) {
+  private func forgetBounds(_ register: Register, _ state: inout AbstractState) {
     guard case .scalar(let bounds, let link, let origin) = state[register], bounds.constant == nil else { return }
     if link == 0 {
       state[register] = .scalar(.unknown, link: 0, origin: origin)
@@ -1062,7 +1094,7 @@ struct ProgramChecker {
 
   // MARK: - Calls
 
-  private mutating func call(_ helperID: Int32, at index: Int, _ state: inout AbstractState) throws(Problem) {
+  private func call(_ helperID: Int32, at index: Int, _ state: inout AbstractState) throws(Problem) {
     guard let helper = HelperFunction(rawValue: helperID) else {
       throw Problem(
         "calls helper #\(helperID), which the pre-check does not know",
@@ -1094,6 +1126,7 @@ struct ProgramChecker {
     var writesAfterCall: [(pointer: Pointer, size: Int)] = []
     var release: Int?
     var allocationSize = 0
+    var keyIsConstantEntry = false
 
     for (position, kind) in signature.arguments.enumerated() {
       let register = Register(UInt8(position + 1))
@@ -1122,6 +1155,7 @@ struct ProgramChecker {
         try checkMemory(
           pointer, in: register, size: size, mustBeInitialized: true,
           description: "the \(size)-byte \(what) of map '\(map.name)'", state)
+        if kind == .mapKey { keyIsConstantEntry = constantKey(pointer, map, state) }
       case .readableMemory, .writableMemory:
         let pointer = try memoryPointer(value, argument: argument)
         pendingMemory = (register, pointer, kind == .writableMemory)
@@ -1215,13 +1249,37 @@ struct ProgramChecker {
     case .none:
       state[.r0] = .uninitialized
     case .mapValueOrNull:
-      state[.r0] = .pointer(Pointer(.mapValue(map: map!.index), mayBeNull: true, nullID: freshID()))
+      var result = Pointer(.mapValue(map: map!.index), mayBeNull: true, nullID: freshID())
+      // Kernels since 6.14 know such a lookup finds its entry, and type the result as not
+      // null; older ones do not. Both ways are checked, and the result never counts as the
+      // same as an ordinary lookup's.
+      result.foundForSure = helper == .mapLookupElement && keyIsConstantEntry
+      state[.r0] = .pointer(result)
     case .ringBufferOrNull:
       let reference = freshID()
       state.references[reference] = index
       state[.r0] = .pointer(
         Pointer(.ringBuffer(size: allocationSize, reference: reference), mayBeNull: true, nullID: freshID()))
     }
+  }
+
+  /// Whether `key` (a lookup key in the stack) is a constant inside array map `map`, stored
+  /// whole (a spill of exactly the key's size at the start of a slot): the kernel's test for
+  /// eliding the lookup's null check.
+  private func constantKey(_ key: Pointer, _ map: MapDescription, _ state: AbstractState) -> Bool {
+    guard map.kind == .array || map.kind == .perCPUArray, key.base == .stack, let start = key.constantOffset,
+      start < 0, start % 8 == 0
+    else { return false }
+    let (slot, _) = AbstractState.position(ofStackOffset: start)
+    let history = state.stackHistories[slot]
+    guard history > 0, history <= derivationList.count else { return false }
+    let constant: UInt64
+    switch derivationList[history - 1] {
+    case .spill(.number(.constant(let value))) where map.keySize == 8: constant = value
+    case .partial(_, 0, let size, .number(.constant(let value))) where size == map.keySize: constant = value
+    default: return false
+    }
+    return constant < UInt64(map.maxEntries)
   }
 
   private func memoryPointer(_ value: Value, argument: String) throws(Problem) -> Pointer {

@@ -94,9 +94,11 @@ public enum Verifier {
     _ program: Program, context: ProgramContext, maps: [MapDescription],
     kernelObjects: [Int: KernelObjectLayout] = [:]
   ) -> VerifierReport {
-    var checker = ProgramChecker(program: program, context: context, maps: maps, kernelObjects: kernelObjects)
+    let checker = ProgramChecker(program: program, context: context, maps: maps, kernelObjects: kernelObjects)
     let rejections = checker.run()
-    return VerifierReport(rejections: rejections, processedInstructions: checker.processedInstructions)
+    return VerifierReport(
+      rejections: rejections, processedInstructions: checker.processedInstructions,
+      exceededComplexity: checker.exceededComplexity)
   }
 }
 
@@ -108,6 +110,8 @@ public struct VerifierReport: Sendable, Hashable {
   /// "processed N insns" and in `bpf_prog_info.verified_insns`), as the pre-check counts
   /// them: at least as many as the kernel, for a program the pre-check accepts.
   public var processedInstructions: Int
+  /// Whether the program is refused for the kernel's verification cost.
+  public var exceededComplexity: Bool
 }
 
 extension PointerBase {
