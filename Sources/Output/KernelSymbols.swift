@@ -1,12 +1,12 @@
-import Foundation
+import Glibc
+import Synchronization
 
 /// Kernel code addresses to `symbol+0xoffset`, from /proc/kallsyms (read once, on first use).
 public final class KernelSymbols: @unchecked Sendable {
   public static let shared = KernelSymbols(path: "/proc/kallsyms")
 
   private let path: String
-  private let lock = NSLock()
-  private var symbols: [(address: UInt64, name: String)]?
+  private let symbols = Mutex<[(address: UInt64, name: String)]?>(nil)
 
   public init(path: String) { self.path = path }
 
@@ -31,12 +31,17 @@ public final class KernelSymbols: @unchecked Sendable {
   }
 
   private func loaded() -> [(address: UInt64, name: String)] {
-    lock.lock()
-    defer { lock.unlock() }
-    if let symbols { return symbols }
+    symbols.withLock { symbols in
+      if let symbols { return symbols }
+      let table = Self.read(path)
+      symbols = table
+      return table
+    }
+  }
+
+  private static func read(_ path: String) -> [(address: UInt64, name: String)] {
     var table: [(UInt64, String)] = []
-    // /proc files report a size of 0, so read to the end rather than by size.
-    if let data = FileHandle(forReadingAtPath: path)?.readDataToEndOfFile() {
+    if let data = readToEnd(path) {
       let text = String(decoding: data, as: UTF8.self)
       for line in text.split(separator: "\n") {
         let parts = line.split(separator: " ", maxSplits: 3)
@@ -48,7 +53,22 @@ public final class KernelSymbols: @unchecked Sendable {
       }
     }
     table.sort { $0.0 < $1.0 }
-    symbols = table.map { (address: $0.0, name: $0.1) }
-    return symbols!
+    return table.map { (address: $0.0, name: $0.1) }
+  }
+
+  /// The whole file, read to its end: /proc files report a size of 0.
+  static func readToEnd(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var data: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if got < 0 && errno == EINTR { continue }
+      guard got >= 0 else { return nil }
+      if got == 0 { return data }
+      data += chunk[..<got]
+    }
   }
 }

@@ -30,7 +30,7 @@ public final class SessionMetrics: Sendable {
   }
 
   /// The exposition text of a scrape now, or nil once closed.
-  public func scrape() -> String? {
+  public func scrape() -> [UInt8]? {
     snapshot().map(renderer.render)
   }
 

@@ -1,5 +1,6 @@
 import BTF
-import Foundation
+import FoundationEssentials
+import Glibc
 import LibBPF
 public import Sema
 

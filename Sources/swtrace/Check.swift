@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwtraceSyntax
 
 /// `swtrace check`: compile and pre-check without loading anything, and without privileges.

@@ -1,7 +1,8 @@
 import ArgumentParser
 import BTF
 import CodeGen
-import Foundation
+import FoundationEssentials
+import Glibc
 import Output
 import PrometheusExport
 import Runtime
@@ -236,6 +237,6 @@ enum CapabilityCache {
     guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
       let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
     else { return nil }
-    return boot.trimmingCharacters(in: .whitespacesAndNewlines) + " " + release.trimmingCharacters(in: .whitespacesAndNewlines)
+    return boot.filter { !$0.isWhitespace } + " " + release.filter { !$0.isWhitespace }
   }
 }

@@ -1,5 +1,6 @@
 import CodeGen
-import Foundation
+import FoundationEssentials
+import Glibc
 import Output
 import PrometheusExport
 import Runtime
@@ -128,7 +129,9 @@ struct TraceRunner {
       if stopSignals.load(ordering: .relaxed) > 0 || sink.exitRequested || sink.output.isClosed { break }
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
+      if metricsMode?.failure != nil { break }
     }
+    let metricsFailure = metricsMode?.failure
     metricsMode?.stop()
     // No new events after this point; everything already written is still read.
     session.detachPrograms()
@@ -149,6 +152,11 @@ struct TraceRunner {
     let lost = session.lostEvents
     session.detach()
     Console.writeError("Samples: \(sink.samples) Lost: \(lost)\n")
+    if let metricsFailure {
+      child?.stop()
+      Console.error("the metrics server stopped: \(metricsFailure); tracing ended with it")
+      return ExitStatus.systemRefused.rawValue
+    }
     guard let child else { return 0 }
     let ranToEnd = !child.isRunning
     child.stop()
