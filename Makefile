@@ -8,6 +8,11 @@
 #   make lint     bash -n and shellcheck on the scripts
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
 #   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
+#   make deb      dist/swtrace_VERSION_amd64.deb: the release binary (Swift runtime linked
+#                 statically), man page, completions, systemd unit, example spec
+#   make image    dist/swtrace-image_VERSION_amd64.oci.tar: the DaemonSet's image, Debian 12
+#                 with the package installed (needs root and Debian's mirror for debootstrap)
+#   make pkgtest  both installed into clean Debian 12 roots and run there (root; part of make test)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -22,16 +27,18 @@ SWIFT_FLAGS ?=
 
 # Debian packages needed to build (libbpf via pkg-config), test (namespaces, veth, marks)
 # and inspect (bpftool). Later: bpftrace, prometheus, qemu.
-APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd
+APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd \
+  dpkg-dev binutils debootstrap lintian umoci
 
-SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh .ci/run
+SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh .ci/run \
+  scripts/package/deb.sh scripts/package/image.sh scripts/package/root.sh
 
 # Fuzzing (issue 10): scripts/fuzz.sh builds Fuzz/ with libFuzzer and AddressSanitizer in
 # .build-fuzz and runs it over the front end; the corpus grows in .build-fuzz/corpus.
 FUZZ_SECONDS ?= 300
 FUZZ_CI_SECONDS ?= 60
 
-.PHONY: all deps build release test run demo lint clean fuzz asan
+.PHONY: all deps build release test run demo lint clean fuzz asan deb image pkgtest
 
 all: build
 
@@ -41,8 +48,23 @@ deps:
 build: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 
+# The release binary links the Swift runtime statically and has no run path: it runs on a
+# Debian host without the Swift toolchain (only libc, libstdc++, libbpf, libelf and zlib).
+RELEASE_FLAGS := -c release --static-swift-stdlib --disable-local-rpath
 release: deps
-	$(SWIFT) build -c release $(SWIFT_FLAGS)
+	$(SWIFT) build $(RELEASE_FLAGS) $(SWIFT_FLAGS)
+
+deb: release
+	SKIP_BUILD=1 scripts/package/deb.sh
+
+image: deb
+	scripts/package/image.sh
+
+# PackageTests: the package and the image installed into clean Debian 12 roots (debootstrap,
+# cached in .build-pkgtest) and run there: --version, check on every spec, the mission
+# one-liner against real traffic.
+pkgtest: image
+	SWTRACE_PACKAGE_DIR=$(CURDIR)/dist $(SWIFT) test $(SWIFT_FLAGS) --filter PackageTests
 
 # The VM lane (VMLaneTests: function backends on a stock Debian kernel under qemu, ~5 minutes
 # with its release build) runs after the rest, alone, so its emulated CPUs slow no other
@@ -52,6 +74,8 @@ test: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
 	SWTRACE_VMTEST=$(VMTEST) $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter VMLaneTests
+	$(MAKE) deb image
+	SWTRACE_PACKAGE_DIR=$(CURDIR)/dist $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter PackageTests
 	scripts/fuzz.sh $(FUZZ_CI_SECONDS)
 	scripts/asan.sh
 
@@ -72,7 +96,7 @@ lint:
 	if command -v shellcheck >/dev/null; then shellcheck $(SCRIPTS); else echo "lint: shellcheck not installed (apt-get install shellcheck)"; fi
 
 clean:
-	rm -rf .build .build-fuzz .build-asan
+	rm -rf .build .build-fuzz .build-asan .build-deb .build-image .build-pkgtest dist
 
 # swtrace versus bpftrace on this machine (root, about 10 minutes): bench/run.sh builds a release
 # swtrace in .build-bench, prints a markdown table and writes bench/results/latest.json.
