@@ -39,19 +39,24 @@ mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
+# The command run by unshare in its new mount namespace: bind the kernel's file systems into
+# the root, then become CMD (exec all the way, so that CMD has the pid root.sh was started
+# with, and signals sent to it reach CMD).
+in_namespace='
+  set -e
+  root=$1
+  shift
+  mount --rbind /proc "$root/proc"
+  mount --rbind /sys "$root/sys"
+  mount --rbind /dev "$root/dev"
+  exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
+'
+
 run_in() {
   local root=$1
   shift
   [ -x "$root/bin/sh" ] || die "$root is not a root file system"
-  unshare --mount --propagation private -- /bin/bash -c '
-    set -e
-    root=$1
-    shift
-    mount --rbind /proc "$root/proc"
-    mount --rbind /sys "$root/sys"
-    mount --rbind /dev "$root/dev"
-    exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
-  ' root-run "$root" "$@"
+  unshare --mount --propagation private -- /bin/bash -c "$in_namespace" root-run "$root" "$@"
 }
 
 make_cache() {
@@ -92,7 +97,8 @@ case "${1:-}" in
     [ -n "${2:-}" ] && [ -n "${3:-}" ] || die "usage: root.sh run DIR CMD..."
     root=$2
     shift 2
-    run_in "$root" "$@"
+    [ -x "$root/bin/sh" ] || die "$root is not a root file system"
+    exec unshare --mount --propagation private -- /bin/bash -c "$in_namespace" root-run "$root" "$@"
     ;;
   *)
     die "usage: root.sh cache | new DIR | run DIR CMD..."
