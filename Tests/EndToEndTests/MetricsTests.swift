@@ -351,6 +351,12 @@ final class MetricsRun: @unchecked Sendable {
     self.port = port
   }
 
+  /// A run started some other way (under prlimit, or by a shell that sets a limit first).
+  init(started process: RunningProcess, port: Int) {
+    self.process = process
+    self.port = port
+  }
+
   /// Waits (at most 60 s: compiling and attaching included) until /metrics answers.
   func waitUntilServing() throws -> Exposition {
     let deadline = Date().addingTimeInterval(60)
