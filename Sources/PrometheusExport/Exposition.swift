@@ -38,8 +38,11 @@ public struct MetricsRenderer: Sendable {
   /// The content type of the text format.
   public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-  public func render(_ snapshot: MetricsSnapshot) -> [UInt8] {
+  /// `capacity`: the size of the last rendering, so that a large one is built in one
+  /// allocation instead of growing (and briefly doubling) as it is written.
+  public func render(_ snapshot: MetricsSnapshot, capacity: Int = 0) -> [UInt8] {
     var out = ExpositionWriter()
+    out.bytes.reserveCapacity(capacity + capacity / 8)
     let hostLabel = [(MetricNames.hostLabel, host)]
     out.family(
       MetricNames.eventsLost, type: "counter",
