@@ -48,11 +48,13 @@ deps:
 build: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 
-# The release binary links the Swift runtime statically and has no run path: it runs on a
+# The release binaries link the Swift runtime statically and have no run path: they run on a
 # Debian host without the Swift toolchain (only libc, libstdc++, libbpf, libelf and zlib).
+# Product by product: the test support target needs swift-testing, which has no static library.
 RELEASE_FLAGS := -c release --static-swift-stdlib --disable-local-rpath
 release: deps
-	$(SWIFT) build $(RELEASE_FLAGS) $(SWIFT_FLAGS)
+	$(SWIFT) build $(RELEASE_FLAGS) $(SWIFT_FLAGS) --product swtrace
+	$(SWIFT) build $(RELEASE_FLAGS) $(SWIFT_FLAGS) --product swtrace-pktgen
 
 deb: release
 	SKIP_BUILD=1 scripts/package/deb.sh

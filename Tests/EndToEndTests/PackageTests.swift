@@ -133,10 +133,39 @@ struct PackageTests {
       process?["args"] as? [String] == ["/usr/bin/swtrace", "--metrics", "0.0.0.0:9464", "/etc/swtrace/spec.spec"],
       "process.args of the bundle: \(String(describing: process?["args"]))")
 
+    // deploy/daemonset.yaml runs this image's version with the same command.
+    let daemonSet = try String(
+      contentsOf: Self.repositoryRoot.appendingPathComponent("deploy/daemonset.yaml"), encoding: .utf8)
+    #expect(daemonSet.contains("image: registry.example.com/swtrace:\(version)\n"), "the DaemonSet names version \(version)")
+    #expect(daemonSet.contains("command: [\"/usr/bin/swtrace\"]"))
+    #expect(daemonSet.contains("args: [\"--metrics\", \"0.0.0.0:9464\", \"/etc/swtrace/spec.spec\"]"))
+
     let root = CleanRoot(existing: bundle + "/rootfs")
     let status = try root.run(["dpkg-query", "-W", "-f", "${Version} ${db:Status-Status}", "swtrace"])
     #expect(status.stdout == "\(version) installed", "dpkg in the image knows the package:\n\(status)")
     try checkSwtrace(in: root, version: version)
+    try daemonSetCapabilities(in: root)
+  }
+
+  /// The DaemonSet's command in the image's root as root with only CAP_BPF and CAP_PERFMON
+  /// (its container drops every other capability but SYS_RESOURCE and SYSLOG, which the
+  /// fleet spec does not need): it serves the fleet spec's metrics.
+  func daemonSetCapabilities(in root: CleanRoot) throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    let port = try MetricsHTTP.freePort()
+    let process = try RunningProcess(
+      Self.rootScript,
+      [
+        "run", root.rootPath, "setpriv", "--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all",
+        "/usr/bin/swtrace", "--metrics", "127.0.0.1:\(port)", "-d", "60", "/etc/swtrace/spec.spec",
+      ])
+    let run = MetricsRun(started: process, port: port)
+    defer { run.stop() }
+    let served = try run.waitUntilServing()
+    #expect(served.types["swtrace_tcp_retransmits_total"] == "counter", "the fleet spec's metrics:\n\(served.text)")
+    #expect(served.samples(named: "swtrace_tcp_retransmits_total").count == 1, "\(served.text)")
+    let result = run.stop()
+    #expect(result.status == 0, "\(result)")
   }
 
   // MARK: - What is checked in both roots
