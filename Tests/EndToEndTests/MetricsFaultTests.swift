@@ -81,12 +81,7 @@ struct MetricsFaultTests {
     #expect(slow.closedByServer())
 
     // Tracing went on throughout: the next scrape counts what is sent now.
-    try send(pair: pair, count: 7, mark: "0x8a21")
-    let after = try swtrace.scrape(until: { $0.value("swtrace_n_total", ["host": "faults"]) == 7 })
-    #expect(after.value("swtrace_n_total", ["host": "faults"]) == 7, "\(after.text)")
-    let result = swtrace.stop()
-    #expect(result.status == 0, "\(result)")
-    #expect(!result.stderr.contains("metrics server stopped"), "\(result)")
+    try expectTracingWentOn(swtrace, pair: pair, count: 7, mark: "0x8a21", host: "faults")
   }
 
   @Test("past the connection cap, with idle clients and clients that never read: scrapes get through, memory stays bounded")
@@ -176,13 +171,8 @@ struct MetricsFaultTests {
     } while Date() < deadline
     #expect(status == 200, "a scrape gets through with the descriptors used up")
 
-    try send(pair: pair, count: 9, mark: "0x8a23")
-    let after = try run.scrape(until: { $0.value("swtrace_n_total", ["host": "emfile"]) == 9 })
-    #expect(after.value("swtrace_n_total", ["host": "emfile"]) == 9, "tracing went on:\n\(after.text)")
+    try expectTracingWentOn(run, pair: pair, count: 9, mark: "0x8a23", host: "emfile")
     idle.removeAll()
-    let result = run.stop()
-    #expect(result.status == 0, "\(result)")
-    #expect(!result.stderr.contains("metrics server stopped"), "\(result)")
   }
 
   @Test("the server's thread cannot be created (RLIMIT_NPROC): status 2 and one sentence, at once")
@@ -232,13 +222,15 @@ struct MetricsFaultTests {
 
   // MARK: - Helpers
 
-  func send(pair: NetworkNamespacePair, count: Int, mark: String) throws {
-    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
-    let result = try pair.run(
-      in: pair.namespaceA,
-      [pktgen, "udp", "--dst", pair.addressB, "--port", "9821", "--count", "\(count)", "--mark", mark, "--max-seconds", "20"],
-      timeout: 60)
-    try #require(result.succeeded && result.stdout.contains("sent \(count)"), "pktgen:\n\(result)")
+  /// Sends `count` datagrams marked `mark`, then checks that the next scrapes count them,
+  /// and that SIGTERM ends swtrace with status 0 and no word of the server stopping.
+  func expectTracingWentOn(_ run: MetricsRun, pair: NetworkNamespacePair, count: Int, mark: String, host: String) throws {
+    try pair.sendUDP(count: count, mark: mark, port: 9821)
+    let after = try run.scrape(until: { $0.value("swtrace_n_total", ["host": host]) == Double(count) })
+    #expect(after.value("swtrace_n_total", ["host": host]) == Double(count), "tracing went on:\n\(after.text)")
+    let result = run.stop()
+    #expect(result.status == 0, "\(result)")
+    #expect(!result.stderr.contains("metrics server stopped"), "\(result)")
   }
 
   /// VmRSS of `pid` in KiB, from /proc (0 when it cannot be read).

@@ -327,14 +327,7 @@ struct MetricsTests {
 
   /// Sends `count` marked datagrams from A to B and checks the sender sent them all.
   func send(pair: NetworkNamespacePair, count: Int, sizes: [Int], mark: String, port: Int) throws {
-    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
-    let result = try pair.run(
-      in: pair.namespaceA,
-      [
-        pktgen, "udp", "--dst", pair.addressB, "--port", "\(port)", "--count", "\(count)",
-        "--sizes", sizes.map(String.init).joined(separator: ","), "--mark", mark, "--max-seconds", "30",
-      ], timeout: 60)
-    try #require(result.succeeded && result.stdout.contains("sent \(count)"), "pktgen:\n\(result)")
+    try pair.sendUDP(count: count, sizes: sizes, mark: mark, port: port)
   }
 }
 
