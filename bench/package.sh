@@ -38,7 +38,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 work=$(mktemp -d /tmp/swtrace-bench-package.XXXXXX)
 cleanup() {
-  [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
+  if [ -n "${server:-}" ]; then kill "$server" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -46,7 +46,7 @@ trap cleanup EXIT
 # --- 1. install sizes -------------------------------------------------------------------
 run=()
 if [ -z "${BINARY:-}" ]; then
-  deb=$(ls -t dist/swtrace_*.deb 2>/dev/null | head -1 || true)
+  deb=$(find dist -maxdepth 1 -name 'swtrace_*.deb' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-)
   [ -n "$deb" ] || die "no dist/swtrace_*.deb: make deb first"
   root=$work/root
   scripts/package/root.sh new "$root"
@@ -105,8 +105,12 @@ one=$(curl -s -o "$work/one" -w '%{time_total}' "http://127.0.0.1:$port/metrics"
 rss_one=$(hwm)
 sleep 2
 t0=$EPOCHREALTIME
-for i in $(seq 20); do curl -s -o "$work/many.$i" "http://127.0.0.1:$port/metrics" & done
-wait $(jobs -p | grep -v "^$server$") 2>/dev/null || true
+clients=()
+for i in $(seq 20); do
+  curl -s -o "$work/many.$i" "http://127.0.0.1:$port/metrics" &
+  clients+=("$!")
+done
+wait "${clients[@]}" || true
 t1=$EPOCHREALTIME
 rss_many=$(hwm)
 kill -TERM "$server"

@@ -27,8 +27,9 @@ die() {
 }
 [ "$(id -u)" -eq 0 ] || die "needs root (chroot, apt-get in the image's root)"
 
-deb=${1:-$(ls -t "$dist"/swtrace_*.deb 2>/dev/null | head -1 || true)}
-[ -n "$deb" ] && [ -f "$deb" ] || die "no package: run make deb first (or pass the .deb)"
+newest_deb() { find "$dist" -maxdepth 1 -name 'swtrace_*.deb' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-; }
+deb=${1:-$(newest_deb)}
+if [ -z "$deb" ] || [ ! -f "$deb" ]; then die "no package: run make deb first (or pass the .deb)"; fi
 version=$(dpkg-deb -f "$deb" Version)
 arch=$(dpkg-deb -f "$deb" Architecture)
 epoch=$(git log -1 --format=%ct 2>/dev/null || date +%s)

@@ -42,6 +42,7 @@ mirror() {
 # The command run by unshare in its new mount namespace: bind the kernel's file systems into
 # the root, then become CMD (exec all the way, so that CMD has the pid root.sh was started
 # with, and signals sent to it reach CMD).
+# shellcheck disable=SC2016  # expanded by the bash that unshare starts
 in_namespace='
   set -e
   root=$1
@@ -94,7 +95,7 @@ case "${1:-}" in
     tar --numeric-owner -C "$2" -xf "$cache"
     ;;
   run)
-    [ -n "${2:-}" ] && [ -n "${3:-}" ] || die "usage: root.sh run DIR CMD..."
+    if [ -z "${2:-}" ] || [ -z "${3:-}" ]; then die "usage: root.sh run DIR CMD..."; fi
     root=$2
     shift 2
     [ -x "$root/bin/sh" ] || die "$root is not a root file system"
