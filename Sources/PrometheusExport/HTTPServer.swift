@@ -8,9 +8,9 @@ import Synchronization
 /// What a small HTTP/1.1 server allows a client, in bytes, connections and seconds. Every
 /// client is bounded by these, whatever it sends or fails to read.
 public struct HTTPLimits: Sendable {
-  /// Connections served at once. A new one past the cap closes the oldest connection that is
-  /// waiting for a request; when every connection is busy writing, new ones wait in the
-  /// kernel's backlog.
+  /// Connections served at once. A new one past the cap closes the connection that has
+  /// waited longest for a request; when every connection is busy answering, new ones wait in
+  /// the kernel's backlog until one is done.
   public var maxConnections = 64
   /// The request line and headers together; a longer request line is answered 414, longer
   /// headers 431, and the connection is closed.
@@ -198,7 +198,10 @@ public final class HTTPServer: @unchecked Sendable {
     var ENOMEMSince: Double?
     while !stopping.load(ordering: .acquiring) {
       let now = Self.now()
-      let accepting = now >= acceptPausedUntil && connections.count < limits.maxConnections
+      // At the cap, accept only when a connection waiting for a request can make room.
+      let accepting =
+        now >= acceptPausedUntil
+        && (connections.count < limits.maxConnections || connections.contains { $0.isWaiting })
       pollSet.removeAll(keepingCapacity: true)
       pollSet.append(pollfd(fd: wake, events: Int16(POLLIN), revents: 0))
       pollSet.append(pollfd(fd: accepting ? listener : -1, events: Int16(POLLIN), revents: 0))
@@ -264,13 +267,12 @@ public final class HTTPServer: @unchecked Sendable {
         acceptFailingSince = nil
         backoff = 0
         if connections.count >= limits.maxConnections, !closeOldestWaiting() {
-          // Every slot is busy writing: answer this one 503 rather than queueing it.
+          // Every connection is busy answering: this one is told to come back.
           refuse(fd)
-          continue
+          return nil
         }
         nextSerial += 1
         connections.append(Connection(fd: fd, serial: nextSerial, now: Self.now(), limits: limits))
-        if connections.count >= limits.maxConnections { return nil }
         continue
       }
       let code = errno
@@ -321,8 +323,8 @@ public final class HTTPServer: @unchecked Sendable {
 
   /// One non-blocking attempt at a 503, then close.
   private func refuse(_ fd: Int32) {
-    let bytes = Connection.head(
-      HTTPResponse(status: 503, text: "swtrace: too many connections, try again\n"), keepAlive: false, isHead: false)
+    let response = HTTPResponse(status: 503, text: "swtrace: too many connections, try again\n")
+    let bytes = Connection.head(response, keepAlive: false, isHead: false) + response.body
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
     close(fd)
   }
