@@ -1,4 +1,4 @@
-import Glibc
+import LibBPF
 import Synchronization
 
 /// Kernel code addresses to `symbol+0xoffset`, from /proc/kallsyms (read once, on first use).
@@ -45,7 +45,7 @@ public final class KernelSymbols: @unchecked Sendable {
 
   private static func read(_ path: String) -> [(address: UInt64, name: String, module: String?)] {
     var table: [(address: UInt64, name: String, module: String?)] = []
-    if let data = readToEnd(path) {
+    if let data = SystemInfo.readWholeFile(path) {
       let text = String(decoding: data, as: UTF8.self)
       for line in text.split(separator: "\n") {
         // "address type name", and for a module's symbols a tab and "[module]" after the name.
@@ -62,21 +62,5 @@ public final class KernelSymbols: @unchecked Sendable {
     }
     table.sort { $0.address < $1.address }
     return table
-  }
-
-  /// The whole file, read to its end: /proc files report a size of 0.
-  static func readToEnd(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var data: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if got < 0 && errno == EINTR { continue }
-      guard got >= 0 else { return nil }
-      if got == 0 { return data }
-      data += chunk[..<got]
-    }
   }
 }
