@@ -20,21 +20,25 @@ let package = Package(
     .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
   ],
   targets: [
-    // C headers of libbpf; imported only by LibBPF.
+    // C headers of libbpf: imported, internally, by BTF (to read BTF) and LibBPF only.
     .systemLibrary(
       name: "CLibBPF",
       pkgConfig: "libbpf",
       providers: [.apt(["libbpf-dev", "libelf-dev"])]
     ),
-    // The thin Swift wrapper that owns every unsafe pointer and errno.
+    // The thin Swift wrapper that owns every unsafe pointer and errno; used by Runtime only.
     .target(name: "LibBPF", dependencies: ["CLibBPF"]),
+    // The compiler core: nothing from here to code generation sees libbpf.
     .target(name: "SwtraceSyntax"),
-    .target(name: "BTF", dependencies: ["LibBPF"]),
+    // The instruction set and the verifier pre-check: a leaf, knowing nothing of the language.
+    .target(name: "BPF"),
+    // BTF's own type model; libbpf reads the BTF, behind `internal import CLibBPF`.
+    .target(name: "BTF", dependencies: ["CLibBPF"]),
     .target(name: "Sema", dependencies: ["SwtraceSyntax", "BTF"]),
-    .target(name: "BPF", dependencies: ["SwtraceSyntax"]),
     .target(name: "CodeGen", dependencies: ["Sema", "BPF", "BTF", "SwtraceSyntax"]),
-    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF"]),
-    .target(name: "Output", dependencies: ["CodeGen", "Runtime", "Sema"]),
+    // Decoding and printing what the kernel sends; no libbpf, so it is tested without a kernel.
+    .target(name: "Output", dependencies: ["CodeGen", "Sema"]),
+    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax"]),
     // Maps as Prometheus metrics, served over HTTP at scrape time.
     .target(
       name: "PrometheusExport",
@@ -46,7 +50,7 @@ let package = Package(
     .executableTarget(
       name: "swtrace",
       dependencies: [
-        "SwtraceSyntax", "BTF", "Sema", "BPF", "CodeGen", "Runtime", "Output", "PrometheusExport",
+        "SwtraceSyntax", "BTF", "Sema", "CodeGen", "Runtime", "Output", "PrometheusExport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -57,7 +61,7 @@ let package = Package(
     // Fixture kernels' BTF, paths and the language reference's examples, shared by the test targets.
     .target(name: "TestSupport", path: "Tests/TestSupport"),
     .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax", "TestSupport"], resources: [.copy("Golden")]),
-    .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF", "TestSupport"]),
+    .testTarget(name: "BTFTests", dependencies: ["BTF", "TestSupport"]),
     .testTarget(
       name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax", "TestSupport"],
       // Golden files are read from the source tree.

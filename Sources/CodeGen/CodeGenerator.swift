@@ -1,5 +1,4 @@
 import BPF
-import LibBPF
 public import BTF
 public import Sema
 public import SwtraceSyntax
@@ -211,7 +210,7 @@ public struct CodeGenerator: Sendable {
 
   private func collectNumberFields(_ id: BTFTypeID, base: Int, into fields: inout [Range<Int>], depth: Int) {
     guard depth < 8 else { return }
-    let members: [RawBTFType.Member]
+    let members: [BTFType.Member]
     switch types.type(id) {
     case .structure(_, _, let list), .union(_, _, let list): members = list
     default: return

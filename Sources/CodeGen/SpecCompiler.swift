@@ -64,7 +64,7 @@ public struct SpecCompiler: Sendable {
         var diagnostic = Diagnostic(
           "verifier-precheck",
           "the kernel would reject the program for \(program.attachPoint.name): \(rejection.message)",
-          at: rejection.sourceRange ?? program.clauseRange)
+          at: rejection.sourceTag.map(SourceRange.init) ?? program.clauseRange)
         if let hint = rejection.hint { diagnostic.notes.append(.init(.help, hint)) }
         diagnostics.append(diagnostic)
       }

@@ -1,5 +1,4 @@
 public import CodeGen
-public import LibBPF
 import Sema
 
 /// A printed value decoded from an event record.
@@ -43,11 +42,12 @@ public struct EventDecoder: Sendable {
   public init(compiled: CompiledSpec) { self.compiled = compiled }
 
   /// Whether a record is the spec's `exit()` asking swtrace to stop.
-  public func isExitRequest(_ bytes: EventBytes) -> Bool {
+  public func isExitRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
     bytes.count >= EventHeader.size && bytes.load(UInt32.self, at: EventHeader.layoutOffset) == exitRequestLayoutID
   }
 
-  public func decode(_ bytes: EventBytes) -> DecodedEvent? {
+  /// The event in one ring buffer record, or nil when the record is not one this spec makes.
+  public func decode(_ bytes: UnsafeRawBufferPointer) -> DecodedEvent? {
     guard bytes.count >= EventHeader.size else { return nil }
     let layoutID = Int(bytes.load(UInt32.self, at: EventHeader.layoutOffset))
     let probeID = Int(bytes.load(UInt32.self, at: EventHeader.probeOffset))
@@ -68,10 +68,24 @@ public struct EventDecoder: Sendable {
     return event
   }
 
-  func decode(_ field: EventField, _ bytes: EventBytes) -> DecodedValue {
+  func decode(_ field: EventField, _ bytes: UnsafeRawBufferPointer) -> DecodedValue {
     ValueDecoder.decode(
       type: field.type, size: field.size, probeNames: compiled.probeNames,
       bytes: bytes.bytes(at: field.offset, count: field.size))
+  }
+}
+
+extension UnsafeRawBufferPointer {
+  /// A little-endian number at `offset`; 0 when the record is too short for it.
+  func load<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+    guard offset >= 0, offset + MemoryLayout<T>.size <= count, let base = baseAddress else { return 0 }
+    return T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self))
+  }
+
+  /// A copy of `length` bytes at `offset`; empty when the record is too short for them.
+  func bytes(at offset: Int, count length: Int) -> [UInt8] {
+    guard offset >= 0, length >= 0, offset + length <= count else { return [] }
+    return Array(self[offset..<offset + length])
   }
 }
 

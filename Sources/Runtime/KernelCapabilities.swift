@@ -1,6 +1,6 @@
 import BTF
 import Foundation
-import LibBPF
+internal import LibBPF
 public import Sema
 
 /// What this kernel lets swtrace attach, found by trying rather than by version numbers.

@@ -1,5 +1,4 @@
 import BTF
-import LibBPF
 import SwtraceSyntax
 
 /// Casts, pointer arithmetic and element access: the places where a spec names a type or an
@@ -73,7 +72,7 @@ extension ClauseContext {
     let parts = typeName.name.split(separator: " ", maxSplits: 1).map(String.init)
     var found: BTFTypeID?
     if parts.count == 2 {
-      let kinds: [RawBTFKind] =
+      let kinds: [BTFKind] =
         switch parts[0] {
         case "struct": [.structure]
         case "union": [.union]
