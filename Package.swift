@@ -37,7 +37,7 @@ let package = Package(
     .target(name: "Sema", dependencies: ["SwtraceSyntax", "BTF"]),
     .target(name: "CodeGen", dependencies: ["Sema", "BPF", "BTF", "SwtraceSyntax"]),
     // Decoding and printing what the kernel sends; no libbpf, so it is tested without a kernel.
-    .target(name: "Output", dependencies: ["CodeGen", "Sema"]),
+    .target(name: "Output", dependencies: ["CodeGen", "Sema", "SwtraceSyntax"]),
     .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax"]),
     // Maps as Prometheus metrics, served over HTTP at scrape time.
     .target(

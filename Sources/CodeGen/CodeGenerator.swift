@@ -189,6 +189,8 @@ public struct CodeGenerator: Sendable {
     case .probe: return 4
     case .bool: return 1
     case .integer(let bytes, _): return bytes
+    // An enum in its own width, as BTF gives it: printf's %u and %x print those bits.
+    case .enumeration(let names): return names.representation.bytes
     default: return 8
     }
   }

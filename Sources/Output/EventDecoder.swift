@@ -43,22 +43,22 @@ public struct EventDecoder: Sendable {
 
   /// Whether a record is the spec's `exit()` asking swtrace to stop.
   public func isExitRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    bytes.count >= EventHeader.size && bytes.load(UInt32.self, at: EventHeader.layoutOffset) == exitRequestLayoutID
+    bytes.count >= EventHeader.size && Self.header(bytes, EventHeader.layoutOffset, 4) == UInt64(exitRequestLayoutID)
   }
 
   /// The event in one ring buffer record, or nil when the record is not one this spec makes.
   public func decode(_ bytes: UnsafeRawBufferPointer) -> DecodedEvent? {
     guard bytes.count >= EventHeader.size else { return nil }
-    let layoutID = Int(bytes.load(UInt32.self, at: EventHeader.layoutOffset))
-    let probeID = Int(bytes.load(UInt32.self, at: EventHeader.probeOffset))
+    let layoutID = Int(Self.header(bytes, EventHeader.layoutOffset, 4))
+    let probeID = Int(Self.header(bytes, EventHeader.probeOffset, 4))
     guard layoutID < compiled.layouts.count, probeID < compiled.probeNames.count else { return nil }
     let layout = compiled.layouts[layoutID]
     guard bytes.count >= layout.size else { return nil }
     var event = DecodedEvent(
-      timestamp: bytes.load(UInt64.self, at: EventHeader.timestampOffset),
-      cpu: bytes.load(UInt32.self, at: EventHeader.cpuOffset),
+      timestamp: Self.header(bytes, EventHeader.timestampOffset, 8),
+      cpu: UInt32(truncatingIfNeeded: Self.header(bytes, EventHeader.cpuOffset, 4)),
       probe: compiled.probeNames[probeID],
-      skb: bytes.load(UInt64.self, at: EventHeader.skbOffset),
+      skb: Self.header(bytes, EventHeader.skbOffset, 8),
       values: layout.fields.map { ($0.label, decode($0, bytes)) })
     if let format = layout.format {
       event.text = PrintfRenderer.render(format, fields: layout.fields, probeNames: compiled.probeNames) {
@@ -66,6 +66,11 @@ public struct EventDecoder: Sendable {
       }
     }
     return event
+  }
+
+  /// An unsigned field of the record header.
+  static func header(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ width: Int) -> UInt64 {
+    StoredNumber(bytes, at: offset, width: width).bits
   }
 
   func decode(_ field: EventField, _ bytes: UnsafeRawBufferPointer) -> DecodedValue {
@@ -76,12 +81,6 @@ public struct EventDecoder: Sendable {
 }
 
 extension UnsafeRawBufferPointer {
-  /// A little-endian number at `offset`; 0 when the record is too short for it.
-  func load<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-    guard offset >= 0, offset + MemoryLayout<T>.size <= count, let base = baseAddress else { return 0 }
-    return T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self))
-  }
-
   /// A copy of `length` bytes at `offset`; empty when the record is too short for them.
   func bytes(at offset: Int, count length: Int) -> [UInt8] {
     guard offset >= 0, length >= 0, offset + length <= count else { return [] }
@@ -92,26 +91,20 @@ extension UnsafeRawBufferPointer {
 /// Turns the little-endian bytes of one value into a `DecodedValue`; shared by events and maps.
 public enum ValueDecoder {
   public static func decode(type: ValueType, size: Int, probeNames: [String], bytes raw: [UInt8]) -> DecodedValue {
-    func unsigned() -> UInt64 {
-      raw.prefix(min(size, 8)).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    }
-    func signed() -> Int64 {
-      let width = min(size, 8) * 8
-      let value = unsigned()
-      guard width < 64 else { return Int64(bitPattern: value) }
-      let shift = UInt64(64 - width)
-      return Int64(bitPattern: value << shift) >> Int64(shift)
-    }
+    let number = StoredNumber(raw, width: size, as: type)
+    func unsigned() -> UInt64 { number.bits }
     switch type {
-    case .integer(_, let isSigned):
-      return isSigned ? .signed(signed()) : .unsigned(unsigned())
+    case .integer:
+      return number.decoded
     case .bool:
       return .bool(unsigned() != 0)
     case .string:
       let end = raw.firstIndex(of: 0) ?? raw.count
       return .text(String(decoding: raw[..<end], as: UTF8.self))
     case .enumeration(let names):
-      return .name(names.render(signed()))
+      // Enumerators are keyed by their values as BTF gives them, extended as the enum's type
+      // says: sign-extended for signed enums.
+      return .name(names.render(number.signedValue))
     case .flags(let names):
       return .name(names.render(unsigned()))
     case .pointer:

@@ -565,10 +565,12 @@ struct ClauseContext {
     switch types.type(resolved) {
     case .integer(_, let size, let signed, let isBool, _, _):
       return isBool ? .bool : .integer(bytes: size, signed: signed)
-    case .enumeration(let name, _, _, let enumerators):
+    case .enumeration(let name, let size, let signed, let enumerators):
       var names: [Int64: String] = [:]
       for e in enumerators where names[e.value] == nil { names[e.value] = e.name }
-      return .enumeration(EnumNames(typeName: name, names: names))
+      return .enumeration(
+        EnumNames(
+          typeName: name, names: names, representation: IntegerRepresentation(bytes: size, isSigned: signed)))
     case .pointer(let pointee):
       return .pointer(pointee: pointee, description: types.describe(id))
     case .array(let element, let count):
@@ -592,8 +594,7 @@ struct ClauseContext {
         return nil
       }
       if case .integer(let value) = operand.kind {
-        let folded = op == .negate ? 0 &- value : ~value
-        return TypedExpr(.integer(folded), type: .s64, range: range)
+        return TypedExpr(.integer(ConstantFolding.unary(op, value)), type: .s64, range: range)
       }
       return TypedExpr(.unary(op, operand), type: op == .negate ? .s64 : operand.type, range: range)
     }
@@ -667,10 +668,10 @@ struct ClauseContext {
         diagnostics.append(Diagnostic("division-by-zero", "division by zero", at: rhs.range))
         return nil
       }
-      let signed = isSigned(lhs.type) || isSigned(rhs.type)
+      let signed = lhs.type.isSigned || rhs.type.isSigned
       let type: ValueType = .integer(bytes: 8, signed: signed)
       if case .integer(let a) = lhs.kind, case .integer(let b) = rhs.kind,
-        let folded = Self.fold(op, a, b, signed: signed)
+        let folded = ConstantFolding.arithmetic(op, a, b, signed: signed)
       {
         return TypedExpr(.integer(folded), type: type, range: range)
       }
@@ -705,27 +706,5 @@ struct ClauseContext {
       .binary(.bitAnd, address, TypedExpr(.integer(mask), type: .u64, range: prefix.range)), type: .u64, range: range)
     let expected = TypedExpr(.integer(UInt64(networkAddress) & mask), type: .u64, range: prefix.range)
     return TypedExpr(.binary(.equal, masked, expected), type: .bool, range: range)
-  }
-
-  func isSigned(_ type: ValueType) -> Bool {
-    if case .integer(_, let signed) = type { return signed }
-    return false
-  }
-
-  /// Constant folding of integer arithmetic, with the kernel's 64-bit wrap-around semantics.
-  static func fold(_ op: BinaryOperator, _ a: UInt64, _ b: UInt64, signed: Bool) -> UInt64? {
-    switch op {
-    case .add: a &+ b
-    case .subtract: a &- b
-    case .multiply: a &* b
-    case .divide: b == 0 ? nil : a / b
-    case .modulo: b == 0 ? nil : a % b
-    case .bitAnd: a & b
-    case .bitOr: a | b
-    case .bitXor: a ^ b
-    case .shiftLeft: b >= 64 ? 0 : a << b
-    case .shiftRight: b >= 64 ? 0 : (signed ? UInt64(bitPattern: Int64(bitPattern: a) >> b) : a >> b)
-    default: nil
-    }
   }
 }

@@ -79,6 +79,41 @@ struct LanguageEndToEndTests {
     #expect(events.compactMap(\.len).sorted() == burst.payloads.map { $0 + 42 }.sorted(), "\(run)")
   }
 
+  @Test("a signed enum compares, prints and printfs as one number: a mark with every bit set is -1")
+  func signedEnumComparesAndPrintsAlike() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    // The running kernel's own word on the enum: its encoding and the name of -1.
+    let bpftool = try #require(findExecutable("bpftool"), "bpftool is installed by `make deps`")
+    let dump = try ProcessRunner.run(bpftool, ["btf", "dump", "file", "/sys/kernel/btf/vmlinux"], timeout: 60)
+    try #require(dump.succeeded, "\(dump)")
+    let lines = dump.stdout.split(separator: "\n")
+    let header = try #require(lines.firstIndex { $0.hasSuffix("ENUM 'netns_bpf_attach_type' encoding=SIGNED size=4 vlen=4") })
+    let minusOne = try #require(
+      lines[(header + 1)...].prefix(4).first { $0.hasSuffix(" val=-1") }?.split(separator: "'").dropFirst().first,
+      "netns_bpf_attach_type has an enumerator -1")
+
+    let pair = try NetworkNamespacePair(subnet: 85)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("enum")
+    defer { scratch.remove() }
+    let burst = UDPBurst(sizes: [100], count: 4, mark: 0xffff_ffff, port: 9785)
+    let value = "(enum netns_bpf_attach_type)mark"
+    let spec = #"""
+      skb:net_dev_queue /\#(value) < 0 && \#(value) == -1 && udp.dport == 9785/ {
+        printf("%d %s %u %x\n", \#(value), \#(value), \#(value), \#(value))
+        print(\#(value))
+      }
+      """#
+    let run = try TracedTraffic.run(spec: spec, bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!run.result.timedOut && run.result.status == 0, "\(run)")
+    #expect(run.sendersSent([burst]), "\(run)")
+    #expect(printfTexts(run.result.stdout) == Array(repeating: "-1 \(minusOne) 4294967295 ffffffff\n", count: burst.count), "\(run)")
+    // The print events and the printf events (whose values JSON lists too) name it alike.
+    let printed = run.json.events.filter { $0.values[value] != nil }
+    #expect(printed.count == 2 * burst.count, "\(run)")
+    #expect(printed.allSatisfy { $0.values[value] == .string(String(minusOne)) }, "\(run)")
+  }
+
   @Test("swtrace-pktgen sends IPv6 only to ::1 and fd00:200::/32")
   func pktgenRefusesForeignIPv6() throws {
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
