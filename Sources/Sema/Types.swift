@@ -264,8 +264,8 @@ public indirect enum Action: Hashable, Sendable {
   }
 }
 
-/// Choices that change how a spec is checked.
-public struct CheckOptions: Hashable, Sendable {
+/// What the desugaring step adds to a checked spec (see `Desugaring`).
+public struct DesugaringOptions: Hashable, Sendable {
   /// `--track`: a clause whose filter matches also tracks the packet.
   public var trackFilteredPackets = false
   /// `-o paths`: every print of an skb clause also records the device and namespace, and

@@ -38,9 +38,7 @@ struct ExpressionContext {
 struct SpecParser {
   static let maxNesting = 100
   static let maxChain = 1000
-  static let probeTypes = [
-    "skb", "tracepoint", "kprobe", "kretprobe", "fentry", "fexit", "interval", "BEGIN", "END",
-  ]
+  static let probeTypes = ProbeType.allCases.map(\.rawValue)
   /// Short spellings people bring from other tracers; suggested, not accepted.
   static let probeAliases = [
     "t": "tracepoint", "tp": "tracepoint", "k": "kprobe", "kr": "kretprobe", "f": "fentry",

@@ -100,7 +100,7 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
-    let options = CheckOptions(trackFilteredPackets: track, groupsEventsByPacket: output.groupsByPacket)
+    let options = DesugaringOptions(trackFilteredPackets: track, groupsEventsByPacket: output.groupsByPacket)
     let compiled = try environment.compile(source, mapEntries: mapEntries, options: options)
     if dumpBPF {
       Swift.print(compiled.listing(source: source), terminator: "")
@@ -168,7 +168,7 @@ struct CompilationEnvironment {
   }
 
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
-  func compile(_ source: SourceFile, mapEntries: Int = 10240, options: CheckOptions = CheckOptions()) throws
+  func compile(_ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions()) throws
     -> CompiledSpec
   {
     let compiler = SpecCompiler(
@@ -188,10 +188,7 @@ struct CompilationEnvironment {
   /// Says once, in one sentence, when skb probes fall back to tracepoints only.
   func noteMissingBackends(_ compiled: CompiledSpec, source: SourceFile) {
     guard resolver.functionBackend == nil, resolver.types.isRunningKernel, !Self.noted.load(ordering: .relaxed) else { return }
-    let usesSkbProbes = Parser.parse(source).spec.clauses.flatMap(\.probes).contains {
-      if case .skb = $0.kind { true } else { false }
-    }
-    guard usesSkbProbes else { return }
+    guard compiled.probeTypes.contains(.skb) else { return }
     let tracepoints = compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.count
     Self.noted.store(true, ordering: .relaxed)
     Console.note(
