@@ -38,7 +38,9 @@ let package = Package(
     .target(name: "CodeGen", dependencies: ["Sema", "BPF", "BTF", "SwtraceSyntax"]),
     // Decoding and printing what the kernel sends; no libbpf, so it is tested without a kernel.
     .target(name: "Output", dependencies: ["CodeGen", "Sema", "SwtraceSyntax"]),
-    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax"]),
+    // Loading, attaching and reading, the run loop with the BEGIN/END interpreter, and what
+    // the kernel allows; the only user of LibBPF.
+    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax", "Output"]),
     // Maps as Prometheus metrics, served over HTTP at scrape time.
     .target(
       name: "PrometheusExport",

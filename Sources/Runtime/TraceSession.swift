@@ -323,3 +323,16 @@ public final class TraceSession: @unchecked Sendable {
     }
   }
 }
+
+extension RuntimeError {
+  /// The refusal located in the spec, for refusals that belong to a clause: a program the
+  /// kernel's verifier rejected, shown at the clause it was generated from. nil for refusals
+  /// of the system as a whole.
+  public var diagnostic: Diagnostic? {
+    guard case .programRejected(let probe, let clauseRange, let reason, let tail) = self else { return nil }
+    return Diagnostic(
+      "kernel-rejected",
+      "the kernel's verifier rejected the program for \(probe) (\(reason)); this is a bug in swtrace's pre-check, please report it with the spec",
+      at: clauseRange, notes: [.init(.note, "the verifier's last words:\n\(tail)")])
+  }
+}
