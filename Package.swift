@@ -62,6 +62,10 @@ let package = Package(
     .executableTarget(name: "swtrace-pktgen"),
     // Fixture kernels' BTF, paths and the language reference's examples, shared by the test targets.
     .target(name: "TestSupport", path: "Tests/TestSupport"),
+    // The running kernel for the tests that load programs into it.
+    .target(
+      name: "KernelTestSupport", dependencies: ["BTF", "Runtime", "Sema", "TestSupport"],
+      path: "Tests/KernelTestSupport"),
     .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax", "TestSupport"], resources: [.copy("Golden")]),
     .testTarget(name: "BTFTests", dependencies: ["BTF", "TestSupport"]),
     .testTarget(
@@ -82,6 +86,13 @@ let package = Package(
     // and the language reference's examples loaded into the running kernel.
     .testTarget(
       name: "DifferentialTests",
-      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax", "TestSupport"]),
+      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax", "TestSupport", "KernelTestSupport"]),
+    // The runtime driven without the command line: decoding of what the kernel hands over,
+    // the run loop and the BEGIN/END interpreter on real programs and loopback traffic.
+    .testTarget(
+      name: "RuntimeTests",
+      dependencies: [
+        "Runtime", "CodeGen", "Output", "Sema", "BTF", "BPF", "SwtraceSyntax", "TestSupport", "KernelTestSupport",
+      ]),
   ]
 )

@@ -83,9 +83,10 @@ public final class KernelTypes: @unchecked Sendable {
     }
   }
 
-  public static func load(path: String) throws(BTFLoadError) -> KernelTypes {
+  /// BTF from a file; `origin` names it in messages (the path unless given).
+  public static func load(path: String, origin: String? = nil) throws(BTFLoadError) -> KernelTypes {
     do {
-      return KernelTypes(handle: try BTFHandle.load(path: path), origin: path, isRunningKernel: false)
+      return KernelTypes(handle: try BTFHandle.load(path: path), origin: origin ?? path, isRunningKernel: false)
     } catch {
       throw .unreadableFile(path: path, error)
     }

@@ -2,6 +2,7 @@ import BPF
 public import CodeGen
 import Glibc
 internal import LibBPF
+import Output
 import Sema
 public import SwtraceSyntax
 
@@ -228,10 +229,14 @@ public final class TraceSession: @unchecked Sendable {
     let position = Int(StandardMap.firstUserMap) + index
     guard position < maps.count else { return [] }
     guard let entries = compiled.directlyIndexedMaps[index] else { return maps[position].entries() }
-    return (0..<entries).compactMap { entry in
-      guard let value = maps[position].lookup(Self.arrayKey(entry)), value.contains(where: { $0 != 0 }) else {
-        return nil
-      }
+    return Self.usedEntries(count: entries) { maps[position].lookup(Self.arrayKey($0)) }
+  }
+
+  /// The entries of an array map as a hash map's would read: those with a non-zero byte on
+  /// some CPU, each keyed by its index in 8 little-endian bytes.
+  static func usedEntries(count: Int, lookup: (Int) -> [UInt8]?) -> [(key: [UInt8], value: [UInt8])] {
+    (0..<count).compactMap { entry in
+      guard let value = lookup(entry), value.contains(where: { $0 != 0 }) else { return nil }
       return (withUnsafeBytes(of: UInt64(entry).littleEndian, Array.init), value)
     }
   }
@@ -269,7 +274,7 @@ public final class TraceSession: @unchecked Sendable {
   /// The sum of the little-endian u64s in `value`: one per CPU of a per-CPU map, or just one.
   static func sumPerCPU(_ value: [UInt8]) -> UInt64 {
     stride(from: 0, to: value.count - 7, by: 8).reduce(UInt64(0)) { sum, offset in
-      sum &+ value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      sum &+ StoredNumber(value, at: offset, width: 8).bits
     }
   }
 

@@ -15,9 +15,8 @@ private func printfTexts(_ stdout: String) -> [String] {
 
 @Suite("printf, variables, casts, indexes and IPv6 end to end", .serialized)
 struct LanguageEndToEndTests {
-  @Test("printf prints real field values through variables, a pointer cast and array indexes")
+  @Test("printf prints real field values through variables, a pointer cast and array indexes", .needsTracing)
   func printfWithVariablesCastsAndIndexes() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 77)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("lang")
@@ -48,9 +47,8 @@ struct LanguageEndToEndTests {
     #expect(textRun.result.stdoutLines.sorted() == expected.map { String($0.dropLast()) }.sorted(), "\(textRun)")
   }
 
-  @Test("fields named twice (filter and print, several ip fields) show the real values, read once each")
+  @Test("fields named twice (filter and print, several ip fields) show the real values, read once each", .needsTracing)
   func fieldsReadOnceShowRealValues() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 79)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("shared")
@@ -79,9 +77,8 @@ struct LanguageEndToEndTests {
     #expect(events.compactMap(\.len).sorted() == burst.payloads.map { $0 + 42 }.sorted(), "\(run)")
   }
 
-  @Test("a signed enum compares, prints and printfs as one number: a mark with every bit set is -1")
+  @Test("a signed enum compares, prints and printfs as one number: a mark with every bit set is -1", .needsTracing)
   func signedEnumComparesAndPrintsAlike() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     // The running kernel's own word on the enum: its encoding and the name of -1.
     let bpftool = try #require(findExecutable("bpftool"), "bpftool is installed by `make deps`")
     let dump = try ProcessRunner.run(bpftool, ["btf", "dump", "file", "/sys/kernel/btf/vmlinux"], timeout: 60)
@@ -114,9 +111,8 @@ struct LanguageEndToEndTests {
     #expect(printed.allSatisfy { $0.values[value] == .string(String(minusOne)) }, "\(run)")
   }
 
-  @Test("printf through the kernel prints what the C library prints for the values sent")
+  @Test("printf through the kernel prints what the C library prints for the values sent", .needsTracing)
   func printfAgreesWithCOnRealValues() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 85)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("printfc")
@@ -156,9 +152,8 @@ struct LanguageEndToEndTests {
     }
   }
 
-  @Test("IPv6 filters compare with IPv6 literals and prefixes")
+  @Test("IPv6 filters compare with IPv6 literals and prefixes", .needsTracing)
   func ipv6LiteralFilters() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 78)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("lang6")

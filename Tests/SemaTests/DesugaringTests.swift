@@ -7,18 +7,12 @@ import TestSupport
 /// What `--track` and `-o paths` add to a spec, and the free probes tracking needs, are added
 /// by one step after type checking, through the same resolution and typing as written ones.
 @Suite struct DesugaringOfImplicitConstructs {
-  static let release = "6.12.117+deb12-amd64"
-
-  func desugar(_ text: String, _ options: DesugaringOptions, support: BackendSupport = .tracepointsOnly) throws
-    -> (checked: CheckedSpec, desugared: CheckedSpec)
-  {
-    let types = try KernelTypes.load(path: try Fixtures.btfPath(Self.release))
-    let resolver = ProbeResolver(
-      types: types, support: support, tracepointCategories: try Fixtures.tracepointCategories(Self.release))
-    let file = SourceFile(name: "<spec>", text: text)
-    let result = Checker(resolver: resolver).check(Parser.parse(file).spec, source: file)
-    let checked = try #require(result.spec, "\(DiagnosticRenderer().render(result.diagnostics, in: file))")
-    return (checked, Desugaring(resolver: resolver, options: options).desugar(checked, source: file))
+  func desugar(_ text: String, _ options: DesugaringOptions) throws -> (checked: CheckedSpec, desugared: CheckedSpec) {
+    let resolver = try semaFixtureResolver()
+    let (spec, rendered) = check(text, resolver: resolver)
+    let checked = try #require(spec, "\(rendered)")
+    let source = SourceFile(name: "<spec>", text: text)
+    return (checked, Desugaring(resolver: resolver, options: options).desugar(checked, source: source))
   }
 
   static func printedLabels(_ actions: [Action]) -> [[String]] {
