@@ -79,6 +79,9 @@ let package = Package(
       name: "CodeGenTests",
       dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "Output", "TestSupport"],
       resources: [.copy("Golden")]),
+    // The Prometheus exposition of a scrape, without a kernel or a server.
+    .testTarget(
+      name: "PrometheusExportTests", dependencies: ["PrometheusExport", "Output", "Sema", "SwtraceSyntax", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     // Every input the fuzzer ever crashed on (Fuzz/Regressions) and every seed, replayed.
     .testTarget(name: "FuzzRegressionTests", dependencies: ["SwtraceFuzzing", "BTF", "TestSupport"]),
