@@ -2,8 +2,9 @@
 import PackageDescription
 
 // One target per pipeline stage; the dependency edges below are the compiler's data flow:
-// source text -> SwtraceSyntax -> Sema (with BTF) -> CodeGen -> BPF (verifier pre-check)
-// -> Runtime (load, attach, read) -> Output -> swtrace (CLI).
+// source text -> SwtraceSyntax -> Sema (with BTF) -> CodeGen (emitting BPF, a leaf) -> Output
+// -> Runtime (load, attach, run) -> swtrace (CLI). Each target declares exactly the modules
+// its sources import (scripts/module-edges.sh checks it); docs/architecture.md draws them.
 let package = Package(
   name: "swtrace",
   platforms: [.macOS(.v13)],

@@ -18,16 +18,8 @@ import TestSupport
 @Suite struct SignednessFromTheType {
   static let signedEnum = "enum netns_bpf_attach_type"
 
-  func check(_ text: String) throws -> CheckedSpec {
-    let types = try KernelTypes.load(path: try Fixtures.btfPath(codeGenFixtureRelease))
-    let file = SourceFile(name: "<spec>", text: text)
-    let result = Checker(resolver: ProbeResolver(types: types, support: .tracepointsOnly))
-      .check(Parser.parse(file).spec, source: file)
-    return try #require(result.spec, "\(DiagnosticRenderer().render(result.diagnostics, in: file))")
-  }
-
   @Test func anEnumCarriesItsWidthAndSignednessFromBTF() throws {
-    let spec = try check("skb:net_dev_queue { print((\(Self.signedEnum))mark, (enum skb_drop_reason)mark) }")
+    let spec = try checkAgainstFixture("skb:net_dev_queue { print((\(Self.signedEnum))mark, (enum skb_drop_reason)mark) }")
     guard case .print(let values, _) = spec.clauses[0].actions[0] else {
       Issue.record("expected a print")
       return
@@ -48,7 +40,7 @@ import TestSupport
     ("(enum skb_drop_reason)0xffffffff == 4294967295", 1),
   ] as [(String, UInt64)])
   func comparisonsOfConstantsFollowTheEnumsSignedness(condition: String, expected: UInt64) throws {
-    let spec = try check("skb:net_dev_queue /\(condition)/ { print(len) }")
+    let spec = try checkAgainstFixture("skb:net_dev_queue /\(condition)/ { print(len) }")
     guard case .integer(let folded)? = spec.clauses[0].filter?.kind else {
       Issue.record("\(condition) must fold to a constant: \(String(describing: spec.clauses[0].filter))")
       return
@@ -92,7 +84,7 @@ import TestSupport
 
   /// The same bytes read as an unsigned enum are a large number, not a name of the signed one.
   @Test func anUnsignedEnumDecodesZeroExtended() throws {
-    let spec = try check("skb:net_dev_queue { print((enum skb_drop_reason)mark) }")
+    let spec = try checkAgainstFixture("skb:net_dev_queue { print((enum skb_drop_reason)mark) }")
     guard case .print(let values, _) = spec.clauses[0].actions[0] else {
       Issue.record("expected a print")
       return
