@@ -50,22 +50,6 @@ public final class FileDescriptor: @unchecked Sendable {
 
 /// Facts about the process and kernel that several stages ask for.
 public enum SystemInfo {
-  /// Reads a file to its end. /proc and tracefs files report a size of 0 and are produced as
-  /// they are read, so reading by the reported size gets nothing or a first page.
-  public static func readWholeFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { Glibc.close(fd) }
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if count < 0, errno == EINTR { continue }
-      guard count > 0 else { return count == 0 ? result : nil }
-      result += chunk[0..<count]
-    }
-  }
-
   /// The number of possible CPUs: per-CPU map values have one slot for each.
   public static func possibleCPUCount() -> Int {
     let count = libbpf_num_possible_cpus()

@@ -1,4 +1,4 @@
-import LibBPF
+import Glibc
 import Synchronization
 
 /// Kernel code addresses to `symbol+0xoffset`, from /proc/kallsyms (read once, on first use).
@@ -45,7 +45,7 @@ public final class KernelSymbols: @unchecked Sendable {
 
   private static func read(_ path: String) -> [(address: UInt64, name: String, module: String?)] {
     var table: [(address: UInt64, name: String, module: String?)] = []
-    if let data = SystemInfo.readWholeFile(path) {
+    if let data = ProcFile.read(path) {
       let text = String(decoding: data, as: UTF8.self)
       for line in text.split(separator: "\n") {
         // "address type name", and for a module's symbols a tab and "[module]" after the name.
@@ -62,5 +62,24 @@ public final class KernelSymbols: @unchecked Sendable {
     }
     table.sort { $0.address < $1.address }
     return table
+  }
+}
+
+/// Files of /proc and tracefs, read whole.
+public enum ProcFile {
+  /// Reads a file to its end. /proc and tracefs files report a size of 0 and are produced as
+  /// they are read, so reading by the reported size gets nothing or a first page.
+  public static func read(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if count < 0, errno == EINTR { continue }
+      guard count > 0 else { return count == 0 ? result : nil }
+      result += chunk[0..<count]
+    }
   }
 }

@@ -10,6 +10,7 @@
 // connections. Expected values come from the requests sent and the datagrams sent.
 
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -18,9 +19,8 @@ import Testing
 
 @Suite("Metrics server under hostile clients and scarce resources", .serialized)
 struct MetricsFaultTests {
-  @Test("oversized, malformed and unfinished requests get 414, 431, 413, 405, 400, 505 or 408 and a close; scrapes go on")
+  @Test("oversized, malformed and unfinished requests get 414, 431, 413, 405, 400, 505 or 408 and a close; scrapes go on", .needsTracing)
   func badRequests() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 85)
     defer { pair.remove() }
     let port = try MetricsHTTP.freePort()
@@ -84,9 +84,8 @@ struct MetricsFaultTests {
     try expectTracingWentOn(swtrace, pair: pair, count: 7, mark: "0x8a21", host: "faults")
   }
 
-  @Test("past the connection cap, with idle clients and clients that never read: scrapes get through, memory stays bounded")
+  @Test("past the connection cap, with idle clients and clients that never read: scrapes get through, memory stays bounded", .needsTracing)
   func crowdedAndStalled() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let port = try MetricsHTTP.freePort()
     // 4,000 keys of a histogram: a scrape of some 140,000 lines, about 10 MB, more than the
     // socket buffers between the server and a client that does not read hold.
@@ -140,9 +139,8 @@ struct MetricsFaultTests {
     #expect(result.status == 0, "\(result)")
   }
 
-  @Test("out of file descriptors (EMFILE): idle connections are closed to make room, scrapes and tracing go on")
+  @Test("out of file descriptors (EMFILE): idle connections are closed to make room, scrapes and tracing go on", .needsTracing)
   func outOfDescriptors() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 86)
     defer { pair.remove() }
     let port = try MetricsHTTP.freePort()
@@ -175,11 +173,10 @@ struct MetricsFaultTests {
     idle.removeAll()
   }
 
-  @Test("the server's thread cannot be created (RLIMIT_NPROC): status 2 and one sentence, at once")
+  @Test("the server's thread cannot be created (RLIMIT_NPROC): status 2 and one sentence, at once", .needsTracing)
   func noThread() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     guard let setpriv = findExecutable("setpriv"), let prlimit = findExecutable("prlimit") else {
-      return skip("setpriv or prlimit (util-linux) is missing")
+      try skip("setpriv or prlimit (util-linux) is missing")
     }
     let swtrace = try TestEnvironment.binary("swtrace")
     let port = try MetricsHTTP.freePort()
@@ -193,16 +190,15 @@ struct MetricsFaultTests {
         "skb:net_dev_queue /mark == 0x8a24/ { @n = count() }",
       ], timeout: 60)
     if result.stderr.contains("tracing needs root") || result.stderr.contains("Operation not permitted") {
-      return skip("nobody with CAP_BPF and CAP_PERFMON cannot trace here:\n\(result)")
+      try skip("nobody with CAP_BPF and CAP_PERFMON cannot trace here:\n\(result)")
     }
     #expect(result.status == 2, "\(result)")
     #expect(!result.timedOut, "\(result)")
     #expect(result.stderr.contains("cannot start the server's thread"), "\(result)")
   }
 
-  @Test("ulimit -v 120000: swtrace serves metrics and SIGTERM ends it with status 0 (it used to spin)")
+  @Test("ulimit -v 120000: swtrace serves metrics and SIGTERM ends it with status 0 (it used to spin)", .needsTracing)
   func addressSpaceLimit() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let port = try MetricsHTTP.freePort()
     let process = try RunningProcess(

@@ -19,6 +19,7 @@
 // the sending veth, see WalkingSkeletonTests), and none of the unmarked ones (300...304).
 
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -55,7 +56,7 @@ struct PackageTests {
   func packageInCleanRoot() throws {
     let directory: URL
     switch Self.packageDirectory {
-    case .failure(let reason): return skip(reason.text)
+    case .failure(let reason): try skip(reason.text)
     case .success(let found): directory = found
     }
     let deb = try Self.artifact(in: directory, prefix: "swtrace_", suffix: ".deb")
@@ -106,11 +107,11 @@ struct PackageTests {
   func imageRoot() throws {
     let directory: URL
     switch Self.packageDirectory {
-    case .failure(let reason): return skip(reason.text)
+    case .failure(let reason): try skip(reason.text)
     case .success(let found): directory = found
     }
     guard let umoci = Tools.ensure("umoci", package: "umoci") else {
-      return skip("umoci is not installed and could not be installed (apt-get install -y umoci)")
+      try skip("umoci is not installed and could not be installed (apt-get install -y umoci)")
     }
     let image = try Self.artifact(in: directory, prefix: "swtrace-image_", suffix: ".oci.tar")
     let deb = try Self.artifact(in: directory, prefix: "swtrace_", suffix: ".deb")
@@ -151,7 +152,7 @@ struct PackageTests {
   /// (its container drops every other capability but SYS_RESOURCE and SYSLOG, which the
   /// fleet spec does not need): it serves the fleet spec's metrics.
   func daemonSetCapabilities(in root: CleanRoot) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    if let reason = TestEnvironment.tracingSkipReason { try skip(reason) }
     let port = try MetricsHTTP.freePort()
     let process = try RunningProcess(
       Self.rootScript,
@@ -217,7 +218,7 @@ struct PackageTests {
   /// `swtrace -e 'skb:* /mark==0xdead/ < print(len, gso_type) >'` run in the root against
   /// datagrams sent from a namespace pair; its lines against what was sent.
   func missionOneLiner(in root: CleanRoot) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    if let reason = TestEnvironment.tracingSkipReason { try skip(reason) }
     let spec = "skb:* /mark==0xdead/ < print(len, gso_type) >"
     // How many probes the root's swtrace attaches: its own check says.
     let plan = try root.run(["swtrace", "check", "-e", spec], timeout: 120)
