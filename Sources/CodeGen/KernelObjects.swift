@@ -1,6 +1,5 @@
 import BPF
 import BTF
-import LibBPF
 import Sema
 
 extension CodeGenerator {
@@ -46,7 +45,7 @@ struct KernelObjectLayoutBuilder {
   /// Appends the structure `id` (a resolved struct or union) and what it embeds; its index.
   private mutating func structure(_ id: BTFTypeID, depth: Int) -> Int {
     let index = structures.count
-    let (name, size, isUnion, members): (String, Int, Bool, [RawBTFType.Member])
+    let (name, size, isUnion, members): (String, Int, Bool, [BTFType.Member])
     switch types.type(id) {
     case .structure(let n, let s, let m): (name, size, isUnion, members) = (n, s, false, m)
     case .union(let n, let s, let m): (name, size, isUnion, members) = (n, s, true, m)

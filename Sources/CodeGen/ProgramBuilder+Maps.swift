@@ -200,7 +200,7 @@ extension ProgramBuilder {
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.jump(if: .eq, .r2, .immediate(0), to: replace)
       asm.emit(.load(.double, .r2, .r0, offset: 0))
-      let signed = isSigned(declaration.valueType)
+      let signed = declaration.valueType.isSigned
       let keep: JumpCondition =
         declaration.aggregation == .minimum ? (signed ? .sge : .ge) : (signed ? .sle : .le)
       asm.jump(if: keep, .r1, .register(.r2), to: end)
@@ -247,12 +247,28 @@ extension ProgramBuilder {
     asm.bind(end)
   }
 
+  /// `delete(@map[keys])`. A histogram keeps one entry per bucket, its index the last 8
+  /// bytes of the key: each bucket's entry is deleted (no loops, so one call per bucket).
   mutating func mapDelete(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) {
     let key = try buildKey(map, keys)
     temps.spillAll(&frame, &asm)
-    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    pointer(to: key, in: .r2)
-    asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+    let declaration = maps[map]
+    var buckets: [Int64?] = [nil]
+    switch declaration.aggregation {
+    case .histogram: buckets = (0..<66).map { $0 }
+    case .linearHistogram(let low, let high, let step):
+      buckets = (0...(Buckets.linearCount(min: low, max: high, step: step) + 1)).map { $0 }
+    default: break
+    }
+    let bucket = key.advanced(by: MapLayout.keySize(declaration) - 8)
+    for index in buckets {
+      if let index {
+        asm.emit(.storeImmediate(.double, bucket.base, offset: bucket.offset, Int32(truncatingIfNeeded: index)))
+      }
+      asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+      pointer(to: key, in: .r2)
+      asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+    }
   }
 
   /// `@map[keys]` in an expression: the stored value, or 0.
@@ -287,7 +303,7 @@ extension ProgramBuilder {
     let (temp, index) = temps.allocate(&frame, &asm)
     let value = temps.use(valueTemp, &frame, &asm)
     let done = asm.newLabel()
-    let signed = isSigned(declaration.valueType)
+    let signed = declaration.valueType.isSigned
     switch declaration.aggregation {
     case .linearHistogram(let low, let high, let step):
       let count = Buckets.linearCount(min: low, max: high, step: step)
@@ -324,7 +340,9 @@ extension ProgramBuilder {
       // index = 2 + floor(log2(value)), halving the bit range that holds the top set bit.
       asm.emit(.mov(index, 2))
       var width = 64
-      if case .integer(let bytes, false) = declaration.valueType { width = 8 * bytes }
+      if let representation = declaration.valueType.integerRepresentation, !representation.isSigned {
+        width = 8 * representation.bytes
+      }
       for bits in [32, 16, 8, 4, 2] as [Int32] where Int(bits) < width {
         let skip = asm.newLabel()
         if bits < 31 {

@@ -1,6 +1,8 @@
-import BTF
-import Foundation
-import LibBPF
+public import BTF
+import FoundationEssentials
+import Glibc
+import Output
+internal import LibBPF
 public import Sema
 
 /// What this kernel lets swtrace attach, found by trying rather than by version numbers.
@@ -58,7 +60,7 @@ public enum KernelCapabilities {
 /// kprobe.multi link accepts: read once, nil when tracefs cannot be read.
 enum FtraceFunctions {
   static let available: Set<String>? = Tracefs.withRoot(containing: "available_filter_functions") { root in
-    guard let data = readWholeFile(root + "/available_filter_functions") else { return nil }
+    guard let data = ProcFile.read(root + "/available_filter_functions") else { return nil }
     // Lines are `name` or `name [module]`; only the name matters here.
     var names = Set<String>()
     for line in data.split(separator: UInt8(ascii: "\n")) {
@@ -67,22 +69,6 @@ enum FtraceFunctions {
     }
     return names.isEmpty ? nil : names
   } ?? nil
-
-  /// Reads a file to its end. tracefs files report a size of 0 and are produced as they are
-  /// read, so reading by the reported size gets nothing or a first page.
-  static func readWholeFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if count < 0, errno == EINTR { continue }
-      guard count > 0 else { return count == 0 ? result : nil }
-      result += chunk[0..<count]
-    }
-  }
 }
 
 /// Where tracefs is, mounted for the duration of a read when it is nowhere (as root).
@@ -100,5 +86,37 @@ enum Tracefs {
     guard mount("tracefs", mountPoint, "tracefs", 0, nil) == 0 else { return nil }
     defer { umount(mountPoint) }
     return body(mountPoint)
+  }
+}
+
+/// What the running kernel allows, remembered per boot in /run: refusing an fentry program
+/// takes this kernel over a second, and the answer cannot change until the next boot.
+public enum CapabilityCache {
+  public static let path = "/run/swtrace-backends"
+
+  /// The backends of the running kernel (whose BTF `types` is): remembered, or detected now.
+  public static func support(types: KernelTypes) -> BackendSupport {
+    let key = bootKey()
+    if let key, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+      let lines = text.split(separator: "\n").map(String.init)
+      if lines.first == key {
+        return BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:))))
+      }
+    }
+    let detected = KernelCapabilities.detect(types: types)
+    // An empty answer usually means missing privileges, not the kernel: don't remember it.
+    if let key, !detected.available.isEmpty {
+      let text = ([key] + detected.available.map(\.rawValue).sorted()).joined(separator: "\n") + "\n"
+      try? text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+    return detected
+  }
+
+  /// The boot id and kernel release: a new boot or kernel asks the kernel again.
+  static func bootKey() -> String? {
+    guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
+      let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
+    else { return nil }
+    return boot.filter { !$0.isWhitespace } + " " + release.filter { !$0.isWhitespace }
   }
 }

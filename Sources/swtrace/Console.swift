@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwtraceSyntax
 
 /// Writes to stdout and stderr. Diagnostics go through the one renderer; colour only on a
@@ -31,41 +32,14 @@ enum Console {
     }
   }
 
+  /// Writes all of `text` to stderr; a stderr that cannot be written to is not an error of its own.
   static func writeError(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
-  }
-}
-
-/// Buffered standard output that reports a closed pipe instead of dying of SIGPIPE.
-final class OutputStream {
-  private var buffer: [UInt8] = []
-  private(set) var isClosed = false
-
-  init() {
-    signal(SIGPIPE, SIG_IGN)
-    buffer.reserveCapacity(1 << 16)
-  }
-
-  func writeLine(_ line: String) {
-    guard !isClosed else { return }
-    buffer.append(contentsOf: line.utf8)
-    buffer.append(UInt8(ascii: "\n"))
-    if buffer.count >= 1 << 15 { flush() }
-  }
-
-  func flush() {
-    guard !isClosed, !buffer.isEmpty else { return }
-    var offset = 0
-    while offset < buffer.count {
-      let written = buffer[offset...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
-      if written < 0 {
-        if errno == EINTR { continue }
-        // The reader went away (`| head -1`): stop writing; tracing ends cleanly.
-        isClosed = true
-        break
-      }
-      offset += written
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+      let written = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+      if written < 0 && errno == EINTR { continue }
+      guard written > 0 else { return }
+      bytes = bytes.dropFirst(written)
     }
-    buffer.removeAll(keepingCapacity: true)
   }
 }

@@ -6,6 +6,7 @@ import BPF
 import BTF
 import CodeGen
 import Foundation
+import KernelTestSupport
 import Runtime
 import Sema
 import SwtraceSyntax
@@ -74,6 +75,7 @@ struct DifferentialTally {
   var largestKernelCount = 0
   /// The smallest ratio of the pre-check's count of the kernel's work to the kernel's.
   var lowestRatio = Double.infinity
+  var lowestRatioSpec = ""
   var secondsByKind: [String: Double] = [:]
   /// Specs refused as too complex for the kernel, and those of them the kernel also refuses.
   var refusedAsTooComplex = 0
@@ -92,11 +94,12 @@ struct DifferentialTally {
       \(broken) broken variants: accepted by both \(acceptedBoth), rejected by both \(rejectedBoth), rejected by the pre-check only \(rejectedByPrecheckOnly) (agreement on rejections \(rejections == 0 ? 100 : 100 * rejectedBoth / rejections)%)
       refusals:
       \(refusals.joined(separator: "\n"))
+      lowest ratio: \(lowestRatioSpec)
       """
   }
 }
 
-@Suite("verifier pre-check against the kernel", .serialized, .enabled(if: isRoot, "loading programs needs root"))
+@Suite("verifier pre-check against the kernel", .serialized)
 struct DifferentialTests {
   /// Programs per run (generated specs' programs plus broken variants):
   /// `SWTRACE_DIFFERENTIAL_PROGRAMS`. `make test` runs a sample of 600 (about a minute in a
@@ -106,7 +109,7 @@ struct DifferentialTests {
     UInt64(ProcessInfo.processInfo.environment["SWTRACE_DIFFERENTIAL_SEED"] ?? "") ?? 0x5eed_2026
   }
 
-  @Test("no program the pre-check accepts is rejected by the kernel or under-counted, and every refusal is located")
+  @Test("no program the pre-check accepts is rejected by the kernel or under-counted, and every refusal is located", .needsKernelLoading)
   func precheckAcceptanceImpliesKernelAcceptance() throws {
     let types = try KernelTypes.loadRunningKernel()
     let support = KernelCapabilities.detect(types: types)
@@ -161,7 +164,11 @@ struct DifferentialTests {
           let model = program.verifierWork ?? 0
           // The pre-check refuses at 900,000, 90% of the kernel's limit: it must count at
           // least 90% of the kernel's work for that to refuse whatever the kernel would.
-          tally.lowestRatio = min(tally.lowestRatio, Double(model) / Double(max(1, kernelCount)))
+          let ratio = Double(model) / Double(max(1, kernelCount))
+          if ratio < tally.lowestRatio {
+            tally.lowestRatio = ratio
+            tally.lowestRatioSpec = "\(model) of \(kernelCount) for \(program.attachPoint.name) of:\n\(text)"
+          }
           if 10 * model < 9 * kernelCount {
             tally.disagreements.append(
               "[\(kind)] the pre-check counted \(model) instructions of the kernel's work, the kernel \(kernelCount), for \(program.attachPoint.name) of:\n\(text)")
@@ -212,7 +219,7 @@ struct DifferentialTests {
     defer { session.detach() }
     do {
       try session.load(skippingRefusedFunctions: false)
-      return .success(session.programInfo().map(\.info.verifiedInstructionCount))
+      return .success(session.verifiedInstructionCounts().map { $0 ?? 0 })
     } catch {
       return .failure(KernelRefusal(description: error.description))
     }

@@ -6,14 +6,15 @@ import BPF
 import BTF
 import CodeGen
 import Foundation
+import KernelTestSupport
 import Runtime
 import Sema
 import SwtraceSyntax
 import Testing
 
-@Suite("plain loads through a BTF pointer: the pre-check against the kernel", .serialized, .enabled(if: isRoot, "loading programs needs root"))
+@Suite("plain loads through a BTF pointer: the pre-check against the kernel", .serialized)
 struct KernelObjectAccessTests {
-  @Test("every width at every offset of struct sk_buff gets the kernel's verdict")
+  @Test("every width at every offset of struct sk_buff gets the kernel's verdict", .needsKernelLoading)
   func everyOffsetOfSkBuff() throws {
     let types = try KernelTypes.loadRunningKernel()
     let resolver = ProbeResolver(types: types, support: .tracepointsOnly)

@@ -7,6 +7,7 @@ import BPF
 import BTF
 import CodeGen
 import Foundation
+import KernelTestSupport
 import Runtime
 import Sema
 import SwtraceSyntax
@@ -38,9 +39,8 @@ func kernelVerdict(of text: String, types: KernelTypes) -> KernelVerdict {
   }
 }
 
-let isRoot = geteuid() == 0
 
-@Suite("legal specs load into the kernel", .serialized, .enabled(if: isRoot, "loading programs needs root"))
+@Suite("legal specs load into the kernel", .serialized)
 struct LegalSpecsKernelTests {
   static func repeated(_ count: Int, _ body: (Int) -> String) -> String {
     (0..<count).map(body).joined(separator: "\n")
@@ -59,6 +59,7 @@ struct LegalSpecsKernelTests {
     ("a keyed read printed", "skb:net_dev_queue { @m[len] = len; print(@m[3]) }"),
     ("string keys of different lengths", #"skb:net_dev_queue { @a[comm] = count(); @a["eth0"] = count(); @a["a-much-longer-name"] = count() }"#),
     ("delete of a short string key", #"skb:net_dev_queue { @a[comm] = count(); delete(@a["lo"]) }"#),
+    ("delete of histogram entries", "skb:net_dev_queue { @h[ifname] = hist(len); @l[mark] = lhist(len, 0, 100, 10); delete(@h[\"lo\"]); delete(@l[1]) }"),
     ("a pointer variable indexed", "skb:net_dev_queue { $p = (struct sk_buff *)skb; print($p[mark].mark, $p->len) }"),
     ("pointer equality", "skb:net_dev_queue { print(skb == skb->next, skb != skb->prev) }"),
     // Parts of pointer members read through integer-pointer casts.
@@ -89,7 +90,7 @@ struct LegalSpecsKernelTests {
     ),
   ]
 
-  @Test("the spec passes the pre-check and loads", arguments: specs.map(\.name))
+  @Test("the spec passes the pre-check and loads", .needsKernelLoading, arguments: specs.map(\.name))
   func loads(name: String) throws {
     let text = Self.specs.first { $0.name == name }!.text
     let types = try KernelTypes.loadRunningKernel()
