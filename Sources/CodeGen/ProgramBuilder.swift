@@ -216,7 +216,7 @@ struct ProgramBuilder {
   mutating func finishProgram(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     if frame.unplaced > 0 {
       throw CodeGenError(
-        message: "this needs \(frame.unplaced) more bytes of memory than a clause has for its values (its \(SlotAllocator.stackSize)-byte stack and \(SlotAllocator.scratchLimit + SlotAllocator.scratchStart) bytes of scratch); keep fewer or smaller values, or split the clause",
+        message: "this needs \(frame.unplaced) bytes of memory that do not fit in what a clause has for its values (its \(SlotAllocator.stackSize)-byte stack and \(SlotAllocator.scratchLimit + SlotAllocator.scratchStart) bytes of scratch); keep fewer or smaller values, or split the clause",
         range: firstUnplacedRange ?? clause.range)
     }
     do {
