@@ -99,12 +99,6 @@ struct SlotAllocator {
   /// The slots handed out and not given back, permanent ones aside.
   var liveSlots: Set<Slot> { Set(sizes.keys).subtracting(permanent) }
 
-  /// Whether `slot` holds `offset` (relative to the same base).
-  func contains(_ slot: Slot, offset: Int16, base: Register) -> Bool {
-    guard slot.base == base, let size = sizes[slot] else { return false }
-    return Int(offset) >= Int(slot.offset) && Int(offset) < Int(slot.offset) + size
-  }
-
   private static func freeRun(of units: Int, in used: [Bool]) -> Int? {
     guard units <= used.count else { return nil }
     var run = 0

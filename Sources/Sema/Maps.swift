@@ -229,14 +229,7 @@ extension ClauseContext {
         Diagnostic("too-many-maps", "a spec may use at most \(Self.mapLimit) maps", at: range))
       return nil
     }
-    let keyBytes = declaration.keys.reduce(0) { $0 + $1.type.mapSlotSize }
-    if keyBytes > Self.keyLimit {
-      diagnostics.append(
-        Diagnostic(
-          "map-key-too-large", "the key of \(declaration.displayName) takes \(keyBytes) bytes; keys are limited to \(Self.keyLimit)",
-          at: range, notes: [.init(.help, "use fewer or smaller keys (a string key takes its whole capacity)")]))
-      return nil
-    }
+    guard keyFits(declaration.keys.map(\.type), of: declaration, at: range) else { return nil }
     maps.append(declaration)
     return maps.count - 1
   }
@@ -278,17 +271,21 @@ extension ClauseContext {
     return unifiedStorage(existing.valueType, declaration.valueType, integersMix: true)
   }
 
+  /// Whether keys of `types` fit the key size limit; false, with a diagnostic, when not.
+  mutating func keyFits(_ types: [ValueType], of map: MapDeclaration, at range: SourceRange) -> Bool {
+    let keyBytes = types.reduce(0) { $0 + $1.mapSlotSize }
+    guard keyBytes > Self.keyLimit else { return true }
+    diagnostics.append(
+      Diagnostic(
+        "map-key-too-large", "the key of \(map.displayName) takes \(keyBytes) bytes; keys are limited to \(Self.keyLimit)",
+        at: range, notes: [.init(.help, "use fewer or smaller keys (a string key takes its whole capacity)")]))
+    return false
+  }
+
   /// Makes map `index` hold `keys` and `valueType` (its string keys and values widened);
   /// false, with a diagnostic, when the widened key is over the limit.
   mutating func widen(_ index: Int, keys: [ValueType], valueType: ValueType, at range: SourceRange) -> Bool {
-    let keyBytes = keys.reduce(0) { $0 + $1.mapSlotSize }
-    if keyBytes > Self.keyLimit {
-      diagnostics.append(
-        Diagnostic(
-          "map-key-too-large", "the key of \(maps[index].displayName) takes \(keyBytes) bytes; keys are limited to \(Self.keyLimit)",
-          at: range, notes: [.init(.help, "use fewer or smaller keys (a string key takes its whole capacity)")]))
-      return false
-    }
+    guard keyFits(keys, of: maps[index], at: range) else { return false }
     for (position, type) in keys.enumerated() { maps[index].keys[position].type = type }
     maps[index].valueType = valueType
     return true

@@ -113,8 +113,7 @@ struct DifferentialTests {
   func precheckAcceptanceImpliesKernelAcceptance() throws {
     let types = try KernelTypes.loadRunningKernel()
     let support = KernelCapabilities.detect(types: types)
-    let compiler = SpecCompiler(
-      resolver: ProbeResolver(types: types, support: .tracepointsOnly), ringBufferSize: 4096, mapEntries: 64)
+    let compiler = runningKernelCompiler(types)
     _ = support
     var generator = SpecGenerator(seed: Self.seed, skbNumberFields: skbNumberFields(types))
     var mutations = SplitMix64(seed: 0xb0_6005)
@@ -131,7 +130,7 @@ struct DifferentialTests {
         tally.refusedByKind[kind, default: 0] += 1
         if diagnostics.contains(where: { $0.message.contains("too close to its limit") }) {
           tally.refusedAsTooComplex += 1
-          if let unchecked = Self.compileWithoutPrecheck(file, types: types), case .failure = Self.load(unchecked) {
+          if let unchecked = compileWithoutPrecheck(file, types: types), case .failure = loadIntoKernel(unchecked) {
             tally.tooComplexForTheKernelToo += 1
           }
         }
@@ -152,7 +151,7 @@ struct DifferentialTests {
         compiled = result
       }
       tally.programs += compiled.programs.count
-      switch Self.load(compiled) {
+      switch loadIntoKernel(compiled) {
       case .failure(let error):
         tally.disagreements.append("[\(kind)] spec accepted by the pre-check, rejected by the kernel:\n\(text)\n\(error)")
       case .success(let kernelCounts):
@@ -184,7 +183,7 @@ struct DifferentialTests {
       let precheck = Verifier.check(
         variant.programs[0].program, context: variant.programs[0].context, maps: variant.maps,
         kernelObjects: variant.programs[0].kernelObjects)
-      let kernel = Self.load(variant)
+      let kernel = loadIntoKernel(variant)
       switch (precheck.isEmpty, kernel) {
       case (true, .success): tally.acceptedBoth += 1
       case (false, .failure): tally.rejectedBoth += 1
@@ -205,27 +204,4 @@ struct DifferentialTests {
     let blanked = diagnostic.message.replacing(/'[^']*'|"[^"]*"|\d+/, with: "_")
     return "\(diagnostic.id): \(blanked.prefix(140))"
   }
-
-  /// `file` compiled without the pre-check, for the kernel to judge alone.
-  static func compileWithoutPrecheck(_ file: SourceFile, types: KernelTypes) -> CompiledSpec? {
-    let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
-    guard let checked = Checker(resolver: resolver).check(Parser.parse(file).spec, source: file).spec else { return nil }
-    return try? CodeGenerator(types: types, ringBufferSize: 4096, mapEntries: 64).generate(checked)
-  }
-
-  /// The kernel's instructions processed for each loaded program, or what it said.
-  static func load(_ compiled: CompiledSpec) -> Result<[Int], KernelRefusal> {
-    let session = TraceSession(compiled: compiled)
-    defer { session.detach() }
-    do {
-      try session.load(skippingRefusedFunctions: false)
-      return .success(session.verifiedInstructionCounts().map { $0 ?? 0 })
-    } catch {
-      return .failure(KernelRefusal(description: error.description))
-    }
-  }
-}
-
-struct KernelRefusal: Error, CustomStringConvertible {
-  var description: String
 }

@@ -17,13 +17,7 @@ struct KernelObjectAccessTests {
   @Test("every width at every offset of struct sk_buff gets the kernel's verdict", .needsKernelLoading)
   func everyOffsetOfSkBuff() throws {
     let types = try KernelTypes.loadRunningKernel()
-    let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
-    let file = SourceFile(name: "<spec>", text: "skb:net_dev_queue { print(len) }")
-    guard case .compiled(let template, _) = SpecCompiler(resolver: resolver, ringBufferSize: 4096, mapEntries: 64).compile(file)
-    else {
-      Issue.record("the template spec must compile")
-      return
-    }
+    let template = try template("skb:net_dev_queue { print(len) }", types: types)
     let program = template.programs[0]
     let skbIndex = program.attachPoint.skbArgument!
     let layout = try #require(program.kernelObjects[skbIndex])
@@ -47,14 +41,8 @@ struct KernelObjectAccessTests {
         let precheck = Verifier.check(
           compiled.programs[0].program, context: program.context, maps: compiled.maps,
           kernelObjects: program.kernelObjects)
-        let session = TraceSession(compiled: compiled)
         var kernelError: String?
-        do {
-          try session.load(skippingRefusedFunctions: false)
-        } catch {
-          kernelError = error.description
-        }
-        session.detach()
+        if case .failure(let refusal) = loadIntoKernel(compiled) { kernelError = refusal.description }
         let kernelAccepts = kernelError == nil
         // A whole pointer to a struct loads as a kernel pointer: the kernel accepts the load;
         // the pre-check refuses it, since generated code never wants one.

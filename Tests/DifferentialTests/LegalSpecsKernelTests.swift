@@ -22,23 +22,15 @@ enum KernelVerdict: Equatable {
 }
 
 func kernelVerdict(of text: String, types: KernelTypes) -> KernelVerdict {
-  let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
   let file = SourceFile(name: "<spec>", text: text)
-  switch SpecCompiler(resolver: resolver, ringBufferSize: 4096, mapEntries: 64).compile(file) {
+  switch runningKernelCompiler(types).compile(file) {
   case .failed(let diagnostics):
     return .refusedByPrecheck(DiagnosticRenderer().render(diagnostics, in: file))
   case .compiled(let compiled, _):
-    let session = TraceSession(compiled: compiled)
-    defer { session.detach() }
-    do {
-      try session.load(skippingRefusedFunctions: false)
-      return .loaded
-    } catch {
-      return .rejectedByKernel(error.description)
-    }
+    if case .failure(let refusal) = loadIntoKernel(compiled) { return .rejectedByKernel(refusal.description) }
+    return .loaded
   }
 }
-
 
 @Suite("legal specs load into the kernel", .serialized)
 struct LegalSpecsKernelTests {

@@ -64,31 +64,21 @@ struct VerificationCostKernelTests {
   func againstTheKernel(name: String) throws {
     let program = Self.programs.first { $0.name == name }!.program
     let (types, _) = try RunningKernel.forLoading()
-    let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
-    let file = SourceFile(name: "<spec>", text: "tracepoint:sock:sock_recv_length { print(ret) }")
-    guard case .compiled(var compiled, _) = SpecCompiler(resolver: resolver, ringBufferSize: 4096, mapEntries: 64).compile(file)
-    else {
-      Issue.record("the template spec must compile")
-      return
-    }
+    var compiled = try template("tracepoint:sock:sock_recv_length { print(ret) }", types: types)
     compiled.programs[0].program = program
     let report = Verifier.analyze(
       program, context: compiled.programs[0].context, maps: compiled.maps, kernelObjects: compiled.programs[0].kernelObjects)
-    let session = TraceSession(compiled: compiled)
-    defer { session.detach() }
-    var refusal: String?
-    do {
-      try session.load(skippingRefusedFunctions: false)
-    } catch {
-      refusal = error.description
-    }
-    if let refusal {
-      print("\(name): the kernel refuses it: \(refusal.suffix(200))")
-      #expect(refusal.contains("too large"), "\(refusal)")
+    let counts: [Int]
+    switch loadIntoKernel(compiled) {
+    case .failure(let refusal):
+      print("\(name): the kernel refuses it: \(refusal.description.suffix(200))")
+      #expect(refusal.description.contains("too large"), "\(refusal)")
       #expect(report.exceededComplexity, "the kernel finds it too complex, the pre-check accepts it")
       return
+    case .success(let loaded):
+      counts = loaded
     }
-    let kernel = try #require(session.verifiedInstructionCounts().first ?? nil)
+    let kernel = try #require(counts.first)
     print("\(name): the pre-check counts \(report.processedInstructions), the kernel \(kernel)")
     #expect(report.rejections.isEmpty, "the kernel loads it, but the pre-check says \(report.rejections)")
     #expect(10 * report.processedInstructions >= 9 * kernel)
@@ -101,16 +91,14 @@ struct VerificationCostKernelTests {
       "skb:net_dev_queue {\n  if (" + (0..<18).map { "(mark > \($0)) * \(1 << $0)" }.joined(separator: " + ")
       + " == 3) {\n    print(len)\n  }\n}"
     let file = SourceFile(name: "<spec>", text: text)
-    let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
-    guard case .failed(let diagnostics) = SpecCompiler(resolver: resolver, ringBufferSize: 4096, mapEntries: 64).compile(file)
-    else {
+    guard case .failed(let diagnostics) = runningKernelCompiler(types).compile(file) else {
       Issue.record("the pre-check must refuse it")
       return
     }
     #expect(diagnostics.first?.message.contains("too close to its limit") == true, "\(diagnostics)")
     #expect(diagnostics.first.map { file.location(of: $0.range.start).line } == 2)
-    let unchecked = try #require(DifferentialTests.compileWithoutPrecheck(file, types: types))
-    guard case .failure(let refusal) = DifferentialTests.load(unchecked) else {
+    let unchecked = try #require(compileWithoutPrecheck(file, types: types))
+    guard case .failure(let refusal) = loadIntoKernel(unchecked) else {
       Issue.record("the kernel loaded what the pre-check refused as too complex")
       return
     }
