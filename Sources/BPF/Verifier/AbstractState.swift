@@ -83,8 +83,6 @@ enum Value: Hashable, Sendable {
   case pointer(Pointer)
   /// Ring buffer memory that was submitted or discarded: any further use is refused.
   case released
-  /// A value whose kind the pre-check could not follow: any use is refused.
-  case conflicting
 
   static func constant(_ value: UInt64) -> Value { .scalar(.constant(value), link: 0, origin: .constant(value)) }
 
@@ -237,21 +235,4 @@ extension AbstractState {
     }
     return true
   }
-}
-
-/// A set of registers r0-r10 as a bit mask.
-struct RegisterSet: Hashable, Sendable {
-  var bits: UInt16 = 0
-
-  static let all = RegisterSet(bits: 0x7ff)
-  static let callerSaved = RegisterSet(bits: 0b11_1111)  // r0-r5
-
-  init(bits: UInt16) { self.bits = bits }
-  init(_ registers: [Register]) {
-    for register in registers { bits |= 1 << UInt16(register.index) }
-  }
-
-  func contains(_ index: Int) -> Bool { bits & (1 << UInt16(index)) != 0 }
-  func union(_ other: RegisterSet) -> RegisterSet { RegisterSet(bits: bits | other.bits) }
-  func subtracting(_ other: RegisterSet) -> RegisterSet { RegisterSet(bits: bits & ~other.bits) }
 }

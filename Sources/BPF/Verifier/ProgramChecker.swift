@@ -317,19 +317,9 @@ final class ProgramChecker {
       throw Problem(
         "uses ring buffer memory in \(register) after it was submitted or discarded",
         hint: "write the whole record before calling bpf_ringbuf_submit")
-    case .conflicting:
-      throw Self.conflictProblem(register.description)
     default:
       return value
     }
-  }
-
-  /// A value whose kind depends on the path: the kernel might follow each path separately
-  /// and accept it, but this pre-check merged them to stay fast.
-  private static func conflictProblem(_ place: String) -> Problem {
-    Problem(
-      "uses \(place), which holds different kinds of values (say, a pointer and a number) depending on the path taken to it",
-      hint: "keep pointers and numbers in different registers and stack slots across branches")
   }
 
   private func mapIndex(_ fd: Int32) throws(Problem) -> Int {
@@ -345,7 +335,6 @@ final class ProgramChecker {
     switch value {
     case .uninitialized: return "nothing"
     case .released: return "released ring buffer memory"
-    case .conflicting: return "a value of a kind that depends on the path"
     case .scalar(let bounds, _, _):
       return bounds.constant == 0 ? "the number 0 (a null pointer)" : "a number, not a pointer"
     case .pointer(let pointer): return describe(pointer)
@@ -623,7 +612,6 @@ final class ProgramChecker {
       }
       let (slot, byte) = AbstractState.position(ofStackOffset: start)
       if case .spill(let saved) = state.stack[slot] {
-        if saved == .conflicting { throw Self.conflictProblem("the stack at \(Self.stackText(start))") }
         if size == 8 { return saved }
         if case .pointer = saved {
           throw Problem(
@@ -861,7 +849,7 @@ final class ProgramChecker {
           hint: "initialise the counter before updating it")
       }
       if case .spill(let saved) = state.stack[AbstractState.position(ofStackOffset: start).slot],
-        saved.pointer != nil || saved == .conflicting
+        saved.pointer != nil
       {
         throw Problem(
           "does an atomic operation on \(describe(saved)) saved at \(Self.stackText(start))",
