@@ -74,6 +74,11 @@ struct LegalSpecsKernelTests {
         + repeated(12) { "@m\($0)[\($0 % 2 == 0 ? "ifname, comm, ip6.daddr" : "comm, ip6.saddr, ifname")] = sum(len)" }
         + "\n}"
     ),
+    (
+      "one statement holding more than the stack",
+      "skb:net_dev_queue { if (" + Array(repeating: "ip6.saddr != ip6.daddr", count: 40).joined(separator: " && ")
+        + ") { print(len) } }"
+    ),
     // Verification cost: sixteen independent branches feeding a histogram.
     (
       "16 branch variables into hist",
