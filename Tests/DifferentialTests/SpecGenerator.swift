@@ -234,7 +234,11 @@ struct SpecGenerator {
     case 5: return pick(Self.ipv4Values + clause.addressVariables)
     case 6: return pick(Self.ipv6Values)
     case 7: return pick(Self.flagsValues)
-    case 8: return pick(["skb", "skb->dev", "skb->head", "skb->data"])
+    case 8:
+      return pick([
+        "skb", "skb->dev", "skb->head", "skb->data", "(enum skb_drop_reason)(mark & 7)", "(enum sock_type)\(numberAtom(clause))",
+        clause.shape.probe == "skb:kfree_skb" ? "ksym(location)" : "skb->dev",
+      ])
     default: return numberAtom(clause)
     }
   }
@@ -265,7 +269,7 @@ struct SpecGenerator {
         values.append(chance(50) ? stringValue(clause) : printable(clause))
       case 4:
         format += "%p "
-        values.append(clause.shape.hasSkb ? pick(["skb", "skb->dev", "skb->head"]) : numberAtom(clause))
+        values.append(clause.shape.hasSkb ? pick(["skb", "skb->dev", "skb->head"]) : "(u64)\(numberAtom(clause))")
       default:
         format += "%% "
       }

@@ -776,9 +776,11 @@ final class ProgramChecker {
             hint: "save pointers with 8-byte stores")
         }
         state.markStackWritten(offset: start, size: size)
+        // At the start of a slot the kernel saves the register, whatever its value; elsewhere
+        // it marks the bytes "zero" or "misc" by the value.
         recordStackWrite(
           &state, offset: start, size: size, contents: contents,
-          shape: value.bounds?.constant == 0 ? .zero : .number(nil))
+          shape: start % 8 != 0 && value.bounds?.constant == 0 ? .zero : .number(nil))
       }
     case .mapValue(let map):
       try requireChecked(pointer, register)

@@ -340,10 +340,12 @@ struct StateRelevance {
       }
       let slots = slotMask(from: start, size: size)
       let mattered = precise.slots & slots != 0
-      if size == 8, start % 8 == 0 {
-        // A whole slot written: what was there before is dead.
-        live.slots &= ~slots
+      if start % 8 == 0 {
+        // A store at the start of a slot saves a register (or constant) there, of any width:
+        // the kernel's precision tracking moves from the slot to what was stored and stops.
         precise.slots &= ~slots
+        // Only a whole slot written makes what was there before dead.
+        if size == 8 { live.slots &= ~slots }
       }
       if mattered, let value { precise.insert(value) }
     }
