@@ -21,8 +21,9 @@ SWIFT ?= swift
 SWIFT_FLAGS ?=
 
 # Debian packages needed to build (libbpf via pkg-config), test (namespaces, veth, marks)
-# and inspect (bpftool). Later: bpftrace, prometheus, qemu.
-APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd
+# and inspect (bpftool); tcpdump and scapy (python3-scapy) are the packet-field oracle's
+# independent capture and dissector (scripts/field-oracle.py). Later: bpftrace, prometheus, qemu.
+APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd tcpdump python3-scapy
 
 SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh .ci/run
 
