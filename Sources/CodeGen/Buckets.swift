@@ -46,18 +46,12 @@ public enum Buckets {
 public enum MapLayout {
   /// Key bytes: each key in its own 8-byte-aligned slot, then the bucket index for histograms.
   public static func keySize(_ map: MapDeclaration) -> Int {
-    let keys = map.keys.reduce(0) { $0 + slotSize($1.type) }
+    let keys = map.keys.reduce(0) { $0 + $1.slotSize }
     let total = keys + (map.aggregation.isHistogram ? 8 : 0)
     return max(total, 8)
   }
 
-  public static func slotSize(_ type: ValueType) -> Int {
-    switch type {
-    case .string(let capacity): (capacity + 7) / 8 * 8
-    case .ipv6: 16
-    default: 8
-    }
-  }
+  public static func slotSize(_ type: ValueType) -> Int { type.mapSlotSize }
 
   /// Value bytes per CPU (or in total for plain value maps).
   public static func valueSize(_ map: MapDeclaration) -> Int {

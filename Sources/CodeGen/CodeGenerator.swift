@@ -165,6 +165,10 @@ public struct CodeGenerator: Sendable {
       offset = (offset + alignment - 1) / alignment * alignment
       fields.append(EventField(label: value.label, type: value.value.type, offset: offset, size: size))
       offset += size
+      if value.value.presence != nil {
+        fields[fields.count - 1].presenceOffset = offset
+        offset += 1
+      }
     }
     return EventLayout(id: id, fields: fields, size: (offset + 7) / 8 * 8, range: range)
   }
@@ -174,7 +178,7 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
-    case .select(_, let value, _): return fieldSize(value)
+    case .select(_, let value, _), .optional(_, let value): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
@@ -187,6 +191,7 @@ public struct CodeGenerator: Sendable {
     switch expression.type {
     case .string(let capacity): return capacity
     case .ipv6: return 16
+    case .ipAddress: return 24
     case .probe: return 4
     case .bool: return 1
     case .integer(let bytes, _): return bytes

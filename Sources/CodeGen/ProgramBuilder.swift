@@ -33,6 +33,11 @@ struct ProgramBuilder {
   var variableSlots: [(offset: Int16, size: Int)] = []
   /// Fields the clause reads through a helper more than once: read once, kept on the stack.
   var sharedReads: Set<KernelRead> = []
+  /// The stack areas of the packet header walk, by layer, and its scratch space: allocated
+  /// once per program, written again by each run of the walk (see `ProgramBuilder+Packet`).
+  var packetFactAreas: [Int: Int16] = [:]
+  var packetScratch: Int16?
+  var packetWalkState: Int16?
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -313,6 +318,25 @@ struct ProgramBuilder {
       try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
         try builder.store(arm, into: field)
       }
+      return
+    case .optional(let present, let inner):
+      guard let presence = field.presenceOffset else { break }
+      // The value and a byte saying it is there, or zeros and a byte saying it is not.
+      try prefetchSharedReads([present, inner])
+      temps.spillAll(&frame, &asm)
+      let isAbsent = asm.newLabel()
+      let end = asm.newLabel()
+      try branch(present, ifFalse: isAbsent)
+      try store(inner, into: field)
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), 1))
+      asm.jump(to: end)
+      asm.bind(isAbsent)
+      try store(TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), 0))
+      asm.bind(end)
+      return
+    case .eitherFamily(let isIPv4, let v4, let v6):
+      try storeFamilyAddress(isIPv4, v4, v6, into: Self.record, at: field.offset)
       return
     case .integer(0) where field.size > 8:
       for chunk in stride(from: 0, to: field.size, by: 8) {

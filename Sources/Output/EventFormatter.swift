@@ -63,6 +63,7 @@ public struct EventFormatter: Sendable {
     case .unsigned(let v): String(v)
     case .signed(let v): String(v)
     case .bool(let v): v ? "true" : "false"
+    case .absent: "null"
     default: JSON.string(text(value))
     }
   }
@@ -132,6 +133,7 @@ extension DecodedValue {
     case .pointer(let v): "0x" + String(v, radix: 16)
     case .ipv4(let v): IPFormat.ipv4(v)
     case .ipv6(let v): IPFormat.ipv6(v)
+    case .absent: "-"
     }
   }
 }

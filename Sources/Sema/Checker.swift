@@ -273,8 +273,13 @@ struct ClauseContext {
     return scratch.diagnostics.count == before ? value : nil
   }
 
-  /// A condition: non-boolean values are compared with zero, as in C.
+  /// A condition: non-boolean values are compared with zero, as in C; a value that may be
+  /// absent holds only when it is present.
   func condition(_ unfolded: TypedExpr) -> TypedExpr {
+    if let presence = unfolded.presence {
+      if unfolded.type == .ipAddress { return condition(presence) }
+      return TypedExpr(.binary(.and, condition(presence), condition(unfolded.unwrapped)), type: .bool, range: unfolded.range)
+    }
     let expression = ConstantFolding.folded(unfolded)
     if case .integer(let value) = expression.kind {
       return TypedExpr(.integer(value != 0 ? 1 : 0), type: .bool, range: expression.range)
@@ -428,16 +433,17 @@ struct ClauseContext {
       if name == "location", case .pointer(let pointee, _) = type, pointee == 0 { type = .kernelSymbol }
       return .value(TypedExpr(.argument(name), type: type, range: range))
     }
+    // Derived fields first: `protocol` is also a member, in network order.
+    if hasSkb, let derived = DerivedField(rawValue: name) {
+      return derivedField(derived, range: range)
+    }
     if hasSkb, let skbStruct = types.structure("sk_buff"), let member = types.member(name, of: skbStruct) {
       return .place(
         Place(
           base: skbValue(range), offset: member.byteOffset, type: member.type,
           bitfield: bitfield(member), range: range))
     }
-    if hasSkb, let derived = DerivedField(rawValue: name) {
-      return derivedField(derived, range: range)
-    }
-    if hasSkb, Self.packetShortcuts[name] != nil {
+    if hasSkb, Self.packetShortcuts.contains(name) {
       return packetShortcut(name, range: range).map(Reference.value)
     }
     diagnostics.append(unknownName(name, range: range))
@@ -447,7 +453,7 @@ struct ClauseContext {
   func unknownName(_ name: String, range: SourceRange) -> Diagnostic {
     var candidates = Builtin.allCases.map(\.rawValue) + Array(commonArguments.keys)
     if hasSkb {
-      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue) + Self.packetShortcuts.keys
+      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue) + Array(Self.packetShortcuts)
       if let skbStruct = types.structure("sk_buff") {
         candidates += types.members(of: skbStruct).map(\.name)
       }
@@ -586,6 +592,9 @@ struct ClauseContext {
     case .not:
       return TypedExpr(.unary(.not, condition(operand)), type: .bool, range: range)
     case .negate, .complement:
+      if let presence = operand.presence {
+        return unary(op, operand.unwrapped, range: range).map { Self.optional(presence, $0) }
+      }
       guard operand.type.isNumeric else {
         diagnostics.append(
           Diagnostic("operator-type-mismatch", "'\(op.rawValue)' needs a number, but this is a \(operand.type)", at: range))
@@ -599,7 +608,62 @@ struct ClauseContext {
     }
   }
 
+  /// A value that exists when `presence` holds.
+  static func optional(_ presence: TypedExpr, _ value: TypedExpr) -> TypedExpr {
+    TypedExpr(.optional(present: presence, value: value), type: value.type, range: value.range)
+  }
+
+  /// Both presence conditions, or the one there is.
+  static func bothPresent(_ a: TypedExpr?, _ b: TypedExpr?) -> TypedExpr? {
+    guard let a else { return b }
+    guard let b else { return a }
+    return TypedExpr(.binary(.and, a, b), type: .bool, range: a.range)
+  }
+
+  /// `lhs op rhs` where either may be absent: arithmetic on an absent value is absent, and a
+  /// comparison with one is false (`udp.dport != 53` holds only for UDP packets). `saddr`
+  /// and `daddr` compare as the IPv4 or IPv6 field the other side's family says.
   mutating func binary(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
+    -> TypedExpr?
+  {
+    if op == .and || op == .or { return plainBinary(op, lhs, rhs, range: range) }
+    if let compared = familyComparison(op, lhs, rhs, range: range) { return compared }
+    let presence = Self.bothPresent(lhs.presence, rhs.presence)
+    guard let presence else { return plainBinary(op, lhs, rhs, range: range) }
+    guard let result = plainBinary(op, lhs.unwrapped, rhs.unwrapped, range: range) else { return nil }
+    if result.type == .bool {
+      return TypedExpr(.binary(.and, presence, result), type: .bool, range: range)
+    }
+    return Self.optional(presence, result)
+  }
+
+  /// The IPv4 or IPv6 field inside `saddr`/`daddr` (an `.optional` `.eitherFamily`).
+  static func familyFields(_ value: TypedExpr) -> (v4: TypedExpr, v6: TypedExpr)? {
+    guard case .eitherFamily(_, let v4, let v6) = value.unwrapped.kind else { return nil }
+    return (v4, v6)
+  }
+
+  /// `saddr == 10.0.0.1` is `ip.saddr == 10.0.0.1`, `saddr == fd00::1` is `ip6.saddr ==
+  /// fd00::1`, and `saddr == daddr` compares the fields of whichever version the packet has.
+  mutating func familyComparison(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
+    -> TypedExpr?
+  {
+    let left = Self.familyFields(lhs)
+    let right = Self.familyFields(rhs)
+    guard left != nil || right != nil else { return nil }
+    if let left, let right {
+      guard let v4 = binary(op, left.v4, right.v4, range: range), let v6 = binary(op, left.v6, right.v6, range: range) else {
+        return nil
+      }
+      return TypedExpr(.binary(.or, v4, v6), type: .bool, range: range)
+    }
+    if let left {
+      return binary(op, rhs.type == .ipv6 ? left.v6 : left.v4, rhs, range: range)
+    }
+    return binary(op, lhs, lhs.type == .ipv6 ? right!.v6 : right!.v4, range: range)
+  }
+
+  mutating func plainBinary(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
     -> TypedExpr?
   {
     func mismatch(_ why: String) -> TypedExpr? {
@@ -684,6 +748,15 @@ struct ClauseContext {
       diagnostics.append(
         Diagnostic("operator-type-mismatch", "'in' needs an address prefix on its right, such as 10.0.0.0/8", at: prefix.range))
       return nil
+    }
+    if let fields = Self.familyFields(address) {
+      // `saddr in 10.0.0.0/8` is `ip.saddr in 10.0.0.0/8`.
+      let isIPv4 = if case .ipv4 = network.kind { true } else { false }
+      return prefixMatch(isIPv4 ? fields.v4 : fields.v6, prefix, range: range)
+    }
+    if let presence = address.presence {
+      guard let matched = prefixMatch(address.unwrapped, prefix, range: range) else { return nil }
+      return TypedExpr(.binary(.and, presence, matched), type: .bool, range: range)
     }
     switch (network.kind, address.type) {
     case (.ipv4, .ipv4):

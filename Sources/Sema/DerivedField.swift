@@ -10,6 +10,9 @@ enum DerivedField: String, CaseIterable {
   case ifname
   case ifindex
   case netns
+  /// `skb->protocol` in host order, printed by name (`ip`, `ipv6`, `arp`...); `skb->protocol`
+  /// is still the member as the kernel stores it, in network order.
+  case `protocol`
 }
 
 extension ClauseContext {
@@ -37,6 +40,12 @@ extension ClauseContext {
       return path(["dev", "ifindex"], field: field, range: range)
     case .netns:
       return path(["dev", "nd_net", "net", "ns", "inum"], field: field, range: range)
+    case .protocol:
+      guard let members = SkbHeaderMembers(types) else { return missing(field, range: range) }
+      let raw = TypedExpr(
+        .load(base: skbValue(range), offset: members.protocol, size: 2, bitfield: nil), type: .integer(bytes: 2, signed: false),
+        range: range)
+      return .value(TypedExpr(.networkToHost(raw, bits: 16), type: .enumeration(etherTypeNames), range: range))
     }
   }
 

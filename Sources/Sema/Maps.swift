@@ -56,6 +56,25 @@ public enum Aggregation: Hashable, Sendable, CustomStringConvertible {
 public struct MapKey: Hashable, Sendable {
   public var label: String
   public var type: ValueType
+  /// Whether the key may be absent (`udp.dport` of a packet without UDP): its slot is
+  /// followed by 8 bytes that say whether it is present, and it prints as `-` when not.
+  public var optional: Bool = false
+
+  /// Bytes of the key in the map's key: its value's slot, then its presence when optional.
+  public var slotSize: Int { type.mapSlotSize + (optional ? 8 : 0) }
+}
+
+extension ValueType {
+  /// Bytes a value takes in a map key or value: strings their capacity and addresses their
+  /// size, rounded up to 8; everything else 8.
+  public var mapSlotSize: Int {
+    switch self {
+    case .string(let capacity): (capacity + 7) / 8 * 8
+    case .ipv6: 16
+    case .ipAddress: 24
+    default: 8
+    }
+  }
 }
 
 /// A map declared by use: `@bytes[ifname, proto] = sum(len)`.
@@ -121,10 +140,20 @@ extension ClauseContext {
     }
     let declaration = MapDeclaration(
       name: access.name,
-      keys: zip(access.keys, keys).map { MapKey(label: sourceText($0.0.range), type: Self.keyType($0.1.type)) },
+      keys: zip(access.keys, keys).map {
+        MapKey(label: sourceText($0.0.range), type: Self.keyType($0.1.type), optional: $0.1.presence != nil)
+      },
       aggregation: aggregation, valueType: argument?.type ?? .u64, range: access.range)
     guard let index = declare(declaration, at: access.range) else { return nil }
-    return .mapUpdate(map: index, keys: keys, value: argument, range: range)
+    // An absent value is not aggregated, and an absent key of a map whose key was present
+    // where it was first used has no entry: the update is skipped.
+    var skippedUnless: TypedExpr? = argument?.presence
+    for (key, declared) in zip(keys, maps[index].keys) where !declared.optional {
+      skippedUnless = Self.bothPresent(skippedUnless, key.presence)
+    }
+    let update = Action.mapUpdate(map: index, keys: keys, value: argument?.unwrapped, range: range)
+    if let skippedUnless { return .conditional(condition(skippedUnless), then: [update], else: []) }
+    return update
   }
 
   /// Map keys are stored in 8-byte slots; only their printing keeps the narrower type.
@@ -210,7 +239,7 @@ extension ClauseContext {
         Diagnostic("too-many-maps", "a spec may use at most \(Self.mapLimit) maps", at: range))
       return nil
     }
-    let keyBytes = declaration.keys.reduce(0) { $0 + Self.keySlotSize($1.type) }
+    let keyBytes = declaration.keys.reduce(0) { $0 + $1.slotSize }
     if keyBytes > Self.keyLimit {
       diagnostics.append(
         Diagnostic(
@@ -225,14 +254,6 @@ extension ClauseContext {
   static let mapLimit = 32
   static let keyLimit = 256
 
-  /// Bytes one key takes in a map key: strings their capacity, everything else 8, rounded to 8.
-  public static func keySlotSize(_ type: ValueType) -> Int {
-    switch type {
-    case .string(let capacity): (capacity + 7) / 8 * 8
-    case .ipv6: 16
-    default: 8
-    }
-  }
 
   /// `@name[keys]` read in an expression: the stored value, or 0 when there is none.
   mutating func mapRead(_ access: MapAccess, range: SourceRange) -> TypedExpr? {

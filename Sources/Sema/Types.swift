@@ -28,11 +28,18 @@ public struct FlagNames: Hashable, Sendable {
 public struct EnumNames: Hashable, Sendable {
   public var typeName: String
   public var names: [Int64: String]
-  public init(typeName: String, names: [Int64: String]) {
+  /// Values are unsigned, and those without a name print in hex (`0x88b5`): EtherTypes
+  /// are known that way, not in decimal.
+  public var unsignedHex: Bool
+  public init(typeName: String, names: [Int64: String], unsignedHex: Bool = false) {
     self.typeName = typeName
     self.names = names
+    self.unsignedHex = unsignedHex
   }
-  public func render(_ value: Int64) -> String { names[value] ?? String(value) }
+  public func render(_ value: Int64) -> String {
+    if let name = names[value] { return name }
+    return unsignedHex ? "0x" + String(UInt64(bitPattern: value), radix: 16) : String(value)
+  }
 }
 
 /// The type of a value in a checked spec.
@@ -43,6 +50,9 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   case string(capacity: Int)
   case ipv4
   case ipv6
+  /// An IPv4 or IPv6 address (`saddr`, `daddr`): 16 address bytes (IPv4 in the first 4),
+  /// then the family (4 or 6) as a u64.
+  case ipAddress
   case enumeration(EnumNames)
   case flags(FlagNames)
   /// A kernel pointer; `pointee` is the BTF type pointed to.
@@ -64,6 +74,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .string: "string"
     case .ipv4: "IPv4 address"
     case .ipv6: "IPv6 address"
+    case .ipAddress: "IP address"
     case .enumeration(let names): "enum \(names.typeName)"
     case .flags: "flags"
     case .pointer(_, let description): description
@@ -89,6 +100,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .string(let capacity): capacity
     case .ipv4: 4
     case .ipv6: 16
+    case .ipAddress: 24
     case .enumeration, .flags: 8
     case .pointer: 8
     case .probe: 4
@@ -144,6 +156,15 @@ public struct TypedExpr: Hashable, Sendable {
     case prefixMatch(TypedExpr, network: [UInt8], prefixLength: Int)
     /// An integer cast: truncated to `bytes`, then zero- or sign-extended back to 64 bits.
     case convert(TypedExpr, bytes: Int, signed: Bool)
+    /// A fact about the packet's headers, found by walking them once per program run.
+    case packet(PacketFact)
+    /// A value that exists only when `present` holds, such as `udp.dport` (no UDP header,
+    /// no port): printed as `-` (JSON `null`), a key of its own in maps. Comparisons with
+    /// it are false when it is absent; where a number is needed regardless, it reads as 0.
+    case optional(present: TypedExpr, value: TypedExpr)
+    /// `saddr`/`daddr`: the IPv4 address `v4` when `isIPv4` holds, else the IPv6 address `v6`
+    /// (both `.optional` packet fields), as one `.ipAddress` value.
+    case eitherFamily(isIPv4: TypedExpr, v4: TypedExpr, v6: TypedExpr)
   }
   /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
   public struct Bitfield: Hashable, Sendable {
@@ -171,9 +192,55 @@ public struct TypedExpr: Hashable, Sendable {
     case .binary(_, let lhs, let rhs): [lhs, rhs]
     case .select(let condition, let value, let otherwise): [condition, value, otherwise]
     case .mapLookup(_, let keys): keys
-    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes: []
+    case .optional(let present, let value): [present, value]
+    case .eitherFamily(let isIPv4, let v4, let v6): [isIPv4, v4, v6]
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet: []
     }
   }
+
+  /// The condition under which this value exists; nil when it always does.
+  public var presence: TypedExpr? {
+    if case .optional(let present, _) = kind { return present }
+    return nil
+  }
+
+  /// The value without its presence condition.
+  public var unwrapped: TypedExpr {
+    if case .optional(_, let value) = kind { return value }
+    return self
+  }
+}
+
+/// What the header walk of a packet finds (see `PacketField.swift` for the rules). Each is a
+/// number; addresses are kernel addresses in the packet's linear data.
+public struct PacketFact: Hashable, Sendable {
+  public enum Value: String, Hashable, Sendable, CaseIterable {
+    /// Where the network header starts.
+    case network
+    /// Where the datagram's bytes end: the linear data's end, or sooner when the IP header's
+    /// length says so (frames padded to the minimum size).
+    case end
+    /// 4 or 6 when a valid IP header of that version lies within the data, else 0.
+    case version
+    /// The upper-layer protocol after the IPv6 extension headers (IPv4: the protocol
+    /// field); `PacketFact.unknownProtocol` when the walk could not reach it.
+    case upper
+    /// Where the transport header starts; 0 when the packet has none (a later fragment, an
+    /// extension-header chain too long or cut short).
+    case transport
+  }
+  public var value: Value
+  /// 0 for the packet itself, 1 for the packet inside a VXLAN or Geneve tunnel.
+  public var layer: Int
+
+  public init(_ value: Value, layer: Int = 0) {
+    self.value = value
+    self.layer = layer
+  }
+
+  public static let unknownProtocol: UInt64 = 0x100
+  /// IPv6 extension headers walked over, at most: a longer chain has no transport header.
+  public static let maximumExtensionHeaders = 8
 }
 
 /// One value of a `print(...)`: its label is the argument's source text.
