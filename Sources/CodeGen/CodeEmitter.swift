@@ -33,7 +33,7 @@ extension TypedExpr {
     func strip(_ expression: TypedExpr) -> TypedExpr? { expression.strippedOfRanges() }
     let kind: Kind
     switch self.kind {
-    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet:
+    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet, .afterHandOver:
       kind = self.kind
     case .builtin, .variable, .mapLookup:
       return nil

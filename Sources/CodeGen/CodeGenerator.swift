@@ -70,7 +70,7 @@ public struct CodeGenerator: Sendable {
           tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
           directlyIndexedMaps: Set(directlyIndexed.keys))
-        let program = try builder.build(clause)
+        let program = try builder.build(clause.specialized(for: attachPoint))
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,

@@ -156,6 +156,11 @@ struct ProgramBuilder {
         try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size)
       case .conditional(let condition, let then, let otherwise):
         asm.currentRange = condition.range
+        if case .integer(let decided) = condition.kind {
+          // Decided for this attach point: the branch not taken would be unreachable code.
+          try actions(decided != 0 ? then : otherwise, done: done)
+          continue
+        }
         let elseLabel = asm.newLabel()
         let end = asm.newLabel()
         try branch(condition, ifFalse: elseLabel)
@@ -322,6 +327,12 @@ struct ProgramBuilder {
     case .optional(let present, let inner):
       guard let presence = field.presenceOffset else { break }
       // The value and a byte saying it is there, or zeros and a byte saying it is not.
+      if case .integer(let decided) = present.kind {
+        // Decided for this attach point (a packet read after the hand-over is never there).
+        try store(decided != 0 ? inner : TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
+        asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), decided != 0 ? 1 : 0))
+        return
+      }
       try prefetchSharedReads([present, inner])
       temps.spillAll(&frame, &asm)
       let isAbsent = asm.newLabel()
@@ -393,6 +404,11 @@ struct ProgramBuilder {
     _ condition: TypedExpr, _ chosen: TypedExpr, _ otherwise: TypedExpr,
     _ write: (inout ProgramBuilder, TypedExpr) throws(CodeGenError) -> Void
   ) throws(CodeGenError) {
+    if case .integer(let decided) = condition.kind {
+      // Known here: only the arm taken is written, so no code is left unreachable.
+      try write(&self, decided != 0 ? chosen : otherwise)
+      return
+    }
     try prefetchSharedReads([condition, chosen, otherwise])
     temps.spillAll(&frame, &asm)
     let isFalse = asm.newLabel()

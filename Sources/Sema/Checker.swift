@@ -70,6 +70,18 @@ public struct Checker: Sendable {
   }
 }
 
+extension Checker {
+  /// Whether, in a clause over `point`, the bare name of its argument `name` means the
+  /// packet instead (such an argument is reachable as `args.NAME` only). Used by `-l`.
+  public static func packetNameHides(_ name: String, at point: AttachPoint, types: KernelTypes) -> Bool {
+    if Builtin(rawValue: name) != nil || name == "retval" { return true }
+    guard point.skbArgument != nil else { return false }
+    if name == "skb" || DerivedField(rawValue: name) != nil || ClauseContext.packetShortcuts.contains(name) { return true }
+    if let skb = types.structure("sk_buff"), types.member(name, of: skb) != nil { return true }
+    return false
+  }
+}
+
 /// Memory that a name denotes before it is read: `skb->dev` is a place until a member of it
 /// or its value is asked for.
 struct Place {
@@ -106,6 +118,9 @@ struct ClauseContext {
   var assigned: Set<Int> = []
   /// The filter runs before the block, so it cannot read variables.
   var checkingFilter = false
+  /// Whether reads of the packet are guarded at attach points that fire after the skb was
+  /// handed on (`HandOver`); off while building a value's arm that is not used there.
+  var guardsPacketReads = true
 
   init(checker: Checker, source: SourceFile, maps: [MapDeclaration]) {
     self.checker = checker
@@ -323,10 +338,12 @@ struct ClauseContext {
     case .identifier(let name):
       return identifier(name, range: range)
     case .member(let baseExpression, let name, _):
-      if hasSkb, case .identifier(let headerName) = baseExpression.kind,
-        let header = PacketHeader(rawValue: headerName), commonArguments[headerName] == nil
-      {
-        return packetField(header, name, range: range).map(Reference.value)
+      if case .identifier("args") = baseExpression.kind {
+        return argument(name, range: range)
+      }
+      if hasSkb, case .identifier(let headerName) = baseExpression.kind, let header = PacketHeader(rawValue: headerName) {
+        guard let field = packetField(header, name, range: range) else { return nil }
+        return guardedPacketRead(field, sourceText(range)).map(Reference.value)
       }
       guard let base = reference(baseExpression) else { return nil }
       return member(name, of: base, range: range, nameRange: memberNameRange(expression, name))
@@ -343,6 +360,8 @@ struct ClauseContext {
       return binary(op, lhs, rhs, range: range).map(Reference.value)
     case .map(let access):
       return mapRead(access, range: range).map(Reference.value)
+    case .call("has", let arguments):
+      return has(arguments, range: range).map(Reference.value)
     case .call("ksym", let arguments):
       guard arguments.count == 1 else {
         diagnostics.append(Diagnostic("ksym-arity", "ksym() takes one kernel address, such as ksym(location)", at: range))
@@ -388,7 +407,7 @@ struct ClauseContext {
         return nil
       }
       var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
-      if let best = closestName(to: name, among: ["ksym"]) {
+      if let best = closestName(to: name, among: ["ksym", "has"]) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
       }
       diagnostics.append(diagnostic)
@@ -427,27 +446,78 @@ struct ClauseContext {
       }
       return .value(TypedExpr(.returnValue, type: valueType(of: first), range: range))
     }
-    if let argumentType = commonArguments[name] {
-      var type = valueType(of: argumentType)
-      // kfree_skb's `location` is the code address that dropped the packet: print it as a symbol.
-      if name == "location", case .pointer(let pointee, _) = type, pointee == 0 { type = .kernelSymbol }
-      return .value(TypedExpr(.argument(name), type: type, range: range))
-    }
-    // Derived fields first: `protocol` is also a member, in network order.
+    // In skb clauses a name means the packet first (`len` is skb->len even where the probe
+    // has an argument `len`); the probe's arguments are always `args.NAME`, and bare where
+    // no packet name hides them. Derived fields before members: `protocol` is also a
+    // member, in network order.
     if hasSkb, let derived = DerivedField(rawValue: name) {
       return derivedField(derived, range: range)
     }
     if hasSkb, let skbStruct = types.structure("sk_buff"), let member = types.member(name, of: skbStruct) {
-      return .place(
-        Place(
-          base: skbValue(range), offset: member.byteOffset, type: member.type,
-          bitfield: bitfield(member), range: range))
+      let place = Place(
+        base: skbValue(range), offset: member.byteOffset, type: member.type, bitfield: bitfield(member), range: range)
+      if name == "len", let handOver {
+        // The length the tracepoint recorded before the hand-over.
+        guard case .value(let recorded)? = handOverArgument(handOver.lengthArgument, range: range) else { return nil }
+        if onlyAfterHandOver { return .value(recorded) }
+        guard let value = unguarded({ $0.read(place) }) else { return nil }
+        return .value(recordedAfterHandOver(recorded, otherwise: value))
+      }
+      return .place(place)
     }
     if hasSkb, Self.packetShortcuts.contains(name) {
-      return packetShortcut(name, range: range).map(Reference.value)
+      guard let field = packetShortcut(name, range: range) else { return nil }
+      return guardedPacketRead(field, name).map(Reference.value)
+    }
+    if commonArguments[name] != nil {
+      return argument(name, range: range)
     }
     diagnostics.append(unknownName(name, range: range))
     return nil
+  }
+
+  /// `args.NAME`, or a bare argument name: a probe argument every attach point of the clause has.
+  mutating func argument(_ name: String, range: SourceRange) -> Reference? {
+    guard let argumentType = commonArguments[name] else {
+      var diagnostic = Diagnostic(
+        "unknown-argument",
+        attachPoints.count == 1
+          ? "\(attachPoints[0].name) has no argument '\(name)'"
+          : "'\(name)' is not an argument every probe of this clause has", at: range)
+      let names = commonArguments.keys.sorted()
+      if let best = closestName(to: name, among: names) {
+        diagnostic.notes.append(.init(.help, "did you mean 'args.\(best)'?"))
+      } else if !names.isEmpty {
+        diagnostic.notes.append(.init(.help, "its arguments are: \(names.joined(separator: ", "))"))
+      }
+      diagnostics.append(diagnostic)
+      return nil
+    }
+    var type = valueType(of: argumentType)
+    // kfree_skb's `location` is the code address that dropped the packet: print it as a symbol.
+    if name == "location", case .pointer(let pointee, _) = type, pointee == 0 { type = .kernelSymbol }
+    return .value(TypedExpr(.argument(name), type: type, range: range))
+  }
+
+  /// `has(udp)`: whether the packet has the header; `has(udp.dport)`, `has(saddr)`: whether
+  /// the value is present (always, for a value that cannot be absent).
+  mutating func has(_ arguments: [Expr], range: SourceRange) -> TypedExpr? {
+    guard arguments.count == 1 else {
+      diagnostics.append(
+        Diagnostic("has-arity", "has() takes one header or field, such as has(udp) or has(tcp.dport)", at: range))
+      return nil
+    }
+    if case .identifier(let name) = arguments[0].kind, let header = PacketHeader(rawValue: name) {
+      guard hasSkb else {
+        diagnostics.append(
+          Diagnostic("has-needs-skb", "has(\(name)) asks about a packet, but this probe has no struct sk_buff argument", at: range))
+        return nil
+      }
+      guard requirePacketMembers(range) else { return nil }
+      return guardedPacketRead(headerPresent(header, range), sourceText(range)).map(condition)
+    }
+    guard let value = value(arguments[0]) else { return nil }
+    return value.presence.map(condition) ?? TypedExpr(.integer(1), type: .bool, range: range)
   }
 
   func unknownName(_ name: String, range: SourceRange) -> Diagnostic {
@@ -528,11 +598,20 @@ struct ClauseContext {
 
   /// The value stored at a place, typed from BTF; 0 where a run-time index check fails.
   mutating func read(_ place: Place) -> TypedExpr? {
-    guard let value = readUnchecked(place) else { return nil }
-    guard let condition = place.condition else { return value }
-    return TypedExpr(
-      .select(condition: condition, value: value, otherwise: TypedExpr(.integer(0), type: value.type, range: value.range)),
-      type: value.type, range: value.range)
+    if let presence = place.base.presence {
+      // Memory behind a pointer that may be absent may be absent too.
+      var present = place
+      present.base = place.base.unwrapped
+      return read(present).map { value in Self.optional(Self.bothPresent(presence, value.presence)!, value.unwrapped) }
+    }
+    guard var value = readUnchecked(place) else { return nil }
+    if let condition = place.condition {
+      value = TypedExpr(
+        .select(condition: condition, value: value, otherwise: TypedExpr(.integer(0), type: value.type, range: value.range)),
+        type: value.type, range: value.range)
+    }
+    if Self.isRootedAtSkb(place.base) { return guardedPacketRead(value, sourceText(place.range)) }
+    return value
   }
 
   mutating func readUnchecked(_ place: Place) -> TypedExpr? {

@@ -165,6 +165,10 @@ public struct TypedExpr: Hashable, Sendable {
     /// `saddr`/`daddr`: the IPv4 address `v4` when `isIPv4` holds, else the IPv6 address `v6`
     /// (both `.optional` packet fields), as one `.ipAddress` value.
     case eitherFamily(isIPv4: TypedExpr, v4: TypedExpr, v6: TypedExpr)
+    /// 1 at attach points that fire after the skb was handed on (`HandOver`), else 0;
+    /// replaced by its value for each attach point before code generation
+    /// (`CheckedClause.specialized(for:)`).
+    case afterHandOver
   }
   /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
   public struct Bitfield: Hashable, Sendable {
@@ -194,14 +198,45 @@ public struct TypedExpr: Hashable, Sendable {
     case .mapLookup(_, let keys): keys
     case .optional(let present, let value): [present, value]
     case .eitherFamily(let isIPv4, let v4, let v6): [isIPv4, v4, v6]
-    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet: []
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver: []
     }
+  }
+
+  /// This expression with its operands (in `operands` order) replaced.
+  public func withOperands(_ new: [TypedExpr]) -> TypedExpr {
+    var result = self
+    switch kind {
+    case .load(_, let offset, let size, let bitfield): result.kind = .load(base: new[0], offset: offset, size: size, bitfield: bitfield)
+    case .loadString(_, let offset, let capacity): result.kind = .loadString(base: new[0], offset: offset, capacity: capacity)
+    case .unary(let op, _): result.kind = .unary(op, new[0])
+    case .networkToHost(_, let bits): result.kind = .networkToHost(new[0], bits: bits)
+    case .convert(_, let bytes, let signed): result.kind = .convert(new[0], bytes: bytes, signed: signed)
+    case .prefixMatch(_, let network, let length): result.kind = .prefixMatch(new[0], network: network, prefixLength: length)
+    case .binary(let op, _, _): result.kind = .binary(op, new[0], new[1])
+    case .select: result.kind = .select(condition: new[0], value: new[1], otherwise: new[2])
+    case .mapLookup(let map, _): result.kind = .mapLookup(map: map, keys: new)
+    case .optional: result.kind = .optional(present: new[0], value: new[1])
+    case .eitherFamily: result.kind = .eitherFamily(isIPv4: new[0], v4: new[1], v6: new[2])
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver: break
+    }
+    return result
   }
 
   /// The condition under which this value exists; nil when it always does.
   public var presence: TypedExpr? {
     if case .optional(let present, _) = kind { return present }
     return nil
+  }
+
+  /// The same value as another type; a value that may be absent keeps its presence.
+  public func retyped(_ type: ValueType) -> TypedExpr {
+    var result = self
+    result.type = type
+    if case .optional(let present, var value) = kind {
+      value.type = type
+      result.kind = .optional(present: present, value: value)
+    }
+    return result
   }
 
   /// The value without its presence condition.

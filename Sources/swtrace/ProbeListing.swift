@@ -22,7 +22,12 @@ enum ProbeListing {
         throw ExitStatus.specError
       }
       for point in points {
-        let arguments = point.arguments.map { "\(resolver.types.describe($0.type)) \($0.name)" }
+        // Each argument under the name a spec reaches it by: `args.NAME` where a packet name
+        // (skb->dev for net_dev_xmit's `dev`) takes the bare one.
+        let arguments = point.arguments.map { argument in
+          let hidden = argument.name != "skb" && Checker.packetNameHides(argument.name, at: point, types: resolver.types)
+          return "\(resolver.types.describe(argument.type)) \(hidden ? "args." : "")\(argument.name)"
+        }
         Swift.print("\(point.backend.rawValue):\(point.name)(\(arguments.joined(separator: ", ")))")
       }
       count += points.count
