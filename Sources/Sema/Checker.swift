@@ -162,7 +162,13 @@ struct ClauseContext {
   // MARK: Statements
 
   mutating func statements(_ list: [Statement]) -> [Action] {
-    list.compactMap { statement($0) }
+    list.flatMap { statement -> [Action] in
+      // An assignment of a value that may be absent also stores whether it is present.
+      if case .assignVariable(let name, let valueExpression) = statement.kind {
+        return assignVariable(name, valueExpression, range: statement.range)
+      }
+      return self.statement(statement).map { [$0] } ?? []
+    }
   }
 
   mutating func statement(_ statement: Statement) -> Action? {
@@ -188,7 +194,7 @@ struct ClauseContext {
       assigned = afterThen.intersection(assigned)
       return .conditional(condition(typed), then: then, else: otherwise)
     case .assignVariable(let name, let valueExpression):
-      return assignVariable(name, valueExpression, range: statement.range)
+      return assignVariable(name, valueExpression, range: statement.range).first
     case .assignMap(let access, let value):
       return mapAssignment(access, value, range: statement.range)
     }

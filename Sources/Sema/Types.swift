@@ -290,6 +290,10 @@ public struct VariableDeclaration: Hashable, Sendable {
   public var type: ValueType
   /// The first assignment, for "first assigned here" notes.
   public var range: SourceRange
+  /// For a variable first assigned a value that may be absent (`$p = udp.dport`): the slot of
+  /// the bool that says whether it is present. Reading the variable gives a value that may
+  /// be absent, as the field was.
+  public var presenceSlot: Int? = nil
 
   /// Bytes of its stack slot: registers take 8, wider values their size rounded to 8.
   public var slotSize: Int { max(8, (type.storageSize + 7) / 8 * 8) }
