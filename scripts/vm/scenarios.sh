@@ -231,3 +231,7 @@ if selected h; then
  (swtrace should raise its RLIMIT_NOFILE soft limit to the hard one)"
   fi
 fi
+
+# The WireGuard scenarios (issue 23): a marked datagram through a tunnel between namespaces.
+# shellcheck disable=SC1091  # copied next to this script into the guest by run.sh
+. /wireguard.sh
