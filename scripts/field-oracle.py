@@ -58,6 +58,12 @@ FIELDS = [
     "udp.sport", "udp.dport", "udp.len",
     "icmp.type", "icmp.code", "icmp.id", "icmp.seq",
     "saddr", "daddr", "proto", "sport", "dport",
+    "inner.eth.src", "inner.eth.dst", "inner.eth.type",
+    "inner.ip.tos", "inner.ip.len", "inner.ip.id", "inner.ip.ttl", "inner.ip.proto", "inner.ip.saddr", "inner.ip.daddr",
+    "inner.ip6.len", "inner.ip6.nexthdr", "inner.ip6.hoplimit", "inner.ip6.saddr", "inner.ip6.daddr",
+    "inner.tcp.sport", "inner.tcp.dport", "inner.tcp.seq", "inner.tcp.ack", "inner.tcp.flags", "inner.tcp.window",
+    "inner.udp.sport", "inner.udp.dport", "inner.udp.len",
+    "inner.icmp.type", "inner.icmp.code", "inner.icmp.id", "inner.icmp.seq",
 ]
 
 SEND_PROBE = "net_dev_queue"
@@ -391,7 +397,55 @@ class Sender:
         self.frame(ip4 / UDP(sport=50004, dport=GENEVE_PORT) / GENEVE(vni=45, proto=0x6558) / inner_eth /
                    IP(src="192.168.9.1", dst="192.168.9.2") / TCP(sport=3000, dport=4000, flags="PA") /
                    tagged("geneve4", 8))
+        self.frame(ip4 / UDP(sport=50005, dport=GENEVE_PORT) /
+                   GENEVE(vni=46, proto=0x6558, options=b"\x01\x02\x03\x04\x00\x00\x00\x00") / inner_eth /
+                   IP(src="192.168.9.3", dst="192.168.9.4") / UDP(sport=3333, dport=4444) / tagged("geneve-options", 8))
+        self.frame(ip4 / UDP(sport=50006, dport=GENEVE_PORT) / GENEVE(vni=47, proto=0x0800) /
+                   IP(src="192.168.9.5", dst="192.168.9.6") / UDP(sport=5, dport=6))  # IP in Geneve: no Ethernet
+        self.frame(ip4 / UDP(sport=50007, dport=VXLAN_PORT) / VXLAN(vni=48) / inner_eth /
+                   ARP(op=1, psrc="192.168.7.1", pdst="192.168.7.2"))
+        self.frame(ip4 / UDP(sport=50008, dport=VXLAN_PORT) / VXLAN(vni=49) / inner_eth /
+                   IPv6(src="fd00:aa::3", dst="fd00:aa::4") / IPv6ExtHdrHopByHop() / UDP(sport=7, dport=8) / b"x")
+        self.frame(ip4 / UDP(sport=50009, dport=VXLAN_PORT) / VXLAN(vni=50) / raw(inner_eth)[:10])  # inner cut
+        self.frame(ip4 / UDP(sport=50010, dport=VXLAN_PORT) / VXLAN(vni=51) /
+                   Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x0800) / raw(IP(src="192.168.7.3", dst="192.168.7.4") / TCP(sport=1, dport=2))[:30])  # inner TCP cut
         self.frame(ip4 / GRE() / IP(src="192.168.10.1", dst="192.168.10.2") / UDP(sport=1, dport=2))
+
+    def vxlan_device(self):
+        """The kernel's own VXLAN encapsulation: a vxlan device over the veth, and traffic
+        through it (its ARP, ICMP echo, UDP and a TCP handshake attempt)."""
+        a = self.args
+        commands = [
+            ["ip", "link", "add", "swtvx0", "type", "vxlan", "id", "42", "remote", a.dst4, "local", a.src4,
+             "dstport", str(VXLAN_PORT), "dev", self.iface],
+            ["ip", "link", "set", "swtvx0", "address", "02:00:00:00:42:01"],
+            ["ip", "addr", "add", "192.168.42.1/24", "dev", "swtvx0"],
+            ["ip", "link", "set", "swtvx0", "up"],
+        ]
+        for command in commands:
+            subprocess.run(command, check=True)
+        time.sleep(0.05)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for size in (1, 200):
+            # The first waits for ARP, sent through the tunnel too.
+            u.sendto(tagged("vxlan-device", size), ("192.168.42.2", PORT_UDP))
+            time.sleep(0.3 if size == 1 else 0.01)
+        subprocess.run(["ip", "neigh", "replace", "192.168.42.2", "lladdr", "02:00:00:00:42:02", "dev", "swtvx0",
+                        "nud", "permanent"], check=True)
+        for size in (50, 1000):
+            u.sendto(tagged("vxlan-device", size), ("192.168.42.2", PORT_UDP))
+            self.pause()
+        u.close()
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.setblocking(False)
+        try:
+            t.connect(("192.168.42.2", PORT_TCP))
+        except BlockingIOError:
+            pass
+        time.sleep(0.05)
+        t.close()
+        subprocess.run(["ip", "link", "del", "swtvx0"], check=True)
+        time.sleep(0.05)
 
     def run(self):
         self.marker("begin", BEGIN_LENGTH)
@@ -399,6 +453,7 @@ class Sender:
         self.icmp_echo()
         self.tcp_flows()
         self.multicast_listener()
+        self.vxlan_device()
         self.crafted()
         self.marker("end", END_LENGTH)
         print(f"sent {self.sent} crafted frames and the socket traffic", flush=True)
@@ -429,23 +484,13 @@ def ethertype_text(value):
     return ETHERTYPE_NAMES.get(value, f"0x{value:04x}")
 
 
-def expected_fields(frame, mss_by_flow):
-    """What each field should be for one captured Ethernet frame, and the frame's class.
-
-    Header positions follow the presence rules in this file's docstring; the values of each
-    header come from scapy decoding the bytes at that position.
+def dissect_ip(ethertype, network, out, prefix, classes):
+    """The IP layer from its EtherType and network header bytes: fills `prefix`ip.* and
+    `prefix`ip6.*, and returns (version, upper protocol, (protocol, transport bytes) or None).
     """
-    from scapy.all import ICMP, IP, TCP, UDP, IPv6, ICMPv6Unknown
+    from scapy.all import IP, IPv6
 
-    out = {name: None for name in FIELDS}
-    ethertype = struct.unpack("!H", frame[12:14])[0]
-    out["protocol"] = ethertype_text(ethertype)
-    out["gso_type"] = "none"
-    network = frame[14:]
-    classes = []
-    transport = None  # (protocol number, bytes from the transport header to the datagram's end)
-    version = None
-    upper = None
+    version = upper = transport = None
     first_fragment = True
     if ethertype == 0x0800:
         classes.append("ip4")
@@ -455,8 +500,9 @@ def expected_fields(frame, mss_by_flow):
             header_length = (network[0] & 0xF) * 4
             datagram = network[: ip.len] if ip.len else network
             out.update({
-                "ip.tos": ip.tos, "ip.len": ip.len, "ip.id": ip.id, "ip.ttl": ip.ttl, "ip.proto": ip.proto,
-                "ip.saddr": ip.src, "ip.daddr": ip.dst,
+                prefix + "ip.tos": ip.tos, prefix + "ip.len": ip.len, prefix + "ip.id": ip.id,
+                prefix + "ip.ttl": ip.ttl, prefix + "ip.proto": ip.proto, prefix + "ip.saddr": ip.src,
+                prefix + "ip.daddr": ip.dst,
             })
             upper = ip.proto
             if header_length > 20:
@@ -476,8 +522,8 @@ def expected_fields(frame, mss_by_flow):
             ip = IPv6(network[:40])
             version = 6
             out.update({
-                "ip6.len": ip.plen, "ip6.nexthdr": ip.nh, "ip6.hoplimit": ip.hlim,
-                "ip6.saddr": ip.src, "ip6.daddr": ip.dst,
+                prefix + "ip6.len": ip.plen, prefix + "ip6.nexthdr": ip.nh, prefix + "ip6.hoplimit": ip.hlim,
+                prefix + "ip6.saddr": ip.src, prefix + "ip6.daddr": ip.dst,
             })
             datagram = network[: 40 + ip.plen] if ip.plen else network
             next_header, offset, walked = ip.nh, 40, 0
@@ -506,59 +552,101 @@ def expected_fields(frame, mss_by_flow):
             classes.append("truncated" if len(network) < 40 else "invalid")
     else:
         classes.append({0x0806: "arp", 0x8100: "vlan", 0x88A8: "qinq"}.get(ethertype, "other-ethertype"))
+    return version, upper, transport
 
+
+def dissect_transport(version, transport, out, prefix, classes):
+    """The tcp, udp and icmp fields of `prefix`; returns the TCP or UDP header's bytes onward."""
+    from scapy.all import ICMP, TCP, UDP, ICMPv6Unknown
+
+    if transport is None:
+        return None
+    number, data = transport
+    if number == 6:
+        classes.append("tcp")
+        if len(data) >= 20:
+            tcp = TCP(data[:20])
+            out.update({
+                prefix + "tcp.sport": tcp.sport, prefix + "tcp.dport": tcp.dport, prefix + "tcp.seq": tcp.seq,
+                prefix + "tcp.ack": tcp.ack, prefix + "tcp.flags": flags_text(int(tcp.flags)),
+                prefix + "tcp.window": tcp.window,
+            })
+            return data
+        classes.append("truncated")
+    elif number == 17:
+        classes.append("udp")
+        if len(data) >= 8:
+            udp = UDP(data[:8])
+            out.update({prefix + "udp.sport": udp.sport, prefix + "udp.dport": udp.dport, prefix + "udp.len": udp.len})
+            return data
+        classes.append("truncated")
+    elif (number == 1 and version == 4) or (number == 58 and version == 6):
+        classes.append("icmp" if version == 4 else "icmp6")
+        if len(data) >= 8:
+            message = ICMP(data[:8]) if version == 4 else ICMPv6Unknown(data[:8])
+            out[prefix + "icmp.type"] = message.type
+            out[prefix + "icmp.code"] = message.code
+            if message.type in ECHO_TYPES[version]:
+                out[prefix + "icmp.id"], out[prefix + "icmp.seq"] = struct.unpack("!HH", data[4:8])
+            if version == 6 and message.type == 143:
+                classes.append("mld")
+        else:
+            classes.append("truncated")
+    return None
+
+
+def expected_fields(frame, mss_by_flow):
+    """What each field should be for one captured Ethernet frame, and the frame's class.
+
+    Header positions follow the presence rules in this file's docstring; the values of each
+    header come from scapy decoding the bytes at that position.
+    """
+    from scapy.all import TCP, Ether
+
+    out = {name: None for name in FIELDS}
+    ethertype = struct.unpack("!H", frame[12:14])[0]
+    out["protocol"] = ethertype_text(ethertype)
+    out["gso_type"] = "none"
+    classes = []
+    version, upper, transport = dissect_ip(ethertype, frame[14:], out, "", classes)
     if version is not None:
-        source = "ip.saddr" if version == 4 else "ip6.saddr"
-        out["saddr"] = out[source]
+        out["saddr"] = out["ip.saddr" if version == 4 else "ip6.saddr"]
         out["daddr"] = out["ip.daddr" if version == 4 else "ip6.daddr"]
         out["proto"] = upper
-    if transport is not None:
-        number, data = transport
-        if number == 6:
-            classes.append("tcp")
-            if len(data) >= 20:
-                tcp = TCP(data[:20])
-                out.update({
-                    "tcp.sport": tcp.sport, "tcp.dport": tcp.dport, "tcp.seq": tcp.seq, "tcp.ack": tcp.ack,
-                    "tcp.flags": flags_text(int(tcp.flags)), "tcp.window": tcp.window,
-                    "sport": tcp.sport, "dport": tcp.dport,
-                })
-                payload = len(data) - (data[12] >> 4) * 4
-                flow = (version, out["saddr"], out["daddr"], tcp.sport, tcp.dport)
-                if int(tcp.flags) & 0x02:
-                    options = dict((o[0], o[1]) for o in TCP(data).options if isinstance(o, tuple))
-                    if "MSS" in options:
-                        mss_by_flow[flow] = options["MSS"]
-                if len(frame) > 1514 and flow in mss_by_flow:
-                    classes.append("gso")
-                    size = mss_by_flow[flow] - ((data[12] >> 4) * 4 - 20)
-                    out["gso_type"] = "tcpv4" if version == 4 else "tcpv6"
-                    out["gso_size"] = size
-                    out["gso_segs"] = -(-payload // size)
-            else:
-                classes.append("truncated")
-        elif number == 17:
-            classes.append("udp")
-            if len(data) >= 8:
-                udp = UDP(data[:8])
-                out.update({"udp.sport": udp.sport, "udp.dport": udp.dport, "udp.len": udp.len,
-                            "sport": udp.sport, "dport": udp.dport})
-                if udp.dport in (VXLAN_PORT, GENEVE_PORT):
-                    classes.append("vxlan" if udp.dport == VXLAN_PORT else "geneve")
-            else:
-                classes.append("truncated")
-        elif (number == 1 and version == 4) or (number == 58 and version == 6):
-            classes.append("icmp" if version == 4 else "icmp6")
-            if len(data) >= 8:
-                message = ICMP(data[:8]) if version == 4 else ICMPv6Unknown(data[:8])
-                out["icmp.type"] = message.type
-                out["icmp.code"] = message.code
-                if message.type in ECHO_TYPES[version]:
-                    out["icmp.id"], out["icmp.seq"] = struct.unpack("!HH", data[4:8])
-                if version == 6 and message.type == 143:
-                    classes.append("mld")
-            else:
-                classes.append("truncated")
+    data = dissect_transport(version, transport, out, "", classes)
+    if data is not None and transport[0] == 6:
+        out["sport"], out["dport"] = out["tcp.sport"], out["tcp.dport"]
+        payload = len(data) - (data[12] >> 4) * 4
+        flow = (version, out["saddr"], out["daddr"], out["tcp.sport"], out["tcp.dport"])
+        if int(TCP(data[:20]).flags) & 0x02:
+            options = dict((o[0], o[1]) for o in TCP(data).options if isinstance(o, tuple))
+            if "MSS" in options:
+                mss_by_flow[flow] = options["MSS"]
+        if len(frame) > 1514 and flow in mss_by_flow:
+            classes.append("gso")
+            size = mss_by_flow[flow] - ((data[12] >> 4) * 4 - 20)
+            out["gso_type"] = "tcpv4" if version == 4 else "tcpv6"
+            out["gso_size"] = size
+            out["gso_segs"] = -(-payload // size)
+    elif data is not None:
+        out["sport"], out["dport"] = out["udp.sport"], out["udp.dport"]
+        # A tunnel: VXLAN's 8-byte header, or Geneve's (and its options) carrying Ethernet.
+        inner = None
+        if out["udp.dport"] == VXLAN_PORT and len(data) >= 16:
+            classes.append("vxlan")
+            inner = data[16:]
+        elif out["udp.dport"] == GENEVE_PORT and len(data) >= 16:
+            classes.append("geneve")
+            if struct.unpack("!H", data[10:12])[0] == 0x6558:
+                inner = data[16 + (data[8] & 0x3F) * 4:]
+        if inner is not None and len(inner) >= 14:
+            ether = Ether(inner[:14])
+            out.update({"inner.eth.src": ether.src, "inner.eth.dst": ether.dst,
+                        "inner.eth.type": ethertype_text(ether.type)})
+            inner_classes = []
+            inner_version, _, inner_transport = dissect_ip(ether.type, inner[14:], out, "inner.", inner_classes)
+            dissect_transport(inner_version, inner_transport, out, "inner.", inner_classes)
+            classes.append("inner(" + "/".join(inner_classes) + ")")
     return out, "/".join(classes)
 
 

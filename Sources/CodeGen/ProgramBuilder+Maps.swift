@@ -99,6 +99,13 @@ extension ProgramBuilder {
       asm.emit(.mov(.r2, 16))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
+    case .load(let base, let baseOffset, 6, nil) where value.type == .macAddress:
+      // Six bytes into a zeroed slot, so equal addresses make equal keys.
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      try readKernel(address: base, offset: baseOffset, size: 6, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      return
     case .load(let base, let baseOffset, 16, nil):
       if isRead(base: base, offset: baseOffset, size: 16) {
         copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: .fp, at: Int(offset))

@@ -21,9 +21,10 @@ extension ProgramBuilder {
     case .version: 16
     case .upper: 24
     case .transport: 32
+    case .link: 40
     }
   }
-  static let factsSize = 40
+  static let factsSize = 48
 
   /// The area's key in the emitter's record of what is available: no kernel read has a
   /// negative size.
@@ -45,9 +46,8 @@ extension ProgramBuilder {
   mutating func packetFacts(layer: Int, range: SourceRange) throws(CodeGenError) -> Int16 {
     let key = factsKey(layer: layer)
     if let area = asm.slot(of: key) { return area }
-    guard layer == 0 else {
-      throw CodeGenError(message: "tunnel headers are not supported yet", range: range)
-    }
+    // The inner walk starts from the outer packet's facts: they are found first.
+    let outer = layer > 0 ? try packetFacts(layer: layer - 1, range: range) : nil
     let area: Int16
     if let existing = packetFactAreas[layer] {
       // Another path ran the walk into this area: it computes the same facts again.
@@ -56,7 +56,7 @@ extension ProgramBuilder {
       area = frame.allocate(Self.factsSize)
       packetFactAreas[layer] = area
     }
-    try emitHeaderWalk(into: area, range: range)
+    try emitHeaderWalk(into: area, outer: outer, range: range)
     asm.remember(key, at: area)
     return area
   }
@@ -103,8 +103,9 @@ extension ProgramBuilder {
     asm.bind(keep)
   }
 
-  /// The walk of the packet's own headers (layer 0) into `area`.
-  mutating func emitHeaderWalk(into area: Int16, range: SourceRange) throws(CodeGenError) {
+  /// The walk of the packet's own headers into `area`, or with `outer` (the area of the
+  /// packet around it), of the packet inside its VXLAN or Geneve tunnel.
+  mutating func emitHeaderWalk(into area: Int16, outer: Int16?, range: SourceRange) throws(CodeGenError) {
     guard let members = SkbHeaderMembers(types) else {
       throw CodeGenError(message: "packet headers cannot be located on this kernel", range: range)
     }
@@ -114,11 +115,34 @@ extension ProgramBuilder {
     let version = area + Self.factOffset(.version)
     let upper = area + Self.factOffset(.upper)
     let transport = area + Self.factOffset(.transport)
+    let link = area + Self.factOffset(.link)
     if packetScratch == nil { packetScratch = frame.allocate(16) }
     if packetWalkState == nil { packetWalkState = frame.allocate(24) }
     let scratch = packetScratch!
     let walk = packetWalkState!
     let (nextHeader, offset, firstFragment) = (walk, walk + 8, walk + 16)
+    let done = asm.newLabel()
+    asm.emit(.storeImmediate(.double, .fp, offset: version, 0))
+    asm.emit(.storeImmediate(.double, .fp, offset: upper, Int32(PacketFact.unknownProtocol)))
+    asm.emit(.storeImmediate(.double, .fp, offset: transport, 0))
+    asm.emit(.storeImmediate(.double, .fp, offset: link, 0))
+    asm.emit(.storeImmediate(.double, .fp, offset: network, 0))
+    if let outer {
+      try emitTunnelStart(area: area, outer: outer, scratch: scratch, address: offset, done: done)
+    } else {
+      try emitPacketStart(area: area, members: members, scratch: scratch, range: range)
+    }
+    try emitIPWalk(area: area, scratch: scratch, walk: (nextHeader, offset, firstFragment), done: done)
+  }
+
+  /// The packet's own network header and end, and its EtherType (in network order, read
+  /// little-endian) in `scratch`.
+  mutating func emitPacketStart(area: Int16, members: SkbHeaderMembers, scratch: Int16, range: SourceRange)
+    throws(CodeGenError)
+  {
+    let network = area + Self.factOffset(.network)
+    let end = area + Self.factOffset(.end)
+    let transport = area + Self.factOffset(.transport)
 
     // network = head + network_header, end = head + tail.
     try storeSkbField(offset: members.head, size: 8, at: network, range: range)
@@ -138,11 +162,74 @@ extension ProgramBuilder {
     asm.emit(.store(.double, .fp, offset: network, .r1))
     try storeSkbField(offset: members.protocol, size: 2, at: scratch, range: range)
     temps.spillAll(&frame, &asm)
-    asm.emit(.storeImmediate(.double, .fp, offset: version, 0))
-    asm.emit(.storeImmediate(.double, .fp, offset: upper, Int32(PacketFact.unknownProtocol)))
     asm.emit(.storeImmediate(.double, .fp, offset: transport, 0))
+  }
 
-    let done = asm.newLabel()
+  /// The inner packet of a VXLAN (UDP port 4789, an 8-byte header) or Geneve (UDP port
+  /// 6081, 8 bytes and options, carrying Ethernet: protocol 0x6558) tunnel: its Ethernet
+  /// header (`link`) whole within the outer datagram, then its network header and EtherType,
+  /// as `emitPacketStart` leaves them. Jumps to `done` when there is no such packet.
+  mutating func emitTunnelStart(area: Int16, outer: Int16, scratch: Int16, address: Int16, done: Label)
+    throws(CodeGenError)
+  {
+    let end = area + Self.factOffset(.end)
+    asm.emit(.load(.double, .r1, .fp, offset: outer + Self.factOffset(.end)))
+    asm.emit(.store(.double, .fp, offset: end, .r1))
+    asm.emit(.load(.double, .r1, .fp, offset: outer + Self.factOffset(.upper)))
+    asm.jump(if: .ne, .r1, .immediate(17), to: done)
+    asm.emit(.load(.double, .r1, .fp, offset: outer + Self.factOffset(.transport)))
+    asm.jump(if: .eq, .r1, .immediate(0), to: done)
+    asm.emit(.store(.double, .fp, offset: address, .r1))
+    // The UDP header and the tunnel's 8 bytes.
+    jumpIfPastEnd(address, plus: 16, area: area, to: done)
+    readPacket(into: scratch, size: 8, addressAt: address, failed: done)
+    asm.emit(.load(.half, .r1, .fp, offset: scratch + 2))
+    asm.emit(.endian(.big, .r1, bits: 16))
+    let ethernet = asm.newLabel()
+    let vxlan = asm.newLabel()
+    asm.jump(if: .eq, .r1, .immediate(Int32(PacketFact.vxlanPort)), to: vxlan)
+    asm.jump(if: .ne, .r1, .immediate(Int32(PacketFact.genevePort)), to: done)
+    asm.emit(.load(.double, .r1, .fp, offset: address))
+    asm.emit(.add(.r1, 8))
+    asm.emit(.store(.double, .fp, offset: address, .r1))
+    readPacket(into: scratch, size: 8, addressAt: address, failed: done)
+    asm.emit(.load(.half, .r2, .fp, offset: scratch + 2))
+    asm.emit(.endian(.big, .r2, bits: 16))
+    asm.jump(if: .ne, .r2, .immediate(0x6558), to: done)
+    // Options: 4-byte words, the low 6 bits of the first byte.
+    asm.emit(.load(.byte, .r2, .fp, offset: scratch))
+    asm.emit(.alu64(.and, .r2, .immediate(0x3f)))
+    asm.emit(.alu64(.lsh, .r2, .immediate(2)))
+    asm.emit(.load(.double, .r1, .fp, offset: address))
+    asm.emit(.add(.r1, 8))
+    asm.emit(.alu64(.add, .r1, .register(.r2)))
+    asm.emit(.store(.double, .fp, offset: address, .r1))
+    asm.jump(to: ethernet)
+    asm.bind(vxlan)
+    asm.emit(.load(.double, .r1, .fp, offset: address))
+    asm.emit(.add(.r1, 16))
+    asm.emit(.store(.double, .fp, offset: address, .r1))
+    asm.bind(ethernet)
+    jumpIfPastEnd(address, plus: 14, area: area, to: done)
+    asm.emit(.load(.double, .r1, .fp, offset: address))
+    asm.emit(.store(.double, .fp, offset: area + Self.factOffset(.link), .r1))
+    asm.emit(.add(.r1, 14))
+    asm.emit(.store(.double, .fp, offset: area + Self.factOffset(.network), .r1))
+    asm.emit(.load(.double, .r1, .fp, offset: address))
+    asm.emit(.add(.r1, 12))
+    asm.emit(.store(.double, .fp, offset: address, .r1))
+    asm.emit(.storeImmediate(.double, .fp, offset: scratch, 0))
+    readPacket(into: scratch, size: 2, addressAt: address, failed: done)
+  }
+
+  /// From the network header and EtherType: the IP version, the datagram's end, the upper
+  /// protocol and the transport header.
+  mutating func emitIPWalk(area: Int16, scratch: Int16, walk: (Int16, Int16, Int16), done: Label) throws(CodeGenError) {
+    let network = area + Self.factOffset(.network)
+    let version = area + Self.factOffset(.version)
+    let upper = area + Self.factOffset(.upper)
+    let transport = area + Self.factOffset(.transport)
+    let (nextHeader, offset, firstFragment) = walk
     let ipv4 = asm.newLabel()
     let ipv6 = asm.newLabel()
     // skb->protocol in network order, read little-endian.

@@ -349,10 +349,9 @@ struct ProgramBuilder {
     case .eitherFamily(let isIPv4, let v4, let v6):
       try storeFamilyAddress(isIPv4, v4, v6, into: Self.record, at: field.offset)
       return
-    case .integer(0) where field.size > 8:
-      for chunk in stride(from: 0, to: field.size, by: 8) {
-        asm.emit(.storeImmediate(.double, Self.record, offset: Int16(field.offset + chunk), 0))
-      }
+    case .integer(0) where AccessSize(bytes: field.size) == nil:
+      // Zeros of a value no register holds (an IPv6 or MAC address).
+      storeBytes([], size: field.size, into: Self.record, at: field.offset)
       return
     case .integer(let constant) where field.size <= 8:
       if let size = AccessSize(bytes: field.size), let small = Int32(exactly: Int64(bitPattern: constant)) {

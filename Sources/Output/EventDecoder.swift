@@ -115,6 +115,8 @@ public enum ValueDecoder {
       return .ipv4(UInt32(truncatingIfNeeded: unsigned()))
     case .ipv6:
       return .ipv6(Array(raw.prefix(16)))
+    case .macAddress:
+      return .text(raw.prefix(6).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":"))
     case .ipAddress:
       // The family follows the 16 address bytes; an IPv4 address is a host-order u32.
       guard raw.count >= 24 else { return .unsigned(0) }

@@ -351,6 +351,10 @@ struct ClauseContext {
         guard let field = packetField(header, name, range: range) else { return nil }
         return guardedPacketRead(field, sourceText(range)).map(Reference.value)
       }
+      if hasSkb, let header = innerHeader(baseExpression) {
+        guard let header, let field = packetField(header, name, range: range, layer: 1) else { return nil }
+        return guardedPacketRead(field, sourceText(range)).map(Reference.value)
+      }
       guard let base = reference(baseExpression) else { return nil }
       return member(name, of: base, range: range, nameRange: memberNameRange(expression, name))
     case .unary(let op, let operandExpression):
@@ -505,6 +509,21 @@ struct ClauseContext {
     return .value(TypedExpr(.argument(name), type: type, range: range))
   }
 
+  /// `inner.HEADER`: nil when the expression is not one, `.some(nil)` after a diagnostic for
+  /// a header the inner packet cannot have.
+  mutating func innerHeader(_ expression: Expr) -> PacketHeader?? {
+    guard case .member(let base, let name, _) = expression.kind, case .identifier("inner") = base.kind else { return nil }
+    if let header = PacketHeader(rawValue: name) { return .some(header) }
+    var diagnostic = Diagnostic(
+      "unknown-packet-field", "the packet inside a tunnel has no header '\(name)'", at: expression.range,
+      notes: [.init(.help, "its headers are: \(PacketHeader.allCases.map { "inner." + $0.rawValue }.joined(separator: ", "))")])
+    if let best = closestName(to: name, among: PacketHeader.allCases.map(\.rawValue)) {
+      diagnostic.notes.insert(.init(.help, "did you mean 'inner.\(best)'?"), at: 0)
+    }
+    diagnostics.append(diagnostic)
+    return .some(nil)
+  }
+
   /// `has(udp)`: whether the packet has the header; `has(udp.dport)`, `has(saddr)`: whether
   /// the value is present (always, for a value that cannot be absent).
   mutating func has(_ arguments: [Expr], range: SourceRange) -> TypedExpr? {
@@ -512,6 +531,10 @@ struct ClauseContext {
       diagnostics.append(
         Diagnostic("has-arity", "has() takes one header or field, such as has(udp) or has(tcp.dport)", at: range))
       return nil
+    }
+    if hasSkb, let inner = innerHeader(arguments[0]) {
+      guard let inner, requirePacketMembers(range) else { return nil }
+      return guardedPacketRead(headerPresent(inner, range, layer: 1), sourceText(range)).map(condition)
     }
     if case .identifier(let name) = arguments[0].kind, let header = PacketHeader(rawValue: name) {
       guard hasSkb else {

@@ -13,7 +13,13 @@ import SwtraceSyntax
 /// destination options, AH), in a first fragment only. A header is present when all of its
 /// fixed part lies before the datagram's end; a field of a header that is not present is
 /// absent (`TypedExpr.Kind.optional`), never a number read from elsewhere.
+///
+/// Inside a VXLAN or Geneve tunnel the same rules find the inner packet's headers
+/// (`inner.eth.src`, `inner.ip.saddr`, `inner.tcp.dport`: layer 1), after the outer UDP
+/// header, the tunnel's header and the inner Ethernet header, within the outer datagram.
 enum PacketHeader: String, CaseIterable {
+  /// Only inside a tunnel: `inner.eth`.
+  case eth
   case ip, ip6, tcp, udp, icmp
 }
 
@@ -28,6 +34,12 @@ extension PacketHeader {
   /// Field name -> where it is in the header.
   var fields: [String: PacketFieldSpec] {
     switch self {
+    case .eth:
+      [
+        "dst": .init(offset: 0, size: 6, type: .macAddress, networkOrder: false),
+        "src": .init(offset: 6, size: 6, type: .macAddress, networkOrder: false),
+        "type": .init(offset: 12, size: 2, type: .enumeration(etherTypeNames), networkOrder: true),
+      ]
     case .ip:
       [
         "tos": .init(offset: 1, size: 1, type: .integer(bytes: 1, signed: false), networkOrder: false),
@@ -74,6 +86,7 @@ extension PacketHeader {
   /// Bytes of the header's fixed part: it is present only when all of them are in the packet.
   var fixedSize: Int {
     switch self {
+    case .eth: 14
     case .ip: 20
     case .ip6: 40
     case .tcp: 20
@@ -148,15 +161,19 @@ extension ClauseContext {
     }
   }
 
-  /// When `header` is in the packet.
-  func headerPresent(_ header: PacketHeader, _ range: SourceRange) -> TypedExpr {
+  /// When `header` is in the packet (layer 0) or in the packet inside its tunnel (layer 1).
+  func headerPresent(_ header: PacketHeader, _ range: SourceRange, layer: Int = 0) -> TypedExpr {
     let e = PacketExpressions(range: range)
-    let version = fact(.version, range)
-    let upper = fact(.upper, range)
-    let transport = fact(.transport, range)
+    let version = fact(.version, range, layer: layer)
+    let upper = fact(.upper, range, layer: layer)
+    let transport = fact(.transport, range, layer: layer)
     // The transport header's fixed part lies within the datagram.
-    let fits = e.and(e.notEqual(transport, 0), e.lessEqual(e.add(transport, UInt64(header.fixedSize)), fact(.end, range)))
+    let fits = e.and(
+      e.notEqual(transport, 0), e.lessEqual(e.add(transport, UInt64(header.fixedSize)), fact(.end, range, layer: layer)))
     switch header {
+    case .eth:
+      // The walk found the inner Ethernet header whole within the outer datagram.
+      return e.notEqual(fact(.link, range, layer: layer), 0)
     case .ip: return e.equal(version, 4)
     case .ip6: return e.equal(version, 6)
     case .tcp: return e.and(e.equal(upper, 6), fits)
@@ -201,23 +218,38 @@ extension ClauseContext {
 
   /// A header field, absent when the packet does not have the header, or a diagnostic naming
   /// the fields the header has.
-  mutating func packetField(_ header: PacketHeader, _ name: String, range: SourceRange) -> TypedExpr? {
+  mutating func packetField(_ header: PacketHeader, _ name: String, range: SourceRange, layer: Int = 0) -> TypedExpr? {
+    let prefix = layer == 0 ? header.rawValue : "inner." + header.rawValue
+    if header == .eth, layer == 0 {
+      diagnostics.append(
+        Diagnostic(
+          "unknown-packet-field", "eth.\(name) is a field of the Ethernet header inside a tunnel", at: range,
+          notes: [.init(.help, "write inner.eth.\(name) (VXLAN and Geneve); the packet's own device is ifname")]))
+      return nil
+    }
     guard let spec = header.fields[name] else {
       var diagnostic = Diagnostic(
-        "unknown-packet-field", "the \(header.rawValue) header has no field '\(name)'", at: range,
+        "unknown-packet-field", "the \(prefix) header has no field '\(name)'", at: range,
         notes: [.init(.help, "its fields are: \(header.fields.keys.sorted().joined(separator: ", "))")])
       if let best = closestName(to: name, among: header.fields.keys) {
-        diagnostic.notes.insert(.init(.help, "did you mean '\(header.rawValue).\(best)'?"), at: 0)
+        diagnostic.notes.insert(.init(.help, "did you mean '\(prefix).\(best)'?"), at: 0)
       }
       diagnostics.append(diagnostic)
       return nil
     }
     guard requirePacketMembers(range) else { return nil }
     let e = PacketExpressions(range: range)
-    let base = fact(header == .ip || header == .ip6 ? .network : .transport, range)
+    let baseFact: PacketFact.Value =
+      switch header {
+      case .eth: .link
+      case .ip, .ip6: .network
+      case .tcp, .udp, .icmp: .transport
+      }
+    let base = fact(baseFact, range, layer: layer)
     var value: TypedExpr
-    if spec.size == 16 {
-      value = TypedExpr(.load(base: base, offset: spec.offset, size: 16, bitfield: nil), type: spec.type, range: range)
+    if spec.size == 16 || spec.size == 6 {
+      // Addresses are bytes as on the wire.
+      value = TypedExpr(.load(base: base, offset: spec.offset, size: spec.size, bitfield: nil), type: spec.type, range: range)
     } else {
       value = TypedExpr(
         .load(base: base, offset: spec.offset, size: spec.size, bitfield: nil),
@@ -227,11 +259,11 @@ extension ClauseContext {
       }
       value.type = spec.type
     }
-    var present = headerPresent(header, range)
+    var present = headerPresent(header, range, layer: layer)
     if header == .icmp, name == "id" || name == "seq" {
       // Identifier and sequence number exist in echo requests and replies only.
       let type = TypedExpr(.load(base: base, offset: 0, size: 1, bitfield: nil), type: .u64, range: range)
-      let version = fact(.version, range)
+      let version = fact(.version, range, layer: layer)
       let echo4 = e.and(e.equal(version, 4), e.or(e.equal(type, 0), e.equal(type, 8)))
       let echo6 = e.and(e.equal(version, 6), e.or(e.equal(type, 128), e.equal(type, 129)))
       present = e.and(present, e.or(echo4, echo6))

@@ -53,6 +53,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   /// An IPv4 or IPv6 address (`saddr`, `daddr`): 16 address bytes (IPv4 in the first 4),
   /// then the family (4 or 6) as a u64.
   case ipAddress
+  /// An Ethernet address (`inner.eth.src`), 6 bytes as on the wire.
+  case macAddress
   case enumeration(EnumNames)
   case flags(FlagNames)
   /// A kernel pointer; `pointee` is the BTF type pointed to.
@@ -75,6 +77,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .ipv4: "IPv4 address"
     case .ipv6: "IPv6 address"
     case .ipAddress: "IP address"
+    case .macAddress: "MAC address"
     case .enumeration(let names): "enum \(names.typeName)"
     case .flags: "flags"
     case .pointer(_, let description): description
@@ -101,6 +104,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .ipv4: 4
     case .ipv6: 16
     case .ipAddress: 24
+    case .macAddress: 6
     case .enumeration, .flags: 8
     case .pointer: 8
     case .probe: 4
@@ -263,9 +267,13 @@ public struct PacketFact: Hashable, Sendable {
     /// Where the transport header starts; 0 when the packet has none (a later fragment, an
     /// extension-header chain too long or cut short).
     case transport
+    /// Where the inner packet's Ethernet header starts, after a VXLAN or Geneve header
+    /// (layer 1 only); 0 when the packet carries none.
+    case link
   }
   public var value: Value
-  /// 0 for the packet itself, 1 for the packet inside a VXLAN or Geneve tunnel.
+  /// 0 for the packet itself, 1 for the Ethernet frame inside a VXLAN (UDP port 4789) or
+  /// Geneve (UDP port 6081, protocol 0x6558) tunnel.
   public var layer: Int
 
   public init(_ value: Value, layer: Int = 0) {
@@ -274,6 +282,8 @@ public struct PacketFact: Hashable, Sendable {
   }
 
   public static let unknownProtocol: UInt64 = 0x100
+  public static let vxlanPort: UInt64 = 4789
+  public static let genevePort: UInt64 = 6081
   /// IPv6 extension headers walked over, at most: a longer chain has no transport header.
   public static let maximumExtensionHeaders = 8
 }
