@@ -732,15 +732,19 @@ def compare(events_path, send_pcap, receive_pcap):
                 if got != want and not (got is not None and want is not None and str(got) == str(want)):
                     # Told apart in the summary: a field printed as 0 although the packet does
                     # not have it, and a value that is wrong.
-                    kind = "absent-printed" if want is None else "missing" if got is None else "wrong"
+                    if want is None:
+                        zero = got in (0, "0.0.0.0", "::", "none")
+                        kind = "absent-printed-as-zero" if zero else "absent-printed-with-a-value"
+                    else:
+                        kind = "missing" if got is None else "wrong"
                     summary["by_kind"][kind] = summary["by_kind"].get(kind, 0) + 1
-                    if kind != "absent-printed":
+                    if kind != "absent-printed-as-zero":
                         key = f"{label} {name}"
                         summary["wrong_values"][key] = summary["wrong_values"].get(key, 0) + 1
                     summary["mismatches"] += 1
                     stats["mismatches"] += 1
                     summary["by_field"][name] = summary["by_field"].get(name, 0) + 1
-                    if len(summary["examples"]) < 400 and kind != "absent-printed" or len(summary["examples"]) < 100:
+                    if len(summary["examples"]) < 400 and kind != "absent-printed-as-zero" or len(summary["examples"]) < 100:
                         summary["examples"].append(f"{label} len {expected['len']}: {name} = {got!r}, expected {want!r}")
         summary["unpaired_events"] += sum(len(q) for q in by_length.values())
     return summary
