@@ -111,7 +111,6 @@ extension ProgramBuilder {
     }
     temps.spillAll(&frame, &asm)
     let network = area + Self.factOffset(.network)
-    let end = area + Self.factOffset(.end)
     let version = area + Self.factOffset(.version)
     let upper = area + Self.factOffset(.upper)
     let transport = area + Self.factOffset(.transport)

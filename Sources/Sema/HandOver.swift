@@ -1,4 +1,4 @@
-public import SwtraceSyntax
+import SwtraceSyntax
 
 /// Tracepoints that fire after the skb was handed on: `net_dev_xmit` runs once the driver's
 /// transmit function has returned, and by then the driver owns the packet and may have
