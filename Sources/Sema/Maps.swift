@@ -65,8 +65,9 @@ public struct MapKey: Hashable, Sendable {
 }
 
 extension ValueType {
-  /// Bytes a value takes in a map key or value: strings their capacity and addresses their
-  /// size, rounded up to 8; everything else 8.
+  /// Bytes the value takes as a map key or a plain map value: strings their capacity, IPv6
+  /// addresses 16, IP addresses of either family 24 (see `.ipAddress`), everything else a
+  /// register's 8, each rounded to 8.
   public var mapSlotSize: Int {
     switch self {
     case .string(let capacity): (capacity + 7) / 8 * 8
@@ -253,7 +254,6 @@ extension ClauseContext {
 
   static let mapLimit = 32
   static let keyLimit = 256
-
 
   /// `@name[keys]` read in an expression: the stored value, or 0 when there is none.
   mutating func mapRead(_ access: MapAccess, range: SourceRange) -> TypedExpr? {

@@ -107,7 +107,7 @@ let etherTypeNames = EnumNames(
   names: [
     0x0800: "ip", 0x0806: "arp", 0x86dd: "ipv6", 0x8100: "vlan", 0x88a8: "qinq", 0x8847: "mpls",
     0x8848: "mpls_mc", 0x8035: "rarp", 0x88cc: "lldp",
-  ], unsignedHex: true)
+  ], representation: IntegerRepresentation(bytes: 2, isSigned: false), unnamedInHex: true)
 
 /// The `struct sk_buff` members the header walk reads, found once in BTF for Sema (which
 /// refuses packet fields without them) and CodeGen (which reads them).

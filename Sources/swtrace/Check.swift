@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Runtime
 import SwtraceSyntax
 
 /// `swtrace check`: compile and pre-check without loading anything, and without privileges.
@@ -38,7 +39,7 @@ struct Check: ParsableCommand {
       }
       return
     }
-    let environment = try CompilationEnvironment.make(btfPath: btfPath, privilegedDetection: false)
+    let environment = try TracingEnvironment.forCommandLine(btfPath: btfPath, privilegedDetection: false)
     var inputs: [Result<SourceFile, SpecInputError>] = files.map { SpecInput.load(expression: nil, path: $0) }
     if let expression { inputs.append(.success(SourceFile(name: "<spec>", text: expression))) }
     if inputs.isEmpty { inputs.append(.failure(.missing)) }
@@ -50,7 +51,7 @@ struct Check: ParsableCommand {
         failed = true
       case .success(let source):
         do {
-          let compiled = try environment.compile(source)
+          let compiled = try environment.compileForCommandLine(source)
           Console.note("\(source.name): ok (\(compiled.programs.count) programs)")
         } catch {
           failed = true

@@ -35,37 +35,3 @@ enum Console {
     FileHandle.standardError.write(Data(text.utf8))
   }
 }
-
-/// Buffered standard output that reports a closed pipe instead of dying of SIGPIPE.
-final class OutputStream {
-  private var buffer: [UInt8] = []
-  private(set) var isClosed = false
-
-  init() {
-    signal(SIGPIPE, SIG_IGN)
-    buffer.reserveCapacity(1 << 16)
-  }
-
-  func writeLine(_ line: String) {
-    guard !isClosed else { return }
-    buffer.append(contentsOf: line.utf8)
-    buffer.append(UInt8(ascii: "\n"))
-    if buffer.count >= 1 << 15 { flush() }
-  }
-
-  func flush() {
-    guard !isClosed, !buffer.isEmpty else { return }
-    var offset = 0
-    while offset < buffer.count {
-      let written = buffer[offset...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
-      if written < 0 {
-        if errno == EINTR { continue }
-        // The reader went away (`| head -1`): stop writing; tracing ends cleanly.
-        isClosed = true
-        break
-      }
-      offset += written
-    }
-    buffer.removeAll(keepingCapacity: true)
-  }
-}

@@ -7,9 +7,8 @@ import TestSupport
 
 @Suite("swtrace command line")
 struct CommandLineTests {
-  @Test("-l 'skb:*' lists the skb tracepoints of this kernel")
+  @Test("-l 'skb:*' lists the skb tracepoints of this kernel", .needsTracing)
   func listsRunningKernelTracepoints() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let result = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), ["-l", "skb:*"], timeout: 60)
     #expect(result.status == 0, "\(result)")
     let lines = result.stdoutLines

@@ -48,9 +48,8 @@ struct FieldOracleTests {
   /// be another one).
   static let python = "/usr/bin/python3"
 
-  @Test("every field of every packet of the corpus is what scapy reads from the capture")
+  @Test("every field of every packet of the corpus is what scapy reads from the capture", .needsTracing)
   func corpus() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scapy = try ProcessRunner.run(Self.python, ["-c", "import scapy.all"], timeout: 60)
     try #require(scapy.succeeded, "the oracle needs scapy (apt-get install python3-scapy; make deps does it):\n\(scapy)")
     try #require(findExecutable("tcpdump") != nil, "the oracle needs tcpdump (make deps installs it)")

@@ -16,9 +16,8 @@ struct PacketFieldTests {
     UDPBurst(sizes: [100], count: count, mark: mark, port: 9300 + n)
   }
 
-  @Test("a header the packet does not have: - in text, null in JSON, in events, printf, map keys and variables")
+  @Test("a header the packet does not have: - in text, null in JSON, in events, printf, map keys and variables", .needsTracing)
   func absentFields() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 101)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("fields")
@@ -64,9 +63,8 @@ struct PacketFieldTests {
     }
   }
 
-  @Test("comparisons with an absent field are false, has() tells whether it is there")
+  @Test("comparisons with an absent field are false, has() tells whether it is there", .needsTracing)
   func comparisonsAndHas() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 102)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("fields")
@@ -91,9 +89,8 @@ struct PacketFieldTests {
     }
   }
 
-  @Test("in an skb clause len is the packet's; the probe's own len argument is args.len")
+  @Test("in an skb clause len is the packet's; the probe's own len argument is args.len", .needsTracing)
   func argumentsByArgs() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 103)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("fields")
@@ -144,9 +141,8 @@ struct PacketFieldTests {
     #expect(map.entries.count == 1 && map.entry(["len": "100", "args.len": "10"])?.integer == 10, "\(map)")
   }
 
-  @Test("net_dev_xmit shows what it recorded: the length and device before the hand-over, no packet fields")
+  @Test("net_dev_xmit shows what it recorded: the length and device before the hand-over, no packet fields", .needsTracing)
   func afterTheHandOver() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 104)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("fields")

@@ -9,9 +9,8 @@ import Testing
 
 @Suite("tracepoint arguments end to end", .serialized)
 struct TracepointArgumentTests {
-  @Test("net_dev_xmit's number arguments: rc is 0 and skb_len is payload + 42")
+  @Test("net_dev_xmit's number arguments: rc is 0 and skb_len is payload + 42", .needsTracing)
   func numberArguments() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 81)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("args")
@@ -27,9 +26,10 @@ struct TracepointArgumentTests {
     #expect(map.entries.count == 1 && map.entry(["rc": "0", "skb_len": "142"])?.integer == 8, "\(map)")
   }
 
-  @Test("net_dev_xmit's dev argument can be followed: args.dev->name and ifname are the transmitting veth", arguments: [false, true])
+  @Test(
+    "net_dev_xmit's dev argument can be followed: args.dev->name and ifname are the transmitting veth", .needsTracing,
+    arguments: [false, true])
   func pointerArgument(nullCheck: Bool) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 82)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("args")
@@ -47,9 +47,8 @@ struct TracepointArgumentTests {
     #expect(ours == 8, "the device net_dev_xmit recorded is \(pair.vethA) (skb->dev is already \(pair.vethB)): \(map)")
   }
 
-  @Test("skb->sk can be followed: the sending socket's skc_num is the datagram's source port", arguments: [false, true])
+  @Test("skb->sk can be followed: the sending socket's skc_num is the datagram's source port", .needsTracing, arguments: [false, true])
   func socketOfSkb(nullCheck: Bool) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 83)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("args")
