@@ -59,7 +59,7 @@ struct TraceCommand {
     defer { metricsMode?.stop() }
     let summary: TraceSummary
     do throws(TraceRunError) {
-      summary = try trace.run(beforeDetaching: { metricsMode?.stop() })
+      summary = try trace.run(beforeDetaching: { metricsMode?.stop() }, stopWhen: { metricsMode?.failure != nil })
     } catch {
       Console.error(error.description)
       throw ExitStatus.systemRefused
@@ -68,6 +68,12 @@ struct TraceCommand {
       Console.note("\(map.displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
     Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n")
+    // A server that stopped on its own ends the run with a failure, so that a service manager
+    // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
+    if let failure = metricsMode?.failure {
+      Console.error("the metrics server stopped: \(failure); tracing ended with it")
+      return ExitStatus.systemRefused.rawValue
+    }
     if let code = summary.commandNotRunnable {
       Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
       return 2
