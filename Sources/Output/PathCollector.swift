@@ -1,6 +1,6 @@
 import CodeGen
 
-/// Groups events by packet for `-o paths`: one block per skb, from its first hop to the
+/// Groups events by packet for `-f paths`: one block per skb, from its first hop to the
 /// point where the kernel frees it. A freed skb's address can be reused at once by another
 /// packet, so a free ends the path and the next event at that address starts a new one.
 public final class PathCollector {

@@ -140,6 +140,15 @@ struct ClauseContext {
     if checker.options.trackFilteredPackets, hasSkb, filter != nil {
       actions.insert(.track(range: clause.range), at: 0)
     }
+    if let processID = checker.options.processID {
+      let range = clause.probes.first?.range ?? clause.range
+      let isProcess = TypedExpr(
+        .binary(
+          .equal, TypedExpr(.builtin(.pid), type: Builtin.pid.type, range: range),
+          TypedExpr(.integer(UInt64(processID)), type: Builtin.pid.type, range: range)),
+        type: .bool, range: range)
+      filter = filter.map { TypedExpr(.binary(.and, isProcess, $0), type: .bool, range: $0.range) } ?? isProcess
+    }
     return CheckedClause(
       attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range, variables: variables)
   }

@@ -51,7 +51,8 @@ struct Check: ParsableCommand {
       case .success(let source):
         do {
           let compiled = try environment.compile(source)
-          Console.note("\(source.name): ok (\(compiled.programs.count) programs)")
+          let count = compiled.programs.count
+          Console.note("\(source.name): ok (\(count) program\(count == 1 ? "" : "s"))")
         } catch {
           failed = true
         }
@@ -64,17 +65,26 @@ struct Check: ParsableCommand {
 /// `swtrace fmt`: print a spec in the canonical layout.
 struct Format: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "fmt", abstract: "Print a spec file in swtrace's canonical layout.")
+    commandName: "fmt", abstract: "Print a spec in swtrace's canonical layout.",
+    discussion: "Example: swtrace fmt -e 'skb:*/len>100/{print(len)}'")
 
-  @Argument(help: ArgumentHelp("The spec file to format.", valueName: "FILE"))
-  var file: String
+  @Option(name: .short, help: ArgumentHelp("The spec to format, as text.", valueName: "SPEC"))
+  var expression: String?
+
+  @Argument(help: ArgumentHelp("The spec file to format, or - for standard input.", valueName: "FILE"))
+  var file: String?
 
   @Flag(name: .shortAndLong, help: "Rewrite the file in place instead of printing it.")
   var inPlace = false
 
+  func validate() throws {
+    if expression != nil, file != nil { throw ValidationError("give the spec either with -e or as a file, not both") }
+    if inPlace, file == nil || file == "-" { throw ValidationError("-i rewrites a file: name one") }
+  }
+
   func run() throws {
     let source: SourceFile
-    switch SpecInput.load(expression: nil, path: file) {
+    switch SpecInput.load(expression: expression, path: file) {
     case .success(let loaded): source = loaded
     case .failure(let error):
       Console.error(error.description)
@@ -86,7 +96,7 @@ struct Format: ParsableCommand {
       throw ExitStatus.specError
     }
     let formatted = SpecFormatter.format(parsed.spec, source: source)
-    if inPlace {
+    if inPlace, let file {
       try formatted.write(toFile: file, atomically: true, encoding: .utf8)
     } else {
       Swift.print(formatted, terminator: "")

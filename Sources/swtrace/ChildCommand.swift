@@ -53,6 +53,35 @@ final class ChildCommand {
     return (status >> 8) & 0xff
   }
 
+  /// The signal that ended the shell, when one did.
+  var terminatingSignal: Int32? {
+    guard let status, status & 0x7f != 0, status & 0x7f != 0x7f else { return nil }
+    return status & 0x7f
+  }
+
+  /// Says how a command that ended on its own went, when not well, and returns swtrace's
+  /// exit status for it: 2 when the shell could not run it at all (126, 127), 3 when it
+  /// exited with another non-zero status, and 0 when it succeeded or a signal from
+  /// elsewhere ended it (stopping the command is a way to end a trace).
+  static func report(_ child: ChildCommand) -> Int32 {
+    if let code = child.exitCode {
+      switch code {
+      case 0: return 0
+      case 126, 127:
+        Console.error(
+          "the -c command could not be run (the shell exited with \(code): command not found or not executable)")
+        return 2
+      default:
+        Console.error("the -c command failed: it exited with status \(code) (swtrace exits with 3)")
+        return ExitStatus.commandFailed
+      }
+    }
+    if let signal = child.terminatingSignal {
+      Console.note("the -c command was ended by signal \(signal) (\(String(cString: strsignal(signal))))")
+    }
+    return 0
+  }
+
   /// Stops the whole process group: SIGTERM, then SIGKILL after a grace period.
   func stop(grace milliseconds: Int = 500) {
     guard isRunning else {

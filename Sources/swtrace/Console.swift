@@ -1,5 +1,6 @@
 import Foundation
 import SwtraceSyntax
+import Synchronization
 
 /// Writes to stdout and stderr. Diagnostics go through the one renderer; colour only on a
 /// terminal and never with NO_COLOR.
@@ -19,6 +20,15 @@ enum Console {
     writeError("swtrace: \(message)\n")
   }
 
+  /// `-q`: progress messages (attaching, the backend in use, where metrics are served) are
+  /// left out; warnings, errors and anything lost are still said.
+  static let quiet = Atomic<Bool>(false)
+
+  /// A message about progress, left out with `-q`.
+  static func progress(_ message: String) {
+    if !quiet.load(ordering: .relaxed) { note(message) }
+  }
+
   /// At most this many diagnostics are printed: a binary file given as a spec must not turn
   /// into megabytes of errors.
   static let diagnosticLimit = 20
@@ -33,39 +43,5 @@ enum Console {
 
   static func writeError(_ text: String) {
     FileHandle.standardError.write(Data(text.utf8))
-  }
-}
-
-/// Buffered standard output that reports a closed pipe instead of dying of SIGPIPE.
-final class OutputStream {
-  private var buffer: [UInt8] = []
-  private(set) var isClosed = false
-
-  init() {
-    signal(SIGPIPE, SIG_IGN)
-    buffer.reserveCapacity(1 << 16)
-  }
-
-  func writeLine(_ line: String) {
-    guard !isClosed else { return }
-    buffer.append(contentsOf: line.utf8)
-    buffer.append(UInt8(ascii: "\n"))
-    if buffer.count >= 1 << 15 { flush() }
-  }
-
-  func flush() {
-    guard !isClosed, !buffer.isEmpty else { return }
-    var offset = 0
-    while offset < buffer.count {
-      let written = buffer[offset...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
-      if written < 0 {
-        if errno == EINTR { continue }
-        // The reader went away (`| head -1`): stop writing; tracing ends cleanly.
-        isClosed = true
-        break
-      }
-      offset += written
-    }
-    buffer.removeAll(keepingCapacity: true)
   }
 }

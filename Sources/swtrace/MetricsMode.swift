@@ -49,7 +49,7 @@ final class MetricsMode {
       Console.error("\(error.description); is another program listening there? Pick another --metrics ADDR:PORT")
       throw ExitStatus.systemRefused
     }
-    Console.note("serving metrics on \(endpoint.url)")
+    Console.progress("serving metrics on \(endpoint.url)")
   }
 
   /// Stops the server and every further read of the session. Safe to call more than once.

@@ -21,17 +21,22 @@ struct TraceRunner {
   var metrics: MetricsEndpoint? = nil
   /// False with `--metrics` alone: events are counted, not printed.
   var printEvents = true
+  /// Standard output, or the file of `-o FILE`.
+  var output = TraceOutput.standardOutput()
+  /// `-p PID`: the run ends when this process does.
+  var processID: Int32? = nil
 
   /// Counts what it prints; a class because the ring buffer callback shares it.
   final class EventSink {
     var samples: UInt64 = 0
     var exitRequested = false
-    let output = OutputStream()
+    let output: TraceOutput
     let decoder: EventDecoder
     let formatter: EventFormatter
     let paths: PathCollector?
     let printsEvents: Bool
-    init(decoder: EventDecoder, formatter: EventFormatter, printsEvents: Bool = true) {
+    init(decoder: EventDecoder, formatter: EventFormatter, output: TraceOutput, printsEvents: Bool = true) {
+      self.output = output
       self.decoder = decoder
       self.formatter = formatter
       self.printsEvents = printsEvents
@@ -62,8 +67,9 @@ struct TraceRunner {
     let attaching = "Attaching \(compiled.programs.count) probe\(compiled.programs.count == 1 ? "" : "s")..."
     // On a terminal one line counts up while attaching (thousands of functions take a while);
     // elsewhere two plain lines, which scripts can read.
-    let live = Console.stderrIsTerminal
-    if live { Console.writeError("swtrace: \(attaching)") } else { Console.note(attaching) }
+    let quiet = Console.quiet.load(ordering: .relaxed)
+    let live = Console.stderrIsTerminal && !quiet
+    if live { Console.writeError("swtrace: \(attaching)") } else { Console.progress(attaching) }
     let report: AttachReport
     do {
       var shown = 0
@@ -78,7 +84,7 @@ struct TraceRunner {
       throw ExitStatus.systemRefused
     }
     let outcome = "\(report.attached) attached, \(report.failed.count) skipped"
-    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.note(outcome) }
+    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.progress(outcome) }
     if verbose {
       for failure in report.failed { Console.note("  skipped \(failure.probe): \(failure.reason)") }
     }
@@ -86,7 +92,8 @@ struct TraceRunner {
     let formatter = EventFormatter(
       format: format, host: ProcessInfo.processInfo.hostName,
       wallClockOffset: EventFormatter.currentWallClockOffset())
-    let sink = EventSink(decoder: EventDecoder(compiled: compiled), formatter: formatter, printsEvents: printEvents)
+    let sink = EventSink(
+      decoder: EventDecoder(compiled: compiled), formatter: formatter, output: output, printsEvents: printEvents)
     do {
       try session.startReading { bytes in
         if sink.decoder.isExitRequest(bytes) {
@@ -116,8 +123,9 @@ struct TraceRunner {
     }
     while !stopRequested {
       let nextTimer = intervals.map(\.2).min()
-      // Short waits with -c and -d, so swtrace ends promptly after the command or the deadline.
-      let longest: Int32 = child != nil || deadline != nil ? 10 : 100
+      // Short waits with -c, -p and -d, so swtrace ends promptly after the command, the
+      // process or the deadline.
+      let longest: Int32 = child != nil || deadline != nil || processID != nil ? 10 : 100
       let wait = nextTimer.map { max(0, min(longest, Int32($0.timeIntervalSinceNow * 1000))) } ?? longest
       session.poll(milliseconds: wait)
       sink.output.flush()
@@ -125,9 +133,10 @@ struct TraceRunner {
         if runSteps(intervals[index].0.steps, session: session, sink: sink, maps: maps) { stopRequested = true }
         intervals[index].2 = intervals[index].2.addingTimeInterval(intervals[index].1)
       }
-      if stopSignals.load(ordering: .relaxed) > 0 || sink.exitRequested || sink.output.isClosed { break }
+      if stopSignals.load(ordering: .relaxed) > 0 || sink.exitRequested || sink.output.hasEnded { break }
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
+      if let processID, !TracedProcess.isRunning(processID) { break }
     }
     metricsMode?.stop()
     // No new events after this point; everything already written is still read.
@@ -146,18 +155,20 @@ struct TraceRunner {
       Console.note(
         "\(compiled.userMaps[index].displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
+    sink.output.finish()
     let lost = session.lostEvents
     session.detach()
-    Console.writeError("Samples: \(sink.samples) Lost: \(lost)\n")
+    // With -q the summary is left out unless something was lost.
+    if !quiet || lost > 0 { Console.writeError("Samples: \(sink.samples) Lost: \(lost)\n") }
+    if let failure = sink.output.failure {
+      Console.error(failure)
+      return 2
+    }
     guard let child else { return 0 }
     let ranToEnd = !child.isRunning
     child.stop()
-    // The shell's way of saying the command could not be run at all.
-    if ranToEnd, let code = child.exitCode, [126, 127].contains(code) {
-      Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
-      return 2
-    }
-    return 0
+    guard ranToEnd else { return 0 }
+    return ChildCommand.report(child)
   }
 
   /// Runs every clause with this trigger; true when one of them called exit().
