@@ -16,7 +16,7 @@ struct Swtrace: ParsableCommand {
   static func main() {
     let arguments = Array(CommandLine.arguments.dropFirst())
     if arguments == ["-h"] || arguments == ["--help"] || arguments == ["help"] {
-      print(helpMessage(for: Trace.self), terminator: "")
+      print(helpMessage(for: Trace.self))
       return
     }
     main(nil)
