@@ -7,6 +7,7 @@
 #   make run      deps, release build, then scripts/demo.sh (needs root)
 #   make lint     bash -n and shellcheck on the scripts
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
+#   make docs     regenerate the manual page and shell completions (scripts/gen-docs.sh)
 #   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
 
 SHELL := /bin/bash
@@ -24,14 +25,14 @@ SWIFT_FLAGS ?=
 # and inspect (bpftool). Later: bpftrace, prometheus, qemu.
 APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd
 
-SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh .ci/run
+SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scripts/gen-docs.sh .ci/run
 
 # Fuzzing (issue 10): scripts/fuzz.sh builds Fuzz/ with libFuzzer and AddressSanitizer in
 # .build-fuzz and runs it over the front end; the corpus grows in .build-fuzz/corpus.
 FUZZ_SECONDS ?= 300
 FUZZ_CI_SECONDS ?= 60
 
-.PHONY: all deps build release test run demo lint clean fuzz asan
+.PHONY: all deps build release test run demo lint clean fuzz asan docs
 
 all: build
 
@@ -60,6 +61,9 @@ fuzz: deps
 
 asan: deps
 	scripts/asan.sh
+
+docs: deps
+	scripts/gen-docs.sh
 
 run: release
 	scripts/demo.sh

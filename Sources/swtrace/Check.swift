@@ -6,7 +6,11 @@ import SwtraceSyntax
 struct Check: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Compile and pre-check specs without loading them; exit 0 when all are fine, 1 otherwise.",
-    discussion: "Example: swtrace check --btf tests/6.1.btf specs/*.spec")
+    discussion: """
+      Example, against Debian 12's 6.1 kernel (its BTF is in the source tree):
+        xz -dkc Tests/Fixtures/btf/6.1.0-56-amd64.btf.xz > /tmp/6.1.btf
+        swtrace check --btf /tmp/6.1.btf specs/drops.spec
+      """)
 
   @Option(name: .customLong("btf"), help: ArgumentHelp("Check against this BTF file instead of the running kernel's.", valueName: "FILE"))
   var btfPath: String?

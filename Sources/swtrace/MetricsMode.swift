@@ -14,8 +14,8 @@ final class MetricsMode {
   private let metrics: SessionMetrics
   private let server: MetricsServer
 
-  /// The `host` label: `$SWTRACE_HOST` when set (a DaemonSet passes the node's name), else
-  /// this machine's host name, the one JSON events carry.
+  /// The `host` label, and the `host` of JSON events: `$SWTRACE_HOST` when set (a DaemonSet
+  /// passes the node's name), else this machine's host name.
   static var hostLabel: String {
     if let host = ProcessInfo.processInfo.environment["SWTRACE_HOST"], !host.isEmpty { return host }
     return ProcessInfo.processInfo.hostName

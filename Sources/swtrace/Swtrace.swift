@@ -5,7 +5,12 @@ struct Swtrace: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "swtrace",
     abstract: "Trace packets through the Linux kernel with a small bpftrace-like language compiled to eBPF.",
-    discussion: Trace.examples,
+    discussion: """
+      swtrace compiles a spec, written in a small bpftrace-like language, to eBPF itself: it \
+      checks every name against the kernel's BTF, pre-checks the programs the way the kernel \
+      verifier would, attaches them with libbpf and prints one line per event, or the spec's \
+      maps when it ends. Without a subcommand, swtrace traces (the trace subcommand).
+      """,
     version: "0.1.0",
     subcommands: [Trace.self, Check.self, Format.self],
     defaultSubcommand: Trace.self

@@ -90,7 +90,7 @@ struct TraceRunner {
     }
 
     let formatter = EventFormatter(
-      format: format, host: ProcessInfo.processInfo.hostName,
+      format: format, host: MetricsMode.hostLabel,
       wallClockOffset: EventFormatter.currentWallClockOffset())
     let sink = EventSink(
       decoder: EventDecoder(compiled: compiled), formatter: formatter, output: output, printsEvents: printEvents)
