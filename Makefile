@@ -3,7 +3,7 @@
 #   make deps     install the Debian packages below (idempotent; apt-get update only if needed)
 #   make build    debug build            make release   release build
 #   make test     deps, debug build, then the whole test suite (root runs the e2e tests too),
-#                 60 s of fuzzing and the ASan run (together about 8 minutes more)
+#                 the documentation's commands, the VM lane, 60 s of fuzzing and the ASan run
 #   make run      deps, release build, then scripts/demo.sh (needs root)
 #   make lint     bash -n and shellcheck on the scripts
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
@@ -45,13 +45,16 @@ build: deps
 release: deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
-# The VM lane (VMLaneTests: function backends on a stock Debian kernel under qemu, ~5 minutes
-# with its release build) runs after the rest, alone, so its emulated CPUs slow no other
-# test; VMTEST=0 leaves it out.
+# The documentation's commands (DocumentationTests, about a minute) run alone after the rest:
+# some of them count every drop or reset of the machine, which other suites' traffic would
+# change. The VM lane (VMLaneTests: function backends on a stock Debian kernel under qemu, ~5
+# minutes with its release build) runs last, alone, so its emulated CPUs slow no other test;
+# VMTEST=0 leaves it out.
 VMTEST ?= 1
 test: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
+	SWTRACE_DOCTEST=1 $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter DocumentationTests
 	SWTRACE_VMTEST=$(VMTEST) $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter VMLaneTests
 	scripts/fuzz.sh $(FUZZ_CI_SECONDS)
 	scripts/asan.sh

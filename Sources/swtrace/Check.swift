@@ -7,9 +7,10 @@ struct Check: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Compile and pre-check specs without loading them; exit 0 when all are fine, 1 otherwise.",
     discussion: """
-      Example, against Debian 12's 6.1 kernel (its BTF is in the source tree):
-        xz -dkc Tests/Fixtures/btf/6.1.0-56-amd64.btf.xz > /tmp/6.1.btf
-        swtrace check --btf /tmp/6.1.btf specs/drops.spec
+      Examples (from the source directory; no root needed):
+        Against Debian 12's 6.1 kernel, whose BTF is in the source tree:
+          xz -dkc Tests/Fixtures/btf/6.1.0-56-amd64.btf.xz > /tmp/6.1.btf
+          swtrace check --btf /tmp/6.1.btf specs/drops.spec
       """)
 
   @Option(name: .customLong("btf"), help: ArgumentHelp("Check against this BTF file instead of the running kernel's.", valueName: "FILE"))
@@ -70,7 +71,11 @@ struct Check: ParsableCommand {
 struct Format: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fmt", abstract: "Print a spec in swtrace's canonical layout.",
-    discussion: "Example: swtrace fmt -e 'skb:*/len>100/{print(len)}'")
+    discussion: """
+      Examples:
+        A one-liner, laid out:
+          swtrace fmt -e 'skb:*/len>100/{print(len)}'
+      """)
 
   @Option(name: .short, help: ArgumentHelp("The spec to format, as text.", valueName: "SPEC"))
   var expression: String?

@@ -259,10 +259,9 @@ struct CompilationEnvironment {
       if case .skb = $0.kind { true } else { false }
     }
     guard usesSkbProbes else { return }
-    let tracepoints = compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.count
     Self.noted.store(true, ordering: .relaxed)
-    Console.progress(
-      "kprobes and fentry are not available on this kernel; skb probes use its \(tracepoints) tracepoint\(tracepoints == 1 ? "" : "s")")
+    // No count: `check` says this once for all its files, and the attach line counts anyway.
+    Console.progress("kprobes and fentry are not available on this kernel: skb: probes attach to its tracepoints only")
   }
 
   static let noted = Atomic<Bool>(false)

@@ -98,44 +98,6 @@ struct CommandLineTests {
       #expect(once.stdout.hasPrefix("#!/usr/bin/env swtrace\n//"), "\(spec) lost its header comment")
     }
   }
-
-  /// Every `swtrace ...` command in README's code blocks is accepted by the command line:
-  /// its spec compiles (`--dump-bpf`) and its options parse, so the README cannot drift.
-  @Test("README's example commands are accepted by the command line")
-  func readmeCommandsParse() throws {
-    let readme = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
-    let swtrace = try TestEnvironment.binary("swtrace")
-    var commands: [[String]] = []
-    var pending = ""
-    for rawLine in readme.split(separator: "\n", omittingEmptySubsequences: false) {
-      var line = rawLine.trimmingCharacters(in: .whitespaces)
-      guard rawLine.hasPrefix("    ") || !pending.isEmpty else { continue }
-      if pending.isEmpty {
-        for prompt in ["# ", "$ "] where line.hasPrefix(prompt) { line.removeFirst(2) }
-        guard line.hasPrefix("swtrace ") else { continue }
-      }
-      if line.hasSuffix("\\") {
-        pending += line.dropLast() + " "
-        continue
-      }
-      commands.append(try shellWords(pending + line))
-      pending = ""
-    }
-    #expect(commands.count >= 4, "README shows at least four swtrace commands")
-    for words in commands {
-      var arguments = Array(words.dropFirst())
-      if arguments.first == "check" || arguments.first == "fmt" {
-        // Needs files named in README relative to the repository or /tmp; check the syntax only.
-        arguments = [arguments[0], "--help"]
-      } else if arguments.contains("-l") {
-        arguments = arguments.filter { $0 != "--btf" }
-      } else {
-        arguments.append("--dump-bpf")
-      }
-      let result = try ProcessRunner.run(swtrace, arguments, timeout: 120)
-      #expect(result.status == 0, "README command `\(words.joined(separator: " "))` is not accepted:\n\(result)")
-    }
-  }
 }
 
 /// Splits a command line the way sh does for the quoting README uses: single and double quotes.

@@ -231,3 +231,16 @@ if selected h; then
  (swtrace should raise its RLIMIT_NOFILE soft limit to the hard one)"
   fi
 fi
+
+# --- The documentation's examples that need a function backend (issue 27) -----------------
+# (docs) doc-examples.sh is generated from the blocks marked `doctest: vm` in README.md and
+# the other documents (Tests/EndToEndTests/DocumentationTests.swift); it prints each
+# command's output between VMDOC lines, and VMLaneTests compares that with the docs.
+if selected docs; then
+  if [ -f /doc-examples.sh ]; then
+    sh /doc-examples.sh
+    pass docs "documentation examples ran: $(grep -c '^echo "VMDOC BEGIN' /doc-examples.sh) commands (VMLaneTests compares their output)"
+  else
+    fail docs "/doc-examples.sh is missing from the initramfs"
+  fi
+fi
