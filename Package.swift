@@ -63,6 +63,8 @@ let package = Package(
       // Golden files are read from the source tree.
       exclude: ["Golden"]),
     .testTarget(name: "BPFTests", dependencies: ["BPF"]),
+    // Event decoding and formatting, without the kernel: printf against the C library.
+    .testTarget(name: "OutputTests", dependencies: ["Output", "CodeGen", "Sema", "SwtraceSyntax", "TestSupport"]),
     .testTarget(
       name: "CodeGenTests",
       dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "Output", "TestSupport"],

@@ -1,12 +1,14 @@
 import Foundation
 
 /// Kernel code addresses to `symbol+0xoffset`, from /proc/kallsyms (read once, on first use).
+/// Code in a module is named the way the kernel's own `%pS` names it, with the module after:
+/// `wg_packet_rx_poll+0x35b [wireguard]`.
 public final class KernelSymbols: @unchecked Sendable {
   public static let shared = KernelSymbols(path: "/proc/kallsyms")
 
   private let path: String
   private let lock = NSLock()
-  private var symbols: [(address: UInt64, name: String)]?
+  private var symbols: [(address: UInt64, name: String, module: String?)]?
 
   public init(path: String) { self.path = path }
 
@@ -26,29 +28,35 @@ public final class KernelSymbols: @unchecked Sendable {
       }
     }
     guard let index = found, address != 0 else { return "0x" + String(address, radix: 16) }
-    let offset = address - table[index].address
-    return offset == 0 ? table[index].name : "\(table[index].name)+0x\(String(offset, radix: 16))"
+    let symbol = table[index]
+    let offset = address - symbol.address
+    let located = offset == 0 ? symbol.name : "\(symbol.name)+0x\(String(offset, radix: 16))"
+    return symbol.module.map { "\(located) [\($0)]" } ?? located
   }
 
-  private func loaded() -> [(address: UInt64, name: String)] {
+  private func loaded() -> [(address: UInt64, name: String, module: String?)] {
     lock.lock()
     defer { lock.unlock() }
     if let symbols { return symbols }
-    var table: [(UInt64, String)] = []
+    var table: [(address: UInt64, name: String, module: String?)] = []
     // /proc files report a size of 0, so read to the end rather than by size.
     if let data = FileHandle(forReadingAtPath: path)?.readDataToEndOfFile() {
       let text = String(decoding: data, as: UTF8.self)
       for line in text.split(separator: "\n") {
-        let parts = line.split(separator: " ", maxSplits: 3)
+        // "address type name", and for a module's symbols a tab and "[module]" after the name.
+        let parts = line.split(separator: " ", maxSplits: 2)
         // Only code: text symbols (t/T); addresses of 0 mean kallsyms is hidden from us.
-        guard parts.count >= 3, parts[1] == "t" || parts[1] == "T",
+        guard parts.count == 3, parts[1] == "t" || parts[1] == "T",
           let address = UInt64(parts[0], radix: 16), address != 0
         else { continue }
-        table.append((address, String(parts[2])))
+        let nameAndModule = parts[2].split(separator: "\t", maxSplits: 1)
+        guard let name = nameAndModule.first else { continue }
+        let module = nameAndModule.count == 2 ? nameAndModule[1].trimmingCharacters(in: CharacterSet(charactersIn: "[] ")) : nil
+        table.append((address, String(name), module))
       }
     }
-    table.sort { $0.0 < $1.0 }
-    symbols = table.map { (address: $0.0, name: $0.1) }
-    return symbols!
+    table.sort { $0.address < $1.address }
+    symbols = table
+    return table
   }
 }

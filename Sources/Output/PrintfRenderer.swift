@@ -41,6 +41,7 @@ public enum PrintfRenderer {
       }
     switch conversion.kind {
     case .signed, .integer:
+      // An unsigned value keeps its unsigned meaning under %d (C would reinterpret its bits).
       if isSigned {
         return number(String(signedValue.magnitude), negative: signedValue < 0, prefix: "", conversion)
       }
@@ -53,12 +54,17 @@ public enum PrintfRenderer {
       let prefix = conversion.alternate && bits != 0 ? (conversion.kind == .hex ? "0x" : "0X") : ""
       return number(digits, negative: false, prefix: prefix, conversion)
     case .octal:
-      let digits = String(bits, radix: 8)
-      return number(digits, negative: false, prefix: conversion.alternate && bits != 0 ? "0" : "", conversion)
+      return number(String(bits, radix: 8), negative: false, prefix: "", conversion)
     case .pointer:
-      return pad("0x" + String(bits, radix: 16), conversion)
+      // glibc's %p: "(nil)" for a null pointer, otherwise %#x of the address (its flags and
+      // precision apply as they do there).
+      guard bits != 0 else { return pad("(nil)", conversion) }
+      var asHex = conversion
+      asHex.kind = .hex
+      asHex.alternate = true
+      return number(String(bits, radix: 16), negative: false, prefix: "0x", asHex, signsApply: true)
     case .character:
-      return pad(String(Character(UnicodeScalar(UInt8(truncatingIfNeeded: bits)))), conversion)
+      return pad(Self.character(UInt8(truncatingIfNeeded: bits)), conversion)
     case .string:
       var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw).text
       if let precision = conversion.precision { text = String(text.prefix(precision)) }
@@ -66,17 +72,33 @@ public enum PrintfRenderer {
     }
   }
 
-  /// Sign, precision (minimum digits), then zero or space padding to the width.
-  static func number(_ digits: String, negative: Bool, prefix: String, _ conversion: FormatString.Conversion) -> String {
+  /// `%c`: printable ASCII as itself; any other byte as a `\xNN` escape, so that a value from
+  /// the kernel never sends control sequences to the terminal or invalid UTF-8 to a pipe.
+  static func character(_ byte: UInt8) -> String {
+    if (0x20...0x7e).contains(byte) { return String(UnicodeScalar(byte)) }
+    let hex = String(byte, radix: 16)
+    return "\\x" + (hex.count == 1 ? "0" + hex : hex)
+  }
+
+  /// A number as C formats it (C11 7.21.6.1): the precision is the minimum number of digits
+  /// (a zero value with precision 0 prints no digits); `#` with `%o` adds a leading 0 only
+  /// when the digits do not already start with one; the sign (`-`, or `+`/space for signed
+  /// conversions) and the `0x` prefix come before any zero padding, and the `0` flag pads to
+  /// the width only when neither a precision nor `-` is given.
+  static func number(
+    _ digits: String, negative: Bool, prefix: String, _ conversion: FormatString.Conversion,
+    signsApply: Bool = false
+  ) -> String {
     var body = digits
     if let precision = conversion.precision {
       if precision == 0 && digits == "0" { body = "" }
       if body.count < precision { body = String(repeating: "0", count: precision - body.count) + body }
     }
+    if conversion.kind == .octal, conversion.alternate, body.first != "0" { body = "0" + body }
     var sign = ""
     if negative {
       sign = "-"
-    } else if conversion.kind == .signed || conversion.kind == .integer {
+    } else if signsApply || conversion.kind == .signed || conversion.kind == .integer {
       if conversion.plusSign { sign = "+" } else if conversion.spaceSign { sign = " " }
     }
     let lead = sign + prefix

@@ -9,23 +9,12 @@ import Foundation
 import Runtime
 import Sema
 import SwtraceSyntax
+import TestSupport
 import Testing
-
-/// SplitMix64: small, seedable, the same sequence on every machine.
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9e37_79b9_7f4a_7c15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-    return z ^ (z >> 31)
-  }
-}
 
 /// Random specs over one tracepoint, built from the language's constructs.
 struct SpecGenerator {
-  var random: SeededGenerator
+  var random: SplitMix64
   static let numbers = ["len", "mark", "protocol", "ifindex", "gso_size", "gso_segs", "ip.ttl", "ip.len", "udp.dport",
                         "tcp.sport", "icmp.type", "netns", "data_len", "queue_mapping", "cpu", "pid", "skb->dev->mtu"]
   static let printable = numbers + ["ifname", "comm", "gso_type", "saddr", "daddr", "ip6.saddr", "probe", "ts"]
@@ -63,7 +52,7 @@ struct SpecGenerator {
 }
 
 /// One deliberate break of a correct program, the kind of bug a code generator could have.
-func mutate(_ program: Program, random: inout SeededGenerator) -> Program {
+func mutate(_ program: Program, random: inout SplitMix64) -> Program {
   var instructions = program.instructions
   let index = Int(random.next() % UInt64(instructions.count))
   switch random.next() % 7 {
@@ -102,8 +91,8 @@ struct DifferentialTests {
   func precheckAcceptanceImpliesKernelAcceptance() throws {
     guard let (types, support) = try runningKernelForLoading() else { return }
     let compiler = SpecCompiler(resolver: ProbeResolver(types: types, support: support), ringBufferSize: 4096, mapEntries: 64)
-    var generator = SpecGenerator(random: SeededGenerator(state: 0x5eed_2026))
-    var mutations = SeededGenerator(state: 0xb0_6005)
+    var generator = SpecGenerator(random: SplitMix64(seed: 0x5eed_2026))
+    var mutations = SplitMix64(seed: 0xb0_6005)
     var specs = 0
     var broken = 0
     var acceptedBoth = 0

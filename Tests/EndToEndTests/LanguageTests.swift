@@ -79,6 +79,37 @@ struct LanguageEndToEndTests {
     #expect(events.compactMap(\.len).sorted() == burst.payloads.map { $0 + 42 }.sorted(), "\(run)")
   }
 
+  @Test("printf through the kernel prints what the C library prints for the values sent")
+  func printfAgreesWithCOnRealValues() throws {
+    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
+    let pair = try NetworkNamespacePair(subnet: 85)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("printfc")
+    defer { scratch.remove() }
+    let burst = UDPBurst(sizes: [100, 200, 1000], count: 6, mark: 0x7a85, port: 9785)
+    // Each value keeps its own width, as C's hh and h length modifiers do.
+    let spec = #"""
+      skb:net_dev_queue /mark == 0x7a85/ {
+        printf("%#.5o|%-8x|%+d|%#010X|%5.3u|%c|% i\n", (u8)(len - 42), mark, (s8)(len - 42), (u32)len,
+               (u16)udp.dport, 65 + (len & 7), (s16)(0 - len))
+      }
+      """#
+    let run = try TracedTraffic.run(spec: spec, bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!run.result.timedOut && run.result.status == 0, "\(run)")
+    #expect(run.sendersSent([burst]), "\(run)")
+    let expected = burst.payloads.map { payload -> String in
+      let len = payload + 42
+      let arguments: [CVarArg] = [
+        Int32(UInt8(truncatingIfNeeded: payload)), Int32(0x7a85), Int32(Int8(truncatingIfNeeded: payload)),
+        Int32(len), Int32(9785), Int32(65 + (len & 7)), Int32(Int16(truncatingIfNeeded: -len)),
+      ]
+      var buffer = [CChar](repeating: 0, count: 256)
+      let count = withVaList(arguments) { vsnprintf(&buffer, buffer.count, "%#.5hho|%-8x|%+hhd|%#010X|%5.3hu|%c|% hi\n", $0) }
+      return String(decoding: buffer.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    #expect(printfTexts(run.result.stdout).sorted() == expected.sorted(), "\(run)")
+  }
+
   @Test("swtrace-pktgen sends IPv6 only to ::1 and fd00:200::/32")
   func pktgenRefusesForeignIPv6() throws {
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")

@@ -2,7 +2,7 @@
 // for 2 s (-d 2) against real traffic with exit status 0.
 //
 // The traffic, between two namespaces A and B for as long as the specs run (bounded): UDP
-// marked 0xdead (mark-path.spec), pings (ping-path.spec), UDP to a port B's nftables drops
+// marked 0xdead (mark-path.spec, wireguard-path.spec), pings (ping-path.spec), UDP to a port B's nftables drops
 // (drops.spec), TCP connections to a closed port (tcp-resets.spec) and to a port whose SYNs
 // B drops (tcp-retransmits.spec), and, when python3 is there to receive it, bulk TCP that
 // veth sends as GSO packets (gso-sizes.spec).
@@ -28,6 +28,7 @@ struct SpecFilesTests {
     "qdisc-latency.spec": ["@ns[", "@start"],
     "rx-by-dev.spec": ["@pkts[", "@bytes["],
     "syscalls-hello.spec": ["hello: counting system calls per program", "@calls["],
+    "wireguard-path.spec": ["net_dev_queue (len: ", "comm: swtrace-pktgen)"],
   ]
 
   @Test("there are specs, and each starts with a header: the question, how to run it, what it prints")

@@ -23,6 +23,7 @@
 #   VM_ONLY      scenario letters to run, e.g. "a c" (default: all)
 #   VM_SMP       guest CPUs (default 2)
 #   VM_KEEP=1    keep the work directory (initramfs, console log) and print its path
+#   VM_SHOW=1    the WireGuard scenarios also print what swtrace printed, as VMOUT lines
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -47,7 +48,7 @@ accel=${VM_ACCEL:-auto}
 smp=${VM_SMP:-2}
 
 # --- 1. host tools and the release build -----------------------------------------------
-scripts/deps.sh qemu-system-x86 busybox-static cpio >&2
+scripts/deps.sh qemu-system-x86 busybox-static cpio xz-utils iproute2 >&2
 
 step=$(now)
 say "building release binaries (.build-vm)"
@@ -74,6 +75,7 @@ say "kernel $release: $(since "$step") s"
 
 # --- 3. the initramfs ----------------------------------------------------------------------
 step=$(now)
+wg=$(scripts/vm/fetch-wg.sh) || die "could not fetch wg from Debian's wireguard-tools"
 work=$(mktemp -d /tmp/swtrace-vm.XXXXXX)
 # shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
@@ -104,10 +106,46 @@ copy_with_libraries() {
 }
 copy_with_libraries "$bin_dir/swtrace"
 copy_with_libraries "$bin_dir/swtrace-pktgen"
+# The WireGuard scenarios (scripts/vm/wireguard.sh) need iproute2's ip (busybox's has no
+# netns, veth or wireguard links), wg from Debian's wireguard-tools, and the kernel's modules.
+copy_with_libraries "$(command -v ip)"
+copy_with_libraries "$wg"
+
+# Kernel modules, decompressed into /lib/modules with their load order in
+# /etc/swtrace-vm.modules: every module a wanted one depends on comes before it. The package
+# has no modules.dep (depmod runs at install time), so the dependencies come from each
+# module's own .modinfo "depends=" field.
+modules_dir=$(dirname "$vmlinuz")/../lib/modules/$release
+mkdir -p "$root/lib/modules"
+: >"$root/etc/swtrace-vm.modules"
+module_path() {
+  # depends= names modules the way their files are named, but "-" and "_" are interchangeable.
+  find "$modules_dir/kernel" \( -name "$1.ko*" -o -name "${1//-/_}.ko*" -o -name "${1//_/-}.ko*" \) -print -quit
+}
+unpacked_module() {
+  case "$1" in
+    *.ko.xz) xz -dc "$1" ;;
+    *.ko.zst) zstd -qdc "$1" ;;
+    *.ko.gz) gzip -dc "$1" ;;
+    *) cat "$1" ;;
+  esac
+}
+add_module() {
+  local name=$1 file dependency
+  [ -e "$root/lib/modules/$name.ko" ] && return 0
+  file=$(module_path "$name")
+  [ -n "$file" ] || die "module $name is not in $modules_dir"
+  unpacked_module "$file" >"$root/lib/modules/$name.ko"
+  for dependency in $(tr '\0' '\n' <"$root/lib/modules/$name.ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
+    add_module "$dependency"
+  done
+  echo "$name.ko" >>"$root/etc/swtrace-vm.modules"
+}
+for module in veth wireguard; do add_module "$module"; done
 library_path=$(find "$root" -name '*.so*' -printf '%h\n' | sed "s#^$root##" | sort -u | paste -sd:)
 
 cp scripts/vm/init "$root/init"
-cp scripts/vm/scenarios.sh scripts/vm/bench.sh scripts/vm/doc-examples.sh "$root/"
+cp scripts/vm/scenarios.sh scripts/vm/wireguard.sh scripts/vm/bench.sh scripts/vm/doc-examples.sh specs/wireguard-path.spec "$root/"
 chmod +x "$root/init"
 echo "LD_LIBRARY_PATH=$library_path" >"$root/etc/swtrace-vm.env"
 echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
@@ -157,7 +195,7 @@ fprobe=0
 if grep -qx 'CONFIG_FPROBE=y' "$(dirname "$vmlinuz")/config-$release" 2>/dev/null; then fprobe=1; fi
 # Kernel parameters cannot hold spaces: "a c" travels as "a,c".
 only=$(echo "${VM_ONLY:-all}" | tr ' ' ',')
-append="console=ttyS0 panic=-1 quiet swtrace_bench=${VM_BENCH:-0} swtrace_only=$only swtrace_fprobe=$fprobe"
+append="console=ttyS0 panic=-1 quiet swtrace_bench=${VM_BENCH:-0} swtrace_only=$only swtrace_fprobe=$fprobe swtrace_show=${VM_SHOW:-0}"
 
 say "booting $release under qemu ($accel, $smp CPUs, timeout ${timeout_seconds} s)"
 step=$(now)
@@ -167,7 +205,7 @@ timeout -k 10 "$timeout_seconds" "${qemu[@]}" "${accel_args[@]}" -initrd "$work/
   -append "$append" </dev/null >"$console" 2>&1 &
 qemu_pid=$!
 # Show the guest's report lines as they come.
-tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMDOC)' &
+tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMOUT|VMDOC)' &
 tail_pid=$!
 status=0
 wait "$qemu_pid" || status=$?

@@ -232,6 +232,10 @@ if selected h; then
   fi
 fi
 
+# The WireGuard scenarios (issue 23): a marked datagram through a tunnel between namespaces.
+# shellcheck disable=SC1091  # copied next to this script into the guest by run.sh
+. /wireguard.sh
+
 # --- The documentation's examples that need a function backend (issue 27) -----------------
 # (docs) doc-examples.sh is generated from the blocks marked `doctest: vm` in README.md and
 # the other documents (Tests/EndToEndTests/DocumentationTests.swift); it prints each
