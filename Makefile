@@ -5,7 +5,7 @@
 #   make test     deps, debug build, then the whole test suite (root runs the e2e tests too),
 #                 the documentation's commands, the VM lane, 60 s of fuzzing and the ASan run
 #   make run      deps, release build, then scripts/demo.sh (needs root)
-#   make lint     bash -n and shellcheck on the scripts
+#   make lint     bash -n and shellcheck on the scripts, and the module edges of Package.swift
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
 #   make docs     regenerate the manual page and shell completions (scripts/gen-docs.sh)
 #   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
@@ -25,7 +25,7 @@ SWIFT_FLAGS ?=
 # and inspect (bpftool). Later: bpftrace, prometheus, qemu.
 APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd
 
-SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scripts/gen-docs.sh .ci/run
+SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scripts/module-edges.sh scripts/gen-docs.sh .ci/run
 
 # Fuzzing (issue 10): scripts/fuzz.sh builds Fuzz/ with libFuzzer and AddressSanitizer in
 # .build-fuzz and runs it over the front end; the corpus grows in .build-fuzz/corpus.
@@ -52,6 +52,7 @@ release: deps
 # VMTEST=0 leaves it out.
 VMTEST ?= 1
 test: deps
+	scripts/module-edges.sh
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
 	SWTRACE_DOCTEST=1 $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter DocumentationTests
@@ -77,6 +78,7 @@ demo:
 lint:
 	for script in $(SCRIPTS); do bash -n "$$script"; done
 	if command -v shellcheck >/dev/null; then shellcheck $(SCRIPTS); else echo "lint: shellcheck not installed (apt-get install shellcheck)"; fi
+	scripts/module-edges.sh
 
 clean:
 	rm -rf .build .build-fuzz .build-asan

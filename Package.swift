@@ -2,8 +2,9 @@
 import PackageDescription
 
 // One target per pipeline stage; the dependency edges below are the compiler's data flow:
-// source text -> SwtraceSyntax -> Sema (with BTF) -> CodeGen -> BPF (verifier pre-check)
-// -> Runtime (load, attach, read) -> Output -> swtrace (CLI).
+// source text -> SwtraceSyntax -> Sema (with BTF) -> CodeGen (emitting BPF, a leaf) -> Output
+// -> Runtime (load, attach, run) -> swtrace (CLI). Each target declares exactly the modules
+// its sources import (scripts/module-edges.sh checks it); docs/architecture.md draws them.
 let package = Package(
   name: "swtrace",
   platforms: [.macOS(.v13)],
@@ -20,21 +21,27 @@ let package = Package(
     .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
   ],
   targets: [
-    // C headers of libbpf; imported only by LibBPF.
+    // C headers of libbpf: imported, internally, by BTF (to read BTF) and LibBPF only.
     .systemLibrary(
       name: "CLibBPF",
       pkgConfig: "libbpf",
       providers: [.apt(["libbpf-dev", "libelf-dev"])]
     ),
-    // The thin Swift wrapper that owns every unsafe pointer and errno.
+    // The thin Swift wrapper that owns every unsafe pointer and errno; used by Runtime only.
     .target(name: "LibBPF", dependencies: ["CLibBPF"]),
+    // The compiler core: nothing from here to code generation sees libbpf.
     .target(name: "SwtraceSyntax"),
-    .target(name: "BTF", dependencies: ["LibBPF"]),
+    // The instruction set and the verifier pre-check: a leaf, knowing nothing of the language.
+    .target(name: "BPF"),
+    // BTF's own type model; libbpf reads the BTF, behind `internal import CLibBPF`.
+    .target(name: "BTF", dependencies: ["CLibBPF"]),
     .target(name: "Sema", dependencies: ["SwtraceSyntax", "BTF"]),
-    .target(name: "BPF", dependencies: ["SwtraceSyntax"]),
     .target(name: "CodeGen", dependencies: ["Sema", "BPF", "BTF", "SwtraceSyntax"]),
-    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF"]),
-    .target(name: "Output", dependencies: ["CodeGen", "Runtime", "Sema"]),
+    // Decoding and printing what the kernel sends; no libbpf, so it is tested without a kernel.
+    .target(name: "Output", dependencies: ["CodeGen", "Sema", "SwtraceSyntax"]),
+    // Loading, attaching and reading, the run loop with the BEGIN/END interpreter, and what
+    // the kernel allows; the only user of LibBPF.
+    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax", "Output"]),
     // Maps as Prometheus metrics, served over HTTP at scrape time.
     .target(
       name: "PrometheusExport",
@@ -46,7 +53,7 @@ let package = Package(
     .executableTarget(
       name: "swtrace",
       dependencies: [
-        "SwtraceSyntax", "BTF", "Sema", "BPF", "CodeGen", "Runtime", "Output", "PrometheusExport",
+        "SwtraceSyntax", "BTF", "Sema", "CodeGen", "Runtime", "Output", "PrometheusExport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -56,8 +63,12 @@ let package = Package(
     .executableTarget(name: "swtrace-pktgen"),
     // Fixture kernels' BTF, paths and the language reference's examples, shared by the test targets.
     .target(name: "TestSupport", path: "Tests/TestSupport"),
+    // The running kernel for the tests that load programs into it.
+    .target(
+      name: "KernelTestSupport", dependencies: ["BTF", "Runtime", "Sema", "TestSupport"],
+      path: "Tests/KernelTestSupport"),
     .testTarget(name: "SyntaxTests", dependencies: ["SwtraceSyntax", "TestSupport"], resources: [.copy("Golden")]),
-    .testTarget(name: "BTFTests", dependencies: ["BTF", "LibBPF", "TestSupport"]),
+    .testTarget(name: "BTFTests", dependencies: ["BTF", "TestSupport"]),
     .testTarget(
       name: "SemaTests", dependencies: ["Sema", "BTF", "SwtraceSyntax", "TestSupport"],
       // Golden files are read from the source tree.
@@ -69,6 +80,9 @@ let package = Package(
       name: "CodeGenTests",
       dependencies: ["CodeGen", "Sema", "BTF", "BPF", "SwtraceSyntax", "Output", "TestSupport"],
       resources: [.copy("Golden")]),
+    // The Prometheus exposition of a scrape, without a kernel or a server.
+    .testTarget(
+      name: "PrometheusExportTests", dependencies: ["PrometheusExport", "Output", "Sema", "SwtraceSyntax", "TestSupport"]),
     .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     // Every input the fuzzer ever crashed on (Fuzz/Regressions) and every seed, replayed.
     .testTarget(name: "FuzzRegressionTests", dependencies: ["SwtraceFuzzing", "BTF", "TestSupport"]),
@@ -76,6 +90,13 @@ let package = Package(
     // and the language reference's examples loaded into the running kernel.
     .testTarget(
       name: "DifferentialTests",
-      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax", "TestSupport"]),
+      dependencies: ["CodeGen", "Runtime", "BPF", "Sema", "BTF", "SwtraceSyntax", "TestSupport", "KernelTestSupport"]),
+    // The runtime driven without the command line: decoding of what the kernel hands over,
+    // the run loop and the BEGIN/END interpreter on real programs and loopback traffic.
+    .testTarget(
+      name: "RuntimeTests",
+      dependencies: [
+        "Runtime", "CodeGen", "Output", "Sema", "BTF", "BPF", "SwtraceSyntax", "TestSupport", "KernelTestSupport",
+      ]),
   ]
 )

@@ -147,7 +147,7 @@ print("Check time of `skb:* /mark==0xdead/ < print(len, gso_type) >` against the
 print()
 print(f"| phase | in one process, {runs} runs: median | min | cpu median | first run of a fresh process: median of {processes} |")
 print("|---|---:|---:|---:|---:|")
-for phase in ["btf-load", "environment", "parse", "resolve", "check", "codegen", "precheck", "load+check", "total"]:
+for phase in ["btf-load", "environment", "parse", "resolve", "check", "desugar", "codegen", "precheck", "load+check", "total"]:
     row = inprocess[phase][0]
     first = statistics.median(r[0] for r in fresh[phase])
     label = {"load+check": "**load BTF + type-check**", "total": "all of `swtrace check`"}.get(phase, phase)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds swtrace and its whole test suite with AddressSanitizer (in .build-asan) and runs
-# every unit suite (Syntax, BTF, Sema, BPF, CodeGen, the fuzzer's regressions, and as root
-# the differential tests, which load programs through Runtime) and, as root, the end-to-end
-# robustness, privilege and walking-skeleton tests, which then run the ASan-built swtrace
-# (the e2e tests use the binaries next to the test runner). Any report from AddressSanitizer
-# fails the run.
+# every unit suite (Syntax, BTF, Sema, BPF, CodeGen, Output, PrometheusExport, the fuzzer's
+# regressions, and as root the runtime's and the differential tests, which load programs
+# through Runtime) and, as root, the end-to-end robustness, privilege and walking-skeleton
+# tests, which then run the ASan-built swtrace (the e2e tests use the binaries next to the
+# test runner). Any report from AddressSanitizer fails the run.
 #
 # Usage: scripts/asan.sh [FILTER]   (a swift-testing --filter regex; default below)
 set -euo pipefail
@@ -15,7 +15,7 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 scratch="${ASAN_SCRATCH:-.build-asan}"
-filter="${1:-${ASAN_FILTER:-^(SyntaxTests|BTFTests|SemaTests|BPFTests|CodeGenTests|DifferentialTests|FuzzRegressionTests)\.|^EndToEndTests\.(BadInputTests|ExitTests|PrivilegeTests|WalkingSkeletonTests)/}}"
+filter="${1:-${ASAN_FILTER:-^(SyntaxTests|BTFTests|SemaTests|BPFTests|CodeGenTests|OutputTests|PrometheusExportTests|RuntimeTests|DifferentialTests|FuzzRegressionTests)\.|^EndToEndTests\.(BadInputTests|ExitTests|PrivilegeTests|WalkingSkeletonTests)/}}"
 
 started=$SECONDS
 swift build --build-tests --sanitize=address --scratch-path "$scratch"

@@ -1,19 +1,26 @@
-import SwtraceSyntax
+/// What a code generator attaches to each instruction to find, later, the construct that
+/// produced it (a spec range, for swtrace's). The instruction set never looks inside it: it
+/// only carries it, so a verifier rejection or a listing line can be mapped back by the layer
+/// that made the program.
+public struct SourceTag: Hashable, Sendable {
+  public var rawValue: UInt64
+  public init(rawValue: UInt64) { self.rawValue = rawValue }
+}
 
 /// A jump target that is bound to a position later; forward jumps are resolved by `finish()`.
 public struct Label: Hashable, Sendable {
   fileprivate let id: Int
 }
 
-/// A finished program: instructions, and for each the spec range it was generated from.
+/// A finished program: instructions, and for each the tag of what it was generated from.
 public struct Program: Hashable, Sendable {
   public var instructions: [Instruction]
-  /// Parallel to `instructions`: the spec construct each instruction came from.
-  public var sourceRanges: [SourceRange?]
+  /// Parallel to `instructions`: the tag of the construct each instruction came from.
+  public var sourceTags: [SourceTag?]
 
-  public init(instructions: [Instruction], sourceRanges: [SourceRange?]? = nil) {
+  public init(instructions: [Instruction], sourceTags: [SourceTag?]? = nil) {
     self.instructions = instructions
-    self.sourceRanges = sourceRanges ?? Array(repeating: nil, count: instructions.count)
+    self.sourceTags = sourceTags ?? Array(repeating: nil, count: instructions.count)
   }
 
   /// The kernel encoding of the whole program.
@@ -29,16 +36,16 @@ public enum AssemblerError: Error, Hashable, Sendable {
 }
 
 /// Builds a `Program` with symbolic labels. Every emitted instruction is tagged with
-/// `currentRange`, so the verifier pre-check can blame the spec construct.
+/// `currentTag`, so the verifier pre-check can blame the construct it came from.
 public struct Assembler: Sendable {
   private enum Item: Sendable {
-    case instruction(Instruction, SourceRange?)
-    case jump(JumpCondition?, Register, Operand, Label, jump32: Bool, SourceRange?)
+    case instruction(Instruction, SourceTag?)
+    case jump(JumpCondition?, Register, Operand, Label, jump32: Bool, SourceTag?)
   }
   private var items: [Item] = []
   private var labelPositions: [Int: Int] = [:]  // label id -> item index
   private var nextLabel = 0
-  public var currentRange: SourceRange?
+  public var currentTag: SourceTag?
 
   public init() {}
 
@@ -52,7 +59,7 @@ public struct Assembler: Sendable {
   }
 
   public mutating func emit(_ instruction: Instruction) {
-    items.append(.instruction(instruction, currentRange))
+    items.append(.instruction(instruction, currentTag))
   }
 
   public mutating func emit(_ instructions: [Instruction]) {
@@ -61,7 +68,7 @@ public struct Assembler: Sendable {
 
   /// Unconditional jump.
   public mutating func jump(to label: Label) {
-    items.append(.jump(nil, .r0, .immediate(0), label, jump32: false, currentRange))
+    items.append(.jump(nil, .r0, .immediate(0), label, jump32: false, currentTag))
   }
 
   /// `if dst <cond> operand goto label`
@@ -69,7 +76,7 @@ public struct Assembler: Sendable {
     if condition: JumpCondition, _ dst: Register, _ operand: Operand, to label: Label,
     jump32: Bool = false
   ) {
-    items.append(.jump(condition, dst, operand, label, jump32: jump32, currentRange))
+    items.append(.jump(condition, dst, operand, label, jump32: jump32, currentTag))
   }
 
   /// Number of items emitted so far (each is one instruction).
@@ -85,13 +92,13 @@ public struct Assembler: Sendable {
     }
     slotOfItem.append(slot)
     var instructions: [Instruction] = []
-    var ranges: [SourceRange?] = []
+    var tags: [SourceTag?] = []
     for (index, item) in items.enumerated() {
       switch item {
-      case .instruction(let instruction, let range):
+      case .instruction(let instruction, let tag):
         instructions.append(instruction)
-        ranges.append(range)
-      case .jump(let condition, let dst, let operand, let label, let jump32, let range):
+        tags.append(tag)
+      case .jump(let condition, let dst, let operand, let label, let jump32, let tag):
         guard let target = labelPositions[label.id] else { throw .unboundLabel }
         let delta = slotOfItem[target] - (slotOfItem[index] + 1)
         guard let offset = Int16(exactly: delta) else {
@@ -105,9 +112,9 @@ public struct Assembler: Sendable {
         } else {
           instructions.append(.jump(offset: offset))
         }
-        ranges.append(range)
+        tags.append(tag)
       }
     }
-    return Program(instructions: instructions, sourceRanges: ranges)
+    return Program(instructions: instructions, sourceTags: tags)
   }
 }

@@ -1,5 +1,3 @@
-import SwtraceSyntax
-
 /// Text in the style of `bpftool prog dump xlated`, so a program printed by `swtrace` can be
 /// compared line by line with what the kernel reports after loading it.
 ///
@@ -24,21 +22,21 @@ public struct Disassembler: Sendable {
     return output
   }
 
-  /// Like `bpftool prog dump xlated linum`: before each run of instructions generated from
-  /// one source line, a comment line with that line's text and location.
-  public func text(_ program: Program, source: SourceFile) -> String {
+  /// Like `bpftool prog dump xlated linum`: before each run of instructions whose tags have
+  /// the same comment (for swtrace, the spec line they came from), that comment on a line of
+  /// its own after `; `.
+  public func text(_ program: Program, comment: (SourceTag) -> String) -> String {
     var output = ""
     var slot = 0
-    var previousLine: Int?
+    var previousComment: String?
     for (index, instruction) in program.instructions.enumerated() {
-      // Instructions without a range (prologue, glue) continue the current run rather than
+      // Instructions without a tag (prologue, glue) continue the current run rather than
       // starting a new one, so the comment is not repeated after them.
-      if index < program.sourceRanges.count, let range = program.sourceRanges[index] {
-        let line = source.location(of: range.start).line
-        if line != previousLine {
-          let text = source.lineText(line).drop(while: { $0 == " " || $0 == "\t" })
-          output += "; \(text) @ \(source.name):\(line)\n"
-          previousLine = line
+      if index < program.sourceTags.count, let tag = program.sourceTags[index] {
+        let text = comment(tag)
+        if text != previousComment {
+          output += "; \(text)\n"
+          previousComment = text
         }
       }
       output += numbered(slot, instruction)

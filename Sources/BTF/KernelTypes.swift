@@ -1,11 +1,7 @@
-public import LibBPF
-
-public typealias BTFTypeID = UInt32
-
 /// Why BTF could not be loaded.
 public enum BTFLoadError: Error, Sendable, CustomStringConvertible {
-  case kernelHasNoBTF(SystemError)
-  case unreadableFile(path: String, SystemError)
+  case kernelHasNoBTF(BTFReadError)
+  case unreadableFile(path: String, BTFReadError)
 
   public var description: String {
     switch self {
@@ -58,7 +54,7 @@ public struct FunctionDescription: Hashable, Sendable {
 /// Scans over the whole BTF (tracepoints, functions) run once and are cached; everything
 /// else is looked up on demand, so loading stays cheap for one-liners.
 public final class KernelTypes: @unchecked Sendable {
-  public let handle: BTFHandle
+  let handle: BTFHandle
   /// Where the BTF came from, for messages ("running kernel", a file path).
   public let origin: String
   public let isRunningKernel: Bool
@@ -71,9 +67,9 @@ public final class KernelTypes: @unchecked Sendable {
   private var functionsByStruct: [String: [FunctionDescription]] = [:]
   private var cachedNamedTypes: [String: BTFTypeID?] = [:]
   /// Records decoded so far: code generation asks for the same structs for every attach point.
-  private var decodedTypes: [BTFTypeID: RawBTFType] = [:]
+  private var decodedTypes: [BTFTypeID: BTFType] = [:]
 
-  public init(handle: BTFHandle, origin: String, isRunningKernel: Bool) {
+  init(handle: BTFHandle, origin: String, isRunningKernel: Bool) {
     self.handle = handle
     self.origin = origin
     self.isRunningKernel = isRunningKernel
@@ -87,9 +83,10 @@ public final class KernelTypes: @unchecked Sendable {
     }
   }
 
-  public static func load(path: String) throws(BTFLoadError) -> KernelTypes {
+  /// BTF from a file; `origin` names it in messages (the path unless given).
+  public static func load(path: String, origin: String? = nil) throws(BTFLoadError) -> KernelTypes {
     do {
-      return KernelTypes(handle: try BTFHandle.load(path: path), origin: path, isRunningKernel: false)
+      return KernelTypes(handle: try BTFHandle.load(path: path), origin: origin ?? path, isRunningKernel: false)
     } catch {
       throw .unreadableFile(path: path, error)
     }
@@ -97,7 +94,7 @@ public final class KernelTypes: @unchecked Sendable {
 
   // MARK: Types
 
-  public func type(_ id: BTFTypeID) -> RawBTFType {
+  public func type(_ id: BTFTypeID) -> BTFType {
     if let decoded = lock.withLock({ decodedTypes[id] }) { return decoded }
     let decoded = handle.type(id)
     lock.withLock { decodedTypes[id] = decoded }
@@ -121,7 +118,7 @@ public final class KernelTypes: @unchecked Sendable {
   public func size(of id: BTFTypeID) -> Int? { handle.resolvedSize(of: id) }
 
   /// The id of a named struct, union, enum or typedef.
-  public func namedType(_ name: String, kind: RawBTFKind) -> BTFTypeID? {
+  public func namedType(_ name: String, kind: BTFKind) -> BTFTypeID? {
     let key = "\(kind.rawValue):\(name)"
     if let known = lock.withLock({ cachedNamedTypes[key] }) { return known }
     let id = handle.find(name, kind: kind)
@@ -168,7 +165,7 @@ public final class KernelTypes: @unchecked Sendable {
     of id: BTFTypeID, baseBits: Int, into result: inout [MemberLookup], depth: Int
   ) {
     guard depth < 16 else { return }
-    let members: [RawBTFType.Member]
+    let members: [BTFType.Member]
     switch type(id) {
     case .structure(_, _, let m), .union(_, _, let m): members = m
     default: return
@@ -187,7 +184,7 @@ public final class KernelTypes: @unchecked Sendable {
   }
 
   /// Enumerators whose names start with `prefix`, across all enums (such as `SKB_GSO_`).
-  public func enumerators(withPrefix prefix: String) -> [RawBTFType.Enumerator] {
+  public func enumerators(withPrefix prefix: String) -> [BTFType.Enumerator] {
     guard let id = enumContaining(prefix: prefix) else { return [] }
     guard case .enumeration(_, _, _, let values) = type(id) else { return [] }
     return values.filter { $0.name.hasPrefix(prefix) }
@@ -366,7 +363,7 @@ public final class KernelTypes: @unchecked Sendable {
       return first
     }
 
-    private func arguments(of function: BTFTypeID) -> [RawBTFType.Parameter]? {
+    private func arguments(of function: BTFTypeID) -> [BTFType.Parameter]? {
       guard case .functionPrototype(_, let parameters, _) = handle.type(handle.sizeOrType(of: function)) else {
         return nil
       }

@@ -51,13 +51,7 @@ public enum MapLayout {
     return max(total, 8)
   }
 
-  public static func slotSize(_ type: ValueType) -> Int {
-    switch type {
-    case .string(let capacity): (capacity + 7) / 8 * 8
-    case .ipv6: 16
-    default: 8
-    }
-  }
+  public static func slotSize(_ type: ValueType) -> Int { type.mapSlotSize }
 
   /// Value bytes per CPU (or in total for plain value maps).
   public static func valueSize(_ map: MapDeclaration) -> Int {

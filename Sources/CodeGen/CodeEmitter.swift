@@ -82,9 +82,10 @@ struct CodeEmitter {
   /// For each label not yet bound: what the jumps to it so far have in common.
   private var atLabel: [Label: [KernelRead: Int16]] = [:]
 
+  /// The spec range the instructions emitted next come from.
   var currentRange: SourceRange? {
-    get { assembler.currentRange }
-    set { assembler.currentRange = newValue }
+    get { assembler.currentTag.map(SourceRange.init) }
+    set { assembler.currentTag = newValue?.tag }
   }
 
   mutating func newLabel() -> Label { assembler.newLabel() }

@@ -1,5 +1,4 @@
 import BPF
-import LibBPF
 public import BTF
 public import Sema
 public import SwtraceSyntax
@@ -11,7 +10,8 @@ public struct CodeGenError: Error, Sendable, Hashable {
   public var diagnostic: Diagnostic { Diagnostic("codegen", message, at: range) }
 }
 
-/// Lowers a checked spec to one eBPF program per attach point.
+/// Lowers a checked (and desugared) spec to one eBPF program per attach point: every program
+/// comes from a clause of the spec, written or added by `Desugaring`.
 public struct CodeGenerator: Sendable {
   public let types: KernelTypes
   /// Bytes of the events ring buffer (a power of two, a multiple of the page size).
@@ -78,29 +78,6 @@ public struct CodeGenerator: Sendable {
             kernelObjects: kernelObjects, clauseRange: clause.range, probeFromCookie: fromCookie))
       }
     }
-    if spec.usesTracking {
-      // Tracked packets leave the set when freed, also where no clause of the spec attaches.
-      let covered = Set(programs.map(\.attachPoint.name))
-      for name in ["kfree_skb", "consume_skb"] where !covered.contains(name) {
-        guard let tracepoint = types.tracepoint(named: name),
-          let skbIndex = tracepoint.parameters.firstIndex(where: { types.isPointer($0.type, toStruct: "sk_buff") })
-        else { continue }
-        let point = AttachPoint(
-          name: name, backend: .tracepoint, btfID: tracepoint.typedefID, arguments: tracepoint.parameters,
-          skbArgument: skbIndex)
-        let range = spec.clauses.first?.range ?? SourceRange.at(0)
-        var builder = ProgramBuilder(
-          attachPoint: point, probeID: UInt32(probeNames.count), layouts: [:], types: types, maps: spec.maps,
-          tracking: true, directlyIndexedMaps: Set(directlyIndexed.keys))
-        probeNames.append(name)
-        let program = try builder.build(CheckedClause(attachPoints: [point], filter: nil, actions: [], range: range))
-        programs.append(
-          CompiledProgram(
-            attachPoint: point, probeID: UInt32(probeNames.count - 1), program: program,
-            context: Self.context(for: point, types: types), kernelObjects: kernelObjectLayouts(for: point),
-            clauseRange: range))
-      }
-    }
     // A spec that never prints (maps only) needs the ring buffer just for exit requests.
     let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var maps = [
@@ -127,7 +104,7 @@ public struct CodeGenerator: Sendable {
     return CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
-      directlyIndexedMaps: directlyIndexed)
+      directlyIndexedMaps: directlyIndexed, probeTypes: spec.probeTypes)
   }
 
   /// The maps a clause's actions delete entries from.
@@ -190,6 +167,8 @@ public struct CodeGenerator: Sendable {
     case .probe: return 4
     case .bool: return 1
     case .integer(let bytes, _): return bytes
+    // An enum in its own width, as BTF gives it: printf's %u and %x print those bits.
+    case .enumeration(let names): return names.representation.bytes
     default: return 8
     }
   }
@@ -211,7 +190,7 @@ public struct CodeGenerator: Sendable {
 
   private func collectNumberFields(_ id: BTFTypeID, base: Int, into fields: inout [Range<Int>], depth: Int) {
     guard depth < 8 else { return }
-    let members: [RawBTFType.Member]
+    let members: [BTFType.Member]
     switch types.type(id) {
     case .structure(_, _, let list), .union(_, _, let list): members = list
     default: return

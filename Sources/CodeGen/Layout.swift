@@ -92,6 +92,11 @@ public struct CompiledSpec: Hashable, Sendable {
   /// User maps kept in per-CPU arrays indexed directly (index -> entries), see
   /// `MapLayout.directIndexEntries`; the others are hash maps.
   public var directlyIndexedMaps: [Int: Int] = [:]
+  /// The types of probe the spec names as written, so that nobody parses it again to ask.
+  public var probeTypes: Set<ProbeType> = []
+
+  /// The mechanisms the programs attach with.
+  public var backends: Set<Backend> { Set(programs.map(\.attachPoint.backend)) }
 }
 
 extension CompiledSpec {

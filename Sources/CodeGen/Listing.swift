@@ -14,7 +14,12 @@ extension CompiledSpec {
         ? "" : ", shared by \(group.count) functions through kprobe.multi, probe id from the attach cookie"
       return
         "\(program.attachPoint.backend.rawValue):\(program.attachPoint.name) (\(program.program.slotCount) instructions\(shared))\n"
-        + disassembler.text(program.program, source: source)
+        + disassembler.text(program.program) { tag in
+          // The spec line the instructions came from, the way bpftool's `linum` shows it.
+          let line = source.location(of: SourceRange(tag).start).line
+          let text = source.lineText(line).drop(while: { $0 == " " || $0 == "\t" })
+          return "\(text) @ \(source.name):\(line)"
+        }
     }.joined(separator: "\n")
   }
 }

@@ -156,7 +156,7 @@ extension ProgramBuilder {
         if bitfield.bitOffset > 0 { asm.emit(.alu64(.rsh, register, .immediate(Int32(bitfield.bitOffset)))) }
         let mask = bitfield.bitCount >= 64 ? UInt64.max : (UInt64(1) << UInt64(bitfield.bitCount)) - 1
         if let small = Int32(exactly: mask) { asm.emit(.alu64(.and, register, .immediate(small))) }
-      } else if isSigned(expression.type), size < 8 {
+      } else if expression.type.isSigned, size < 8 {
         let shift = Int32(64 - 8 * size)
         asm.emit(.alu64(.lsh, register, .immediate(shift)))
         asm.emit(.alu64(.arsh, register, .immediate(shift)))
@@ -366,7 +366,7 @@ extension ProgramBuilder {
     case .bitOr: operation = .or
     case .bitXor: operation = .xor
     case .shiftLeft: operation = .lsh
-    case .shiftRight: operation = isSigned(lhs.type) ? .arsh : .rsh
+    case .shiftRight: operation = lhs.type.isSigned ? .arsh : .rsh
     default:
       throw CodeGenError(message: "'\(op.rawValue)' is not arithmetic", range: range)
     }

@@ -205,7 +205,7 @@ extension ProgramBuilder {
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.jump(if: .eq, .r2, .immediate(0), to: replace)
       asm.emit(.load(.double, .r2, .r0, offset: 0))
-      let signed = isSigned(declaration.valueType)
+      let signed = declaration.valueType.isSigned
       let keep: JumpCondition =
         declaration.aggregation == .minimum ? (signed ? .sge : .ge) : (signed ? .sle : .le)
       asm.jump(if: keep, .r1, .register(.r2), to: end)
@@ -294,7 +294,7 @@ extension ProgramBuilder {
     let (temp, index) = temps.allocate(&frame, &asm)
     let value = temps.use(valueTemp, &frame, &asm)
     let done = asm.newLabel()
-    let signed = isSigned(declaration.valueType)
+    let signed = declaration.valueType.isSigned
     switch declaration.aggregation {
     case .linearHistogram(let low, let high, let step):
       let count = Buckets.linearCount(min: low, max: high, step: step)
@@ -326,7 +326,9 @@ extension ProgramBuilder {
       // index = 2 + floor(log2(value)), halving the bit range that holds the top set bit.
       asm.emit(.mov(index, 2))
       var width = 64
-      if case .integer(let bytes, false) = declaration.valueType { width = 8 * bytes }
+      if let representation = declaration.valueType.integerRepresentation, !representation.isSigned {
+        width = 8 * representation.bytes
+      }
       for bits in [32, 16, 8, 4, 2] as [Int32] where Int(bits) < width {
         let skip = asm.newLabel()
         if bits < 31 {

@@ -425,7 +425,7 @@ struct ProgramBuilder {
     case .binary(let op, let field, let other) where (op == .equal || op == .notEqual) && Self.stringLiteral(other) != nil:
       try compareString(field, Self.stringLiteral(other)!, equal: (op == .equal) == wanted, to: target)
     case .binary(let op, let lhs, let rhs) where op.isComparison:
-      let signed = isSigned(lhs.type) || isSigned(rhs.type)
+      let signed = lhs.type.isSigned || rhs.type.isSigned
       guard var jump = Self.jumpCondition(op, signed: signed) else {
         throw CodeGenError(message: "'\(op.rawValue)' cannot be compiled as a condition", range: condition.range)
       }
@@ -444,19 +444,10 @@ struct ProgramBuilder {
       case .select(let test, let value, let otherwise) = lhs.kind,
       case .integer(let otherwiseValue) = otherwise.kind, case .integer(let constant) = rhs.kind
     else { return nil }
-    let signed = isSigned(lhs.type) || isSigned(rhs.type)
-    let (a, b) = (otherwiseValue, constant)
-    let (sa, sb) = (Int64(bitPattern: a), Int64(bitPattern: b))
-    let otherwiseHolds: Bool
-    switch op {
-    case .equal: otherwiseHolds = a == b
-    case .notEqual: otherwiseHolds = a != b
-    case .less: otherwiseHolds = signed ? sa < sb : a < b
-    case .lessEqual: otherwiseHolds = signed ? sa <= sb : a <= b
-    case .greater: otherwiseHolds = signed ? sa > sb : a > b
-    case .greaterEqual: otherwiseHolds = signed ? sa >= sb : a >= b
-    default: return nil
-    }
+    guard
+      let otherwiseHolds = ConstantFolding.compare(
+        op, otherwiseValue, constant, signed: lhs.type.isSigned || rhs.type.isSigned)
+    else { return nil }
     let compared = TypedExpr(.binary(op, value, rhs), type: condition.type, range: condition.range)
     if otherwiseHolds {
       let notTest = TypedExpr(.unary(.not, test), type: test.type, range: test.range)
@@ -606,7 +597,7 @@ struct ProgramBuilder {
   {
     let left = try emit(lhs)
     if case .integer(let constant) = rhs.kind {
-      if let immediate = Int32(exactly: Int64(bitPattern: constant)), constant <= UInt64(Int32.max) || isSigned(rhs.type) {
+      if let immediate = Int32(exactly: Int64(bitPattern: constant)), constant <= UInt64(Int32.max) || rhs.type.isSigned {
         let register = temps.use(left, &frame, &asm)
         asm.jump(if: jump, register, .immediate(immediate), to: target)
         temps.free(left)
@@ -614,7 +605,7 @@ struct ProgramBuilder {
       }
       // A u32 field against a constant above 2^31: compare the low 32 bits, since a 64-bit
       // immediate would be sign-extended.
-      if constant <= UInt64(UInt32.max), Self.width(of: lhs) <= 4, !isSigned(lhs.type) {
+      if constant <= UInt64(UInt32.max), Self.width(of: lhs) <= 4, !lhs.type.isSigned {
         let register = temps.use(left, &frame, &asm)
         asm.jump(if: jump, register, .immediate(Int32(bitPattern: UInt32(constant))), to: target, jump32: true)
         temps.free(left)
@@ -650,12 +641,6 @@ struct ProgramBuilder {
   /// Strings are copied byte for byte, never through a register.
   static func isString(_ type: ValueType) -> Bool {
     if case .string = type { return true }
-    return false
-  }
-
-  func isSigned(_ type: ValueType) -> Bool {
-    if case .integer(_, let signed) = type { return signed }
-    if case .enumeration = type { return false }
     return false
   }
 }

@@ -3,19 +3,26 @@ public import BTF
 public import Sema
 public import SwtraceSyntax
 
-/// The front end and middle of swtrace in one call: parse, check against BTF, generate,
-/// and pre-check every program the way the kernel's verifier would. Nothing is loaded.
+/// A step of `SpecCompiler`, in the order they run.
+public enum CompilerPhase: String, Hashable, Sendable, CaseIterable {
+  case parse, resolve, check, desugar, codegen, precheck
+}
+
+/// The front end and middle of swtrace in one call: parse, resolve the probes, check against
+/// BTF, desugar, generate, and pre-check every program the way the kernel's verifier would.
+/// Nothing is loaded. The one pipeline every caller goes through: the CLI, `check --timings`
+/// (which watches the phases), the fuzzer and the tests.
 public struct SpecCompiler: Sendable {
   public let resolver: ProbeResolver
   public var ringBufferSize: Int
   public var mapEntries: Int
-  public var options: CheckOptions
+  public var options: DesugaringOptions
   /// See `CodeGenerator.kprobeProgramsShareCode`: on where kprobes attach with kprobe.multi.
   public var kprobeProgramsShareCode: Bool
 
   public init(
     resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
-    options: CheckOptions = CheckOptions(), kprobeProgramsShareCode: Bool = false
+    options: DesugaringOptions = DesugaringOptions(), kprobeProgramsShareCode: Bool = false
   ) {
     self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.resolver = resolver
@@ -29,12 +36,19 @@ public struct SpecCompiler: Sendable {
     case failed([Diagnostic])
   }
 
-  public func compile(_ file: SourceFile) -> Outcome {
+  /// Compiles `file`; `phaseFinished` is called as each phase that ran ends (for timing them).
+  public func compile(_ file: SourceFile, phaseFinished: (CompilerPhase) -> Void = { _ in }) -> Outcome {
     let parsed = Parser.parse(file)
+    phaseFinished(.parse)
     if parsed.hasErrors { return .failed(parsed.diagnostics) }
-    let checked = Checker(resolver: resolver, options: options).check(parsed.spec, source: file)
-    guard let spec = checked.spec else { return .failed(parsed.diagnostics + checked.diagnostics) }
+    let resolved = ResolvedProbes(parsed.spec, resolver: resolver)
+    phaseFinished(.resolve)
+    let checked = Checker(resolver: resolver).check(parsed.spec, source: file, resolved: resolved)
+    phaseFinished(.check)
+    guard let checkedSpec = checked.spec else { return .failed(parsed.diagnostics + checked.diagnostics) }
     let warnings = parsed.diagnostics + checked.diagnostics
+    let spec = Desugaring(resolver: resolver, options: options).desugar(checkedSpec, source: file)
+    phaseFinished(.desugar)
     let compiled: CompiledSpec
     do {
       compiled = try CodeGenerator(
@@ -44,7 +58,9 @@ public struct SpecCompiler: Sendable {
     } catch {
       return .failed(warnings + [error.diagnostic])
     }
+    phaseFinished(.codegen)
     let rejections = Self.precheck(compiled)
+    phaseFinished(.precheck)
     if !rejections.isEmpty { return .failed(warnings + rejections) }
     return .compiled(compiled, warnings: warnings)
   }
@@ -64,7 +80,7 @@ public struct SpecCompiler: Sendable {
         var diagnostic = Diagnostic(
           "verifier-precheck",
           "the kernel would reject the program for \(program.attachPoint.name): \(rejection.message)",
-          at: rejection.sourceRange ?? program.clauseRange)
+          at: rejection.sourceTag.map(SourceRange.init) ?? program.clauseRange)
         if let hint = rejection.hint { diagnostic.notes.append(.init(.help, hint)) }
         diagnostics.append(diagnostic)
       }

@@ -1,35 +1,15 @@
 internal import CLibBPF
 import Glibc
 
-/// The bytes of one ring buffer record, valid only while the handler runs: reads copy out.
-public struct EventBytes {
-  private let base: UnsafeRawPointer
-  public let count: Int
-
-  fileprivate init(base: UnsafeRawPointer, count: Int) {
-    self.base = base
-    self.count = count
-  }
-
-  public func load<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-    guard offset >= 0, offset + MemoryLayout<T>.size <= count else { return 0 }
-    return T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self))
-  }
-
-  public func bytes(at offset: Int, count length: Int) -> [UInt8] {
-    guard offset >= 0, length >= 0, offset + length <= count else { return [] }
-    return Array(UnsafeRawBufferPointer(start: base + offset, count: length))
-  }
-}
-
-/// Reads a BPF ring buffer map with libbpf's consumer, calling `handler` for each record.
+/// Reads a BPF ring buffer map with libbpf's consumer, calling `handler` for each record. The
+/// record's bytes are valid only while the handler runs: whatever it keeps, it copies.
 public final class RingBufferReader: @unchecked Sendable {
   private final class Context {
-    let handler: (EventBytes) -> Void
+    let handler: (UnsafeRawBufferPointer) -> Void
     /// Records the current call may hand over before returning to its caller.
     var budget = Int.max
     var handled = 0
-    init(handler: @escaping (EventBytes) -> Void) { self.handler = handler }
+    init(handler: @escaping (UnsafeRawBufferPointer) -> Void) { self.handler = handler }
   }
 
   /// What the callback returns to make libbpf stop early; the record it was given is consumed.
@@ -38,12 +18,12 @@ public final class RingBufferReader: @unchecked Sendable {
   private let ringBuffer: OpaquePointer
   private let context: Unmanaged<Context>
 
-  public init(map: MapHandle, handler: @escaping (EventBytes) -> Void) throws(SystemError) {
+  public init(map: MapHandle, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws(SystemError) {
     let context = Unmanaged.passRetained(Context(handler: handler))
     let callback: ring_buffer_sample_fn = { ctx, data, size in
       guard let ctx, let data else { return 0 }
       let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
-      context.handler(EventBytes(base: UnsafeRawPointer(data), count: size))
+      context.handler(UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: size))
       context.handled += 1
       return context.handled >= context.budget ? RingBufferReader.budgetSpent : 0
     }

@@ -1,5 +1,4 @@
 public import CodeGen
-public import LibBPF
 import Sema
 
 /// A printed value decoded from an event record.
@@ -43,22 +42,23 @@ public struct EventDecoder: Sendable {
   public init(compiled: CompiledSpec) { self.compiled = compiled }
 
   /// Whether a record is the spec's `exit()` asking swtrace to stop.
-  public func isExitRequest(_ bytes: EventBytes) -> Bool {
-    bytes.count >= EventHeader.size && bytes.load(UInt32.self, at: EventHeader.layoutOffset) == exitRequestLayoutID
+  public func isExitRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    bytes.count >= EventHeader.size && Self.header(bytes, EventHeader.layoutOffset, 4) == UInt64(exitRequestLayoutID)
   }
 
-  public func decode(_ bytes: EventBytes) -> DecodedEvent? {
+  /// The event in one ring buffer record, or nil when the record is not one this spec makes.
+  public func decode(_ bytes: UnsafeRawBufferPointer) -> DecodedEvent? {
     guard bytes.count >= EventHeader.size else { return nil }
-    let layoutID = Int(bytes.load(UInt32.self, at: EventHeader.layoutOffset))
-    let probeID = Int(bytes.load(UInt32.self, at: EventHeader.probeOffset))
+    let layoutID = Int(Self.header(bytes, EventHeader.layoutOffset, 4))
+    let probeID = Int(Self.header(bytes, EventHeader.probeOffset, 4))
     guard layoutID < compiled.layouts.count, probeID < compiled.probeNames.count else { return nil }
     let layout = compiled.layouts[layoutID]
     guard bytes.count >= layout.size else { return nil }
     var event = DecodedEvent(
-      timestamp: bytes.load(UInt64.self, at: EventHeader.timestampOffset),
-      cpu: bytes.load(UInt32.self, at: EventHeader.cpuOffset),
+      timestamp: Self.header(bytes, EventHeader.timestampOffset, 8),
+      cpu: UInt32(truncatingIfNeeded: Self.header(bytes, EventHeader.cpuOffset, 4)),
       probe: compiled.probeNames[probeID],
-      skb: bytes.load(UInt64.self, at: EventHeader.skbOffset),
+      skb: Self.header(bytes, EventHeader.skbOffset, 8),
       values: layout.fields.map { ($0.label, decode($0, bytes)) })
     if let format = layout.format {
       event.text = PrintfRenderer.render(format, fields: layout.fields, probeNames: compiled.probeNames) {
@@ -68,36 +68,43 @@ public struct EventDecoder: Sendable {
     return event
   }
 
-  func decode(_ field: EventField, _ bytes: EventBytes) -> DecodedValue {
+  /// An unsigned field of the record header.
+  static func header(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ width: Int) -> UInt64 {
+    StoredNumber(bytes, at: offset, width: width).bits
+  }
+
+  func decode(_ field: EventField, _ bytes: UnsafeRawBufferPointer) -> DecodedValue {
     ValueDecoder.decode(
       type: field.type, size: field.size, probeNames: compiled.probeNames,
       bytes: bytes.bytes(at: field.offset, count: field.size))
   }
 }
 
+extension UnsafeRawBufferPointer {
+  /// A copy of `length` bytes at `offset`; empty when the record is too short for them.
+  func bytes(at offset: Int, count length: Int) -> [UInt8] {
+    guard offset >= 0, length >= 0, offset + length <= count else { return [] }
+    return Array(self[offset..<offset + length])
+  }
+}
+
 /// Turns the little-endian bytes of one value into a `DecodedValue`; shared by events and maps.
 public enum ValueDecoder {
   public static func decode(type: ValueType, size: Int, probeNames: [String], bytes raw: [UInt8]) -> DecodedValue {
-    func unsigned() -> UInt64 {
-      raw.prefix(min(size, 8)).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    }
-    func signed() -> Int64 {
-      let width = min(size, 8) * 8
-      let value = unsigned()
-      guard width < 64 else { return Int64(bitPattern: value) }
-      let shift = UInt64(64 - width)
-      return Int64(bitPattern: value << shift) >> Int64(shift)
-    }
+    let number = StoredNumber(raw, width: size, as: type)
+    func unsigned() -> UInt64 { number.bits }
     switch type {
-    case .integer(_, let isSigned):
-      return isSigned ? .signed(signed()) : .unsigned(unsigned())
+    case .integer:
+      return number.decoded
     case .bool:
       return .bool(unsigned() != 0)
     case .string:
       let end = raw.firstIndex(of: 0) ?? raw.count
       return .text(String(decoding: raw[..<end], as: UTF8.self))
     case .enumeration(let names):
-      return .name(names.render(signed()))
+      // Enumerators are keyed by their values as BTF gives them, extended as the enum's type
+      // says: sign-extended for signed enums.
+      return .name(names.render(number.signedValue))
     case .flags(let names):
       return .name(names.render(unsigned()))
     case .pointer:

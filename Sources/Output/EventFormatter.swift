@@ -1,4 +1,5 @@
 import Glibc
+import SwtraceSyntax
 
 /// The output formats of `-o`.
 public enum OutputFormat: String, Sendable, CaseIterable {
@@ -88,37 +89,6 @@ public enum JSON {
   }
 }
 
-public enum IPFormat {
-  public static func ipv4(_ address: UInt32) -> String {
-    "\(address >> 24).\((address >> 16) & 0xff).\((address >> 8) & 0xff).\(address & 0xff)"
-  }
-
-  /// RFC 5952 text: lower-case hex, the longest run of zero groups shortened to `::`.
-  public static func ipv6(_ bytes: [UInt8]) -> String {
-    guard bytes.count == 16 else { return "?" }
-    let groups = (0..<8).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
-    var bestStart = -1
-    var bestLength = 0
-    var index = 0
-    while index < 8 {
-      if groups[index] == 0 {
-        var end = index
-        while end < 8, groups[end] == 0 { end += 1 }
-        if end - index > bestLength, end - index > 1 {
-          bestStart = index
-          bestLength = end - index
-        }
-        index = end
-      } else {
-        index += 1
-      }
-    }
-    func hex(_ range: Range<Int>) -> String { groups[range].map { String($0, radix: 16) }.joined(separator: ":") }
-    if bestStart < 0 { return hex(0..<8) }
-    return hex(0..<bestStart) + "::" + hex((bestStart + bestLength)..<8)
-  }
-}
-
 extension DecodedValue {
   /// The value as swtrace prints it: numbers in decimal, enums and probes by name, IPv4
   /// dotted, IPv6 in RFC 5952 form, strings as text, pointers in hex.
@@ -130,8 +100,8 @@ extension DecodedValue {
     case .text(let v): v
     case .name(let v): v
     case .pointer(let v): "0x" + String(v, radix: 16)
-    case .ipv4(let v): IPFormat.ipv4(v)
-    case .ipv6(let v): IPFormat.ipv6(v)
+    case .ipv4(let v): IPAddressText.formatIPv4(v)
+    case .ipv6(let v): IPAddressText.formatIPv6(v)
     }
   }
 }

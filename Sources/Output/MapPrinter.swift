@@ -39,9 +39,7 @@ public struct MapPrinter: Sendable {
       guard perCPU else { return [value] }
       return Swift.stride(from: 0, to: value.count - stride + 1, by: stride).map { Array(value[$0..<$0 + valueSize]) }
     }
-    func u64(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
-      bytes[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    }
+    func u64(_ bytes: [UInt8], _ offset: Int) -> UInt64 { StoredNumber(bytes, at: offset, width: 8).bits }
     func keys(_ key: [UInt8]) -> [DecodedValue] {
       var offset = 0
       return map.keys.map { key_ in
@@ -51,7 +49,7 @@ public struct MapPrinter: Sendable {
           type: key_.type, size: size, probeNames: compiled.probeNames, bytes: Array(key[offset..<offset + size]))
       }
     }
-    let signed = { if case .integer(_, true) = map.valueType { true } else { false } }()
+    let signed = map.valueType.isSigned
     if map.aggregation.isHistogram {
       var grouped: [[UInt8]: [UInt64: UInt64]] = [:]
       for (key, value) in raw {

@@ -26,23 +26,14 @@ public enum PrintfRenderer {
   static func render(
     _ conversion: FormatString.Conversion, type: ValueType, size: Int, raw: [UInt8], probeNames: [String]
   ) -> String {
-    let width = min(size, 8)
-    let bits = raw.prefix(width).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    let signedValue: Int64 = {
-      guard width < 8 else { return Int64(bitPattern: bits) }
-      let shift = UInt64(64 - 8 * width)
-      return Int64(bitPattern: bits << shift) >> Int64(shift)
-    }()
-    let isSigned: Bool =
-      switch type {
-      case .integer(_, let signed): signed
-      case .enumeration: true
-      default: false
-      }
+    // Its own width and its type's signedness: an enum prints as the enum's type says.
+    let stored = StoredNumber(raw, width: size, as: type)
+    let bits = stored.bits
+    let signedValue = stored.signedValue
     switch conversion.kind {
     case .signed, .integer:
       // An unsigned value keeps its unsigned meaning under %d (C would reinterpret its bits).
-      if isSigned {
+      if stored.isSigned {
         return number(String(signedValue.magnitude), negative: signedValue < 0, prefix: "", conversion)
       }
       return number(String(bits), negative: false, prefix: "", conversion)

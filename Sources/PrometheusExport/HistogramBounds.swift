@@ -39,12 +39,9 @@ public struct HistogramBounds: Sendable, Equatable {
         }
       }
     default:
-      let (bytes, signed): (Int, Bool) =
-        switch map.valueType {
-        case .integer(let bytes, let signed): (Swift.max(1, Swift.min(bytes, 8)), signed)
-        case .bool: (1, false)
-        default: (8, false)
-        }
+      // The width and signedness the code generator buckets the values by.
+      let representation = map.valueType.integerRepresentation ?? IntegerRepresentation(bytes: 8, isSigned: false)
+      let (bytes, signed) = (Swift.max(1, Swift.min(representation.bytes, 8)), representation.isSigned)
       // The bucket of the largest value the type holds: 2 + floor(log2(max)).
       let bits = bytes * 8 - (signed ? 1 : 0)
       let top = UInt64(2 + bits - 1)

@@ -86,7 +86,7 @@ public enum MapMetricKind: Sendable, Equatable {
   case info
 
   public init(_ map: MapDeclaration) {
-    let signed = { if case .integer(_, true) = map.valueType { true } else { false } }()
+    let signed = map.valueType.isSigned
     switch map.aggregation {
     case .count: self = .counter
     case .sum: self = signed ? .gauge : .counter

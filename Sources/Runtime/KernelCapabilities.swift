@@ -1,6 +1,6 @@
-import BTF
+public import BTF
 import Foundation
-import LibBPF
+internal import LibBPF
 public import Sema
 
 /// What this kernel lets swtrace attach, found by trying rather than by version numbers.
@@ -100,5 +100,37 @@ enum Tracefs {
     guard mount("tracefs", mountPoint, "tracefs", 0, nil) == 0 else { return nil }
     defer { umount(mountPoint) }
     return body(mountPoint)
+  }
+}
+
+/// What the running kernel allows, remembered per boot in /run: refusing an fentry program
+/// takes this kernel over a second, and the answer cannot change until the next boot.
+public enum CapabilityCache {
+  public static let path = "/run/swtrace-backends"
+
+  /// The backends of the running kernel (whose BTF `types` is): remembered, or detected now.
+  public static func support(types: KernelTypes) -> BackendSupport {
+    let key = bootKey()
+    if let key, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+      let lines = text.split(separator: "\n").map(String.init)
+      if lines.first == key {
+        return BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:))))
+      }
+    }
+    let detected = KernelCapabilities.detect(types: types)
+    // An empty answer usually means missing privileges, not the kernel: don't remember it.
+    if let key, !detected.available.isEmpty {
+      let text = ([key] + detected.available.map(\.rawValue).sorted()).joined(separator: "\n") + "\n"
+      try? text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+    return detected
+  }
+
+  /// The boot id and kernel release: a new boot or kernel asks the kernel again.
+  static func bootKey() -> String? {
+    guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
+      let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
+    else { return nil }
+    return boot.trimmingCharacters(in: .whitespacesAndNewlines) + " " + release.trimmingCharacters(in: .whitespacesAndNewlines)
   }
 }

@@ -1,31 +1,35 @@
 import BPF
 public import CodeGen
 import Glibc
-public import LibBPF
+internal import LibBPF
+import Output
 import Sema
 public import SwtraceSyntax
 
 /// Why the kernel or the system refused to run a spec; each case words what to do about it.
+///
+/// The system's own words (`reason`, such as "load program: Permission denied (errno 1)")
+/// are kept as text: callers word the refusal, they never act on libbpf's error types.
 public enum RuntimeError: Error, Sendable, CustomStringConvertible {
-  case notPermitted(SystemError)
-  case mapCreationFailed(name: String, SystemError)
+  case notPermitted(reason: String)
+  case mapCreationFailed(name: String, reason: String)
   /// A program the pre-check accepted but the kernel did not: a bug in swtrace.
-  case programRejected(probe: String, clauseRange: SourceRange, SystemError, logTail: String)
+  case programRejected(probe: String, clauseRange: SourceRange, reason: String, logTail: String)
   case nothingAttached(failures: [String])
-  case ringBuffer(SystemError)
+  case ringBuffer(reason: String)
 
   public var description: String {
     switch self {
-    case .notPermitted(let error):
-      "the kernel refused to load BPF programs (\(error)); run swtrace as root, or give it CAP_BPF and CAP_PERFMON"
-    case .mapCreationFailed(let name, let error):
-      "could not create the BPF map '\(name)' (\(error)); check 'ulimit -l' and that the kernel has BPF maps enabled"
-    case .programRejected(let probe, _, let error, let tail):
-      "the kernel's verifier rejected the program for \(probe) (\(error)). This is a bug in swtrace's pre-check; please report it with the spec. The verifier's last words:\n\(tail)"
+    case .notPermitted(let reason):
+      "the kernel refused to load BPF programs (\(reason)); run swtrace as root, or give it CAP_BPF and CAP_PERFMON"
+    case .mapCreationFailed(let name, let reason):
+      "could not create the BPF map '\(name)' (\(reason)); check 'ulimit -l' and that the kernel has BPF maps enabled"
+    case .programRejected(let probe, _, let reason, let tail):
+      "the kernel's verifier rejected the program for \(probe) (\(reason)). This is a bug in swtrace's pre-check; please report it with the spec. The verifier's last words:\n\(tail)"
     case .nothingAttached(let failures):
       "no probe could be attached:\n" + failures.prefix(5).map { "  \($0)" }.joined(separator: "\n")
-    case .ringBuffer(let error):
-      "could not read the event ring buffer (\(error))"
+    case .ringBuffer(let reason):
+      "could not read the event ring buffer (\(reason))"
     }
   }
 }
@@ -63,8 +67,8 @@ public final class TraceSession: @unchecked Sendable {
             type: Self.mapType(description.kind), name: description.name, keySize: description.keySize,
             valueSize: description.valueSize, maxEntries: description.maxEntries))
       } catch {
-        if error.isPermissionDenied { throw .notPermitted(error) }
-        throw .mapCreationFailed(name: description.name, error)
+        if error.isPermissionDenied { throw .notPermitted(reason: error.description) }
+        throw .mapCreationFailed(name: description.name, reason: error.description)
       }
     }
     for group in compiled.programGroups {
@@ -76,7 +80,7 @@ public final class TraceSession: @unchecked Sendable {
           type: Self.programType(point), name: "swt_" + point.name, instructions: bytes)
         programs.append(LoadedProgram(members: group, handle: handle))
       } catch {
-        if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(error.error) }
+        if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(reason: error.error.description) }
         let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
         // Some kernel functions cannot be traced at all (variadic ones, more than 12
         // arguments, struct returns): among many function attach points, skip them like
@@ -88,7 +92,7 @@ public final class TraceSession: @unchecked Sendable {
           continue
         }
         throw .programRejected(
-          probe: point.name, clauseRange: compiledProgram.clauseRange, error.error, logTail: tail)
+          probe: point.name, clauseRange: compiledProgram.clauseRange, reason: error.error.description, logTail: tail)
       }
     }
     if programs.isEmpty, let first = loadFailures.first {
@@ -191,11 +195,11 @@ public final class TraceSession: @unchecked Sendable {
   }
 
   /// Starts reading events; `handler` sees each record's bytes during the call only.
-  public func startReading(_ handler: @escaping (EventBytes) -> Void) throws(RuntimeError) {
+  public func startReading(_ handler: @escaping (UnsafeRawBufferPointer) -> Void) throws(RuntimeError) {
     do {
       reader = try RingBufferReader(map: maps[Int(StandardMap.events)], handler: handler)
     } catch {
-      throw .ringBuffer(error)
+      throw .ringBuffer(reason: error.description)
     }
   }
 
@@ -225,10 +229,14 @@ public final class TraceSession: @unchecked Sendable {
     let position = Int(StandardMap.firstUserMap) + index
     guard position < maps.count else { return [] }
     guard let entries = compiled.directlyIndexedMaps[index] else { return maps[position].entries() }
-    return (0..<entries).compactMap { entry in
-      guard let value = maps[position].lookup(Self.arrayKey(entry)), value.contains(where: { $0 != 0 }) else {
-        return nil
-      }
+    return Self.usedEntries(count: entries) { maps[position].lookup(Self.arrayKey($0)) }
+  }
+
+  /// The entries of an array map as a hash map's would read: those with a non-zero byte on
+  /// some CPU, each keyed by its index in 8 little-endian bytes.
+  static func usedEntries(count: Int, lookup: (Int) -> [UInt8]?) -> [(key: [UInt8], value: [UInt8])] {
+    (0..<count).compactMap { entry in
+      guard let value = lookup(entry), value.contains(where: { $0 != 0 }) else { return nil }
       return (withUnsafeBytes(of: UInt64(entry).littleEndian, Array.init), value)
     }
   }
@@ -266,16 +274,7 @@ public final class TraceSession: @unchecked Sendable {
   /// The sum of the little-endian u64s in `value`: one per CPU of a per-CPU map, or just one.
   static func sumPerCPU(_ value: [UInt8]) -> UInt64 {
     stride(from: 0, to: value.count - 7, by: 8).reduce(UInt64(0)) { sum, offset in
-      sum &+ value[offset..<offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-    }
-  }
-
-  /// Kernel statistics of each loaded program (instruction counts, run time when enabled).
-  public func programInfo() -> [(probe: String, info: ProgramInfo)] {
-    programs.compactMap { loaded in
-      let name = loaded.members[0].attachPoint.name
-      let label = loaded.members.count == 1 ? name : "\(name) and \(loaded.members.count - 1) more"
-      return loaded.handle.info().map { (label, $0) }
+      sum &+ StoredNumber(value, at: offset, width: 8).bits
     }
   }
 
@@ -327,5 +326,18 @@ public final class TraceSession: @unchecked Sendable {
     case .fexit: .fexit(attachBTFID: point.btfID)
     case .kprobe, .kretprobe: KprobeAttachMethod.current == .multiLink ? .kprobeMulti : .kprobe
     }
+  }
+}
+
+extension RuntimeError {
+  /// The refusal located in the spec, for refusals that belong to a clause: a program the
+  /// kernel's verifier rejected, shown at the clause it was generated from. nil for refusals
+  /// of the system as a whole.
+  public var diagnostic: Diagnostic? {
+    guard case .programRejected(let probe, let clauseRange, let reason, let tail) = self else { return nil }
+    return Diagnostic(
+      "kernel-rejected",
+      "the kernel's verifier rejected the program for \(probe) (\(reason)); this is a bug in swtrace's pre-check, please report it with the spec",
+      at: clauseRange, notes: [.init(.note, "the verifier's last words:\n\(tail)")])
   }
 }

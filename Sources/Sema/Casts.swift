@@ -1,5 +1,4 @@
 import BTF
-import LibBPF
 import SwtraceSyntax
 
 /// Casts, pointer arithmetic and element access: the places where a spec names a type or an
@@ -46,9 +45,13 @@ extension ClauseContext {
       if typeName.name.hasPrefix("enum ") {
         guard let id = btfType(typeName) else { return nil }
         guard operand.type.isNumeric else { return invalid("only numbers convert to enums") }
-        var named = operand
-        named.type = valueType(of: id)
-        named.range = range
+        // The number takes the enum's own width and signedness, as an integer cast would, so
+        // that comparing it and printing it agree: `(enum netns_bpf_attach_type)mark` with
+        // every bit of the mark set is -1, NETNS_BPF_INVALID, and less than 0.
+        let enumType = valueType(of: id)
+        guard let representation = enumType.integerRepresentation else { return nil }
+        var named = convertInteger(operand, to: representation, range: range)
+        named.type = enumType
         return named
       }
       diagnostics.append(
@@ -73,7 +76,7 @@ extension ClauseContext {
     let parts = typeName.name.split(separator: " ", maxSplits: 1).map(String.init)
     var found: BTFTypeID?
     if parts.count == 2 {
-      let kinds: [RawBTFKind] =
+      let kinds: [BTFKind] =
         switch parts[0] {
         case "struct": [.structure]
         case "union": [.union]
@@ -95,16 +98,23 @@ extension ClauseContext {
 
   /// An integer converted to `bytes` bytes: truncated, then zero- or sign-extended as C does.
   func convertInteger(_ value: TypedExpr, bytes: Int, signed: Bool, range: SourceRange) -> TypedExpr {
-    let target = ValueType.integer(bytes: bytes, signed: signed)
+    convertInteger(value, to: IntegerRepresentation(bytes: bytes, isSigned: signed), range: range)
+  }
+
+  func convertInteger(_ value: TypedExpr, to target: IntegerRepresentation, range: SourceRange) -> TypedExpr {
+    let type = ValueType.integer(bytes: target.bytes, signed: target.isSigned)
     if case .integer(let constant) = value.kind {
-      return TypedExpr(.integer(Self.truncate(constant, bytes: bytes, signed: signed)), type: target, range: range)
+      return TypedExpr(.integer(ConstantFolding.converted(constant, to: target)), type: type, range: range)
     }
     // Registers hold every value extended to 64 bits according to its own type, so widening
     // that keeps the value needs no instruction.
-    var unchanged = bytes == 8
+    var unchanged = target.bytes == 8
     switch value.type {
-    case .integer(let from, let fromSigned):
-      unchanged = unchanged || (from < bytes && (!fromSigned || signed)) || (from == bytes && fromSigned == signed)
+    case .integer, .enumeration:
+      let from = value.type.integerRepresentation!
+      unchanged =
+        unchanged || (from.bytes < target.bytes && (!from.isSigned || target.isSigned))
+        || (from.bytes == target.bytes && from.isSigned == target.isSigned)
     case .bool:
       unchanged = true
     default:
@@ -112,17 +122,11 @@ extension ClauseContext {
     }
     if unchanged {
       var retyped = value
-      retyped.type = target
+      retyped.type = type
       retyped.range = range
       return retyped
     }
-    return TypedExpr(.convert(value, bytes: bytes, signed: signed), type: target, range: range)
-  }
-
-  static func truncate(_ value: UInt64, bytes: Int, signed: Bool) -> UInt64 {
-    guard bytes < 8 else { return value }
-    let shift = UInt64(64 - 8 * bytes)
-    return signed ? UInt64(bitPattern: Int64(bitPattern: value << shift) >> Int64(shift)) : (value << shift) >> shift
+    return TypedExpr(.convert(value, bytes: target.bytes, signed: target.isSigned), type: type, range: range)
   }
 
   func isInteger(_ type: ValueType) -> Bool {

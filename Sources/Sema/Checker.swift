@@ -9,36 +9,55 @@ public struct CheckedSpec: Hashable, Sendable {
   public var maps: [MapDeclaration]
   /// BEGIN, END and interval clauses, run by swtrace itself.
   public var userClauses: [UserClause]
+  /// The types of probe the spec names as written (`skb` even where every attach point it
+  /// matched is a tracepoint).
+  public var probeTypes: Set<ProbeType> = []
 
   /// Whether any clause tracks packets, so every skb program consults the tracked set.
-  public var usesTracking: Bool {
-    func tracks(_ actions: [Action]) -> Bool {
-      actions.contains { action in
-        switch action {
-        case .track: true
-        case .conditional(_, let then, let otherwise): tracks(then) || tracks(otherwise)
-        default: false
+  public var usesTracking: Bool { clauses.contains { $0.tracks } }
+}
+
+/// The attach points of every probe of a spec, or why a probe has none, by the probe's place
+/// in the spec: resolution as a step of its own, before type checking.
+public struct ResolvedProbes: Sendable {
+  var byRange: [SourceRange: Result<[AttachPoint], Diagnostic>] = [:]
+
+  /// Resolves every kernel probe of `spec`.
+  public init(_ spec: Spec, resolver: ProbeResolver) {
+    for clause in spec.clauses where !UserClauseChecker.isUserClause(clause) {
+      for probe in clause.probes where byRange[probe.range] == nil {
+        do throws(Diagnostic) {
+          byRange[probe.range] = .success(try resolver.resolve(probe))
+        } catch {
+          byRange[probe.range] = .failure(error)
         }
       }
     }
-    return clauses.contains { tracks($0.actions) }
+  }
+
+  func attachPoints(of probe: Probe, resolver: ProbeResolver) throws(Diagnostic) -> [AttachPoint] {
+    guard let known = byRange[probe.range] else { return try resolver.resolve(probe) }
+    return try known.get()
   }
 }
 
-/// Resolves every name of a spec against BTF and types every expression.
+/// Resolves every name of a spec against BTF and types every expression. What the spec only
+/// implies (tracking with `--track`, the free probes tracking needs, the fields `-f paths`
+/// prints) is added afterwards by `Desugaring`.
 public struct Checker: Sendable {
   public let types: KernelTypes
   public let resolver: ProbeResolver
-  public let options: CheckOptions
 
-  public init(resolver: ProbeResolver, options: CheckOptions = CheckOptions()) {
+  public init(resolver: ProbeResolver) {
     self.types = resolver.types
     self.resolver = resolver
-    self.options = options
   }
 
   /// Checks a whole spec. Diagnostics of all clauses are collected, not just the first.
-  public func check(_ spec: Spec, source: SourceFile) -> (spec: CheckedSpec?, diagnostics: [Diagnostic]) {
+  /// Probes are resolved here unless `resolved` has them already.
+  public func check(_ spec: Spec, source: SourceFile, resolved: ResolvedProbes? = nil)
+    -> (spec: CheckedSpec?, diagnostics: [Diagnostic])
+  {
     var clauses: [CheckedClause] = []
     var userClauses: [UserClause] = []
     var maps: [MapDeclaration] = []
@@ -49,7 +68,7 @@ public struct Checker: Sendable {
     }
     // Kernel clauses first, so maps they assign are known to BEGIN/END/interval clauses.
     for clause in spec.clauses where !UserClauseChecker.isUserClause(clause) {
-      var context = ClauseContext(checker: self, source: source, maps: maps)
+      var context = ClauseContext(checker: self, source: source, maps: maps, resolved: resolved)
       if let checked = context.check(clause) { clauses.append(checked) }
       maps = context.maps
       diagnostics += context.diagnostics
@@ -66,7 +85,11 @@ public struct Checker: Sendable {
           at: spec.clauses[0].range, notes: [.init(.help, "add a clause such as: skb:* { print(len) }")]))
     }
     let hasErrors = diagnostics.contains { $0.severity == .error }
-    return (hasErrors ? nil : CheckedSpec(clauses: clauses, maps: maps, userClauses: userClauses), diagnostics)
+    let probeTypes = Set(spec.clauses.flatMap(\.probes).map(\.kind.type))
+    return (
+      hasErrors ? nil : CheckedSpec(clauses: clauses, maps: maps, userClauses: userClauses, probeTypes: probeTypes),
+      diagnostics
+    )
   }
 }
 
@@ -107,16 +130,24 @@ struct ClauseContext {
   /// The filter runs before the block, so it cannot read variables.
   var checkingFilter = false
 
-  init(checker: Checker, source: SourceFile, maps: [MapDeclaration]) {
+  /// Probes resolved before checking, if they were.
+  let resolved: ResolvedProbes?
+
+  init(checker: Checker, source: SourceFile, maps: [MapDeclaration], resolved: ResolvedProbes? = nil) {
     self.checker = checker
     self.source = source
     self.maps = maps
+    self.resolved = resolved
   }
 
   mutating func check(_ clause: Clause) -> CheckedClause? {
     for probe in clause.probes {
-      do {
-        attachPoints += try checker.resolver.resolve(probe)
+      do throws(Diagnostic) {
+        if let resolved {
+          attachPoints += try resolved.attachPoints(of: probe, resolver: checker.resolver)
+        } else {
+          attachPoints += try checker.resolver.resolve(probe)
+        }
       } catch {
         diagnostics.append(error)
       }
@@ -136,19 +167,7 @@ struct ClauseContext {
       filter = condition(typed)
     }
     checkingFilter = false
-    var actions = statements(clause.body.statements)
-    if checker.options.trackFilteredPackets, hasSkb, filter != nil {
-      actions.insert(.track(range: clause.range), at: 0)
-    }
-    if let processID = checker.options.processID {
-      let range = clause.probes.first?.range ?? clause.range
-      let isProcess = TypedExpr(
-        .binary(
-          .equal, TypedExpr(.builtin(.pid), type: Builtin.pid.type, range: range),
-          TypedExpr(.integer(UInt64(processID)), type: Builtin.pid.type, range: range)),
-        type: .bool, range: range)
-      filter = filter.map { TypedExpr(.binary(.and, isProcess, $0), type: .bool, range: $0.range) } ?? isProcess
-    }
+    let actions = statements(clause.body.statements)
     return CheckedClause(
       attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range, variables: variables)
   }
@@ -210,13 +229,6 @@ struct ClauseContext {
         values.append(PrintedValue(label: sourceText(argument.range), value: typed))
       }
       guard values.count == arguments.count else { return nil }
-      if checker.options.groupsEventsByPacket, hasSkb {
-        for field in [DerivedField.ifname, .netns] where !values.contains(where: { $0.label == field.rawValue }) {
-          if let typed = quietDerivedValue(field, range: range) {
-            values.append(PrintedValue(label: field.rawValue, value: typed))
-          }
-        }
-      }
       return .print(values, range: range)
     case "printf":
       return printf(arguments, range: range)
@@ -574,10 +586,12 @@ struct ClauseContext {
     switch types.type(resolved) {
     case .integer(_, let size, let signed, let isBool, _, _):
       return isBool ? .bool : .integer(bytes: size, signed: signed)
-    case .enumeration(let name, _, _, let enumerators):
+    case .enumeration(let name, let size, let signed, let enumerators):
       var names: [Int64: String] = [:]
       for e in enumerators where names[e.value] == nil { names[e.value] = e.name }
-      return .enumeration(EnumNames(typeName: name, names: names))
+      return .enumeration(
+        EnumNames(
+          typeName: name, names: names, representation: IntegerRepresentation(bytes: size, isSigned: signed)))
     case .pointer(let pointee):
       return .pointer(pointee: pointee, description: types.describe(id))
     case .array(let element, let count):
@@ -601,8 +615,7 @@ struct ClauseContext {
         return nil
       }
       if case .integer(let value) = operand.kind {
-        let folded = op == .negate ? 0 &- value : ~value
-        return TypedExpr(.integer(folded), type: .s64, range: range)
+        return TypedExpr(.integer(ConstantFolding.unary(op, value)), type: .s64, range: range)
       }
       return TypedExpr(.unary(op, operand), type: op == .negate ? .s64 : operand.type, range: range)
     }
@@ -676,10 +689,10 @@ struct ClauseContext {
         diagnostics.append(Diagnostic("division-by-zero", "division by zero", at: rhs.range))
         return nil
       }
-      let signed = isSigned(lhs.type) || isSigned(rhs.type)
+      let signed = lhs.type.isSigned || rhs.type.isSigned
       let type: ValueType = .integer(bytes: 8, signed: signed)
       if case .integer(let a) = lhs.kind, case .integer(let b) = rhs.kind,
-        let folded = Self.fold(op, a, b, signed: signed)
+        let folded = ConstantFolding.arithmetic(op, a, b, signed: signed)
       {
         return TypedExpr(.integer(folded), type: type, range: range)
       }
@@ -714,27 +727,5 @@ struct ClauseContext {
       .binary(.bitAnd, address, TypedExpr(.integer(mask), type: .u64, range: prefix.range)), type: .u64, range: range)
     let expected = TypedExpr(.integer(UInt64(networkAddress) & mask), type: .u64, range: prefix.range)
     return TypedExpr(.binary(.equal, masked, expected), type: .bool, range: range)
-  }
-
-  func isSigned(_ type: ValueType) -> Bool {
-    if case .integer(_, let signed) = type { return signed }
-    return false
-  }
-
-  /// Constant folding of integer arithmetic, with the kernel's 64-bit wrap-around semantics.
-  static func fold(_ op: BinaryOperator, _ a: UInt64, _ b: UInt64, signed: Bool) -> UInt64? {
-    switch op {
-    case .add: a &+ b
-    case .subtract: a &- b
-    case .multiply: a &* b
-    case .divide: b == 0 ? nil : a / b
-    case .modulo: b == 0 ? nil : a % b
-    case .bitAnd: a & b
-    case .bitOr: a | b
-    case .bitXor: a ^ b
-    case .shiftLeft: b >= 64 ? 0 : a << b
-    case .shiftRight: b >= 64 ? 0 : (signed ? UInt64(bitPattern: Int64(bitPattern: a) >> b) : a >> b)
-    default: nil
-    }
   }
 }

@@ -52,6 +52,18 @@ public enum Aggregation: Hashable, Sendable, CustomStringConvertible {
   }
 }
 
+extension ValueType {
+  /// Bytes the value takes as a map key or a plain map value: strings their capacity, IPv6
+  /// addresses 16, everything else a register's 8, each rounded to 8.
+  public var mapSlotSize: Int {
+    switch self {
+    case .string(let capacity): (capacity + 7) / 8 * 8
+    case .ipv6: 16
+    default: 8
+    }
+  }
+}
+
 /// One key of a map: how it prints, and its type.
 public struct MapKey: Hashable, Sendable {
   public var label: String
@@ -210,7 +222,7 @@ extension ClauseContext {
         Diagnostic("too-many-maps", "a spec may use at most \(Self.mapLimit) maps", at: range))
       return nil
     }
-    let keyBytes = declaration.keys.reduce(0) { $0 + Self.keySlotSize($1.type) }
+    let keyBytes = declaration.keys.reduce(0) { $0 + $1.type.mapSlotSize }
     if keyBytes > Self.keyLimit {
       diagnostics.append(
         Diagnostic(
@@ -224,15 +236,6 @@ extension ClauseContext {
 
   static let mapLimit = 32
   static let keyLimit = 256
-
-  /// Bytes one key takes in a map key: strings their capacity, everything else 8, rounded to 8.
-  public static func keySlotSize(_ type: ValueType) -> Int {
-    switch type {
-    case .string(let capacity): (capacity + 7) / 8 * 8
-    case .ipv6: 16
-    default: 8
-    }
-  }
 
   /// `@name[keys]` read in an expression: the stored value, or 0 when there is none.
   mutating func mapRead(_ access: MapAccess, range: SourceRange) -> TypedExpr? {

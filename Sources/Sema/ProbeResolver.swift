@@ -148,33 +148,10 @@ public struct ProbeResolver: Sendable {
   }
 }
 
-/// The candidate within a small edit distance of `name`, for "did you mean" notes.
+/// The candidate within a small edit distance of `name`, for "did you mean" notes: a third of
+/// the name's length, at least one.
 public func closestName(to name: String, among candidates: some Sequence<String>) -> String? {
-  let limit = max(1, name.count / 3)
-  var best: (String, Int)?
-  for candidate in candidates where abs(candidate.count - name.count) <= limit {
-    let distance = editDistance(name, candidate)
-    if distance <= limit, distance < (best?.1 ?? Int.max) { best = (candidate, distance) }
-  }
-  return best?.0
-}
-
-func editDistance(_ a: String, _ b: String) -> Int {
-  let a = Array(a.utf8)
-  let b = Array(b.utf8)
-  if a.isEmpty { return b.count }
-  if b.isEmpty { return a.count }
-  var previous = Array(0...b.count)
-  var current = [Int](repeating: 0, count: b.count + 1)
-  for i in 1...a.count {
-    current[0] = i
-    for j in 1...b.count {
-      let cost = a[i - 1] == b[j - 1] ? 0 : 1
-      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-    }
-    swap(&previous, &current)
-  }
-  return previous[b.count]
+  Spelling.closest(to: name, among: candidates, limit: max(1, name.count / 3))
 }
 
 /// Tracepoint categories, read once, on first use, by whichever thread asks first.

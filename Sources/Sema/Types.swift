@@ -24,15 +24,34 @@ public struct FlagNames: Hashable, Sendable {
   }
 }
 
-/// Enumerator names of an enum type, for printing values by name.
+/// Enumerator names of an enum type, for printing values by name, and the enum's own width and
+/// signedness from BTF: `enum netns_bpf_attach_type` is a signed 4-byte number whose
+/// `NETNS_BPF_INVALID` is -1.
 public struct EnumNames: Hashable, Sendable {
   public var typeName: String
+  /// Enumerator values as BTF gives them: sign-extended for signed enums, zero-extended (as a
+  /// bit pattern for 64-bit ones) for unsigned enums.
   public var names: [Int64: String]
-  public init(typeName: String, names: [Int64: String]) {
+  public var representation: IntegerRepresentation
+  public init(typeName: String, names: [Int64: String], representation: IntegerRepresentation) {
     self.typeName = typeName
     self.names = names
+    self.representation = representation
   }
   public func render(_ value: Int64) -> String { names[value] ?? String(value) }
+}
+
+/// How a number is held: its width in bytes and whether it is signed. Sema decides it once per
+/// value (from BTF, a cast, or the operator that computed it) and carries it on the value's
+/// type; constant folding, the code generator (comparisons, shifts, sign extension of loads,
+/// map aggregations) and every decoder of the kernel's bytes read it from there.
+public struct IntegerRepresentation: Hashable, Sendable {
+  public var bytes: Int
+  public var isSigned: Bool
+  public init(bytes: Int, isSigned: Bool) {
+    self.bytes = bytes
+    self.isSigned = isSigned
+  }
 }
 
 /// The type of a value in a checked spec.
@@ -72,6 +91,23 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .void: "void"
     }
   }
+
+  /// The value's width and signedness as a number, or nil for values that are not numbers
+  /// (strings, IPv6 addresses). Registers hold every number extended to 64 bits by this.
+  public var integerRepresentation: IntegerRepresentation? {
+    switch self {
+    case .integer(let bytes, let signed): IntegerRepresentation(bytes: bytes, isSigned: signed)
+    case .enumeration(let names): names.representation
+    case .bool: IntegerRepresentation(bytes: 1, isSigned: false)
+    case .flags, .pointer, .kernelSymbol: IntegerRepresentation(bytes: 8, isSigned: false)
+    case .ipv4, .probe: IntegerRepresentation(bytes: 4, isSigned: false)
+    case .string, .ipv6, .void: nil
+    }
+  }
+
+  /// Whether the value is a signed number: ordering comparisons, `>>`, the result type of
+  /// arithmetic, sign extension and decoding follow it.
+  public var isSigned: Bool { integerRepresentation?.isSigned ?? false }
 
   /// Whether arithmetic and ordering comparisons apply.
   public var isNumeric: Bool {
@@ -228,8 +264,8 @@ public indirect enum Action: Hashable, Sendable {
   }
 }
 
-/// Choices that change how a spec is checked.
-public struct CheckOptions: Hashable, Sendable {
+/// What the desugaring step adds to a checked spec (see `Desugaring`).
+public struct DesugaringOptions: Hashable, Sendable {
   /// `--track`: a clause whose filter matches also tracks the packet.
   public var trackFilteredPackets = false
   /// `-f paths`: every print of an skb clause also records the device and namespace, and

@@ -20,6 +20,11 @@ public struct Clause: Hashable, Sendable {
 }
 
 /// One probe of a clause, as written.
+/// The types of probe a spec can name, as written before the first `:`.
+public enum ProbeType: String, Hashable, Sendable, CaseIterable {
+  case skb, tracepoint, kprobe, kretprobe, fentry, fexit, interval, BEGIN, END
+}
+
 public struct Probe: Hashable, Sendable {
   public enum Kind: Hashable, Sendable {
     /// `skb:GLOB`: every attach point with a `struct sk_buff *` argument whose name matches.
@@ -40,6 +45,22 @@ public struct Probe: Hashable, Sendable {
   public init(kind: Kind, range: SourceRange) {
     self.kind = kind
     self.range = range
+  }
+}
+
+extension Probe.Kind {
+  public var type: ProbeType {
+    switch self {
+    case .skb: .skb
+    case .tracepoint: .tracepoint
+    case .kprobe: .kprobe
+    case .kretprobe: .kretprobe
+    case .fentry: .fentry
+    case .fexit: .fexit
+    case .begin: .BEGIN
+    case .end: .END
+    case .interval: .interval
+    }
   }
 }
 

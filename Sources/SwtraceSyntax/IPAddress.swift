@@ -1,7 +1,7 @@
 /// Parsing and printing of the address literals the language accepts.
 ///
-/// Kept separate from the lexer so the formatter (and later stages printing addresses) share
-/// one definition of the text form.
+/// Kept separate from the lexer so the formatter and the output of traced addresses share one
+/// definition of the text form.
 public enum IPAddressText {
   /// `10.0.0.10` -> 0x0a00000a (host order); nil unless exactly four decimal parts of 0...255.
   public static func parseIPv4(_ text: Substring) -> UInt32? {
@@ -38,9 +38,10 @@ public enum IPAddressText {
   }
 
   /// The RFC 5952 form: lowercase, no leading zeros, the longest run of two or more zero
-  /// groups (the first one on a tie) written as `::`.
+  /// groups (the first one on a tie) written as `::`. `?` for anything but 16 bytes, which
+  /// no address is.
   public static func formatIPv6(_ bytes: [UInt8]) -> String {
-    guard bytes.count == 16 else { return "::" }
+    guard bytes.count == 16 else { return "?" }
     let words = (0..<8).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
     var bestStart = -1
     var bestLength = 1

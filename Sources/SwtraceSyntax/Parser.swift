@@ -38,9 +38,7 @@ struct ExpressionContext {
 struct SpecParser {
   static let maxNesting = 100
   static let maxChain = 1000
-  static let probeTypes = [
-    "skb", "tracepoint", "kprobe", "kretprobe", "fentry", "fexit", "interval", "BEGIN", "END",
-  ]
+  static let probeTypes = ProbeType.allCases.map(\.rawValue)
   /// Short spellings people bring from other tracers; suggested, not accepted.
   static let probeAliases = [
     "t": "tracepoint", "tp": "tracepoint", "k": "kprobe", "kr": "kretprobe", "f": "fentry",
@@ -374,37 +372,13 @@ struct SpecParser {
 
   static func suggestProbeType(_ name: String) -> String? {
     if let alias = probeAliases[name] { return alias }
-    let lowered = name.lowercased()
-    var best: (String, Int)?
-    for candidate in probeTypes {
-      let distance = editDistance(lowered, candidate.lowercased())
-      if distance < (best?.1 ?? Int.max) { best = (candidate, distance) }
-    }
-    guard let (candidate, distance) = best else { return nil }
+    // Case does not count: `Tracepoint` and `begin` are one step from what was meant.
+    let lowered = probeTypes.map { $0.lowercased() }
     let limit = name.count <= 3 ? 1 : 2
-    return distance <= limit ? candidate : nil
-  }
-
-  /// Optimal string alignment distance: insertions, deletions, substitutions and adjacent
-  /// transpositions each cost one, so `tracepoitn` is one edit from `tracepoint`.
-  static func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a)
-    let b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var table = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
-    for i in 0...a.count { table[i][0] = i }
-    for j in 0...b.count { table[0][j] = j }
-    for i in 1...a.count {
-      for j in 1...b.count {
-        let cost = a[i - 1] == b[j - 1] ? 0 : 1
-        table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + cost)
-        if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-          table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1)
-        }
-      }
-    }
-    return table[a.count][b.count]
+    guard let match = Spelling.closest(to: name.lowercased(), among: lowered, limit: limit),
+      let index = lowered.firstIndex(of: match)
+    else { return nil }
+    return probeTypes[index]
   }
 
   private mutating func parseFilter() -> Expr? {

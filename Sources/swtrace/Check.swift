@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Runtime
 import SwtraceSyntax
 
 /// `swtrace check`: compile and pre-check without loading anything, and without privileges.
@@ -43,7 +44,7 @@ struct Check: ParsableCommand {
       }
       return
     }
-    let environment = try CompilationEnvironment.make(btfPath: btfPath, privilegedDetection: false)
+    let environment = try TracingEnvironment.forCommandLine(btfPath: btfPath, privilegedDetection: false)
     var inputs: [Result<SourceFile, SpecInputError>] = files.map { SpecInput.load(expression: nil, path: $0) }
     if let expression { inputs.append(.success(SourceFile(name: "<spec>", text: expression))) }
     if inputs.isEmpty { inputs.append(.failure(.missing)) }
@@ -55,7 +56,7 @@ struct Check: ParsableCommand {
         failed = true
       case .success(let source):
         do {
-          let compiled = try environment.compile(source)
+          let compiled = try environment.compileForCommandLine(source)
           let count = compiled.programs.count
           Console.note("\(source.name): ok (\(count) program\(count == 1 ? "" : "s"))")
         } catch {

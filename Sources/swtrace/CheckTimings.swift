@@ -1,16 +1,16 @@
-import BTF
 import CodeGen
 import Foundation
-import Sema
+import Runtime
 import SwtraceSyntax
 
 /// `swtrace check --timings N SPEC` (hidden, for bench/check-time.sh): checks one spec N times
 /// in this process, each run from a fresh BTF load, and prints per-phase medians. Process
-/// start-up is left out on purpose; the start-up benchmark measures it.
+/// start-up is left out on purpose; the start-up benchmark measures it. The compile is the
+/// one `swtrace check` runs; its phases are timed as the compiler reports them.
 enum CheckTimings {
   /// In pipeline order; "load+check" is everything up to and including `check`.
-  static let phases = ["btf-load", "environment", "parse", "resolve", "check", "codegen", "precheck"]
-  static let loadAndCheckPhases = phases.prefix { $0 != "codegen" }
+  static let phases = ["btf-load", "environment"] + CompilerPhase.allCases.map(\.rawValue)
+  static let loadAndCheckPhases = phases.prefix { $0 != CompilerPhase.desugar.rawValue }
 
   struct Sample {
     /// Milliseconds per phase, wall clock and this thread's CPU time.
@@ -31,40 +31,24 @@ enum CheckTimings {
   private static func measure(source: SourceFile, btfPath: String?) throws -> Sample {
     var sample = Sample()
     var clock = PhaseClock()
-    let types = try CompilationEnvironment.loadTypes(btfPath: btfPath)
-    clock.lap("btf-load", into: &sample)
-    let environment = try CompilationEnvironment.make(types: types, privilegedDetection: false)
-    clock.lap("environment", into: &sample)
-    let parsed = Parser.parse(source)
-    clock.lap("parse", into: &sample)
-    // Resolution on its own first, so that the indices it builds are counted here and the
-    // checker's own resolution afterwards is the cost of checking proper.
-    for probe in parsed.spec.clauses.flatMap(\.probes) { _ = try? environment.resolver.resolve(probe) }
-    clock.lap("resolve", into: &sample)
-    let checked = Checker(resolver: environment.resolver).check(parsed.spec, source: source)
-    clock.lap("check", into: &sample)
-    guard !parsed.hasErrors, let spec = checked.spec else {
-      Console.diagnostics(parsed.diagnostics + checked.diagnostics, in: source)
-      throw ExitStatus.specError
-    }
-    let compiled: CompiledSpec
-    do {
-      compiled = try CodeGenerator(
-        types: types, kprobeProgramsShareCode: environment.resolver.support.kprobesAttachInBulk
-      ).generate(spec)
+    let environment: TracingEnvironment
+    do throws(EnvironmentError) {
+      let types = try TracingEnvironment.loadTypes(btfPath: btfPath)
+      clock.lap("btf-load", into: &sample)
+      environment = try TracingEnvironment.make(types: types, privilegedDetection: false)
+      clock.lap("environment", into: &sample)
     } catch {
-      Console.diagnostics([error.diagnostic], in: source)
-      throw ExitStatus.specError
+      throw TracingEnvironment.report(error)
     }
-    clock.lap("codegen", into: &sample)
-    let rejections = SpecCompiler.precheck(compiled)
-    clock.lap("precheck", into: &sample)
-    if !rejections.isEmpty {
-      Console.diagnostics(rejections, in: source)
+    let outcome = environment.compiler().compile(source) { phase in clock.lap(phase.rawValue, into: &sample) }
+    switch outcome {
+    case .failed(let diagnostics):
+      Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError
+    case .compiled(let compiled, _):
+      sample.programs = compiled.programs.count
+      return sample
     }
-    sample.programs = compiled.programs.count
-    return sample
   }
 
   static func report(_ samples: [Sample], btfPath: String?) -> String {

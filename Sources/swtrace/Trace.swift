@@ -1,13 +1,9 @@
 import ArgumentParser
-import BTF
-import CodeGen
-import Foundation
 import Output
 import PrometheusExport
 import Runtime
 import Sema
 import SwtraceSyntax
-import Synchronization
 
 /// The default command: compile a spec, attach it, and print what it sees.
 struct Trace: ParsableCommand {
@@ -144,7 +140,7 @@ struct Trace: ParsableCommand {
       Console.error(missing)
       throw ExitStatus.systemRefused
     }
-    let environment = try CompilationEnvironment.make(
+    let environment = try TracingEnvironment.forCommandLine(
       btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
     if list {
       try ProbeListing.print(
@@ -159,112 +155,29 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
-    let options = CheckOptions(
+    let options = DesugaringOptions(
       trackFilteredPackets: track, groupsEventsByPacket: format.groupsByPacket, processID: processID.map(UInt32.init))
-    let compiled = try environment.compile(source, mapEntries: mapEntries, options: options)
+    let compiled = try environment.compileForCommandLine(source, mapEntries: mapEntries, options: options)
     if dumpBPF {
       Swift.print(compiled.listing(source: source), terminator: "")
       return
     }
-    let destination: TraceOutput
-    switch output.map(TraceOutput.create(path:)) ?? .success(.standardOutput()) {
+    let destination: DescriptorOutput
+    switch output.map(DescriptorOutput.create(path:)) ?? .success(DescriptorOutput()) {
     case .success(let opened): destination = opened
     case .failure(let error):
       Console.error(error.description)
       throw ExitStatus.systemRefused
     }
-    let status = try TraceRunner(
-      compiled: compiled, format: format, command: command, duration: duration, verbose: verbose,
-      metrics: metrics, printEvents: metrics == nil || printEvents, output: destination, processID: processID
+    let status = try TraceCommand(
+      compiled: compiled, source: source,
+      options: TraceOptions(
+        format: format, command: command, duration: duration, printsEvents: metrics == nil || printEvents,
+        host: MetricsMode.hostLabel, processID: processID),
+      verbose: verbose, metrics: metrics, output: destination
     ).run()
     if status != 0 { throw ExitCode(status) }
   }
-}
-
-/// BTF, backend support and tracepoint categories: what compiling a spec needs to know.
-struct CompilationEnvironment {
-  let resolver: ProbeResolver
-
-  static func make(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
-    -> CompilationEnvironment
-  {
-    try make(
-      types: loadTypes(btfPath: btfPath), privilegedDetection: privilegedDetection, forcedBackend: forcedBackend)
-  }
-
-  /// The BTF of `--btf FILE`, or of the running kernel; prints why when there is none.
-  static func loadTypes(btfPath: String?) throws -> KernelTypes {
-    do throws(BTFLoadError) {
-      if let btfPath { return try KernelTypes.load(path: btfPath) }
-      return try KernelTypes.loadRunningKernel()
-    } catch {
-      Console.error(error.description)
-      if case .kernelHasNoBTF = error { throw ExitStatus.systemRefused }
-      throw ExitStatus.specError
-    }
-  }
-
-  static func make(types: KernelTypes, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
-    -> CompilationEnvironment
-  {
-    if !types.isRunningKernel {
-      return CompilationEnvironment(
-        resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
-    }
-    var support = CapabilityCache.support(types: types)
-    if support.available.isEmpty {
-      if privilegedDetection {
-        Console.error(
-          "the kernel refused to load a BPF program; run swtrace as root (or with CAP_BPF and CAP_PERFMON). "
-            + "'swtrace check' works without privileges")
-        throw ExitStatus.systemRefused
-      }
-      support = .tracepointsOnly
-    }
-    if support.available.contains(.kprobe), KernelCapabilities.kprobesAttachInBulk {
-      support.kprobesAttachInBulk = true
-    }
-    if let forcedBackend, !support.available.contains(forcedBackend) {
-      Console.error("--backend \(forcedBackend.rawValue): this kernel does not allow \(forcedBackend.rawValue) programs")
-      throw ExitStatus.systemRefused
-    }
-    return CompilationEnvironment(
-      resolver: ProbeResolver(
-        types: types, support: support, readingTracepointCategories: KernelCapabilities.tracepointCategories,
-        forcedFunctionBackend: forcedBackend))
-  }
-
-  /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
-  func compile(_ source: SourceFile, mapEntries: Int = 10240, options: CheckOptions = CheckOptions()) throws
-    -> CompiledSpec
-  {
-    let compiler = SpecCompiler(
-      resolver: resolver, mapEntries: mapEntries, options: options,
-      kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk)
-    switch compiler.compile(source) {
-    case .failed(let diagnostics):
-      Console.diagnostics(diagnostics, in: source)
-      throw ExitStatus.specError
-    case .compiled(let compiled, let warnings):
-      if !warnings.isEmpty { Console.diagnostics(warnings, in: source) }
-      noteMissingBackends(compiled, source: source)
-      return compiled
-    }
-  }
-
-  /// Says once, in one sentence, when skb probes fall back to tracepoints only.
-  func noteMissingBackends(_ compiled: CompiledSpec, source: SourceFile) {
-    guard resolver.functionBackend == nil, resolver.types.isRunningKernel, !Self.noted.load(ordering: .relaxed) else { return }
-    let usesSkbProbes = Parser.parse(source).spec.clauses.flatMap(\.probes).contains {
-      if case .skb = $0.kind { true } else { false }
-    }
-    guard usesSkbProbes else { return }
-    Self.noted.store(true, ordering: .relaxed)
-    // No count: `check` says this once for all its files, and the attach line counts anyway.
-    Console.progress("kprobes and fentry are not available on this kernel: skb: probes attach to its tracepoints only")
-  }
-
-  static let noted = Atomic<Bool>(false)
 }
 
 extension OutputFormat: ExpressibleByArgument {}
@@ -273,35 +186,4 @@ extension OutputFormat: ExpressibleByArgument {}
 enum FunctionBackendChoice: String, ExpressibleByArgument, CaseIterable {
   case fentry, kprobe
   var backend: Backend { self == .fentry ? .fentry : .kprobe }
-}
-
-/// What the running kernel allows, remembered per boot in /run: refusing an fentry program
-/// takes this kernel over a second, and the answer cannot change until the next boot.
-enum CapabilityCache {
-  static let path = "/run/swtrace-backends"
-
-  static func support(types: KernelTypes) -> BackendSupport {
-    let key = bootKey()
-    if let key, let text = try? String(contentsOfFile: path, encoding: .utf8) {
-      let lines = text.split(separator: "\n").map(String.init)
-      if lines.first == key {
-        return BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:))))
-      }
-    }
-    let detected = KernelCapabilities.detect(types: types)
-    // An empty answer usually means missing privileges, not the kernel: don't remember it.
-    if let key, !detected.available.isEmpty {
-      let text = ([key] + detected.available.map(\.rawValue).sorted()).joined(separator: "\n") + "\n"
-      try? text.write(toFile: path, atomically: true, encoding: .utf8)
-    }
-    return detected
-  }
-
-  /// The boot id and kernel release: a new boot or kernel asks the kernel again.
-  static func bootKey() -> String? {
-    guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
-      let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
-    else { return nil }
-    return boot.trimmingCharacters(in: .whitespacesAndNewlines) + " " + release.trimmingCharacters(in: .whitespacesAndNewlines)
-  }
 }

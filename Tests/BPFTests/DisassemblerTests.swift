@@ -1,4 +1,3 @@
-import SwtraceSyntax
 import Testing
 
 @testable import BPF
@@ -17,7 +16,7 @@ import Testing
     let out = a.newLabel()
     let noCounter = a.newLabel()
     a.emit(.mov(.r6, .r1))
-    a.currentRange = SourceRange(25, 42)  // @counts[pid] += 1
+    a.currentTag = SourceTag(rawValue: 2)  // @counts[pid] += 1
     a.emit([
       .call(helper: HelperFunction.getCurrentPIDTGID.rawValue), .alu64(.rsh, .r0, .immediate(32)),
       .store(.double, .fp, offset: -8, .r0), .mov(.r2, .fp), .add(.r2, -8), .loadMapFD(.r1, fd: 1),
@@ -26,7 +25,7 @@ import Testing
     a.jump(if: .eq, .r0, .immediate(0), to: noCounter)
     a.emit([.mov(.r1, 1), .atomic(.add, .double, .r0, offset: 0, .r1)])
     a.bind(noCounter)
-    a.currentRange = SourceRange(46, 56)  // print(pid)
+    a.currentTag = SourceTag(rawValue: 3)  // print(pid)
     a.emit([
       .loadMapFD(.r1, fd: 0), .mov(.r2, 16), .alu32(.mov, .r3, .immediate(0)),
       .call(helper: HelperFunction.ringbufReserve.rawValue),
@@ -39,7 +38,7 @@ import Testing
       .mov(.r1, .r0), .mov(.r2, 0), .call(helper: HelperFunction.ringbufSubmit.rawValue),
     ])
     a.bind(out)
-    a.currentRange = nil
+    a.currentTag = nil
     a.emit([.mov(.r0, 0), .exit])
     return try a.finish()
   }
@@ -82,17 +81,21 @@ import Testing
     #expect(text == Self.golden)
   }
 
+  /// The tags stand for the spec's lines: the comment is the line's text and number.
   @Test func sourceAnnotations() throws {
-    let source = SourceFile(name: "probe.st", text: Self.spec)
-    let text = Disassembler(mapNames: Self.names).text(try Self.sample(), source: source)
-    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-    #expect(lines[0] == "   0: (bf) r6 = r1")
-    #expect(lines[1] == "; @counts[pid] += 1; @ probe.st:2")
-    #expect(lines[2] == "   1: (85) call bpf_get_current_pid_tgid#14")
-    #expect(lines[12] == "; print(pid); @ probe.st:3")
-    #expect(lines[13] == "  12: (18) r1 = map[events]")
-    // Instructions without a range do not start a new run.
-    #expect(lines.filter { $0.hasPrefix(";") }.count == 2)
+    let lines = Self.spec.split(separator: "\n")
+    let text = Disassembler(mapNames: Self.names).text(try Self.sample()) { tag in
+      let line = Int(tag.rawValue)
+      return "\(lines[line - 1].drop { $0 == " " }) @ probe.st:\(line)"
+    }
+    let output = text.split(separator: "\n", omittingEmptySubsequences: false)
+    #expect(output[0] == "   0: (bf) r6 = r1")
+    #expect(output[1] == "; @counts[pid] += 1; @ probe.st:2")
+    #expect(output[2] == "   1: (85) call bpf_get_current_pid_tgid#14")
+    #expect(output[12] == "; print(pid); @ probe.st:3")
+    #expect(output[13] == "  12: (18) r1 = map[events]")
+    // Instructions without a tag do not start a new run.
+    #expect(output.filter { $0.hasPrefix(";") }.count == 2)
     #expect(text.hasSuffix("  29: (95) exit\n"))
   }
 

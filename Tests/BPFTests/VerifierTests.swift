@@ -1,4 +1,3 @@
-import SwtraceSyntax
 import Testing
 
 @testable import BPF
@@ -27,17 +26,17 @@ import Testing
     #expect(accepted >= rejected / 2)
   }
 
-  @Test func rejectionsCarrySourceRangeAndSlot() throws {
+  @Test func rejectionsCarrySourceTagAndSlot() throws {
     var a = Assembler()
-    a.currentRange = SourceRange(3, 9)
+    a.currentTag = SourceTag(rawValue: 39)
     a.emit(.loadImmediate64(.r1, 1))
-    a.currentRange = SourceRange(10, 20)
+    a.currentTag = SourceTag(rawValue: 1020)
     a.emit([.load(.double, .r2, .fp, offset: -8), .mov(.r0, 0), .exit])
     let rejections = Verifier.check(try a.finish(), context: .kprobe, maps: [])
     #expect(rejections.count == 1)
     #expect(rejections.first?.instructionIndex == 1)
     #expect(rejections.first?.slot == 2)
-    #expect(rejections.first?.sourceRange == SourceRange(10, 20))
+    #expect(rejections.first?.sourceTag == SourceTag(rawValue: 1020))
     #expect(rejections.first?.description.hasPrefix("instruction 2: reads the stack at fp-8") == true)
   }
 

@@ -1,5 +1,4 @@
 @testable import BTF
-import LibBPF
 import Testing
 import TestSupport
 
@@ -15,7 +14,7 @@ private func load(_ source: String) throws -> KernelTypes {
 }
 
 /// Ids of records of `kind` named with `prefix`, by decoding every record's name.
-private func scan(_ handle: BTFHandle, kind: RawBTFKind, prefix: String) -> [UInt32] {
+private func scan(_ handle: BTFHandle, kind: BTFKind, prefix: String) -> [UInt32] {
   (1..<handle.typeCount).filter { handle.kind(of: $0) == kind && handle.name(of: $0).hasPrefix(prefix) }
 }
 
@@ -23,7 +22,7 @@ private func scan(_ handle: BTFHandle, kind: RawBTFKind, prefix: String) -> [UIn
   @Test(arguments: sources)
   func findsWhatAScanOfEveryNameFinds(source: String) throws {
     let handle = try load(source).handle
-    let queries: [(kind: RawBTFKind, prefix: String)] = [
+    let queries: [(kind: BTFKind, prefix: String)] = [
       (.typedef, "btf_trace_"), (.function, "__bpf_trace_"),
       // Also inside other names ("btf_trace_..."), which must not count.
       (.function, "trace_"),

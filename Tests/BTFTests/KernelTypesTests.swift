@@ -1,6 +1,5 @@
 import BTF
 import Foundation
-import LibBPF
 import Testing
 import TestSupport
 

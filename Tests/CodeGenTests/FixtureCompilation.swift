@@ -11,6 +11,16 @@ let codeGenFixtureRelease = "6.12.117+deb12-amd64"
 
 struct FixtureCompileFailure: Error {}
 
+/// Parses and checks `text` against a fixture kernel's BTF with tracepoints only; records the
+/// rendered diagnostics as an issue and throws when the spec does not check.
+func checkAgainstFixture(_ text: String, release: String = codeGenFixtureRelease) throws -> CheckedSpec {
+  let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
+  let file = SourceFile(name: "<spec>", text: text)
+  let result = Checker(resolver: ProbeResolver(types: types, support: .tracepointsOnly))
+    .check(Parser.parse(file).spec, source: file)
+  return try #require(result.spec, "\(DiagnosticRenderer().render(result.diagnostics, in: file))")
+}
+
 /// Parses, checks, generates and pre-checks `text` against a fixture kernel's BTF; records the
 /// rendered diagnostics as an issue and throws when the spec does not compile.
 func compileAgainstFixture(

@@ -7,8 +7,7 @@ import SwtraceSyntax
 import Testing
 import TestSupport
 
-private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-  .appendingPathComponent("Golden")
+private let goldenDirectory = Golden.directory()
 
 /// Tracepoints only, so the listing does not change with the machine the tests run on.
 private func compile(_ text: String) throws -> (CompiledSpec, SourceFile) {
@@ -31,9 +30,7 @@ private func compile(_ text: String) throws -> (CompiledSpec, SourceFile) {
     let text = Self.specs.first { $0.name == name }!.text
     let (compiled, file) = try compile(text)
     let listing = "// \(text)\n" + compiled.listing(source: file)
-    if let expected = try Golden.expected(listing, name: "\(name).txt", directory: goldenDirectory) {
-      #expect(listing == expected)
-    }
+    try Golden.check(listing, name: "\(name).txt", directory: goldenDirectory)
   }
 
   @Test func theMissionOneLinerIsOneProgramPerTracepoint() throws {

@@ -6,6 +6,7 @@ import BPF
 import BTF
 import CodeGen
 import Foundation
+import KernelTestSupport
 import Runtime
 import Sema
 import SwtraceSyntax
@@ -87,9 +88,9 @@ func mutate(_ program: Program, random: inout SplitMix64) -> Program {
 
 @Suite("verifier pre-check against the kernel", .serialized)
 struct DifferentialTests {
-  @Test("no program the pre-check accepts is rejected by the kernel")
+  @Test("no program the pre-check accepts is rejected by the kernel", .needsKernelLoading)
   func precheckAcceptanceImpliesKernelAcceptance() throws {
-    guard let (types, support) = try runningKernelForLoading() else { return }
+    let (types, support) = try RunningKernel.forLoading()
     let compiler = SpecCompiler(resolver: ProbeResolver(types: types, support: support), ringBufferSize: 4096, mapEntries: 64)
     var generator = SpecGenerator(random: SplitMix64(seed: 0x5eed_2026))
     var mutations = SplitMix64(seed: 0xb0_6005)

@@ -6,6 +6,7 @@
 import BTF
 import CodeGen
 import Foundation
+import KernelTestSupport
 import Runtime
 import Sema
 import SwtraceSyntax
@@ -32,9 +33,9 @@ struct LanguageKernelTests {
     """#,
   ]
 
-  @Test("every program of the specs loads", arguments: specs.indices)
+  @Test("every program of the specs loads", .needsKernelLoading, arguments: specs.indices)
   func loads(index: Int) throws {
-    guard let (types, _) = try runningKernelForLoading() else { return }
+    let (types, _) = try RunningKernel.forLoading()
     // Tracepoints only: on a kernel with function backends skb:* would be thousands of programs.
     let resolver = ProbeResolver(types: types, support: .tracepointsOnly)
     let file = SourceFile(name: "<spec>", text: Self.specs[index])

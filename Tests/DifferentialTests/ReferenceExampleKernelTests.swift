@@ -5,6 +5,7 @@
 import BTF
 import CodeGen
 import Foundation
+import KernelTestSupport
 import Runtime
 import Sema
 import SwtraceSyntax
@@ -17,9 +18,9 @@ struct ReferenceExampleKernelTests {
 
   @Test(
     "every program of the example loads",
-    arguments: try referenceExamples().filter { !$0.attributes.contains("syntax-only") })
+    .needsKernelLoading, arguments: try referenceExamples().filter { !$0.attributes.contains("syntax-only") })
   func exampleLoads(example: ReferenceExample) throws {
-    guard let (types, support) = try runningKernelForLoading() else { return }
+    let (types, support) = try RunningKernel.forLoading()
     let file = SourceFile(name: "grammar/README.md example \(example.number)", text: example.text)
     let compiler = Self.compiler(for: example, types: types, support: support)
     guard case .compiled(var compiled, _) = compiler.compile(file) else {
@@ -43,7 +44,7 @@ struct ReferenceExampleKernelTests {
     } catch .notPermitted(let error)
       where compiled.programs.contains(where: { Self.functionBackends.contains($0.attachPoint.backend) })
     {
-      print("skip: example \(example.number): this kernel refuses its function programs (\(error))")
+      try skip("example \(example.number): this kernel refuses its function programs (\(error))")
     } catch {
       Issue.record("example \(example.number) was rejected by the kernel:\n\(example.text)\n\(error.description)")
     }

@@ -34,9 +34,8 @@ struct AggregationTests {
     return (run, output)
   }
 
-  @Test("@[probe] = count() over skb:* counts each marked datagram exactly once at net_dev_queue")
+  @Test("@[probe] = count() over skb:* counts each marked datagram exactly once at net_dev_queue", .needsTracing)
   func countPerProbe() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let burst = UDPBurst(sizes: [100, 200, 300, 1000], count: 40, mark: 0x6a01, port: 9601)
     guard case let (run, output)? = try traceJSON("skb:* /mark == 0x6a01/ { @[probe] = count() }", subnet: 61, bursts: [burst])
     else { return }
@@ -50,9 +49,8 @@ struct AggregationTests {
     #expect(map.entries.allSatisfy { $0.keys.keys.sorted() == ["probe"] }, "the key is named after its expression: \(map)")
   }
 
-  @Test("text output prints counts like bpftrace: @[net_dev_queue]: N")
+  @Test("text output prints counts like bpftrace: @[net_dev_queue]: N", .needsTracing)
   func countAsText() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 62)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("agg")
@@ -79,9 +77,8 @@ struct AggregationTests {
     #expect(histogram.allSatisfy { $0.contains("|") && $0.hasSuffix("|") }, "rows end in a |@@@| bar: \(histogram)")
   }
 
-  @Test("@bytes = sum(len) on net_dev_queue is the sum of payload + 42")
+  @Test("@bytes = sum(len) on net_dev_queue is the sum of payload + 42", .needsTracing)
   func sumOfLengths() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let burst = UDPBurst(sizes: [100, 200, 300, 1000, 17, 1472], count: 60, mark: 0x6a03, port: 9603)
     guard case let (run, output)? = try traceJSON("skb:net_dev_queue /mark == 0x6a03/ { @bytes = sum(len) }", subnet: 63, bursts: [burst])
     else { return }
@@ -92,9 +89,8 @@ struct AggregationTests {
     #expect(map.entries.first?.integer == expected, "sum(len) should be \(expected):\n\(map)")
   }
 
-  @Test("@sizes = hist(len) puts every length in its power-of-two bucket")
+  @Test("@sizes = hist(len) puts every length in its power-of-two bucket", .needsTracing)
   func histogramOfSizes() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let burst = UDPBurst(sizes: [100, 200, 300, 1000], count: 40, mark: 0x6a04, port: 9604)
     guard case let (run, output)? = try traceJSON("skb:net_dev_queue /mark == 0x6a04/ { @sizes = hist(len) }", subnet: 64, bursts: [burst])
     else { return }
@@ -109,9 +105,8 @@ struct AggregationTests {
     #expect(buckets == expected, "non-empty buckets should be \(expected), got \(buckets)\n\(map)")
   }
 
-  @Test("lhist(len, min, max, step) fills linear buckets, with open-ended ones outside the range")
+  @Test("lhist(len, min, max, step) fills linear buckets, with open-ended ones outside the range", .needsTracing)
   func linearHistogram() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let burst = UDPBurst(sizes: [100, 200, 300, 1000], count: 40, mark: 0x6a05, port: 9605)
     let spec = "skb:net_dev_queue /mark == 0x6a05/ { @wide = lhist(len, 0, 2000, 100); @narrow = lhist(len, 200, 1000, 100) }"
     guard case let (run, output)? = try traceJSON(spec, subnet: 65, bursts: [burst]) else { return }
@@ -134,9 +129,8 @@ struct AggregationTests {
       ], "values outside [200, 1000) belong in the open-ended buckets:\n\(narrow)")
   }
 
-  @Test("stats, avg, min and max of len")
+  @Test("stats, avg, min and max of len", .needsTracing)
   func statistics() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let burst = UDPBurst(sizes: [100, 200, 300, 1000], count: 40, mark: 0x6a06, port: 9606)
     let spec = """
       skb:net_dev_queue /mark == 0x6a06/ { @s = stats(len); @a = avg(len) }
@@ -165,9 +159,8 @@ struct AggregationTests {
     #expect(output.maps["@hi"]?.entries.first?.integer == lengths.max(), "max(len): \(String(describing: output.maps["@hi"]))")
   }
 
-  @Test("a map with two keys, @[ifname, udp.dport] = count(), has one entry per pair")
+  @Test("a map with two keys, @[ifname, udp.dport] = count(), has one entry per pair", .needsTracing)
   func multiKeyMap() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let bursts = [
       UDPBurst(sizes: [100], count: 12, mark: 0x6a07, port: 9607),
       UDPBurst(sizes: [200], count: 7, mark: 0x6a07, port: 9617),
@@ -186,9 +179,8 @@ struct AggregationTests {
     #expect(map.entry(["ifname": pair.vethA, "udp.dport": "9617"])?.integer == 7, "\(map)")
   }
 
-  @Test("every aggregation keyed by port: a key's first event creates its entry with that event's value")
+  @Test("every aggregation keyed by port: a key's first event creates its entry with that event's value", .needsTracing)
   func keyedAggregations() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     // A key's first event takes another path than the rest: the entry is created holding that
     // event alone (count 1, sum v, min and max v, one sample in v's bucket). On port 9610 the
     // first length is the smallest and on 9620 the largest, and neither comes again, so min
@@ -243,9 +235,8 @@ struct AggregationTests {
     }
   }
 
-  @Test("a full keyed map keeps its first keys exact and reports every update it dropped")
+  @Test("a full keyed map keeps its first keys exact and reports every update it dropped", .needsTracing)
   func fullMapCountsDroppedUpdates() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     // Four lengths, each twice, into a map of two entries: the first two lengths fill it.
     let burst = UDPBurst(sizes: [100, 200, 300, 400], count: 8, mark: 0x6a0b, port: 9611)
     guard
@@ -262,9 +253,8 @@ struct AggregationTests {
     #expect(run.result.stderr.contains("@c was full: 4 updates dropped (raise --map-entries)"), "\(run)")
   }
 
-  @Test("latency between two tracepoints with a value map keyed by skb gives one sample per datagram")
+  @Test("latency between two tracepoints with a value map keyed by skb gives one sample per datagram", .needsTracing)
   func latencyWithValueMap() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let burst = UDPBurst(sizes: [100, 200], count: 30, mark: 0x6a08, port: 9608)
     let spec = """
       skb:net_dev_queue /mark == 0x6a08/ { @start[skb] = ts }
@@ -282,9 +272,8 @@ struct AggregationTests {
     #expect(start.entries.isEmpty, "every @start[skb] was deleted at net_dev_xmit: \(start)")
   }
 
-  @Test("hist bucket boundaries: lengths exactly at powers of two and one below")
+  @Test("hist bucket boundaries: lengths exactly at powers of two and one below", .needsTracing)
   func histogramBoundaries() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     // len = payload + 42 lands exactly on 64, 127, 128, 255, 256, 511, 512, 1023, 1024, 1514.
     let lengths = [64, 127, 128, 255, 256, 511, 512, 1023, 1024, 1514]
     let burst = UDPBurst(sizes: lengths.map { $0 - Self.overhead }, count: lengths.count * 3, mark: 0x6a09, port: 9609)

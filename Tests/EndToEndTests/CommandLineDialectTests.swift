@@ -84,9 +84,8 @@ struct CommandLineDialectTests {
     #expect(inline.stdout == format.stdout, "\(inline)")
   }
 
-  @Test("-f json -o FILE: every event in the file, only the -c command's output on stdout")
+  @Test("-f json -o FILE: every event in the file, only the -c command's output on stdout", .needsTracing)
   func outputFile() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("dialect")
     defer { scratch.remove() }
     let file = scratch.path("trace.json")
@@ -107,9 +106,8 @@ struct CommandLineDialectTests {
     #expect(summary(of: result)?.samples == sent, "\(result)")
   }
 
-  @Test("-o FILE on a full disk (/dev/full) ends the run with exit 2 and a sentence naming it")
+  @Test("-o FILE on a full disk (/dev/full) ends the run with exit 2 and a sentence naming it", .needsTracing)
   func outputFileWriteError() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let result = try ProcessRunner.run(
       try TestEnvironment.binary("swtrace"),
       ["-o", "/dev/full", "-c", try Self.send(count: 3, mark: 0xd102),
@@ -118,9 +116,8 @@ struct CommandLineDialectTests {
     #expect(result.stderr.contains("error: cannot write the trace output to '/dev/full': No space left on device"), "\(result)")
   }
 
-  @Test("-o FILE that cannot be created is refused before anything is loaded")
+  @Test("-o FILE that cannot be created is refused before anything is loaded", .needsTracing)
   func outputFileCannotBeCreated() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let result = try ProcessRunner.run(
       try TestEnvironment.binary("swtrace"), ["-o", "/nonexistent-\(getpid())/trace.txt", "-e", "skb:* { print(len) }"],
       timeout: 60)
@@ -131,9 +128,8 @@ struct CommandLineDialectTests {
 
   /// Two senders with the same mark, one of them the -p process: only its datagrams count,
   /// and the run ends by itself when that process exits.
-  @Test("-p PID keeps only that process's events and ends the run when it exits")
+  @Test("-p PID keeps only that process's events and ends the run when it exits", .needsTracing)
   func processFilter() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("dialect")
     defer { scratch.remove() }
     let ready = scratch.path("attached")
@@ -154,9 +150,8 @@ struct CommandLineDialectTests {
     #expect(result.seconds < 40, "the run should end when process \(traced.pid) exits, not with its -c command:\n\(result)")
   }
 
-  @Test("-q: no progress messages and no Samples line when nothing was lost; the output is unchanged")
+  @Test("-q: no progress messages and no Samples line when nothing was lost; the output is unchanged", .needsTracing)
   func quiet() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let result = try ProcessRunner.run(
       try TestEnvironment.binary("swtrace"),
       ["-q", "-c", try Self.send(count: 2, mark: 0xd104) + " >/dev/null",
@@ -166,9 +161,8 @@ struct CommandLineDialectTests {
     #expect(result.stdout == "@n: 2\n", "\(result)")
   }
 
-  @Test("a -c command that fails: its status said, swtrace exits 3; one that cannot run: 2")
+  @Test("a -c command that fails: its status said, swtrace exits 3; one that cannot run: 2", .needsTracing)
   func commandFailure() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let failed = try ProcessRunner.run(swtrace, ["-c", "exit 5", "-e", "skb:net_dev_queue /mark == 0xd105/ { @n = count() }"], timeout: 60)
     #expect(failed.status == 3, "\(failed)")

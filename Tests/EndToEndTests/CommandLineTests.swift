@@ -7,9 +7,8 @@ import TestSupport
 
 @Suite("swtrace command line")
 struct CommandLineTests {
-  @Test("-l 'skb:*' lists the skb tracepoints of this kernel, named as a spec names them")
+  @Test("-l 'skb:*' lists the skb tracepoints of this kernel, named as a spec names them", .needsTracing)
   func listsRunningKernelTracepoints() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let result = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), ["-l", "skb:*"], timeout: 60)
     #expect(result.status == 0, "\(result)")
     let lines = result.stdoutLines
@@ -21,9 +20,8 @@ struct CommandLineTests {
 
   /// What `-l` prints can be pasted back: each listed name, as a probe of a spec, checks and
   /// attaches to exactly the one point it was listed for.
-  @Test("every name -l prints is a probe a spec accepts", arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*"])
+  @Test("every name -l prints is a probe a spec accepts", .needsTracing, arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*"])
   func listedNamesArePastable(pattern: String) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let listing = try ProcessRunner.run(swtrace, ["-l", pattern], timeout: 60)
     #expect(listing.status == 0, "\(listing)")

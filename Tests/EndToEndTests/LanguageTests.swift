@@ -15,9 +15,8 @@ private func printfTexts(_ stdout: String) -> [String] {
 
 @Suite("printf, variables, casts, indexes and IPv6 end to end", .serialized)
 struct LanguageEndToEndTests {
-  @Test("printf prints real field values through variables, a pointer cast and array indexes")
+  @Test("printf prints real field values through variables, a pointer cast and array indexes", .needsTracing)
   func printfWithVariablesCastsAndIndexes() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 77)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("lang")
@@ -48,9 +47,8 @@ struct LanguageEndToEndTests {
     #expect(textRun.result.stdoutLines.sorted() == expected.map { String($0.dropLast()) }.sorted(), "\(textRun)")
   }
 
-  @Test("fields named twice (filter and print, several ip fields) show the real values, read once each")
+  @Test("fields named twice (filter and print, several ip fields) show the real values, read once each", .needsTracing)
   func fieldsReadOnceShowRealValues() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 79)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("shared")
@@ -79,9 +77,42 @@ struct LanguageEndToEndTests {
     #expect(events.compactMap(\.len).sorted() == burst.payloads.map { $0 + 42 }.sorted(), "\(run)")
   }
 
-  @Test("printf through the kernel prints what the C library prints for the values sent")
+  @Test("a signed enum compares, prints and printfs as one number: a mark with every bit set is -1", .needsTracing)
+  func signedEnumComparesAndPrintsAlike() throws {
+    // The running kernel's own word on the enum: its encoding and the name of -1.
+    let bpftool = try #require(findExecutable("bpftool"), "bpftool is installed by `make deps`")
+    let dump = try ProcessRunner.run(bpftool, ["btf", "dump", "file", "/sys/kernel/btf/vmlinux"], timeout: 60)
+    try #require(dump.succeeded, "\(dump)")
+    let lines = dump.stdout.split(separator: "\n")
+    let header = try #require(lines.firstIndex { $0.hasSuffix("ENUM 'netns_bpf_attach_type' encoding=SIGNED size=4 vlen=4") })
+    let minusOne = try #require(
+      lines[(header + 1)...].prefix(4).first { $0.hasSuffix(" val=-1") }?.split(separator: "'").dropFirst().first,
+      "netns_bpf_attach_type has an enumerator -1")
+
+    let pair = try NetworkNamespacePair(subnet: 86)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("enum")
+    defer { scratch.remove() }
+    let burst = UDPBurst(sizes: [100], count: 4, mark: 0xffff_ffff, port: 9786)
+    let value = "(enum netns_bpf_attach_type)mark"
+    let spec = #"""
+      skb:net_dev_queue /\#(value) < 0 && \#(value) == -1 && udp.dport == 9786/ {
+        printf("%d %s %u %x\n", \#(value), \#(value), \#(value), \#(value))
+        print(\#(value))
+      }
+      """#
+    let run = try TracedTraffic.run(spec: spec, bursts: [burst], pair: pair, scratch: scratch)
+    try #require(!run.result.timedOut && run.result.status == 0, "\(run)")
+    #expect(run.sendersSent([burst]), "\(run)")
+    #expect(printfTexts(run.result.stdout) == Array(repeating: "-1 \(minusOne) 4294967295 ffffffff\n", count: burst.count), "\(run)")
+    // The print events and the printf events (whose values JSON lists too) name it alike.
+    let printed = run.json.events.filter { $0.values[value] != nil }
+    #expect(printed.count == 2 * burst.count, "\(run)")
+    #expect(printed.allSatisfy { $0.values[value] == .string(String(minusOne)) }, "\(run)")
+  }
+
+  @Test("printf through the kernel prints what the C library prints for the values sent", .needsTracing)
   func printfAgreesWithCOnRealValues() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 85)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("printfc")
@@ -121,9 +152,8 @@ struct LanguageEndToEndTests {
     }
   }
 
-  @Test("IPv6 filters compare with IPv6 literals and prefixes")
+  @Test("IPv6 filters compare with IPv6 literals and prefixes", .needsTracing)
   func ipv6LiteralFilters() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 78)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("lang6")

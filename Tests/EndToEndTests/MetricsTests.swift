@@ -13,6 +13,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -24,9 +25,8 @@ struct MetricsTests {
 
   // MARK: - (a) /metrics itself
 
-  @Test("counters and histogram buckets served at /metrics are exact, and read anew on every scrape")
+  @Test("counters and histogram buckets served at /metrics are exact, and read anew on every scrape", .needsTracing)
   func servedMetricsAreExact() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 81)
     defer { pair.remove() }
     let port = try MetricsHTTP.freePort()
@@ -102,9 +102,8 @@ struct MetricsTests {
     }
   }
 
-  @Test("every kind of map: stats, avg, min, max, lhist, signed sums and hists, values, addresses, renamed names")
+  @Test("every kind of map: stats, avg, min, max, lhist, signed sums and hists, values, addresses, renamed names", .needsTracing)
   func everyAggregation() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 83)
     defer { pair.remove() }
     let port = try MetricsHTTP.freePort()
@@ -163,9 +162,8 @@ struct MetricsTests {
       "a renamed map is announced:\n\(result)")
   }
 
-  @Test("--metrics on a port that is taken: status 2 and one sentence saying so")
+  @Test("--metrics on a port that is taken: status 2 and one sentence saying so", .needsTracing)
   func takenPortIsRefused() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let (listener, port) = try MetricsHTTP.listeningSocket()
     defer { close(listener) }
     let swtrace = try TestEnvironment.binary("swtrace")
@@ -180,11 +178,10 @@ struct MetricsTests {
 
   // MARK: - (b) a real Prometheus
 
-  @Test("Prometheus scrapes swtrace: the counter and histogram buckets through its query API")
+  @Test("Prometheus scrapes swtrace: the counter and histogram buckets through its query API", .needsTracing)
   func prometheusScrapes() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     guard let prometheus = Tools.ensure("prometheus", package: "prometheus") else {
-      return skip("prometheus is not installed and could not be installed (apt-get install -y prometheus)")
+      try skip("prometheus is not installed and could not be installed (apt-get install -y prometheus)")
     }
     let pair = try NetworkNamespacePair(subnet: 82)
     defer { pair.remove() }
@@ -285,7 +282,7 @@ struct MetricsTests {
     #expect(daemonSet.contains("\"--metrics\", \"0.0.0.0:9464\""), "the DaemonSet runs swtrace --metrics")
 
     guard let validator = Tools.kubernetesValidate() else {
-      return skip("kubernetes-validate is not installed and `pip install kubernetes-validate` failed")
+      try skip("kubernetes-validate is not installed and `pip install kubernetes-validate` failed")
     }
     let result = try ProcessRunner.run(
       validator.executable,
@@ -300,7 +297,7 @@ struct MetricsTests {
   @Test("deploy/swtrace.service passes systemd-analyze verify")
   func systemdUnitVerifies() throws {
     guard let analyze = Tools.ensure("systemd-analyze", package: "systemd") else {
-      return skip("systemd-analyze is not installed and could not be installed (apt-get install -y systemd)")
+      try skip("systemd-analyze is not installed and could not be installed (apt-get install -y systemd)")
     }
     let swtrace = try TestEnvironment.binary("swtrace")
     let scratch = try ScratchDirectory("unit")

@@ -66,9 +66,8 @@ struct PktgenTests {
     #expect(sent != nil && (80...120).contains(sent!), "expected about 100 sent at 200/s for 0.5 s: \(result)")
   }
 
-  @Test("UDP datagrams cross the veth and are counted by a sink in the other namespace")
+  @Test("UDP datagrams cross the veth and are counted by a sink in the other namespace", .needsNetwork)
   func udpReachesSinkAcrossVeth() throws {
-    if let reason = TestEnvironment.networkSkipReason { return skip(reason) }
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     let pair = try NetworkNamespacePair(subnet: 11)
     defer { pair.remove() }
@@ -93,9 +92,8 @@ struct PktgenTests {
     #expect(bytes == (0..<count).map { sizes[$0 % sizes.count] }.reduce(0, +), "\(sinkResult)")
   }
 
-  @Test("ICMP echo requests get replies across the veth; a silent address gets none")
+  @Test("ICMP echo requests get replies across the veth; a silent address gets none", .needsNetwork)
   func icmpEchoAcrossVeth() throws {
-    if let reason = TestEnvironment.networkSkipReason { return skip(reason) }
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     let pair = try NetworkNamespacePair(subnet: 12)
     defer { pair.remove() }
@@ -115,9 +113,8 @@ struct PktgenTests {
     #expect(silent.stdoutLines == ["sent 1 received 0"], "\(silent)")
   }
 
-  @Test("the namespace pair is removed again")
+  @Test("the namespace pair is removed again", .needsNetwork)
   func namespacePairCleansUp() throws {
-    if let reason = TestEnvironment.networkSkipReason { return skip(reason) }
     var names: [String] = []
     do {
       let pair = try NetworkNamespacePair(subnet: 13)

@@ -9,6 +9,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -39,8 +40,13 @@ struct PrivilegeTests {
 
   struct SkipReason: Error { let text: String; init(_ text: String) { self.text = text } }
 
+  /// setpriv drops root's privileges; without root the tests run as the user they are.
+  static let needsSetpriv = ConditionTrait.requires("needs setpriv (util-linux) to drop root's privileges") {
+    TestEnvironment.isRoot && findExecutable("setpriv") == nil ? "setpriv (util-linux) is not installed" : nil
+  }
+
   @Test(
-    "a trace without CAP_BPF and CAP_PERFMON: status 2 and one sentence saying what is needed",
+    "a trace without CAP_BPF and CAP_PERFMON: status 2 and one sentence saying what is needed", needsSetpriv,
     arguments: [["-e", spec], ["-d", "1", "-e", spec], ["-c", "true", "-e", spec], ["-f", "json", "-e", spec]])
   func unprivilegedTrace(arguments: [String]) throws {
     for drop in [Self.asNobody, Self.asRootWithoutBPF] {
@@ -48,7 +54,7 @@ struct PrivilegeTests {
       let result: ProcessResult
       switch try runDropped(drop, arguments) {
       case .success(let run): result = run
-      case .failure(let reason): return skip(reason.text)
+      case .failure(let reason): try skip(reason.text)
       }
       let brief = "as \(TestEnvironment.isRoot ? drop.joined(separator: " ") : "uid \(geteuid())"):\n\(result)"
       #expect(!result.timedOut && crashSigns(result).isEmpty, "\(brief)")
@@ -65,7 +71,7 @@ struct PrivilegeTests {
     }
   }
 
-  @Test("swtrace check works without privileges")
+  @Test("swtrace check works without privileges", needsSetpriv)
   func unprivilegedCheck() throws {
     let file = packageRoot.appendingPathComponent("specs/mark-path.spec").path
     for drop in [Self.asNobody, Self.asRootWithoutBPF] {
@@ -73,7 +79,7 @@ struct PrivilegeTests {
       let result: ProcessResult
       switch try runDropped(drop, ["check", "-e", Self.spec, file]) {
       case .success(let run): result = run
-      case .failure(let reason): return skip(reason.text)
+      case .failure(let reason): try skip(reason.text)
       }
       let brief = "as \(TestEnvironment.isRoot ? drop.joined(separator: " ") : "uid \(geteuid())"):\n\(result)"
       #expect(result.status == 0, "\(brief)")

@@ -57,7 +57,7 @@ struct BadInputTests {
     return result
   }
 
-  @Test("spec errors exit 1 with a located message", arguments: [
+  @Test("spec errors exit 1 with a located message", .needsTracing, arguments: [
     ("", "no clauses"),
     ("// only a comment\n", "no clauses"),
     ("kprobee:tcp_sendmsg { print(pid) }", "did you mean"),
@@ -79,15 +79,13 @@ struct BadInputTests {
     ("skb:net_dev_queue /len > 1 { print(len) }", "<spec>:1:"),
   ])
   func specErrors(spec: String, mention: String) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     // As a trace (the default command; -d bounds it should it start after all) and as a check.
     try expectError(["-d", "5", "-e", spec], mentioning: [mention])
     try expectError(["check", "-e", spec], mentioning: [mention])
   }
 
-  @Test("33 maps are one too many")
+  @Test("33 maps are one too many", .needsTracing)
   func tooManyMaps() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let maps = (1...33).map { "@m\($0) = count()" }.joined(separator: "; ")
     try expectError(["-d", "5", "-e", "skb:net_dev_queue { \(maps) }"], mentioning: ["32"])
     // 32 are fine (one clause each: a single clause has only 512 bytes of stack).
@@ -97,16 +95,14 @@ struct BadInputTests {
     #expect(check.status == 0, "32 maps are allowed:\n\(check)")
   }
 
-  @Test("a map key too large is refused")
+  @Test("a map key too large is refused", .needsTracing)
   func keyTooLarge() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let keys = Array(repeating: "comm", count: 40).joined(separator: ", ")
     try expectError(["-d", "5", "-e", "skb:net_dev_queue { @big[\(keys)] = count() }"], mentioning: ["@big"])
   }
 
-  @Test("spec files that cannot be read: missing, a directory, not UTF-8")
+  @Test("spec files that cannot be read: missing, a directory, not UTF-8", .needsTracing)
   func unreadableFiles() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("bad")
     defer { scratch.remove() }
     let missing = scratch.path("does-not-exist.spec")
@@ -121,9 +117,8 @@ struct BadInputTests {
 
   static let megabyte = 1 << 20
 
-  @Test("a 1 MB spec that is a clause and a long comment runs")
+  @Test("a 1 MB spec that is a clause and a long comment runs", .needsTracing)
   func megabyteComment() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let scratch = try ScratchDirectory("big")
     defer { scratch.remove() }
@@ -134,9 +129,8 @@ struct BadInputTests {
     #expect(run.status == 0 && crashSigns(run).isEmpty, "a spec with a 1 MB comment should run:\n\(run)")
   }
 
-  @Test("a long filter expression (8 KB, 1 MB) is checked or refused with an error, never a crash", arguments: [2000, 1 << 18])
+  @Test("a long filter expression (8 KB, 1 MB) is checked or refused with an error, never a crash", .needsTracing, arguments: [2000, 1 << 18])
   func longExpression(terms: Int) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let scratch = try ScratchDirectory("big")
     defer { scratch.remove() }
@@ -153,9 +147,8 @@ struct BadInputTests {
     #expect(result.status == 0 || (result.status == 1 && result.stderr.contains("error:")), "\(brief)")
   }
 
-  @Test("1 MB of text that is not a spec: status 1 and an error report of readable size")
+  @Test("1 MB of text that is not a spec: status 1 and an error report of readable size", .needsTracing)
   func megabyteGarbage() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("big")
     defer { scratch.remove() }
     // Lines of characters swtrace does not know, like any text file given by mistake.
@@ -168,9 +161,8 @@ struct BadInputTests {
       "1 MB of garbage produced \(result.stderr.utf8.count) bytes of diagnostics in \(String(format: "%.1f", result.seconds)) s; an error report should stay readable")
   }
 
-  @Test("--btf pointing at something that is not BTF")
+  @Test("--btf pointing at something that is not BTF", .needsTracing)
   func notBTF() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("btf")
     defer { scratch.remove() }
     let text = scratch.path("not-btf.txt")
@@ -183,9 +175,8 @@ struct BadInputTests {
     }
   }
 
-  @Test("a -c command that does not exist: status 2 and a message")
+  @Test("a -c command that does not exist: status 2 and a message", .needsTracing)
   func missingCommand() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let result = try ProcessRunner.run(
       swtrace, ["-c", "swtrace-no-such-command-\(getpid())", "-e", "skb:net_dev_queue /mark == 0xa10b/ { @n = count() }"],
@@ -246,9 +237,8 @@ struct ExitTests {
     #expect(named.isEmpty, "bpftool prog show still lists: \(named)", sourceLocation: sourceLocation)
   }
 
-  @Test("SIGINT and SIGTERM end a trace with status 0 and the final maps", arguments: [SIGINT, SIGTERM])
+  @Test("SIGINT and SIGTERM end a trace with status 0 and the final maps", .needsTracing, arguments: [SIGINT, SIGTERM])
   func signalEndsTrace(signal: Int32) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let mark: UInt32 = signal == SIGINT ? 0xa101 : 0xa102
     let (process, objects) = try Self.startAttached(["-e", Self.spec(mark: mark)])
     let sent = try Self.sendMarked(mark)
@@ -259,9 +249,8 @@ struct ExitTests {
     expectCleanExit(result, objects: objects, count: 5...5)
   }
 
-  @Test("-d SECONDS ends a trace with status 0 and the final maps")
+  @Test("-d SECONDS ends a trace with status 0 and the final maps", .needsTracing)
   func durationEndsTrace() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let (process, objects) = try Self.startAttached(["-d", "3", "-e", Self.spec(mark: 0xa103)])
     let sent = try Self.sendMarked(0xa103)
     #expect(sent.succeeded, "\(sent)")
@@ -270,9 +259,8 @@ struct ExitTests {
     #expect(result.seconds >= 3 && result.seconds < 20, "-d 3 should take about 3 s: \(result)")
   }
 
-  @Test("the -c command finishing ends a trace with status 0 and the final maps")
+  @Test("the -c command finishing ends a trace with status 0 and the final maps", .needsTracing)
   func commandFinishEndsTrace() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     let send = [pktgen, "udp", "--dst", "127.0.0.1", "--port", "\(Self.port)", "--count", "5", "--mark", "0xa104"]
       .map(shellQuote).joined(separator: " ") + " >/dev/null"
@@ -281,9 +269,8 @@ struct ExitTests {
     expectCleanExit(result, objects: objects, count: 5...5)
   }
 
-  @Test("the -c command killed by a signal ends a trace with status 0 and the final maps")
+  @Test("the -c command killed by a signal ends a trace with status 0 and the final maps", .needsTracing)
   func commandKilledEndsTrace() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("exit")
     defer { scratch.remove() }
     let pidFile = scratch.path("child.pid")
@@ -310,9 +297,8 @@ struct ExitTests {
     #expect(result.seconds < 40, "swtrace should stop when its command dies, not when sleep 60 would have ended: \(result)")
   }
 
-  @Test("exit() in a spec ends a trace with status 0 and the final maps")
+  @Test("exit() in a spec ends a trace with status 0 and the final maps", .needsTracing)
   func exitInSpec() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let (process, objects) = try Self.startAttached(["-e", Self.spec(mark: 0xa106, extra: "; exit()")])
     // One datagram every 100 ms: the first one ends the trace; a few may be counted first.
     let sent = try Self.sendMarked(0xa106, count: 20, rate: 10)
@@ -322,9 +308,8 @@ struct ExitTests {
     #expect(result.seconds < 15, "\(result)")
   }
 
-  @Test("when swtrace stops before its -c command, the command is stopped too", arguments: ["-d", "exit()", "SIGTERM"])
+  @Test("when swtrace stops before its -c command, the command is stopped too", .needsTracing, arguments: ["-d", "exit()", "SIGTERM"])
   func commandStoppedWithTrace(way: String) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let scratch = try ScratchDirectory("orphan")
     defer { scratch.remove() }
     let pidFile = scratch.path("sleep.pid")
@@ -359,9 +344,8 @@ struct ExitTests {
     #expect(!alive, "after swtrace ended (\(way)), its -c command '\(command)' still runs: sleep pid \(sleeper) is alive\n\(result)")
   }
 
-  @Test("a second SIGINT exits at once, even while swtrace is stuck writing")
+  @Test("a second SIGINT exits at once, even while swtrace is stuck writing", .needsTracing)
   func secondInterrupt() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let scratch = try ScratchDirectory("sigint")
     defer { scratch.remove() }
@@ -414,12 +398,11 @@ struct ExitTests {
     #expect(left.isEmpty, "still loaded after a second SIGINT: \(left)")
   }
 
-  @Test("writing into a closed pipe (| head -1) ends swtrace with status 0")
+  @Test("writing into a closed pipe (| head -1) ends swtrace with status 0", .needsTracing, .needsBash)
   func closedPipe() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
-    guard findExecutable("bash") != nil else { return skip("bash is needed for PIPESTATUS") }
+    // bash, for PIPESTATUS.
     // The command would send for 20 s; swtrace must stop long before, when head has gone.
     // (exec, and no inherited output: what becomes of a command that outlives swtrace is
     // another test's business.)
@@ -438,9 +421,8 @@ struct ExitTests {
     #expect(result.seconds < 15, "swtrace should notice the closed pipe, not run until its command ends: \(result)")
   }
 
-  @Test("-d ends a trace on time while a flood keeps the ring buffer full")
+  @Test("-d ends a trace on time while a flood keeps the ring buffer full", .needsTracing)
   func durationUnderFlood() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     // The command would send for 45 s, faster than swtrace prints (skb:* is some ten
@@ -461,9 +443,8 @@ struct ExitTests {
     }
   }
 
-  @Test("a flood: Samples + Lost equals the events the kernel attempted, counted in the same run")
+  @Test("a flood: Samples + Lost equals the events the kernel attempted, counted in the same run", .needsTracing)
   func floodLosesNothingSilently() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     let send = [

@@ -35,9 +35,8 @@ struct SoakTests {
   /// (`paths`), which keeps state for every packet in flight.
   @Test(
     "a 60-second flood: RSS grows less than 8 MiB after a 10-second warm-up, and stays under 256 MiB",
-    arguments: ["text", "paths"])
+    .needsTracing, .needsBash, arguments: ["text", "paths"])
   func rssStaysBounded(output: String) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     // 20,000 datagrams a second (some six events each over skb:*) is more than a debug
@@ -51,7 +50,6 @@ struct SoakTests {
     // Only the final count reaches this test (grep): swtrace still formats and writes every
     // event, and this test does not hoard a minute of output. bash's `exec` keeps swtrace's
     // pid the shell's.
-    guard findExecutable("bash") != nil else { return skip("bash is needed for the output filter") }
     let trace = [swtrace, "-f", output, "-d", "120", "-c", send, "-e", spec].map(shellQuote).joined(separator: " ")
     let process = try RunningProcess("bash", ["-c", "exec \(trace) > >(exec grep -a '^@n: ')"])
     let pid = process.pid

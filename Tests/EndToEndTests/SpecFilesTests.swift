@@ -47,9 +47,8 @@ struct SpecFilesTests {
     }
   }
 
-  @Test("every spec passes swtrace check")
+  @Test("every spec passes swtrace check", .needsTracing)
   func everySpecChecks() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     for file in Self.specFiles {
       let result = try ProcessRunner.run(swtrace, ["check", file.path], timeout: 120)
@@ -58,9 +57,8 @@ struct SpecFilesTests {
     }
   }
 
-  @Test("every spec loads and runs for 2 s with traffic, and exits 0")
+  @Test("every spec loads and runs for 2 s with traffic, and exits 0", .needsTracing)
   func everySpecRuns() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pair = try NetworkNamespacePair(subnet: 91)
     defer { pair.remove() }

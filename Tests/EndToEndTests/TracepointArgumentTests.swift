@@ -8,9 +8,8 @@ import Testing
 
 @Suite("tracepoint arguments end to end", .serialized)
 struct TracepointArgumentTests {
-  @Test("net_dev_xmit's number arguments: rc is 0 and skb_len is payload + 42")
+  @Test("net_dev_xmit's number .needsTracing, arguments: rc is 0 and skb_len is payload + 42")
   func numberArguments() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 81)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("args")
@@ -26,9 +25,8 @@ struct TracepointArgumentTests {
     #expect(map.entries.count == 1 && map.entry(["rc": "0", "skb_len": "142"])?.integer == 8, "\(map)")
   }
 
-  @Test("net_dev_xmit's dev argument can be followed: dev->name is the transmitting veth", arguments: [false, true])
+  @Test("net_dev_xmit's dev argument can be followed: dev->name is the transmitting veth", .needsTracing, arguments: [false, true])
   func pointerArgument(nullCheck: Bool) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 82)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("args")
@@ -46,9 +44,8 @@ struct TracepointArgumentTests {
     #expect(ours == 8, "dev is \(pair.vethA), skb->dev already \(pair.vethB): \(map)")
   }
 
-  @Test("skb->sk can be followed: the sending socket's skc_num is the datagram's source port", arguments: [false, true])
+  @Test("skb->sk can be followed: the sending socket's skc_num is the datagram's source port", .needsTracing, arguments: [false, true])
   func socketOfSkb(nullCheck: Bool) throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 83)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("args")

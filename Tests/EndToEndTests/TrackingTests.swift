@@ -24,9 +24,8 @@ struct TrackingTests {
     Set(headerLevels.map { len - $0 }).intersection(candidates)
   }
 
-  @Test("with the mark filter alone, events stop where veth scrubs the mark")
+  @Test("with the mark filter alone, events stop where veth scrubs the mark", .needsTracing)
   func markAloneStopsAtCrossing() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 71)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("track")
@@ -83,25 +82,22 @@ struct TrackingTests {
     #expect(strangers.isEmpty, "events that belong to none of the datagrams:\n\(firstFew(strangers))")
   }
 
-  @Test("track() follows every datagram into B")
+  @Test("track() follows every datagram into B", .needsTracing)
   func trackFollowsAcrossNamespaces() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     try checkBothSides(
       spec: "skb:* /mark == 0x7a02/ { track(); print(len, netns, ifname) }", arguments: ["-f", "json"],
       mark: 0x7a02, subnet: 72, port: 9702)
   }
 
-  @Test("--track follows every datagram into B")
+  @Test("--track follows every datagram into B", .needsTracing)
   func trackFlagFollowsAcrossNamespaces() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     try checkBothSides(
       spec: "skb:* /mark == 0x7a03/ { print(len, netns, ifname) }", arguments: ["-f", "json", "--track"],
       mark: 0x7a03, subnet: 73, port: 9703)
   }
 
-  @Test("1,000 datagrams back to back give 1,000 separate paths, each ending where the skb is freed")
+  @Test("1,000 datagrams back to back give 1,000 separate paths, each ending where the skb is freed", .needsTracing)
   func thousandSeparatePaths() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 74)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("track")
@@ -163,9 +159,8 @@ struct TrackingTests {
       "each of the 20 payload sizes was sent 50 times, paths per payload: \(perPayload.sorted { $0.key < $1.key })")
   }
 
-  @Test("specs/drops.spec counts nftables drops under SKB_DROP_REASON_NETFILTER_DROP")
+  @Test("specs/drops.spec counts nftables drops under SKB_DROP_REASON_NETFILTER_DROP", .needsTracing)
   func nftablesDrops() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let pair = try NetworkNamespacePair(subnet: 75)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("drops")
@@ -212,9 +207,8 @@ struct TrackingTests {
     #expect(exact.entry(["reason": "SKB_DROP_REASON_NETFILTER_DROP"])?.integer == 50, "\(exact)")
   }
 
-  @Test("specs/ping-path.spec prints every hop of a ping with the right namespace and interface")
+  @Test("specs/ping-path.spec prints every hop of a ping with the right namespace and interface", .needsTracing)
   func pingPath() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     let pair = try NetworkNamespacePair(subnet: 76)

@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -32,12 +33,10 @@ struct VMLaneTests {
     return nil
   }
 
-  @Test("every scenario passes in the VM")
+  @Test(
+    "every scenario passes in the VM",
+    .requires("needs SWTRACE_VMTEST=1 (make test sets it) and root") { VMLaneTests.skipReason })
   func lane() throws {
-    if let reason = Self.skipReason {
-      skip(reason)
-      return
-    }
     let script = Self.repositoryRoot.appendingPathComponent("scripts/vm/run.sh").path
     var environment = ProcessInfo.processInfo.environment
     environment["VM_BENCH"] = nil

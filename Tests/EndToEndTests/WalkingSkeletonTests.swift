@@ -118,9 +118,8 @@ struct WalkingSkeletonTests {
   /// Where else a datagram's length may be reported: payload only, UDP, IP, Ethernet.
   static let headerLevels = [0, 8, 28, 42]
 
-  @Test("marked UDP datagrams are traced at net_dev_queue, unmarked ones never")
+  @Test("marked UDP datagrams are traced at net_dev_queue, unmarked ones never", .needsTracing)
   func markedDatagramsAreTraced() throws {
-    if let reason = TestEnvironment.tracingSkipReason { return skip(reason) }
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
     let pair = try NetworkNamespacePair(subnet: 21)

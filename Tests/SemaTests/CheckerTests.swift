@@ -5,25 +5,13 @@ import SwtraceSyntax
 import Testing
 import TestSupport
 
-private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-  .appendingPathComponent("Golden")
-
-/// Parses and checks `text`; the rendered diagnostics, or the checked spec.
-private func check(_ text: String, types: KernelTypes, support: BackendSupport = .tracepointsOnly)
-  -> (spec: CheckedSpec?, rendered: String)
-{
-  let file = SourceFile(name: "<spec>", text: text)
-  let parsed = Parser.parse(file)
-  #expect(!parsed.hasErrors, "test spec must parse: \(text)")
-  let checker = Checker(resolver: ProbeResolver(types: types, support: support))
-  let result = checker.check(parsed.spec, source: file)
-  return (result.spec, DiagnosticRenderer().render(result.diagnostics, in: file))
-}
+private let goldenDirectory = Golden.directory()
 
 @Suite struct MissionOneLiner {
   @Test func resolvesOnTheRunningKernel() throws {
     let types = try KernelTypes.loadRunningKernel()
-    let (spec, rendered) = check("skb:* /mark==0xdead/ < print(len, gso_type) >", types: types)
+    let (spec, rendered) = check(
+      "skb:* /mark==0xdead/ < print(len, gso_type) >", resolver: ProbeResolver(types: types, support: .tracepointsOnly))
     let clause = try #require(spec?.clauses.first, "\(rendered)")
     #expect(clause.attachPoints.count == 30)
     #expect(clause.attachPoints.allSatisfy { $0.backend == .tracepoint && $0.skbArgument != nil })
@@ -52,7 +40,8 @@ private func check(_ text: String, types: KernelTypes, support: BackendSupport =
   func resolvesOnOtherKernelsWithTheirOffsets(release: String) throws {
     let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
     let facts = try Fixtures.facts(release)
-    let (spec, rendered) = check("skb:* /mark==0xdead/ < print(len, gso_type) >", types: types, support: .all)
+    let (spec, rendered) = check(
+      "skb:* /mark==0xdead/ < print(len, gso_type) >", resolver: ProbeResolver(types: types, support: .all))
     let clause = try #require(spec?.clauses.first, "\(rendered)")
     // Tracepoints plus every function with an skb argument, as ipftrace attaches.
     #expect(clause.attachPoints.count > 1000)
@@ -85,13 +74,10 @@ private func check(_ text: String, types: KernelTypes, support: BackendSupport =
   @Test(arguments: cases.map(\.name))
   func diagnosticMatchesGolden(name: String) throws {
     let spec = Self.cases.first { $0.name == name }!.spec
-    let types = try KernelTypes.loadRunningKernel()
-    let (checked, rendered) = check(spec, types: types)
+    let (checked, rendered) = try check(spec)
     #expect(checked == nil, "\(name) must not check")
     #expect(rendered.contains("error:"))
     let text = "// \(spec)\n\(rendered)"
-    if let expected = try Golden.expected(text, name: "\(name).txt", directory: goldenDirectory) {
-      #expect(text == expected)
-    }
+    try Golden.check(text, name: "\(name).txt", directory: goldenDirectory)
   }
 }

@@ -8,11 +8,8 @@ import TestSupport
 /// constant (and emits a program that only returns, or no test at all).
 @Suite struct ConstantFoldingOfConditions {
   func filter(_ condition: String) throws -> TypedExpr? {
-    let types = try KernelTypes.load(path: try Fixtures.btfPath("6.12.117+deb12-amd64"))
-    let file = SourceFile(name: "<spec>", text: "tracepoint:net:netif_receive_skb /\(condition)/ { print(len) }")
-    let result = Checker(resolver: ProbeResolver(types: types, support: .tracepointsOnly))
-      .check(Parser.parse(file).spec, source: file)
-    let clause = try #require(result.spec?.clauses.first, "\(result.diagnostics)")
+    let (spec, rendered) = try check("tracepoint:net:netif_receive_skb /\(condition)/ { print(len) }")
+    let clause = try #require(spec?.clauses.first, "\(rendered)")
     return clause.filter
   }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import SwtraceSyntax
 
@@ -92,9 +93,7 @@ enum GoldenCases {
     ),
   ]
 
-  static var directory: URL {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
-  }
+  static var directory: URL { Golden.directory() }
 
   static func render(_ input: String) -> (String, [DiagnosticID]) {
     let file = SourceFile(name: "<spec>", text: input)
@@ -107,23 +106,12 @@ enum GoldenCases {
 }
 
 @Suite struct GoldenDiagnosticTests {
-  static let recording = ProcessInfo.processInfo.environment["SWTRACE_RECORD"] == "1"
-
   @Test(arguments: GoldenCases.all.map(\.name))
   func golden(name: String) throws {
     let input = try #require(GoldenCases.all.first { $0.name == name }).input
     let (actual, ids) = GoldenCases.render(input)
     #expect(!ids.isEmpty, "a golden case must produce diagnostics")
-    let url = GoldenCases.directory.appendingPathComponent(name + ".txt")
-    if Self.recording {
-      try FileManager.default.createDirectory(
-        at: GoldenCases.directory, withIntermediateDirectories: true)
-      try actual.write(to: url, atomically: true, encoding: .utf8)
-      return
-    }
-    let expected = try String(contentsOf: url, encoding: .utf8)
-    #expect(
-      actual == expected, "golden \(name).txt differs; rerun with SWTRACE_RECORD=1 if intended")
+    try Golden.check(actual, name: name + ".txt", directory: GoldenCases.directory)
   }
 
   @Test func everyDiagnosticHasAGolden() {
@@ -136,7 +124,7 @@ enum GoldenCases {
   }
 
   @Test func noStaleGoldenFiles() throws {
-    guard !Self.recording else { return }
+    guard !Golden.isRecording else { return }
     let files = try FileManager.default.contentsOfDirectory(atPath: GoldenCases.directory.path)
       .filter { $0.hasSuffix(".txt") }
     let names = Set(GoldenCases.all.map { $0.name + ".txt" })

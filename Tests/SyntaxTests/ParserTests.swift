@@ -119,11 +119,19 @@ private func ids(_ text: String) -> [DiagnosticID] { parse(text).0.diagnostics.m
     #expect(ids("42 {}") == [.expectedProbe])
   }
 
+  /// The one edit distance every "did you mean" note uses, in the parser and in Sema.
   @Test func editDistance() {
-    #expect(SpecParser.editDistance("kprobe", "kprobe") == 0)
-    #expect(SpecParser.editDistance("kprbe", "kprobe") == 1)
-    #expect(SpecParser.editDistance("tracepoitn", "tracepoint") == 1)
-    #expect(SpecParser.editDistance("", "abc") == 3)
+    #expect(Spelling.distance("kprobe", "kprobe") == 0)
+    #expect(Spelling.distance("kprbe", "kprobe") == 1)
+    #expect(Spelling.distance("tracepoitn", "tracepoint") == 1)
+    #expect(Spelling.distance("lne", "len") == 1)
+    #expect(Spelling.distance("", "abc") == 3)
+    #expect(Spelling.distance("abc", "") == 3)
+    // A swap is one edit only between neighbours: "ca" to "abc" is three edits.
+    #expect(Spelling.distance("ca", "abc") == 3)
+    #expect(Spelling.distance("kitten", "sitting") == 3)
+    #expect(Spelling.closest(to: "prnt", among: ["print", "printf", "exit"], limit: 1) == "print")
+    #expect(Spelling.closest(to: "xyz", among: ["print", "printf", "exit"], limit: 1) == nil)
   }
 
   @Test func filters() {

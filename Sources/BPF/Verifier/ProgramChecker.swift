@@ -63,10 +63,10 @@ struct ProgramChecker {
     var key = problem
     key.message = "\(index):" + key.message
     guard reported.insert(key).inserted else { return }
-    let range = index < program.sourceRanges.count ? program.sourceRanges[index] : nil
+    let tag = index < program.sourceTags.count ? program.sourceTags[index] : nil
     rejections.append(
       VerifierRejection(
-        instructionIndex: index, slot: flow?.slotOfIndex[index] ?? index, sourceRange: range,
+        instructionIndex: index, slot: flow?.slotOfIndex[index] ?? index, sourceTag: tag,
         message: problem.message, hint: problem.hint))
   }
 

@@ -1,5 +1,3 @@
-public import SwtraceSyntax
-
 /// The kinds of map swtrace creates.
 public enum MapKind: Sendable, Hashable {
   case hash, array, perCPUHash, perCPUArray, ringBuffer, lruHash
@@ -44,25 +42,25 @@ public enum ProgramContext: Sendable, Hashable {
 
 /// Why the pre-check expects the kernel verifier to refuse a program.
 public struct VerifierRejection: Error, Sendable, Hashable, CustomStringConvertible {
-  /// Index into `Program.instructions` (and `Program.sourceRanges`).
+  /// Index into `Program.instructions` (and `Program.sourceTags`).
   public var instructionIndex: Int
   /// The same instruction as the kernel and `Disassembler` number it: by slot, where
   /// `ld_imm64` counts twice. Messages use this number.
   public var slot: Int
-  /// The spec construct the instruction was generated from.
-  public var sourceRange: SourceRange?
+  /// The tag of the construct the instruction was generated from.
+  public var sourceTag: SourceTag?
   /// What the program does wrong, in plain words.
   public var message: String
   /// What to change so the kernel accepts the program.
   public var hint: String?
 
   public init(
-    instructionIndex: Int, slot: Int? = nil, sourceRange: SourceRange? = nil, message: String,
+    instructionIndex: Int, slot: Int? = nil, sourceTag: SourceTag? = nil, message: String,
     hint: String? = nil
   ) {
     self.instructionIndex = instructionIndex
     self.slot = slot ?? instructionIndex
-    self.sourceRange = sourceRange
+    self.sourceTag = sourceTag
     self.message = message
     self.hint = hint
   }

@@ -1,6 +1,8 @@
 // Where the binaries under test are, and whether this machine can run the e2e tests.
 
 import Foundation
+import Testing
+import TestSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -71,7 +73,21 @@ enum TestEnvironment {
   }
 }
 
-/// Prints why a test does not run here. Call it, then return from the test.
-func skip(_ reason: String, test: String = #function) {
-  print("skip: \(test): \(reason)")
+extension Trait where Self == ConditionTrait {
+  /// Root, and a kernel that lets swtrace load and attach programs.
+  static var needsTracing: Self {
+    .requires("needs root and a kernel that lets swtrace load and attach BPF programs") {
+      TestEnvironment.tracingSkipReason
+    }
+  }
+
+  /// bash, for pipelines the tests build (PIPESTATUS, process substitution).
+  static var needsBash: Self {
+    .requires("needs bash") { findExecutable("bash") == nil ? "bash is not installed" : nil }
+  }
+
+  /// Root, for network namespaces, marks and raw sockets.
+  static var needsNetwork: Self {
+    .requires("needs root to create network namespaces") { TestEnvironment.networkSkipReason }
+  }
 }

@@ -1,58 +1,59 @@
 import Glibc
 
-/// Where a run's output goes (events, map dumps, printf text): standard output, or the file
-/// named by `-o FILE`. Messages about the run go to stderr and never come here.
-///
-/// Buffered, and every write checked: a reader that went away (`| head -1`, EPIPE) ends the
-/// run cleanly (`isClosed`), any other failure (a full disk, an I/O error) ends it with a
-/// sentence naming the destination (`failure`), so output is never lost silently.
-public final class TraceOutput {
+/// Where a trace writes its lines: events, maps, BEGIN/END text. The run stops when nothing
+/// more can be written (`isClosed`).
+public protocol LineOutput: AnyObject {
+  func writeLine(_ line: String)
+  func flush()
+  var isClosed: Bool { get }
+}
+
+/// Buffered output to a file descriptor: standard output by default, or the file of
+/// `-o FILE`. Every write is checked: a reader that went away (`| head -1`, EPIPE) ends the
+/// run cleanly, any other failure (a full disk, an I/O error) ends it with `failure`, a
+/// sentence naming the destination, so output is never lost silently.
+public final class DescriptorOutput: LineOutput {
   /// How the destination is named in messages: `'trace.json'` or `standard output`.
   public let name: String
   private let descriptor: Int32
   private let ownsDescriptor: Bool
   private var buffer: [UInt8] = []
   private var isFinished = false
-  /// The reader of a pipe went away: nothing more can be delivered, and that is not an error.
+  /// Nothing more can be written: the reader went away, or writing failed (`failure`).
   public private(set) var isClosed = false
-  /// Why writing failed, as one sentence, or nil.
+  /// Why writing failed, as one sentence, or nil (a closed pipe is not a failure).
   public private(set) var failure: String?
 
-  /// Whether the run should end because nothing more can be written.
-  public var hasEnded: Bool { isClosed || failure != nil }
+  public convenience init(descriptor: Int32 = 1) {
+    self.init(descriptor: descriptor, name: descriptor == 1 ? "standard output" : "descriptor \(descriptor)", owns: false)
+  }
 
-  private init(name: String, descriptor: Int32, ownsDescriptor: Bool) {
-    self.name = name
+  private init(descriptor: Int32, name: String, owns: Bool) {
     self.descriptor = descriptor
-    self.ownsDescriptor = ownsDescriptor
+    self.name = name
+    self.ownsDescriptor = owns
     // A closed pipe must be an EPIPE to handle here, not a SIGPIPE that kills the process.
     signal(SIGPIPE, SIG_IGN)
     buffer.reserveCapacity(1 << 16)
   }
 
-  /// Standard output.
-  public static func standardOutput() -> TraceOutput {
-    TraceOutput(name: "standard output", descriptor: 1, ownsDescriptor: false)
-  }
-
   /// Creates (or truncates) `path` for writing, as bpftrace's `-o FILE` does. The file is
   /// closed on exec, so the `-c` command does not inherit it.
-  public static func create(path: String) -> Result<TraceOutput, TraceOutputError> {
+  public static func create(path: String) -> Result<DescriptorOutput, OutputFileError> {
     let descriptor = path.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-    guard descriptor >= 0 else { return .failure(TraceOutputError(path: path, code: errno)) }
-    return .success(TraceOutput(name: "'\(path)'", descriptor: descriptor, ownsDescriptor: true))
+    guard descriptor >= 0 else { return .failure(OutputFileError(path: path, code: errno)) }
+    return .success(DescriptorOutput(descriptor: descriptor, name: "'\(path)'", owns: true))
   }
 
   public func writeLine(_ line: String) {
-    guard !hasEnded else { return }
+    guard !isClosed else { return }
     buffer.append(contentsOf: line.utf8)
     buffer.append(UInt8(ascii: "\n"))
     if buffer.count >= 1 << 15 { flush() }
   }
 
-  /// Writes out what is buffered.
   public func flush() {
-    guard !hasEnded, !isFinished, !buffer.isEmpty else {
+    guard !isClosed, !isFinished, !buffer.isEmpty else {
       buffer.removeAll(keepingCapacity: true)
       return
     }
@@ -62,11 +63,9 @@ public final class TraceOutput {
       if written < 0 {
         let code = errno
         if code == EINTR { continue }
-        if code == EPIPE {
-          isClosed = true
-        } else {
-          failure = "cannot write the trace output to \(name): \(String(cString: strerror(code)))"
-        }
+        // The reader went away (`| head -1`): stop writing; tracing ends cleanly.
+        if code != EPIPE { failure = "cannot write the trace output to \(name): \(String(cString: strerror(code)))" }
+        isClosed = true
         break
       }
       offset += written
@@ -75,8 +74,7 @@ public final class TraceOutput {
   }
 
   /// Flushes, then closes a file of `-o FILE`; a failing close (as on a network file system
-  /// that reports a full disk only then) is a failure too.
-  /// Safe to call more than once.
+  /// that reports a full disk only then) is a failure too. Safe to call more than once.
   public func finish() {
     flush()
     guard ownsDescriptor, !isFinished else { return }
@@ -93,7 +91,7 @@ public final class TraceOutput {
 }
 
 /// `-o FILE` could not be opened.
-public struct TraceOutputError: Error, Sendable, CustomStringConvertible {
+public struct OutputFileError: Error, Sendable, CustomStringConvertible {
   public var path: String
   public var code: Int32
   public var description: String {

@@ -1,69 +1,23 @@
 internal import CLibBPF
 import Glibc
 
-/// One BTF type record decoded into Swift values. Ids refer to other records of the same BTF.
-public enum RawBTFType: Hashable, Sendable {
-  public struct Member: Hashable, Sendable {
-    public var name: String
-    public var type: UInt32
-    public var bitOffset: UInt32
-    /// Non-zero for bitfields.
-    public var bitfieldSize: UInt32
-  }
-  public struct Parameter: Hashable, Sendable {
-    public var name: String
-    public var type: UInt32
-  }
-  public struct Enumerator: Hashable, Sendable {
-    public var name: String
-    public var value: Int64
-  }
-
-  case void
-  case integer(name: String, size: Int, isSigned: Bool, isBool: Bool, isChar: Bool, bits: Int)
-  case pointer(to: UInt32)
-  case array(element: UInt32, count: Int)
-  case structure(name: String, size: Int, members: [Member])
-  case union(name: String, size: Int, members: [Member])
-  case enumeration(name: String, size: Int, isSigned: Bool, enumerators: [Enumerator])
-  case forward(name: String, isUnion: Bool)
-  case typedef(name: String, type: UInt32)
-  case volatile(UInt32)
-  case const(UInt32)
-  case restrict(UInt32)
-  case typeTag(name: String, type: UInt32)
-  case function(name: String, prototype: UInt32, linkage: Int)
-  case functionPrototype(returnType: UInt32, parameters: [Parameter], isVariadic: Bool)
-  case variable(name: String, type: UInt32)
-  case dataSection(name: String, size: Int)
-  case float(name: String, size: Int)
-  case declarationTag(name: String, type: UInt32)
-  case unknown(kind: Int)
-}
-
-/// Kind numbers of BTF records, for scans that should not decode every record.
-public enum RawBTFKind: Int, Sendable {
-  case unknown = 0, integer, pointer, array, structure, union, enumeration, forward, typedef
-  case volatile, const, restrict, function, functionPrototype, variable, dataSection, float
-  case declarationTag, typeTag, enum64
-}
-
 /// Owns a libbpf `struct btf` and hands out its records as Swift values.
 ///
 /// libbpf parses and validates the BTF; this type only reads it. Instances are immutable after
-/// loading, so sharing them across tasks is safe.
-public final class BTFHandle: @unchecked Sendable {
+/// loading, so sharing them across tasks is safe. Internal to BTF: libbpf is how this module
+/// reads BTF, not part of what it offers.
+final class BTFHandle: @unchecked Sendable {
   private let btf: OpaquePointer
 
   private init(_ btf: OpaquePointer) { self.btf = btf }
   deinit { btf__free(btf) }
 
   /// The running kernel's BTF (`/sys/kernel/btf/vmlinux`).
-  public static func loadKernel() throws(SystemError) -> BTFHandle {
+  static func loadKernel() throws(BTFReadError) -> BTFHandle {
     if let btf = mappedKernelBTF() { return BTFHandle(btf) }
     // libbpf's loader also knows where else vmlinux BTF may be on older kernels.
     guard let btf = btf__load_vmlinux_btf() else {
-      throw SystemError("load kernel BTF", code: swt_errno())
+      throw BTFReadError("load kernel BTF", code: swt_errno())
     }
     return BTFHandle(btf)
   }
@@ -85,31 +39,31 @@ public final class BTFHandle: @unchecked Sendable {
   }
 
   /// BTF from a file: raw BTF (as in /sys/kernel/btf/vmlinux) or an ELF file with a .BTF section.
-  public static func load(path: String) throws(SystemError) -> BTFHandle {
+  static func load(path: String) throws(BTFReadError) -> BTFHandle {
     guard let btf = btf__parse(path, nil) else {
-      throw SystemError("load BTF from \(path)", code: swt_errno())
+      throw BTFReadError("load BTF from \(path)", code: swt_errno())
     }
     return BTFHandle(btf)
   }
 
   /// One past the largest type id; ids start at 1 (0 is void).
-  public var typeCount: UInt32 { btf__type_cnt(btf) }
+  var typeCount: UInt32 { btf__type_cnt(btf) }
 
   /// The kind of a record without decoding it.
-  public func kind(of id: UInt32) -> RawBTFKind {
+  func kind(of id: UInt32) -> BTFKind {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return .unknown }
-    return RawBTFKind(rawValue: Int(swt_btf_kind(t))) ?? .unknown
+    return BTFKind(rawValue: Int(swt_btf_kind(t))) ?? .unknown
   }
 
   /// The name of a record without decoding it ("" for anonymous ones).
-  public func name(of id: UInt32) -> String {
+  func name(of id: UInt32) -> String {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return "" }
     return string(swt_btf_name_off(t))
   }
 
   /// A record's name without its first `count` bytes: the rest of a name whose prefix a scan
   /// has matched already ("" when the name is shorter).
-  public func name(of id: UInt32, droppingFirst count: Int) -> String {
+  func name(of id: UInt32, droppingFirst count: Int) -> String {
     guard id != 0, let t = btf__type_by_id(btf, id), let cName = btf__name_by_offset(btf, swt_btf_name_off(t)),
       strnlen(cName, count) == count
     else { return "" }
@@ -117,13 +71,13 @@ public final class BTFHandle: @unchecked Sendable {
   }
 
   /// Whether a record's name starts with `prefix`, compared on bytes to keep whole-BTF scans cheap.
-  public func name(of id: UInt32, hasPrefix prefix: String) -> Bool {
+  func name(of id: UInt32, hasPrefix prefix: String) -> Bool {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return false }
     return string(swt_btf_name_off(t), hasPrefix: prefix)
   }
 
   /// Whether a record's name is exactly `name`, compared on bytes without making a String.
-  public func name(of id: UInt32, equals name: String) -> Bool {
+  func name(of id: UInt32, equals name: String) -> Bool {
     guard id != 0, let t = btf__type_by_id(btf, id), let cName = btf__name_by_offset(btf, swt_btf_name_off(t))
     else { return name.isEmpty }
     var name = name
@@ -138,15 +92,15 @@ public final class BTFHandle: @unchecked Sendable {
   /// The one number a record carries besides its name: the referenced type of pointers,
   /// typedefs, qualifiers, type tags, functions and variables, the size of the others.
   /// Reading it decodes nothing else, which keeps walks along typedef chains cheap.
-  public func sizeOrType(of id: UInt32) -> UInt32 {
+  func sizeOrType(of id: UInt32) -> UInt32 {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return 0 }
     return swt_btf_size_or_type(t)
   }
 
   /// The parameter types of a FUNC_PROTO record without their names, as `type(_:)` gives
   /// them (a variadic marker left out); nil for other records.
-  public func parameterTypes(of id: UInt32) -> [UInt32]? {
-    guard id != 0, let t = btf__type_by_id(btf, id), swt_btf_kind(t) == UInt32(RawBTFKind.functionPrototype.rawValue) else {
+  func parameterTypes(of id: UInt32) -> [UInt32]? {
+    guard id != 0, let t = btf__type_by_id(btf, id), swt_btf_kind(t) == UInt32(BTFKind.functionPrototype.rawValue) else {
       return nil
     }
     var types = (0..<swt_btf_vlen(t)).map { swt_btf_param(t, $0)!.pointee.type }
@@ -156,8 +110,8 @@ public final class BTFHandle: @unchecked Sendable {
 
   /// Whether a FUNC_PROTO record has a parameter whose type passes `test`, without decoding
   /// the prototype (a variadic marker is not a parameter).
-  public func hasParameter(of id: UInt32, where test: (UInt32) -> Bool) -> Bool {
-    guard id != 0, let t = btf__type_by_id(btf, id), swt_btf_kind(t) == UInt32(RawBTFKind.functionPrototype.rawValue)
+  func hasParameter(of id: UInt32, where test: (UInt32) -> Bool) -> Bool {
+    guard id != 0, let t = btf__type_by_id(btf, id), swt_btf_kind(t) == UInt32(BTFKind.functionPrototype.rawValue)
     else { return false }
     let count = swt_btf_vlen(t)
     return (0..<count).contains { index in
@@ -167,9 +121,9 @@ public final class BTFHandle: @unchecked Sendable {
   }
 
   /// Whether an enum record has an enumerator whose name starts with `prefix`.
-  public func hasEnumerator(in id: UInt32, withPrefix prefix: String) -> Bool {
+  func hasEnumerator(in id: UInt32, withPrefix prefix: String) -> Bool {
     guard id != 0, let t = btf__type_by_id(btf, id) else { return false }
-    switch RawBTFKind(rawValue: Int(swt_btf_kind(t))) {
+    switch BTFKind(rawValue: Int(swt_btf_kind(t))) {
     case .enumeration:
       return (0..<swt_btf_vlen(t)).contains { string(swt_btf_enum(t, $0)!.pointee.name_off, hasPrefix: prefix) }
     case .enum64:
@@ -184,7 +138,7 @@ public final class BTFHandle: @unchecked Sendable {
   /// Reading every record's name means one random access into the string section per record,
   /// which dominates whole-BTF scans. Instead this finds the prefixes in the string section
   /// with one sequential search, then walks the record headers comparing name offsets only.
-  public func records(named queries: [(kind: RawBTFKind, prefix: String)]) -> [[UInt32]] {
+  func records(named queries: [(kind: BTFKind, prefix: String)]) -> [[UInt32]] {
     let length = stringSectionLength
     let offsets = queries.map { nameOffsets(withPrefix: $0.prefix, sectionLength: length) }
     var anyPrefix = OffsetSet(capacity: length)
@@ -209,7 +163,7 @@ public final class BTFHandle: @unchecked Sendable {
   }
 
   /// Ids of all records of one kind, in id order, found by reading record headers only.
-  public func records(ofKind kind: RawBTFKind) -> [UInt32] {
+  func records(ofKind kind: BTFKind) -> [UInt32] {
     let wanted = UInt32(kind.rawValue)
     var result: [UInt32] = []
     for id in 1..<max(1, typeCount) {
@@ -222,7 +176,7 @@ public final class BTFHandle: @unchecked Sendable {
   /// in id order. Names are hashed as bytes where libbpf keeps them, so no String is made for
   /// them, and equal names are told by their bytes, so it does not matter whether the string
   /// section holds each name once.
-  public func firstRecordOfEachName(ofKind kind: RawBTFKind, where include: (UInt32) -> Bool) -> [UInt32] {
+  func firstRecordOfEachName(ofKind kind: BTFKind, where include: (UInt32) -> Bool) -> [UInt32] {
     let candidates = records(ofKind: kind).filter(include)
     var capacity = 16
     while capacity < candidates.count * 2 { capacity *= 2 }
@@ -303,24 +257,24 @@ public final class BTFHandle: @unchecked Sendable {
   }
 
   /// The id of the record with this name and kind, if any.
-  public func find(_ name: String, kind: RawBTFKind) -> UInt32? {
+  func find(_ name: String, kind: BTFKind) -> UInt32? {
     let id = btf__find_by_name_kind(btf, name, UInt32(kind.rawValue))
     return id > 0 ? UInt32(id) : nil
   }
 
   /// Size in bytes of a type, following typedefs and qualifiers.
-  public func resolvedSize(of id: UInt32) -> Int? {
+  func resolvedSize(of id: UInt32) -> Int? {
     let size = btf__resolve_size(btf, id)
     return size >= 0 ? Int(size) : nil
   }
 
-  public func type(_ id: UInt32) -> RawBTFType {
+  func type(_ id: UInt32) -> BTFType {
     guard id != 0 else { return .void }
     guard let t = btf__type_by_id(btf, id) else { return .unknown(kind: -1) }
     let name = string(swt_btf_name_off(t))
     let vlen = swt_btf_vlen(t)
     let sizeOrType = swt_btf_size_or_type(t)
-    let kind = RawBTFKind(rawValue: Int(swt_btf_kind(t))) ?? .unknown
+    let kind = BTFKind(rawValue: Int(swt_btf_kind(t))) ?? .unknown
     switch kind {
     case .integer:
       let encoding = swt_btf_int_encoding(t)
@@ -335,7 +289,7 @@ public final class BTFHandle: @unchecked Sendable {
     case .structure, .union:
       let members = (0..<vlen).map { i in
         let member = swt_btf_member(t, i)!.pointee
-        return RawBTFType.Member(
+        return BTFType.Member(
           name: string(member.name_off), type: member.type,
           bitOffset: swt_btf_member_bit_offset(t, i), bitfieldSize: swt_btf_member_bitfield_size(t, i))
       }
@@ -346,14 +300,14 @@ public final class BTFHandle: @unchecked Sendable {
       let signed = swt_btf_kflag(t) != 0
       let values = (0..<vlen).map { i in
         let e = swt_btf_enum(t, i)!.pointee
-        return RawBTFType.Enumerator(
+        return BTFType.Enumerator(
           name: string(e.name_off), value: signed ? Int64(e.val) : Int64(UInt32(bitPattern: e.val)))
       }
       return .enumeration(name: name, size: Int(sizeOrType), isSigned: signed, enumerators: values)
     case .enum64:
       let values = (0..<vlen).map { i in
         let e = swt_btf_enum64(t, i)!
-        return RawBTFType.Enumerator(
+        return BTFType.Enumerator(
           name: string(e.pointee.name_off), value: Int64(bitPattern: swt_btf_enum64_value(e)))
       }
       return .enumeration(name: name, size: Int(sizeOrType), isSigned: swt_btf_kflag(t) != 0, enumerators: values)
@@ -367,7 +321,7 @@ public final class BTFHandle: @unchecked Sendable {
     case .functionPrototype:
       var parameters = (0..<vlen).map { i in
         let p = swt_btf_param(t, i)!.pointee
-        return RawBTFType.Parameter(name: string(p.name_off), type: p.type)
+        return BTFType.Parameter(name: string(p.name_off), type: p.type)
       }
       // A trailing parameter of type 0 marks a variadic function.
       let variadic = parameters.last.map { $0.type == 0 } ?? false

@@ -3,7 +3,7 @@ import Foundation
 /// Whether this process may load and attach tracing programs, asked before anything is
 /// compiled: without the capabilities, the kernel's refusal would come from deep inside
 /// libbpf (a map creation failing with EPERM), after notes that do not matter any more.
-enum Privileges {
+public enum Privileges {
   // Capability numbers from linux/capability.h.
   static let sysAdmin = 21
   static let perfmon = 38
@@ -11,7 +11,7 @@ enum Privileges {
 
   /// The sentence to print when tracing cannot work, or nil when it may (or when the
   /// capabilities cannot be read, in which case the kernel decides).
-  static func missingForTracing() -> String? {
+  public static func missingForTracing() -> String? {
     guard let effective = effectiveCapabilities() else { return nil }
     func has(_ capability: Int) -> Bool { effective & (1 << UInt64(capability)) != 0 }
     // The kernel's own rule: bpf_capable() and perfmon_capable() each accept CAP_SYS_ADMIN.

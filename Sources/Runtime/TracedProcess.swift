@@ -1,10 +1,10 @@
 import Glibc
 
 /// The process of `-p PID`: whether it runs, asked at start and while tracing.
-enum TracedProcess {
+public enum TracedProcess {
   /// True while the process exists and has not exited: a zombie, exited but not yet
   /// reaped by its parent, counts as gone.
-  static func isRunning(_ pid: Int32) -> Bool {
+  public static func isRunning(_ pid: Int32) -> Bool {
     guard pid > 0 else { return false }
     if kill(pid, 0) != 0, errno == ESRCH { return false }
     return state(pid).map { $0 != "Z" && $0 != "X" } ?? true

@@ -1,0 +1,102 @@
+public import BTF
+public import CodeGen
+public import Sema
+
+/// Why swtrace cannot compile for, or trace on, this system; each case words what to do.
+public enum EnvironmentError: Error, Sendable, CustomStringConvertible {
+  case btf(BTFLoadError)
+  /// The kernel refused every kind of BPF program while detecting backends: no privileges.
+  case bpfRefused
+  /// `--backend NAME` names a backend this kernel does not allow.
+  case backendUnavailable(Backend)
+
+  public var description: String {
+    switch self {
+    case .btf(let error):
+      error.description
+    case .bpfRefused:
+      "the kernel refused to load a BPF program; run swtrace as root (or with CAP_BPF and CAP_PERFMON). "
+        + "'swtrace check' works without privileges"
+    case .backendUnavailable(let backend):
+      "--backend \(backend.rawValue): this kernel does not allow \(backend.rawValue) programs"
+    }
+  }
+
+  /// Whether the system refuses (exit status 2) rather than the input being wrong (status 1).
+  public var isSystemRefusal: Bool {
+    switch self {
+    case .btf(.kernelHasNoBTF), .bpfRefused, .backendUnavailable: true
+    case .btf(.unreadableFile): false
+    }
+  }
+}
+
+/// What compiling a spec for one kernel needs to know: its BTF, what it lets swtrace attach
+/// (probed on the running kernel and remembered per boot, everything for a BTF file), and its
+/// tracepoint categories (read from tracefs when a probe first asks).
+public struct TracingEnvironment: Sendable {
+  public let resolver: ProbeResolver
+
+  public init(resolver: ProbeResolver) { self.resolver = resolver }
+
+  /// The BTF of `btfPath`, or of the running kernel.
+  public static func loadTypes(btfPath: String?) throws(EnvironmentError) -> KernelTypes {
+    do throws(BTFLoadError) {
+      if let btfPath { return try KernelTypes.load(path: btfPath) }
+      return try KernelTypes.loadRunningKernel()
+    } catch {
+      throw .btf(error)
+    }
+  }
+
+  public static func make(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil)
+    throws(EnvironmentError) -> TracingEnvironment
+  {
+    try make(
+      types: loadTypes(btfPath: btfPath), privilegedDetection: privilegedDetection, forcedBackend: forcedBackend)
+  }
+
+  /// With `privilegedDetection`, a kernel that refuses every program is an error (tracing
+  /// needs them); without it (`check`, `--dump-bpf`), tracepoints are assumed.
+  public static func make(types: KernelTypes, privilegedDetection: Bool, forcedBackend: Backend? = nil)
+    throws(EnvironmentError) -> TracingEnvironment
+  {
+    if !types.isRunningKernel {
+      return TracingEnvironment(
+        resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
+    }
+    var support = CapabilityCache.support(types: types)
+    if support.available.isEmpty {
+      if privilegedDetection { throw .bpfRefused }
+      support = .tracepointsOnly
+    }
+    if support.available.contains(.kprobe), KernelCapabilities.kprobesAttachInBulk {
+      support.kprobesAttachInBulk = true
+    }
+    if let forcedBackend, !support.available.contains(forcedBackend) {
+      throw .backendUnavailable(forcedBackend)
+    }
+    return TracingEnvironment(
+      resolver: ProbeResolver(
+        types: types, support: support, readingTracepointCategories: KernelCapabilities.tracepointCategories,
+        forcedFunctionBackend: forcedBackend))
+  }
+
+  /// The compiler for this kernel: programs share code through attach cookies where kprobes
+  /// attach in bulk.
+  public func compiler(mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions()) -> SpecCompiler {
+    SpecCompiler(
+      resolver: resolver, mapEntries: mapEntries, options: options,
+      kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk)
+  }
+
+  /// The sentence saying that `skb:` probes use tracepoints only, when the running kernel has
+  /// no function backend and the spec has `skb:` probes; nil otherwise.
+  public func backendNote(for compiled: CompiledSpec) -> String? {
+    guard resolver.functionBackend == nil, resolver.types.isRunningKernel, compiled.probeTypes.contains(.skb) else {
+      return nil
+    }
+    // No count: `check` says this once for all its files, and the attach line counts anyway.
+    return "kprobes and fentry are not available on this kernel: skb: probes attach to its tracepoints only"
+  }
+}
