@@ -1,5 +1,6 @@
 public import CodeGen
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Output
 import Sema
 import Synchronization
@@ -108,7 +109,11 @@ public final class TraceRun {
   /// Runs BEGIN, then events and interval clauses until something says stop, then detaches
   /// the programs (`beforeDetaching` runs first: what reads the maps from another thread stops
   /// there), reads what is left, runs END (or prints every map), and frees the session.
-  public func run(beforeDetaching: () -> Void = {}) throws(TraceRunError) -> TraceSummary {
+  /// `stopWhen` is asked after every poll, for a stop condition of the caller's (a metrics
+  /// server that failed).
+  public func run(beforeDetaching: () -> Void = {}, stopWhen: () -> Bool = { false }) throws(TraceRunError)
+    -> TraceSummary
+  {
     let interpreter = UserClauseInterpreter(session: session, output: sink.output, maps: maps)
     var stopRequested = interpreter.run(compiled.userClauses, on: .begin)
     let child: ChildCommand?
@@ -139,6 +144,7 @@ public final class TraceRun {
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
       if let processID = options.processID, !TracedProcess.isRunning(processID) { break }
+      if stopWhen() { break }
     }
     beforeDetaching()
     // No new events after this point; everything already written is still read.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwtraceSyntax
 
 /// Reads the spec from `-e` or a file, with a clear message for every way that can fail.
@@ -11,11 +12,11 @@ enum SpecInput {
     }
     guard let path else { return .failure(.missing) }
     if path == "-" { return standardInput() }
-    var isDirectory: ObjCBool = false
+    var isDirectory = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       return .failure(.unreadable(path, "no such file"))
     }
-    if isDirectory.boolValue { return .failure(.unreadable(path, "it is a directory, not a spec file")) }
+    if isDirectory { return .failure(.unreadable(path, "it is a directory, not a spec file")) }
     guard let data = FileManager.default.contents(atPath: path) else {
       return .failure(.unreadable(path, "permission denied or unreadable"))
     }

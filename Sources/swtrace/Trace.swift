@@ -100,7 +100,7 @@ struct Trace: ParsableCommand {
   @Option(
     name: .customLong("metrics"),
     help: ArgumentHelp(
-      "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel on every scrape. Events are not printed unless --print-events is given.",
+      "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.",
       valueName: "ADDR:PORT"),
     transform: MetricsMode.parseEndpoint)
   var metrics: MetricsEndpoint?

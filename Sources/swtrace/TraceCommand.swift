@@ -63,7 +63,7 @@ struct TraceCommand {
     defer { metricsMode?.stop() }
     let summary: TraceSummary
     do throws(TraceRunError) {
-      summary = try trace.run(beforeDetaching: { metricsMode?.stop() })
+      summary = try trace.run(beforeDetaching: { metricsMode?.stop() }, stopWhen: { metricsMode?.failure != nil })
     } catch {
       Console.error(error.description)
       throw ExitStatus.systemRefused
@@ -74,6 +74,12 @@ struct TraceCommand {
     output.finish()
     // With -q the summary is left out unless something was lost.
     if !quiet || summary.lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n") }
+    // A server that stopped on its own ends the run with a failure, so that a service manager
+    // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
+    if let failure = metricsMode?.failure {
+      Console.error("the metrics server stopped: \(failure); tracing ended with it")
+      return ExitStatus.systemRefused.rawValue
+    }
     if let failure = output.failure {
       Console.error(failure)
       return 2

@@ -324,14 +324,7 @@ struct MetricsTests {
 
   /// Sends `count` marked datagrams from A to B and checks the sender sent them all.
   func send(pair: NetworkNamespacePair, count: Int, sizes: [Int], mark: String, port: Int) throws {
-    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
-    let result = try pair.run(
-      in: pair.namespaceA,
-      [
-        pktgen, "udp", "--dst", pair.addressB, "--port", "\(port)", "--count", "\(count)",
-        "--sizes", sizes.map(String.init).joined(separator: ","), "--mark", mark, "--max-seconds", "30",
-      ], timeout: 60)
-    try #require(result.succeeded && result.stdout.contains("sent \(count)"), "pktgen:\n\(result)")
+    try pair.sendUDP(count: count, sizes: sizes, mark: mark, port: port)
   }
 }
 
@@ -345,6 +338,12 @@ final class MetricsRun: @unchecked Sendable {
     var environment = ProcessInfo.processInfo.environment
     environment["SWTRACE_HOST"] = host
     process = try RunningProcess(try TestEnvironment.binary("swtrace"), arguments, environment: environment)
+    self.port = port
+  }
+
+  /// A run started some other way (under prlimit, or by a shell that sets a limit first).
+  init(started process: RunningProcess, port: Int) {
+    self.process = process
     self.port = port
   }
 

@@ -89,7 +89,7 @@ _swtrace_trace() {
         '--backend[Attach skb\: function probes with this backend\: fentry or kprobe (default\: the cheapest the kernel has).]:NAME:{__swtrace_complete "${___backend[@]}"}'
         '--track[Keep following a packet once a filter matched it, even after its mark is cleared.]'
         '--map-entries[Entries each map of the spec can hold; updates beyond are counted and reported.]:N:'
-        '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel on every scrape. Events are not printed unless --print-events is given.]:ADDR\:PORT:'
+        '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.]:ADDR\:PORT:'
         '--print-events[With --metrics, print events too.]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
