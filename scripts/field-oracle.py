@@ -784,7 +784,7 @@ def run(args):
     events_path = os.path.join(scratch, "events.json")
     with open(events_path, "w") as out, open(os.path.join(scratch, "swtrace.err"), "w") as err:
         status = subprocess.run(
-            [args.swtrace, "-o", "json", "-c", server + sender + "; status=$?; kill $server; exit $status",
+            [args.swtrace, "-f", "json", "-c", server + sender + "; status=$?; kill $server; exit $status",
              "-e", spec(args.if_a, args.if_b)], stdout=out, stderr=err, timeout=240).returncode
     time.sleep(0.2)
     for process, log, _ in captures:

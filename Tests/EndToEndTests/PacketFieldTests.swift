@@ -32,7 +32,7 @@ struct PacketFieldTests {
       """
     for format in ["json", "text"] {
       let run = try TracedTraffic.run(
-        spec: spec, arguments: ["-o", format], bursts: [Self.burst(1, mark: 0xb101)], pair: pair, scratch: scratch)
+        spec: spec, arguments: ["-f", format], bursts: [Self.burst(1, mark: 0xb101)], pair: pair, scratch: scratch)
       try #require(run.result.status == 0, "\(run)")
       if format == "json" {
         let events = run.json.events.filter { !$0.line.contains("\"text\"") }
@@ -133,7 +133,7 @@ struct PacketFieldTests {
       + pair.shellCommand(in: pair.namespaceA, ["/usr/bin/python3", scratch.path("client.py")]) + "; wait"
     let result = try ProcessRunner.run(
       try TestEnvironment.binary("swtrace"),
-      ["-o", "json", "-c", command, "-e", "skb:skb_copy_datagram_iovec /tcp.dport == 9303/ { @copy[len, args.len] = count() }"],
+      ["-f", "json", "-c", command, "-e", "skb:skb_copy_datagram_iovec /tcp.dport == 9303/ { @copy[len, args.len] = count() }"],
       timeout: 120)
     let served = scratch.read("server.log") ?? ""
     try #require(result.status == 0 && served.contains("received 100"), "\(result)\n\(served)")
