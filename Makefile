@@ -3,11 +3,12 @@
 #   make deps     install the Debian packages below (idempotent; apt-get update only if needed)
 #   make build    debug build            make release   release build
 #   make test     deps, debug build, then the whole test suite (root runs the e2e tests too,
-#                 and builds the package and the image to test them in clean roots),
-#                 60 s of fuzzing and the ASan run (together about 8 minutes more)
+#                 and builds the package and the image to test them in clean roots), the
+#                 documentation's commands, the VM lane, 60 s of fuzzing and the ASan run
 #   make run      deps, release build, then scripts/demo.sh (needs root)
 #   make lint     bash -n and shellcheck on the scripts, and the module edges of Package.swift
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
+#   make docs     regenerate the manual page and shell completions (scripts/gen-docs.sh)
 #   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
 #   make differential  the verifier pre-check against the kernel on 3,000 generated programs
 #                 (root, a few minutes; make test runs a sample of 600)
@@ -29,11 +30,12 @@ SWIFT ?= swift
 SWIFT_FLAGS ?=
 
 # Debian packages needed to build (libbpf via pkg-config), test (namespaces, veth, marks)
-# and inspect (bpftool). Later: bpftrace, prometheus, qemu.
+# and inspect (bpftool); tcpdump and scapy (python3-scapy) are the packet-field oracle's
+# independent capture and dissector (scripts/field-oracle.py). Later: bpftrace, prometheus, qemu.
 APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd \
-  dpkg-dev binutils debootstrap lintian umoci
+  dpkg-dev binutils debootstrap lintian umoci tcpdump python3-scapy
 
-SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scripts/module-edges.sh .ci/run \
+SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scripts/module-edges.sh scripts/gen-docs.sh .ci/run \
   scripts/package/deb.sh scripts/package/image.sh scripts/package/root.sh
 
 # Fuzzing (issue 10): scripts/fuzz.sh builds Fuzz/ with libFuzzer and AddressSanitizer in
@@ -41,7 +43,7 @@ SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scrip
 FUZZ_SECONDS ?= 300
 FUZZ_CI_SECONDS ?= 60
 
-.PHONY: all deps build release test run demo lint clean fuzz asan deb image pkgtest
+.PHONY: all deps build release test run demo lint clean fuzz asan docs deb image pkgtest
 
 all: build
 
@@ -71,14 +73,17 @@ image: deb
 pkgtest: image
 	SWTRACE_PACKAGE_DIR=$(CURDIR)/dist $(SWIFT) test $(SWIFT_FLAGS) --filter PackageTests
 
-# The VM lane (VMLaneTests: function backends on a stock Debian kernel under qemu, ~5 minutes
-# with its release build) runs after the rest, alone, so its emulated CPUs slow no other
-# test; VMTEST=0 leaves it out.
+# The documentation's commands (DocumentationTests, about a minute) run alone after the rest:
+# some of them count every drop or reset of the machine, which other suites' traffic would
+# change. The VM lane (VMLaneTests: function backends on a stock Debian kernel under qemu, ~5
+# minutes with its release build) runs last, alone, so its emulated CPUs slow no other test;
+# VMTEST=0 leaves it out.
 VMTEST ?= 1
 test: deps
 	scripts/module-edges.sh
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
+	SWTRACE_DOCTEST=1 $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter DocumentationTests
 	SWTRACE_VMTEST=$(VMTEST) $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter VMLaneTests
 	if [ "$$(id -u)" -eq 0 ]; then \
 	  $(MAKE) deb image && \
@@ -92,6 +97,9 @@ fuzz: deps
 
 asan: deps
 	scripts/asan.sh
+
+docs: deps
+	scripts/gen-docs.sh
 
 # The pre-check against the kernel's verifier on DIFFERENTIAL_PROGRAMS generated programs
 # (Tests/DifferentialTests): none it accepts may be rejected, none may crash the compiler,

@@ -20,7 +20,7 @@ public struct CodeGenerator: Sendable {
   /// Entries of each map the spec declares (`--map-entries`).
   public var mapEntries: Int
 
-  /// Whether events carry the skb address (for `-o paths`); off otherwise, which saves an
+  /// Whether events carry the skb address (for `-f paths`); off otherwise, which saves an
   /// instruction per event and keeps kernel addresses out of the output.
   public var recordsSkbAddress: Bool
 
@@ -76,6 +76,7 @@ public struct CodeGenerator: Sendable {
         probeNames.append(attachPoint.name)
         let kernelObjects = kernelObjectLayouts(for: attachPoint, cache: &objectLayouts)
         let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
+        let specialized = clause.specialized(for: attachPoint)
         func build(scratchKey: Int32?, beforeFilter: Bool = false) throws(CodeGenError) -> (Program, ProgramBuilder) {
           var builder = ProgramBuilder(
             attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
@@ -83,7 +84,7 @@ public struct CodeGenerator: Sendable {
             skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
             directlyIndexedMaps: Set(directlyIndexed.keys), scratchKey: scratchKey, scratchMap: scratchMap,
             scratchBeforeFilter: beforeFilter)
-          let program = try builder.build(clause)
+          let program = try builder.build(specialized)
           return (program, builder)
         }
         // Clauses with variables keep them in scratch; others use it only when their values
@@ -179,6 +180,10 @@ public struct CodeGenerator: Sendable {
       offset = (offset + alignment - 1) / alignment * alignment
       fields.append(EventField(label: value.label, type: value.value.type, offset: offset, size: size))
       offset += size
+      if value.value.presence != nil {
+        fields[fields.count - 1].presenceOffset = offset
+        offset += 1
+      }
     }
     return EventLayout(id: id, fields: fields, size: (offset + 7) / 8 * 8, range: range)
   }
@@ -188,7 +193,7 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
-    case .select(_, let value, _): return fieldSize(value)
+    case .select(_, let value, _), .optional(_, let value): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
@@ -201,6 +206,7 @@ public struct CodeGenerator: Sendable {
     switch expression.type {
     case .string(let capacity): return capacity
     case .ipv6: return 16
+    case .ipAddress: return 24
     case .probe: return 4
     case .bool: return 1
     case .integer(let bytes, _): return bytes

@@ -18,12 +18,24 @@ extension ProgramBuilder {
       return base
     }
     // Each key takes the slot its map declares: a string key shorter than the map's widest
-    // is zero-padded to it.
+    // is zero-padded to it; an optional key is followed by 8 bytes saying it is there.
     var offset = 0
     for (key, declared) in zip(keys, declaration.keys) {
-      let slotSize = MapLayout.slotSize(declared.type)
-      try storeOnStack(key, at: base.advanced(by: offset), size: slotSize)
-      offset += slotSize
+      let valueSize = MapLayout.slotSize(declared.type)
+      try storeOnStack(key, at: base + offset, size: valueSize)
+      if declared.optional {
+        // 1 when the key is present, 0 when it is not (its value bytes are then zeros).
+        let presence = base + (offset + valueSize)
+        if let present = key.presence {
+          temps.spillAll(&frame, &asm)
+          let temp = try materialize(present)
+          asm.emit(.store(.double, at: presence, temps.use(temp, &frame, &asm)))
+          temps.free(temp, &frame)
+        } else {
+          asm.emit(.storeImmediate(.double, at: presence, 1))
+        }
+      }
+      offset += declared.slotSize
     }
     return base
   }
@@ -33,6 +45,33 @@ extension ProgramBuilder {
     for chunk in stride(from: start, to: size, by: 8) {
       asm.emit(.storeImmediate(.double, slot.base, offset: slot.advanced(by: chunk).offset, 0))
     }
+  }
+
+  /// Writes `saddr`/`daddr` (an `.ipAddress`) at `destination`: the host-order IPv4 address
+  /// as a u32 followed by zeros, or the 16 IPv6 bytes; then the family, 4 or 6.
+  mutating func storeFamilyAddress(
+    _ isIPv4: TypedExpr, _ v4: TypedExpr, _ v6: TypedExpr, into destination: Slot
+  ) throws(CodeGenError) {
+    try prefetchSharedReads([isIPv4, v4, v6])
+    temps.spillAll(&frame, &asm)
+    let notIPv4 = asm.newLabel()
+    let end = asm.newLabel()
+    try branch(isIPv4, ifFalse: notIPv4)
+    let temp = try emit(v4.unwrapped)
+    asm.emit(.store(.word, at: destination, temps.use(temp, &frame, &asm)))
+    temps.free(temp, &frame)
+    asm.emit(.storeImmediate(.word, at: destination + 4, 0))
+    asm.emit(.storeImmediate(.double, at: destination + 8, 0))
+    asm.emit(.storeImmediate(.double, at: destination + 16, 4))
+    asm.jump(to: end)
+    asm.bind(notIPv4)
+    if destination.base == Self.record {
+      try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: Int(destination.offset), size: 16))
+    } else {
+      try storeOnStack(v6.unwrapped, at: destination, size: 16)
+    }
+    asm.emit(.storeImmediate(.double, at: destination + 16, 6))
+    asm.bind(end)
   }
 
   /// Stores a value in a slot of `size` bytes: integers widened to 8 bytes, strings
@@ -58,6 +97,11 @@ extension ProgramBuilder {
       pointer(to: slot, in: .r1)
       asm.emit(.mov(.r2, Int32(min(size, Builtin.comm.type.storageSize))))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
+      return
+    case .load(let base, let baseOffset, 6, nil) where value.type == .macAddress:
+      // Six bytes into a zeroed slot, so equal addresses make equal keys.
+      zero(slot, size: size)
+      try readKernel(address: base, offset: baseOffset, size: 6, into: slot, helper: .probeReadKernel)
       return
     case .load(let base, let baseOffset, 16, nil):
       if isRead(base: base, offset: baseOffset, size: 16) {
@@ -89,6 +133,16 @@ extension ProgramBuilder {
       try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
         try builder.storeOnStack(arm, at: slot, size: size, asNumber: asNumber)
       }
+      return
+    case .optional(let present, let inner):
+      // Where no presence byte goes with it, an absent value is stored as zeros.
+      let absent = TypedExpr(.integer(0), type: inner.type, range: inner.range)
+      try writeEachArm(present, inner, absent) { builder, arm throws(CodeGenError) in
+        try builder.storeOnStack(arm, at: slot, size: size, asNumber: asNumber)
+      }
+      return
+    case .eitherFamily(let isIPv4, let v4, let v6):
+      try storeFamilyAddress(isIPv4, v4, v6, into: slot)
       return
     default:
       break

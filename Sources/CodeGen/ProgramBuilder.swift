@@ -49,6 +49,11 @@ struct ProgramBuilder {
   var firstUnplacedRange: SourceRange?
   /// Fields the clause reads through a helper more than once: read once, kept on the stack.
   var sharedReads: Set<KernelRead> = []
+  /// The stack areas of the packet header walk, by layer, and its scratch space: allocated
+  /// once per program, written again by each run of the walk (see `ProgramBuilder+Packet`).
+  var packetFactAreas: [Int: Slot] = [:]
+  var packetScratch: Slot?
+  var packetWalkState: Slot?
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -239,6 +244,13 @@ struct ProgramBuilder {
   }
 
   mutating func action(_ action: Action, done: Label) throws(CodeGenError) {
+    // The header walk runs before the statement that needs it rather than inside its
+    // branches: a walk in each of many branches would leave the kernel's verifier a state per
+    // path (walked here or not), and later statements would walk again.
+    for (layer, range) in Self.packetLayers(in: action).sorted(by: { $0.key < $1.key })
+    where asm.slot(of: factsKey(layer: layer)) == nil {
+      _ = try packetFacts(layer: layer, range: range)
+    }
     switch action {
     case .print(let values, let range), .printf(_, let values, let range):
       asm.currentRange = range
@@ -252,7 +264,8 @@ struct ProgramBuilder {
     case .conditional(let condition, let then, let otherwise):
       asm.currentRange = condition.range
       if case .integer(let value) = condition.kind {
-        // Known at compile time: only the branch that runs is generated.
+        // Known at compile time, or decided for this attach point: only the branch that
+        // runs is generated (the other would be unreachable code).
         try actions(value != 0 ? then : otherwise, done: done)
         return
       }
@@ -344,7 +357,7 @@ struct ProgramBuilder {
       asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
     }
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layoutID)))
-    // The padding and, without -o paths, the skb address are never read: not written either.
+    // The padding and, without -f paths, the skb address are never read: not written either.
     if recordsSkbAddress {
       if skbLoaded {
         asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))
@@ -418,8 +431,34 @@ struct ProgramBuilder {
         try builder.store(arm, into: field)
       }
       return
-    case .integer(0) where field.size > 8:
-      zero(destination, size: field.size)
+    case .optional(let present, let inner):
+      guard let presence = field.presenceOffset else { break }
+      // The value and a byte saying it is there, or zeros and a byte saying it is not.
+      if case .integer(let decided) = present.kind {
+        // Decided for this attach point (a packet read after the hand-over is never there).
+        try store(decided != 0 ? inner : TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
+        asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(truncatingIfNeeded: presence), decided != 0 ? 1 : 0))
+        return
+      }
+      try prefetchSharedReads([present, inner])
+      temps.spillAll(&frame, &asm)
+      let isAbsent = asm.newLabel()
+      let end = asm.newLabel()
+      try branch(present, ifFalse: isAbsent)
+      try store(inner, into: field)
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(truncatingIfNeeded: presence), 1))
+      asm.jump(to: end)
+      asm.bind(isAbsent)
+      try store(TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(truncatingIfNeeded: presence), 0))
+      asm.bind(end)
+      return
+    case .eitherFamily(let isIPv4, let v4, let v6):
+      try storeFamilyAddress(isIPv4, v4, v6, into: destination)
+      return
+    case .integer(0) where AccessSize(bytes: field.size) == nil:
+      // Zeros of a value no register holds (an IPv6 or MAC address).
+      storeBytes([], size: field.size, into: destination)
       return
     case .integer(let constant) where field.size <= 8:
       if let size = AccessSize(bytes: field.size), let small = Int32(exactly: Int64(bitPattern: constant)) {
@@ -470,6 +509,11 @@ struct ProgramBuilder {
     _ condition: TypedExpr, _ chosen: TypedExpr, _ otherwise: TypedExpr,
     _ write: (inout ProgramBuilder, TypedExpr) throws(CodeGenError) -> Void
   ) throws(CodeGenError) {
+    if case .integer(let decided) = condition.kind {
+      // Known here: only the arm taken is written, so no code is left unreachable.
+      try write(&self, decided != 0 ? chosen : otherwise)
+      return
+    }
     try prefetchSharedReads([condition, chosen, otherwise])
     temps.spillAll(&frame, &asm)
     let isFalse = asm.newLabel()

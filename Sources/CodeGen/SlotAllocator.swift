@@ -109,3 +109,23 @@ struct SlotAllocator {
     return nil
   }
 }
+
+extension Slot {
+  /// The slot `bytes` further on, for addressing the fields of an area.
+  static func + (slot: Slot, bytes: Int) -> Slot { slot.advanced(by: bytes) }
+}
+
+extension Instruction {
+  /// Loads and stores of a slot, on the stack or in scratch alike.
+  static func load(_ size: AccessSize, _ destination: Register, at slot: Slot) -> Instruction {
+    .load(size, destination, slot.base, offset: slot.offset)
+  }
+
+  static func store(_ size: AccessSize, at slot: Slot, _ source: Register) -> Instruction {
+    .store(size, slot.base, offset: slot.offset, source)
+  }
+
+  static func storeImmediate(_ size: AccessSize, at slot: Slot, _ value: Int32) -> Instruction {
+    .storeImmediate(size, slot.base, offset: slot.offset, value)
+  }
+}

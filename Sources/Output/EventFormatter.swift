@@ -64,6 +64,7 @@ public struct EventFormatter: Sendable {
     case .unsigned(let v): String(v)
     case .signed(let v): String(v)
     case .bool(let v): v ? "true" : "false"
+    case .absent: "null"
     default: JSON.string(text(value))
     }
   }
@@ -102,6 +103,7 @@ extension DecodedValue {
     case .pointer(let v): "0x" + String(v, radix: 16)
     case .ipv4(let v): IPAddressText.formatIPv4(v)
     case .ipv6(let v): IPAddressText.formatIPv6(v)
+    case .absent: "-"
     }
   }
 }

@@ -16,16 +16,20 @@ public struct TraceOptions: Sendable {
   public var printsEvents: Bool
   /// The host name JSON events carry.
   public var host: String?
+  /// `-p`: stop when this process exits (its events are filtered in the kernel, by
+  /// `DesugaringOptions.processID`).
+  public var processID: Int32?
 
   public init(
     format: OutputFormat = .text, command: String? = nil, duration: Double? = nil, printsEvents: Bool = true,
-    host: String? = ProcessInfo.processInfo.hostName
+    host: String? = ProcessInfo.processInfo.hostName, processID: Int32? = nil
   ) {
     self.format = format
     self.command = command
     self.duration = duration
     self.printsEvents = printsEvents
     self.host = host
+    self.processID = processID
   }
 }
 
@@ -37,8 +41,16 @@ public struct TraceSummary: Sendable {
   public var lost: UInt64
   /// Updates each full map refused (maps that refused none are left out), in spec order.
   public var fullMaps: [(map: MapDeclaration, dropped: UInt64)]
-  /// The shell's status when the `-c` command could not be run at all (126 or 127).
-  public var commandNotRunnable: Int32?
+  /// How the `-c` command ended, when it ended on its own rather than being stopped.
+  public var commandEnding: CommandEnding?
+}
+
+/// How a `-c` command that ran to its end ended.
+public enum CommandEnding: Sendable, Equatable {
+  /// The shell exited with this status; 126 and 127 mean it could not run the command at all.
+  case exited(Int32)
+  /// A signal from elsewhere ended it.
+  case signaled(Int32)
 }
 
 /// Why a run could not go on after attaching.
@@ -118,8 +130,9 @@ public final class TraceRun {
     }
     while !stopRequested {
       let nextTimer = intervals.map(\.2).min()
-      // Short waits with -c and -d, so swtrace ends promptly after the command or the deadline.
-      let longest: Int32 = child != nil || deadline != nil ? 10 : 100
+      // Short waits with -c, -p and -d, so swtrace ends promptly after the command, the
+      // process or the deadline.
+      let longest: Int32 = child != nil || deadline != nil || options.processID != nil ? 10 : 100
       let wait = nextTimer.map { max(0, min(longest, Int32($0.timeIntervalSinceNow * 1000))) } ?? longest
       session.poll(milliseconds: wait)
       sink.output.flush()
@@ -130,6 +143,7 @@ public final class TraceRun {
       if StopSignals.received || sink.exitRequested || sink.output.isClosed { break }
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
+      if let processID = options.processID, !TracedProcess.isRunning(processID) { break }
       if stopWhen() { break }
     }
     beforeDetaching()
@@ -150,8 +164,9 @@ public final class TraceRun {
     if let child {
       let ranToEnd = !child.isRunning
       child.stop()
-      // The shell's way of saying the command could not be run at all.
-      if ranToEnd, let code = child.exitCode, [126, 127].contains(code) { summary.commandNotRunnable = code }
+      if ranToEnd {
+        summary.commandEnding = child.exitCode.map(CommandEnding.exited) ?? child.terminatingSignal.map(CommandEnding.signaled)
+      }
     }
     return summary
   }

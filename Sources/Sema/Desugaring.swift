@@ -8,8 +8,10 @@ public import SwtraceSyntax
 /// - wherever packets are tracked, a clause of its own on each kernel point that frees an skb
 ///   (`tracepoint:skb:kfree_skb`, `tracepoint:skb:consume_skb`) that no clause attaches to
 ///   yet, so a freed packet leaves the tracked set even where the spec does not look;
-/// - with `-o paths`, the device and namespace (`ifname`, `netns`) in every print of an skb
-///   clause that does not print them already, so each hop of a path says where it was.
+/// - with `-f paths`, the device and namespace (`ifname`, `netns`) in every print of an skb
+///   clause that does not print them already, so each hop of a path says where it was;
+/// - with `-p PID`, `pid == PID &&` in front of every kernel clause's filter, as bpftrace does
+///   for probes that are not bound to a process.
 ///
 /// Each is built the way a written construct is: the free probes are resolved by the same
 /// `ProbeResolver` (so `--dump-bpf` and the attach report show them like any other), the
@@ -33,22 +35,33 @@ public struct Desugaring: Sendable {
     desugared.clauses = spec.clauses.map { clause in
       var clause = clause
       let hasSkb = !clause.attachPoints.isEmpty && clause.attachPoints.allSatisfy { $0.skbArgument != nil }
-      guard hasSkb else { return clause }
-      if options.trackFilteredPackets, clause.filter != nil {
+      if hasSkb, options.trackFilteredPackets, clause.filter != nil {
         clause.actions.insert(.track(range: clause.range), at: 0)
       }
-      if options.groupsEventsByPacket {
+      if hasSkb, options.groupsEventsByPacket {
         var context = ClauseContext(checker: Checker(resolver: resolver), source: source, maps: spec.maps)
         context.attachPoints = clause.attachPoints
         context.hasSkb = true
         clause.actions = context.withPacketLocation(clause.actions)
       }
+      if let processID = options.processID { clause.filter = Self.onlyProcess(processID, clause) }
       return clause
     }
     if desugared.usesTracking {
       desugared.clauses += freeClauses(for: desugared)
     }
     return desugared
+  }
+
+  /// The clause's filter behind `pid == processID &&`, located at the clause (`-p` wrote it).
+  static func onlyProcess(_ processID: UInt32, _ clause: CheckedClause) -> TypedExpr {
+    let range = clause.range
+    let isProcess = TypedExpr(
+      .binary(
+        .equal, TypedExpr(.builtin(.pid), type: Builtin.pid.type, range: range),
+        TypedExpr(.integer(UInt64(processID)), type: Builtin.pid.type, range: range)),
+      type: .bool, range: range)
+    return clause.filter.map { TypedExpr(.binary(.and, isProcess, $0), type: .bool, range: $0.range) } ?? isProcess
   }
 
   /// A clause without filter or actions on each free point the spec does not attach to:

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SwtraceSyntax
+import Synchronization
 
 /// Writes to stdout and stderr. Diagnostics go through the one renderer; colour only on a
 /// terminal and never with NO_COLOR.
@@ -18,6 +19,15 @@ enum Console {
 
   static func note(_ message: String) {
     writeError("swtrace: \(message)\n")
+  }
+
+  /// `-q`: progress messages (attaching, the backend in use, where metrics are served) are
+  /// left out; warnings, errors and anything lost are still said.
+  static let quiet = Atomic<Bool>(false)
+
+  /// A message about progress, left out with `-q`.
+  static func progress(_ message: String) {
+    if !quiet.load(ordering: .relaxed) { note(message) }
   }
 
   /// At most this many diagnostics are printed: a binary file given as a spec must not turn

@@ -17,8 +17,8 @@ final class MetricsMode {
   private let metrics: SessionMetrics
   private let server: MetricsServer
 
-  /// The `host` label: `$SWTRACE_HOST` when set (a DaemonSet passes the node's name), else
-  /// this machine's host name, the one JSON events carry.
+  /// The `host` label, and the `host` of JSON events: `$SWTRACE_HOST` when set (a DaemonSet
+  /// passes the node's name), else this machine's host name.
   static var hostLabel: String {
     if let host = ProcessInfo.processInfo.environment["SWTRACE_HOST"], !host.isEmpty { return host }
     return ProcessInfo.processInfo.hostName
@@ -56,7 +56,7 @@ final class MetricsMode {
       Console.error(error.description)
       throw ExitStatus.systemRefused
     }
-    Console.note("serving metrics on \(endpoint.url)")
+    Console.progress("serving metrics on \(endpoint.url)")
   }
 
   /// Why the server stopped on its own, or nil while it serves.

@@ -1,4 +1,5 @@
 import CodeGen
+import Glibc
 import Output
 import PrometheusExport
 import Runtime
@@ -14,9 +15,11 @@ struct TraceCommand {
   let verbose: Bool
   /// `--metrics`: serve the maps over HTTP while running.
   var metrics: MetricsEndpoint? = nil
+  /// Standard output, or the file of `-o FILE`.
+  var output = DescriptorOutput()
 
   func run() throws -> Int32 {
-    let trace = TraceRun(compiled: compiled, options: options, output: DescriptorOutput())
+    let trace = TraceRun(compiled: compiled, options: options, output: output)
     defer { trace.detach() }
     do throws(RuntimeError) {
       try trace.load()
@@ -27,8 +30,9 @@ struct TraceCommand {
     let attaching = "Attaching \(compiled.programs.count) probe\(compiled.programs.count == 1 ? "" : "s")..."
     // On a terminal one line counts up while attaching (thousands of functions take a while);
     // elsewhere two plain lines, which scripts can read.
-    let live = Console.stderrIsTerminal
-    if live { Console.writeError("swtrace: \(attaching)") } else { Console.note(attaching) }
+    let quiet = Console.quiet.load(ordering: .relaxed)
+    let live = Console.stderrIsTerminal && !quiet
+    if live { Console.writeError("swtrace: \(attaching)") } else { Console.progress(attaching) }
     let report: AttachReport
     do throws(RuntimeError) {
       var shown = 0
@@ -43,7 +47,7 @@ struct TraceCommand {
       throw ExitStatus.systemRefused
     }
     let outcome = "\(report.attached) attached, \(report.failed.count) skipped"
-    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.note(outcome) }
+    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.progress(outcome) }
     if verbose {
       for failure in report.failed { Console.note("  skipped \(failure.probe): \(failure.reason)") }
     }
@@ -67,18 +71,39 @@ struct TraceCommand {
     for (map, dropped) in summary.fullMaps {
       Console.note("\(map.displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
-    Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n")
+    output.finish()
+    // With -q the summary is left out unless something was lost.
+    if !quiet || summary.lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n") }
     // A server that stopped on its own ends the run with a failure, so that a service manager
     // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
     if let failure = metricsMode?.failure {
       Console.error("the metrics server stopped: \(failure); tracing ended with it")
       return ExitStatus.systemRefused.rawValue
     }
-    if let code = summary.commandNotRunnable {
-      Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
+    if let failure = output.failure {
+      Console.error(failure)
       return 2
     }
-    return 0
+    return summary.commandEnding.map(Self.report) ?? 0
+  }
+
+  /// Says how a `-c` command that ended on its own went, when not well, and returns swtrace's
+  /// exit status for it: 2 when the shell could not run it at all (126, 127), 3 when it
+  /// exited with another non-zero status, and 0 when it succeeded or a signal from elsewhere
+  /// ended it (stopping the command is a way to end a trace).
+  static func report(_ ending: CommandEnding) -> Int32 {
+    switch ending {
+    case .exited(0): return 0
+    case .exited(let code) where code == 126 || code == 127:
+      Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
+      return 2
+    case .exited(let code):
+      Console.error("the -c command failed: it exited with status \(code) (swtrace exits with \(ExitStatus.commandFailed))")
+      return ExitStatus.commandFailed
+    case .signaled(let signal):
+      Console.note("the -c command was ended by signal \(signal) (\(String(cString: strsignal(signal))))")
+      return 0
+    }
   }
 
   /// A refusal in one sentence; a program the kernel rejected also shows where in the spec

@@ -35,7 +35,7 @@ struct MetricsTests {
       "skb:net_dev_queue /mark == 0x8a01/ { @pkts[ifname] = count(); @sizes = hist(len) } "
       + "skb:net_dev_queue /mark == 0x8a01/ < print(len) >"
     let swtrace = try MetricsRun(
-      ["-o", "json", "-d", "150", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port, host: nil)
+      ["-f", "json", "-d", "150", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port, host: nil)
     defer { swtrace.stop() }
     let host = ProcessInfo.processInfo.hostName
 
@@ -191,7 +191,7 @@ struct MetricsTests {
     let node = "swtrace-metrics-test-node"
     let spec = "skb:net_dev_queue /mark == 0x8a02/ { @pkts[ifname] = count(); @sizes = hist(len); print(len) }"
     let swtrace = try MetricsRun(
-      ["-o", "json", "-d", "150", "--print-events", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port,
+      ["-f", "json", "-d", "150", "--print-events", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port,
       host: node)
     defer { swtrace.stop() }
     _ = try swtrace.waitUntilServing()

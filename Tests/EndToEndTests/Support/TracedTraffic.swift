@@ -50,7 +50,7 @@ enum TracedTraffic {
 
   /// Runs `swtrace ARGS -e SPEC -c '<bursts, one after the other>'` and returns what happened.
   static func run(
-    spec: String, arguments: [String] = ["-o", "json"], bursts: [UDPBurst], pair: NetworkNamespacePair,
+    spec: String, arguments: [String] = ["-f", "json"], bursts: [UDPBurst], pair: NetworkNamespacePair,
     scratch: ScratchDirectory, before: String? = nil, after: String? = nil, timeout: Double = 180
   ) throws -> TracedRun {
     let swtrace = try TestEnvironment.binary("swtrace")
