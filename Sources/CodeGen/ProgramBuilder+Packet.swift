@@ -6,8 +6,9 @@ import SwtraceSyntax
 /// are, which IP version and upper-layer protocol the packet has, and where its datagram's
 /// bytes end (the rules are in Sema's `PacketField.swift`).
 ///
-/// It runs the first time a program needs one of these facts on a path, and writes all of
-/// them to a fixed stack area; the code emitter's record of what is available on every path
+/// It runs before the first statement that needs one of these facts (see
+/// `ProgramBuilder.action`), and writes all of them to a fixed area of the clause's scratch
+/// map; the code emitter's record of what is available on every path
 /// tells later uses whether they can read the area or must run the walk again. Every
 /// packet byte is read with `bpf_probe_read_kernel` at an address checked against the
 /// datagram's end first, and the IPv6 extension-header chain is unrolled to
@@ -69,7 +70,11 @@ extension ProgramBuilder {
       area = existing
     } else {
       // Kept for the whole program: later statements and other paths find the facts here.
-      area = frame.allocate(Self.factsSize, permanent: true)
+      // In scratch, like the walk's own state below: the verifier does not follow values in a
+      // map, so the offsets and lengths each path computes do not keep its states apart (on
+      // the stack, `print(ip.ttl)` cost the kernel 2,136 instructions and the pre-check's
+      // model, which counts every compared value as exact, 706,348; in scratch 721 and 750).
+      area = frame.allocate(Self.factsSize, inScratch: true, permanent: true)
       packetFactAreas[layer] = area
     }
     try emitHeaderWalk(into: area, outer: outer, range: range)
@@ -130,8 +135,8 @@ extension ProgramBuilder {
     let upper = area + Self.factOffset(.upper)
     let transport = area + Self.factOffset(.transport)
     let link = area + Self.factOffset(.link)
-    if packetScratch == nil { packetScratch = frame.allocate(16, permanent: true) }
-    if packetWalkState == nil { packetWalkState = frame.allocate(24, permanent: true) }
+    if packetScratch == nil { packetScratch = frame.allocate(16, inScratch: true, permanent: true) }
+    if packetWalkState == nil { packetWalkState = frame.allocate(24, inScratch: true, permanent: true) }
     let scratch = packetScratch!
     let walk = packetWalkState!
     let (nextHeader, offset, firstFragment) = (walk, walk + 8, walk + 16)
