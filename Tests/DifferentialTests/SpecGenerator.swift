@@ -27,7 +27,8 @@ struct SpecGenerator {
     ProbeShape(probe: "skb:netif_receive_skb", hasSkb: true, numbers: [], pointerNumbers: []),
     ProbeShape(probe: "skb:consume_skb", hasSkb: true, numbers: [], pointerNumbers: []),
     ProbeShape(probe: "skb:kfree_skb", hasSkb: true, numbers: ["reason"], pointerNumbers: ["rx_sk->sk_mark"]),
-    ProbeShape(probe: "skb:net_dev_xmit", hasSkb: true, numbers: ["rc", "skb_len"], pointerNumbers: ["dev->mtu", "dev->ifindex"]),
+    // After the hand-over to the driver the packet is not read (issue 18): its own arguments only.
+    ProbeShape(probe: "skb:net_dev_xmit", hasSkb: false, numbers: ["rc", "args.skb_len"], pointerNumbers: ["dev->mtu", "dev->ifindex"]),
     ProbeShape(probe: "skb:tcp_probe", hasSkb: true, numbers: [], pointerNumbers: ["sk->sk_mark", "sk->sk_rcvbuf", "sk->__sk_common.skc_family"]),
     ProbeShape(probe: "skb:qdisc_dequeue", hasSkb: true, numbers: ["packets"], pointerNumbers: ["qdisc->limit", "txq->state"]),
   ]
@@ -47,7 +48,10 @@ struct SpecGenerator {
   static let headerNumbers = [
     "ip.ttl", "ip.tos", "ip.len", "ip.id", "ip.proto", "ip6.len", "ip6.nexthdr", "ip6.hoplimit", "tcp.sport",
     "tcp.dport", "tcp.seq", "tcp.ack", "tcp.window", "udp.sport", "udp.dport", "udp.len", "icmp.type", "icmp.code",
-    "icmp.id", "icmp.seq", "sport", "dport", "proto",
+    "icmp.id", "icmp.seq", "sport", "dport", "proto", "protocol",
+    // Inside VXLAN and Geneve tunnels, and presence tests (issue 18).
+    "inner.ip.ttl", "inner.ip6.hoplimit", "inner.tcp.dport", "inner.udp.sport", "inner.icmp.id", "has(udp)",
+    "has(tcp.sport)", "has(inner.ip)", "has(inner.udp.dport)",
   ]
   static let nestedNumbers = [
     "skb->dev->mtu", "skb->dev->ifindex", "skb->dev->flags", "skb->dev->type", "skb->sk->sk_mark",
@@ -56,8 +60,8 @@ struct SpecGenerator {
   ]
   static let flagsValues = ["gso_type", "tcp.flags"]
   static let strings = ["ifname", "comm", "skb->dev->name"]
-  static let ipv4Values = ["saddr", "daddr", "ip.saddr", "ip.daddr"]
-  static let ipv6Values = ["ip6.saddr", "ip6.daddr"]
+  static let ipv4Values = ["saddr", "daddr", "ip.saddr", "ip.daddr", "inner.ip.saddr"]
+  static let ipv6Values = ["ip6.saddr", "ip6.daddr", "inner.ip6.daddr"]
 
   /// The state of one clause being generated.
   struct Clause {
