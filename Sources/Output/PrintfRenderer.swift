@@ -36,6 +36,23 @@ public enum PrintfRenderer {
     return out
   }
 
+  /// A format whose values are constants, each its type and its bytes in memory order (a
+  /// BEGIN, END or interval clause's printf, formatted in swtrace).
+  public static func render(_ format: FormatString, constants: [(type: ValueType, bytes: [UInt8])]) -> String {
+    var out = ""
+    for piece in format.pieces {
+      switch piece {
+      case .text(let text):
+        out += text
+      case .conversion(let conversion, let argument):
+        guard argument < constants.count else { continue }
+        let value = constants[argument]
+        out += render(conversion, type: value.type, size: value.bytes.count, raw: value.bytes, probeNames: [])
+      }
+    }
+    return out
+  }
+
   static func render(
     _ conversion: FormatString.Conversion, type: ValueType, size: Int, raw: [UInt8], probeNames: [String]
   ) -> String {
@@ -69,6 +86,13 @@ public enum PrintfRenderer {
       return number(String(bits, radix: 16), negative: false, prefix: "0x", asHex, signsApply: true)
     case .character:
       return pad(Self.character(UInt8(truncatingIfNeeded: bits)), conversion)
+    case .buffer:
+      // A string's bytes up to its NUL, a buffer's or byte array's all of them.
+      var bytes = raw
+      if case .string = type { bytes = Array(raw.prefix { $0 != 0 }) }
+      var text = BufferText.escaped(bytes)
+      if let precision = conversion.precision { text = String(text.prefix(precision)) }
+      return pad(text, conversion)
     case .string:
       var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw).text
       if let precision = conversion.precision { text = String(text.prefix(precision)) }

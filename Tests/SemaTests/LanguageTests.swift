@@ -78,10 +78,15 @@ private func actions(_ text: String) throws -> [Action] {
     #expect(rendered.contains("<spec>:1:\(column): error: '%q'"), "\(rendered)")
   }
 
-  @Test func printfInBeginTakesPlainText() throws {
+  @Test func printfInBeginKeepsItsFormat() throws {
     let (spec, rendered) = try check(#"BEGIN { printf("100%% ready\n") } skb:* { print(len) }"#)
     let clause = try #require(spec?.userClauses.first, "\(rendered)")
-    #expect(clause.steps == [.printText("100% ready")])
+    guard case .printf(let format, let values) = try #require(clause.steps.first) else {
+      Issue.record("expected a printf step, got \(clause.steps)")
+      return
+    }
+    #expect(format.plainText == "100% ready\n")
+    #expect(values.isEmpty)
   }
 }
 
