@@ -44,8 +44,13 @@ struct SpecParser {
     "t": "tracepoint", "tp": "tracepoint", "k": "kprobe", "kr": "kretprobe", "f": "fentry",
     "fr": "fexit", "i": "interval", "begin": "BEGIN", "end": "END",
   ]
-  static let castTypes: Set<String> = [
+  static let castTypes: Set<String> = Set([
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "bool",
+  ]).union(castTypeAliases.keys)
+  /// bpftrace's other spellings of the integer types, read as swtrace's own.
+  static let castTypeAliases: [String: String] = [
+    "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+    "int8": "s8", "int16": "s16", "int32": "s32", "int64": "s64",
   ]
   /// Words that start or end statements: never names in expressions.
   static let keywords: Set<String> = ["if", "else", "in", "while", "for", "break", "continue", "return"]
@@ -1066,7 +1071,8 @@ struct SpecParser {
     }
     advance()
     let type = TypeName(
-      name: name, pointerDepth: pointerDepth, range: SourceRange(first.range.start, typeEnd))
+      name: Self.castTypeAliases[name] ?? name, pointerDepth: pointerDepth,
+      range: SourceRange(first.range.start, typeEnd))
     guard let operand = parseUnary(context) else { return nil }
     return Expr(.cast(type, operand), range: SourceRange(open.range.start, operand.range.end))
   }
@@ -1204,7 +1210,7 @@ struct SpecParser {
     let start = peek().range.start
     var end = start
     for _ in 0..<offset { end = advance().range.end }
-    let type = TypeName(name: name, pointerDepth: pointerDepth, range: SourceRange(start, end))
+    let type = TypeName(name: Self.castTypeAliases[name] ?? name, pointerDepth: pointerDepth, range: SourceRange(start, end))
     return Expr(.typeName(type), range: type.range)
   }
 
