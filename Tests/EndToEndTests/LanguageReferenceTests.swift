@@ -78,4 +78,53 @@ struct LanguageReferenceTests {
     #expect(result.stdoutLines.count >= 3, "\(result)")
     #expect(result.stdoutLines.allSatisfy { $0 == "s=30 e=12 c=12" }, "\(result)")
   }
+
+  @Test("str() of a __data_loc field, cgroup, uid, gid, sizeof, strftime, nsecs and elapsed print what bpftrace prints", .needsBpftrace)
+  func builtins() throws {
+    let pair = try NetworkNamespacePair(subnet: 132)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-builtins")
+    defer { scratch.remove() }
+    let program = """
+      tracepoint:net:net_dev_queue / str(args->name) == "\(pair.vethA)" /
+      {
+        printf("%s len=%d uid=%d gid=%d cg=%d sz=%d y=%s t=%d e=%d\\n", str(args->name), args->len, uid, gid, cgroup,
+          sizeof(struct sock), strftime("%Y", nsecs), nsecs > 1000, elapsed > 0);
+      }
+      """
+    let run = try BpftraceReference.run(
+      program: program, traffic: tcpExchangeScript(pair: pair, port: 9132), scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    #expect(run.bpftraceLines.count >= 4, "a TCP exchange queues at least SYN, data, ACK and FIN on \(pair.vethA): \(run)")
+    #expect(run.bpftraceLines.allSatisfy { $0.hasPrefix(pair.vethA + " len=") }, "\(run)")
+    #expect(run.swtraceLines == run.bpftraceLines, "\(run)")
+  }
+
+  @Test("sizeof and offsetof are what the kernel's BTF says (bpftool's raw dump)", .needsTracing)
+  func sizeofAndOffsetof() throws {
+    let dump = try ProcessRunner.run("bpftool", ["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"], timeout: 60)
+    try #require(dump.status == 0, "\(dump)")
+    // [N] STRUCT 'sock' size=S vlen=V, then its members, one per line: 'name' type_id=T bits_offset=B
+    let lines = dump.stdoutLines
+    let start = try #require(lines.firstIndex { $0.contains("] STRUCT 'sock' size=") }, "no struct sock in BTF")
+    let size = try #require(lines[start].split(separator: " ").first { $0.hasPrefix("size=") }.flatMap { Int($0.dropFirst(5)) })
+    let member = try #require(
+      lines[(start + 1)...].prefix { $0.hasPrefix("\t") }.first { $0.contains("'sk_mark' ") }, "no sk_mark in struct sock")
+    let bits = try #require(member.split(separator: " ").first { $0.hasPrefix("bits_offset=") }.flatMap { Int($0.dropFirst(12)) })
+    let pair = try NetworkNamespacePair(subnet: 133)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-sizeof")
+    defer { scratch.remove() }
+    let spec = """
+      tracepoint:sock:inet_sock_set_state / args.dport == 9133 && args.newstate == TCP_SYN_SENT /
+      { printf("%d %d\\n", sizeof(struct sock), offsetof(struct sock, sk_mark)); }
+      """
+    try spec.write(toFile: scratch.path("sizeof.spec"), atomically: true, encoding: .utf8)
+    try tcpExchangeScript(pair: pair, port: 9133).write(toFile: scratch.path("traffic.sh"), atomically: true, encoding: .utf8)
+    let result = try ProcessRunner.run(
+      try TestEnvironment.binary("swtrace"), [scratch.path("sizeof.spec"), "-c", "/bin/sh " + scratch.path("traffic.sh")],
+      timeout: 120)
+    try #require(result.status == 0, "\(result)")
+    #expect(!result.stdoutLines.isEmpty && result.stdoutLines.allSatisfy { $0 == "\(size) \(bits / 8)" }, "\(result)")
+  }
 }
