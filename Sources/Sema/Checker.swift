@@ -261,7 +261,10 @@ struct ClauseContext {
       }
       return call(name, arguments, range: expression.range)
     case .ifElse(let conditionExpression, let thenBlock, let elseBlock):
-      guard let typed = value(conditionExpression) else { return nil }
+      // The branches are checked even when the condition is wrong: they may be what assigns
+      // the maps the condition reads (`if (@seen[k] == 0) { @seen[k] = 1 }`), which the
+      // second pass over the spec then knows.
+      let typed = value(conditionExpression)
       // A variable is assigned after the if only when both branches assign it.
       let before = assigned
       let then = statements(thenBlock.statements)
@@ -269,6 +272,7 @@ struct ClauseContext {
       assigned = before
       let otherwise = elseBlock.map { statements($0.statements) } ?? []
       assigned = afterThen.intersection(assigned)
+      guard let typed else { return nil }
       return .conditional(condition(typed), then: then, else: otherwise)
     case .assignVariable(let name, let valueExpression):
       return assignVariable(name, valueExpression, range: statement.range).first
