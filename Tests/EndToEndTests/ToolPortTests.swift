@@ -30,9 +30,41 @@ struct ToolPortTests {
         .map { $0.split(separator: " ", omittingEmptySubsequences: true).dropLast().joined(separator: " ") }
     }
     let expected = ours(run.bpftraceLines)
-    // Three sessions, each seen from both ends (client and server sockets), and the header.
-    #expect(expected.count == 7, "\(run)")
-    #expect(expected.dropFirst().allSatisfy { $0.contains(" 9134 ") }, "\(run)")
+    // Three sessions, each seen from both ends (client and server sockets), and the header;
+    // a refused attempt (the client faster than the server's listen()) is a session too.
+    let sessions = expected.dropFirst()
+    #expect(sessions.filter { $0.contains(" 10.200.134.2 9134 10.200.134.1 ") }.count == 3, "\(run)")
+    #expect(sessions.filter { $0.contains(" 10.200.134.2 9134") && $0.contains(" 10.200.134.1 ") }.count >= 6, "\(run)")
     #expect(ours(run.swtraceLines) == expected, "\(run)")
+  }
+
+  /// Lines about `subnet`'s connections without their first column (the time, each tool's own
+  /// reading of the clock), and the header lines.
+  static func connectionLines(_ lines: [String], subnet: Int) -> [String] {
+    lines.filter { $0.hasPrefix("TIME ") || $0.hasPrefix("Tracing ") || $0.contains("10.200.\(subnet).") }
+      .map { line in
+        let words = line.split(separator: " ", omittingEmptySubsequences: true)
+        return (line.hasPrefix("TIME ") || line.hasPrefix("Tracing ") ? words[...] : words.dropFirst()).joined(separator: " ")
+      }
+  }
+
+  @Test("tcpconnect and tcpaccept: each connection's pid, comm, addresses and ports as bpftrace prints them", .needsBpftrace,
+    arguments: [("tcpconnect.bt", 135), ("tcpaccept.bt", 136)])
+  func connectAndAccept(tool: String, subnet: Int) throws {
+    let pair = try NetworkNamespacePair(subnet: subnet)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("tool-connect")
+    defer { scratch.remove() }
+    let port = 9000 + subnet
+    let run = try BpftraceReference.run(
+      program: try Self.tool(tool), traffic: tcpExchangeScript(pair: pair, port: port, count: 3), scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    let expected = Self.connectionLines(run.bpftraceLines, subnet: subnet)
+    // Two header lines and the three connections (tcpconnect also sees refused attempts, when
+    // the client is faster than the server's listen()).
+    let connections = expected.dropFirst(2)
+    #expect(connections.count >= 3, "\(run)")
+    #expect(connections.allSatisfy { $0.split(separator: " ").contains("\(port)") }, "\(run)")
+    #expect(Self.connectionLines(run.swtraceLines, subnet: subnet) == expected, "\(run)")
   }
 }
