@@ -67,4 +67,27 @@ struct ToolPortTests {
     #expect(connections.allSatisfy { $0.split(separator: " ").contains("\(port)") }, "\(run)")
     #expect(Self.connectionLines(run.swtraceLines, subnet: subnet) == expected, "\(run)")
   }
+
+  @Test("tcpretrans: a dropped data segment's retransmission, with the state from BEGIN's table, as bpftrace prints it",
+    .needsBpftrace)
+  func tcpretrans() throws {
+    let pair = try NetworkNamespacePair(subnet: 137)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("tool-tcpretrans")
+    defer { scratch.remove() }
+    // Host B drops the first data segment (PSH) to port 9137, once: the client retransmits it.
+    let drop = pair.shellCommand(
+      in: pair.namespaceB,
+      ["iptables", "-I", "INPUT", "-p", "tcp", "--dport", "9137", "--tcp-flags", "PSH", "PSH",
+       "-m", "statistic", "--mode", "nth", "--every", "1000", "--packet", "0", "-j", "DROP"])
+    let traffic = drop + " || exit 1\n" + tcpExchangeScript(pair: pair, port: 9137)
+    let run = try BpftraceReference.run(program: try Self.tool("tcpretrans.bt"), traffic: traffic, scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    let expected = Self.connectionLines(run.bpftraceLines, subnet: 137)
+    let retransmits = expected.dropFirst(2)
+    #expect(!retransmits.isEmpty, "\(run)")
+    #expect(
+      retransmits.allSatisfy { $0.hasSuffix("10.200.137.2:9137 ESTABLISHED") && $0.contains(" 10.200.137.1:") }, "\(run)")
+    #expect(Self.connectionLines(run.swtraceLines, subnet: 137) == expected, "\(run)")
+  }
 }
