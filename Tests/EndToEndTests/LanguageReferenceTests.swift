@@ -127,4 +127,19 @@ struct LanguageReferenceTests {
     try #require(result.status == 0, "\(result)")
     #expect(!result.stdoutLines.isEmpty && result.stdoutLines.allSatisfy { $0 == "\(size) \(bits / 8)" }, "\(result)")
   }
+
+  @Test("positional parameters: $1 as a number in the filter, $2 as a string, $# their count", .needsTracing)
+  func positionalParameters() throws {
+    let pair = try NetworkNamespacePair(subnet: 138)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-positional")
+    defer { scratch.remove() }
+    try tcpExchangeScript(pair: pair, port: 9138).write(toFile: scratch.path("traffic.sh"), atomically: true, encoding: .utf8)
+    let spec = #"tracepoint:sock:inet_sock_set_state /args.dport == $1 && args.oldstate == TCP_SYN_SENT && args.newstate == TCP_ESTABLISHED/ { printf("%s %d %d\n", $2, $#, args.dport) }"#
+    let result = try ProcessRunner.run(
+      try TestEnvironment.binary("swtrace"), ["-c", "/bin/sh " + scratch.path("traffic.sh"), "-e", spec, "9138", "hello"],
+      timeout: 120)
+    try #require(result.status == 0, "\(result)")
+    #expect(result.stdoutLines == ["hello 2 9138"], "\(result)")
+  }
 }
