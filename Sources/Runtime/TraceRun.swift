@@ -166,6 +166,10 @@ public final class TraceRun {
     if compiled.userClauses.contains(where: { $0.trigger == .end }) {
       _ = interpreter.run(compiled.userClauses, on: .end)
       interpreter.finishLine()
+      // As bpftrace: the maps END left with entries print after it (tools clear() theirs).
+      for index in compiled.userMaps.indices where !session.userMapEntries(index).isEmpty {
+        interpreter.printMap(index)
+      }
     } else {
       for index in compiled.userMaps.indices { interpreter.printMap(index) }
     }

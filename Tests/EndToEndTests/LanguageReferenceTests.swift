@@ -142,4 +142,24 @@ struct LanguageReferenceTests {
     try #require(result.status == 0, "\(result)")
     #expect(result.stdoutLines == ["hello 2 9138"], "\(result)")
   }
+
+  // A map with keys: bpftrace's clear() of a key-less map leaves it printing as 0, swtrace's
+  // empties it (grammar/README.md, where swtrace differs).
+  @Test("END's printf does not suppress the maps: those END left print after it, as bpftrace prints them", .needsBpftrace)
+  func endThenMaps() throws {
+    let pair = try NetworkNamespacePair(subnet: 139)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-end")
+    defer { scratch.remove() }
+    let program = """
+      tracepoint:sock:inet_sock_set_state / args->dport == 9139 / { @transitions[args->dport] = count(); @cleared[args->sport] = count(); }
+      END { printf("end of %s\\n", "trace"); clear(@cleared); }
+      """
+    let run = try BpftraceReference.run(
+      program: program, traffic: tcpExchangeScript(pair: pair, port: 9139), scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    #expect(run.bpftraceLines.first == "end of trace" && run.bpftraceLines.count == 2, "\(run)")
+    #expect(run.bpftraceLines.last?.hasPrefix("@transitions[9139]: ") == true, "\(run)")
+    #expect(run.swtraceLines == run.bpftraceLines, "\(run)")
+  }
 }
