@@ -1,44 +1,161 @@
 import CodeGen
 
+/// How much `-f paths` may hold: paths are kept in memory until the kernel frees their skb,
+/// and a packet whose free is never seen (its free point not traced, the trace stopped
+/// first) must not keep memory forever.
+public struct PathLimits: Sendable, Hashable {
+  /// Open paths at most (`--paths-max`): beyond, the oldest is printed as it is.
+  public var maxOpenPaths: Int
+  /// Nanoseconds a path may stay open (`--paths-max-age`): older ones are printed as they
+  /// are. nil: no limit.
+  public var maxAgeNanoseconds: UInt64?
+  /// Hops one path may hold: a path that reaches it is printed, cut, and the packet's next
+  /// hops start a new path.
+  public var maxHopsPerPath: Int
+  /// Hops all open paths may hold together: beyond, the oldest paths are printed.
+  public var maxHeldHops: Int
+
+  public init(
+    maxOpenPaths: Int = 10_000, maxAgeNanoseconds: UInt64? = 10_000_000_000, maxHopsPerPath: Int = 1_000,
+    maxHeldHops: Int = 250_000
+  ) {
+    self.maxOpenPaths = maxOpenPaths
+    self.maxAgeNanoseconds = maxAgeNanoseconds
+    self.maxHopsPerPath = maxHopsPerPath
+    self.maxHeldHops = maxHeldHops
+  }
+}
+
+/// Paths printed before their packet was freed, by why.
+public struct PathEvictions: Sendable, Hashable {
+  /// The oldest open path made room for a new one (`maxOpenPaths`, `maxHeldHops`).
+  public var full = 0
+  /// Open longer than `maxAgeNanoseconds`.
+  public var aged = 0
+  /// Reached `maxHopsPerPath`.
+  public var cut = 0
+
+  public var total: Int { full + aged + cut }
+
+  public init() {}
+}
+
 /// Groups events by packet for `-f paths`: one block per skb, from its first hop to the
 /// point where the kernel frees it. A freed skb's address can be reused at once by another
 /// packet, so a free ends the path and the next event at that address starts a new one.
+/// Memory is bounded by `PathLimits`; what they make it print early is counted in
+/// `evictions`.
 public final class PathCollector {
   public struct Path: Sendable {
     public var skb: UInt64
     public var hops: [DecodedEvent]
   }
 
-  private var open: [UInt64: Path] = [:]
-  /// Order in which open paths started, so unfinished ones print oldest first.
-  private var order: [UInt64] = []
+  /// A path printed, and how many events it carries.
+  public typealias Printed = (text: String, events: Int)
+
+  private struct OpenPath {
+    var serial: Int
+    var path: Path
+  }
+
+  private enum Ending {
+    case freed, unfinished, cut
+  }
+
+  private var open: [UInt64: OpenPath] = [:]
+  /// Open paths in the order they started, oldest from `orderHead` on; entries whose serial
+  /// no longer matches an open path are skipped (they ended meanwhile).
+  private var order: [(skb: UInt64, serial: Int)] = []
+  private var orderHead = 0
+  private var nextSerial = 0
+  private var heldHops = 0
   private let json: Bool
+  public let limits: PathLimits
+  public private(set) var evictions = PathEvictions()
 
-  public init(json: Bool) { self.json = json }
+  public init(json: Bool, limits: PathLimits = PathLimits()) {
+    self.json = json
+    self.limits = limits
+  }
 
-  /// Adds an event; returns the text of a path it completes, if any.
-  public func add(_ event: DecodedEvent) -> String? {
+  /// Paths open now.
+  public var openCount: Int { open.count }
+
+  /// Adds an event; returns the paths it completes, cuts or pushes out, oldest first.
+  public func add(_ event: DecodedEvent) -> [Printed] {
+    var printed: [Printed] = []
     if open[event.skb] == nil {
-      open[event.skb] = Path(skb: event.skb, hops: [])
-      order.append(event.skb)
+      open[event.skb] = OpenPath(serial: nextSerial, path: Path(skb: event.skb, hops: []))
+      order.append((event.skb, nextSerial))
+      nextSerial += 1
     }
-    open[event.skb]!.hops.append(event)
-    guard skbFreePoints.contains(event.probe) else { return nil }
-    let path = open.removeValue(forKey: event.skb)!
-    order.removeAll { $0 == event.skb }
-    return render(path, complete: true)
+    open[event.skb]!.path.hops.append(event)
+    heldHops += 1
+    let hops = open[event.skb]!.path.hops.count
+    if skbFreePoints.contains(event.probe) {
+      printed.append(close(event.skb, .freed))
+    } else if hops >= limits.maxHopsPerPath {
+      evictions.cut += 1
+      printed.append(close(event.skb, .cut))
+    }
+    while open.count > limits.maxOpenPaths || heldHops > limits.maxHeldHops, let oldest = oldestOpen() {
+      evictions.full += 1
+      printed.append(close(oldest, .unfinished))
+    }
+    compactOrder()
+    return printed
+  }
+
+  /// Paths that started more than the age limit before `now` (kernel monotonic nanoseconds,
+  /// the clock of event timestamps), oldest first.
+  public func expire(now: UInt64) -> [Printed] {
+    guard let maxAge = limits.maxAgeNanoseconds else { return [] }
+    var printed: [Printed] = []
+    while let oldest = oldestOpen(), let start = open[oldest]?.path.hops.first?.timestamp, now > start,
+      now - start > maxAge
+    {
+      evictions.aged += 1
+      printed.append(close(oldest, .unfinished))
+    }
+    compactOrder()
+    return printed
   }
 
   /// Paths whose packet was not freed while tracing, oldest first.
-  public func finish() -> [String] {
-    defer {
-      open.removeAll()
-      order.removeAll()
-    }
-    return order.compactMap { open[$0] }.map { render($0, complete: false) }
+  public func finish() -> [Printed] {
+    var printed: [Printed] = []
+    while let oldest = oldestOpen() { printed.append(close(oldest, .unfinished)) }
+    order.removeAll()
+    orderHead = 0
+    return printed
   }
 
-  func render(_ path: Path, complete: Bool) -> String {
+  /// The skb of the oldest open path, skipping order entries of paths that ended.
+  private func oldestOpen() -> UInt64? {
+    while orderHead < order.count {
+      let entry = order[orderHead]
+      if open[entry.skb]?.serial == entry.serial { return entry.skb }
+      orderHead += 1
+    }
+    return nil
+  }
+
+  /// Keeps `order` in proportion to the open paths: ended entries are dropped once they are
+  /// the larger part.
+  private func compactOrder() {
+    guard order.count > 1024, order.count > 2 * (open.count + 1) else { return }
+    order = order[orderHead...].filter { open[$0.skb]?.serial == $0.serial }
+    orderHead = 0
+  }
+
+  private func close(_ skb: UInt64, _ ending: Ending) -> Printed {
+    let path = open.removeValue(forKey: skb)!.path
+    heldHops -= path.hops.count
+    return (render(path, ending), path.hops.count)
+  }
+
+  private func render(_ path: Path, _ ending: Ending) -> String {
     let start = path.hops.first?.timestamp ?? 0
     let text = EventFormatter(format: json ? .json : .text)
     if json {
@@ -48,9 +165,16 @@ public final class PathCollector {
         let printed = hop.text.map { ", \"text\": \(JSON.string($0))" } ?? ""
         return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"cpu\": \(hop.cpu)\(printed), \"values\": {\(values)}}"
       }
-      return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(complete), \"hops\": [\(hops.joined(separator: ", "))]}"
+      let cut = ending == .cut ? ", \"cut\": true" : ""
+      return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(ending == .freed)\(cut), \"hops\": [\(hops.joined(separator: ", "))]}"
     }
-    var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(complete ? "" : ", not freed while tracing")):"
+    let note =
+      switch ending {
+      case .freed: ""
+      case .unfinished: ", not freed while tracing"
+      case .cut: ", cut at \(limits.maxHopsPerPath) hops: the packet's next hops start a new path"
+      }
+    var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(note)):"
     for hop in path.hops {
       let delta = Double(hop.timestamp &- start) / 1000
       out += "\n  +\(formatMicroseconds(delta))us cpu \(hop.cpu) \(hop.probe)"
