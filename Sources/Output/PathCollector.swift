@@ -34,8 +34,12 @@ public struct PathEvictions: Sendable, Hashable {
   public var aged = 0
   /// Reached `maxHopsPerPath`.
   public var cut = 0
+  /// Ended because the skb's address came back at a point the path had passed already: the
+  /// kernel freed the packet where no probe looks, and reused the memory for a new one.
+  public var reused = 0
 
-  public var total: Int { full + aged + cut }
+  /// Paths printed before their packet's free was seen.
+  public var total: Int { full + aged + cut + reused }
 
   public init() {}
 }
@@ -57,10 +61,25 @@ public final class PathCollector {
   private struct OpenPath {
     var serial: Int
     var path: Path
+    /// The tracepoint hops seen, by probe, device and namespace.
+    var points: Set<HopPoint> = []
+  }
+
+  /// Where a hop happened: its probe, and the device and namespace it printed.
+  private struct HopPoint: Hashable {
+    var probe: String
+    var ifname: DecodedValue?
+    var netns: DecodedValue?
+
+    init(_ event: DecodedEvent) {
+      probe = event.probe
+      ifname = event.values.first { $0.label == "ifname" }?.value
+      netns = event.values.first { $0.label == "netns" }?.value
+    }
   }
 
   private enum Ending {
-    case freed, unfinished, cut
+    case freed, unfinished, cut, reused
   }
 
   private var open: [UInt64: OpenPath] = [:]
@@ -72,11 +91,16 @@ public final class PathCollector {
   private var heldHops = 0
   private let json: Bool
   public let limits: PathLimits
+  /// Probes a packet passes once at a given device and namespace (tracepoints): an skb seen
+  /// there again is a new packet at a reused address. Kernel functions are left out: a packet
+  /// meets `skb_push` and the like many times on one device.
+  private let passedOnce: Set<String>
   public private(set) var evictions = PathEvictions()
 
-  public init(json: Bool, limits: PathLimits = PathLimits()) {
+  public init(json: Bool, limits: PathLimits = PathLimits(), passedOnce: Set<String> = []) {
     self.json = json
     self.limits = limits
+    self.passedOnce = passedOnce
   }
 
   /// Paths open now.
@@ -85,12 +109,20 @@ public final class PathCollector {
   /// Adds an event; returns the paths it completes, cuts or pushes out, oldest first.
   public func add(_ event: DecodedEvent) -> [Printed] {
     var printed: [Printed] = []
+    // Where the kernel frees an skb without a tracepoint (a deferred or cached free), the
+    // free is not seen; the address's next packet shows itself by passing a point again.
+    let point = passedOnce.contains(event.probe) ? HopPoint(event) : nil
+    if let point, open[event.skb]?.points.contains(point) == true {
+      evictions.reused += 1
+      printed.append(close(event.skb, .reused))
+    }
     if open[event.skb] == nil {
       open[event.skb] = OpenPath(serial: nextSerial, path: Path(skb: event.skb, hops: []))
       order.append((event.skb, nextSerial))
       nextSerial += 1
     }
     open[event.skb]!.path.hops.append(event)
+    if let point { open[event.skb]!.points.insert(point) }
     heldHops += 1
     let hops = open[event.skb]!.path.hops.count
     if skbFreePoints.contains(event.probe) {
@@ -165,7 +197,7 @@ public final class PathCollector {
         let printed = hop.text.map { ", \"text\": \(JSON.string($0))" } ?? ""
         return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"cpu\": \(hop.cpu)\(printed), \"values\": {\(values)}}"
       }
-      let cut = ending == .cut ? ", \"cut\": true" : ""
+      let cut = ending == .cut ? ", \"cut\": true" : ending == .reused ? ", \"reused\": true" : ""
       return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(ending == .freed)\(cut), \"hops\": [\(hops.joined(separator: ", "))]}"
     }
     let note =
@@ -173,6 +205,7 @@ public final class PathCollector {
       case .freed: ""
       case .unfinished: ", not freed while tracing"
       case .cut: ", cut at \(limits.maxHopsPerPath) hops: the packet's next hops start a new path"
+      case .reused: ", freed where no probe looks: its address was reused by the next packet"
       }
     var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(note)):"
     for hop in path.hops {

@@ -117,9 +117,11 @@ public final class TraceRun {
     self.options = options
     let formatter = EventFormatter(
       format: options.format, host: options.host, wallClockOffset: EventFormatter.currentWallClockOffset())
+    // Tracepoints are passed once per device and namespace by a packet, kernel functions not.
+    let passedOnce = Set(compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.map(\.attachPoint.name))
     self.sink = EventSink(
       decoder: EventDecoder(compiled: compiled), formatter: formatter, output: output,
-      printsEvents: options.printsEvents, pathLimits: options.pathLimits)
+      printsEvents: options.printsEvents, pathLimits: options.pathLimits, passedOnce: passedOnce)
     self.maps = MapPrinter(compiled: compiled, format: options.format)
   }
 
@@ -284,14 +286,17 @@ final class EventSink {
   let paths: PathCollector?
   let printsEvents: Bool
 
-  init(decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool, pathLimits: PathLimits) {
+  init(
+    decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool, pathLimits: PathLimits,
+    passedOnce: Set<String>
+  ) {
     self.decoder = decoder
     self.formatter = formatter
     self.output = output
     self.printsEvents = printsEvents
     self.paths =
       formatter.format.groupsByPacket && printsEvents
-      ? PathCollector(json: formatter.format.isJSON, limits: pathLimits) : nil
+      ? PathCollector(json: formatter.format.isJSON, limits: pathLimits, passedOnce: passedOnce) : nil
   }
 
   /// Handles one record; false when the output has no room for more.

@@ -95,7 +95,10 @@ struct TraceCommand {
         reasons.append("\(evictions.aged) open longer than --paths-max-age \(Self.seconds(.nanoseconds(Int64(options.pathLimits.maxAgeNanoseconds ?? 0))))")
       }
       if evictions.cut > 0 { reasons.append("\(evictions.cut) cut at \(options.pathLimits.maxHopsPerPath) hops") }
-      Console.note("\(evictions.total) path\(evictions.total == 1 ? " was" : "s were") printed before the kernel freed the packet: " + reasons.joined(separator: ", "))
+      if evictions.reused > 0 {
+        reasons.append("\(evictions.reused) freed where no probe looks (the address came back for a new packet)")
+      }
+      Console.note("\(evictions.total) path\(evictions.total == 1 ? " was" : "s were") printed without the free of their packet: " + reasons.joined(separator: ", "))
     }
     // A server that stopped on its own ends the run with a failure, so that a service manager
     // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
