@@ -73,6 +73,7 @@ public struct EventFormatter: Sendable {
     case .bool(let v): v ? "true" : "false"
     // JSON escapes control characters its own way.
     case .text(let v): JSON.string(v)
+    case .absent: "null"
     default: JSON.string(text(value))
     }
   }
@@ -113,6 +114,7 @@ extension DecodedValue {
     case .pointer(let v): "0x" + String(v, radix: 16)
     case .ipv4(let v): IPAddressText.formatIPv4(v)
     case .ipv6(let v): IPAddressText.formatIPv6(v)
+    case .absent: "-"
     }
   }
 }

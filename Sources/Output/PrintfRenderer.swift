@@ -8,6 +8,14 @@ public enum PrintfRenderer {
   public static func render(
     _ format: FormatString, fields: [EventField], probeNames: [String], bytes: (EventField) -> [UInt8]
   ) -> String {
+    func presenceByte(_ field: EventField) -> EventField? {
+      guard let presence = field.presenceOffset else { return nil }
+      var byte = field
+      byte.offset = presence
+      byte.size = 1
+      byte.presenceOffset = nil
+      return byte
+    }
     var out = ""
     for piece in format.pieces {
       switch piece {
@@ -16,6 +24,11 @@ public enum PrintfRenderer {
       case .conversion(let conversion, let argument):
         guard argument < fields.count else { continue }
         let field = fields[argument]
+        if let presence = presenceByte(field), bytes(presence) == [0] {
+          // An absent field prints as `-` whatever the conversion, padded to its width.
+          out += pad("-", conversion)
+          continue
+        }
         let raw = bytes(field)
         out += render(conversion, type: field.type, size: field.size, raw: raw, probeNames: probeNames)
       }
