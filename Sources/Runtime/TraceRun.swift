@@ -66,6 +66,9 @@ public struct TraceSummary: Sendable {
   public var lost: UInt64 { lostInKernel + notWritten }
   /// The final maps or END output could not all be written (the output took nothing).
   public var finalOutputLost: Bool
+  /// Bytes still waited for the output when the time after the stop ran out: the output, not
+  /// swtrace's reading, kept events from being written.
+  public var outputStalled: Bool
   /// `-f paths`: paths printed before their packet was freed, to keep memory bounded.
   public var pathEvictions: PathEvictions
   /// Updates each full map refused (maps that refused none are left out), in spec order.
@@ -205,6 +208,7 @@ public final class TraceRun {
       waitForEventsOrOutput(until: min(graceEnd, .now + .milliseconds(50)))
     }
     // What the output did not take in time is lost, counted, not waited for.
+    let outputStalled = output.pendingBytes > 0
     sink.discardRemaining(session)
     output.abandon()
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
@@ -219,7 +223,7 @@ public final class TraceRun {
     var summary = TraceSummary(
       samples: options.printsEvents ? output.writtenEvents : sink.read,
       lostInKernel: session.lostEvents, notWritten: output.lostEvents + sink.discarded,
-      finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed,
+      finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed, outputStalled: outputStalled,
       pathEvictions: sink.paths?.evictions ?? PathEvictions(), fullMaps: fullMaps,
       stoppedBy: StopSignals.first)
     session.detach()

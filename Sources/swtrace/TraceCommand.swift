@@ -80,9 +80,11 @@ struct TraceCommand {
     // With -q the summary is left out unless something was lost.
     if !quiet || lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(lost)\n") }
     if notWritten > 0, output.failure == nil {
+      let grace = Self.seconds(options.stopGrace)
       Console.note(
-        "\(notWritten) of the lost events were read but not written: \(output.name) took nothing more "
-          + "within \(Self.seconds(options.stopGrace)) of the stop")
+        summary.outputStalled
+          ? "\(notWritten) of the lost events were not written: \(output.name) took no more within \(grace) of the stop"
+          : "\(notWritten) of the lost events were still in the ring buffer \(grace) after the stop: swtrace did not get to them")
     }
     if summary.finalOutputLost {
       Console.error("the final maps and END output could not all be written: \(output.name) stopped taking them")
