@@ -79,6 +79,21 @@ public struct TraceSummary: Sendable {
   public var stoppedBy: Int32?
 }
 
+/// Another output a run writes events to besides its lines (a capture file, say): it sees
+/// every decoded event, and the run loop polls, drains and accounts its `output` like the
+/// main one: a full buffer stops reading, a failure or a closed reader stops the run, what it
+/// did not take after a stop is counted as lost.
+public struct EventWriter {
+  public let output: LineOutput
+  /// Appends what `event` becomes in this output (`output.append(bytes, events: 1)`).
+  public let write: (DecodedEvent) -> Void
+
+  public init(output: LineOutput, write: @escaping (DecodedEvent) -> Void) {
+    self.output = output
+    self.write = write
+  }
+}
+
 /// How a `-c` command that ran to its end ended.
 public enum CommandEnding: Sendable, Equatable {
   /// The shell exited with this status; 126 and 127 mean it could not run the command at all.
@@ -114,7 +129,10 @@ public final class TraceRun {
   private let sink: EventSink
   private let maps: MapPrinter
 
-  public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput) {
+  /// The main output, then those of `writers`.
+  private var outputs: [LineOutput] { [sink.output] + sink.writers.map(\.output) }
+
+  public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput, writers: [EventWriter] = []) {
     self.compiled = compiled
     self.session = TraceSession(compiled: compiled)
     self.options = options
@@ -124,7 +142,7 @@ public final class TraceRun {
     let passedOnce = Set(compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.map(\.attachPoint.name))
     self.sink = EventSink(
       decoder: EventDecoder(compiled: compiled), formatter: formatter, output: output,
-      printsEvents: options.printsEvents, pathLimits: options.pathLimits, passedOnce: passedOnce)
+      printsEvents: options.printsEvents, pathLimits: options.pathLimits, passedOnce: passedOnce, writers: writers)
     self.maps = MapPrinter(compiled: compiled, format: options.format)
   }
 
@@ -189,7 +207,7 @@ public final class TraceRun {
         if interpreter.run(intervals[index].0.steps) { stopRequested = true }
         intervals[index].2 = intervals[index].2 + intervals[index].1
       }
-      if StopSignals.received || sink.exitRequested || output.isClosed { break }
+      if StopSignals.received || sink.exitRequested || outputs.contains(where: \.isClosed) { break }
       if let deadline, ContinuousClock.now >= deadline { break }
       if let child, !child.isRunning { break }
       if let processID = options.processID, !TracedProcess.isRunning(processID) { break }
@@ -201,16 +219,16 @@ public final class TraceRun {
     // read, and written while the output takes them, for `stopGrace` at most.
     session.detachPrograms()
     let graceEnd = stopped + options.stopGrace
-    while !output.isClosed {
+    while !outputs.contains(where: \.isClosed) {
       let read = readEvents()
-      if read == 0, output.pendingBytes == 0 { break }
+      if read == 0, outputs.allSatisfy({ $0.pendingBytes == 0 }) { break }
       if ContinuousClock.now >= graceEnd { break }
       waitForEventsOrOutput(until: min(graceEnd, .now + .milliseconds(50)))
     }
-    // What the output did not take in time is lost, counted, not waited for.
-    let outputStalled = output.pendingBytes > 0
+    // What the outputs did not take in time is lost, counted, not waited for.
+    let outputStalled = outputs.contains { $0.pendingBytes > 0 }
     sink.discardRemaining(session)
-    output.abandon()
+    for each in outputs { each.abandon() }
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
     if compiled.userClauses.contains(where: { $0.trigger == .end }) {
       _ = interpreter.run(compiled.userClauses, on: .end)
@@ -219,10 +237,13 @@ public final class TraceRun {
     }
     let finalWritten = output.drain(until: stopped + options.finalLimit, stall: options.finalStall)
     if !finalWritten { output.abandon() }
+    for writer in sink.writers {
+      if !writer.output.drain(until: stopped + options.finalLimit, stall: options.finalStall) { writer.output.abandon() }
+    }
     let fullMaps = zip(compiled.userMaps, session.fullMapCounts()).filter { $0.1 > 0 }.map { (map: $0.0, dropped: $0.1) }
     var summary = TraceSummary(
       samples: options.printsEvents ? output.writtenEvents : sink.read,
-      lostInKernel: session.lostEvents, notWritten: output.lostEvents + sink.discarded,
+      lostInKernel: session.lostEvents, notWritten: outputs.reduce(sink.discarded) { $0 + $1.lostEvents },
       finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed, outputStalled: outputStalled,
       pathEvictions: sink.paths?.evictions ?? PathEvictions(), fullMaps: fullMaps,
       stoppedBy: StopSignals.first)
@@ -240,12 +261,11 @@ public final class TraceRun {
   /// Waits until events wait in the ring buffer (while the output has room for them), the
   /// output can take bytes (while some wait), a signal arrives, or `until`.
   private func waitForEventsOrOutput(until: ContinuousClock.Instant) {
-    let output = sink.output
     var descriptors: [pollfd] = []
-    if !output.isFull, let events = session.eventsDescriptor {
+    if !outputs.contains(where: \.isFull), let events = session.eventsDescriptor {
       descriptors.append(pollfd(fd: events, events: Int16(POLLIN), revents: 0))
     }
-    if let waiting = output.waitingDescriptor {
+    for waiting in outputs.compactMap(\.waitingDescriptor) {
       descriptors.append(pollfd(fd: waiting, events: Int16(POLLOUT), revents: 0))
     }
     let timeout = DescriptorOutput.milliseconds(until - .now)
@@ -257,11 +277,11 @@ public final class TraceRun {
   @discardableResult
   private func readEvents() -> Int {
     let output = sink.output
-    output.flush()
+    for each in outputs { each.flush() }
     var read = 0
-    if !output.isFull {
+    if !outputs.contains(where: \.isFull) {
       read = session.consume()
-      output.flush()
+      for each in outputs { each.flush() }
     }
     if let paths = sink.paths {
       for expired in paths.expire(now: EventFormatter.monotonicNanoseconds()) {
@@ -289,11 +309,13 @@ final class EventSink {
   let formatter: EventFormatter
   let paths: PathCollector?
   let printsEvents: Bool
+  let writers: [EventWriter]
 
   init(
     decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool, pathLimits: PathLimits,
-    passedOnce: Set<String>
+    passedOnce: Set<String>, writers: [EventWriter]
   ) {
+    self.writers = writers
     self.decoder = decoder
     self.formatter = formatter
     self.output = output
@@ -315,13 +337,14 @@ final class EventSink {
     }
     guard let event = decoder.decode(bytes) else { return true }
     read += 1
-    guard printsEvents else { return true }
+    for writer in writers { writer.write(event) }
+    guard printsEvents else { return writers.allSatisfy { !$0.output.isFull } }
     if let paths {
       for finished in paths.add(event) { output.writeLine(finished.text, events: finished.events) }
     } else {
       output.writeLine(formatter.line(event), events: 1)
     }
-    return !output.isFull
+    return !output.isFull && writers.allSatisfy { !$0.output.isFull }
   }
 
   /// Counts the events still in the ring buffer as not written.
