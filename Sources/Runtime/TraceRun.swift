@@ -268,8 +268,17 @@ public final class TraceRun {
     for waiting in outputs.compactMap(\.waitingDescriptor) {
       descriptors.append(pollfd(fd: waiting, events: Int16(POLLOUT), revents: 0))
     }
+    // Pipes with nothing to write are watched too: poll reports POLLERR on a pipe whose
+    // reader has gone, so a trace whose events are rare still ends when `| head` leaves.
+    let watched = outputs.filter { $0.waitingDescriptor == nil && !$0.isClosed && $0.pipeDescriptor != nil }
+    for output in watched {
+      descriptors.append(pollfd(fd: output.pipeDescriptor!, events: 0, revents: 0))
+    }
     let timeout = DescriptorOutput.milliseconds(until - .now)
     _ = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+    for (output, polled) in zip(watched, descriptors.suffix(watched.count)) where polled.revents & Int16(POLLERR) != 0 {
+      output.readerLeft()
+    }
   }
 
   /// Writes what the output takes now, reads the events it has room for, and writes again;
@@ -334,6 +343,14 @@ final class EventSink {
     if discarding {
       if bytes.count >= EventHeader.size { discarded += 1 }
       return true
+    }
+    // An output that takes nothing more (its reader left, or writing failed) stops the
+    // reading at once: decoding and formatting the rest of a flooded ring buffer (some
+    // 100,000 records) for nobody kept swtrace running for seconds after `| head -1` left,
+    // twenty under AddressSanitizer. The run loop stops on the closed output next.
+    if output.isClosed || writers.contains(where: { $0.output.isClosed }) {
+      if bytes.count >= EventHeader.size { discarded += 1 }
+      return false
     }
     guard let event = decoder.decode(bytes) else { return true }
     read += 1
