@@ -69,7 +69,7 @@ public struct CodeGenerator: Sendable {
         let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
-          tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
+          tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
           directlyIndexedMaps: Set(directlyIndexed.keys))
         builder.startTimeMap = startTimeMap.map(Int32.init)
@@ -89,7 +89,11 @@ public struct CodeGenerator: Sendable {
       // address (no lookup): an atomic add on a shared line costs nothing while nothing is lost.
       MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1),
       MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
-      MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
+      // Least recently used entries make room: a packet whose free no probe sees (freed where
+      // the kernel has no tracepoint) must not keep newer packets out for good.
+      spec.usesTracking || spec.followsPacketFrees
+        ? MapDescription(name: "tracked", kind: .lruHash, keySize: 8, valueSize: 8, maxEntries: mapEntries)
+        : MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: 1),
     ]
     for (index, map) in spec.maps.enumerated() {
       let name = map.name.isEmpty ? "at" : map.name
