@@ -48,19 +48,9 @@ extension ProgramBuilder {
     if case .integer(let decided) = isIPv4.kind {
       // `ntop()`: the family is known, so only its arm is written (no unreachable code).
       if decided != 0 {
-        let temp = try emit(v4.unwrapped)
-        asm.emit(.store(.word, destination, offset: Int16(offset), temps.use(temp, &frame, &asm)))
-        temps.free(temp)
-        asm.emit(.storeImmediate(.word, destination, offset: Int16(offset + 4), 0))
-        asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 8), 0))
-        asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 4))
+        try storeIPv4Arm(v4, into: destination, at: offset)
       } else {
-        if destination == .fp {
-          try storeOnStack(v6.unwrapped, at: Int16(offset), size: 16)
-        } else {
-          try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: offset, size: 16))
-        }
-        asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 6))
+        try storeIPv6Arm(v6, into: destination, at: offset)
       }
       return
     }
@@ -69,21 +59,31 @@ extension ProgramBuilder {
     let notIPv4 = asm.newLabel()
     let end = asm.newLabel()
     try branch(isIPv4, ifFalse: notIPv4)
+    try storeIPv4Arm(v4, into: destination, at: offset)
+    asm.jump(to: end)
+    asm.bind(notIPv4)
+    try storeIPv6Arm(v6, into: destination, at: offset)
+    asm.bind(end)
+  }
+
+  /// An IPv4 address in an address-of-either-family slot: the 4 bytes, zeros, family 4.
+  private mutating func storeIPv4Arm(_ v4: TypedExpr, into destination: Register, at offset: Int) throws(CodeGenError) {
     let temp = try emit(v4.unwrapped)
     asm.emit(.store(.word, destination, offset: Int16(offset), temps.use(temp, &frame, &asm)))
     temps.free(temp)
     asm.emit(.storeImmediate(.word, destination, offset: Int16(offset + 4), 0))
     asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 8), 0))
     asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 4))
-    asm.jump(to: end)
-    asm.bind(notIPv4)
+  }
+
+  /// An IPv6 address in an address-of-either-family slot: the 16 bytes, family 6.
+  private mutating func storeIPv6Arm(_ v6: TypedExpr, into destination: Register, at offset: Int) throws(CodeGenError) {
     if destination == .fp {
       try storeOnStack(v6.unwrapped, at: Int16(offset), size: 16)
     } else {
       try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: offset, size: 16))
     }
     asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 6))
-    asm.bind(end)
   }
 
   /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings

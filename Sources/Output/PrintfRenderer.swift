@@ -16,21 +16,24 @@ public enum PrintfRenderer {
       byte.presenceOffset = nil
       return byte
     }
-    var out = ""
-    for piece in format.pieces {
-      switch piece {
-      case .text(let text):
-        out += text
-      case .conversion(let conversion, let argument):
-        guard argument < fields.count else { continue }
+    return render(format) { conversion, argument in
+        guard argument < fields.count else { return "" }
         let field = fields[argument]
         if let presence = presenceByte(field), bytes(presence) == [0] {
           // An absent field prints as `-` whatever the conversion, padded to its width.
-          out += pad("-", conversion)
-          continue
+          return pad("-", conversion)
         }
-        let raw = bytes(field)
-        out += render(conversion, type: field.type, size: field.size, raw: raw, probeNames: probeNames)
+        return render(conversion, type: field.type, size: field.size, raw: bytes(field), probeNames: probeNames)
+    }
+  }
+
+  /// The format's text with each conversion replaced by what `conversion` makes of it.
+  static func render(_ format: FormatString, conversion: (FormatString.Conversion, Int) -> String) -> String {
+    var out = ""
+    for piece in format.pieces {
+      switch piece {
+      case .text(let text): out += text
+      case .conversion(let spec, let argument): out += conversion(spec, argument)
       }
     }
     return out
@@ -39,18 +42,11 @@ public enum PrintfRenderer {
   /// A format whose values are constants, each its type and its bytes in memory order (a
   /// BEGIN, END or interval clause's printf, formatted in swtrace).
   public static func render(_ format: FormatString, constants: [(type: ValueType, bytes: [UInt8])]) -> String {
-    var out = ""
-    for piece in format.pieces {
-      switch piece {
-      case .text(let text):
-        out += text
-      case .conversion(let conversion, let argument):
-        guard argument < constants.count else { continue }
-        let value = constants[argument]
-        out += render(conversion, type: value.type, size: value.bytes.count, raw: value.bytes, probeNames: [])
-      }
+    render(format) { conversion, argument in
+      guard argument < constants.count else { return "" }
+      let value = constants[argument]
+      return render(conversion, type: value.type, size: value.bytes.count, raw: value.bytes, probeNames: [])
     }
-    return out
   }
 
   static func render(

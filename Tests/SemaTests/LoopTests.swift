@@ -24,11 +24,7 @@ private let goldenDirectory = Golden.directory()
 
   @Test(arguments: cases.map(\.name))
   func diagnosticMatchesGolden(name: String) throws {
-    let spec = Self.cases.first { $0.name == name }!.spec
-    let (checked, rendered) = try check(spec)
-    #expect(checked == nil, "\(name) must not check")
-    #expect(rendered.contains("error:"))
-    try Golden.check("// \(spec)\n\(rendered)", name: "\(name).txt", directory: goldenDirectory)
+    try expectRefusalMatchesGolden(Self.cases.first { $0.name == name }!.spec, name: name, directory: goldenDirectory)
   }
 
   /// A while loop over a counter unrolls as often as the loop's own arithmetic runs it.
