@@ -165,4 +165,47 @@ struct LanguageReferenceTests {
     #expect(run.bpftraceLines.last?.hasPrefix("@transitions[9139]: ") == true, "\(run)")
     #expect(run.swtraceLines == run.bpftraceLines, "\(run)")
   }
+
+  @Test("ppid is the connecting process's parent, has_key sees BEGIN's table, buf/%r prints the address bytes", .needsTracing)
+  func ppidHasKeyAndBuffers() throws {
+    let pair = try NetworkNamespacePair(subnet: 131)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-misc")
+    defer { scratch.remove() }
+    // The client says who it is: its pid and its parent's, as the kernel tells Python.
+    let client = """
+      import os, socket, time
+      open("\(scratch.path("client.txt"))", "w").write("%d %d" % (os.getpid(), os.getppid()))
+      for attempt in range(50):
+          try:
+              c = socket.create_connection(("\(pair.addressB)", 9141), timeout=5); break
+          except ConnectionRefusedError:
+              time.sleep(0.05)
+      c.sendall(b"x"); c.recv(1); c.close()
+      """
+    let server = """
+      import socket
+      s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      s.bind(("\(pair.addressB)", 9141)); s.listen(1); s.settimeout(5)
+      a, _ = s.accept(); a.settimeout(5); a.sendall(a.recv(1)); a.close(); s.close()
+      """
+    let traffic = """
+      \(pair.shellCommand(in: pair.namespaceB, ["timeout", "20", "python3", "-c", server])) &
+      sleep 0.3
+      \(pair.shellCommand(in: pair.namespaceA, ["timeout", "20", "python3", "-c", client]))
+      wait
+      """
+    let spec = """
+      BEGIN { @known[9141] = 1 }
+      tracepoint:sock:inet_sock_set_state /args.dport == 9141 && args.newstate == TCP_SYN_SENT/ {
+        printf("%d %d %d %d %r\\n", pid, ppid, has_key(@known, args.dport), has_key(@known, 1), buf(args.daddr, 4));
+      }
+      END { clear(@known) }
+      """
+    let result = try Self.swtrace(["-e", spec], traffic: traffic, scratch: scratch)
+    try #require(result.status == 0, "\(result)")
+    let ids = try #require(scratch.read("client.txt"), "the client did not run: \(result)")
+    // 10.200.131.2 is 0a c8 83 02; none of its bytes is printable ASCII.
+    #expect(result.stdoutLines == ["\(ids) 1 0 \\x0a\\xc8\\x83\\x02"], "\(result)")
+  }
 }
