@@ -59,6 +59,8 @@ public struct CodeGenerator: Sendable {
     for (index, map) in spec.maps.enumerated() where !deleted.contains(index) {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
+    // `elapsed` reads the start time from a one-entry array after the spec's own maps.
+    let startTimeMap = spec.clauses.contains(where: Self.readsElapsed) ? Int(StandardMap.firstUserMap) + spec.maps.count : nil
     for clause in spec.clauses {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
@@ -70,6 +72,7 @@ public struct CodeGenerator: Sendable {
           tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
           directlyIndexedMaps: Set(directlyIndexed.keys))
+        builder.startTimeMap = startTimeMap.map(Int32.init)
         let program = try builder.build(clause.specialized(for: attachPoint))
         programs.append(
           CompiledProgram(
@@ -105,10 +108,27 @@ public struct CodeGenerator: Sendable {
           name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
-    return CompiledSpec(
+    if startTimeMap != nil {
+      maps.append(MapDescription(name: "start_time", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1))
+    }
+    var compiled = CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
       directlyIndexedMaps: directlyIndexed, probeTypes: spec.probeTypes)
+    compiled.startTimeMap = startTimeMap
+    return compiled
+  }
+
+  /// Whether a clause reads `elapsed`.
+  static func readsElapsed(_ clause: CheckedClause) -> Bool {
+    func reads(_ expression: TypedExpr) -> Bool {
+      if case .builtin(.elapsed) = expression.kind { return true }
+      return expression.operands.contains(where: reads)
+    }
+    func reads(_ actions: [Action]) -> Bool {
+      actions.contains { $0.expressions.contains(where: reads) || reads($0.nestedActions) }
+    }
+    return clause.filter.map(reads) == true || reads(clause.actions)
   }
 
   /// The maps a clause's actions delete entries from.
@@ -116,8 +136,8 @@ public struct CodeGenerator: Sendable {
     actions.flatMap { action -> [Int] in
       switch action {
       case .mapDelete(let map, _, _): [map]
-      case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
-      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable: []
+      case .conditional, .loop: deletedMaps(action.nestedActions)
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .jump: []
       }
     }
   }
@@ -128,8 +148,8 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .print(let values, let range): [(range, values, nil)]
       case .printf(let format, let values, let range): [(range, values, format)]
-      case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable: []
+      case .conditional, .loop: printStatements(action.nestedActions)
+      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .jump: []
       }
     }
   }
@@ -159,7 +179,10 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
-    case .select(_, let value, _), .optional(_, let value): return fieldSize(value)
+    case .select(_, let value, let otherwise):
+      // `?:` arms of different widths: the wider one.
+      return max(fieldSize(value), fieldSize(otherwise))
+    case .optional(_, let value): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
@@ -184,7 +207,7 @@ public struct CodeGenerator: Sendable {
 
   /// The number fields of each struct a tracing program's pointer arguments point to.
   func kernelObjectLayouts(for point: AttachPoint) -> [Int: KernelObjectLayout] {
-    guard point.backend != .kprobe, point.backend != .kretprobe else { return [:] }
+    guard ![.kprobe, .kretprobe, .tracepointRecord].contains(point.backend) else { return [:] }
     var layouts: [Int: KernelObjectLayout] = [:]
     for (index, argument) in point.arguments.enumerated() {
       guard let name = types.pointeeStructName(argument.type),
@@ -240,6 +263,8 @@ public struct CodeGenerator: Sendable {
       return .tracing(argumentCount: count, kernelPointerArguments: pointers)
     case .kprobe, .kretprobe:
       return .kprobe
+    case .tracepointRecord:
+      return .tracepointRecord
     }
   }
 }

@@ -135,6 +135,12 @@ public enum ValueDecoder {
         return .ipv4(UInt32(raw[0]) | UInt32(raw[1]) << 8 | UInt32(raw[2]) << 16 | UInt32(raw[3]) << 24)
       }
       return .ipv6(Array(raw.prefix(16)))
+    case .wallTime(let format):
+      return .text(WallTime.format(nanoseconds: unsigned(), format))
+    case .buffer:
+      return .text(BufferText.escaped(raw))
+    case .byteArray:
+      return .text("[" + raw.map(String.init).joined(separator: ",") + "]")
     case .void:
       return .unsigned(0)
     }
