@@ -33,9 +33,9 @@ extension TypedExpr {
     func strip(_ expression: TypedExpr) -> TypedExpr? { expression.strippedOfRanges() }
     let kind: Kind
     switch self.kind {
-    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet, .afterHandOver:
+    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet, .afterHandOver, .record, .registerArgument:
       kind = self.kind
-    case .builtin, .variable, .mapLookup:
+    case .builtin, .variable, .mapLookup, .mapHasKey:
       return nil
     case .load(let base, let offset, let size, let bitfield):
       guard let base = strip(base) else { return nil }
@@ -124,6 +124,10 @@ struct CodeEmitter {
     assembler.jump(if: condition, dst, operand, to: label, jump32: jump32)
     carry(to: label)
   }
+
+  /// Whether some path reaches the next instruction: false after an unconditional jump or an
+  /// exit, until a label that is jumped to is bound.
+  var isReachable: Bool { available != nil }
 
   /// The slot holding `read` on every path to here, if any.
   func slot(of read: KernelRead) -> Slot? { available?[read] }

@@ -65,9 +65,11 @@ public struct CodeGenerator: Sendable {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
     var objectLayouts: [BTFTypeID: KernelObjectLayout] = [:]
-    // The per-CPU scratch map comes after the spec's maps; each clause that needs it has an
-    // area of its own (key), as large as the largest any of its programs uses.
-    let scratchMap = StandardMap.firstUserMap + Int32(spec.maps.count)
+    // `elapsed` reads the start time from a one-entry array after the spec's own maps.
+    let startTimeMap = spec.clauses.contains(where: Self.readsElapsed) ? Int(StandardMap.firstUserMap) + spec.maps.count : nil
+    // The per-CPU scratch map comes after those; each clause that needs it has an area of its
+    // own (key), as large as the largest any of its programs uses.
+    let scratchMap = StandardMap.firstUserMap + Int32(spec.maps.count) + (startTimeMap == nil ? 0 : 1)
     var scratchKeys: [Int: Int32] = [:]
     var scratchBytes = 0
     for (clauseIndex, clause) in spec.clauses.enumerated() {
@@ -80,10 +82,11 @@ public struct CodeGenerator: Sendable {
         func build(scratchKey: Int32?, beforeFilter: Bool = false) throws(CodeGenError) -> (Program, ProgramBuilder) {
           var builder = ProgramBuilder(
             attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
-            tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
+            tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
             skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
             directlyIndexedMaps: Set(directlyIndexed.keys), scratchKey: scratchKey, scratchMap: scratchMap,
             scratchBeforeFilter: beforeFilter)
+          builder.startTimeMap = startTimeMap.map(Int32.init)
           let program = try builder.build(specialized)
           return (program, builder)
         }
@@ -115,7 +118,11 @@ public struct CodeGenerator: Sendable {
       // address (no lookup): an atomic add on a shared line costs nothing while nothing is lost.
       MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1),
       MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
-      MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
+      // Least recently used entries make room: a packet whose free no probe sees (freed where
+      // the kernel has no tracepoint) must not keep newer packets out for good.
+      spec.usesTracking || spec.followsPacketFrees
+        ? MapDescription(name: "tracked", kind: .lruHash, keySize: 8, valueSize: 8, maxEntries: mapEntries)
+        : MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: 1),
     ]
     for (index, map) in spec.maps.enumerated() {
       let name = map.name.isEmpty ? "at" : map.name
@@ -130,16 +137,33 @@ public struct CodeGenerator: Sendable {
           name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
+    if startTimeMap != nil {
+      maps.append(MapDescription(name: "start_time", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1))
+    }
     if !scratchKeys.isEmpty {
       maps.append(
         MapDescription(
           name: "scratch", kind: .perCPUArray, keySize: 4, valueSize: (scratchBytes + 7) / 8 * 8,
           maxEntries: scratchKeys.count))
     }
-    return CompiledSpec(
+    var compiled = CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
       directlyIndexedMaps: directlyIndexed, probeTypes: spec.probeTypes)
+    compiled.startTimeMap = startTimeMap
+    return compiled
+  }
+
+  /// Whether a clause reads `elapsed`.
+  static func readsElapsed(_ clause: CheckedClause) -> Bool {
+    func reads(_ expression: TypedExpr) -> Bool {
+      if case .builtin(.elapsed) = expression.kind { return true }
+      return expression.operands.contains(where: reads)
+    }
+    func reads(_ actions: [Action]) -> Bool {
+      actions.contains { $0.expressions.contains(where: reads) || reads($0.nestedActions) }
+    }
+    return clause.filter.map(reads) == true || reads(clause.actions)
   }
 
   /// The largest event record: every offset in it must fit the 16-bit offset of a store.
@@ -150,8 +174,8 @@ public struct CodeGenerator: Sendable {
     actions.flatMap { action -> [Int] in
       switch action {
       case .mapDelete(let map, _, _): [map]
-      case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
-      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable: []
+      case .conditional, .loop: deletedMaps(action.nestedActions)
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .jump: []
       }
     }
   }
@@ -162,8 +186,8 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .print(let values, let range): [(range, values, nil)]
       case .printf(let format, let values, let range): [(range, values, format)]
-      case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable: []
+      case .conditional, .loop: printStatements(action.nestedActions)
+      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .jump: []
       }
     }
   }
@@ -193,7 +217,10 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
-    case .select(_, let value, _), .optional(_, let value): return fieldSize(value)
+    case .select(_, let value, let otherwise):
+      // `?:` arms of different widths: the wider one.
+      return max(fieldSize(value), fieldSize(otherwise))
+    case .optional(_, let value): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
@@ -224,6 +251,8 @@ public struct CodeGenerator: Sendable {
       return .tracing(argumentCount: count, kernelPointerArguments: pointers)
     case .kprobe, .kretprobe:
       return .kprobe
+    case .tracepointRecord:
+      return .tracepointRecord
     }
   }
 }

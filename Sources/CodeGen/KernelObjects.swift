@@ -9,7 +9,7 @@ extension CodeGenerator {
   func kernelObjectLayouts(
     for point: AttachPoint, cache: inout [BTFTypeID: KernelObjectLayout]
   ) -> [Int: KernelObjectLayout] {
-    guard point.backend != .kprobe, point.backend != .kretprobe else { return [:] }
+    guard ![.kprobe, .kretprobe, .tracepointRecord].contains(point.backend) else { return [:] }
     var layouts: [Int: KernelObjectLayout] = [:]
     for (index, argument) in point.arguments.enumerated() {
       guard types.pointeeStructName(argument.type) != nil,

@@ -100,6 +100,9 @@ public struct CompiledSpec: Hashable, Sendable {
   public var directlyIndexedMaps: [Int: Int] = [:]
   /// The types of probe the spec names as written, so that nobody parses it again to ask.
   public var probeTypes: Set<ProbeType> = []
+  /// The index in `maps` of the one-entry array the runtime writes the trace's start time
+  /// into (`CLOCK_MONOTONIC` nanoseconds, before attaching), for `elapsed`; nil when unused.
+  public var startTimeMap: Int? = nil
 
   /// The mechanisms the programs attach with.
   public var backends: Set<Backend> { Set(programs.map(\.attachPoint.backend)) }

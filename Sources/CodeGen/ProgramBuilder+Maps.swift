@@ -52,26 +52,45 @@ extension ProgramBuilder {
   mutating func storeFamilyAddress(
     _ isIPv4: TypedExpr, _ v4: TypedExpr, _ v6: TypedExpr, into destination: Slot
   ) throws(CodeGenError) {
+    if case .integer(let decided) = isIPv4.kind {
+      // `ntop()`: the family is known, so only its arm is written (no unreachable code).
+      if decided != 0 {
+        try storeIPv4Arm(v4, into: destination)
+      } else {
+        try storeIPv6Arm(v6, into: destination)
+      }
+      return
+    }
     try prefetchSharedReads([isIPv4, v4, v6])
     temps.spillAll(&frame, &asm)
     let notIPv4 = asm.newLabel()
     let end = asm.newLabel()
     try branch(isIPv4, ifFalse: notIPv4)
+    try storeIPv4Arm(v4, into: destination)
+    asm.jump(to: end)
+    asm.bind(notIPv4)
+    try storeIPv6Arm(v6, into: destination)
+    asm.bind(end)
+  }
+
+  /// An IPv4 address in an address-of-either-family slot: the 4 bytes, zeros, family 4.
+  private mutating func storeIPv4Arm(_ v4: TypedExpr, into destination: Slot) throws(CodeGenError) {
     let temp = try emit(v4.unwrapped)
     asm.emit(.store(.word, at: destination, temps.use(temp, &frame, &asm)))
     temps.free(temp, &frame)
     asm.emit(.storeImmediate(.word, at: destination + 4, 0))
     asm.emit(.storeImmediate(.double, at: destination + 8, 0))
     asm.emit(.storeImmediate(.double, at: destination + 16, 4))
-    asm.jump(to: end)
-    asm.bind(notIPv4)
+  }
+
+  /// An IPv6 address in an address-of-either-family slot: the 16 bytes, family 6.
+  private mutating func storeIPv6Arm(_ v6: TypedExpr, into destination: Slot) throws(CodeGenError) {
     if destination.base == Self.record {
       try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: Int(destination.offset), size: 16))
     } else {
       try storeOnStack(v6.unwrapped, at: destination, size: 16)
     }
     asm.emit(.storeImmediate(.double, at: destination + 16, 6))
-    asm.bind(end)
   }
 
   /// Stores a value in a slot of `size` bytes: integers widened to 8 bytes, strings
@@ -323,6 +342,31 @@ extension ProgramBuilder {
       pointer(to: key, in: .r2)
       asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
     }
+  }
+
+  /// The value of `@map[keys]` wider than a register (a string), `size` bytes of it copied to
+  /// `destination`; zeros when the map has no such entry.
+  mutating func copyMapValue(_ map: Int, keys: [TypedExpr], to destination: Slot, size: Int) throws(CodeGenError) {
+    let key = try buildKey(map, keys)
+    temps.spillAll(&frame, &asm)
+    lookup(map, key: key)
+    let missing = asm.newLabel()
+    let end = asm.newLabel()
+    asm.jump(if: .eq, .r0, .immediate(0), to: missing)
+    let available = min(size, MapLayout.valueSize(maps[map]))
+    var position = 0
+    while position < available {
+      let width = [8, 4, 2, 1].first { position + $0 <= available }!
+      let access = AccessSize(bytes: width)!
+      asm.emit(.load(access, .r1, .r0, offset: Int16(position)))
+      asm.emit(.store(access, at: destination + position, .r1))
+      position += width
+    }
+    if available < size { storeBytes([], size: size - available, into: destination + available) }
+    asm.jump(to: end)
+    asm.bind(missing)
+    storeBytes([], size: size, into: destination)
+    asm.bind(end)
   }
 
   /// `@map[keys]` in an expression: the stored value, or 0.

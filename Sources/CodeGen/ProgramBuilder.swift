@@ -23,6 +23,9 @@ struct ProgramBuilder {
   /// Whether the spec tracks packets: skb programs then fire for tracked skbs whatever their
   /// filter, and free points drop the skb from the tracked set.
   let tracking: Bool
+  /// `-f paths` (`CheckedSpec.followsPacketFrees`): every print adds its skb to the tracked
+  /// set, and a free point passes tracked packets whatever its filter says.
+  let followsFrees: Bool
   let recordsSkbAddress: Bool
   /// Where the skb may be read with plain loads (its number fields); nil outside tracing programs.
   let skbLayout: KernelObjectLayout?
@@ -54,6 +57,12 @@ struct ProgramBuilder {
   var packetFactAreas: [Int: Slot] = [:]
   var packetScratch: Slot?
   var packetWalkState: Slot?
+  /// Where `break` and `continue` of the loops being emitted go, innermost last.
+  var loopTargets: [(breakTarget: Label, continueTarget: Label)] = []
+  /// Where `return` goes: the end of the clause's actions.
+  var returnLabel: Label?
+  /// The array map whose one value is the time the trace started (`elapsed`), if used.
+  var startTimeMap: Int32?
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -62,7 +71,7 @@ struct ProgramBuilder {
 
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
-    maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
+    maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
     scratchKey: Int32? = nil, scratchMap: Int32 = 0, scratchBeforeFilter: Bool = false
   ) {
@@ -70,6 +79,7 @@ struct ProgramBuilder {
     self.scratchMap = scratchMap
     self.scratchBeforeFilter = scratchBeforeFilter
     self.frame = SlotAllocator()
+    self.followsFrees = followsFrees && attachPoint.skbArgument != nil
     self.probeFromCookie = probeFromCookie
     self.directlyIndexedMaps = directlyIndexedMaps
     self.recordsSkbAddress = recordsSkbAddress
@@ -82,23 +92,30 @@ struct ProgramBuilder {
     self.tracking = tracking && attachPoint.skbArgument != nil
   }
 
+  /// Where the kernel frees the skb: a tracked packet's path ends here.
+  var isFreePoint: Bool { skbFreePoints.contains(attachPoint.name) }
+
+  /// Whether a tracked packet runs the clause whatever its filter says: everywhere when the
+  /// spec tracks, at free points when paths follow frees.
+  var passesTrackedPackets: Bool { tracking || (followsFrees && isFreePoint) }
+
   var isTracing: Bool {
     switch attachPoint.backend {
     case .tracepoint, .fentry, .fexit: true
-    case .kprobe, .kretprobe: false
+    case .kprobe, .kretprobe, .tracepointRecord: false
     }
   }
 
   mutating func build(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     asm.currentRange = clause.range
-    if case .integer(0)? = clause.filter?.kind, !tracking {
+    if case .integer(0)? = clause.filter?.kind, !passesTrackedPackets {
       // A filter that is always false: the program does nothing, and has no dead code either.
       asm.emit(.mov(.r0, 0))
       asm.emit(.exit)
       return try finishProgram(clause)
     }
     asm.emit(.mov(Self.context, .r1))
-    if tracking || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
+    if tracking || followsFrees || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
       guard let index = attachPoint.skbArgument else {
         throw CodeGenError(message: "\(attachPoint.name) has no skb argument", range: clause.range)
       }
@@ -120,7 +137,7 @@ struct ProgramBuilder {
     if let filter = clause.filter, filter.kind != .integer(1) {
       asm.currentRange = filter.range
       let before = frame.liveSlots
-      if tracking {
+      if passesTrackedPackets {
         // A tracked packet passes whatever the filter says: its mark may have been scrubbed.
         lookupTracked()
         asm.jump(if: .ne, .r0, .immediate(0), to: body)
@@ -131,6 +148,7 @@ struct ProgramBuilder {
     asm.bind(body)
     if frame.needsScratch { needsScratchBeforeFilter = true }
     if scratchKey != nil, !scratchBeforeFilter { acquireScratch(skip: scratchReleased, clause) }
+    returnLabel = done
     try actions(clause.actions, done: done)
     asm.bind(done)
     asm.currentRange = clause.range
@@ -138,7 +156,7 @@ struct ProgramBuilder {
       asm.emit(.storeImmediate(.double, Self.scratch, offset: 0, 0))
     }
     asm.bind(scratchReleased)
-    if tracking, skbFreePoints.contains(attachPoint.name) {
+    if tracking || followsFrees, isFreePoint {
       // The kernel frees the skb here: its address may be reused by an unrelated packet.
       let key = trackedKey()
       asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
@@ -235,6 +253,9 @@ struct ProgramBuilder {
 
   mutating func actions(_ list: [Action], done: Label) throws(CodeGenError) {
     for action in list {
+      // After `exit()`, `break`, `continue` or `return` on every path, the rest never runs:
+      // no code for it (the kernel refuses unreachable instructions).
+      guard asm.isReachable else { return }
       let before = frame.liveSlots
       let unplaced = frame.unplaced
       try self.action(action, done: done)
@@ -279,21 +300,14 @@ struct ProgramBuilder {
       if otherwise.isEmpty {
         asm.bind(elseLabel)
       } else {
-        asm.jump(to: end)
+        if asm.isReachable { asm.jump(to: end) }
         asm.bind(elseLabel)
         try actions(otherwise, done: done)
       }
       asm.bind(end)
     case .track(let range):
       asm.currentRange = range
-      let key = trackedKey()
-      let value = frame.allocate(8)
-      asm.emit(.storeImmediate(.double, value.base, offset: value.offset, 1))
-      asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
-      pointer(to: key, in: .r2)
-      pointer(to: value, in: .r3)
-      asm.emit(.mov(.r4, 0))
-      asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+      trackSkb()
     case .exit(let range):
       // Stopping the whole trace is the user side's job: send it a request, then end this run.
       asm.currentRange = range
@@ -305,6 +319,12 @@ struct ProgramBuilder {
     case .mapDelete(let map, let keys, let range):
       asm.currentRange = range
       try mapDelete(map, keys: keys)
+    case .loop(let loop):
+      asm.currentRange = loop.range
+      try unrolled(loop, done: done)
+    case .jump(let kind, let range):
+      asm.currentRange = range
+      try jump(kind, range: range)
     }
   }
 
@@ -329,8 +349,24 @@ struct ProgramBuilder {
     asm.bind(end)
   }
 
+  /// Adds the skb to the tracked set (a packet seen again after its address was reused simply
+  /// stays in it: the set only says the packet's free is to be reported).
+  mutating func trackSkb() {
+    // Slots of the statement: given back with it.
+    let key = trackedKey()
+    let value = frame.allocate(8)
+    asm.emit(.storeImmediate(.double, at: value, 1))
+    asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
+    pointer(to: key, in: .r2)
+    pointer(to: value, in: .r3)
+    asm.emit(.mov(.r4, 0))
+    asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+  }
+
   /// One event of a print statement: header, then each value at its field.
   mutating func print(_ values: [PrintedValue], layout: EventLayout) throws(CodeGenError) {
+    // A packet on a path: its free is reported, wherever the kernel frees it.
+    if followsFrees, skbLoaded { trackSkb() }
     try prefetchSharedReads(values.map(\.value))
     try emitRecord(size: layout.size) { builder throws(CodeGenError) in
       builder.asm.emit(.call(helper: HelperFunction.ktimeGetNanoseconds.rawValue))
@@ -456,6 +492,9 @@ struct ProgramBuilder {
     case .eitherFamily(let isIPv4, let v4, let v6):
       try storeFamilyAddress(isIPv4, v4, v6, into: destination)
       return
+    case .mapLookup(let map, let keys) where value.type.isWide:
+      try copyMapValue(map, keys: keys, to: destination, size: field.size)
+      return
     case .integer(0) where AccessSize(bytes: field.size) == nil:
       // Zeros of a value no register holds (an IPv6 or MAC address).
       storeBytes([], size: field.size, into: destination)
@@ -476,11 +515,11 @@ struct ProgramBuilder {
       return
     case .load(let base, let baseOffset, let size, nil) where size == field.size:
       // The record holds the field's own bytes, so no sign extension is needed.
-      if canLoadDirectly(base, offset: baseOffset, size: size), let access = AccessSize(bytes: size),
+      if let through = directBase(base, offset: baseOffset, size: size), let access = AccessSize(bytes: size),
         let smallOffset = Int16(exactly: baseOffset)
       {
         let (temp, register) = temps.allocate(&frame, &asm)
-        asm.emit(.load(access, register, Self.skb, offset: smallOffset))
+        asm.emit(.load(access, register, through, offset: smallOffset))
         asm.emit(.store(access, destination.base, offset: destination.offset, register))
         temps.free(temp, &frame)
       } else if isRead(base: base, offset: baseOffset, size: size) {
@@ -563,6 +602,11 @@ struct ProgramBuilder {
         try branch(rhs, jumpWhen: false, to: target)
         asm.bind(skip)
       }
+    case .mapHasKey(let map, let keys):
+      let key = try buildKey(map, keys)
+      temps.spillAll(&frame, &asm)
+      lookup(map, key: key)
+      asm.jump(if: wanted ? .ne : .eq, .r0, .immediate(0), to: target)
     case .prefixMatch(let address, let network, let length):
       try compareWide(address, TypedExpr(.bytes(network), type: .ipv6, range: condition.range), prefixLength: length, equal: wanted, to: target)
     case .binary(let op, let lhs, let rhs) where (op == .equal || op == .notEqual) && lhs.type == .ipv6:

@@ -19,6 +19,8 @@ public struct SpecCompiler: Sendable {
   public var options: DesugaringOptions
   /// See `CodeGenerator.kprobeProgramsShareCode`: on where kprobes attach with kprobe.multi.
   public var kprobeProgramsShareCode: Bool
+  /// The command line's positional parameters, `$1`, `$2`, ... (`$#` counts them).
+  public var positionalParameters: [String] = []
 
   public init(
     resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
@@ -43,7 +45,8 @@ public struct SpecCompiler: Sendable {
     if parsed.hasErrors { return .failed(parsed.diagnostics) }
     let resolved = ResolvedProbes(parsed.spec, resolver: resolver)
     phaseFinished(.resolve)
-    let checked = Checker(resolver: resolver).check(parsed.spec, source: file, resolved: resolved)
+    let checked = Checker(resolver: resolver, positionalParameters: positionalParameters)
+      .check(parsed.spec, source: file, resolved: resolved)
     phaseFinished(.check)
     guard let checkedSpec = checked.spec else { return .failed(parsed.diagnostics + checked.diagnostics) }
     let warnings = parsed.diagnostics + checked.diagnostics

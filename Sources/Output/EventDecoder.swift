@@ -1,5 +1,6 @@
 public import CodeGen
 import Sema
+import SwtraceSyntax
 
 /// A printed value decoded from an event record.
 public enum DecodedValue: Hashable, Sendable {
@@ -102,8 +103,11 @@ public enum ValueDecoder {
     case .bool:
       return .bool(unsigned() != 0)
     case .string:
+      // Kernel strings need not be UTF-8: a byte that is not stays visible as `\xNN`.
+      // Control characters are kept here and escaped by whoever prints (`DecodedValue.text`
+      // for text, `JSON.string` for JSON).
       let end = raw.firstIndex(of: 0) ?? raw.count
-      return .text(String(decoding: raw[..<end], as: UTF8.self))
+      return .text(TerminalText.decoding(raw[..<end], escapingControls: false))
     case .enumeration(let names):
       // Enumerators are keyed by their values as BTF gives them, extended as the enum's type
       // says: sign-extended for signed enums.
@@ -131,6 +135,12 @@ public enum ValueDecoder {
         return .ipv4(UInt32(raw[0]) | UInt32(raw[1]) << 8 | UInt32(raw[2]) << 16 | UInt32(raw[3]) << 24)
       }
       return .ipv6(Array(raw.prefix(16)))
+    case .wallTime(let format):
+      return .text(WallTime.format(nanoseconds: unsigned(), format))
+    case .buffer:
+      return .text(BufferText.escaped(raw))
+    case .byteArray:
+      return .text("[" + raw.map(String.init).joined(separator: ",") + "]")
     case .void:
       return .unsigned(0)
     }

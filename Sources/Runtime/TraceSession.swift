@@ -16,20 +16,79 @@ public enum RuntimeError: Error, Sendable, CustomStringConvertible {
   /// A program the pre-check accepted but the kernel did not: a bug in swtrace.
   case programRejected(probe: String, clauseRange: SourceRange, reason: String, logTail: String)
   case nothingAttached(failures: [String])
-  case ringBuffer(reason: String)
+  /// A resource of the process or the system ran out while doing `operation`.
+  case shortage(ResourceShortage, operation: String, reason: String)
+  /// Another failure of the system while doing `operation`.
+  case failed(operation: String, reason: String)
 
   public var description: String {
     switch self {
     case .notPermitted(let reason):
       "the kernel refused to load BPF programs (\(reason)); run swtrace as root, or give it CAP_BPF and CAP_PERFMON"
     case .mapCreationFailed(let name, let reason):
-      "could not create the BPF map '\(name)' (\(reason)); check 'ulimit -l' and that the kernel has BPF maps enabled"
+      "could not create the BPF map '\(name)' (\(reason)); check that the kernel has BPF maps enabled"
     case .programRejected(let probe, _, let reason, let tail):
       "the kernel's verifier rejected the program for \(probe) (\(reason)). This is a bug in swtrace's pre-check; please report it with the spec. The verifier's last words:\n\(tail)"
     case .nothingAttached(let failures):
       "no probe could be attached:\n" + failures.prefix(5).map { "  \($0)" }.joined(separator: "\n")
-    case .ringBuffer(let reason):
-      "could not read the event ring buffer (\(reason))"
+    case .shortage(let shortage, let operation, let reason):
+      "could not \(operation): \(shortage.cause) (\(reason)); \(shortage.advice)"
+    case .failed(let operation, let reason):
+      "could not \(operation) (\(reason))"
+    }
+  }
+
+  /// The error for a failed system call made to do `operation`, worded by its real cause: a
+  /// limit on open files or memory, missing privileges, or the system's own words.
+  static func systemFailure(_ error: SystemError, doing operation: String) -> RuntimeError {
+    if let shortage = ResourceShortage(code: error.code) {
+      return .shortage(shortage, operation: operation, reason: error.description)
+    }
+    if error.isPermissionDenied { return .notPermitted(reason: error.description) }
+    return .failed(operation: operation, reason: error.description)
+  }
+}
+
+/// A resource that ran out, found from the errno of the call that failed, with the limit in
+/// force when the process has one.
+public enum ResourceShortage: Sendable, Equatable {
+  /// EMFILE: the process's limit on open files (RLIMIT_NOFILE).
+  case openFiles(limit: UInt64?)
+  /// ENFILE: the system-wide limit on open files.
+  case systemOpenFiles
+  /// ENOMEM: memory, with the process's address-space limit (RLIMIT_AS) when one is set.
+  case memory(addressSpaceLimit: UInt64?)
+
+  init?(code: Int32) {
+    switch code {
+    case EMFILE: self = .openFiles(limit: ProcessLimits.current(RLIMIT_NOFILE))
+    case ENFILE: self = .systemOpenFiles
+    case ENOMEM: self = .memory(addressSpaceLimit: ProcessLimits.current(RLIMIT_AS))
+    default: return nil
+    }
+  }
+
+  var cause: String {
+    switch self {
+    case .openFiles(let limit): "too many open files\(limit.map { " (the limit is \($0))" } ?? "")"
+    case .systemOpenFiles: "the system has too many open files"
+    case .memory: "out of memory"
+    }
+  }
+
+  var advice: String {
+    switch self {
+    case .openFiles:
+      "every BPF program, map and link is a file descriptor: raise the limit with 'ulimit -n' "
+        + "(LimitNOFILE= in a systemd unit)"
+    case .systemOpenFiles:
+      "raise the system's limit (sysctl fs.file-max) or close other programs' files"
+    case .memory(let limit?):
+      "swtrace's address space is limited to \(limit / (1 << 20)) MiB ('ulimit -v'): raise or remove that limit"
+    case .memory(nil):
+      "the kernel could not allocate it: lower --map-entries, free memory, or raise the memory limit of "
+        + "swtrace's cgroup, which BPF maps and programs are charged to"
+        + (KernelCapabilities.chargesBPFToMemlock ? " (this kernel charges them to 'ulimit -l' instead)" : "")
     }
   }
 }
@@ -55,6 +114,15 @@ public final class TraceSession: @unchecked Sendable {
 
   deinit { detach() }
 
+  /// File descriptors the session holds once attached, at most: one per map and loaded
+  /// program, one link per attach point (programs shared through kprobe.multi need fewer).
+  public var descriptorsNeeded: (maps: Int, programs: Int, links: Int, total: Int) {
+    let maps = compiled.maps.count
+    let programs = compiled.programGroups.count
+    let links = compiled.programs.count
+    return (maps, programs, links, maps + programs + links)
+  }
+
   /// Creates the maps and loads every program. Function programs the kernel refuses, among
   /// many, are skipped and reported by `attach()`; with `skippingRefusedFunctions` false every
   /// refusal throws, for callers that must know the verifier accepted every program.
@@ -67,7 +135,9 @@ public final class TraceSession: @unchecked Sendable {
             type: Self.mapType(description.kind), name: description.name, keySize: description.keySize,
             valueSize: description.valueSize, maxEntries: description.maxEntries))
       } catch {
-        if error.isPermissionDenied { throw .notPermitted(reason: error.description) }
+        if ResourceShortage(code: error.code) != nil || error.isPermissionDenied {
+          throw RuntimeError.systemFailure(error, doing: "create the BPF map '\(description.name)'")
+        }
         throw .mapCreationFailed(name: description.name, reason: error.description)
       }
     }
@@ -81,6 +151,11 @@ public final class TraceSession: @unchecked Sendable {
         programs.append(LoadedProgram(members: group, handle: handle))
       } catch {
         if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(reason: error.error.description) }
+        // Out of descriptors or memory: the system's limit, not the program; ENOMEM with a
+        // log is the verifier's own limit, which the pre-check should have caught.
+        if let shortage = ResourceShortage(code: error.error.code), error.error.code != ENOMEM || error.verifierLog.isEmpty {
+          throw .shortage(shortage, operation: "load the program for \(point.name)", reason: error.error.description)
+        }
         let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
         // Some kernel functions cannot be traced at all (variadic ones, more than 12
         // arguments, struct returns): among many function attach points, skip them like
@@ -124,10 +199,15 @@ public final class TraceSession: @unchecked Sendable {
           links.append(try attachOne(loaded.handle, point))
           attachedPoints += 1
         } catch {
+          // Out of descriptors or memory, every further attach point would fail too, for a
+          // reason that is not theirs: stop and say so rather than count them as skipped.
+          if let shortage = ResourceShortage(code: error.code) {
+            throw .shortage(shortage, operation: "attach \(point.name)", reason: error.description)
+          }
           failed.append((point.name, error.description))
         }
       } else {
-        let outcome = attachShared(loaded)
+        let outcome = try attachShared(loaded)
         links += outcome.links
         attachedPoints += outcome.attached
         failed += outcome.failed
@@ -145,7 +225,9 @@ public final class TraceSession: @unchecked Sendable {
   /// function's probe id as its cookie. The kernel refuses a whole link when one function
   /// cannot be traced, so functions ftrace does not list are left out first, and a refused
   /// link is split in halves to find the rest, within a bounded number of tries.
-  private func attachShared(_ loaded: LoadedProgram) -> (links: [LinkHandle], attached: Int, failed: [(String, String)]) {
+  private func attachShared(_ loaded: LoadedProgram) throws(RuntimeError)
+    -> (links: [LinkHandle], attached: Int, failed: [(String, String)])
+  {
     let traceable = FtraceFunctions.available
     var failed: [(String, String)] = []
     var candidates: [CompiledProgram] = []
@@ -170,6 +252,9 @@ public final class TraceSession: @unchecked Sendable {
             isReturn: isReturn))
         attached += batch.count
       } catch {
+        if let shortage = ResourceShortage(code: error.code) {
+          throw .shortage(shortage, operation: "attach \(batch.count) functions", reason: error.description)
+        }
         if batch.count == 1 || triesLeft <= 0 {
           failed += batch.map { ($0.attachPoint.name, error.description) }
         } else {
@@ -191,27 +276,32 @@ public final class TraceSession: @unchecked Sendable {
       // loaded for the same method (`programType`). Functions the kernel cannot probe fail
       // here alone and are reported as skipped by `attach()`.
       return try LinkHandle.attachKprobe(handle, function: point.name, isReturn: point.backend == .kretprobe)
+    case .tracepointRecord:
+      guard let category = point.category, let id = Tracefs.tracepointID(category: category, name: point.name) else {
+        throw SystemError("find the id of tracepoint \(point.name) in tracefs", code: ENOENT)
+      }
+      return try LinkHandle.attachTracepoint(handle, id: id, name: point.name)
     }
   }
 
-  /// Starts reading events; `handler` sees each record's bytes during the call only.
-  public func startReading(_ handler: @escaping (UnsafeRawBufferPointer) -> Void) throws(RuntimeError) {
+  /// Starts reading events; `handler` sees each record's bytes during the call only, and
+  /// returns false to stop the current `consume` early.
+  public func startReading(_ handler: @escaping (UnsafeRawBufferPointer) -> Bool) throws(RuntimeError) {
     do {
       reader = try RingBufferReader(map: maps[Int(StandardMap.events)], handler: handler)
     } catch {
-      throw .ringBuffer(reason: error.description)
+      throw RuntimeError.systemFailure(error, doing: "read the event ring buffer")
     }
   }
 
-  /// Waits up to `milliseconds` for events and handles them.
-  public func poll(milliseconds: Int32) {
-    _ = try? reader?.poll(timeoutMilliseconds: milliseconds)
+  /// Handles the events waiting now, at most `maxRecords`, without waiting; returns how many.
+  @discardableResult
+  public func consume(maxRecords: Int = 16384) -> Int {
+    reader?.consume(maxRecords: maxRecords) ?? 0
   }
 
-  /// Handles every event already in the ring buffer.
-  public func drain() {
-    reader?.drain()
-  }
+  /// Readable (poll(2)) while events wait in the ring buffer; nil before `startReading`.
+  public var eventsDescriptor: Int32? { reader?.readyDescriptor }
 
   /// Events the kernel could not write because the ring buffer was full.
   public var lostEvents: UInt64 {
@@ -252,6 +342,44 @@ public final class TraceSession: @unchecked Sendable {
     for entry in 0..<entries {
       let key = Self.arrayKey(entry)
       guard let value = maps[position].lookup(key), value.contains(where: { $0 != 0 }) else { continue }
+      try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
+    }
+  }
+
+  /// Stores `value` under `key` in the spec's map `index` (a plain value map, so a hash map):
+  /// BEGIN's lookup tables, written before the probes are attached.
+  public func writeUserMapEntry(_ index: Int, key: [UInt8], value: [UInt8]) throws(RuntimeError) {
+    let position = Int(StandardMap.firstUserMap) + index
+    let name = compiled.userMaps[index].displayName
+    guard position < maps.count else { throw .failed(operation: "write into the BPF map '\(name)'", reason: "it was not created") }
+    do {
+      try maps[position].update(key, value)
+    } catch {
+      throw .systemFailure(error, doing: "write into the BPF map '\(name)'")
+    }
+  }
+
+  /// Writes the trace's start time (`CLOCK_MONOTONIC` nanoseconds, the clock of
+  /// `bpf_ktime_get_ns`) into the start-time map, for `elapsed`; nothing when no clause reads it.
+  public func writeStartTime() throws(RuntimeError) {
+    guard let index = compiled.startTimeMap, index < maps.count else { return }
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    let nanoseconds = UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    do {
+      try maps[index].update([0, 0, 0, 0], withUnsafeBytes(of: nanoseconds.littleEndian, Array.init))
+    } catch {
+      throw .systemFailure(error, doing: "write the start time into the BPF map 'start_time'")
+    }
+  }
+
+  /// Sets every value of the spec's map `index` to zero, keeping its keys (`zero(@m)`).
+  public func zeroUserMap(_ index: Int) {
+    let position = Int(StandardMap.firstUserMap) + index
+    guard position < maps.count else { return }
+    guard compiled.directlyIndexedMaps[index] == nil else { return clearUserMap(index) }
+    for key in maps[position].keys() {
+      guard let value = maps[position].lookup(key) else { continue }
       try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
     }
   }
@@ -329,6 +457,7 @@ public final class TraceSession: @unchecked Sendable {
   static func programType(_ point: AttachPoint) -> ProgramType {
     switch point.backend {
     case .tracepoint: .tracepointBTF(attachBTFID: point.btfID)
+    case .tracepointRecord: .tracepoint
     case .fentry: .fentry(attachBTFID: point.btfID)
     case .fexit: .fexit(attachBTFID: point.btfID)
     case .kprobe, .kretprobe: KprobeAttachMethod.current == .multiLink ? .kprobeMulti : .kprobe

@@ -100,8 +100,20 @@ public struct UserClause: Hashable, Sendable {
   }
   public enum Step: Hashable, Sendable {
     case printMap(Int)
+    /// `print(@map, N)`: the N entries with the largest values.
+    case printMapTop(Int, top: Int)
     case clearMap(Int)
+    /// `zero(@map)`: every value set to zero, the keys kept.
+    case zeroMap(Int)
+    /// `print("text")`: a line of its own.
     case printText(String)
+    /// `printf("format", constants...)`: text that does not end with a newline is continued
+    /// by the next printf.
+    case printf(FormatString, [UserValue])
+    /// `time("format")`: the wall-clock time now, formatted with `strftime`.
+    case printTime(format: String)
+    /// `@map[keys] = value`: written into the kernel's map.
+    case assignMap(Int, keys: [UserValue], value: UserValue)
     case exit
   }
   public var trigger: Trigger
@@ -155,6 +167,14 @@ extension ClauseContext {
     let update = Action.mapUpdate(map: index, keys: keys, value: argument?.unwrapped, range: range)
     if let skippedUnless { return .conditional(condition(skippedUnless), then: [update], else: []) }
     return update
+  }
+
+  /// Whether a key of type `a` finds entries stored under keys of type `b`: the same type, or
+  /// integers of either signedness (both are 8 bytes, as in bpftrace's maps).
+  static func keyTypesMatch(_ a: ValueType, _ b: ValueType) -> Bool {
+    if a == b { return true }
+    if case .integer(8, _) = a, case .integer(8, _) = b { return true }
+    return false
   }
 
   /// Map keys are stored in 8-byte slots; only their printing keeps the narrower type.
@@ -262,7 +282,9 @@ extension ClauseContext {
     guard a.count == b.count else { return nil }
     var keys: [ValueType] = []
     for (x, y) in zip(a, b) {
-      guard let type = unifiedStorage(x, y) else { return nil }
+      // Integers of either signedness find each other's entries (both are 8 bytes, as in
+      // bpftrace's maps).
+      guard let type = unifiedStorage(x, y) ?? (keyTypesMatch(x, y) ? x : nil) else { return nil }
       keys.append(type)
     }
     return keys

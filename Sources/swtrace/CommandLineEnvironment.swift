@@ -24,9 +24,12 @@ extension TracingEnvironment {
 
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
   func compileForCommandLine(
-    _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions()
+    _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(),
+    positionalParameters: [String] = []
   ) throws -> CompiledSpec {
-    switch compiler(mapEntries: mapEntries, options: options).compile(source) {
+    var compiler = compiler(mapEntries: mapEntries, options: options)
+    compiler.positionalParameters = positionalParameters
+    switch compiler.compile(source) {
     case .failed(let diagnostics):
       Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError

@@ -38,7 +38,8 @@ struct Trace: ParsableCommand {
     The language, its probes and packet fields: man swtrace (THE LANGUAGE), or
     grammar/README.md in the source. Other commands: swtrace help check, swtrace
     help fmt. Exit status: 0 done, 1 error in the spec, 2 refused by the kernel
-    or system, 3 the -c command failed, 64 a command line swtrace cannot use.
+    or system (or the output failed), 3 the -c command failed, 4 events were lost,
+    64 a command line swtrace cannot use.
     """
 
   @Option(name: .short, help: ArgumentHelp("The spec to run, as text.", valueName: "SPEC"))
@@ -48,8 +49,18 @@ struct Trace: ParsableCommand {
     "A .spec file to run (instead of -e), or - for standard input; with -l, a pattern such as 'skb:net_*' or a spec file.", valueName: "FILE"))
   var file: String?
 
+  @Argument(help: ArgumentHelp(
+    "Positional parameters, $1, $2, ... in the spec ($# counts them), as in bpftrace; with -e, every argument is one.",
+    valueName: "PARAMETER"))
+  var parameters: [String] = []
+
+  /// `$1`, `$2`, ...: with -e the file argument is the first of them, as bpftrace reads
+  /// `bpftrace -e PROGRAM ARG...`.
+  var positionalParameters: [String] { expression != nil ? (file.map { [$0] } ?? []) + parameters : parameters }
+
   @Option(name: [.short, .long], help: ArgumentHelp(
-    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits.", valueName: "CMD"))
+    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, its output goes to stderr.",
+    valueName: "CMD"))
   var command: String?
 
   @Option(name: [.short, .long], help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
@@ -62,6 +73,16 @@ struct Trace: ParsableCommand {
   @Option(name: [.short, .long], help: ArgumentHelp(
     "Write the events and maps to FILE instead of standard output (messages stay on stderr).", valueName: "FILE"))
   var output: String?
+
+  @Option(name: .customLong("paths-max"), help: ArgumentHelp(
+    "With -f paths: open paths kept at most; beyond, the oldest is printed as it is (not freed while tracing).",
+    valueName: "N"))
+  var pathsMax: Int = PathLimits().maxOpenPaths
+
+  @Option(name: .customLong("paths-max-age"), help: ArgumentHelp(
+    "With -f paths: seconds a path stays open at most before it is printed as it is; 0 for no limit.",
+    valueName: "SECONDS"))
+  var pathsMaxAge: Double = 10
 
   @Option(name: [.short, .customLong("pid")], help: ArgumentHelp(
     "Keep only events of process PID (as if every filter began with pid == PID); stop when it exits.",
@@ -114,11 +135,9 @@ struct Trace: ParsableCommand {
         "-o names the output file, as in bpftrace; the format is chosen with -f: write -f \(format.rawValue) "
           + "(for a file named '\(output)', write -o ./\(output))")
     }
-    if expression != nil, file != nil {
-      throw ValidationError(
-        list
-          ? "-l lists either the probes of the spec given with -e or those matching a pattern, not both"
-          : "give the spec either with -e or as a file, not both (the output format is -f FORMAT)")
+    // With -e, a file argument is the first positional parameter ($1), as in bpftrace.
+    if expression != nil, file != nil, list {
+      throw ValidationError("-l lists either the probes of the spec given with -e or those matching a pattern, not both")
     }
     if let processID {
       if processID <= 0 { throw ValidationError("-p needs a process id greater than zero") }
@@ -132,6 +151,8 @@ struct Trace: ParsableCommand {
       throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
     }
     if printEvents, metrics == nil { throw ValidationError("--print-events only goes with --metrics") }
+    if pathsMax < 1 || pathsMax > 1_000_000 { throw ValidationError("--paths-max must be between 1 and 1000000") }
+    if !(pathsMaxAge >= 0) || pathsMaxAge > 86_400 { throw ValidationError("--paths-max-age must be between 0 and 86400 seconds") }
   }
 
   func run() throws {
@@ -157,23 +178,35 @@ struct Trace: ParsableCommand {
     }
     let options = DesugaringOptions(
       trackFilteredPackets: track, groupsEventsByPacket: format.groupsByPacket, processID: processID.map(UInt32.init))
-    let compiled = try environment.compileForCommandLine(source, mapEntries: mapEntries, options: options)
+    let compiled = try environment.compileForCommandLine(
+      source, mapEntries: mapEntries, options: options, positionalParameters: positionalParameters)
     if dumpBPF {
-      Swift.print(compiled.listing(source: source), terminator: "")
+      try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
       return
     }
     let destination: DescriptorOutput
-    switch output.map(DescriptorOutput.create(path:)) ?? .success(DescriptorOutput()) {
+    switch output.map({ DescriptorOutput.create(path: $0) }) ?? .success(DescriptorOutput()) {
     case .success(let opened): destination = opened
     case .failure(let error):
       Console.error(error.description)
       throw ExitStatus.systemRefused
     }
+    // A destination known not to work (standard output closed at start) fails before tracing.
+    if let failure = destination.failure {
+      Console.error(failure)
+      throw ExitStatus.systemRefused
+    }
+    if let warning = MapMemory.warning(for: compiled, mapEntries: mapEntries) { Console.note("warning: \(warning)") }
+    var limits = PathLimits()
+    limits.maxOpenPaths = pathsMax
+    limits.maxAgeNanoseconds = pathsMaxAge > 0 ? UInt64(pathsMaxAge * 1e9) : nil
     let status = try TraceCommand(
       compiled: compiled, source: source,
       options: TraceOptions(
         format: format, command: command, duration: duration, printsEvents: metrics == nil || printEvents,
-        host: MetricsMode.hostLabel, processID: processID),
+        host: MetricsMode.hostLabel, processID: processID,
+        // JSON on standard output stays JSON: the command's own output goes to stderr.
+        commandOutput: format.isJSON && output == nil ? 2 : nil, pathLimits: limits),
       verbose: verbose, metrics: metrics, output: destination
     ).run()
     if status != 0 { throw ExitCode(status) }

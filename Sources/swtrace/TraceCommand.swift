@@ -72,8 +72,36 @@ struct TraceCommand {
       Console.note("\(map.displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
     output.finish()
+    // The reader of a pipe that closed it (`| head -1`) wanted nothing more: what it did not
+    // read is neither written nor lost.
+    let readerLeft = output.isClosed && output.failure == nil
+    let notWritten = readerLeft ? 0 : summary.notWritten
+    let lost = summary.lostInKernel + notWritten
     // With -q the summary is left out unless something was lost.
-    if !quiet || summary.lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n") }
+    if !quiet || lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(lost)\n") }
+    if notWritten > 0, output.failure == nil {
+      let grace = Self.seconds(options.stopGrace)
+      Console.note(
+        summary.outputStalled
+          ? "\(notWritten) of the lost events were not written: \(output.name) took no more within \(grace) of the stop"
+          : "\(notWritten) of the lost events were still in the ring buffer \(grace) after the stop: swtrace did not get to them")
+    }
+    if summary.finalOutputLost {
+      Console.error("the final maps and END output could not all be written: \(output.name) stopped taking them")
+    }
+    let evictions = summary.pathEvictions
+    if evictions.total > 0 {
+      var reasons: [String] = []
+      if evictions.full > 0 { reasons.append("\(evictions.full) to stay within --paths-max \(options.pathLimits.maxOpenPaths) open paths") }
+      if evictions.aged > 0 {
+        reasons.append("\(evictions.aged) open longer than --paths-max-age \(Self.seconds(.nanoseconds(Int64(options.pathLimits.maxAgeNanoseconds ?? 0))))")
+      }
+      if evictions.cut > 0 { reasons.append("\(evictions.cut) cut at \(options.pathLimits.maxHopsPerPath) hops") }
+      if evictions.reused > 0 {
+        reasons.append("\(evictions.reused) freed where no probe looks (the address came back for a new packet)")
+      }
+      Console.note("\(evictions.total) path\(evictions.total == 1 ? " was" : "s were") printed without the free of their packet: " + reasons.joined(separator: ", "))
+    }
     // A server that stopped on its own ends the run with a failure, so that a service manager
     // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
     if let failure = metricsMode?.failure {
@@ -82,9 +110,22 @@ struct TraceCommand {
     }
     if let failure = output.failure {
       Console.error(failure)
-      return 2
+      return ExitStatus.systemRefused.rawValue
     }
-    return summary.commandEnding.map(Self.report) ?? 0
+    let commandStatus = summary.commandEnding.map(Self.report) ?? 0
+    if commandStatus != 0 { return commandStatus }
+    // Events that were to be printed and were not: the trace is incomplete. (Counted-only
+    // events, with --metrics alone, lose nothing the maps hold.)
+    if options.printsEvents, !readerLeft, lost > 0 || summary.finalOutputLost {
+      Console.error("\(lost) event\(lost == 1 ? " was" : "s were") lost (swtrace exits with \(ExitStatus.eventsLost))")
+      return ExitStatus.eventsLost
+    }
+    return 0
+  }
+
+  static func seconds(_ duration: Duration) -> String {
+    let milliseconds = DescriptorOutput.milliseconds(duration)
+    return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
   }
 
   /// Says how a `-c` command that ended on its own went, when not well, and returns swtrace's

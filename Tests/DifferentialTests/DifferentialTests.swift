@@ -83,6 +83,8 @@ struct DifferentialTally {
   /// The kernel's counts for the others: the pre-check refuses at 900,000.
   var acceptedTooComplex: [Int] = []
   var disagreements: [String] = []
+  /// Compiled specs of the bpftrace-constructs class holding each of its constructs.
+  var constructs = Dictionary(uniqueKeysWithValues: SpecGenerator.constructMarkers.map { ($0, 0) })
 
   var summary: String {
     let rejections = rejectedBoth + rejectedByPrecheckOnly
@@ -97,6 +99,7 @@ struct DifferentialTally {
       refusals:
       \(refusals.joined(separator: "\n"))
       lowest ratio: \(lowestRatioSpec)
+      compiled specs with each of issue 20's constructs: \(constructs.sorted { $0.key < $1.key })
       """
   }
 }
@@ -158,6 +161,9 @@ struct DifferentialTests {
         compiled = result
       }
       tally.programs += compiled.programs.count
+      if kind == "bpftrace-constructs" {
+        for construct in SpecGenerator.constructMarkers where text.contains(construct) { tally.constructs[construct, default: 0] += 1 }
+      }
       switch loadIntoKernel(compiled) {
       case .failure(let error):
         tally.disagreements.append("[\(kind)] spec accepted by the pre-check, rejected by the kernel:\n\(text)\n\(error)")
@@ -201,6 +207,7 @@ struct DifferentialTests {
     }
     print(tally.summary)
     #expect(tally.programs + tally.broken >= Self.target)
+    #expect(tally.constructs.values.allSatisfy { $0 > 0 }, "\(tally.constructs)")
     #expect(
       tally.disagreements.isEmpty,
       "\(tally.disagreements.count) disagreements, e.g.\n\(tally.disagreements.prefix(3).joined(separator: "\n\n"))")

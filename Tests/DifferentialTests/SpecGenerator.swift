@@ -386,7 +386,7 @@ struct SpecGenerator {
     assignedMaps = []
     let kinds = [
       "ordinary", "ordinary", "ordinary", "ordinary", "other-tracepoint", "maps", "printf", "casts", "dead-code",
-      "user-clauses", "stack", "complexity", "extreme", "issue-cases",
+      "user-clauses", "stack", "complexity", "extreme", "issue-cases", "bpftrace-constructs",
     ]
     let kind = pick(kinds)
     switch kind {
@@ -424,6 +424,8 @@ struct SpecGenerator {
       return (extremeSpec(), kind)
     case "issue-cases":
       return (pick(Self.issueCases), kind)
+    case "bpftrace-constructs":
+      return (constructsSpec(), kind)
     default:
       let shape = pick(Self.skbProbes)
       var text = clauseText(shape, statements: 1 + number(below: 8))
@@ -551,6 +553,68 @@ struct SpecGenerator {
       }.joined(separator: "\n  ")
       return "\(clause.shape.probe) {\n  \(body)\n}"
     }
+  }
+
+  // MARK: - bpftrace's constructs (issue 20)
+
+  static let constructNumbers = [
+    "len", "mark", "protocol", "ifindex", "gso_size", "gso_segs", "ip.ttl", "ip.len", "udp.dport", "tcp.sport",
+    "icmp.type", "netns", "data_len", "queue_mapping", "cpu", "pid", "skb->dev->mtu",
+  ]
+  static let constructPrintable = constructNumbers + [
+    "ifname", "comm", "gso_type", "saddr", "daddr", "ip6.saddr", "probe", "ts",
+    "nsecs", "elapsed", "uid", "gid", "ppid", "cgroup", "func", "bswap(len)", "bswap((u16)mark)", "sizeof(struct sock)",
+  ]
+  /// Fields sock:inet_sock_set_state records, for clauses that read the record.
+  static let recordedFields = ["args.sport", "args.dport", "args.newstate", "args.oldstate", "args.family", "args.protocol"]
+  /// What the differential test counts in the compiled specs of this class, so that a
+  /// generator whose constructs never compile cannot pass unnoticed.
+  static let constructMarkers = ["for (", "while (", " ? ", "return", "++", "tracepoint:sock", "bswap("]
+
+  /// Unrolled `for` and `while` loops with `break`/`continue`, `?:`, compound assignment,
+  /// `++`, `return`, builtins, and clauses of classic tracepoints reading their record.
+  mutating func constructsSpec() -> String {
+    if chance(20) { return recordSpec(size: 1 + number(below: 8)) }
+    let conditions = [
+      "ifname \(pick(["==", "!="])) \"\(pick(["lo", "eth0", "veth-a"]))\"",
+      "saddr in 10.\(random.next() % 256).0.0/\(pick([8, 16, 24]))",
+      "(\(pick(Self.constructNumbers)) \(pick(["+", "&", ">>", "*"])) \(random.next() % 64)) \(pick(["==", "!=", "<", ">="])) \(random.next() % 2000)",
+      "\(pick(Self.constructNumbers)) \(pick(["==", "!=", "<", "<=", ">", ">="])) \(pick(["0", "1", "0xdead", "1500", "4294967295"]))",
+    ]
+    let filter = chance(25) ? "" : " /\(pick(conditions))/"
+    let body = (0..<1 + number(below: 8)).map { index -> String in
+      switch random.next() % 6 {
+      case 0:
+        let n = 1 + random.next() % 6
+        return "$f\(index) = 0; for ($i : 0..\(n)) { if ($i == \(random.next() % 4)) { continue } $f\(index) += \(pick(Self.constructNumbers)); if ($f\(index) > 1000) { break } } print($f\(index))"
+      case 1:
+        return "$w\(index) = \(random.next() % 3); while ($w\(index) < \(2 + random.next() % 5)) { $w\(index)++; if (len > \(random.next() % 1500)) { continue } @q\(index)[$w\(index)] = count() }"
+      case 2:
+        return "print(\(pick(Self.constructNumbers)) > \(random.next() % 1500) ? \(pick(Self.constructNumbers)) : \(pick(Self.constructNumbers)))"
+      case 3:
+        return "$c\(index) = \(pick(Self.constructNumbers)); $c\(index) \(pick(["+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>="])) \(1 + random.next() % 7); $c\(index)++; @x\(index)[cpu]++; print($c\(index))"
+      case 4:
+        return "if (\(pick(conditions))) { return } print(\(pick(Self.constructPrintable)))"
+      default:
+        return "print(\((0..<1 + number(below: 4)).map { _ in pick(Self.constructPrintable) }.joined(separator: ", ")))"
+      }
+    }.joined(separator: "; ")
+    return "skb:net_dev_queue\(filter) { \(body) }"
+  }
+
+  /// A clause reading what a tracepoint recorded (a classic tracepoint program).
+  mutating func recordSpec(size: Int) -> String {
+    let filter = chance(33) ? "" : " /\(pick(Self.recordedFields)) \(pick(["==", "!=", "<", ">="])) \(pick(["TCP_CLOSE", "TCP_SYN_SENT", "6", "0", "443"]))/"
+    let body = (0..<size).map { index -> String in
+      switch random.next() % 5 {
+      case 0: return "printf(\"%s %s %d\\n\", ntop(args.saddr), ntop(args.daddr_v6), \(pick(Self.recordedFields)))"
+      case 1: return "@s\(index)[\(pick(Self.recordedFields))] = count()"
+      case 2: return "print(((struct sock *)args.skaddr)->__sk_common.skc_num, bswap(args.sport))"
+      case 3: return "$r\(index) = \(pick(Self.recordedFields)) == TCP_CLOSE ? 1 : 2; $r\(index) += args.sport; print($r\(index))"
+      default: return "for ($k : 0..\(1 + random.next() % 4)) { @t\(index)[$k, \(pick(Self.recordedFields))] = count() }"
+      }
+    }.joined(separator: "; ")
+    return "tracepoint:sock:inet_sock_set_state\(filter) { \(body) }"
   }
 
   /// The specs of issue 24 and its neighbours, as written there.

@@ -169,18 +169,18 @@ private let printLayout = EventLayout(
   /// A path ends where the kernel frees its skb; the address then starts a new path.
   @Test func aPathEndsWhereTheSkbIsFreed() throws {
     let paths = PathCollector(json: false)
-    #expect(paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 1_000, len: 142)) == nil)
-    #expect(paths.add(Self.event("net_dev_queue", skb: 0xb0, at: 1_500, len: 60)) == nil)
-    let done = try #require(paths.add(Self.event("kfree_skb", skb: 0xa0, at: 3_500, len: 142)))
+    #expect(paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 1_000, len: 142)).isEmpty)
+    #expect(paths.add(Self.event("net_dev_queue", skb: 0xb0, at: 1_500, len: 60)).isEmpty)
+    let done = try #require(paths.add(Self.event("kfree_skb", skb: 0xa0, at: 3_500, len: 142)).first?.text)
     #expect(
       done == """
         packet skb 0xa0 at 1000 (2 hops):
           +0.0us cpu 0 net_dev_queue (len: 142)
           +2.5us cpu 0 kfree_skb (len: 142)
         """)
-    #expect(paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 9_000, len: 99)) == nil)
+    #expect(paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 9_000, len: 99)).isEmpty)
     #expect(
-      paths.finish() == [
+      paths.finish().map(\.text) == [
         "packet skb 0xb0 at 1500 (1 hop, not freed while tracing):\n  +0.0us cpu 0 net_dev_queue (len: 60)",
         "packet skb 0xa0 at 9000 (1 hop, not freed while tracing):\n  +0.0us cpu 0 net_dev_queue (len: 99)",
       ])
@@ -190,7 +190,7 @@ private let printLayout = EventLayout(
   @Test func jsonPathsParse() throws {
     let paths = PathCollector(json: true)
     _ = paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 1_000, len: 142))
-    let line = try #require(paths.add(Self.event("consume_skb", skb: 0xa0, at: 1_700, len: 142)))
+    let line = try #require(paths.add(Self.event("consume_skb", skb: 0xa0, at: 1_700, len: 142)).first?.text)
     let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
     #expect(object["skb"] as? String == "0xa0" && object["ts"] as? Int == 1_000 && object["complete"] as? Bool == true)
     let hops = try #require(object["hops"] as? [[String: Any]])
