@@ -129,6 +129,15 @@ extension ProgramBuilder {
         try readKernel(address: base, offset: baseOffset, size: 16, into: slot, helper: .probeReadKernel)
       }
       return
+    case .load(let base, let baseOffset, let bytes, nil) where value.type.isWide && bytes <= size:
+      // Bytes no register holds (a byte array, a buffer): into a zeroed area, so equal bytes
+      // make equal keys.
+      zero(slot, size: size)
+      try readKernel(address: base, offset: baseOffset, size: bytes, into: slot, helper: .probeReadKernel)
+      return
+    case .mapLookup(let map, let keys) where value.type.isWide:
+      try copyMapValue(map, keys: keys, to: slot, size: size)
+      return
     case .variable(let variable) where size > 8 || Self.isString(value.type):
       let source = variableSlots[variable]
       let copied = min(size, source.size)
