@@ -29,10 +29,14 @@ public struct CodeGenerator: Sendable {
   /// per skb argument position) instead of one program and link each.
   public var kprobeProgramsShareCode: Bool
 
+  /// Bytes of each packet a capture (`-w`) keeps at most, `--snaplen`.
+  public var snaplen: Int
+
   public init(
     types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false,
-    kprobeProgramsShareCode: Bool = false
+    kprobeProgramsShareCode: Bool = false, snaplen: Int = Snaplen.standard
   ) {
+    self.snaplen = snaplen
     self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.types = types
     self.ringBufferSize = ringBufferSize
@@ -51,6 +55,22 @@ public struct CodeGenerator: Sendable {
         layoutByRange[range] = layout
       }
     }
+    var captureLayouts: [CaptureLayout] = []
+    var captureLayoutByRange: [SourceRange: CaptureLayout] = [:]
+    for clause in spec.clauses {
+      for (range, capture) in captureStatements(clause.actions) {
+        let layout = CaptureLayout.make(id: UInt32(captureLayouts.count), capture: capture, range: range)
+        captureLayouts.append(layout)
+        captureLayoutByRange[range] = layout
+      }
+    }
+    // Maps of their own after the spec's: the perf rings packets go to, and kernel stacks.
+    var nextMap = StandardMap.firstUserMap + Int32(spec.maps.count)
+    let packetMap: Int32? = captureLayouts.isEmpty ? nil : nextMap
+    if packetMap != nil { nextMap += 1 }
+    let stackMap: Int32? = spec.clauses.contains(where: Self.readsStack) ? nextMap : nil
+    let auxiliary = AuxiliaryMaps(
+      packets: packetMap, stacks: stackMap, captureLayouts: captureLayoutByRange, snaplen: snaplen)
     var programs: [CompiledProgram] = []
     var probeNames: [String] = []
     // An array entry cannot be deleted: maps the spec deletes from stay hash maps.
@@ -69,7 +89,7 @@ public struct CodeGenerator: Sendable {
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
           tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-          directlyIndexedMaps: Set(directlyIndexed.keys))
+          directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary)
         let program = try builder.build(clause)
         programs.append(
           CompiledProgram(
@@ -84,7 +104,8 @@ public struct CodeGenerator: Sendable {
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
       // Counters of rare events, one value each, updated in place through the value's
       // address (no lookup): an atomic add on a shared line costs nothing while nothing is lost.
-      MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1),
+      // Events the ring buffer had no room for, then packets that could not be written.
+      MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 16, maxEntries: 1),
       MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
       MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
     ]
@@ -101,10 +122,47 @@ public struct CodeGenerator: Sendable {
           name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
-    return CompiledSpec(
+    if packetMap != nil {
+      // One perf ring per CPU: the runtime sets the entries to the number of possible CPUs.
+      maps.append(MapDescription(name: "packets", kind: .perfEventArray, keySize: 4, valueSize: 4, maxEntries: 0))
+    }
+    if stackMap != nil {
+      maps.append(
+        MapDescription(
+          name: "stacks", kind: .stackTrace, keySize: 4, valueSize: 8 * KernelStackDepth.maximum,
+          maxEntries: mapEntries))
+    }
+    var compiled = CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
       directlyIndexedMaps: directlyIndexed, probeTypes: spec.probeTypes)
+    compiled.captureLayouts = captureLayouts
+    compiled.packetMap = packetMap
+    compiled.stackMap = stackMap
+    compiled.snaplen = snaplen
+    return compiled
+  }
+
+  /// Every capture a clause's actions make, with the range of the print it follows.
+  func captureStatements(_ actions: [Action]) -> [(SourceRange, PacketCapture)] {
+    actions.flatMap { action -> [(SourceRange, PacketCapture)] in
+      switch action {
+      case .capture(let capture, let range): [(range, capture)]
+      case .conditional(_, let then, let otherwise): captureStatements(then) + captureStatements(otherwise)
+      default: []
+      }
+    }
+  }
+
+  /// Whether a clause reads `kstack` anywhere.
+  static func readsStack(_ clause: CheckedClause) -> Bool {
+    func reads(_ expression: TypedExpr) -> Bool {
+      expression.kind == .builtin(.kstack) || expression.operands.contains(where: reads)
+    }
+    func reads(_ action: Action) -> Bool {
+      action.expressions.contains(where: reads) || action.nestedActions.contains(where: reads)
+    }
+    return (clause.filter.map(reads) ?? false) || clause.actions.contains(where: reads)
   }
 
   /// The maps a clause's actions delete entries from.
@@ -113,7 +171,7 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .mapDelete(let map, _, _): [map]
       case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
-      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable: []
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .capture: []
       }
     }
   }
@@ -125,7 +183,7 @@ public struct CodeGenerator: Sendable {
       case .print(let values, let range): [(range, values, nil)]
       case .printf(let format, let values, let range): [(range, values, format)]
       case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable: []
+      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .capture: []
       }
     }
   }

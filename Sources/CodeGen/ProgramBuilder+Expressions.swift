@@ -115,6 +115,8 @@ extension ProgramBuilder {
         return temp
       case .comm:
         throw CodeGenError(message: "comm can only be printed", range: expression.range)
+      case .kstack:
+        return stackID()
       }
     case .skb:
       let (temp, register) = temps.allocate(&frame, &asm)

@@ -33,6 +33,8 @@ struct ProgramBuilder {
   var variableSlots: [(offset: Int16, size: Int)] = []
   /// Fields the clause reads through a helper more than once: read once, kept on the stack.
   var sharedReads: Set<KernelRead> = []
+  /// The packet and stack maps, and the capture records, for clauses that use them.
+  let auxiliary: AuxiliaryMaps
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -41,8 +43,10 @@ struct ProgramBuilder {
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
-    skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = []
+    skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
+    auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard)
   ) {
+    self.auxiliary = auxiliary
     self.probeFromCookie = probeFromCookie
     self.directlyIndexedMaps = directlyIndexedMaps
     self.recordsSkbAddress = recordsSkbAddress
@@ -186,13 +190,20 @@ struct ProgramBuilder {
       case .mapDelete(let map, let keys, let range):
         asm.currentRange = range
         try mapDelete(map, keys: keys)
+      case .capture(let capture, let range):
+        asm.currentRange = range
+        try self.capture(capture, layout: auxiliary.captureLayouts[range]!)
       }
     }
   }
 
   /// Reserves a record of `size` bytes in the ring buffer into r8, lets `fill` write it, and
-  /// submits it; when the ring buffer is full, counts the loss in the per-CPU `lost` map.
-  mutating func emitRecord(size: Int, fill: (inout ProgramBuilder) throws(CodeGenError) -> Void) throws(CodeGenError) {
+  /// submits it (or, with `discarding`, gives it back: the record was only a buffer); when the
+  /// ring buffer is full, counts the loss in counter `lossCounter` of the `lost` map.
+  mutating func emitRecord(
+    size: Int, lossCounter: Int32 = LossCounter.events, discarding: Bool = false,
+    fill: (inout ProgramBuilder) throws(CodeGenError) -> Void
+  ) throws(CodeGenError) {
     let reserved = asm.newLabel()
     let end = asm.newLabel()
     asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
@@ -200,14 +211,14 @@ struct ProgramBuilder {
     asm.emit(.mov(.r3, 0))
     asm.emit(.call(helper: HelperFunction.ringbufReserve.rawValue))
     asm.jump(if: .ne, .r0, .immediate(0), to: reserved)
-    countLoss()
+    incrementCounter(in: StandardMap.lost, index: lossCounter)
     asm.jump(to: end)
     asm.bind(reserved)
     asm.emit(.mov(Self.record, .r0))
     try fill(&self)
     asm.emit(.mov(.r1, Self.record))
     asm.emit(.mov(.r2, 0))
-    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    asm.emit(.call(helper: (discarding ? HelperFunction.ringbufDiscard : .ringbufSubmit).rawValue))
     asm.bind(end)
   }
 
@@ -272,10 +283,6 @@ struct ProgramBuilder {
       builder.asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.cpuOffset), 0))
       builder.storeHeaderTail(layoutID: exitRequestLayoutID, probeID: builder.probeID)
     }
-  }
-
-  mutating func countLoss() {
-    incrementCounter(in: StandardMap.lost, index: 0)
   }
 
   /// Adds one to the `index`th counter of a one-entry array map, addressed directly.

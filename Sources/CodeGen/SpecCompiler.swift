@@ -19,11 +19,15 @@ public struct SpecCompiler: Sendable {
   public var options: DesugaringOptions
   /// See `CodeGenerator.kprobeProgramsShareCode`: on where kprobes attach with kprobe.multi.
   public var kprobeProgramsShareCode: Bool
+  /// `--snaplen` for captures (`-w`).
+  public var snaplen: Int
 
   public init(
     resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
-    options: DesugaringOptions = DesugaringOptions(), kprobeProgramsShareCode: Bool = false
+    options: DesugaringOptions = DesugaringOptions(), kprobeProgramsShareCode: Bool = false,
+    snaplen: Int = Snaplen.standard
   ) {
+    self.snaplen = snaplen
     self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.resolver = resolver
     self.ringBufferSize = ringBufferSize
@@ -53,7 +57,8 @@ public struct SpecCompiler: Sendable {
     do {
       compiled = try CodeGenerator(
         types: resolver.types, ringBufferSize: ringBufferSize, mapEntries: mapEntries,
-        recordsSkbAddress: options.groupsEventsByPacket, kprobeProgramsShareCode: kprobeProgramsShareCode
+        recordsSkbAddress: options.groupsEventsByPacket, kprobeProgramsShareCode: kprobeProgramsShareCode,
+        snaplen: snaplen
       ).generate(spec)
     } catch {
       return .failed(warnings + [error.diagnostic])

@@ -61,6 +61,10 @@ public final class RingBufferReader: @unchecked Sendable {
     return Int(n)
   }
 
+  /// A descriptor that polls readable when records are waiting (libbpf's epoll descriptor),
+  /// for waiting on this and other readers at once.
+  public var pollDescriptor: Int32 { ring_buffer__epoll_fd(ringBuffer) }
+
   /// Handles every record available now without waiting.
   @discardableResult
   public func drain() -> Int {

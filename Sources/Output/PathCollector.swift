@@ -41,20 +41,30 @@ public final class PathCollector {
   func render(_ path: Path, complete: Bool) -> String {
     let start = path.hops.first?.timestamp ?? 0
     let text = EventFormatter(format: json ? .json : .text)
+    // Each hop's time since the previous one: where the packet spent its time.
+    let previous = [start] + path.hops.dropLast().map(\.timestamp)
     if json {
-      let hops = path.hops.map { hop -> String in
+      let hops = zip(path.hops, previous).map { hop, before -> String in
         let values = hop.values.map { "\(JSON.string($0.label)): \(text.json($0.value))" }.joined(separator: ", ")
-        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"cpu\": \(hop.cpu), \"values\": {\(values)}}"
+        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"dt_prev_ns\": \(Self.delta(hop.timestamp, since: before)), \"cpu\": \(hop.cpu), \"values\": {\(values)}}"
       }
       return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(complete), \"hops\": [\(hops.joined(separator: ", "))]}"
     }
     var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(complete ? "" : ", not freed while tracing")):"
-    for hop in path.hops {
+    for (hop, before) in zip(path.hops, previous) {
       let values = hop.values.map { "\($0.label): \(text.text($0.value))" }.joined(separator: " ")
       let delta = Double(hop.timestamp &- start) / 1000
-      out += "\n  +\(formatMicroseconds(delta))us cpu \(hop.cpu) \(hop.probe) (\(values))"
+      let step = Double(Self.delta(hop.timestamp, since: before)) / 1000
+      out += "\n  +\(formatMicroseconds(delta))us (+\(formatMicroseconds(step))us) cpu \(hop.cpu) \(hop.probe) (\(values))"
     }
     return out
+  }
+
+  /// Nanoseconds from `before` to `timestamp`. Events of one packet on different CPUs can
+  /// arrive slightly out of order (each CPU's clock reading is taken before its record is
+  /// reserved): a hop read before its predecessor counts as 0, never as a huge number.
+  static func delta(_ timestamp: UInt64, since before: UInt64) -> UInt64 {
+    timestamp >= before ? timestamp - before : 0
   }
 
   private func formatMicroseconds(_ value: Double) -> String {

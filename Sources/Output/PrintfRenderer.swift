@@ -6,7 +6,8 @@ public import Sema
 /// the number conversions print the value's bits at its own width.
 public enum PrintfRenderer {
   public static func render(
-    _ format: FormatString, fields: [EventField], probeNames: [String], bytes: (EventField) -> [UInt8]
+    _ format: FormatString, fields: [EventField], probeNames: [String], stacks: KernelStackTable? = nil,
+    bytes: (EventField) -> [UInt8]
   ) -> String {
     var out = ""
     for piece in format.pieces {
@@ -17,14 +18,15 @@ public enum PrintfRenderer {
         guard argument < fields.count else { continue }
         let field = fields[argument]
         let raw = bytes(field)
-        out += render(conversion, type: field.type, size: field.size, raw: raw, probeNames: probeNames)
+        out += render(conversion, type: field.type, size: field.size, raw: raw, probeNames: probeNames, stacks: stacks)
       }
     }
     return out
   }
 
   static func render(
-    _ conversion: FormatString.Conversion, type: ValueType, size: Int, raw: [UInt8], probeNames: [String]
+    _ conversion: FormatString.Conversion, type: ValueType, size: Int, raw: [UInt8], probeNames: [String],
+    stacks: KernelStackTable? = nil
   ) -> String {
     // Its own width and its type's signedness: an enum prints as the enum's type says.
     let stored = StoredNumber(raw, width: size, as: type)
@@ -57,7 +59,7 @@ public enum PrintfRenderer {
     case .character:
       return pad(Self.character(UInt8(truncatingIfNeeded: bits)), conversion)
     case .string:
-      var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw).text
+      var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw, stacks: stacks).text
       if let precision = conversion.precision { text = String(text.prefix(precision)) }
       return pad(text, conversion)
     }

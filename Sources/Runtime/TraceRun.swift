@@ -15,11 +15,14 @@ public struct TraceOptions: Sendable {
   public var printsEvents: Bool
   /// The host name JSON events carry.
   public var host: String?
+  /// `-w`: where captured packets go; nil when the spec captures none.
+  public var capture: PacketCaptureOptions?
 
   public init(
     format: OutputFormat = .text, command: String? = nil, duration: Double? = nil, printsEvents: Bool = true,
-    host: String? = ProcessInfo.processInfo.hostName
+    host: String? = ProcessInfo.processInfo.hostName, capture: PacketCaptureOptions? = nil
   ) {
+    self.capture = capture
     self.format = format
     self.command = command
     self.duration = duration
@@ -38,6 +41,13 @@ public struct TraceSummary: Sendable {
   public var fullMaps: [(map: MapDeclaration, dropped: UInt64)]
   /// The shell's status when the `-c` command could not be run at all (126 or 127).
   public var commandNotRunnable: Int32?
+  /// Packets written to the capture file (`-w`), and packets that could not be captured.
+  public var packets: UInt64 = 0
+  public var lostPackets: UInt64 = 0
+  /// Why writing the capture file failed, when it did (a full disk).
+  public var captureFailure: String?
+  /// Events whose `kstack` the kernel could not record, by reason.
+  public var stacksUnavailable: [(reason: String, count: UInt64)] = []
 }
 
 /// Why a run could not go on after attaching.
@@ -61,17 +71,27 @@ public final class TraceRun {
   public let options: TraceOptions
   private let sink: EventSink
   private let maps: MapPrinter
+  /// Resolves `kstack` values, when the spec has any.
+  private let stacks: KernelStackTable?
 
   public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput) {
     self.compiled = compiled
-    self.session = TraceSession(compiled: compiled)
+    let session = TraceSession(compiled: compiled)
+    self.session = session
     self.options = options
-    let formatter = EventFormatter(
-      format: options.format, host: options.host, wallClockOffset: EventFormatter.currentWallClockOffset())
+    let stacks = compiled.stackMap.map { _ in KernelStackTable { session.kernelStack($0) } }
+    self.stacks = stacks
+    let wallClockOffset = EventFormatter.currentWallClockOffset()
+    let formatter = EventFormatter(format: options.format, host: options.host, wallClockOffset: wallClockOffset)
+    let captures = options.capture.flatMap { capture in
+      compiled.packetMap.map { _ in
+        CaptureSink(compiled: compiled, stacks: stacks, options: capture, wallClockOffset: wallClockOffset)
+      }
+    }
     self.sink = EventSink(
-      decoder: EventDecoder(compiled: compiled), formatter: formatter, output: output,
-      printsEvents: options.printsEvents)
-    self.maps = MapPrinter(compiled: compiled, format: options.format)
+      decoder: EventDecoder(compiled: compiled, stacks: stacks), formatter: formatter, output: output,
+      printsEvents: options.printsEvents, captures: captures)
+    self.maps = MapPrinter(compiled: compiled, format: options.format, stacks: stacks)
   }
 
   deinit { session.detach() }
@@ -90,7 +110,8 @@ public final class TraceRun {
   /// Starts handing ring buffer records to the decoder.
   public func startReading() throws(RuntimeError) {
     let sink = self.sink
-    try session.startReading { bytes in sink.handle(bytes) }
+    let captures = sink.captures
+    try session.startReading({ bytes in sink.handle(bytes) }, packets: captures.map { captures in { captures.handle($0) } })
   }
 
   /// Runs BEGIN, then events and interval clauses until something says stop, then detaches
@@ -118,11 +139,13 @@ public final class TraceRun {
       let wait = nextTimer.map { max(0, min(longest, Int32($0.timeIntervalSinceNow * 1000))) } ?? longest
       session.poll(milliseconds: wait)
       sink.output.flush()
+      sink.captures?.flush()
       for index in intervals.indices where Date() >= intervals[index].2 {
         if interpreter.run(intervals[index].0.steps) { stopRequested = true }
         intervals[index].2 = intervals[index].2.addingTimeInterval(intervals[index].1)
       }
       if StopSignals.received || sink.exitRequested || sink.output.isClosed { break }
+      if sink.captures?.output.isClosed == true { break }
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
     }
@@ -132,6 +155,7 @@ public final class TraceRun {
     session.drain()
     for unfinished in sink.paths?.finish() ?? [] { sink.output.writeLine(unfinished) }
     sink.output.flush()
+    sink.captures?.flush()
     if compiled.userClauses.contains(where: { $0.trigger == .end }) {
       _ = interpreter.run(compiled.userClauses, on: .end)
     } else {
@@ -140,6 +164,12 @@ public final class TraceRun {
     sink.output.flush()
     let fullMaps = zip(compiled.userMaps, session.fullMapCounts()).filter { $0.1 > 0 }.map { (map: $0.0, dropped: $0.1) }
     var summary = TraceSummary(samples: sink.samples, lost: session.lostEvents, fullMaps: fullMaps)
+    if let captures = sink.captures {
+      summary.packets = captures.packets
+      summary.lostPackets = session.lostPackets
+      summary.captureFailure = captures.output.failure
+    }
+    summary.stacksUnavailable = stacks?.unavailable ?? []
     session.detach()
     if let child {
       let ranToEnd = !child.isRunning
@@ -164,18 +194,28 @@ final class EventSink {
   let formatter: EventFormatter
   let paths: PathCollector?
   let printsEvents: Bool
+  /// Where captures (`-w`) go; kprobes send theirs through the ring buffer with the events.
+  let captures: CaptureSink?
 
-  init(decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool) {
+  init(
+    decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool,
+    captures: CaptureSink? = nil
+  ) {
     self.decoder = decoder
     self.formatter = formatter
     self.output = output
     self.printsEvents = printsEvents
+    self.captures = captures
     self.paths = formatter.format.groupsByPacket && printsEvents ? PathCollector(json: formatter.format.isJSON) : nil
   }
 
   func handle(_ bytes: UnsafeRawBufferPointer) {
     if decoder.isExitRequest(bytes) {
       exitRequested = true
+      return
+    }
+    if CaptureDecoder.isCapture(bytes) {
+      captures?.handle(bytes)
       return
     }
     guard let event = decoder.decode(bytes) else { return }

@@ -154,12 +154,7 @@ struct ClauseContext {
     }
     guard !attachPoints.isEmpty else { return nil }
     hasSkb = attachPoints.allSatisfy { $0.skbArgument != nil }
-    var common: [String: BTFTypeID]? = nil
-    for point in attachPoints {
-      let mine = Dictionary(point.arguments.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
-      common = common.map { $0.filter { mine[$0.key] == $0.value } } ?? mine
-    }
-    commonArguments = common ?? [:]
+    commonArguments = Self.commonArguments(of: attachPoints)
 
     var filter: TypedExpr?
     checkingFilter = true
@@ -170,6 +165,16 @@ struct ClauseContext {
     let actions = statements(clause.body.statements)
     return CheckedClause(
       attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range, variables: variables)
+  }
+
+  /// Arguments every attach point has, with the same type.
+  static func commonArguments(of attachPoints: [AttachPoint]) -> [String: BTFTypeID] {
+    var common: [String: BTFTypeID]? = nil
+    for point in attachPoints {
+      let mine = Dictionary(point.arguments.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+      common = common.map { $0.filter { mine[$0.key] == $0.value } } ?? mine
+    }
+    return common ?? [:]
   }
 
   // MARK: Statements
@@ -359,6 +364,15 @@ struct ClauseContext {
       return binary(op, lhs, rhs, range: range).map(Reference.value)
     case .map(let access):
       return mapRead(access, range: range).map(Reference.value)
+    case .call("kstack", let arguments):
+      guard arguments.isEmpty else {
+        diagnostics.append(
+          Diagnostic(
+            "kstack-arguments", "kstack takes no arguments in swtrace: it is always the whole kernel stack, as deep as the kernel records it",
+            at: range, notes: [.init(.help, "write kstack")]))
+        return nil
+      }
+      return .value(TypedExpr(.builtin(.kstack), type: .kernelStack, range: range))
     case .call("ksym", let arguments):
       guard arguments.count == 1 else {
         diagnostics.append(Diagnostic("ksym-arity", "ksym() takes one kernel address, such as ksym(location)", at: range))
@@ -404,7 +418,7 @@ struct ClauseContext {
         return nil
       }
       var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
-      if let best = closestName(to: name, among: ["ksym"]) {
+      if let best = closestName(to: name, among: ["ksym", "kstack"]) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
       }
       diagnostics.append(diagnostic)

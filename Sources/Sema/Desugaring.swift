@@ -9,7 +9,10 @@ public import SwtraceSyntax
 ///   (`tracepoint:skb:kfree_skb`, `tracepoint:skb:consume_skb`) that no clause attaches to
 ///   yet, so a freed packet leaves the tracked set even where the spec does not look;
 /// - with `-o paths`, the device and namespace (`ifname`, `netns`) in every print of an skb
-///   clause that does not print them already, so each hop of a path says where it was.
+///   clause that does not print them already, so each hop of a path says where it was;
+/// - with `--stack`, `kstack` in every print and printf that does not print it already;
+/// - with `-w`, a capture of the packet after every print and printf of an skb clause, with
+///   the values its comment shows and the skb fields that locate its bytes.
 ///
 /// Each is built the way a written construct is: the free probes are resolved by the same
 /// `ProbeResolver` (so `--dump-bpf` and the attach report show them like any other), the
@@ -33,15 +36,21 @@ public struct Desugaring: Sendable {
     desugared.clauses = spec.clauses.map { clause in
       var clause = clause
       let hasSkb = !clause.attachPoints.isEmpty && clause.attachPoints.allSatisfy { $0.skbArgument != nil }
-      guard hasSkb else { return clause }
-      if options.trackFilteredPackets, clause.filter != nil {
+      var context = ClauseContext(checker: Checker(resolver: resolver), source: source, maps: spec.maps)
+      context.attachPoints = clause.attachPoints
+      context.hasSkb = hasSkb
+      context.commonArguments = ClauseContext.commonArguments(of: clause.attachPoints)
+      if hasSkb, options.trackFilteredPackets, clause.filter != nil {
         clause.actions.insert(.track(range: clause.range), at: 0)
       }
-      if options.groupsEventsByPacket {
-        var context = ClauseContext(checker: Checker(resolver: resolver), source: source, maps: spec.maps)
-        context.attachPoints = clause.attachPoints
-        context.hasSkb = true
+      if hasSkb, options.groupsEventsByPacket {
         clause.actions = context.withPacketLocation(clause.actions)
+      }
+      if options.recordsStacks {
+        clause.actions = context.withStack(clause.actions)
+      }
+      if hasSkb, options.capturesPackets {
+        clause.actions = context.withCaptures(clause.actions, stack: options.recordsStacks)
       }
       return clause
     }
@@ -98,5 +107,99 @@ extension ClauseContext {
         return action
       }
     }
+  }
+}
+
+extension ClauseContext {
+  /// `actions` with `kstack` added to every print and printf that does not print it already.
+  func withStack(_ actions: [Action]) -> [Action] {
+    func printsStack(_ values: [PrintedValue]) -> Bool {
+      values.contains { $0.value.kind == .builtin(.kstack) }
+    }
+    return actions.map { action in
+      switch action {
+      case .print(var values, let range) where !printsStack(values):
+        values.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
+        return .print(values, range: range)
+      case .printf(let format, var values, let range) where !printsStack(values):
+        // After the format's own arguments: the text stays what the format says, and the
+        // stack follows it.
+        values.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
+        return .printf(format, values, range: range)
+      case .conditional(let condition, let then, let otherwise):
+        return .conditional(condition, then: withStack(then), else: withStack(otherwise))
+      default:
+        return action
+      }
+    }
+  }
+
+  /// `actions` with a capture of the packet after every print and printf, where this kernel
+  /// can locate the packet's bytes.
+  func withCaptures(_ actions: [Action], stack: Bool) -> [Action] {
+    actions.flatMap { action -> [Action] in
+      switch action {
+      case .print(_, let range), .printf(_, _, let range):
+        guard let capture = packetCapture(range: range, stack: stack) else { return [action] }
+        return [action, .capture(capture, range: range)]
+      case .conditional(let condition, let then, let otherwise):
+        return [.conditional(condition, then: withCaptures(then, stack: stack), else: withCaptures(otherwise, stack: stack))]
+      default:
+        return [action]
+      }
+    }
+  }
+
+  /// The comment's values and the packet's geometry, typed as if the spec had written them;
+  /// nil where the kernel's `struct sk_buff` lacks what locates the bytes.
+  func packetCapture(range: SourceRange, stack: Bool) -> PacketCapture? {
+    guard let length = quietSkbValue(["len"], range: range),
+      let pagedLength = quietSkbValue(["data_len"], range: range),
+      let macHeader = quietSkbValue(["mac_header"], range: range),
+      let networkHeader = quietSkbValue(["network_header"], range: range),
+      let head = quietSkbValue(["head"], range: range),
+      let data = quietSkbValue(["data"], range: range)
+    else { return nil }
+    var comment: [PrintedValue] = []
+    if let mark = quietSkbValue(["mark"], range: range) { comment.append(PrintedValue(label: "mark", value: mark)) }
+    for field in [DerivedField.ifname, .netns] {
+      if let value = quietDerivedValue(field, range: range) {
+        comment.append(PrintedValue(label: field.rawValue, value: value))
+      }
+    }
+    // Where the probe says why and where the packet was dropped (kfree_skb).
+    for name in ["reason", "location"] where commonArguments[name] != nil {
+      var scratch = self
+      if case .value(let value)? = scratch.identifier(name, range: range), scratch.diagnostics.count == diagnostics.count {
+        comment.append(PrintedValue(label: name, value: value))
+      }
+    }
+    if stack {
+      comment.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
+    }
+    let geometry = PacketGeometry(
+      length: length, pagedLength: pagedLength, macHeader: macHeader, networkHeader: networkHeader, head: head,
+      data: data, deviceType: quietSkbValue(["dev", "type"], range: range))
+    return PacketCapture(comment: comment, geometry: geometry)
+  }
+
+  /// The value at a path of members from the skb (`["dev", "type"]` is `skb->dev->type`), or
+  /// nil without any diagnostic when this kernel lacks one of them.
+  func quietSkbValue(_ names: [String], range: SourceRange) -> TypedExpr? {
+    var scratch = self
+    let before = diagnostics.count
+    var current: Reference = .value(skbValue(range))
+    for name in names {
+      guard scratch.memberExists(name, in: current),
+        let next = scratch.member(name, of: current, range: range, nameRange: range)
+      else { return nil }
+      current = next
+    }
+    let value: TypedExpr?
+    switch current {
+    case .value(let typed): value = typed
+    case .place(let place): value = scratch.read(place)
+    }
+    return scratch.diagnostics.count == before ? value : nil
   }
 }

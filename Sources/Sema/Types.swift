@@ -70,6 +70,9 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   case probe
   /// A kernel code address, printed as `symbol+0xoffset` (`ksym(location)`).
   case kernelSymbol
+  /// The kernel stack where the probe fired (`kstack`): an id into the stack map, printed as
+  /// the symbolized frames it stands for.
+  case kernelStack
   case void
 
   public static let u64 = ValueType.integer(bytes: 8, signed: false)
@@ -88,6 +91,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .pointer(_, let description): description
     case .probe: "probe"
     case .kernelSymbol: "kernel symbol"
+    case .kernelStack: "kernel stack"
     case .void: "void"
     }
   }
@@ -101,6 +105,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .bool: IntegerRepresentation(bytes: 1, isSigned: false)
     case .flags, .pointer, .kernelSymbol: IntegerRepresentation(bytes: 8, isSigned: false)
     case .ipv4, .probe: IntegerRepresentation(bytes: 4, isSigned: false)
+    // bpf_get_stackid's result: an id, or a negative error number.
+    case .kernelStack: IntegerRepresentation(bytes: 8, isSigned: true)
     case .string, .ipv6, .void: nil
     }
   }
@@ -129,6 +135,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .pointer: 8
     case .probe: 4
     case .kernelSymbol: 8
+    case .kernelStack: 8
     case .void: 0
     }
   }
@@ -136,7 +143,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
 
 /// Values every clause can read.
 public enum Builtin: String, Hashable, Sendable, CaseIterable {
-  case probe, ts, cpu, pid, tid, comm
+  case probe, ts, cpu, pid, tid, comm, kstack
 
   public var type: ValueType {
     switch self {
@@ -144,6 +151,7 @@ public enum Builtin: String, Hashable, Sendable, CaseIterable {
     case .ts: .u64
     case .cpu, .pid, .tid: .u32
     case .comm: .string(capacity: 16)
+    case .kstack: .kernelStack
     }
   }
 }
@@ -216,6 +224,10 @@ public struct TypedExpr: Hashable, Sendable {
 public struct PrintedValue: Hashable, Sendable {
   public var label: String
   public var value: TypedExpr
+  public init(label: String, value: TypedExpr) {
+    self.label = label
+    self.value = value
+  }
 }
 
 /// A `$name` of a clause: its type is fixed by the first assignment.
@@ -244,11 +256,15 @@ public indirect enum Action: Hashable, Sendable {
   /// whatever its filter says, until the kernel frees it.
   case track(range: SourceRange)
   case exit(range: SourceRange)
+  /// `-w`: the packet's bytes with what its comment says, written after the print at `range`
+  /// (added by `Desugaring`).
+  case capture(PacketCapture, range: SourceRange)
 
   /// The expressions the action itself evaluates (a conditional: its condition).
   public var expressions: [TypedExpr] {
     switch self {
     case .print(let values, _), .printf(_, let values, _): values.map(\.value)
+    case .capture(let capture, _): capture.comment.map(\.value) + capture.geometry.values
     case .assignVariable(_, let value, _): [value]
     case .conditional(let condition, _, _): [condition]
     case .mapUpdate(_, let keys, let value, _): keys + (value.map { [$0] } ?? [])
@@ -271,8 +287,64 @@ public struct DesugaringOptions: Hashable, Sendable {
   /// `-o paths`: every print of an skb clause also records the device and namespace, and
   /// events carry the skb's address so they can be grouped per packet.
   public var groupsEventsByPacket = false
-  public init(trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false) {
+  /// `-w`: every print of an skb clause also writes the packet (`Action.capture`).
+  public var capturesPackets = false
+  /// `--stack`: every print also records the kernel stack (`kstack`).
+  public var recordsStacks = false
+  public init(
+    trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false, capturesPackets: Bool = false,
+    recordsStacks: Bool = false
+  ) {
     self.trackFilteredPackets = trackFilteredPackets
     self.groupsEventsByPacket = groupsEventsByPacket
+    self.capturesPackets = capturesPackets
+    self.recordsStacks = recordsStacks
+  }
+}
+
+/// What `-w` writes for one event: the values its packet comment shows, and the skb fields
+/// that locate the packet's bytes, all typed like any value the spec reads.
+public struct PacketCapture: Hashable, Sendable {
+  /// Labelled values for the comment: mark, device, namespace, drop reason and location where
+  /// the probe has them, the stack with `--stack`.
+  public var comment: [PrintedValue]
+  public var geometry: PacketGeometry
+  public init(comment: [PrintedValue], geometry: PacketGeometry) {
+    self.comment = comment
+    self.geometry = geometry
+  }
+}
+
+/// The skb fields that say where a packet's bytes are: the capture starts at the MAC header
+/// when there is one in reach, else at the network header, else at `data`.
+public struct PacketGeometry: Hashable, Sendable {
+  /// `skb->len`: bytes from `data`, linear and paged.
+  public var length: TypedExpr
+  /// `skb->data_len`: the paged part of `length`.
+  public var pagedLength: TypedExpr
+  /// Offsets from `head` (16 bits, `0xffff` when unset for the MAC header).
+  public var macHeader: TypedExpr
+  public var networkHeader: TypedExpr
+  public var head: TypedExpr
+  public var data: TypedExpr
+  /// `skb->dev->type` (an `ARPHRD_*`), 0 without a device: it says what the MAC header is.
+  public var deviceType: TypedExpr?
+
+  public init(
+    length: TypedExpr, pagedLength: TypedExpr, macHeader: TypedExpr, networkHeader: TypedExpr, head: TypedExpr,
+    data: TypedExpr, deviceType: TypedExpr?
+  ) {
+    self.length = length
+    self.pagedLength = pagedLength
+    self.macHeader = macHeader
+    self.networkHeader = networkHeader
+    self.head = head
+    self.data = data
+    self.deviceType = deviceType
+  }
+
+  /// Every value, in the order they are stored.
+  public var values: [TypedExpr] {
+    [length, pagedLength, macHeader, networkHeader, head, data] + (deviceType.map { [$0] } ?? [])
   }
 }

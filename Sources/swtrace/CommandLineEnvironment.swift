@@ -24,9 +24,10 @@ extension TracingEnvironment {
 
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
   func compileForCommandLine(
-    _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions()
+    _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(),
+    snaplen: Int = Snaplen.standard
   ) throws -> CompiledSpec {
-    switch compiler(mapEntries: mapEntries, options: options).compile(source) {
+    switch compiler(mapEntries: mapEntries, options: options, snaplen: snaplen).compile(source) {
     case .failed(let diagnostics):
       Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CodeGen
 import Output
 import PrometheusExport
 import Runtime
@@ -64,6 +65,41 @@ struct Trace: ParsableCommand {
   @Flag(name: .customLong("print-events"), help: "With --metrics, print events too.")
   var printEvents = false
 
+  // Packets and stacks (issue 21).
+
+  @Option(
+    name: .customShort("w"),
+    help: ArgumentHelp(
+      "Write the packet of every event of an skb clause to FILE as pcapng, for Wireshark and tshark ('-': standard output, such as | tshark -r -; the text output then goes to standard error).",
+      valueName: "FILE"))
+  var writeFile: String?
+
+  @Option(
+    name: .customLong("snaplen"),
+    help: ArgumentHelp(
+      "With -w, keep at most N bytes of each packet (default \(Snaplen.standard), at most \(Snaplen.maximum)).",
+      valueName: "N"))
+  var snaplen: Int?
+
+  @Flag(name: .customLong("stack"), help: "Add the kernel stack (kstack) to every event: in text, JSON and -w's packet comments.")
+  var stack = false
+
+  /// What `-w`, `--snaplen` and `--stack` ask of the compiler.
+  func desugaringOptions() -> DesugaringOptions {
+    DesugaringOptions(
+      trackFilteredPackets: track, groupsEventsByPacket: output.groupsByPacket, capturesPackets: writeFile != nil,
+      recordsStacks: stack)
+  }
+
+  func validateCapture() throws {
+    if let snaplen {
+      if writeFile == nil { throw ValidationError("--snaplen only goes with -w") }
+      if snaplen < 1 || snaplen > Snaplen.maximum {
+        throw ValidationError("--snaplen must be between 1 and \(Snaplen.maximum)")
+      }
+    }
+  }
+
   func validate() throws {
     if expression != nil, file != nil {
       throw ValidationError("give the spec either with -e or as a file, not both")
@@ -76,6 +112,7 @@ struct Trace: ParsableCommand {
       throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
     }
     if printEvents, metrics == nil { throw ValidationError("--print-events only goes with --metrics") }
+    try validateCapture()
   }
 
   func run() throws {
@@ -96,8 +133,8 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
-    let options = DesugaringOptions(trackFilteredPackets: track, groupsEventsByPacket: output.groupsByPacket)
-    let compiled = try environment.compileForCommandLine(source, mapEntries: mapEntries, options: options)
+    let compiled = try environment.compileForCommandLine(
+      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard)
     if dumpBPF {
       Swift.print(compiled.listing(source: source), terminator: "")
       return
@@ -106,7 +143,7 @@ struct Trace: ParsableCommand {
       compiled: compiled, source: source,
       options: TraceOptions(
         format: output, command: command, duration: duration, printsEvents: metrics == nil || printEvents),
-      verbose: verbose, metrics: metrics
+      verbose: verbose, metrics: metrics, capturePath: writeFile
     ).run()
     if status != 0 { throw ExitCode(status) }
   }

@@ -14,9 +14,26 @@ struct TraceCommand {
   let verbose: Bool
   /// `--metrics`: serve the maps over HTTP while running.
   var metrics: MetricsEndpoint? = nil
+  /// `-w`: the pcapng file to write ("-" for standard output, which moves the text output to
+  /// standard error).
+  var capturePath: String? = nil
 
   func run() throws -> Int32 {
-    let trace = TraceRun(compiled: compiled, options: options, output: DescriptorOutput())
+    var options = self.options
+    if let capturePath {
+      switch ByteOutput.open(capturePath) {
+      case .success(let output):
+        options.capture = PacketCaptureOptions(output: output, application: "swtrace \(Swtrace.configuration.version)")
+      case .failure(let error):
+        Console.error(error.description)
+        throw ExitStatus.systemRefused
+      }
+      if compiled.captureLayouts.isEmpty {
+        Console.note("-w captures the packet of each event an skb clause prints; this spec prints none, so the file will hold no packets")
+      }
+    }
+    let trace = TraceRun(
+      compiled: compiled, options: options, output: DescriptorOutput(descriptor: capturePath == "-" ? 2 : 1))
     defer { trace.detach() }
     do throws(RuntimeError) {
       try trace.load()
@@ -68,6 +85,16 @@ struct TraceCommand {
       Console.note("\(map.displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
     Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n")
+    for (reason, count) in summary.stacksUnavailable {
+      Console.note("\(count) event\(count == 1 ? "" : "s") without a kernel stack: \(reason)")
+    }
+    if let capturePath {
+      Console.writeError("Packets: \(summary.packets) Lost: \(summary.lostPackets)\n")
+      if let failure = summary.captureFailure {
+        Console.error("writing the capture file \(capturePath == "-" ? "to standard output" : capturePath) failed: \(failure)")
+        return 2
+      }
+    }
     if let code = summary.commandNotRunnable {
       Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
       return 2
