@@ -139,19 +139,21 @@ public struct PacketGeometryValues: Hashable, Sendable {
     return position < bytes.count ? bytes[position] : nil
   }
 
-  /// What the captured bytes start with. From the MAC header: Ethernet on Ethernet-like
-  /// devices (or without a device, when the header before the network header is at least an
-  /// Ethernet header long); nothing at all when the MAC header is the network header (devices
-  /// without a link layer). From the network header: raw IP when its first byte says IPv4 or
-  /// IPv6. Anything else: user 0.
+  /// What the captured bytes start with. From the MAC header: Ethernet on an Ethernet-like
+  /// device, whatever the network header says (a packet socket's frame has both headers at
+  /// the same offset); on a device without a link layer (WireGuard, tun, IP tunnels) the MAC
+  /// header is the network header: raw IP; without a device, Ethernet when the link-layer
+  /// header is at least as long as one. From the network header: raw IP when its first byte
+  /// says IPv4 or IPv6. Anything else: user 0.
   public func linkType(firstByteOfNetworkHeader byte: UInt8?) -> LinkType {
     let isIP = byte.map { $0 >> 4 == 4 || $0 >> 4 == 6 } ?? false
-    let startsAtNetwork = networkHeaderSet && start == networkHeader
-    if startsAtNetwork { return isIP ? .raw : .user0 }
-    if start == macHeader, macHeader != 0xffff, networkHeaderSet {
-      let linkLayer = networkHeader - macHeader
-      if Self.ethernetDevices.contains(deviceType) || (deviceType == 0 && linkLayer >= 14) { return .ethernet }
+    if start == macHeader, macHeader != 0xffff {
+      if Self.ethernetDevices.contains(deviceType) { return .ethernet }
+      if networkHeaderSet, networkHeader == macHeader { return isIP ? .raw : .user0 }
+      if deviceType == 0, networkHeaderSet, networkHeader - macHeader >= 14 { return .ethernet }
+      return .user0
     }
+    if networkHeaderSet, start == networkHeader { return isIP ? .raw : .user0 }
     return .user0
   }
 }

@@ -7,7 +7,14 @@ public final class ChildCommand {
   public let pid: pid_t
   public private(set) var status: Int32?
 
-  public init(_ command: String) throws(ChildCommandError) {
+  /// With `standardOutputToError`, the command's standard output is swtrace's standard
+  /// error: standard output carries something else (`-w -`'s pcapng), which no line of the
+  /// command may corrupt.
+  public init(_ command: String, standardOutputToError: Bool = false) throws(ChildCommandError) {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    if standardOutputToError { posix_spawn_file_actions_adddup2(&actions, 2, 1) }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -29,7 +36,7 @@ public final class ChildCommand {
     arguments.append(nil)
     defer { arguments.forEach { free($0) } }
     let result = arguments.withUnsafeBufferPointer { argv in
-      posix_spawn(&child, "/bin/sh", nil, &attributes, argv.baseAddress!, environ)
+      posix_spawn(&child, "/bin/sh", &actions, &attributes, argv.baseAddress!, environ)
     }
     guard result == 0 else { throw ChildCommandError(code: result) }
     pid = child

@@ -27,6 +27,9 @@ public final class ByteOutput: @unchecked Sendable {
   /// Bytes written so far.
   public private(set) var written: UInt64 = 0
 
+  /// Whether this is standard output, which then carries nothing else.
+  public var isStandardOutput: Bool { descriptor == 1 }
+
   public init(descriptor: Int32, ownsDescriptor: Bool = false) {
     self.descriptor = descriptor
     self.ownsDescriptor = ownsDescriptor

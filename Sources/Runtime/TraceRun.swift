@@ -122,7 +122,13 @@ public final class TraceRun {
     var stopRequested = interpreter.run(compiled.userClauses, on: .begin)
     let child: ChildCommand?
     do {
-      child = stopRequested ? nil : try options.command.map { command throws(ChildCommandError) in try ChildCommand(command) }
+      let quietStandardOutput = options.capture?.output.isStandardOutput ?? false
+      child =
+        stopRequested
+        ? nil
+        : try options.command.map { command throws(ChildCommandError) in
+          try ChildCommand(command, standardOutputToError: quietStandardOutput)
+        }
     } catch {
       throw .command(error)
     }
