@@ -1,4 +1,4 @@
-public import Sema
+import Sema
 public import SwtraceSyntax
 
 /// The record of one packet capture (`-w`): the event header, the comment's values, the skb
@@ -48,9 +48,8 @@ extension CaptureLayout {
   /// tags (22), IPv4 with options (60) or IPv6 (40) and a TCP header with options (60) fit.
   public static let prefixCapacity = 144
 
-  static func make(id: UInt32, capture: PacketCapture, range: SourceRange) -> CaptureLayout {
-    let geometry = capture.geometry
-    var values = capture.comment
+  static func make(id: UInt32, comment: [PrintedValue], geometry: PacketGeometry, range: SourceRange) -> CaptureLayout {
+    var values = comment
     let parts: [(String, TypedExpr)] =
       [
         ("len", geometry.length), ("data_len", geometry.pagedLength), ("mac_header", geometry.macHeader),
@@ -58,12 +57,12 @@ extension CaptureLayout {
       ] + (geometry.deviceType.map { [("dev->type", $0)] } ?? [])
     values += parts.map { PrintedValue(label: $0.0, value: $0.1) }
     let fields = CodeGenerator.layout(id: id, values: values, range: range)
-    let comment = Array(fields.fields.prefix(capture.comment.count))
-    let located = Array(fields.fields.dropFirst(capture.comment.count))
+    let commentFields = Array(fields.fields.prefix(comment.count))
+    let located = Array(fields.fields.dropFirst(comment.count))
     let computed = fields.size
     let prefix = computed + 16
     return CaptureLayout(
-      id: id, comment: comment, length: located[0], pagedLength: located[1], macHeader: located[2],
+      id: id, comment: commentFields, length: located[0], pagedLength: located[1], macHeader: located[2],
       networkHeader: located[3], head: located[4], data: located[5], deviceType: located.count > 6 ? located[6] : nil,
       startOffset: computed, prefixLengthOffset: computed + 4, capturedOffset: computed + 8, prefixOffset: prefix,
       prefixCapacity: prefixCapacity, metaSize: prefix + prefixCapacity, range: range)

@@ -56,12 +56,18 @@ public struct CodeGenerator: Sendable {
       }
     }
     var captureLayouts: [CaptureLayout] = []
-    var captureLayoutByRange: [SourceRange: CaptureLayout] = [:]
+    var captureLayoutByRange: [CaptureKey: CaptureLayout] = [:]
     for clause in spec.clauses {
       for (range, capture) in captureStatements(clause.actions) {
-        let layout = CaptureLayout.make(id: UInt32(captureLayouts.count), capture: capture, range: range)
-        captureLayouts.append(layout)
-        captureLayoutByRange[range] = layout
+        // One layout for the attach points with the common comment, one for each with values
+        // of its own.
+        for probe in [nil] + capture.probeComment.keys.sorted() {
+          let layout = CaptureLayout.make(
+            id: UInt32(captureLayouts.count), comment: probe.map { capture.comment(at: $0) } ?? capture.comment,
+            geometry: capture.geometry, range: range)
+          captureLayouts.append(layout)
+          captureLayoutByRange[CaptureKey(range: range, probe: probe)] = layout
+        }
       }
     }
     // Maps of their own after the spec's: the perf rings packets go to, and kernel stacks.

@@ -60,8 +60,15 @@ public enum KernelStackDepth {
 struct AuxiliaryMaps {
   var packets: Int32?
   var stacks: Int32?
-  var captureLayouts: [SourceRange: CaptureLayout]
+  var captureLayouts: [CaptureKey: CaptureLayout]
   var snaplen: Int
+}
+
+/// Which capture record a program fills: the print it follows, and the attach point when that
+/// one's comment has values of its own (`PacketCapture.probeComment`).
+struct CaptureKey: Hashable {
+  var range: SourceRange
+  var probe: String?
 }
 
 /// The counters of the `lost` map, one u64 each.

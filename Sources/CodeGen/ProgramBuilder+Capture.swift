@@ -24,7 +24,7 @@ extension ProgramBuilder {
   static let currentCPU: Int32 = -1
 
   mutating func capture(_ capture: PacketCapture, layout: CaptureLayout) throws(CodeGenError) {
-    let values = capture.comment.map(\.value) + capture.geometry.values
+    let values = capture.comment(at: attachPoint.name).map(\.value) + capture.geometry.values
     try prefetchSharedReads(values)
     let snaplen = auxiliary.snaplen
     let size = layout.metaSize + (isTracing ? 0 : snaplen)
@@ -109,9 +109,16 @@ extension ProgramBuilder {
     asm.jump(to: chosen)
   }
 
-  /// r2 = what the snap length leaves after the prefix.
+  /// r2 = what the snap length leaves after the prefix. The prefix's length is read back
+  /// from the record, so it is bounded again for the verifier: r2 is then known to lie
+  /// between the snap length less the prefix's capacity and the snap length.
   private mutating func remainingSnapLength(_ layout: CaptureLayout, snaplen: Int) {
+    let capacity = Int32(min(layout.prefixCapacity, snaplen))
     asm.emit(.load(.word, .r4, Self.record, offset: Int16(layout.prefixLengthOffset)))
+    let bounded = asm.newLabel()
+    asm.jump(if: .le, .r4, .immediate(capacity), to: bounded)
+    asm.emit(.mov(.r4, capacity))
+    asm.bind(bounded)
     asm.emit(.mov(.r2, Int32(snaplen)))
     asm.emit(.alu64(.sub, .r2, .register(.r4)))
   }

@@ -192,7 +192,8 @@ struct ProgramBuilder {
         try mapDelete(map, keys: keys)
       case .capture(let capture, let range):
         asm.currentRange = range
-        try self.capture(capture, layout: auxiliary.captureLayouts[range]!)
+        let key = CaptureKey(range: range, probe: capture.probeComment[attachPoint.name] == nil ? nil : attachPoint.name)
+        try self.capture(capture, layout: auxiliary.captureLayouts[key]!)
       }
     }
   }

@@ -38,6 +38,20 @@ public struct CapturedPacket: Sendable {
   /// Labelled values: mark, device, namespace, drop reason and location, stack.
   public var comment: [(label: String, value: DecodedValue)]
 
+  public init(
+    timestamp: UInt64, cpu: UInt32, probe: String, skb: UInt64, linkType: LinkType, bytes: [UInt8],
+    originalLength: Int, comment: [(label: String, value: DecodedValue)]
+  ) {
+    self.timestamp = timestamp
+    self.cpu = cpu
+    self.probe = probe
+    self.skb = skb
+    self.linkType = linkType
+    self.bytes = bytes
+    self.originalLength = originalLength
+    self.comment = comment
+  }
+
   /// The packet comment: `probe=... cpu=... skb=0x...`, then the comment's values as
   /// `label=value` (the mark in hex, as iptables and ip rules show marks; an absent device
   /// left out), then the stack in bpftrace's layout.

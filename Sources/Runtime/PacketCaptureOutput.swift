@@ -1,6 +1,6 @@
-public import CodeGen
+import CodeGen
 import Glibc
-public import Output
+import Output
 
 /// `-w FILE`: where captured packets go, and what the file's section header says.
 public struct PacketCaptureOptions: Sendable {

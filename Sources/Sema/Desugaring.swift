@@ -167,12 +167,16 @@ extension ClauseContext {
         comment.append(PrintedValue(label: field.rawValue, value: value))
       }
     }
-    // Where the probe says why and where the packet was dropped (kfree_skb).
-    for name in ["reason", "location"] where commonArguments[name] != nil {
-      var scratch = self
-      if case .value(let value)? = scratch.identifier(name, range: range), scratch.diagnostics.count == diagnostics.count {
-        comment.append(PrintedValue(label: name, value: value))
-      }
+    // Where the probe says why and where the packet was dropped (kfree_skb): for the whole
+    // clause when all its attach points have them, else for those that do.
+    comment += dropDetails(range: range)
+    var probeComment: [String: [PrintedValue]] = [:]
+    for point in attachPoints where Self.dropArguments.contains(where: { name in commonArguments[name] == nil && point.argumentIndex(name) != nil }) {
+      var single = self
+      single.attachPoints = [point]
+      single.commonArguments = Self.commonArguments(of: [point])
+      let details = single.dropDetails(range: range).filter { commonArguments[$0.label] == nil }
+      if !details.isEmpty { probeComment[point.name] = details }
     }
     if stack {
       comment.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
@@ -180,7 +184,21 @@ extension ClauseContext {
     let geometry = PacketGeometry(
       length: length, pagedLength: pagedLength, macHeader: macHeader, networkHeader: networkHeader, head: head,
       data: data, deviceType: quietSkbValue(["dev", "type"], range: range))
-    return PacketCapture(comment: comment, geometry: geometry)
+    return PacketCapture(comment: comment, probeComment: probeComment, geometry: geometry)
+  }
+
+  /// The arguments that say why and where a packet was dropped (`skb:kfree_skb`).
+  static let dropArguments = ["reason", "location"]
+
+  /// The drop arguments every attach point of this context has, typed as the spec would.
+  func dropDetails(range: SourceRange) -> [PrintedValue] {
+    Self.dropArguments.compactMap { name -> PrintedValue? in
+      guard commonArguments[name] != nil else { return nil }
+      var scratch = self
+      guard case .value(let value)? = scratch.identifier(name, range: range), scratch.diagnostics.count == diagnostics.count
+      else { return nil }
+      return PrintedValue(label: name, value: value)
+    }
   }
 
   /// The value at a path of members from the skb (`["dev", "type"]` is `skb->dev->type`), or

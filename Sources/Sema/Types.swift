@@ -264,7 +264,9 @@ public indirect enum Action: Hashable, Sendable {
   public var expressions: [TypedExpr] {
     switch self {
     case .print(let values, _), .printf(_, let values, _): values.map(\.value)
-    case .capture(let capture, _): capture.comment.map(\.value) + capture.geometry.values
+    case .capture(let capture, _):
+      capture.comment.map(\.value) + capture.probeComment.keys.sorted().flatMap { capture.probeComment[$0]!.map(\.value) }
+        + capture.geometry.values
     case .assignVariable(_, let value, _): [value]
     case .conditional(let condition, _, _): [condition]
     case .mapUpdate(_, let keys, let value, _): keys + (value.map { [$0] } ?? [])
@@ -308,10 +310,20 @@ public struct PacketCapture: Hashable, Sendable {
   /// Labelled values for the comment: mark, device, namespace, drop reason and location where
   /// the probe has them, the stack with `--stack`.
   public var comment: [PrintedValue]
+  /// Values only some attach points of the clause have (kfree_skb's drop reason and location
+  /// among the other `skb:*` tracepoints), by attach point name: added after `comment` in
+  /// that attach point's program.
+  public var probeComment: [String: [PrintedValue]]
   public var geometry: PacketGeometry
-  public init(comment: [PrintedValue], geometry: PacketGeometry) {
+  public init(comment: [PrintedValue], probeComment: [String: [PrintedValue]] = [:], geometry: PacketGeometry) {
     self.comment = comment
+    self.probeComment = probeComment
     self.geometry = geometry
+  }
+
+  /// The comment's values in the program of attach point `name`.
+  public func comment(at name: String) -> [PrintedValue] {
+    comment + (probeComment[name] ?? [])
   }
 }
 
