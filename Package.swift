@@ -17,8 +17,6 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-    .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
   ],
   targets: [
     // C headers of libbpf: imported, internally, by BTF (to read BTF) and LibBPF only.
@@ -42,14 +40,11 @@ let package = Package(
     // Loading, attaching and reading, the run loop with the BEGIN/END interpreter, and what
     // the kernel allows; the only user of LibBPF.
     .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax", "Output"]),
-    // Maps as Prometheus metrics, served over HTTP at scrape time.
-    .target(
-      name: "PrometheusExport",
-      dependencies: [
-        "CodeGen", "Runtime", "Output", "Sema",
-        .product(name: "Prometheus", package: "swift-prometheus"),
-        .product(name: "FlyingFox", package: "FlyingFox"),
-      ]),
+    // Maps as Prometheus metrics in the text format, served by a small HTTP/1.1 server of its
+    // own on plain sockets (no Foundation, so the release binary links no libcurl or ICU).
+    .target(name: "PrometheusExport", dependencies: ["CodeGen", "Runtime", "Output", "Sema", "CSocketShims"]),
+    // accept4(2), which Swift's Glibc module does not declare; imported only by PrometheusExport.
+    .target(name: "CSocketShims"),
     .executableTarget(
       name: "swtrace",
       dependencies: [

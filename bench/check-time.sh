@@ -91,7 +91,7 @@ if [[ $BPFTRACE_RUNS -gt 0 && $(id -u) == 0 ]] && command -v bpftrace >/dev/null
   if [[ ! -d /sys/kernel/tracing/events ]]; then
     mount -t tracefs nodev /sys/kernel/tracing && MOUNTED_TRACEFS=1
   fi
-  "$SWTRACE" -l 'skb:*' 2>/dev/null | python3 "$HERE/gen_bpftrace.py" "$WORK/c.bt" 2>/dev/null
+  "$SWTRACE" -lv 'skb:*' 2>/dev/null | python3 "$HERE/gen_bpftrace.py" "$WORK/c.bt" 2>/dev/null
   { cat "$WORK/c.bt"; echo 'BEGIN { @x = 1 + "a"; }'; } >"$WORK/c-type-error.bt"
   bpftrace "$WORK/c-type-error.bt" >"$WORK/bt-first.txt" 2>&1 || true
   if grep -q "Type mismatch" "$WORK/bt-first.txt"; then

@@ -258,7 +258,7 @@ def markdown(s):
                  f"{fmt(bt.get('verified_max'))} ({fmt(bt.get('verified_total'))}) | {fr(row.get('verified_ratio'))} | "
                  f"<= for every program ({row.get('verified_le_count', 0)}/{n}) | {met} |")
     sw_d, bt_d = d["swtrace"], d["bpftrace"]
-    L.append(f"| highest offered rate with 0 lost in every run | c, -o json / printf | "
+    L.append(f"| highest offered rate with 0 lost in every run | c, -f json / printf | "
              f"{fmt(sw_d['highest_lossless_rate'], ' pps')} | {fmt(bt_d['highest_lossless_rate'], ' pps')} | "
              f"{fr(ratio(sw_d['highest_lossless_rate'], bt_d['highest_lossless_rate']))} | 0 lost where bpftrace loses | "
              f"{yes(t['delivery']['met'])} ({', '.join(map(str, t['delivery']['rates'])) or 'no such rate'}) |")

@@ -114,7 +114,7 @@ tracepoint:net:netif_receive_skb {
   @h = hist(args->len);
 }
 EOF
-"$SWTRACE" -l 'skb:*' 2>/dev/null | python3 "$HERE/gen_bpftrace.py" "$WORK/c.bt" --summary "$WORK/c.summary"
+"$SWTRACE" -lv 'skb:*' 2>/dev/null | python3 "$HERE/gen_bpftrace.py" "$WORK/c.bt" --summary "$WORK/c.summary"
 cat >"$WORK/floor.bt" <<'EOF'
 tracepoint:net:netif_receive_skb { }
 EOF
@@ -193,7 +193,7 @@ start_tool() { # tool case [output-format]
   TOOL_OUT=$SHM/$1.$2.out
   TOOL_ERR=$WORK/$1.$2.err
   if [[ $1 == swtrace ]]; then
-    "$SWTRACE" -o "${3:-text}" -d 120 -e "${SW[$2]}" >/dev/null 2>"$TOOL_ERR" &
+    "$SWTRACE" -f "${3:-text}" -d 120 -e "${SW[$2]}" >/dev/null 2>"$TOOL_ERR" &
     TOOL_PID=$!
     BG_PIDS+=("$TOOL_PID")
     wait_for "$TOOL_ERR" ' attached, ' 60 || die "swtrace $2 did not attach: $(cat "$TOOL_ERR")"
@@ -261,7 +261,7 @@ fi
 
 # ---------------------------------------------------------------- 4. event delivery
 
-# The mission one-liner (case c) with output: swtrace -o json to /dev/null, bpftrace printf to
+# The mission one-liner (case c) with output: swtrace -f json to /dev/null, bpftrace printf to
 # a tmpfs file (its "Lost N events" lines are in its output). All datagrams marked; RATE
 # datagrams per run (one second of traffic if the sender keeps up, at most 5 s); the tool gets
 # 1 s after the last datagram to drain, then SIGINT.

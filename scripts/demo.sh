@@ -79,6 +79,6 @@ echo
 if [ "$status" -eq 0 ]; then
   echo "== done; removing $ns_a and $ns_b"
 else
-  echo "== swtrace exited with status $status (1: spec error, 2: the system refused, 124: timed out)" >&2
+  echo "== swtrace exited with status $status (1: spec error, 2: the system refused, 3: the -c command failed, 124: timed out)" >&2
 fi
 exit "$status"

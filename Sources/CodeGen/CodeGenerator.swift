@@ -20,7 +20,7 @@ public struct CodeGenerator: Sendable {
   /// Entries of each map the spec declares (`--map-entries`).
   public var mapEntries: Int
 
-  /// Whether events carry the skb address (for `-o paths`); off otherwise, which saves an
+  /// Whether events carry the skb address (for `-f paths`); off otherwise, which saves an
   /// instruction per event and keeps kernel addresses out of the output.
   public var recordsSkbAddress: Bool
 

@@ -34,7 +34,7 @@ extension ProgramBuilder {
       builder.asm.emit(.call(helper: HelperFunction.getSMPProcessorID.rawValue))
       builder.asm.emit(.store(.word, Self.record, offset: Int16(EventHeader.cpuOffset), .r0))
       builder.storeHeaderTail(layoutID: layout.id | captureLayoutFlag, probeID: builder.probeID)
-      // The comment names the packet by its skb, with or without -o paths.
+      // The comment names the packet by its skb, with or without -f paths.
       builder.asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))
       let fields =
         layout.comment + [layout.length, layout.pagedLength, layout.macHeader, layout.networkHeader, layout.head, layout.data]

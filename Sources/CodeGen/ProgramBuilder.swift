@@ -251,7 +251,7 @@ struct ProgramBuilder {
       asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.probeOffset), Int32(bitPattern: probeID)))
     }
     asm.emit(.storeImmediate(.word, Self.record, offset: Int16(EventHeader.layoutOffset), Int32(bitPattern: layoutID)))
-    // The padding and, without -o paths, the skb address are never read: not written either.
+    // The padding and, without -f paths, the skb address are never read: not written either.
     if recordsSkbAddress {
       if skbLoaded {
         asm.emit(.store(.double, Self.record, offset: Int16(EventHeader.skbOffset), Self.skb))

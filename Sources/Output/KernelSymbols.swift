@@ -1,4 +1,5 @@
-import Foundation
+import Glibc
+import Synchronization
 
 /// Kernel code addresses to `symbol+0xoffset`, from /proc/kallsyms (read once, on first use).
 /// Code in a module is named the way the kernel's own `%pS` names it, with the module after:
@@ -7,8 +8,7 @@ public final class KernelSymbols: @unchecked Sendable {
   public static let shared = KernelSymbols(path: "/proc/kallsyms")
 
   private let path: String
-  private let lock = NSLock()
-  private var symbols: [(address: UInt64, name: String, module: String?)]?
+  private let symbols = Mutex<[(address: UInt64, name: String, module: String?)]?>(nil)
 
   public init(path: String) { self.path = path }
 
@@ -52,12 +52,17 @@ public final class KernelSymbols: @unchecked Sendable {
   }
 
   private func loaded() -> [(address: UInt64, name: String, module: String?)] {
-    lock.lock()
-    defer { lock.unlock() }
-    if let symbols { return symbols }
+    symbols.withLock { symbols in
+      if let symbols { return symbols }
+      let table = Self.read(path)
+      symbols = table
+      return table
+    }
+  }
+
+  private static func read(_ path: String) -> [(address: UInt64, name: String, module: String?)] {
     var table: [(address: UInt64, name: String, module: String?)] = []
-    // /proc files report a size of 0, so read to the end rather than by size.
-    if let data = FileHandle(forReadingAtPath: path)?.readDataToEndOfFile() {
+    if let data = ProcFile.read(path) {
       let text = String(decoding: data, as: UTF8.self)
       for line in text.split(separator: "\n") {
         // "address type name", and for a module's symbols a tab and "[module]" after the name.
@@ -68,12 +73,30 @@ public final class KernelSymbols: @unchecked Sendable {
         else { continue }
         let nameAndModule = parts[2].split(separator: "\t", maxSplits: 1)
         guard let name = nameAndModule.first else { continue }
-        let module = nameAndModule.count == 2 ? nameAndModule[1].trimmingCharacters(in: CharacterSet(charactersIn: "[] ")) : nil
+        let module = nameAndModule.count == 2 ? String(nameAndModule[1].filter { !"[] ".contains($0) }) : nil
         table.append((address, String(name), module))
       }
     }
     table.sort { $0.address < $1.address }
-    symbols = table
     return table
+  }
+}
+
+/// Files of /proc and tracefs, read whole.
+public enum ProcFile {
+  /// Reads a file to its end. /proc and tracefs files report a size of 0 and are produced as
+  /// they are read, so reading by the reported size gets nothing or a first page.
+  public static func read(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if count < 0, errno == EINTR { continue }
+      guard count > 0 else { return count == 0 ? result : nil }
+      result += chunk[0..<count]
+    }
   }
 }

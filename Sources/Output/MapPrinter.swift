@@ -96,10 +96,15 @@ public struct MapPrinter: Sendable {
     }
   }
 
-  /// The text or JSON of one map, sorted by value, largest last, like bpftrace.
+  /// The text or JSON of one map, sorted by value, largest last, like bpftrace; entries with
+  /// the same value by their keys' text, so that a map prints the same way every time (the
+  /// kernel's hash order is not).
   public func render(_ index: Int, entries unsorted: [MapEntry]) -> String {
     let map = compiled.userMaps[index]
-    let entries = unsorted.sorted { sortKey($0.value) < sortKey($1.value) }
+    let formatter = EventFormatter(format: .text)
+    let entries = unsorted.map { (entry: $0, value: sortKey($0.value), keys: $0.keys.map { formatter.text($0) }) }
+      .sorted { $0.value != $1.value ? $0.value < $1.value : $0.keys.lexicographicallyPrecedes($1.keys) }
+      .map(\.entry)
     return format.isJSON ? renderJSON(map, entries) : renderText(map, entries)
   }
 

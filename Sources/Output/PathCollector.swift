@@ -1,6 +1,6 @@
 import CodeGen
 
-/// Groups events by packet for `-o paths`: one block per skb, from its first hop to the
+/// Groups events by packet for `-f paths`: one block per skb, from its first hop to the
 /// point where the kernel frees it. A freed skb's address can be reused at once by another
 /// packet, so a free ends the path and the next event at that address starts a new one.
 public final class PathCollector {
@@ -46,16 +46,25 @@ public final class PathCollector {
     if json {
       let hops = zip(path.hops, previous).map { hop, before -> String in
         let values = hop.values.map { "\(JSON.string($0.label)): \(text.json($0.value))" }.joined(separator: ", ")
-        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"dt_prev_ns\": \(Self.delta(hop.timestamp, since: before)), \"cpu\": \(hop.cpu), \"values\": {\(values)}}"
+        // A printf hop carries its formatted text, as a printf event of -f json does.
+        let printed = hop.text.map { ", \"text\": \(JSON.string($0))" } ?? ""
+        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"dt_prev_ns\": \(Self.delta(hop.timestamp, since: before)), \"cpu\": \(hop.cpu)\(printed), \"values\": {\(values)}}"
       }
       return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(complete), \"hops\": [\(hops.joined(separator: ", "))]}"
     }
     var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(complete ? "" : ", not freed while tracing")):"
     for (hop, before) in zip(path.hops, previous) {
-      let values = hop.values.map { "\($0.label): \(text.text($0.value))" }.joined(separator: " ")
       let delta = Double(hop.timestamp &- start) / 1000
       let step = Double(Self.delta(hop.timestamp, since: before)) / 1000
-      out += "\n  +\(formatMicroseconds(delta))us (+\(formatMicroseconds(step))us) cpu \(hop.cpu) \(hop.probe) (\(values))"
+      out += "\n  +\(formatMicroseconds(delta))us (+\(formatMicroseconds(step))us) cpu \(hop.cpu) \(hop.probe)"
+      if let printed = hop.text {
+        // A printf hop is its formatted text, as in -f text, on the hop's line.
+        var line = printed
+        while line.hasSuffix("\n") { line.removeLast() }
+        out += ": " + line.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " ")
+      } else {
+        out += " (" + hop.values.map { "\($0.label): \(text.text($0.value))" }.joined(separator: " ") + ")"
+      }
     }
     return out
   }

@@ -1,5 +1,4 @@
 public import Output
-import Prometheus
 public import Sema
 
 /// What one scrape read from the kernel: every map's entries (CPUs merged, keys decoded),
@@ -20,13 +19,13 @@ public struct MetricsSnapshot: Sendable {
 
 /// Turns a snapshot into the Prometheus text exposition format (version 0.0.4).
 ///
-/// Counters and gauges go through a fresh swift-prometheus `PrometheusCollectorRegistry` per
-/// scrape, so every value is the kernel's value at the time of the request. Histograms are
-/// written by `writeHistogram` in the same format: swift-prometheus's `Histogram` only takes
-/// one observation at a time (`record(_:)`), and the kernel hands swtrace bucket counts, not
-/// observations; replaying them would cost one call per packet ever counted. swtrace's
-/// histograms hold no sum of the values, so they have no `_sum` series (Prometheus does not
-/// need one for `histogram_quantile()`); see `HistogramBounds` for the `le` bounds.
+/// Written straight into one byte buffer: a scrape of a map with 10,240 histogram keys is
+/// some 350,000 lines, and the server sends the same bytes to every scraper that asks within
+/// the cache interval (`MetricsServer`). Families come in a fixed order (swtrace's own
+/// metrics, then the maps as the spec declares them) and each family's series sorted, so
+/// two scrapes diff well. swtrace's histograms hold no sum of the values, so they have no
+/// `_sum` series (Prometheus does not need one for `histogram_quantile()`); see
+/// `HistogramBounds` for the `le` bounds.
 public struct MetricsRenderer: Sendable {
   public let families: MetricFamilies
   public let host: String
@@ -39,75 +38,33 @@ public struct MetricsRenderer: Sendable {
   /// The content type of the text format.
   public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-  public func render(_ snapshot: MetricsSnapshot) -> String {
-    let registry = PrometheusCollectorRegistry()
-    var histograms: [String: String] = [:]
-    let hostLabel = (MetricNames.hostLabel, host)
-
-    let lost = registry.makeCounter(
-      descriptor: MetricNameDescriptor(
-        metricName: "swtrace_events_lost", unitName: "total",
-        helpText: "Events the kernel could not write because the ring buffer was full."),
-      labels: [hostLabel])
-    increment(lost, by: snapshot.lostEvents)
-
+  /// `capacity`: the size of the last rendering, so that a large one is built in one
+  /// allocation instead of growing (and briefly doubling) as it is written.
+  public func render(_ snapshot: MetricsSnapshot, capacity: Int = 0) -> [UInt8] {
+    var out = ExpositionWriter()
+    out.bytes.reserveCapacity(capacity + capacity / 8)
+    let hostLabel = [(MetricNames.hostLabel, host)]
+    out.family(
+      MetricNames.eventsLost, type: "counter",
+      help: "Events the kernel could not write because the ring buffer was full.",
+      series: [out.line(MetricNames.eventsLost, hostLabel, .unsigned(snapshot.lostEvents))])
+    out.family(
+      MetricNames.mapFull, type: "counter",
+      help: "Map updates refused because the map was full (raise --map-entries).",
+      series: families.families.indices.map { index in
+        out.line(
+          MetricNames.mapFull, [("map", families.families[index].map.displayName)] + hostLabel,
+          .unsigned(index < snapshot.fullMaps.count ? snapshot.fullMaps[index] : 0))
+      })
     for (index, family) in families.families.enumerated() {
-      let full = registry.makeCounter(
-        descriptor: MetricNameDescriptor(
-          metricName: "swtrace_map_full", unitName: "total",
-          helpText: "Map updates refused because the map was full (raise --map-entries)."),
-        labels: [("map", family.map.displayName), hostLabel])
-      increment(full, by: index < snapshot.fullMaps.count ? snapshot.fullMaps[index] : 0)
-
       let entries = index < snapshot.maps.count ? snapshot.maps[index] : []
       if family.kind == .histogram {
-        histograms[family.base] = writeHistogram(family, entries)
+        writeHistogram(family, entries, into: &out)
       } else {
-        add(family, entries, to: registry)
+        writeSeries(family, entries, into: &out)
       }
     }
-    return ordered(registry.emitToString(), histograms)
-  }
-
-  /// The registry keeps families in a dictionary; a scrape reads better (and diffs) in a
-  /// fixed order: swtrace's own metrics, then the maps in the order the spec declares them,
-  /// each family's series sorted.
-  func ordered(_ registryText: String, _ histograms: [String: String]) -> String {
-    var blocks: [String: [Substring]] = [:]
-    var current: String?
-    var headers: [Substring] = []
-    for line in registryText.split(separator: "\n") {
-      if line.hasPrefix("# HELP ") || line.hasPrefix("# TYPE ") {
-        let name = line.dropFirst(7).prefix { $0 != " " }
-        if current != String(name) {
-          current = String(name)
-          headers = []
-        }
-        headers.append(line)
-        if line.hasPrefix("# TYPE ") { blocks[String(name)] = headers }
-      } else if let current {
-        blocks[current, default: []].append(line)
-      }
-    }
-    var rank: [String: Int] = [MetricNames.eventsLost: 0, MetricNames.mapFull: 1]
-    for (index, family) in families.families.enumerated() {
-      for (position, name) in family.kind.seriesNames(base: family.base).enumerated() {
-        rank[name] = 2 + index * 8 + position
-      }
-    }
-    var out = ""
-    let names = Set(blocks.keys).union(histograms.keys).sorted { (rank[$0] ?? Int.max, $0) < (rank[$1] ?? Int.max, $1) }
-    for name in names {
-      if let histogram = histograms[name] {
-        out += histogram
-        continue
-      }
-      let lines = blocks[name] ?? []
-      let header = lines.prefix { $0.hasPrefix("#") }
-      for line in header { out += line + "\n" }
-      for line in lines.dropFirst(header.count).sorted() { out += line + "\n" }
-    }
-    return out
+    return out.bytes
   }
 
   /// Labels of an entry: its keys by name, then `host`.
@@ -121,15 +78,8 @@ public struct MetricsRenderer: Sendable {
     return "swtrace map \(family.map.displayName)\(keys) = \(value)"
   }
 
-  /// Counter and gauge series of a map, created in `registry`.
-  func add(_ family: MetricFamilies.Family, _ entries: [MapEntry], to registry: PrometheusCollectorRegistry) {
-    let help = help(family)
-    func counter(_ name: String, _ labels: [(String, String)], _ helpText: String = help) -> Counter {
-      registry.makeCounter(descriptor: descriptor(name, helpText), labels: labels)
-    }
-    func gauge(_ name: String, _ labels: [(String, String)], _ helpText: String = help) -> Gauge {
-      registry.makeGauge(descriptor: descriptor(name, helpText), labels: labels)
-    }
+  /// Counter and gauge families of a map (three for `stats()`), each with its series sorted.
+  func writeSeries(_ family: MetricFamilies.Family, _ entries: [MapEntry], into out: inout ExpositionWriter) {
     var series = entries.map { (keys: $0.keys, value: $0.value) }
     // A map without keys has one series from the start: 0 until something is counted, so
     // rate() sees the first increase too.
@@ -140,59 +90,62 @@ public struct MetricsRenderer: Sendable {
       default: break
       }
     }
+    let base = family.base
+    // (name, type, help) of each family the map becomes, and its lines.
+    var headers: [(String, String, String)] = []
+    var lines: [String: [[UInt8]]] = [:]
+    func add(_ name: String, _ type: String, _ help: String, _ line: [UInt8]) {
+      if lines[name] == nil { headers.append((name, type, help)) }
+      lines[name, default: []].append(line)
+    }
+    let help = help(family)
     for (keys, value) in series {
       let labels = labels(family, keys)
       switch (family.kind, value) {
       case (.counter, .unsigned(let value)):
-        increment(counter(family.base + "_total", labels), by: value)
+        add(base + "_total", "counter", help, out.line(base + "_total", labels, .unsigned(value)))
       case (.counter, .number(let value)):
-        increment(counter(family.base + "_total", labels), by: UInt64(clamping: value))
+        add(base + "_total", "counter", help, out.line(base + "_total", labels, .unsigned(UInt64(clamping: value))))
       case (.stats(let signedSum), .stats(let count, let total)):
-        increment(counter(family.base + "_count", labels, help + ": number of values"), by: count)
+        add(base + "_count", "counter", help + ": number of values", out.line(base + "_count", labels, .unsigned(count)))
         if signedSum {
-          gauge(family.base + "_sum", labels, help + ": sum of values").set(to: Double(total))
+          add(base + "_sum", "gauge", help + ": sum of values", out.line(base + "_sum", labels, .signed(total)))
         } else {
-          increment(
-            counter(family.base + "_sum", labels, help + ": sum of values"), by: UInt64(bitPattern: total))
+          add(
+            base + "_sum", "counter", help + ": sum of values",
+            out.line(base + "_sum", labels, .unsigned(UInt64(bitPattern: total))))
         }
         if count > 0 {
-          gauge(family.base + "_avg", labels, help + ": average").set(to: Double(total) / Double(count))
+          add(
+            base + "_avg", "gauge", help + ": average",
+            out.line(base + "_avg", labels, .double(Double(total) / Double(count))))
         }
       case (.gauge, .stats(let count, let total)):
         // avg(): the mean of every value seen, not rounded as the text output rounds it.
-        if count > 0 { gauge(family.base, labels).set(to: Double(total) / Double(count)) }
+        if count > 0 { add(base, "gauge", help, out.line(base, labels, .double(Double(total) / Double(count)))) }
       case (.gauge, .number(let value)):
-        gauge(family.base, labels).set(to: Double(value))
+        add(base, "gauge", help, out.line(base, labels, .signed(value)))
       case (.gauge, .unsigned(let value)):
-        gauge(family.base, labels).set(to: Double(value))
+        add(base, "gauge", help, out.line(base, labels, .unsigned(value)))
       case (.gauge, .stored(let stored)):
-        if let number = LabelValue.number(stored) { gauge(family.base, labels).set(to: number) }
+        if let number = LabelValue.sampleValue(stored) { add(base, "gauge", help, out.line(base, labels, number)) }
       case (.info, .stored(let stored)):
-        gauge(family.base, labels + [("value", LabelValue.text(stored))]).set(to: 1)
+        add(base, "gauge", help, out.line(base, labels + [("value", LabelValue.text(stored))], .unsigned(1)))
       default:
         // `.missing`: min() or max() on CPUs that saw nothing yet; no series.
         break
       }
     }
-  }
-
-  func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
-    // The registry joins the parts with `_`; the whole name goes in `metricName`.
-    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
-  }
-
-  /// Counters take Int64 steps; counts past Int64.max (never in practice) go as a Double.
-  func increment(_ counter: Counter, by value: UInt64) {
-    if let exact = Int64(exactly: value) {
-      counter.increment(by: exact)
-    } else {
-      counter.increment(by: Double(value))
+    // The order of `seriesNames`: _count, _sum, _avg for stats().
+    let order = family.kind.seriesNames(base: base)
+    for (name, type, help) in headers.sorted(by: { (order.firstIndex(of: $0.0) ?? 0) < (order.firstIndex(of: $1.0) ?? 0) }) {
+      out.family(name, type: type, help: help, series: lines[name] ?? [])
     }
   }
 
-  /// One histogram family in the text format: `_bucket` series with cumulative counts at
-  /// every bound, `+Inf`, and `_count`.
-  func writeHistogram(_ family: MetricFamilies.Family, _ entries: [MapEntry]) -> String {
+  /// One histogram family: `_bucket` series with cumulative counts at every bound, `+Inf`,
+  /// and `_count`.
+  func writeHistogram(_ family: MetricFamilies.Family, _ entries: [MapEntry], into out: inout ExpositionWriter) {
     let bounds = HistogramBounds(family.map)
     // Entries whose keys print alike (two kernel strings that differ only in invalid UTF-8)
     // are one series; their buckets add up.
@@ -208,18 +161,105 @@ public struct MetricsRenderer: Sendable {
       order = [[]]
       series[[]] = [:]
     }
-    var out = "# HELP \(family.base) \(Exposition.escapeHelp(help(family)))\n# TYPE \(family.base) histogram\n"
+    out.header(family.base, type: "histogram", help: help(family))
+    let bucketName = Array((family.base + "_bucket{").utf8)
+    let countName = Array((family.base + "_count{").utf8)
+    // The bounds as text once, not once per series.
+    let les = bounds.bounds.map { Array(",le=\"\($0.le)\"} ".utf8) }
+    let infinity = Array(",le=\"+Inf\"} ".utf8)
     for values in order.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-      let labels = zip(family.labels, values).map { "\($0)=\"\(Exposition.escapeLabelValue($1))\"," }.joined()
-        + "\(MetricNames.hostLabel)=\"\(Exposition.escapeLabelValue(host))\""
-      let (counts, total) = bounds.cumulative(series[values] ?? [:])
-      for (bound, count) in zip(bounds.bounds, counts) {
-        out += "\(family.base)_bucket{\(labels),le=\"\(bound.le)\"} \(count)\n"
+      var labels: [UInt8] = []
+      for (name, value) in zip(family.labels, values) {
+        ExpositionWriter.appendLabel(name, value, to: &labels)
+        labels.append(UInt8(ascii: ","))
       }
-      out += "\(family.base)_bucket{\(labels),le=\"+Inf\"} \(total)\n"
-      out += "\(family.base)_count{\(labels)} \(total)\n"
+      ExpositionWriter.appendLabel(MetricNames.hostLabel, host, to: &labels)
+      let (counts, total) = bounds.cumulative(series[values] ?? [:])
+      for (le, count) in zip(les, counts) {
+        out.bytes += bucketName
+        out.bytes += labels
+        out.bytes += le
+        out.append(count)
+      }
+      out.bytes += bucketName
+      out.bytes += labels
+      out.bytes += infinity
+      out.append(total)
+      out.bytes += countName
+      out.bytes += labels
+      out.bytes += [UInt8(ascii: "}"), UInt8(ascii: " ")]
+      out.append(total)
     }
-    return out
+  }
+}
+
+/// A sample's value as the text format writes it.
+public enum SampleValue: Sendable, Equatable {
+  case unsigned(UInt64)
+  case signed(Int64)
+  case double(Double)
+}
+
+/// Builds exposition text in one byte buffer.
+struct ExpositionWriter {
+  var bytes: [UInt8] = []
+
+  /// `# HELP` and `# TYPE` lines of a family.
+  mutating func header(_ name: String, type: String, help: String) {
+    bytes += Array("# HELP \(name) \(Exposition.escapeHelp(help))\n# TYPE \(name) \(type)\n".utf8)
+  }
+
+  /// A family's header and its series, sorted.
+  mutating func family(_ name: String, type: String, help: String, series: [[UInt8]]) {
+    header(name, type: type, help: help)
+    for line in series.sorted(by: { $0.lexicographicallyPrecedes($1) }) { bytes += line }
+  }
+
+  /// One sample line, `name{a="x",b="y"} value` and a line feed.
+  func line(_ name: String, _ labels: [(String, String)], _ value: SampleValue) -> [UInt8] {
+    var line = Array(name.utf8)
+    if !labels.isEmpty {
+      line.append(UInt8(ascii: "{"))
+      for (index, (label, text)) in labels.enumerated() {
+        if index > 0 { line.append(UInt8(ascii: ",")) }
+        Self.appendLabel(label, text, to: &line)
+      }
+      line.append(UInt8(ascii: "}"))
+    }
+    line.append(UInt8(ascii: " "))
+    line.append(contentsOf: Self.text(value).utf8)
+    line.append(UInt8(ascii: "\n"))
+    return line
+  }
+
+  /// A count and a line feed.
+  mutating func append(_ count: UInt64) {
+    bytes.append(contentsOf: String(count).utf8)
+    bytes.append(UInt8(ascii: "\n"))
+  }
+
+  static func appendLabel(_ name: String, _ value: String, to line: inout [UInt8]) {
+    line.append(contentsOf: name.utf8)
+    line += [UInt8(ascii: "="), UInt8(ascii: "\"")]
+    line.append(contentsOf: Exposition.escapeLabelValue(value).utf8)
+    line.append(UInt8(ascii: "\""))
+  }
+
+  /// Integers exactly; other numbers as Swift's shortest round-tripping decimal, with the
+  /// format's spellings of infinity and NaN.
+  static func text(_ value: SampleValue) -> String {
+    switch value {
+    case .unsigned(let value): String(value)
+    case .signed(let value): String(value)
+    case .double(let value):
+      if value.isNaN {
+        "NaN"
+      } else if value.isInfinite {
+        value > 0 ? "+Inf" : "-Inf"
+      } else {
+        "\(value)"
+      }
+    }
   }
 }
 
@@ -259,12 +299,12 @@ public enum Exposition {
 public enum LabelValue {
   public static func text(_ value: DecodedValue) -> String { value.text }
 
-  /// A stored value as a gauge value, when it is a number.
-  public static func number(_ value: DecodedValue) -> Double? {
+  /// A stored value as a gauge's value, when it is a number.
+  public static func sampleValue(_ value: DecodedValue) -> SampleValue? {
     switch value {
-    case .unsigned(let v): Double(v)
-    case .signed(let v): Double(v)
-    case .bool(let v): v ? 1 : 0
+    case .unsigned(let v): .unsigned(v)
+    case .signed(let v): .signed(v)
+    case .bool(let v): .unsigned(v ? 1 : 0)
     default: nil
     }
   }

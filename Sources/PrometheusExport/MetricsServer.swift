@@ -1,9 +1,3 @@
-import Dispatch
-import FlyingFox
-import FlyingSocks
-import Foundation
-import Synchronization
-
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -69,168 +63,84 @@ public struct MetricsServerError: Error, Sendable, CustomStringConvertible {
   public let description: String
 }
 
-/// A FlyingFox HTTP server that answers `GET /metrics` with whatever `scrape` returns at the
-/// time of the request. It runs on Swift concurrency's threads; `start()` and `stop()` block
-/// the calling thread (swtrace's main thread, which polls the ring buffer) until done.
+/// Serves `GET /metrics` with what `scrape` renders, on `HTTPServer`'s thread.
+///
+/// One rendering serves every request that arrives within `cacheSeconds` of it, or within
+/// twice the time it took to make if that is longer: twenty scrapers at once cost one read
+/// of the maps, and a client asking in a loop keeps the server busy at most half the time.
 public final class MetricsServer: Sendable {
   public let endpoint: MetricsEndpoint
   private let server: HTTPServer
-  private let state = StateBox()
-
-  private final class StateBox: Sendable {
-    let mutex = Mutex(State())
-    func withLock<R: Sendable>(_ body: (inout State) -> R) -> R { mutex.withLock { body(&$0) } }
-  }
-
-  private struct State: Sendable {
-    var task: Task<Void, Never>?
-    var started = false
-    var finished = false
-    var failure: String?
-  }
 
   /// `scrape` returns the exposition text, or nil when swtrace is shutting down (503).
-  public init(endpoint: MetricsEndpoint, scrape: @escaping @Sendable () -> String?) throws(MetricsServerError) {
-    self.endpoint = endpoint
-    let address: any SocketAddress
+  public init(
+    endpoint: MetricsEndpoint, limits: HTTPLimits = HTTPLimits(), cacheSeconds: Double = 1,
+    scrape: @escaping @Sendable () -> [UInt8]?
+  ) throws(MetricsServerError) {
+    let cache = RenderCache(minimumAge: cacheSeconds, scrape: scrape)
     do {
-      if endpoint.isIPv6 {
-        address = try sockaddr_in6.inet6(ip6: endpoint.address, port: endpoint.port)
-      } else {
-        address = try sockaddr_in.inet(ip4: endpoint.address, port: endpoint.port)
+      server = try HTTPServer(address: endpoint.address, port: endpoint.port, limits: limits) { request in
+        Self.route(request, cache: cache)
       }
     } catch {
-      throw MetricsServerError(description: "cannot listen on \(endpoint) (\(Self.describe(error)))")
+      throw MetricsServerError(description: "cannot listen on \(endpoint) (\(error.description))")
     }
-    server = HTTPServer(
-      config: HTTPServer.Configuration(address: address, timeout: 30, logger: SilentLogger()),
-      handler: MetricsHandler(scrape: scrape))
+    var bound = endpoint
+    bound.port = server.port
+    self.endpoint = bound
   }
 
-  /// Binds and starts serving; returns the port it listens on (the one asked for, or the one
-  /// the kernel chose for port 0). Throws when it cannot bind within `timeout` seconds.
-  @discardableResult
-  public func start(timeout: Double = 5) throws(MetricsServerError) -> UInt16 {
-    let server = self.server
-    let state = self.state
-    let task = Task.detached {
-      do {
-        try await server.run()
-      } catch {
-        let started = state.withLock { state in
-          state.failure = Self.describe(error)
-          return state.started && state.task != nil
-        }
-        // A failure after start (not a stop() asked for) is worth a line; one before is
-        // reported by start().
-        if started {
-          FileHandle.standardError.write(Data("swtrace: the metrics server stopped: \(Self.describe(error))\n".utf8))
-        }
-      }
-      state.withLock { $0.finished = true }
-    }
-    state.withLock { $0.task = task }
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-      let (finished, failure) = state.withLock { ($0.finished, $0.failure) }
-      if finished {
-        throw MetricsServerError(
-          description: "cannot listen on \(endpoint) (\(failure ?? "the server stopped at once"))")
-      }
-      let port = blocking(seconds: 2) { () -> UInt16? in
-        guard await server.isListening else { return nil }
-        switch await server.listeningAddress {
-        case .ip4(_, let port)?, .ip6(_, let port)?: return port
-        default: return nil
-        }
-      }
-      if let port = port ?? nil {
-        state.withLock { $0.started = true }
-        return port
-      }
-      usleep(10_000)
-    }
-    stop()
-    throw MetricsServerError(description: "cannot listen on \(endpoint) (the server did not start within \(Int(timeout)) s)")
-  }
-
-  /// Closes the listening socket, lets requests in progress finish (at most `timeout`
-  /// seconds), and waits for the server task to end. Safe to call more than once.
-  public func stop(timeout: Double = 2) {
-    guard let task = state.withLock({ state -> Task<Void, Never>? in
-      defer { state.task = nil }
-      return state.task
-    }) else { return }
-    let server = self.server
-    _ = blocking(seconds: timeout + 3) { () -> Bool in
-      await server.stop(timeout: timeout)
-      task.cancel()
-      await task.value
-      return true
+  /// Starts serving; throws when the server's thread cannot be created.
+  public func start() throws(MetricsServerError) {
+    do {
+      try server.start()
+    } catch {
+      throw MetricsServerError(description: "cannot serve metrics on \(endpoint) (\(error.description))")
     }
   }
 
-  static func describe(_ error: any Error) -> String {
-    if let socketError = error as? SocketError {
-      switch socketError {
-      case .failed(_, _, let message): return message
-      default: return "\(socketError)"
-      }
-    }
-    return "\(error)"
-  }
-}
+  /// Why the server stopped on its own and cannot go on, or nil while it serves.
+  public var failure: String? { server.failure }
 
-/// Runs `body` on Swift concurrency's threads and waits for it, at most `seconds`; nil when
-/// it did not finish in time. Only for threads outside the concurrency pool (swtrace's main
-/// thread), which may block.
-func blocking<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async -> T) -> T? {
-  let result = Mutex<T?>(nil)
-  let done = DispatchSemaphore(value: 0)
-  Task.detached {
-    let value = await body()
-    result.withLock { $0 = value }
-    done.signal()
-  }
-  guard done.wait(timeout: .now() + seconds) == .success else { return nil }
-  return result.withLock { $0 }
-}
+  /// Closes every connection and the listening socket's service. Safe to call more than once.
+  public func stop() { server.stop() }
 
-/// `GET /metrics`: the scrape; `GET /`: a pointer to it; anything else 404.
-struct MetricsHandler: HTTPHandler {
-  let scrape: @Sendable () -> String?
-
-  func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
-    guard request.method == .GET || request.method == .HEAD else {
-      return HTTPResponse(statusCode: .methodNotAllowed, headers: HTTPHeaders([HTTPHeader("Allow"): "GET, HEAD"]))
-    }
+  /// `GET /metrics`: the scrape; `GET /`: a pointer to it; anything else 404.
+  static func route(_ request: HTTPRequest, cache: RenderCache) -> HTTPResponse {
     switch request.path {
     case "/metrics":
-      guard let text = scrape() else {
-        return HTTPResponse(
-          statusCode: .serviceUnavailable, headers: HTTPHeaders([.contentType: "text/plain; charset=utf-8"]),
-          body: Data("swtrace is stopping\n".utf8))
-      }
-      return HTTPResponse(
-        statusCode: .ok, headers: HTTPHeaders([.contentType: MetricsRenderer.contentType]),
-        body: request.method == .HEAD ? Data() : Data(text.utf8))
+      guard let text = cache.rendering() else { return HTTPResponse(status: 503, text: "swtrace is stopping\n") }
+      return HTTPResponse(status: 200, headers: [("Content-Type", MetricsRenderer.contentType)], body: text)
     case "/":
       return HTTPResponse(
-        statusCode: .ok, headers: HTTPHeaders([.contentType: "text/html; charset=utf-8"]),
-        body: Data("<html><body><a href=\"/metrics\">swtrace metrics</a></body></html>\n".utf8))
+        status: 200, headers: [("Content-Type", "text/html; charset=utf-8")],
+        body: Array("<html><body><a href=\"/metrics\">swtrace metrics</a></body></html>\n".utf8))
     default:
-      return HTTPResponse(statusCode: .notFound)
+      return HTTPResponse(status: 404, text: "not found; the metrics are at /metrics\n")
     }
   }
 }
 
-/// FlyingFox's default logger prints every connection to stdout, which is swtrace's output.
-/// A client that hangs up is nothing to report, and a server that fails is reported by
-/// `MetricsServer` itself.
-struct SilentLogger: Logging {
-  func logDebug(_ debug: @autoclosure () -> String) {}
-  func logInfo(_ info: @autoclosure () -> String) {}
-  func logWarning(_ warning: @autoclosure () -> String) {}
-  func logError(_ error: @autoclosure () -> String) {}
-  func logCritical(_ critical: @autoclosure () -> String) {}
+/// The last rendering and when it was made; used on the server's thread only.
+final class RenderCache: @unchecked Sendable {
+  let minimumAge: Double
+  let scrape: @Sendable () -> [UInt8]?
+  private var text: [UInt8]?
+  private var madeAt = -Double.infinity
+  private var cost = 0.0
+
+  init(minimumAge: Double, scrape: @escaping @Sendable () -> [UInt8]?) {
+    self.minimumAge = minimumAge
+    self.scrape = scrape
+  }
+
+  func rendering() -> [UInt8]? {
+    let now = HTTPServer.now()
+    if let text, now - madeAt < max(minimumAge, 2 * cost) { return text }
+    text = scrape()
+    let done = HTTPServer.now()
+    madeAt = done
+    cost = done - now
+    return text
+  }
 }

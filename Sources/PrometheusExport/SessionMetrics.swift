@@ -9,6 +9,8 @@ import Synchronization
 /// maps may be freed.
 public final class SessionMetrics: Sendable {
   private let session: Mutex<TraceSession?>
+  /// The size of the last rendering.
+  private let lastSize = Atomic<Int>(0)
   public let printer: MapPrinter
   public let renderer: MetricsRenderer
 
@@ -30,8 +32,11 @@ public final class SessionMetrics: Sendable {
   }
 
   /// The exposition text of a scrape now, or nil once closed.
-  public func scrape() -> String? {
-    snapshot().map(renderer.render)
+  public func scrape() -> [UInt8]? {
+    guard let snapshot = snapshot() else { return nil }
+    let text = renderer.render(snapshot, capacity: lastSize.load(ordering: .relaxed))
+    lastSize.store(text.count, ordering: .relaxed)
+    return text
   }
 
   /// Waits for a scrape in progress, then stops reading the session for good.

@@ -60,6 +60,12 @@ public final class ChildCommand {
     return (status >> 8) & 0xff
   }
 
+  /// The signal that ended the shell, when one did.
+  public var terminatingSignal: Int32? {
+    guard let status, status & 0x7f != 0, status & 0x7f != 0x7f else { return nil }
+    return status & 0x7f
+  }
+
   /// Stops the whole process group: SIGTERM, then SIGKILL after a grace period.
   public func stop(grace milliseconds: Int = 500) {
     guard isRunning else {

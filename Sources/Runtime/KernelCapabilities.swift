@@ -1,5 +1,7 @@
 public import BTF
-import Foundation
+import FoundationEssentials
+import Glibc
+import Output
 internal import LibBPF
 public import Sema
 
@@ -58,7 +60,7 @@ public enum KernelCapabilities {
 /// kprobe.multi link accepts: read once, nil when tracefs cannot be read.
 enum FtraceFunctions {
   static let available: Set<String>? = Tracefs.withRoot(containing: "available_filter_functions") { root in
-    guard let data = readWholeFile(root + "/available_filter_functions") else { return nil }
+    guard let data = ProcFile.read(root + "/available_filter_functions") else { return nil }
     // Lines are `name` or `name [module]`; only the name matters here.
     var names = Set<String>()
     for line in data.split(separator: UInt8(ascii: "\n")) {
@@ -67,22 +69,6 @@ enum FtraceFunctions {
     }
     return names.isEmpty ? nil : names
   } ?? nil
-
-  /// Reads a file to its end. tracefs files report a size of 0 and are produced as they are
-  /// read, so reading by the reported size gets nothing or a first page.
-  static func readWholeFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if count < 0, errno == EINTR { continue }
-      guard count > 0 else { return count == 0 ? result : nil }
-      result += chunk[0..<count]
-    }
-  }
 }
 
 /// Where tracefs is, mounted for the duration of a read when it is nowhere (as root).
@@ -131,6 +117,6 @@ public enum CapabilityCache {
     guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
       let release = try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
     else { return nil }
-    return boot.trimmingCharacters(in: .whitespacesAndNewlines) + " " + release.trimmingCharacters(in: .whitespacesAndNewlines)
+    return boot.filter { !$0.isWhitespace } + " " + release.filter { !$0.isWhitespace }
   }
 }

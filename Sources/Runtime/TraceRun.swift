@@ -1,5 +1,6 @@
 public import CodeGen
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Output
 import Sema
 import Synchronization
@@ -15,19 +16,20 @@ public struct TraceOptions: Sendable {
   public var printsEvents: Bool
   /// The host name JSON events carry.
   public var host: String?
-  /// `-w`: where captured packets go; nil when the spec captures none.
-  public var capture: PacketCaptureOptions?
+  /// `-p`: stop when this process exits (its events are filtered in the kernel, by
+  /// `DesugaringOptions.processID`).
+  public var processID: Int32?
 
   public init(
     format: OutputFormat = .text, command: String? = nil, duration: Double? = nil, printsEvents: Bool = true,
-    host: String? = ProcessInfo.processInfo.hostName, capture: PacketCaptureOptions? = nil
+    host: String? = ProcessInfo.processInfo.hostName, processID: Int32? = nil
   ) {
-    self.capture = capture
     self.format = format
     self.command = command
     self.duration = duration
     self.printsEvents = printsEvents
     self.host = host
+    self.processID = processID
   }
 }
 
@@ -39,8 +41,8 @@ public struct TraceSummary: Sendable {
   public var lost: UInt64
   /// Updates each full map refused (maps that refused none are left out), in spec order.
   public var fullMaps: [(map: MapDeclaration, dropped: UInt64)]
-  /// The shell's status when the `-c` command could not be run at all (126 or 127).
-  public var commandNotRunnable: Int32?
+  /// How the `-c` command ended, when it ended on its own rather than being stopped.
+  public var commandEnding: CommandEnding?
   /// Packets written to the capture file (`-w`), and packets that could not be captured.
   public var packets: UInt64 = 0
   public var lostPackets: UInt64 = 0
@@ -48,6 +50,14 @@ public struct TraceSummary: Sendable {
   public var captureFailure: String?
   /// Events whose `kstack` the kernel could not record, by reason.
   public var stacksUnavailable: [(reason: String, count: UInt64)] = []
+}
+
+/// How a `-c` command that ran to its end ended.
+public enum CommandEnding: Sendable, Equatable {
+  /// The shell exited with this status; 126 and 127 mean it could not run the command at all.
+  case exited(Int32)
+  /// A signal from elsewhere ended it.
+  case signaled(Int32)
 }
 
 /// Why a run could not go on after attaching.
@@ -74,7 +84,8 @@ public final class TraceRun {
   /// Resolves `kstack` values, when the spec has any.
   private let stacks: KernelStackTable?
 
-  public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput) {
+  /// `capture`: where `-w` writes the packets, when the spec captures any.
+  public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput, capture: PacketCaptureOptions? = nil) {
     self.compiled = compiled
     let session = TraceSession(compiled: compiled)
     self.session = session
@@ -83,7 +94,7 @@ public final class TraceRun {
     self.stacks = stacks
     let wallClockOffset = EventFormatter.currentWallClockOffset()
     let formatter = EventFormatter(format: options.format, host: options.host, wallClockOffset: wallClockOffset)
-    let captures = options.capture.flatMap { capture in
+    let captures = capture.flatMap { capture in
       compiled.packetMap.map { _ in
         CaptureSink(compiled: compiled, stacks: stacks, options: capture, wallClockOffset: wallClockOffset)
       }
@@ -117,12 +128,16 @@ public final class TraceRun {
   /// Runs BEGIN, then events and interval clauses until something says stop, then detaches
   /// the programs (`beforeDetaching` runs first: what reads the maps from another thread stops
   /// there), reads what is left, runs END (or prints every map), and frees the session.
-  public func run(beforeDetaching: () -> Void = {}) throws(TraceRunError) -> TraceSummary {
+  /// `stopWhen` is asked after every poll, for a stop condition of the caller's (a metrics
+  /// server that failed).
+  public func run(beforeDetaching: () -> Void = {}, stopWhen: () -> Bool = { false }) throws(TraceRunError)
+    -> TraceSummary
+  {
     let interpreter = UserClauseInterpreter(session: session, output: sink.output, maps: maps)
     var stopRequested = interpreter.run(compiled.userClauses, on: .begin)
     let child: ChildCommand?
     do {
-      let quietStandardOutput = options.capture?.output.isStandardOutput ?? false
+      let quietStandardOutput = sink.captures?.output.isStandardOutput ?? false
       child =
         stopRequested
         ? nil
@@ -140,8 +155,9 @@ public final class TraceRun {
     }
     while !stopRequested {
       let nextTimer = intervals.map(\.2).min()
-      // Short waits with -c and -d, so swtrace ends promptly after the command or the deadline.
-      let longest: Int32 = child != nil || deadline != nil ? 10 : 100
+      // Short waits with -c, -p and -d, so swtrace ends promptly after the command, the
+      // process or the deadline.
+      let longest: Int32 = child != nil || deadline != nil || options.processID != nil ? 10 : 100
       let wait = nextTimer.map { max(0, min(longest, Int32($0.timeIntervalSinceNow * 1000))) } ?? longest
       session.poll(milliseconds: wait)
       sink.output.flush()
@@ -154,6 +170,8 @@ public final class TraceRun {
       if sink.captures?.output.isClosed == true { break }
       if let deadline, Date() >= deadline { break }
       if let child, !child.isRunning { break }
+      if let processID = options.processID, !TracedProcess.isRunning(processID) { break }
+      if stopWhen() { break }
     }
     beforeDetaching()
     // No new events after this point; everything already written is still read.
@@ -180,8 +198,9 @@ public final class TraceRun {
     if let child {
       let ranToEnd = !child.isRunning
       child.stop()
-      // The shell's way of saying the command could not be run at all.
-      if ranToEnd, let code = child.exitCode, [126, 127].contains(code) { summary.commandNotRunnable = code }
+      if ranToEnd {
+        summary.commandEnding = child.exitCode.map(CommandEnding.exited) ?? child.terminatingSignal.map(CommandEnding.signaled)
+      }
     }
     return summary
   }

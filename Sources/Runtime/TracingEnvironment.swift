@@ -98,7 +98,7 @@ public struct TracingEnvironment: Sendable {
     guard resolver.functionBackend == nil, resolver.types.isRunningKernel, compiled.probeTypes.contains(.skb) else {
       return nil
     }
-    let tracepoints = compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.count
-    return "kprobes and fentry are not available on this kernel; skb probes use its \(tracepoints) tracepoint\(tracepoints == 1 ? "" : "s")"
+    // No count: `check` says this once for all its files, and the attach line counts anyway.
+    return "kprobes and fentry are not available on this kernel: skb: probes attach to its tracepoints only"
   }
 }

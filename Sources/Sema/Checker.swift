@@ -42,7 +42,7 @@ public struct ResolvedProbes: Sendable {
 }
 
 /// Resolves every name of a spec against BTF and types every expression. What the spec only
-/// implies (tracking with `--track`, the free probes tracking needs, the fields `-o paths`
+/// implies (tracking with `--track`, the free probes tracking needs, the fields `-f paths`
 /// prints) is added afterwards by `Desugaring`.
 public struct Checker: Sendable {
   public let types: KernelTypes

@@ -8,8 +8,10 @@ public import SwtraceSyntax
 /// - wherever packets are tracked, a clause of its own on each kernel point that frees an skb
 ///   (`tracepoint:skb:kfree_skb`, `tracepoint:skb:consume_skb`) that no clause attaches to
 ///   yet, so a freed packet leaves the tracked set even where the spec does not look;
-/// - with `-o paths`, the device and namespace (`ifname`, `netns`) in every print of an skb
+/// - with `-f paths`, the device and namespace (`ifname`, `netns`) in every print of an skb
 ///   clause that does not print them already, so each hop of a path says where it was;
+/// - with `-p PID`, `pid == PID &&` in front of every kernel clause's filter, as bpftrace does
+///   for probes that are not bound to a process;
 /// - with `--stack`, `kstack` in every print and printf that does not print it already;
 /// - with `-w`, a capture of the packet after every print and printf of an skb clause, with
 ///   the values its comment shows and the skb fields that locate its bytes.
@@ -52,12 +54,24 @@ public struct Desugaring: Sendable {
       if hasSkb, options.capturesPackets {
         clause.actions = context.withCaptures(clause.actions, stack: options.recordsStacks)
       }
+      if let processID = options.processID { clause.filter = Self.onlyProcess(processID, clause) }
       return clause
     }
     if desugared.usesTracking {
       desugared.clauses += freeClauses(for: desugared)
     }
     return desugared
+  }
+
+  /// The clause's filter behind `pid == processID &&`, located at the clause (`-p` wrote it).
+  static func onlyProcess(_ processID: UInt32, _ clause: CheckedClause) -> TypedExpr {
+    let range = clause.range
+    let isProcess = TypedExpr(
+      .binary(
+        .equal, TypedExpr(.builtin(.pid), type: Builtin.pid.type, range: range),
+        TypedExpr(.integer(UInt64(processID)), type: Builtin.pid.type, range: range)),
+      type: .bool, range: range)
+    return clause.filter.map { TypedExpr(.binary(.and, isProcess, $0), type: .bool, range: $0.range) } ?? isProcess
   }
 
   /// A clause without filter or actions on each free point the spec does not attach to:

@@ -286,19 +286,23 @@ public indirect enum Action: Hashable, Sendable {
 public struct DesugaringOptions: Hashable, Sendable {
   /// `--track`: a clause whose filter matches also tracks the packet.
   public var trackFilteredPackets = false
-  /// `-o paths`: every print of an skb clause also records the device and namespace, and
+  /// `-f paths`: every print of an skb clause also records the device and namespace, and
   /// events carry the skb's address so they can be grouped per packet.
   public var groupsEventsByPacket = false
+  /// `-p PID`: every kernel clause runs only when `pid` (the current task's process id) is
+  /// this one, as if its filter began with `pid == PID &&`.
+  public var processID: UInt32? = nil
   /// `-w`: every print of an skb clause also writes the packet (`Action.capture`).
   public var capturesPackets = false
   /// `--stack`: every print also records the kernel stack (`kstack`).
   public var recordsStacks = false
   public init(
-    trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false, capturesPackets: Bool = false,
-    recordsStacks: Bool = false
+    trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false, processID: UInt32? = nil,
+    capturesPackets: Bool = false, recordsStacks: Bool = false
   ) {
     self.trackFilteredPackets = trackFilteredPackets
     self.groupsEventsByPacket = groupsEventsByPacket
+    self.processID = processID
     self.capturesPackets = capturesPackets
     self.recordsStacks = recordsStacks
   }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import Runtime
 import SwtraceSyntax
 
@@ -7,7 +8,12 @@ import SwtraceSyntax
 struct Check: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Compile and pre-check specs without loading them; exit 0 when all are fine, 1 otherwise.",
-    discussion: "Example: swtrace check --btf tests/6.1.btf specs/*.spec")
+    discussion: """
+      Examples (from the source directory; no root needed):
+        Against Debian 12's 6.1 kernel, whose BTF is in the source tree:
+          xz -dkc Tests/Fixtures/btf/6.1.0-56-amd64.btf.xz > /tmp/6.1.btf
+          swtrace check --btf /tmp/6.1.btf specs/drops.spec
+      """)
 
   @Option(name: .customLong("btf"), help: ArgumentHelp("Check against this BTF file instead of the running kernel's.", valueName: "FILE"))
   var btfPath: String?
@@ -52,7 +58,8 @@ struct Check: ParsableCommand {
       case .success(let source):
         do {
           let compiled = try environment.compileForCommandLine(source)
-          Console.note("\(source.name): ok (\(compiled.programs.count) programs)")
+          let count = compiled.programs.count
+          Console.note("\(source.name): ok (\(count) program\(count == 1 ? "" : "s"))")
         } catch {
           failed = true
         }
@@ -65,17 +72,30 @@ struct Check: ParsableCommand {
 /// `swtrace fmt`: print a spec in the canonical layout.
 struct Format: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "fmt", abstract: "Print a spec file in swtrace's canonical layout.")
+    commandName: "fmt", abstract: "Print a spec in swtrace's canonical layout.",
+    discussion: """
+      Examples:
+        A one-liner, laid out:
+          swtrace fmt -e 'skb:*/len>100/{print(len)}'
+      """)
 
-  @Argument(help: ArgumentHelp("The spec file to format.", valueName: "FILE"))
-  var file: String
+  @Option(name: .short, help: ArgumentHelp("The spec to format, as text.", valueName: "SPEC"))
+  var expression: String?
+
+  @Argument(help: ArgumentHelp("The spec file to format, or - for standard input.", valueName: "FILE"))
+  var file: String?
 
   @Flag(name: .shortAndLong, help: "Rewrite the file in place instead of printing it.")
   var inPlace = false
 
+  func validate() throws {
+    if expression != nil, file != nil { throw ValidationError("give the spec either with -e or as a file, not both") }
+    if inPlace, file == nil || file == "-" { throw ValidationError("-i rewrites a file: name one") }
+  }
+
   func run() throws {
     let source: SourceFile
-    switch SpecInput.load(expression: nil, path: file) {
+    switch SpecInput.load(expression: expression, path: file) {
     case .success(let loaded): source = loaded
     case .failure(let error):
       Console.error(error.description)
@@ -87,7 +107,7 @@ struct Format: ParsableCommand {
       throw ExitStatus.specError
     }
     let formatted = SpecFormatter.format(parsed.spec, source: source)
-    if inPlace {
+    if inPlace, let file {
       try formatted.write(toFile: file, atomically: true, encoding: .utf8)
     } else {
       Swift.print(formatted, terminator: "")

@@ -1,5 +1,6 @@
 import CodeGen
-import Foundation
+import FoundationEssentials
+import Glibc
 import Runtime
 import SwtraceSyntax
 
@@ -51,12 +52,20 @@ enum CheckTimings {
     }
   }
 
+  /// `value` with two decimals, as printf's `%.2f` writes it.
+  static func fixed(_ value: Double) -> String {
+    let hundredths = Int64((abs(value) * 100).rounded())
+    let fraction = hundredths % 100
+    return (value < 0 && hundredths > 0 ? "-" : "") + "\(hundredths / 100)." + (fraction < 10 ? "0" : "") + "\(fraction)"
+  }
+
   static func report(_ samples: [Sample], btfPath: String?) -> String {
     // The first run also pays for what a fresh process does once (page faults, lazy binding,
     // Swift metadata): it is what a single `swtrace check` sees, the median what repeats see.
     func row(_ name: String, _ wall: [Double], _ cpu: [Double]) -> String {
-      let columns = [median(wall), wall.min() ?? 0, median(cpu), wall.first ?? 0].map { String(format: "%10.2f", $0) }
-      return name.padding(toLength: 12, withPad: " ", startingAt: 0) + columns.joined() + "\n"
+      let columns = [median(wall), wall.min() ?? 0, median(cpu), wall.first ?? 0].map { fixed($0).leftPadded(to: 10) }
+      let label = name.count < 12 ? name + String(repeating: " ", count: 12 - name.count) : String(name.prefix(12))
+      return label + columns.joined() + "\n"
     }
     var text = "# \(samples.count) runs in one process against \(btfPath ?? "the running kernel's BTF"), "
     text += "\(samples.first?.programs ?? 0) programs; milliseconds\n"

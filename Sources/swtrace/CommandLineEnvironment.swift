@@ -35,7 +35,7 @@ extension TracingEnvironment {
       if !warnings.isEmpty { Console.diagnostics(warnings, in: source) }
       // Said once per process, though `check` may compile many specs.
       if let note = backendNote(for: compiled), !backendNoted.exchange(true, ordering: .relaxed) {
-        Console.note(note)
+        Console.progress(note)
       }
       return compiled
     }

@@ -1,5 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwtraceSyntax
+import Synchronization
 
 /// Writes to stdout and stderr. Diagnostics go through the one renderer; colour only on a
 /// terminal and never with NO_COLOR.
@@ -19,6 +21,15 @@ enum Console {
     writeError("swtrace: \(message)\n")
   }
 
+  /// `-q`: progress messages (attaching, the backend in use, where metrics are served) are
+  /// left out; warnings, errors and anything lost are still said.
+  static let quiet = Atomic<Bool>(false)
+
+  /// A message about progress, left out with `-q`.
+  static func progress(_ message: String) {
+    if !quiet.load(ordering: .relaxed) { note(message) }
+  }
+
   /// At most this many diagnostics are printed: a binary file given as a spec must not turn
   /// into megabytes of errors.
   static let diagnosticLimit = 20
@@ -31,7 +42,14 @@ enum Console {
     }
   }
 
+  /// Writes all of `text` to stderr; a stderr that cannot be written to is not an error of its own.
   static func writeError(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+      let written = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+      if written < 0 && errno == EINTR { continue }
+      guard written > 0 else { return }
+      bytes = bytes.dropFirst(written)
+    }
   }
 }

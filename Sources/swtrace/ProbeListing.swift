@@ -1,20 +1,40 @@
 import ArgumentParser
 import BTF
+import Glibc
 import Sema
 import SwtraceSyntax
 
-/// `swtrace -l PROBE`: the attach points a probe matches, with their typed arguments.
+/// `swtrace -l`: the probes a pattern matches, or those a spec attaches to, one per line,
+/// each named exactly as a spec accepts it and followed by its typed arguments:
+///
+///     skb:kfree_skb (struct sk_buff * skb, void * location, enum skb_drop_reason reason, ...)
+///     tracepoint:net:net_dev_queue (struct sk_buff * skb)
+///     kprobe:ip_rcv (struct sk_buff * skb, struct net_device * dev, ...)
 enum ProbeListing {
-  static func print(pattern: String, resolver: ProbeResolver) throws {
-    let source = SourceFile(name: "<probe>", text: "\(pattern) { exit() }")
+  /// What `-l` was given: `-e SPEC`, or an argument that is a spec file or a pattern.
+  struct Request {
+    var expression: String?
+    var argument: String?
+  }
+
+  /// Listed when `-l` is given nothing: the probes of packets, and every tracepoint.
+  static let everything = "skb:*, tracepoint:*:*"
+
+  static func print(_ request: Request, resolver: ProbeResolver, verbose: Bool) throws {
+    let source = try listedSource(request)
     let parsed = Parser.parse(source)
     if parsed.hasErrors {
       Console.diagnostics(parsed.diagnostics, in: source)
       throw ExitStatus.specError
     }
-    var count = 0
+    var printed = Set<String>()
+    var lines: [String] = []
     for probe in parsed.spec.clauses.flatMap(\.probes) {
       let points: [AttachPoint]
+      switch probe.kind {
+      case .begin, .end, .interval: continue  // run by swtrace itself, nothing to attach
+      default: break
+      }
       do {
         points = try resolver.resolve(probe)
       } catch {
@@ -22,11 +42,49 @@ enum ProbeListing {
         throw ExitStatus.specError
       }
       for point in points {
-        let arguments = point.arguments.map { "\(resolver.types.describe($0.type)) \($0.name)" }
-        Swift.print("\(point.backend.rawValue):\(point.name)(\(arguments.joined(separator: ", ")))")
+        var line = "\(name(of: point, as: probe.kind, resolver: resolver)) (\(arguments(of: point, resolver: resolver)))"
+        if verbose, case .skb = probe.kind { line += "  via \(concreteName(of: point, resolver: resolver))" }
+        if printed.insert(line).inserted { lines.append(line) }
       }
-      count += points.count
     }
-    Console.writeError("\(count) attach point\(count == 1 ? "" : "s")\n")
+    for line in lines { Swift.print(line) }
+    Console.writeError("\(lines.count) attach point\(lines.count == 1 ? "" : "s")\n")
+  }
+
+  /// The spec to resolve: `-e SPEC`, a spec file, or a pattern turned into a clause.
+  static func listedSource(_ request: Request) throws -> SourceFile {
+    if let expression = request.expression { return SourceFile(name: "<spec>", text: expression) }
+    guard let argument = request.argument else {
+      return SourceFile(name: "<probe>", text: "\(everything) { exit() }")
+    }
+    // A spec file (or - for standard input) is listed like the spec it holds.
+    if argument == "-" || argument.hasSuffix(".spec") || access(argument, F_OK) == 0 {
+      switch SpecInput.load(expression: nil, path: argument) {
+      case .success(let source): return source
+      case .failure(let error):
+        Console.error(error.description)
+        throw ExitStatus.specError
+      }
+    }
+    return SourceFile(name: "<probe>", text: "\(argument) { exit() }")
+  }
+
+  /// The name a spec would use: `skb:NAME` for `skb:` probes, `tracepoint:CATEGORY:NAME`
+  /// (category `*` when it is unknown, as with --btf), `kprobe:FUNC` and the like.
+  static func name(of point: AttachPoint, as kind: Probe.Kind, resolver: ProbeResolver) -> String {
+    if case .skb = kind { return "skb:\(point.name)" }
+    return concreteName(of: point, resolver: resolver)
+  }
+
+  /// What the point attaches with: `tracepoint:net:net_dev_queue`, `fentry:ip_rcv`.
+  static func concreteName(of point: AttachPoint, resolver: ProbeResolver) -> String {
+    if point.backend == .tracepoint {
+      return "tracepoint:\(resolver.tracepointCategories[point.name] ?? "*"):\(point.name)"
+    }
+    return "\(point.backend.rawValue):\(point.name)"
+  }
+
+  static func arguments(of point: AttachPoint, resolver: ProbeResolver) -> String {
+    point.arguments.map { "\(resolver.types.describe($0.type)) \($0.name)" }.joined(separator: ", ")
   }
 }

@@ -10,12 +10,43 @@ import SwtraceSyntax
 struct Trace: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "trace",
-    abstract: "Compile a spec, attach it to the kernel and print its events (the default command).")
+    abstract: "Trace packets through the Linux kernel: compile a spec to eBPF, attach it, print what it sees.",
+    usage: """
+      swtrace [<options>] -e SPEC
+      swtrace [<options>] FILE.spec
+      swtrace -l [PATTERN | FILE.spec | -e SPEC]
+      swtrace check [--btf FILE] FILE.spec ...
+      """,
+    discussion: examples)
+
+  /// The examples of `swtrace --help` and of the manual, each line at most 80 columns so that
+  /// none wraps inside its quotes; Tests/EndToEndTests/DocumentationTests.swift runs them.
+  static let examples = """
+    Examples (as root, from the source directory; the traffic stays on loopback):
+      Each hop of 2 UDP datagrams marked 0xdead, with its length and device:
+        swtrace -e 'skb:* /mark == 0xdead/ { print(len, ifname) }' \\
+          -c 'swtrace-pktgen udp --dst 127.0.0.1 --port 9 --count 2 --mark 0xdead'
+      The same with a shipped spec, as JSON lines written to a file:
+        swtrace -f json -o /tmp/hops.json specs/mark-path.spec \\
+          -c 'swtrace-pktgen udp --dst 127.0.0.1 --port 9 --count 2 --mark 0xdead'
+      Drops by reason for 5 seconds:
+        swtrace -d 5 specs/drops.spec
+      The probes skb:* matches here, as a spec names them, with their arguments:
+        swtrace -l 'skb:*'
+      Check a spec against a kernel's BTF without loading it (no root needed):
+        swtrace check --btf /sys/kernel/btf/vmlinux specs/drops.spec
+
+    The language, its probes and packet fields: man swtrace (THE LANGUAGE), or
+    grammar/README.md in the source. Other commands: swtrace help check, swtrace
+    help fmt. Exit status: 0 done, 1 error in the spec, 2 refused by the kernel
+    or system, 3 the -c command failed, 64 a command line swtrace cannot use.
+    """
 
   @Option(name: .short, help: ArgumentHelp("The spec to run, as text.", valueName: "SPEC"))
   var expression: String?
 
-  @Argument(help: ArgumentHelp("A .spec file to run (instead of -e).", valueName: "FILE"))
+  @Argument(help: ArgumentHelp(
+    "A .spec file to run (instead of -e), or - for standard input; with -l, a pattern such as 'skb:net_*' or a spec file.", valueName: "FILE"))
   var file: String?
 
   @Option(name: [.short, .long], help: ArgumentHelp(
@@ -25,8 +56,28 @@ struct Trace: ParsableCommand {
   @Option(name: [.short, .long], help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
   var duration: Double?
 
-  @Option(name: [.short, .long], help: "Output format: text, json, paths (events grouped per packet) or paths-json.")
-  var output: OutputFormat = .text
+  @Option(name: [.short, .long], help: ArgumentHelp(
+    "Output format: text, json, paths (events grouped per packet) or paths-json.", valueName: "FORMAT"))
+  var format: OutputFormat = .text
+
+  @Option(name: [.short, .long], help: ArgumentHelp(
+    "Write the events and maps to FILE instead of standard output (messages stay on stderr).", valueName: "FILE"))
+  var output: String?
+
+  @Option(name: [.short, .customLong("pid")], help: ArgumentHelp(
+    "Keep only events of process PID (as if every filter began with pid == PID); stop when it exits.",
+    valueName: "PID"))
+  var processID: Int32?
+
+  @Flag(name: [.short, .customLong("list")], help: ArgumentHelp(
+    "List the probes that match FILE as a pattern (default 'skb:*' and 'tracepoint:*:*'), or those of the spec given with -e or as a .spec FILE, and exit."))
+  var list = false
+
+  @Flag(name: .shortAndLong, help: "Leave out progress messages, and the Samples line unless events were lost.")
+  var quiet = false
+
+  @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why; with -l, what each probe attaches to.")
+  var verbose = false
 
   @Flag(name: .customLong("dump-bpf"), help: "Print the generated instructions and exit without loading.")
   var dumpBPF = false
@@ -34,13 +85,6 @@ struct Trace: ParsableCommand {
   @Option(name: .customLong("btf"), help: ArgumentHelp(
     "Check against this BTF file instead of the running kernel's (with --dump-bpf).", valueName: "FILE"))
   var btfPath: String?
-
-  @Option(name: [.short, .customLong("list")], help: ArgumentHelp(
-    "List the attach points a probe matches, such as 'skb:*', and exit.", valueName: "PROBE"))
-  var list: String?
-
-  @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why.")
-  var verbose = false
 
   @Option(name: .customLong("backend"), help: ArgumentHelp(
     "Attach skb: function probes with this backend: fentry or kprobe (default: the cheapest the kernel has).",
@@ -57,7 +101,7 @@ struct Trace: ParsableCommand {
   @Option(
     name: .customLong("metrics"),
     help: ArgumentHelp(
-      "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel on every scrape. Events are not printed unless --print-events is given.",
+      "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.",
       valueName: "ADDR:PORT"),
     transform: MetricsMode.parseEndpoint)
   var metrics: MetricsEndpoint?
@@ -87,8 +131,8 @@ struct Trace: ParsableCommand {
   /// What `-w`, `--snaplen` and `--stack` ask of the compiler.
   func desugaringOptions() -> DesugaringOptions {
     DesugaringOptions(
-      trackFilteredPackets: track, groupsEventsByPacket: output.groupsByPacket, capturesPackets: writeFile != nil,
-      recordsStacks: stack)
+      trackFilteredPackets: track, groupsEventsByPacket: format.groupsByPacket, processID: processID.map(UInt32.init),
+      capturesPackets: writeFile != nil, recordsStacks: stack)
   }
 
   func validateCapture() throws {
@@ -101,14 +145,26 @@ struct Trace: ParsableCommand {
   }
 
   func validate() throws {
+    if let output, let format = OutputFormat(rawValue: output) {
+      throw ValidationError(
+        "-o names the output file, as in bpftrace; the format is chosen with -f: write -f \(format.rawValue) "
+          + "(for a file named '\(output)', write -o ./\(output))")
+    }
     if expression != nil, file != nil {
-      throw ValidationError("give the spec either with -e or as a file, not both")
+      throw ValidationError(
+        list
+          ? "-l lists either the probes of the spec given with -e or those matching a pattern, not both"
+          : "give the spec either with -e or as a file, not both (the output format is -f FORMAT)")
+    }
+    if let processID {
+      if processID <= 0 { throw ValidationError("-p needs a process id greater than zero") }
+      if !TracedProcess.isRunning(processID) { throw ValidationError("-p \(processID): no such process is running") }
     }
     if let duration, duration <= 0 { throw ValidationError("--duration must be greater than zero") }
     if mapEntries < 1 || mapEntries > 1 << 24 {
       throw ValidationError("--map-entries must be between 1 and \(1 << 24)")
     }
-    if btfPath != nil, !dumpBPF, list == nil {
+    if btfPath != nil, !dumpBPF, !list {
       throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
     }
     if printEvents, metrics == nil { throw ValidationError("--print-events only goes with --metrics") }
@@ -116,14 +172,17 @@ struct Trace: ParsableCommand {
   }
 
   func run() throws {
-    if !dumpBPF, list == nil, let missing = Privileges.missingForTracing() {
+    Console.quiet.store(quiet, ordering: .relaxed)
+    if !dumpBPF, !list, let missing = Privileges.missingForTracing() {
       Console.error(missing)
       throw ExitStatus.systemRefused
     }
     let environment = try TracingEnvironment.forCommandLine(
       btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
-    if let list {
-      try ProbeListing.print(pattern: list, resolver: environment.resolver)
+    if list {
+      try ProbeListing.print(
+        ProbeListing.Request(expression: expression, argument: file), resolver: environment.resolver,
+        verbose: verbose)
       return
     }
     let source: SourceFile
@@ -139,11 +198,21 @@ struct Trace: ParsableCommand {
       Swift.print(compiled.listing(source: source), terminator: "")
       return
     }
+    let destination: DescriptorOutput
+    // With -w -, standard output carries the capture: the text goes to standard error.
+    let standard = DescriptorOutput(descriptor: writeFile == "-" ? 2 : 1)
+    switch output.map({ DescriptorOutput.create(path: $0) }) ?? .success(standard) {
+    case .success(let opened): destination = opened
+    case .failure(let error):
+      Console.error(error.description)
+      throw ExitStatus.systemRefused
+    }
     let status = try TraceCommand(
       compiled: compiled, source: source,
       options: TraceOptions(
-        format: output, command: command, duration: duration, printsEvents: metrics == nil || printEvents),
-      verbose: verbose, metrics: metrics, capturePath: writeFile
+        format: format, command: command, duration: duration, printsEvents: metrics == nil || printEvents,
+        host: MetricsMode.hostLabel, processID: processID),
+      verbose: verbose, metrics: metrics, output: destination, capturePath: writeFile
     ).run()
     if status != 0 { throw ExitCode(status) }
   }

@@ -1,4 +1,5 @@
 import CodeGen
+import Glibc
 import Output
 import PrometheusExport
 import Runtime
@@ -14,16 +15,20 @@ struct TraceCommand {
   let verbose: Bool
   /// `--metrics`: serve the maps over HTTP while running.
   var metrics: MetricsEndpoint? = nil
+  /// Standard output, or the file of `-o FILE`.
+  var output = DescriptorOutput()
   /// `-w`: the pcapng file to write ("-" for standard output, which moves the text output to
-  /// standard error).
+  /// standard error unless `-o` names a file).
   var capturePath: String? = nil
 
   func run() throws -> Int32 {
-    var options = self.options
+    var capture: DescriptorOutput?
+    var captureOptions: PacketCaptureOptions?
     if let capturePath {
-      switch ByteOutput.open(capturePath) {
-      case .success(let output):
-        options.capture = PacketCaptureOptions(output: output, application: "swtrace \(Swtrace.configuration.version)")
+      switch capturePath == "-" ? .success(DescriptorOutput()) : DescriptorOutput.create(path: capturePath, contents: .capture) {
+      case .success(let opened):
+        capture = opened
+        captureOptions = PacketCaptureOptions(output: opened, application: "swtrace \(Swtrace.configuration.version)")
       case .failure(let error):
         Console.error(error.description)
         throw ExitStatus.systemRefused
@@ -32,8 +37,7 @@ struct TraceCommand {
         Console.note("-w captures the packet of each event an skb clause prints; this spec prints none, so the file will hold no packets")
       }
     }
-    let trace = TraceRun(
-      compiled: compiled, options: options, output: DescriptorOutput(descriptor: capturePath == "-" ? 2 : 1))
+    let trace = TraceRun(compiled: compiled, options: options, output: output, capture: captureOptions)
     defer { trace.detach() }
     do throws(RuntimeError) {
       try trace.load()
@@ -44,8 +48,9 @@ struct TraceCommand {
     let attaching = "Attaching \(compiled.programs.count) probe\(compiled.programs.count == 1 ? "" : "s")..."
     // On a terminal one line counts up while attaching (thousands of functions take a while);
     // elsewhere two plain lines, which scripts can read.
-    let live = Console.stderrIsTerminal
-    if live { Console.writeError("swtrace: \(attaching)") } else { Console.note(attaching) }
+    let quiet = Console.quiet.load(ordering: .relaxed)
+    let live = Console.stderrIsTerminal && !quiet
+    if live { Console.writeError("swtrace: \(attaching)") } else { Console.progress(attaching) }
     let report: AttachReport
     do throws(RuntimeError) {
       var shown = 0
@@ -60,7 +65,7 @@ struct TraceCommand {
       throw ExitStatus.systemRefused
     }
     let outcome = "\(report.attached) attached, \(report.failed.count) skipped"
-    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.note(outcome) }
+    if live { Console.writeError("\r\u{1B}[Kswtrace: \(attaching) \(outcome)\n") } else { Console.progress(outcome) }
     if verbose {
       for failure in report.failed { Console.note("  skipped \(failure.probe): \(failure.reason)") }
     }
@@ -76,7 +81,7 @@ struct TraceCommand {
     defer { metricsMode?.stop() }
     let summary: TraceSummary
     do throws(TraceRunError) {
-      summary = try trace.run(beforeDetaching: { metricsMode?.stop() })
+      summary = try trace.run(beforeDetaching: { metricsMode?.stop() }, stopWhen: { metricsMode?.failure != nil })
     } catch {
       Console.error(error.description)
       throw ExitStatus.systemRefused
@@ -84,22 +89,46 @@ struct TraceCommand {
     for (map, dropped) in summary.fullMaps {
       Console.note("\(map.displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
-    Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n")
+    output.finish()
+    capture?.finish()
+    // With -q the summary is left out unless something was lost.
+    if !quiet || summary.lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n") }
     for (reason, count) in summary.stacksUnavailable {
       Console.note("\(count) event\(count == 1 ? "" : "s") without a kernel stack: \(reason)")
     }
-    if let capturePath {
+    if capture != nil, !quiet || summary.lostPackets > 0 {
       Console.writeError("Packets: \(summary.packets) Lost: \(summary.lostPackets)\n")
-      if let failure = summary.captureFailure {
-        Console.error("writing the capture file \(capturePath == "-" ? "to standard output" : capturePath) failed: \(failure)")
-        return 2
-      }
     }
-    if let code = summary.commandNotRunnable {
-      Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
+    // A server that stopped on its own ends the run with a failure, so that a service manager
+    // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
+    if let failure = metricsMode?.failure {
+      Console.error("the metrics server stopped: \(failure); tracing ended with it")
+      return ExitStatus.systemRefused.rawValue
+    }
+    if let failure = output.failure ?? capture?.failure {
+      Console.error(failure)
       return 2
     }
-    return 0
+    return summary.commandEnding.map(Self.report) ?? 0
+  }
+
+  /// Says how a `-c` command that ended on its own went, when not well, and returns swtrace's
+  /// exit status for it: 2 when the shell could not run it at all (126, 127), 3 when it
+  /// exited with another non-zero status, and 0 when it succeeded or a signal from elsewhere
+  /// ended it (stopping the command is a way to end a trace).
+  static func report(_ ending: CommandEnding) -> Int32 {
+    switch ending {
+    case .exited(0): return 0
+    case .exited(let code) where code == 126 || code == 127:
+      Console.error("the -c command could not be run (the shell exited with \(code): command not found or not executable)")
+      return 2
+    case .exited(let code):
+      Console.error("the -c command failed: it exited with status \(code) (swtrace exits with \(ExitStatus.commandFailed))")
+      return ExitStatus.commandFailed
+    case .signaled(let signal):
+      Console.note("the -c command was ended by signal \(signal) (\(String(cString: strsignal(signal))))")
+      return 0
+    }
   }
 
   /// A refusal in one sentence; a program the kernel rejected also shows where in the spec

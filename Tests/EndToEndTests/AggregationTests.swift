@@ -15,7 +15,7 @@ struct AggregationTests {
   /// Ethernet + IPv4 + UDP in front of the payload at net_dev_queue on a veth.
   static let overhead = 42
 
-  /// Runs `spec` (-o json) around `bursts` from A to B and checks the run itself went well.
+  /// Runs `spec` (-f json) around `bursts` from A to B and checks the run itself went well.
   func traceJSON(
     _ spec: String, subnet: Int, bursts: [UDPBurst], format: String = "json", extraArguments: [String] = []
   ) throws -> (run: TracedRun, output: JSONTraceOutput)? {
@@ -24,7 +24,7 @@ struct AggregationTests {
     let scratch = try ScratchDirectory("agg")
     defer { scratch.remove() }
     let run = try TracedTraffic.run(
-      spec: spec, arguments: ["-o", format] + extraArguments, bursts: bursts, pair: pair, scratch: scratch)
+      spec: spec, arguments: ["-f", format] + extraArguments, bursts: bursts, pair: pair, scratch: scratch)
     #expect(!run.result.timedOut, "swtrace did not finish:\n\(run)")
     #expect(run.result.status == 0, "swtrace failed:\n\(run)")
     #expect(run.sendersSent(bursts), "a sender fell short:\n\(run)")

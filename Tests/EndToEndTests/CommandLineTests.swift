@@ -7,26 +7,48 @@ import TestSupport
 
 @Suite("swtrace command line")
 struct CommandLineTests {
-  @Test("-l 'skb:*' lists the skb tracepoints of this kernel", .needsTracing)
+  @Test("-l 'skb:*' lists the skb tracepoints of this kernel, named as a spec names them", .needsTracing)
   func listsRunningKernelTracepoints() throws {
     let result = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), ["-l", "skb:*"], timeout: 60)
     #expect(result.status == 0, "\(result)")
     let lines = result.stdoutLines
-    #expect(lines.contains { $0.hasPrefix("tracepoint:net_dev_queue(struct sk_buff * skb)") }, "\(result)")
-    #expect(lines.contains { $0.hasPrefix("tracepoint:kfree_skb(struct sk_buff * skb, void * location, enum skb_drop_reason reason") })
+    #expect(lines.contains("skb:net_dev_queue (struct sk_buff * skb)"), "\(result)")
+    #expect(lines.contains { $0.hasPrefix("skb:kfree_skb (struct sk_buff * skb, void * location, enum skb_drop_reason reason") })
     #expect(lines.count == 30)
     #expect(result.stderr.contains("30 attach points"))
+  }
+
+  /// What `-l` prints can be pasted back: each listed name, as a probe of a spec, checks and
+  /// attaches to exactly the one point it was listed for.
+  @Test("every name -l prints is a probe a spec accepts", .needsTracing, arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*"])
+  func listedNamesArePastable(pattern: String) throws {
+    let swtrace = try TestEnvironment.binary("swtrace")
+    let listing = try ProcessRunner.run(swtrace, ["-l", pattern], timeout: 60)
+    #expect(listing.status == 0, "\(listing)")
+    let names = listing.stdoutLines.compactMap { $0.split(separator: " ").first.map(String.init) }
+    #expect(!names.isEmpty, "\(listing)")
+    #expect(names.allSatisfy { !$0.contains("(") }, "a name runs into its arguments: \(listing)")
+    // One spec with every listed name as a clause of its own: it checks, one program each.
+    let spec = names.map { "\($0) { @[probe] = count() }" }.joined(separator: "\n")
+    let check = try ProcessRunner.run(swtrace, ["check", "-e", spec], timeout: 120)
+    #expect(check.status == 0, "\(check)")
+    #expect(check.stderr.contains("<spec>: ok (\(names.count) program"), "\(check)")
+    // And listing each name again gives back that name alone.
+    for name in names.prefix(5) {
+      let again = try ProcessRunner.run(swtrace, ["-l", name], timeout: 60)
+      #expect(again.stdoutLines.map { $0.split(separator: " ").first.map(String.init) } == [name], "\(again)")
+    }
   }
 
   @Test("-l 'skb:*' --btf lists more than 1,000 functions of a kernel with kprobes", arguments: Fixtures.kernelReleases)
   func listsFixtureFunctions(release: String) throws {
     let btf = try Fixtures.btfPath(release)
     let result = try ProcessRunner.run(
-      try TestEnvironment.binary("swtrace"), ["-l", "skb:*", "--btf", btf], timeout: 120)
+      try TestEnvironment.binary("swtrace"), ["-lv", "skb:*", "--btf", btf], timeout: 120)
     #expect(result.status == 0, "\(result)")
-    let functions = result.stdoutLines.filter { $0.hasPrefix("fentry:") }
+    let functions = result.stdoutLines.filter { $0.contains("  via fentry:") }
     #expect(functions.count > 1000, "\(functions.count) functions")
-    #expect(functions.contains { $0.hasPrefix("fentry:ip_rcv(struct sk_buff * skb,") })
+    #expect(functions.contains { $0.hasPrefix("skb:ip_rcv (struct sk_buff * skb,") && $0.hasSuffix("  via fentry:ip_rcv") })
   }
 
   /// A spec either checks, or fails only because a name it uses really is absent on that
@@ -72,44 +94,6 @@ struct CommandLineTests {
       let twice = try ProcessRunner.run(swtrace, ["fmt", copy.path], timeout: 60)
       #expect(twice.stdout == once.stdout, "fmt is not idempotent on \(spec)")
       #expect(once.stdout.hasPrefix("#!/usr/bin/env swtrace\n//"), "\(spec) lost its header comment")
-    }
-  }
-
-  /// Every `swtrace ...` command in README's code blocks is accepted by the command line:
-  /// its spec compiles (`--dump-bpf`) and its options parse, so the README cannot drift.
-  @Test("README's example commands are accepted by the command line")
-  func readmeCommandsParse() throws {
-    let readme = try String(contentsOf: Fixtures.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
-    let swtrace = try TestEnvironment.binary("swtrace")
-    var commands: [[String]] = []
-    var pending = ""
-    for rawLine in readme.split(separator: "\n", omittingEmptySubsequences: false) {
-      var line = rawLine.trimmingCharacters(in: .whitespaces)
-      guard rawLine.hasPrefix("    ") || !pending.isEmpty else { continue }
-      if pending.isEmpty {
-        for prompt in ["# ", "$ "] where line.hasPrefix(prompt) { line.removeFirst(2) }
-        guard line.hasPrefix("swtrace ") else { continue }
-      }
-      if line.hasSuffix("\\") {
-        pending += line.dropLast() + " "
-        continue
-      }
-      commands.append(try shellWords(pending + line))
-      pending = ""
-    }
-    #expect(commands.count >= 4, "README shows at least four swtrace commands")
-    for words in commands {
-      var arguments = Array(words.dropFirst())
-      if arguments.first == "check" || arguments.first == "fmt" {
-        // Needs files named in README relative to the repository or /tmp; check the syntax only.
-        arguments = [arguments[0], "--help"]
-      } else if arguments.contains("-l") {
-        arguments = arguments.filter { $0 != "--btf" }
-      } else {
-        arguments.append("--dump-bpf")
-      }
-      let result = try ProcessRunner.run(swtrace, arguments, timeout: 120)
-      #expect(result.status == 0, "README command `\(words.joined(separator: " "))` is not accepted:\n\(result)")
     }
   }
 }

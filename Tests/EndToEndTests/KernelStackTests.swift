@@ -1,5 +1,5 @@
 // The stack that carried a packet (issue 21): `kstack` and `--stack` end to end, and the
-// per-hop latency of -o paths and specs/latency.spec.
+// per-hop latency of -f paths and specs/latency.spec.
 //
 // The known path: a UDP datagram to a port nothing listens on, sent over loopback inside a
 // namespace, is received by __udp4_lib_rcv, which finds no socket and frees it with reason
@@ -42,7 +42,7 @@ struct KernelStackTests {
     let file = scratch.path("drops.pcapng")
     let spec = "skb:kfree_skb /mark == 0x21b1/ { print(reason, ksym(location)); @stacks[kstack] = count() }"
     let result = try ProcessRunner.run(
-      swtrace, ["--stack", "-o", "json", "-w", file, "-c", try Self.closedPortCommand(pair, mark: "0x21b1", count: 3), "-e", spec],
+      swtrace, ["--stack", "-f", "json", "-w", file, "-c", try Self.closedPortCommand(pair, mark: "0x21b1", count: 3), "-e", spec],
       timeout: 120)
     try #require(result.status == 0, "\(result)")
     var events: [[String: Any]] = []
@@ -128,7 +128,7 @@ struct KernelStackTests {
     let burst = UDPBurst(sizes: [100, 200], count: 20, mark: 0xdead, port: 9117)
     let send = TracedTraffic.sendCommand(burst, pair: pair, pktgen: pktgen, log: scratch.path("send.log"))
     let spec = packageRoot.appendingPathComponent("specs/latency.spec").path
-    let result = try ProcessRunner.run(swtrace, ["-o", "json", "-c", send, spec], timeout: 120)
+    let result = try ProcessRunner.run(swtrace, ["-f", "json", "-c", send, spec], timeout: 120)
     try #require(result.status == 0, "\(result)")
     #expect(scratch.read("send.log")?.contains("sent 20") == true)
     let output = JSONTraceOutput(result.stdout)
@@ -138,7 +138,7 @@ struct KernelStackTests {
     #expect(output.maps["@start"]?.entries.isEmpty == true, "\(result)")
   }
 
-  @Test("-o paths: each hop's time since the previous one, besides the time since the first", .needsTracing)
+  @Test("-f paths: each hop's time since the previous one, besides the time since the first", .needsTracing)
   func pathsShowTheStepBetweenHops() throws {
     let pair = try NetworkNamespacePair(subnet: 118)
     defer { pair.remove() }
@@ -147,7 +147,7 @@ struct KernelStackTests {
     let burst = UDPBurst(sizes: [100], count: 3, mark: 0x21b3, port: 9118)
     for format in ["paths-json", "paths"] {
       let run = try TracedTraffic.run(
-        spec: "skb:* /mark == 0x21b3/ { print(len) }", arguments: ["-o", format, "--track"], bursts: [burst], pair: pair,
+        spec: "skb:* /mark == 0x21b3/ { print(len) }", arguments: ["-f", format, "--track"], bursts: [burst], pair: pair,
         scratch: scratch)
       try #require(run.result.status == 0, "\(run)")
       if format == "paths-json" {

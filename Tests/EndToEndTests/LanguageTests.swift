@@ -5,7 +5,7 @@
 import Foundation
 import Testing
 
-/// The `text` of each `-o json` printf event on stdout, in order.
+/// The `text` of each `-f json` printf event on stdout, in order.
 private func printfTexts(_ stdout: String) -> [String] {
   stdout.split(separator: "\n").compactMap { line in
     guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
@@ -177,7 +177,7 @@ struct LanguageEndToEndTests {
       }
       skb:net_dev_queue /ip6.saddr == fd00:200:78::99 || ip6.daddr in fd00:200:79::/48/ { printf("never\n") }
       """#
-    let result = try ProcessRunner.run(swtrace, ["-o", "json", "-c", send, "-e", spec], timeout: 120)
+    let result = try ProcessRunner.run(swtrace, ["-f", "json", "-c", send, "-e", spec], timeout: 120)
     try #require(!result.timedOut && result.status == 0, "\(result)\n--- sender ---\n\(scratch.read("send.log") ?? "")")
     let expected = Array(
       repeating: "fd00:200:78::1 > fd00:200:78::2 hop=64 next=17 dport=9778 mark=7a78 loopback=0\n", count: 4)

@@ -35,7 +35,7 @@ struct MetricsTests {
       "skb:net_dev_queue /mark == 0x8a01/ { @pkts[ifname] = count(); @sizes = hist(len) } "
       + "skb:net_dev_queue /mark == 0x8a01/ < print(len) >"
     let swtrace = try MetricsRun(
-      ["-o", "json", "-d", "150", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port, host: nil)
+      ["-f", "json", "-d", "150", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port, host: nil)
     defer { swtrace.stop() }
     let host = ProcessInfo.processInfo.hostName
 
@@ -191,7 +191,7 @@ struct MetricsTests {
     let node = "swtrace-metrics-test-node"
     let spec = "skb:net_dev_queue /mark == 0x8a02/ { @pkts[ifname] = count(); @sizes = hist(len); print(len) }"
     let swtrace = try MetricsRun(
-      ["-o", "json", "-d", "150", "--print-events", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port,
+      ["-f", "json", "-d", "150", "--print-events", "--metrics", "127.0.0.1:\(port)", "-e", spec], port: port,
       host: node)
     defer { swtrace.stop() }
     _ = try swtrace.waitUntilServing()
@@ -324,14 +324,7 @@ struct MetricsTests {
 
   /// Sends `count` marked datagrams from A to B and checks the sender sent them all.
   func send(pair: NetworkNamespacePair, count: Int, sizes: [Int], mark: String, port: Int) throws {
-    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
-    let result = try pair.run(
-      in: pair.namespaceA,
-      [
-        pktgen, "udp", "--dst", pair.addressB, "--port", "\(port)", "--count", "\(count)",
-        "--sizes", sizes.map(String.init).joined(separator: ","), "--mark", mark, "--max-seconds", "30",
-      ], timeout: 60)
-    try #require(result.succeeded && result.stdout.contains("sent \(count)"), "pktgen:\n\(result)")
+    try pair.sendUDP(count: count, sizes: sizes, mark: mark, port: port)
   }
 }
 
@@ -345,6 +338,12 @@ final class MetricsRun: @unchecked Sendable {
     var environment = ProcessInfo.processInfo.environment
     environment["SWTRACE_HOST"] = host
     process = try RunningProcess(try TestEnvironment.binary("swtrace"), arguments, environment: environment)
+    self.port = port
+  }
+
+  /// A run started some other way (under prlimit, or by a shell that sets a limit first).
+  init(started process: RunningProcess, port: Int) {
+    self.process = process
     self.port = port
   }
 

@@ -57,7 +57,7 @@ struct PacketCaptureTests {
     let burst = UDPBurst(sizes: sizes, count: 10, mark: 0x21a1, port: 9110)
     let started = Date().timeIntervalSince1970
     let run = try TracedTraffic.run(
-      spec: "skb:* /mark == 0x21a1/ { print(len) }", arguments: ["-o", "json", "-w", file], bursts: [burst], pair: pair,
+      spec: "skb:* /mark == 0x21a1/ { print(len) }", arguments: ["-f", "json", "-w", file], bursts: [burst], pair: pair,
       scratch: scratch)
     let ended = Date().timeIntervalSince1970
     try #require(run.result.status == 0, "\(run)")
@@ -118,7 +118,7 @@ struct PacketCaptureTests {
     for snaplen in [65000, 300] {
       let file = scratch.path("gso-\(snaplen).pcapng")
       let run = try TracedTraffic.run(
-        spec: spec, arguments: ["-o", "json", "-w", file, "--snaplen", "\(snaplen)"], bursts: [burst], pair: pair,
+        spec: spec, arguments: ["-f", "json", "-w", file, "--snaplen", "\(snaplen)"], bursts: [burst], pair: pair,
         scratch: scratch)
       try #require(run.result.status == 0, "\(run)")
       #expect(run.sendersSent([burst]), "\(run)")
@@ -146,7 +146,7 @@ struct PacketCaptureTests {
     }
   }
 
-  @Test("on the receiving side a packet is captured from its MAC header, which the stack has pulled, with -o paths",
+  @Test("on the receiving side a packet is captured from its MAC header, which the stack has pulled, with -f paths",
     .needsTracing, .needsTshark)
   func receivingSideFromTheMACHeader() throws {
     let pair = try NetworkNamespacePair(subnet: 112)
@@ -159,7 +159,7 @@ struct PacketCaptureTests {
     // --track follows the datagrams into B, where veth scrubbed the mark; nothing listens
     // there, so each ends in kfree_skb for want of a socket.
     let run = try TracedTraffic.run(
-      spec: "skb:* /mark == 0x21a3/ { print(len) }", arguments: ["-o", "paths-json", "--track", "-w", file],
+      spec: "skb:* /mark == 0x21a3/ { print(len) }", arguments: ["-f", "paths-json", "--track", "-w", file],
       bursts: [burst], pair: pair, scratch: scratch)
     try #require(run.result.status == 0, "\(run)")
     let paths = run.result.stdoutLines.compactMap(PacketPath.parse)
@@ -225,7 +225,7 @@ struct PacketCaptureTests {
     // pktgen's own output too must not land in the pcapng: run it without redirecting.
     let unredirected = send.components(separatedBy: " >").first!
     let script = [
-      shellQuote(swtrace), "-o", "json", "-w", "-", "-c", shellQuote(unredirected), "-e",
+      shellQuote(swtrace), "-f", "json", "-w", "-", "-c", shellQuote(unredirected), "-e",
       shellQuote("skb:net_dev_queue /mark == 0x21a5/ { print(len) }"), "2>" + shellQuote(scratch.path("stderr")), "|",
       shellQuote(tshark), "-r", "-", "-T", "fields", "-e", "udp.dstport", "-e", "frame.len",
       "; echo \"status ${PIPESTATUS[*]}\"",

@@ -47,7 +47,7 @@ struct PrivilegeTests {
 
   @Test(
     "a trace without CAP_BPF and CAP_PERFMON: status 2 and one sentence saying what is needed", needsSetpriv,
-    arguments: [["-e", spec], ["-d", "1", "-e", spec], ["-c", "true", "-e", spec], ["-o", "json", "-e", spec]])
+    arguments: [["-e", spec], ["-d", "1", "-e", spec], ["-c", "true", "-e", spec], ["-f", "json", "-e", spec]])
   func unprivilegedTrace(arguments: [String]) throws {
     for drop in [Self.asNobody, Self.asRootWithoutBPF] {
       if !TestEnvironment.isRoot && drop == Self.asRootWithoutBPF { continue }

@@ -50,7 +50,7 @@ struct SoakTests {
     // Only the final count reaches this test (grep): swtrace still formats and writes every
     // event, and this test does not hoard a minute of output. bash's `exec` keeps swtrace's
     // pid the shell's.
-    let trace = [swtrace, "-o", output, "-d", "120", "-c", send, "-e", spec].map(shellQuote).joined(separator: " ")
+    let trace = [swtrace, "-f", output, "-d", "120", "-c", send, "-e", spec].map(shellQuote).joined(separator: " ")
     let process = try RunningProcess("bash", ["-c", "exec \(trace) > >(exec grep -a '^@n: ')"])
     let pid = process.pid
     defer { process.stop() }

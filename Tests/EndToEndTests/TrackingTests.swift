@@ -85,14 +85,14 @@ struct TrackingTests {
   @Test("track() follows every datagram into B", .needsTracing)
   func trackFollowsAcrossNamespaces() throws {
     try checkBothSides(
-      spec: "skb:* /mark == 0x7a02/ { track(); print(len, netns, ifname) }", arguments: ["-o", "json"],
+      spec: "skb:* /mark == 0x7a02/ { track(); print(len, netns, ifname) }", arguments: ["-f", "json"],
       mark: 0x7a02, subnet: 72, port: 9702)
   }
 
   @Test("--track follows every datagram into B", .needsTracing)
   func trackFlagFollowsAcrossNamespaces() throws {
     try checkBothSides(
-      spec: "skb:* /mark == 0x7a03/ { print(len, netns, ifname) }", arguments: ["-o", "json", "--track"],
+      spec: "skb:* /mark == 0x7a03/ { print(len, netns, ifname) }", arguments: ["-f", "json", "--track"],
       mark: 0x7a03, subnet: 73, port: 9703)
   }
 
@@ -112,7 +112,7 @@ struct TrackingTests {
     let sizes = Self.distinctPayloads(20)  // 100...1050 by 50, each 50 times
     let burst = UDPBurst(sizes: sizes, count: 1000, mark: 0x7a04, port: 9704)
     let run = try TracedTraffic.run(
-      spec: "skb:* /mark == 0x7a04/ { print(len, netns) }", arguments: ["-o", "paths-json", "--track"],
+      spec: "skb:* /mark == 0x7a04/ { print(len, netns) }", arguments: ["-f", "paths-json", "--track"],
       bursts: [burst], pair: pair, scratch: scratch)
     try #require(run.result.status == 0, "\(run)")
     #expect(run.sendersSent([burst]), "\(run)")
@@ -222,7 +222,7 @@ struct TrackingTests {
       pair.shellCommand(in: pair.namespaceA, [pktgen, "icmp", "--dst", pair.addressB, "--count", "3", "--id", "\(id)"])
       + " >" + shellQuote(scratch.path("ping.log")) + " 2>&1"
     let specFile = packageRoot.appendingPathComponent("specs/ping-path.spec").path
-    let result = try ProcessRunner.run(swtrace, ["-o", "json", "-c", ping, specFile], timeout: 120)
+    let result = try ProcessRunner.run(swtrace, ["-f", "json", "-c", ping, specFile], timeout: 120)
     let context = "\(result)\n--- ping ---\n\(scratch.read("ping.log") ?? "(did not run)")"
     try #require(result.status == 0, "\(context)")
     #expect(scratch.read("ping.log")?.contains("sent 3 received 3") == true, "\(context)")

@@ -13,10 +13,11 @@ import TestSupport
 @Suite("VM lane: function backends under qemu", .serialized)
 struct VMLaneTests {
   /// The scenarios run.sh must report as passed: the function backends on loopback (a-k), and
-  /// a marked datagram through a WireGuard tunnel between two namespaces (scripts/vm/wireguard.sh).
+  /// a marked datagram through a WireGuard tunnel between two namespaces (scripts/vm/wireguard.sh),
+  /// and the documentation's examples that need a function backend (docs).
   static let requiredScenarios = [
     "a", "b", "c", "c2", "c3", "d", "d2", "e", "f", "g", "h", "i", "j", "k",
-    "wireguard-mark-lost", "wireguard-track", "wireguard-drop",
+    "wireguard-mark-lost", "wireguard-track", "wireguard-drop", "docs",
   ]
 
   static let repositoryRoot = URL(fileURLWithPath: #filePath)
@@ -49,5 +50,25 @@ struct VMLaneTests {
     }
     #expect(!result.stdout.contains("VMTEST FAIL"), "\(result)")
     #expect(result.stdout.contains("VMTEST DONE"), "\(result)")
+    try compareDocumentationExamples(result.stdout)
+  }
+
+  /// The documentation's blocks marked `doctest: vm` ran in the guest (scenario docs, from
+  /// scripts/vm/doc-examples.sh): each command must exit 0 and print what the docs show.
+  func compareDocumentationExamples(_ console: String) throws {
+    let blocks = try DocumentationTests.allBlocks().filter { $0.marking == .vm }
+    let results = DocumentedCommands.vmResults(console)
+    for (identifier, block) in zip(DocumentedCommands.vmIdentifiers(blocks), blocks) {
+      for (index, command) in block.commands.enumerated() {
+        guard let got = results["\(identifier) \(index)"] else {
+          Issue.record("\(block.file):\(command.line): the VM lane printed nothing for `\(command.text)`")
+          continue
+        }
+        #expect(got.status == 0, "\(block.file):\(command.line): `\(command.text)` exited \(got.status) in the VM:\n\(got.output.joined(separator: "\n"))")
+        #expect(
+          DocumentedOutput.matches(expected: command.expected, actual: got.output),
+          "\(block.file):\(command.line): `\(command.text)` printed other than the documentation shows.\n--- shown ---\n\(command.expected.joined(separator: "\n"))\n--- printed in the VM ---\n\(got.output.joined(separator: "\n"))\n---")
+      }
+    }
   }
 }

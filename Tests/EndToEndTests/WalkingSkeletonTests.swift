@@ -1,7 +1,7 @@
 // The walking skeleton, end to end: spec text -> eBPF -> kernel -> events -> JSON.
 //
 // Contract of the CLI under test:
-//   swtrace -o json -c '<cmd>' -e 'skb:* /mark==0xdead/ < print(len, gso_type) >'
+//   swtrace -f json -c '<cmd>' -e 'skb:* /mark==0xdead/ < print(len, gso_type) >'
 // runs <cmd> with /bin/sh -c once its programs are attached, stops when it exits, drains
 // the events and prints one JSON object per event on stdout,
 //   {"probe": "net_dev_queue", "ts": 123, "cpu": 0, "values": {"len": 142, "gso_type": "none"}}
@@ -58,7 +58,7 @@ enum JSONValue: Decodable, Equatable, CustomStringConvertible {
   }
 }
 
-/// One line of `swtrace -o json` output.
+/// One line of `swtrace -f json` output.
 struct TraceEvent: Decodable, CustomStringConvertible {
   let probe: String
   let ts: UInt64
@@ -147,7 +147,7 @@ struct WalkingSkeletonTests {
       send(Self.markedPayloads, mark: "0xdead", log: "marked.log") + " && "
       + send(Self.unmarkedPayloads, mark: nil, log: "unmarked.log")
 
-    let trace = try ProcessRunner.run(swtrace, ["-o", "json", "-c", command, "-e", Self.spec], timeout: 120)
+    let trace = try ProcessRunner.run(swtrace, ["-f", "json", "-c", command, "-e", Self.spec], timeout: 120)
     let markedLog = (try? String(contentsOf: scratch.appendingPathComponent("marked.log"), encoding: .utf8))
     let unmarkedLog = (try? String(contentsOf: scratch.appendingPathComponent("unmarked.log"), encoding: .utf8))
     // When the senders never ran, don't wait for datagrams that will not come.

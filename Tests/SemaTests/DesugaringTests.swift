@@ -4,7 +4,7 @@ import SwtraceSyntax
 import Testing
 import TestSupport
 
-/// What `--track` and `-o paths` add to a spec, and the free probes tracking needs, are added
+/// What `--track` and `-f paths` add to a spec, and the free probes tracking needs, are added
 /// by one step after type checking, through the same resolution and typing as written ones.
 @Suite struct DesugaringOfImplicitConstructs {
   func desugar(_ text: String, _ options: DesugaringOptions) throws -> (checked: CheckedSpec, desugared: CheckedSpec) {

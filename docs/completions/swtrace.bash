@@ -186,9 +186,9 @@ _swtrace() {
 
 _swtrace_trace() {
     repeating_flags=()
-    non_repeating_flags=(--dump-bpf --verbose -v --track --print-events --version -h --help)
+    non_repeating_flags=(-l --list --quiet -q --verbose -v --dump-bpf --track --print-events --version -h --help)
     repeating_options=()
-    non_repeating_options=(-e -c --command -d --duration -o --output --btf -l --list --backend --map-entries --metrics)
+    non_repeating_options=(-e -c --command -d --duration -f --format -o --output -p --pid --btf --backend --map-entries --metrics)
     __swtrace_offer_flags_options 1
 
     # Offer option value completions
@@ -202,14 +202,17 @@ _swtrace_trace() {
     '-d'|'--duration')
         return
         ;;
-    '-o'|'--output')
+    '-f'|'--format')
         __swtrace_add_completions -W 'text'$'\n''json'$'\n''paths'$'\n''paths-json'
         return
         ;;
-    '--btf')
+    '-o'|'--output')
         return
         ;;
-    '-l'|'--list')
+    '-p'|'--pid')
+        return
+        ;;
+    '--btf')
         return
         ;;
     '--backend')
@@ -247,8 +250,15 @@ _swtrace_fmt() {
     repeating_flags=()
     non_repeating_flags=(--in-place -i --version -h --help)
     repeating_options=()
-    non_repeating_options=()
+    non_repeating_options=(-e)
     __swtrace_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '-e')
+        return
+        ;;
+    esac
 }
 
 _swtrace_help() {

@@ -50,9 +50,9 @@ _swtrace() {
     case "${state}" in
     command)
         local -ar subcommands=(
-            'trace:Compile a spec, attach it to the kernel and print its events (the default command).'
+            'trace:Trace packets through the Linux kernel: compile a spec to eBPF, attach it, print what it sees.'
             'check:Compile and pre-check specs without loading them; exit 0 when all are fine, 1 otherwise.'
-            'fmt:Print a spec file in swtrace'\''s canonical layout.'
+            'fmt:Print a spec in swtrace'\''s canonical layout.'
             'help:Show subcommand help information.'
         )
         _describe -V subcommand subcommands && ret=0
@@ -71,22 +71,25 @@ _swtrace() {
 
 _swtrace_trace() {
     local -i ret=1
-    local -ar ___output=('text' 'json' 'paths' 'paths-json')
+    local -ar ___format=('text' 'json' 'paths' 'paths-json')
     local -ar ___backend=('fentry' 'kprobe')
     local -ar arg_specs=(
         '-e[The spec to run, as text.]:SPEC:'
         ':FILE:'
         '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits.]:CMD:'
         '(-d --duration)'{-d,--duration}'[Stop after this many seconds.]:SECONDS:'
-        '(-o --output)'{-o,--output}'[Output format\: text, json, paths (events grouped per packet) or paths-json.]:output:{__swtrace_complete "${___output[@]}"}'
+        '(-f --format)'{-f,--format}'[Output format\: text, json, paths (events grouped per packet) or paths-json.]:FORMAT:{__swtrace_complete "${___format[@]}"}'
+        '(-o --output)'{-o,--output}'[Write the events and maps to FILE instead of standard output (messages stay on stderr).]:FILE:'
+        '(-p --pid)'{-p,--pid}'[Keep only events of process PID (as if every filter began with pid == PID); stop when it exits.]:PID:'
+        '(-l --list)'{-l,--list}'[List the probes that match FILE as a pattern (default '\''skb\:*'\'' and '\''tracepoint\:*\:*'\''), or those of the spec given with -e or as a .spec FILE, and exit.]'
+        '(--quiet -q)'{--quiet,-q}'[Leave out progress messages, and the Samples line unless events were lost.]'
+        '(--verbose -v)'{--verbose,-v}'[Say more\: which probes could not be attached, and why; with -l, what each probe attaches to.]'
         '--dump-bpf[Print the generated instructions and exit without loading.]'
         '--btf[Check against this BTF file instead of the running kernel'\''s (with --dump-bpf).]:FILE:'
-        '(-l --list)'{-l,--list}'[List the attach points a probe matches, such as '\''skb\:*'\'', and exit.]:PROBE:'
-        '(--verbose -v)'{--verbose,-v}'[Say more\: which probes could not be attached, and why.]'
         '--backend[Attach skb\: function probes with this backend\: fentry or kprobe (default\: the cheapest the kernel has).]:NAME:{__swtrace_complete "${___backend[@]}"}'
         '--track[Keep following a packet once a filter matched it, even after its mark is cleared.]'
         '--map-entries[Entries each map of the spec can hold; updates beyond are counted and reported.]:N:'
-        '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel on every scrape. Events are not printed unless --print-events is given.]:ADDR\:PORT:'
+        '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.]:ADDR\:PORT:'
         '--print-events[With --metrics, print events too.]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
@@ -113,6 +116,7 @@ _swtrace_check() {
 _swtrace_fmt() {
     local -i ret=1
     local -ar arg_specs=(
+        '-e[The spec to format, as text.]:SPEC:'
         ':FILE:'
         '(--in-place -i)'{--in-place,-i}'[Rewrite the file in place instead of printing it.]'
         '--version[Show the version.]'

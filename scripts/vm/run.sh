@@ -145,7 +145,7 @@ for module in veth wireguard; do add_module "$module"; done
 library_path=$(find "$root" -name '*.so*' -printf '%h\n' | sed "s#^$root##" | sort -u | paste -sd:)
 
 cp scripts/vm/init "$root/init"
-cp scripts/vm/scenarios.sh scripts/vm/wireguard.sh scripts/vm/bench.sh specs/wireguard-path.spec "$root/"
+cp scripts/vm/scenarios.sh scripts/vm/wireguard.sh scripts/vm/bench.sh scripts/vm/doc-examples.sh specs/wireguard-path.spec "$root/"
 chmod +x "$root/init"
 echo "LD_LIBRARY_PATH=$library_path" >"$root/etc/swtrace-vm.env"
 echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
@@ -205,7 +205,7 @@ timeout -k 10 "$timeout_seconds" "${qemu[@]}" "${accel_args[@]}" -initrd "$work/
   -append "$append" </dev/null >"$console" 2>&1 &
 qemu_pid=$!
 # Show the guest's report lines as they come.
-tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMOUT)' &
+tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMOUT|VMDOC)' &
 tail_pid=$!
 status=0
 wait "$qemu_pid" || status=$?

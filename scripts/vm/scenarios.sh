@@ -58,20 +58,20 @@ echo "VMINFO kprobe PMU: $(cat /sys/bus/event_source/devices/kprobe/type 2>/dev/
 
 # (a) skb:* lists at least 1,000 functions.
 if selected a; then
-  run_swtrace -l 'skb:*'
-  functions=$(grep -cE '^(fentry|kprobe):' "$OUT")
-  tracepoints=$(grep -c '^tracepoint:' "$OUT")
+  run_swtrace -lv 'skb:*'
+  functions=$(grep -cE '  via (fentry|kprobe):' "$OUT")
+  tracepoints=$(grep -c '  via tracepoint:' "$OUT")
   if [ "$status" = 0 ] && [ "$functions" -ge 1000 ]; then
-    pass a "swtrace -l 'skb:*': $functions functions + $tracepoints tracepoints (${took} s)"
+    pass a "swtrace -lv 'skb:*': $functions functions + $tracepoints tracepoints (${took} s)"
   else
-    fail a "swtrace -l 'skb:*' exited $status with $functions functions (want >= 1000)"
+    fail a "swtrace -lv 'skb:*' exited $status with $functions functions (want >= 1000)"
   fi
 fi
 
 # (b) the mission one-liner: >= 1,000 probes, events on ip_rcv, the ip_output family and
 # __dev_queue_xmit for each marked datagram.
 if selected b; then
-  run_swtrace -o json -c "$TRAFFIC" -e 'skb:* /mark==0xdead/ < print(len, gso_type) >'
+  run_swtrace -f json -c "$TRAFFIC" -e 'skb:* /mark==0xdead/ < print(len, gso_type) >'
   attached_count
   rcv=$(grep -c '"probe": "ip_rcv"' "$OUT")
   output=$(grep -cE '"probe": "(ip_output|ip_finish_output|__ip_finish_output|ip_finish_output2)"' "$OUT")
@@ -135,7 +135,7 @@ fi
 kretprobe_scenario() {
   letter=$1 label=$2 environment=$3
   if [ -n "$environment" ]; then export "${environment?}"; fi
-  run_swtrace -o json -c "$TRAFFIC" -e 'kretprobe:ip_rcv < print(retval) >'
+  run_swtrace -f json -c "$TRAFFIC" -e 'kretprobe:ip_rcv < print(retval) >'
   if [ -n "$environment" ]; then unset "${environment%%=*}"; fi
   events=$(grep -c '"probe": "ip_rcv"' "$OUT")
   zero=$(grep -c '"retval": 0[,}]' "$OUT")
@@ -203,7 +203,7 @@ fi
 # ip.daddr, and the ip fields share skb->head, network_header and protocol, each read once
 # with bpf_probe_read_kernel. Every value the user sees must still be right.
 if selected k; then
-  run_swtrace -o json -c "$TRAFFIC" -e 'kprobe:ip_rcv /mark == 0xdead && ip.daddr == 127.0.0.1/ < print(mark, ip.saddr, ip.daddr, ip.proto, ifname, ifindex) >'
+  run_swtrace -f json -c "$TRAFFIC" -e 'kprobe:ip_rcv /mark == 0xdead && ip.daddr == 127.0.0.1/ < print(mark, ip.saddr, ip.daddr, ip.proto, ifname, ifindex) >'
   want='"values": {"mark": 57005, "ip.saddr": "127.0.0.1", "ip.daddr": "127.0.0.1", "ip.proto": 17, "ifname": "lo", "ifindex": 1}'
   lines=$(grep -cF "$want" "$OUT")
   if [ "$status" = 0 ] && [ "$lines" = "$N" ]; then
@@ -235,3 +235,16 @@ fi
 # The WireGuard scenarios (issue 23): a marked datagram through a tunnel between namespaces.
 # shellcheck disable=SC1091  # copied next to this script into the guest by run.sh
 . /wireguard.sh
+
+# --- The documentation's examples that need a function backend (issue 27) -----------------
+# (docs) doc-examples.sh is generated from the blocks marked `doctest: vm` in README.md and
+# the other documents (Tests/EndToEndTests/DocumentationTests.swift); it prints each
+# command's output between VMDOC lines, and VMLaneTests compares that with the docs.
+if selected docs; then
+  if [ -f /doc-examples.sh ]; then
+    sh /doc-examples.sh
+    pass docs "documentation examples ran: $(grep -c '^echo "VMDOC BEGIN' /doc-examples.sh) commands (VMLaneTests compares their output)"
+  else
+    fail docs "/doc-examples.sh is missing from the initramfs"
+  fi
+fi

@@ -17,7 +17,7 @@
 #   wireguard-mark-lost  the spec alone (a mark filter over skb:*): each datagram's last event
 #                        is where the mark is still set; WireGuard's encryption worker scrubs
 #                        it in skb_scrub_packet (wg_reset_packet in drivers/net/wireguard/queueing.h)
-#   wireguard-track      the spec with --track -o paths: one path per datagram from the sending
+#   wireguard-track      the spec with --track -f paths: one path per datagram from the sending
 #                        socket through encryption, the outer UDP/IP, the veth, decryption and
 #                        delivery to the receiving socket
 #   wireguard-drop       wgb's peer no longer allows wga's inner address: WireGuard frees each
@@ -152,7 +152,7 @@ wg_mark_lost() {
   fi
 }
 
-# wg_check_paths NETNS_A NETNS_B MILESTONES LAST [FORBIDDEN]: checks the paths -o paths
+# wg_check_paths NETNS_A NETNS_B MILESTONES LAST [FORBIDDEN]: checks the paths -f paths
 # printed to $OUT; prints one line per path, "ok HOPS FIRSTLEN LASTLEN" when the path is
 # complete, passes the milestones in order, ends in a hop matching LAST and has no hop
 # matching FORBIDDEN, else "bad WHY". MILESTONES are "probe [device [namespace [process]]]"
@@ -200,9 +200,9 @@ WG_TO_WG1="net_dev_start_xmit wg0 A|skb_scrub_packet wg0 A kworker|iptunnel_xmit
 # Then, decrypted, into the stack on wg1 and to the receiving socket.
 WG_DELIVERED="$WG_TO_WG1|napi_gro_receive_entry wg1 B|__udp_enqueue_schedule_skb wg1 B"
 
-# (wireguard-track) The spec with --track -o paths.
+# (wireguard-track) The spec with --track -f paths.
 wg_track() {
-  run_swtrace --track -o paths -c "$(wg_traffic)" "$WG_SPEC"
+  run_swtrace --track -f paths -c "$(wg_traffic)" "$WG_SPEC"
   wg_show wireguard-track
   received=$(sed -n 's/^received \([0-9]*\) .*/\1/p' /tmp/wg-sink.out)
   verdicts=$(wg_check_paths "$(wg_netns wga)" "$(wg_netns wgb)" "$WG_DELIVERED" '^consume_skb .* swtrace-pktgen$')
@@ -222,7 +222,7 @@ wg_track() {
   fi
 }
 
-# (wireguard-drop) wgb's peer stops allowing 10.200.61.1. The spec with --track -o paths
+# (wireguard-drop) wgb's peer stops allowing 10.200.61.1. The spec with --track -f paths
 # shows where each datagram ends (a kfree_skb with its drop reason would end the path too);
 # where the kernel freed it comes from the consume_skb tracepoint on wg1 (its location needs
 # Linux 6.3+), in the clause the spec's header suggests. It selects by device, not by
@@ -233,7 +233,7 @@ wg_drop() {
   wg_rx_frame_errors >/tmp/wg-errors.before
   spec="$(grep -v -e '^#!' -e '^//' "$WG_SPEC")
 tracepoint:skb:consume_skb /ifname == \"wg1\"/ { @freed[len, ksym(location)] = count() }"
-  run_swtrace --track -o paths -c "$(wg_traffic drop)" -e "$spec"
+  run_swtrace --track -f paths -c "$(wg_traffic drop)" -e "$spec"
   wg_show wireguard-drop
   errors=$(($(wg_rx_frame_errors) - $(cat /tmp/wg-errors.before)))
   received=$(sed -n 's/^received \([0-9]*\) .*/\1/p' /tmp/wg-sink.out)

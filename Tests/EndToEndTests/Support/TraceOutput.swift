@@ -1,5 +1,5 @@
 // Shared helpers for the end-to-end suites that check maps, paths and exits: parsing
-// `swtrace -o json` map lines and `-o paths-json` paths, watching the BPF objects a running
+// `swtrace -f json` map lines and `-f paths-json` paths, watching the BPF objects a running
 // swtrace owns (from /proc/PID/fdinfo), and small conveniences around namespaces.
 
 import Foundation
@@ -8,9 +8,9 @@ import Foundation
   import Glibc
 #endif
 
-// MARK: - Maps printed with -o json
+// MARK: - Maps printed with -f json
 
-/// One `{"map": "@x", "aggregation": "...", "entries": [...]}` line of `swtrace -o json`.
+/// One `{"map": "@x", "aggregation": "...", "entries": [...]}` line of `swtrace -f json`.
 struct MapOutput: Decodable, CustomStringConvertible {
   let map: String
   let aggregation: String
@@ -77,7 +77,7 @@ struct MapOutput: Decodable, CustomStringConvertible {
   }
 }
 
-/// What `swtrace -o json` printed on stdout: events, maps, and lines that are neither.
+/// What `swtrace -f json` printed on stdout: events, maps, and lines that are neither.
 struct JSONTraceOutput {
   var events: [TraceEvent] = []
   var maps: [String: MapOutput] = [:]
@@ -103,9 +103,9 @@ struct JSONTraceOutput {
   }
 }
 
-// MARK: - Paths printed with -o paths-json
+// MARK: - Paths printed with -f paths-json
 
-/// One `{"skb": "0x...", "ts": N, "complete": bool, "hops": [...]}` line of `-o paths-json`.
+/// One `{"skb": "0x...", "ts": N, "complete": bool, "hops": [...]}` line of `-f paths-json`.
 struct PacketPath: Decodable, CustomStringConvertible {
   let skb: String
   let ts: UInt64

@@ -2,6 +2,7 @@
 // keeps everything a failure message needs: swtrace's result and the senders' logs.
 
 import Foundation
+import Testing
 
 /// One `swtrace-pktgen udp` burst from A to B.
 struct UDPBurst {
@@ -49,7 +50,7 @@ enum TracedTraffic {
 
   /// Runs `swtrace ARGS -e SPEC -c '<bursts, one after the other>'` and returns what happened.
   static func run(
-    spec: String, arguments: [String] = ["-o", "json"], bursts: [UDPBurst], pair: NetworkNamespacePair,
+    spec: String, arguments: [String] = ["-f", "json"], bursts: [UDPBurst], pair: NetworkNamespacePair,
     scratch: ScratchDirectory, before: String? = nil, after: String? = nil, timeout: Double = 180
   ) throws -> TracedRun {
     let swtrace = try TestEnvironment.binary("swtrace")
@@ -66,5 +67,20 @@ enum TracedTraffic {
     let command = parts.joined(separator: " && ")
     let result = try ProcessRunner.run(swtrace, arguments + ["-c", command, "-e", spec], timeout: timeout)
     return TracedRun(result: result, logs: names.map { ($0, scratch.read($0)) })
+  }
+}
+
+extension NetworkNamespacePair {
+  /// Sends `count` UDP datagrams from A to B with swtrace-pktgen (payload sizes cycling
+  /// through `sizes`, SO_MARK `mark`) and requires that it sent them all.
+  func sendUDP(count: Int, sizes: [Int] = [64], mark: String, port: Int) throws {
+    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    let result = try run(
+      in: namespaceA,
+      [
+        pktgen, "udp", "--dst", addressB, "--port", "\(port)", "--count", "\(count)",
+        "--sizes", sizes.map(String.init).joined(separator: ","), "--mark", mark, "--max-seconds", "30",
+      ], timeout: 60)
+    try #require(result.succeeded && result.stdout.contains("sent \(count)"), "pktgen:\n\(result)")
   }
 }
