@@ -67,18 +67,21 @@ public final class KernelStackTable: @unchecked Sendable {
     return unavailableCounts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
   }
 
-  /// The frames of a recorded stack, symbolized, without the BPF machinery that recorded it:
-  /// swtrace's own program, a BPF trampoline and the tracepoint's `bpf_trace_run` come first
-  /// in every stack taken from a tracing program, and say nothing about the packet.
+  /// The frames of a recorded stack, symbolized, without the machinery that recorded it:
+  /// swtrace's own program, a BPF trampoline, and the tracepoint's glue (`bpf_trace_run`, and
+  /// `__traceiter_` when several programs share the tracepoint) come first in every stack
+  /// taken from a tracing program, and say nothing about the packet.
   static func frames(_ addresses: [UInt64], symbols: KernelSymbols) -> [String] {
     let located = addresses.prefix { $0 != 0 }.map { address in (address, symbols.locate(address)) }
-    let kept = located.drop { _, location in location.map(isBPFMachinery) ?? false }
+    let kept = located.drop { _, location in location.map(isTracingMachinery) ?? false }
     return kept.map { address, location in location?.text ?? "0x" + String(address, radix: 16) }
   }
 
-  static func isBPFMachinery(_ location: KernelSymbols.Location) -> Bool {
-    location.module == "bpf" || location.name.hasPrefix("bpf_prog_") || location.name.hasPrefix("bpf_trampoline_")
-      || location.name.hasPrefix("bpf_trace_run") || location.name.hasPrefix("__bpf_trace_")
+  static func isTracingMachinery(_ location: KernelSymbols.Location) -> Bool {
+    location.module == "bpf"
+      || ["bpf_prog_", "bpf_trampoline_", "bpf_trace_run", "__bpf_trace_", "__traceiter_"].contains {
+        location.name.hasPrefix($0)
+      }
   }
 
   /// bpf_get_stackid's errors in words.

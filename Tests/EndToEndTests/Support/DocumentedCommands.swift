@@ -267,6 +267,8 @@ enum DocumentedOutput {
     // Kernel addresses and offsets into kernel functions (ksym()).
     (#"0x[0-9a-f]{8,}"#, "0x<address>"),
     (#"\+0x[0-9a-f]+"#, "+0x<offset>"),
+    // The CPU in a packet comment of -w (tshark's frame.comment).
+    (#"\bcpu=\d+"#, "cpu=<cpu>"),
     // Network namespace inode numbers (4026531840 is the first).
     (#"\b40265[0-9]{5}\b"#, "<netns>"),
   ].map { (try! NSRegularExpression(pattern: $0.0, options: [.anchorsMatchLines]), $0.1) }
