@@ -46,7 +46,7 @@ public enum Buckets {
 public enum MapLayout {
   /// Key bytes: each key in its own 8-byte-aligned slot, then the bucket index for histograms.
   public static func keySize(_ map: MapDeclaration) -> Int {
-    let keys = map.keys.reduce(0) { $0 + slotSize($1.type) }
+    let keys = map.keys.reduce(0) { $0 + $1.slotSize }
     let total = keys + (map.aggregation.isHistogram ? 8 : 0)
     return max(total, 8)
   }

@@ -33,7 +33,7 @@ extension TypedExpr {
     func strip(_ expression: TypedExpr) -> TypedExpr? { expression.strippedOfRanges() }
     let kind: Kind
     switch self.kind {
-    case .integer, .string, .skb, .argument, .returnValue, .bytes:
+    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet, .afterHandOver:
       kind = self.kind
     case .builtin, .variable, .mapLookup:
       return nil
@@ -63,6 +63,12 @@ extension TypedExpr {
     case .convert(let operand, let bytes, let signed):
       guard let operand = strip(operand) else { return nil }
       kind = .convert(operand, bytes: bytes, signed: signed)
+    case .optional(let present, let value):
+      guard let present = strip(present), let value = strip(value) else { return nil }
+      kind = .optional(present: present, value: value)
+    case .eitherFamily(let isIPv4, let v4, let v6):
+      guard let isIPv4 = strip(isIPv4), let v4 = strip(v4), let v6 = strip(v6) else { return nil }
+      kind = .eitherFamily(isIPv4: isIPv4, v4: v4, v6: v6)
     }
     return TypedExpr(kind, type: type, range: Self.noRange)
   }

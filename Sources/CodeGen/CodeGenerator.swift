@@ -96,7 +96,7 @@ public struct CodeGenerator: Sendable {
           tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
           directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary)
-        let program = try builder.build(clause)
+        let program = try builder.build(clause.specialized(for: attachPoint))
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,
@@ -206,6 +206,10 @@ public struct CodeGenerator: Sendable {
       offset = (offset + alignment - 1) / alignment * alignment
       fields.append(EventField(label: value.label, type: value.value.type, offset: offset, size: size))
       offset += size
+      if value.value.presence != nil {
+        fields[fields.count - 1].presenceOffset = offset
+        offset += 1
+      }
     }
     return EventLayout(id: id, fields: fields, size: (offset + 7) / 8 * 8, range: range)
   }
@@ -215,7 +219,7 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
-    case .select(_, let value, _): return fieldSize(value)
+    case .select(_, let value, _), .optional(_, let value): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
@@ -228,6 +232,7 @@ public struct CodeGenerator: Sendable {
     switch expression.type {
     case .string(let capacity): return capacity
     case .ipv6: return 16
+    case .ipAddress: return 24
     case .probe: return 4
     case .bool: return 1
     case .integer(let bytes, _): return bytes

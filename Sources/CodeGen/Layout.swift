@@ -9,6 +9,9 @@ public struct EventField: Hashable, Sendable {
   public var offset: Int
   /// Bytes stored: an integer's natural width, a string's capacity.
   public var size: Int
+  /// Where the byte saying whether a value that may be absent is present (non-zero) sits;
+  /// nil for values that always exist.
+  public var presenceOffset: Int? = nil
 }
 
 /// The record layout of one `print(...)` statement. Every record starts with `EventHeader`.

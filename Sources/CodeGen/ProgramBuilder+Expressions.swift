@@ -58,7 +58,10 @@ extension ProgramBuilder {
   }
 
   static func readsSkb(_ expression: TypedExpr) -> Bool {
-    if case .skb = expression.kind { return true }
+    switch expression.kind {
+    case .skb, .packet: return true
+    default: break
+    }
     return expression.operands.contains(where: readsSkb)
   }
 
@@ -203,6 +206,16 @@ extension ProgramBuilder {
       throw CodeGenError(message: "an IPv6 address can only be compared, printed or stored", range: expression.range)
     case .prefixMatch:
       return try materialize(expression)
+    case .packet(let fact):
+      return try packetFact(fact, range: expression.range)
+    case .optional(let present, let value):
+      // Where a number is needed regardless, an absent value reads as 0.
+      return try select(present, value, TypedExpr(.integer(0), type: .u64, range: expression.range))
+    case .eitherFamily:
+      throw CodeGenError(message: "an IP address can only be compared, printed or stored", range: expression.range)
+    case .afterHandOver:
+      // CodeGenerator specializes every clause for its attach point first.
+      return constant(attachPoint.firesAfterHandOver ? 1 : 0)
     case .convert(let operand, let bytes, let signed):
       let temp = try emitNumber(operand)
       let register = temps.use(temp, &frame, &asm)
@@ -387,6 +400,7 @@ extension ProgramBuilder {
   /// A condition as a 0/1 value. Every temporary is spilled first so that both arms of the
   /// branch see the same register state and the result lands in the same register.
   mutating func materialize(_ condition: TypedExpr) throws(CodeGenError) -> Temp {
+    if case .integer(let decided) = condition.kind { return constant(decided != 0 ? 1 : 0) }
     temps.spillAll(&frame, &asm)
     let isFalse = asm.newLabel()
     let end = asm.newLabel()

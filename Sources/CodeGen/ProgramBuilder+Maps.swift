@@ -20,12 +20,51 @@ extension ProgramBuilder {
       }
       return base
     }
-    for key in keys {
-      let slotSize = MapLayout.slotSize(key.type)
-      try storeOnStack(key, at: Int16(offset), size: slotSize)
-      offset += slotSize
+    for (key, declared) in zip(keys, declaration.keys) {
+      let valueSize = declared.type.mapSlotSize
+      try storeOnStack(key, at: Int16(offset), size: valueSize)
+      if declared.optional {
+        // 1 when the key is present, 0 when it is not (its value bytes are then zeros).
+        let presence = Int16(offset + valueSize)
+        if let present = key.presence {
+          temps.spillAll(&frame, &asm)
+          let temp = try materialize(present)
+          asm.emit(.store(.double, .fp, offset: presence, temps.use(temp, &frame, &asm)))
+          temps.free(temp)
+        } else {
+          asm.emit(.storeImmediate(.double, .fp, offset: presence, 1))
+        }
+      }
+      offset += declared.slotSize
     }
     return base
+  }
+
+  /// Writes `saddr`/`daddr` (an `.ipAddress`) at `destination + offset`: the host-order IPv4
+  /// address as a u32 followed by zeros, or the 16 IPv6 bytes; then the family, 4 or 6.
+  mutating func storeFamilyAddress(
+    _ isIPv4: TypedExpr, _ v4: TypedExpr, _ v6: TypedExpr, into destination: Register, at offset: Int
+  ) throws(CodeGenError) {
+    try prefetchSharedReads([isIPv4, v4, v6])
+    temps.spillAll(&frame, &asm)
+    let notIPv4 = asm.newLabel()
+    let end = asm.newLabel()
+    try branch(isIPv4, ifFalse: notIPv4)
+    let temp = try emit(v4.unwrapped)
+    asm.emit(.store(.word, destination, offset: Int16(offset), temps.use(temp, &frame, &asm)))
+    temps.free(temp)
+    asm.emit(.storeImmediate(.word, destination, offset: Int16(offset + 4), 0))
+    asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 8), 0))
+    asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 4))
+    asm.jump(to: end)
+    asm.bind(notIPv4)
+    if destination == .fp {
+      try storeOnStack(v6.unwrapped, at: Int16(offset), size: 16)
+    } else {
+      try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: offset, size: 16))
+    }
+    asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 6))
+    asm.bind(end)
   }
 
   /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings
@@ -60,6 +99,13 @@ extension ProgramBuilder {
       asm.emit(.mov(.r2, 16))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
+    case .load(let base, let baseOffset, 6, nil) where value.type == .macAddress:
+      // Six bytes into a zeroed slot, so equal addresses make equal keys.
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      try readKernel(address: base, offset: baseOffset, size: 6, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      return
     case .load(let base, let baseOffset, 16, nil):
       if isRead(base: base, offset: baseOffset, size: 16) {
         copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: .fp, at: Int(offset))
@@ -93,6 +139,16 @@ extension ProgramBuilder {
       try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
         try builder.storeOnStack(arm, at: offset, size: size)
       }
+      return
+    case .optional(let present, let inner):
+      // Where no presence byte goes with it, an absent value is stored as zeros.
+      let absent = TypedExpr(.integer(0), type: inner.type, range: inner.range)
+      try writeEachArm(present, inner, absent) { builder, arm throws(CodeGenError) in
+        try builder.storeOnStack(arm, at: offset, size: size)
+      }
+      return
+    case .eitherFamily(let isIPv4, let v4, let v6):
+      try storeFamilyAddress(isIPv4, v4, v6, into: .fp, at: Int(offset))
       return
     default:
       break

@@ -35,6 +35,11 @@ struct ProgramBuilder {
   var sharedReads: Set<KernelRead> = []
   /// The packet and stack maps, and the capture records, for clauses that use them.
   let auxiliary: AuxiliaryMaps
+  /// The stack areas of the packet header walk, by layer, and its scratch space: allocated
+  /// once per program, written again by each run of the walk (see `ProgramBuilder+Packet`).
+  var packetFactAreas: [Int: Int16] = [:]
+  var packetScratch: Int16?
+  var packetWalkState: Int16?
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -155,6 +160,11 @@ struct ProgramBuilder {
         try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size)
       case .conditional(let condition, let then, let otherwise):
         asm.currentRange = condition.range
+        if case .integer(let decided) = condition.kind {
+          // Decided for this attach point: the branch not taken would be unreachable code.
+          try actions(decided != 0 ? then : otherwise, done: done)
+          continue
+        }
         let elseLabel = asm.newLabel()
         let end = asm.newLabel()
         try branch(condition, ifFalse: elseLabel)
@@ -322,10 +332,34 @@ struct ProgramBuilder {
         try builder.store(arm, into: field)
       }
       return
-    case .integer(0) where field.size > 8:
-      for chunk in stride(from: 0, to: field.size, by: 8) {
-        asm.emit(.storeImmediate(.double, Self.record, offset: Int16(field.offset + chunk), 0))
+    case .optional(let present, let inner):
+      guard let presence = field.presenceOffset else { break }
+      // The value and a byte saying it is there, or zeros and a byte saying it is not.
+      if case .integer(let decided) = present.kind {
+        // Decided for this attach point (a packet read after the hand-over is never there).
+        try store(decided != 0 ? inner : TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
+        asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), decided != 0 ? 1 : 0))
+        return
       }
+      try prefetchSharedReads([present, inner])
+      temps.spillAll(&frame, &asm)
+      let isAbsent = asm.newLabel()
+      let end = asm.newLabel()
+      try branch(present, ifFalse: isAbsent)
+      try store(inner, into: field)
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), 1))
+      asm.jump(to: end)
+      asm.bind(isAbsent)
+      try store(TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), 0))
+      asm.bind(end)
+      return
+    case .eitherFamily(let isIPv4, let v4, let v6):
+      try storeFamilyAddress(isIPv4, v4, v6, into: Self.record, at: field.offset)
+      return
+    case .integer(0) where AccessSize(bytes: field.size) == nil:
+      // Zeros of a value no register holds (an IPv6 or MAC address).
+      storeBytes([], size: field.size, into: Self.record, at: field.offset)
       return
     case .integer(let constant) where field.size <= 8:
       if let size = AccessSize(bytes: field.size), let small = Int32(exactly: Int64(bitPattern: constant)) {
@@ -377,6 +411,11 @@ struct ProgramBuilder {
     _ condition: TypedExpr, _ chosen: TypedExpr, _ otherwise: TypedExpr,
     _ write: (inout ProgramBuilder, TypedExpr) throws(CodeGenError) -> Void
   ) throws(CodeGenError) {
+    if case .integer(let decided) = condition.kind {
+      // Known here: only the arm taken is written, so no code is left unreachable.
+      try write(&self, decided != 0 ? chosen : otherwise)
+      return
+    }
     try prefetchSharedReads([condition, chosen, otherwise])
     temps.spillAll(&frame, &asm)
     let isFalse = asm.newLabel()

@@ -13,6 +13,8 @@ public enum DecodedValue: Hashable, Sendable {
   case ipv4(UInt32)
   case ipv6([UInt8])
   case kernelStack(KernelStack)
+  /// A field that may be absent, and is: a packet without the header it belongs to.
+  case absent
 }
 
 /// One event: where and when it happened, and the values of its `print`.
@@ -86,7 +88,8 @@ public struct EventDecoder: Sendable {
   }
 
   func decode(_ field: EventField, _ bytes: UnsafeRawBufferPointer) -> DecodedValue {
-    ValueDecoder.decode(
+    if let presence = field.presenceOffset, bytes.bytes(at: presence, count: 1) == [0] { return .absent }
+    return ValueDecoder.decode(
       type: field.type, size: field.size, probeNames: compiled.probeNames,
       bytes: bytes.bytes(at: field.offset, count: field.size), stacks: stacks)
   }
@@ -133,6 +136,15 @@ public enum ValueDecoder {
       // Addresses travel in host order, as the program compares them.
       return .ipv4(UInt32(truncatingIfNeeded: unsigned()))
     case .ipv6:
+      return .ipv6(Array(raw.prefix(16)))
+    case .macAddress:
+      return .text(raw.prefix(6).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":"))
+    case .ipAddress:
+      // The family follows the 16 address bytes; an IPv4 address is a host-order u32.
+      guard raw.count >= 24 else { return .unsigned(0) }
+      if raw[16] == 4 {
+        return .ipv4(UInt32(raw[0]) | UInt32(raw[1]) << 8 | UInt32(raw[2]) << 16 | UInt32(raw[3]) << 24)
+      }
       return .ipv6(Array(raw.prefix(16)))
     case .kernelStack:
       let id = number.signedValue

@@ -69,6 +69,7 @@ public struct EventFormatter: Sendable {
     // An array of frames; empty when the kernel recorded none (the reason is counted and
     // reported at exit).
     case .kernelStack(let stack): "[" + stack.frames.map(JSON.string).joined(separator: ", ") + "]"
+    case .absent: "null"
     default: JSON.string(text(value))
     }
   }
@@ -108,6 +109,7 @@ extension DecodedValue {
     case .ipv4(let v): IPAddressText.formatIPv4(v)
     case .ipv6(let v): IPAddressText.formatIPv6(v)
     case .kernelStack(let v): v.text
+    case .absent: "-"
     }
   }
 }

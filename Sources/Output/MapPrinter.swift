@@ -46,8 +46,9 @@ public struct MapPrinter: Sendable {
     func keys(_ key: [UInt8]) -> [DecodedValue] {
       var offset = 0
       return map.keys.map { key_ in
-        let size = MapLayout.slotSize(key_.type)
-        defer { offset += size }
+        let size = key_.type.mapSlotSize
+        defer { offset += key_.slotSize }
+        if key_.optional, u64(key, offset + size) == 0 { return .absent }
         return ValueDecoder.decode(
           type: key_.type, size: size, probeNames: compiled.probeNames, bytes: Array(key[offset..<offset + size]),
           stacks: stacks)

@@ -9,6 +9,14 @@ public enum PrintfRenderer {
     _ format: FormatString, fields: [EventField], probeNames: [String], stacks: KernelStackTable? = nil,
     bytes: (EventField) -> [UInt8]
   ) -> String {
+    func presenceByte(_ field: EventField) -> EventField? {
+      guard let presence = field.presenceOffset else { return nil }
+      var byte = field
+      byte.offset = presence
+      byte.size = 1
+      byte.presenceOffset = nil
+      return byte
+    }
     var out = ""
     for piece in format.pieces {
       switch piece {
@@ -17,6 +25,11 @@ public enum PrintfRenderer {
       case .conversion(let conversion, let argument):
         guard argument < fields.count else { continue }
         let field = fields[argument]
+        if let presence = presenceByte(field), bytes(presence) == [0] {
+          // An absent field prints as `-` whatever the conversion, padded to its width.
+          out += pad("-", conversion)
+          continue
+        }
         let raw = bytes(field)
         out += render(conversion, type: field.type, size: field.size, raw: raw, probeNames: probeNames, stacks: stacks)
       }

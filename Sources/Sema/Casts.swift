@@ -11,6 +11,10 @@ extension ClauseContext {
 
   /// `(u32)x`, `(bool)x`, `(enum NAME)x`, `(struct NAME *)p`, `(u8 *)p`.
   mutating func cast(_ operand: TypedExpr, to typeName: TypeName, range: SourceRange) -> TypedExpr? {
+    if let presence = operand.presence {
+      // The cast of a value that may be absent may be absent too.
+      return cast(operand.unwrapped, to: typeName, range: range).map { Self.optional(presence, $0) }
+    }
     func invalid(_ why: String) -> TypedExpr? {
       diagnostics.append(
         Diagnostic(

@@ -93,6 +93,18 @@ public struct Checker: Sendable {
   }
 }
 
+extension Checker {
+  /// Whether, in a clause over `point`, the bare name of its argument `name` means the
+  /// packet instead (such an argument is reachable as `args.NAME` only). Used by `-l`.
+  public static func packetNameHides(_ name: String, at point: AttachPoint, types: KernelTypes) -> Bool {
+    if Builtin(rawValue: name) != nil || name == "retval" { return true }
+    guard point.skbArgument != nil else { return false }
+    if name == "skb" || DerivedField(rawValue: name) != nil || ClauseContext.packetShortcuts.contains(name) { return true }
+    if let skb = types.structure("sk_buff"), types.member(name, of: skb) != nil { return true }
+    return false
+  }
+}
+
 /// Memory that a name denotes before it is read: `skb->dev` is a place until a member of it
 /// or its value is asked for.
 struct Place {
@@ -129,6 +141,9 @@ struct ClauseContext {
   var assigned: Set<Int> = []
   /// The filter runs before the block, so it cannot read variables.
   var checkingFilter = false
+  /// Whether reads of the packet are guarded at attach points that fire after the skb was
+  /// handed on (`HandOver`); off while building a value's arm that is not used there.
+  var guardsPacketReads = true
 
   /// Probes resolved before checking, if they were.
   let resolved: ResolvedProbes?
@@ -180,7 +195,13 @@ struct ClauseContext {
   // MARK: Statements
 
   mutating func statements(_ list: [Statement]) -> [Action] {
-    list.compactMap { statement($0) }
+    list.flatMap { statement -> [Action] in
+      // An assignment of a value that may be absent also stores whether it is present.
+      if case .assignVariable(let name, let valueExpression) = statement.kind {
+        return assignVariable(name, valueExpression, range: statement.range)
+      }
+      return self.statement(statement).map { [$0] } ?? []
+    }
   }
 
   mutating func statement(_ statement: Statement) -> Action? {
@@ -206,7 +227,7 @@ struct ClauseContext {
       assigned = afterThen.intersection(assigned)
       return .conditional(condition(typed), then: then, else: otherwise)
     case .assignVariable(let name, let valueExpression):
-      return assignVariable(name, valueExpression, range: statement.range)
+      return assignVariable(name, valueExpression, range: statement.range).first
     case .assignMap(let access, let value):
       return mapAssignment(access, value, range: statement.range)
     }
@@ -299,8 +320,13 @@ struct ClauseContext {
     return scratch.diagnostics.count == before ? value : nil
   }
 
-  /// A condition: non-boolean values are compared with zero, as in C.
+  /// A condition: non-boolean values are compared with zero, as in C; a value that may be
+  /// absent holds only when it is present.
   func condition(_ unfolded: TypedExpr) -> TypedExpr {
+    if let presence = unfolded.presence {
+      if unfolded.type == .ipAddress { return condition(presence) }
+      return TypedExpr(.binary(.and, condition(presence), condition(unfolded.unwrapped)), type: .bool, range: unfolded.range)
+    }
     let expression = ConstantFolding.folded(unfolded)
     if case .integer(let value) = expression.kind {
       return TypedExpr(.integer(value != 0 ? 1 : 0), type: .bool, range: expression.range)
@@ -344,10 +370,16 @@ struct ClauseContext {
     case .identifier(let name):
       return identifier(name, range: range)
     case .member(let baseExpression, let name, _):
-      if hasSkb, case .identifier(let headerName) = baseExpression.kind,
-        let header = PacketHeader(rawValue: headerName), commonArguments[headerName] == nil
-      {
-        return packetField(header, name, range: range).map(Reference.value)
+      if case .identifier("args") = baseExpression.kind {
+        return argument(name, range: range)
+      }
+      if hasSkb, case .identifier(let headerName) = baseExpression.kind, let header = PacketHeader(rawValue: headerName) {
+        guard let field = packetField(header, name, range: range) else { return nil }
+        return guardedPacketRead(field, sourceText(range)).map(Reference.value)
+      }
+      if hasSkb, let header = innerHeader(baseExpression) {
+        guard let header, let field = packetField(header, name, range: range, layer: 1) else { return nil }
+        return guardedPacketRead(field, sourceText(range)).map(Reference.value)
       }
       guard let base = reference(baseExpression) else { return nil }
       return member(name, of: base, range: range, nameRange: memberNameRange(expression, name))
@@ -373,6 +405,8 @@ struct ClauseContext {
         return nil
       }
       return .value(TypedExpr(.builtin(.kstack), type: .kernelStack, range: range))
+    case .call("has", let arguments):
+      return has(arguments, range: range).map(Reference.value)
     case .call("ksym", let arguments):
       guard arguments.count == 1 else {
         diagnostics.append(Diagnostic("ksym-arity", "ksym() takes one kernel address, such as ksym(location)", at: range))
@@ -418,7 +452,7 @@ struct ClauseContext {
         return nil
       }
       var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
-      if let best = closestName(to: name, among: ["ksym", "kstack"]) {
+      if let best = closestName(to: name, among: ["ksym", "has", "kstack"]) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
       }
       diagnostics.append(diagnostic)
@@ -457,32 +491,103 @@ struct ClauseContext {
       }
       return .value(TypedExpr(.returnValue, type: valueType(of: first), range: range))
     }
-    if let argumentType = commonArguments[name] {
-      var type = valueType(of: argumentType)
-      // kfree_skb's `location` is the code address that dropped the packet: print it as a symbol.
-      if name == "location", case .pointer(let pointee, _) = type, pointee == 0 { type = .kernelSymbol }
-      return .value(TypedExpr(.argument(name), type: type, range: range))
-    }
-    if hasSkb, let skbStruct = types.structure("sk_buff"), let member = types.member(name, of: skbStruct) {
-      return .place(
-        Place(
-          base: skbValue(range), offset: member.byteOffset, type: member.type,
-          bitfield: bitfield(member), range: range))
-    }
+    // In skb clauses a name means the packet first (`len` is skb->len even where the probe
+    // has an argument `len`); the probe's arguments are always `args.NAME`, and bare where
+    // no packet name hides them. Derived fields before members: `protocol` is also a
+    // member, in network order.
     if hasSkb, let derived = DerivedField(rawValue: name) {
       return derivedField(derived, range: range)
     }
-    if hasSkb, Self.packetShortcuts[name] != nil {
-      return packetShortcut(name, range: range).map(Reference.value)
+    if hasSkb, let skbStruct = types.structure("sk_buff"), let member = types.member(name, of: skbStruct) {
+      let place = Place(
+        base: skbValue(range), offset: member.byteOffset, type: member.type, bitfield: bitfield(member), range: range)
+      if name == "len", let handOver {
+        // The length the tracepoint recorded before the hand-over.
+        guard case .value(let recorded)? = handOverArgument(handOver.lengthArgument, range: range) else { return nil }
+        if onlyAfterHandOver { return .value(recorded) }
+        guard let value = unguarded({ $0.read(place) }) else { return nil }
+        return .value(recordedAfterHandOver(recorded, otherwise: value))
+      }
+      return .place(place)
+    }
+    if hasSkb, Self.packetShortcuts.contains(name) {
+      guard let field = packetShortcut(name, range: range) else { return nil }
+      return guardedPacketRead(field, name).map(Reference.value)
+    }
+    if commonArguments[name] != nil {
+      return argument(name, range: range)
     }
     diagnostics.append(unknownName(name, range: range))
     return nil
   }
 
+  /// `args.NAME`, or a bare argument name: a probe argument every attach point of the clause has.
+  mutating func argument(_ name: String, range: SourceRange) -> Reference? {
+    guard let argumentType = commonArguments[name] else {
+      var diagnostic = Diagnostic(
+        "unknown-argument",
+        attachPoints.count == 1
+          ? "\(attachPoints[0].name) has no argument '\(name)'"
+          : "'\(name)' is not an argument every probe of this clause has", at: range)
+      let names = commonArguments.keys.sorted()
+      if let best = closestName(to: name, among: names) {
+        diagnostic.notes.append(.init(.help, "did you mean 'args.\(best)'?"))
+      } else if !names.isEmpty {
+        diagnostic.notes.append(.init(.help, "its arguments are: \(names.joined(separator: ", "))"))
+      }
+      diagnostics.append(diagnostic)
+      return nil
+    }
+    var type = valueType(of: argumentType)
+    // kfree_skb's `location` is the code address that dropped the packet: print it as a symbol.
+    if name == "location", case .pointer(let pointee, _) = type, pointee == 0 { type = .kernelSymbol }
+    return .value(TypedExpr(.argument(name), type: type, range: range))
+  }
+
+  /// `inner.HEADER`: nil when the expression is not one, `.some(nil)` after a diagnostic for
+  /// a header the inner packet cannot have.
+  mutating func innerHeader(_ expression: Expr) -> PacketHeader?? {
+    guard case .member(let base, let name, _) = expression.kind, case .identifier("inner") = base.kind else { return nil }
+    if let header = PacketHeader(rawValue: name) { return .some(header) }
+    var diagnostic = Diagnostic(
+      "unknown-packet-field", "the packet inside a tunnel has no header '\(name)'", at: expression.range,
+      notes: [.init(.help, "its headers are: \(PacketHeader.allCases.map { "inner." + $0.rawValue }.joined(separator: ", "))")])
+    if let best = closestName(to: name, among: PacketHeader.allCases.map(\.rawValue)) {
+      diagnostic.notes.insert(.init(.help, "did you mean 'inner.\(best)'?"), at: 0)
+    }
+    diagnostics.append(diagnostic)
+    return .some(nil)
+  }
+
+  /// `has(udp)`: whether the packet has the header; `has(udp.dport)`, `has(saddr)`: whether
+  /// the value is present (always, for a value that cannot be absent).
+  mutating func has(_ arguments: [Expr], range: SourceRange) -> TypedExpr? {
+    guard arguments.count == 1 else {
+      diagnostics.append(
+        Diagnostic("has-arity", "has() takes one header or field, such as has(udp) or has(tcp.dport)", at: range))
+      return nil
+    }
+    if hasSkb, let inner = innerHeader(arguments[0]) {
+      guard let inner, requirePacketMembers(range) else { return nil }
+      return guardedPacketRead(headerPresent(inner, range, layer: 1), sourceText(range)).map(condition)
+    }
+    if case .identifier(let name) = arguments[0].kind, let header = PacketHeader(rawValue: name) {
+      guard hasSkb else {
+        diagnostics.append(
+          Diagnostic("has-needs-skb", "has(\(name)) asks about a packet, but this probe has no struct sk_buff argument", at: range))
+        return nil
+      }
+      guard requirePacketMembers(range) else { return nil }
+      return guardedPacketRead(headerPresent(header, range), sourceText(range)).map(condition)
+    }
+    guard let value = value(arguments[0]) else { return nil }
+    return value.presence.map(condition) ?? TypedExpr(.integer(1), type: .bool, range: range)
+  }
+
   func unknownName(_ name: String, range: SourceRange) -> Diagnostic {
     var candidates = Builtin.allCases.map(\.rawValue) + Array(commonArguments.keys)
     if hasSkb {
-      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue) + Self.packetShortcuts.keys
+      candidates += ["skb"] + DerivedField.allCases.map(\.rawValue) + Array(Self.packetShortcuts)
       if let skbStruct = types.structure("sk_buff") {
         candidates += types.members(of: skbStruct).map(\.name)
       }
@@ -557,11 +662,20 @@ struct ClauseContext {
 
   /// The value stored at a place, typed from BTF; 0 where a run-time index check fails.
   mutating func read(_ place: Place) -> TypedExpr? {
-    guard let value = readUnchecked(place) else { return nil }
-    guard let condition = place.condition else { return value }
-    return TypedExpr(
-      .select(condition: condition, value: value, otherwise: TypedExpr(.integer(0), type: value.type, range: value.range)),
-      type: value.type, range: value.range)
+    if let presence = place.base.presence {
+      // Memory behind a pointer that may be absent may be absent too.
+      var present = place
+      present.base = place.base.unwrapped
+      return read(present).map { value in Self.optional(Self.bothPresent(presence, value.presence)!, value.unwrapped) }
+    }
+    guard var value = readUnchecked(place) else { return nil }
+    if let condition = place.condition {
+      value = TypedExpr(
+        .select(condition: condition, value: value, otherwise: TypedExpr(.integer(0), type: value.type, range: value.range)),
+        type: value.type, range: value.range)
+    }
+    if Self.isRootedAtSkb(place.base) { return guardedPacketRead(value, sourceText(place.range)) }
+    return value
   }
 
   mutating func readUnchecked(_ place: Place) -> TypedExpr? {
@@ -623,6 +737,9 @@ struct ClauseContext {
     case .not:
       return TypedExpr(.unary(.not, condition(operand)), type: .bool, range: range)
     case .negate, .complement:
+      if let presence = operand.presence {
+        return unary(op, operand.unwrapped, range: range).map { Self.optional(presence, $0) }
+      }
       guard operand.type.isNumeric else {
         diagnostics.append(
           Diagnostic("operator-type-mismatch", "'\(op.rawValue)' needs a number, but this is a \(operand.type)", at: range))
@@ -635,7 +752,62 @@ struct ClauseContext {
     }
   }
 
+  /// A value that exists when `presence` holds.
+  static func optional(_ presence: TypedExpr, _ value: TypedExpr) -> TypedExpr {
+    TypedExpr(.optional(present: presence, value: value), type: value.type, range: value.range)
+  }
+
+  /// Both presence conditions, or the one there is.
+  static func bothPresent(_ a: TypedExpr?, _ b: TypedExpr?) -> TypedExpr? {
+    guard let a else { return b }
+    guard let b else { return a }
+    return TypedExpr(.binary(.and, a, b), type: .bool, range: a.range)
+  }
+
+  /// `lhs op rhs` where either may be absent: arithmetic on an absent value is absent, and a
+  /// comparison with one is false (`udp.dport != 53` holds only for UDP packets). `saddr`
+  /// and `daddr` compare as the IPv4 or IPv6 field the other side's family says.
   mutating func binary(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
+    -> TypedExpr?
+  {
+    if op == .and || op == .or { return plainBinary(op, lhs, rhs, range: range) }
+    if let compared = familyComparison(op, lhs, rhs, range: range) { return compared }
+    let presence = Self.bothPresent(lhs.presence, rhs.presence)
+    guard let presence else { return plainBinary(op, lhs, rhs, range: range) }
+    guard let result = plainBinary(op, lhs.unwrapped, rhs.unwrapped, range: range) else { return nil }
+    if result.type == .bool {
+      return TypedExpr(.binary(.and, presence, result), type: .bool, range: range)
+    }
+    return Self.optional(presence, result)
+  }
+
+  /// The IPv4 or IPv6 field inside `saddr`/`daddr` (an `.optional` `.eitherFamily`).
+  static func familyFields(_ value: TypedExpr) -> (v4: TypedExpr, v6: TypedExpr)? {
+    guard case .eitherFamily(_, let v4, let v6) = value.unwrapped.kind else { return nil }
+    return (v4, v6)
+  }
+
+  /// `saddr == 10.0.0.1` is `ip.saddr == 10.0.0.1`, `saddr == fd00::1` is `ip6.saddr ==
+  /// fd00::1`, and `saddr == daddr` compares the fields of whichever version the packet has.
+  mutating func familyComparison(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
+    -> TypedExpr?
+  {
+    let left = Self.familyFields(lhs)
+    let right = Self.familyFields(rhs)
+    guard left != nil || right != nil else { return nil }
+    if let left, let right {
+      guard let v4 = binary(op, left.v4, right.v4, range: range), let v6 = binary(op, left.v6, right.v6, range: range) else {
+        return nil
+      }
+      return TypedExpr(.binary(.or, v4, v6), type: .bool, range: range)
+    }
+    if let left {
+      return binary(op, rhs.type == .ipv6 ? left.v6 : left.v4, rhs, range: range)
+    }
+    return binary(op, lhs, lhs.type == .ipv6 ? right!.v6 : right!.v4, range: range)
+  }
+
+  mutating func plainBinary(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
     -> TypedExpr?
   {
     func mismatch(_ why: String) -> TypedExpr? {
@@ -720,6 +892,15 @@ struct ClauseContext {
       diagnostics.append(
         Diagnostic("operator-type-mismatch", "'in' needs an address prefix on its right, such as 10.0.0.0/8", at: prefix.range))
       return nil
+    }
+    if let fields = Self.familyFields(address) {
+      // `saddr in 10.0.0.0/8` is `ip.saddr in 10.0.0.0/8`.
+      let isIPv4 = if case .ipv4 = network.kind { true } else { false }
+      return prefixMatch(isIPv4 ? fields.v4 : fields.v6, prefix, range: range)
+    }
+    if let presence = address.presence {
+      guard let matched = prefixMatch(address.unwrapped, prefix, range: range) else { return nil }
+      return TypedExpr(.binary(.and, presence, matched), type: .bool, range: range)
     }
     switch (network.kind, address.type) {
     case (.ipv4, .ipv4):

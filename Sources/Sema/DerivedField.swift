@@ -10,6 +10,9 @@ enum DerivedField: String, CaseIterable {
   case ifname
   case ifindex
   case netns
+  /// `skb->protocol` in host order, printed by name (`ip`, `ipv6`, `arp`...); `skb->protocol`
+  /// is still the member as the kernel stores it, in network order.
+  case `protocol`
 }
 
 extension ClauseContext {
@@ -28,15 +31,33 @@ extension ClauseContext {
           FlagNames.Flag(
             name: $0.name.dropFirst("SKB_GSO_".count).lowercased(), value: UInt64(bitPattern: $0.value) & 0xffff_ffff)
         }
-        value.type = .flags(FlagNames(flags: flags))
+        value = value.retyped(.flags(FlagNames(flags: flags)))
       }
       return .value(value)
-    case .ifname:
-      return path(["dev", "name"], field: field, range: range)
-    case .ifindex:
-      return path(["dev", "ifindex"], field: field, range: range)
-    case .netns:
-      return path(["dev", "nd_net", "net", "ns", "inum"], field: field, range: range)
+    case .ifname, .ifindex, .netns:
+      let names =
+        switch field {
+        case .ifname: ["name"]
+        case .ifindex: ["ifindex"]
+        default: ["nd_net", "net", "ns", "inum"]
+        }
+      guard let handOver else { return path(["dev"] + names, field: field, range: range) }
+      // After the hand-over, the device the tracepoint recorded.
+      guard let device = handOverArgument(handOver.deviceArgument, range: range),
+        let recordedPlace = path(names, field: field, range: range, from: device),
+        let recorded = value(of: recordedPlace)
+      else { return nil }
+      if onlyAfterHandOver { return .value(recorded) }
+      let place = unguarded { $0.path(["dev"] + names, field: field, range: range) }
+      guard let place, let value = unguarded({ $0.value(of: place) }) else { return nil }
+      return .value(recordedAfterHandOver(recorded, otherwise: value))
+    case .protocol:
+      guard let members = SkbHeaderMembers(types) else { return missing(field, range: range) }
+      let raw = TypedExpr(
+        .load(base: skbValue(range), offset: members.protocol, size: 2, bitfield: nil), type: .integer(bytes: 2, signed: false),
+        range: range)
+      let value = TypedExpr(.networkToHost(raw, bits: 16), type: .enumeration(etherTypeNames), range: range)
+      return guardedPacketRead(value, field.rawValue).map(Reference.value)
     }
   }
 
@@ -63,9 +84,17 @@ extension ClauseContext {
     return TypedExpr(.binary(.add, headValue, endValue), type: pointerType, range: range)
   }
 
-  /// Follows member names from the skb, reading pointers on the way.
-  mutating func path(_ names: [String], field: DerivedField, range: SourceRange) -> Reference? {
-    var current: Reference = .value(skbValue(range))
+  /// A reference's value: a place is read.
+  mutating func value(of reference: Reference) -> TypedExpr? {
+    switch reference {
+    case .value(let value): value
+    case .place(let place): read(place)
+    }
+  }
+
+  /// Follows member names from the skb (or `start`), reading pointers on the way.
+  mutating func path(_ names: [String], field: DerivedField, range: SourceRange, from start: Reference? = nil) -> Reference? {
+    var current: Reference = start ?? .value(skbValue(range))
     for name in names {
       // Probe quietly first, so a kernel without the member gets one message about the field.
       guard memberExists(name, in: current) else { return missing(field, range: range) }

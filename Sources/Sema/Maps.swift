@@ -52,22 +52,30 @@ public enum Aggregation: Hashable, Sendable, CustomStringConvertible {
   }
 }
 
-extension ValueType {
-  /// Bytes the value takes as a map key or a plain map value: strings their capacity, IPv6
-  /// addresses 16, everything else a register's 8, each rounded to 8.
-  public var mapSlotSize: Int {
-    switch self {
-    case .string(let capacity): (capacity + 7) / 8 * 8
-    case .ipv6: 16
-    default: 8
-    }
-  }
-}
-
 /// One key of a map: how it prints, and its type.
 public struct MapKey: Hashable, Sendable {
   public var label: String
   public var type: ValueType
+  /// Whether the key may be absent (`udp.dport` of a packet without UDP): its slot is
+  /// followed by 8 bytes that say whether it is present, and it prints as `-` when not.
+  public var optional: Bool = false
+
+  /// Bytes of the key in the map's key: its value's slot, then its presence when optional.
+  public var slotSize: Int { type.mapSlotSize + (optional ? 8 : 0) }
+}
+
+extension ValueType {
+  /// Bytes the value takes as a map key or a plain map value: strings their capacity, IPv6
+  /// addresses 16, IP addresses of either family 24 (see `.ipAddress`), everything else a
+  /// register's 8, each rounded to 8.
+  public var mapSlotSize: Int {
+    switch self {
+    case .string(let capacity): (capacity + 7) / 8 * 8
+    case .ipv6: 16
+    case .ipAddress: 24
+    default: 8
+    }
+  }
 }
 
 /// A map declared by use: `@bytes[ifname, proto] = sum(len)`.
@@ -133,10 +141,20 @@ extension ClauseContext {
     }
     let declaration = MapDeclaration(
       name: access.name,
-      keys: zip(access.keys, keys).map { MapKey(label: sourceText($0.0.range), type: Self.keyType($0.1.type)) },
+      keys: zip(access.keys, keys).map {
+        MapKey(label: sourceText($0.0.range), type: Self.keyType($0.1.type), optional: $0.1.presence != nil)
+      },
       aggregation: aggregation, valueType: argument?.type ?? .u64, range: access.range)
     guard let index = declare(declaration, at: access.range) else { return nil }
-    return .mapUpdate(map: index, keys: keys, value: argument, range: range)
+    // An absent value is not aggregated, and an absent key of a map whose key was present
+    // where it was first used has no entry: the update is skipped.
+    var skippedUnless: TypedExpr? = argument?.presence
+    for (key, declared) in zip(keys, maps[index].keys) where !declared.optional {
+      skippedUnless = Self.bothPresent(skippedUnless, key.presence)
+    }
+    let update = Action.mapUpdate(map: index, keys: keys, value: argument?.unwrapped, range: range)
+    if let skippedUnless { return .conditional(condition(skippedUnless), then: [update], else: []) }
+    return update
   }
 
   /// Map keys are stored in 8-byte slots; only their printing keeps the narrower type.
@@ -222,7 +240,7 @@ extension ClauseContext {
         Diagnostic("too-many-maps", "a spec may use at most \(Self.mapLimit) maps", at: range))
       return nil
     }
-    let keyBytes = declaration.keys.reduce(0) { $0 + $1.type.mapSlotSize }
+    let keyBytes = declaration.keys.reduce(0) { $0 + $1.slotSize }
     if keyBytes > Self.keyLimit {
       diagnostics.append(
         Diagnostic(

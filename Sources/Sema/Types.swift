@@ -33,12 +33,21 @@ public struct EnumNames: Hashable, Sendable {
   /// bit pattern for 64-bit ones) for unsigned enums.
   public var names: [Int64: String]
   public var representation: IntegerRepresentation
-  public init(typeName: String, names: [Int64: String], representation: IntegerRepresentation) {
+  /// Values without a name print in hex (`0x88b5`): EtherTypes are known that way, not in
+  /// decimal.
+  public var unnamedInHex: Bool
+  public init(
+    typeName: String, names: [Int64: String], representation: IntegerRepresentation, unnamedInHex: Bool = false
+  ) {
     self.typeName = typeName
     self.names = names
     self.representation = representation
+    self.unnamedInHex = unnamedInHex
   }
-  public func render(_ value: Int64) -> String { names[value] ?? String(value) }
+  public func render(_ value: Int64) -> String {
+    if let name = names[value] { return name }
+    return unnamedInHex ? "0x" + String(UInt64(bitPattern: value), radix: 16) : String(value)
+  }
 }
 
 /// How a number is held: its width in bytes and whether it is signed. Sema decides it once per
@@ -62,6 +71,11 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   case string(capacity: Int)
   case ipv4
   case ipv6
+  /// An IPv4 or IPv6 address (`saddr`, `daddr`): 16 address bytes (IPv4 in the first 4),
+  /// then the family (4 or 6) as a u64.
+  case ipAddress
+  /// An Ethernet address (`inner.eth.src`), 6 bytes as on the wire.
+  case macAddress
   case enumeration(EnumNames)
   case flags(FlagNames)
   /// A kernel pointer; `pointee` is the BTF type pointed to.
@@ -86,6 +100,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .string: "string"
     case .ipv4: "IPv4 address"
     case .ipv6: "IPv6 address"
+    case .ipAddress: "IP address"
+    case .macAddress: "MAC address"
     case .enumeration(let names): "enum \(names.typeName)"
     case .flags: "flags"
     case .pointer(_, let description): description
@@ -107,7 +123,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .ipv4, .probe: IntegerRepresentation(bytes: 4, isSigned: false)
     // bpf_get_stackid's result: an id, or a negative error number.
     case .kernelStack: IntegerRepresentation(bytes: 8, isSigned: true)
-    case .string, .ipv6, .void: nil
+    case .string, .ipv6, .ipAddress, .macAddress, .void: nil
     }
   }
 
@@ -131,6 +147,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .string(let capacity): capacity
     case .ipv4: 4
     case .ipv6: 16
+    case .ipAddress: 24
+    case .macAddress: 6
     case .enumeration, .flags: 8
     case .pointer: 8
     case .probe: 4
@@ -188,6 +206,19 @@ public struct TypedExpr: Hashable, Sendable {
     case prefixMatch(TypedExpr, network: [UInt8], prefixLength: Int)
     /// An integer cast: truncated to `bytes`, then zero- or sign-extended back to 64 bits.
     case convert(TypedExpr, bytes: Int, signed: Bool)
+    /// A fact about the packet's headers, found by walking them once per program run.
+    case packet(PacketFact)
+    /// A value that exists only when `present` holds, such as `udp.dport` (no UDP header,
+    /// no port): printed as `-` (JSON `null`), a key of its own in maps. Comparisons with
+    /// it are false when it is absent; where a number is needed regardless, it reads as 0.
+    case optional(present: TypedExpr, value: TypedExpr)
+    /// `saddr`/`daddr`: the IPv4 address `v4` when `isIPv4` holds, else the IPv6 address `v6`
+    /// (both `.optional` packet fields), as one `.ipAddress` value.
+    case eitherFamily(isIPv4: TypedExpr, v4: TypedExpr, v6: TypedExpr)
+    /// 1 at attach points that fire after the skb was handed on (`HandOver`), else 0;
+    /// replaced by its value for each attach point before code generation
+    /// (`CheckedClause.specialized(for:)`).
+    case afterHandOver
   }
   /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
   public struct Bitfield: Hashable, Sendable {
@@ -215,9 +246,92 @@ public struct TypedExpr: Hashable, Sendable {
     case .binary(_, let lhs, let rhs): [lhs, rhs]
     case .select(let condition, let value, let otherwise): [condition, value, otherwise]
     case .mapLookup(_, let keys): keys
-    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes: []
+    case .optional(let present, let value): [present, value]
+    case .eitherFamily(let isIPv4, let v4, let v6): [isIPv4, v4, v6]
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver: []
     }
   }
+
+  /// This expression with its operands (in `operands` order) replaced.
+  public func withOperands(_ new: [TypedExpr]) -> TypedExpr {
+    var result = self
+    switch kind {
+    case .load(_, let offset, let size, let bitfield): result.kind = .load(base: new[0], offset: offset, size: size, bitfield: bitfield)
+    case .loadString(_, let offset, let capacity): result.kind = .loadString(base: new[0], offset: offset, capacity: capacity)
+    case .unary(let op, _): result.kind = .unary(op, new[0])
+    case .networkToHost(_, let bits): result.kind = .networkToHost(new[0], bits: bits)
+    case .convert(_, let bytes, let signed): result.kind = .convert(new[0], bytes: bytes, signed: signed)
+    case .prefixMatch(_, let network, let length): result.kind = .prefixMatch(new[0], network: network, prefixLength: length)
+    case .binary(let op, _, _): result.kind = .binary(op, new[0], new[1])
+    case .select: result.kind = .select(condition: new[0], value: new[1], otherwise: new[2])
+    case .mapLookup(let map, _): result.kind = .mapLookup(map: map, keys: new)
+    case .optional: result.kind = .optional(present: new[0], value: new[1])
+    case .eitherFamily: result.kind = .eitherFamily(isIPv4: new[0], v4: new[1], v6: new[2])
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver: break
+    }
+    return result
+  }
+
+  /// The condition under which this value exists; nil when it always does.
+  public var presence: TypedExpr? {
+    if case .optional(let present, _) = kind { return present }
+    return nil
+  }
+
+  /// The same value as another type; a value that may be absent keeps its presence.
+  public func retyped(_ type: ValueType) -> TypedExpr {
+    var result = self
+    result.type = type
+    if case .optional(let present, var value) = kind {
+      value.type = type
+      result.kind = .optional(present: present, value: value)
+    }
+    return result
+  }
+
+  /// The value without its presence condition.
+  public var unwrapped: TypedExpr {
+    if case .optional(_, let value) = kind { return value }
+    return self
+  }
+}
+
+/// What the header walk of a packet finds (see `PacketField.swift` for the rules). Each is a
+/// number; addresses are kernel addresses in the packet's linear data.
+public struct PacketFact: Hashable, Sendable {
+  public enum Value: String, Hashable, Sendable, CaseIterable {
+    /// Where the network header starts.
+    case network
+    /// Where the datagram's bytes end: the linear data's end, or sooner when the IP header's
+    /// length says so (frames padded to the minimum size).
+    case end
+    /// 4 or 6 when a valid IP header of that version lies within the data, else 0.
+    case version
+    /// The upper-layer protocol after the IPv6 extension headers (IPv4: the protocol
+    /// field); `PacketFact.unknownProtocol` when the walk could not reach it.
+    case upper
+    /// Where the transport header starts; 0 when the packet has none (a later fragment, an
+    /// extension-header chain too long or cut short).
+    case transport
+    /// Where the inner packet's Ethernet header starts, after a VXLAN or Geneve header
+    /// (layer 1 only); 0 when the packet carries none.
+    case link
+  }
+  public var value: Value
+  /// 0 for the packet itself, 1 for the Ethernet frame inside a VXLAN (UDP port 4789) or
+  /// Geneve (UDP port 6081, protocol 0x6558) tunnel.
+  public var layer: Int
+
+  public init(_ value: Value, layer: Int = 0) {
+    self.value = value
+    self.layer = layer
+  }
+
+  public static let unknownProtocol: UInt64 = 0x100
+  public static let vxlanPort: UInt64 = 4789
+  public static let genevePort: UInt64 = 6081
+  /// IPv6 extension headers walked over, at most: a longer chain has no transport header.
+  public static let maximumExtensionHeaders = 8
 }
 
 /// One value of a `print(...)`: its label is the argument's source text.
@@ -236,6 +350,10 @@ public struct VariableDeclaration: Hashable, Sendable {
   public var type: ValueType
   /// The first assignment, for "first assigned here" notes.
   public var range: SourceRange
+  /// For a variable first assigned a value that may be absent (`$p = udp.dport`): the slot of
+  /// the bool that says whether it is present. Reading the variable gives a value that may
+  /// be absent, as the field was.
+  public var presenceSlot: Int? = nil
 
   /// Bytes of its stack slot: registers take 8, wider values their size rounded to 8.
   public var slotSize: Int { max(8, (type.storageSize + 7) / 8 * 8) }
@@ -328,6 +446,20 @@ public struct PacketCapture: Hashable, Sendable {
   /// The comment's values in the program of attach point `name`.
   public func comment(at name: String) -> [PrintedValue] {
     comment + (probeComment[name] ?? [])
+  }
+
+  /// The capture with `transform` applied to every value.
+  public func mapValues(_ transform: (TypedExpr) -> TypedExpr) -> PacketCapture {
+    func each(_ values: [PrintedValue]) -> [PrintedValue] {
+      values.map { PrintedValue(label: $0.label, value: transform($0.value)) }
+    }
+    let parts = geometry
+    return PacketCapture(
+      comment: each(comment), probeComment: probeComment.mapValues(each),
+      geometry: PacketGeometry(
+        length: transform(parts.length), pagedLength: transform(parts.pagedLength),
+        macHeader: transform(parts.macHeader), networkHeader: transform(parts.networkHeader),
+        head: transform(parts.head), data: transform(parts.data), deviceType: parts.deviceType.map(transform)))
   }
 }
 

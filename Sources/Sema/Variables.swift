@@ -4,17 +4,28 @@ import SwtraceSyntax
 /// block of the clause. The first assignment fixes the type; a read must follow an
 /// assignment on every path to it, so the program never reads a slot it did not write.
 extension ClauseContext {
-  mutating func assignVariable(_ name: String, _ valueExpression: Expr, range: SourceRange) -> Action? {
-    guard var value = value(valueExpression) else { return nil }
+  /// `$name = value`: the value's store and, for a variable that may be absent, its presence's.
+  mutating func assignVariable(_ name: String, _ valueExpression: Expr, range: SourceRange) -> [Action] {
+    guard var value = value(valueExpression) else { return [] }
     if case .void = value.type {
       diagnostics.append(
         Diagnostic("variable-type-mismatch", "'\(sourceText(valueExpression.range))' has no value to store", at: valueExpression.range))
-      return nil
+      return []
     }
+    let presence = value.presence.map(condition)
     guard let slot = variables.firstIndex(where: { $0.name == name }) else {
+      let slot = variables.count
       variables.append(VariableDeclaration(name: name, type: value.type, range: range))
-      assigned.insert(variables.count - 1)
-      return .assignVariable(slot: variables.count - 1, value: value, range: range)
+      assigned.insert(slot)
+      var actions: [Action] = [.assignVariable(slot: slot, value: value, range: range)]
+      if let presence {
+        // A companion no spec can name holds whether the value is there.
+        variables[slot].presenceSlot = variables.count
+        variables.append(VariableDeclaration(name: name + "?", type: .bool, range: range))
+        assigned.insert(variables.count - 1)
+        actions.append(.assignVariable(slot: variables.count - 1, value: presence, range: range))
+      }
+      return actions
     }
     let declared = variables[slot]
     switch (declared.type, value.type) {
@@ -32,11 +43,28 @@ extension ClauseContext {
             "$\(name) holds \(Self.article(declared.type)), so it cannot be assigned '\(sourceText(valueExpression.range))', which is \(Self.article(value.type))",
             at: valueExpression.range,
             notes: [.init(.note, "$\(name) was first assigned here, which fixed its type", at: declared.range)]))
-        return nil
+        return []
       }
     }
     assigned.insert(slot)
-    return .assignVariable(slot: slot, value: value, range: range)
+    var actions: [Action] = [.assignVariable(slot: slot, value: value, range: range)]
+    if let presenceSlot = variables[slot].presenceSlot {
+      assigned.insert(presenceSlot)
+      actions.append(
+        .assignVariable(slot: presenceSlot, value: presence ?? TypedExpr(.integer(1), type: .bool, range: range), range: range))
+    } else if presence != nil {
+      diagnostics.append(
+        Diagnostic(
+          "variable-may-be-absent",
+          "$\(name) was first assigned a value that is always there, but '\(sourceText(valueExpression.range))' may be absent",
+          at: valueExpression.range,
+          notes: [
+            .init(.note, "$\(name) was first assigned here", at: variables[slot].range),
+            .init(.help, "assign '\(sourceText(valueExpression.range))' to $\(name) first: then $\(name) may be absent from the start"),
+          ]))
+      return []
+    }
+    return actions
   }
 
   /// A read of `$name`.
@@ -70,7 +98,9 @@ extension ClauseContext {
           ]))
       return nil
     }
-    return TypedExpr(.variable(slot: slot), type: variables[slot].type, range: range)
+    let stored = TypedExpr(.variable(slot: slot), type: variables[slot].type, range: range)
+    guard let presenceSlot = variables[slot].presenceSlot else { return stored }
+    return Self.optional(TypedExpr(.variable(slot: presenceSlot), type: .bool, range: range), stored)
   }
 
   /// "a u32", "an IPv4 address": a type named in a sentence.

@@ -84,7 +84,12 @@ enum ProbeListing {
     return "\(point.backend.rawValue):\(point.name)"
   }
 
+  /// Each argument under the name a spec reaches it by: `args.NAME` where a packet name takes
+  /// the bare one (skb->dev for net_dev_xmit's `dev`).
   static func arguments(of point: AttachPoint, resolver: ProbeResolver) -> String {
-    point.arguments.map { "\(resolver.types.describe($0.type)) \($0.name)" }.joined(separator: ", ")
+    point.arguments.map { argument in
+      let hidden = argument.name != "skb" && Checker.packetNameHides(argument.name, at: point, types: resolver.types)
+      return "\(resolver.types.describe(argument.type)) \(hidden ? "args." : "")\(argument.name)"
+    }.joined(separator: ", ")
   }
 }
