@@ -245,4 +245,31 @@ struct PacketCaptureTests {
     #expect(stderr.components(separatedBy: "{\"probe\": \"net_dev_queue\"").count - 1 == 6, "\(stderr)")
     #expect(stderr.contains("Packets: 6 Lost: 0") && stderr.contains("sent 6"), "\(stderr)")
   }
+
+  @Test("-w FILE on a full disk (/dev/full) ends the run with exit 2 and a sentence naming it", .needsTracing)
+  func captureFileWriteError() throws {
+    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    let send = "\(shellQuote(pktgen)) udp --dst 127.0.0.1 --port 9 --count 3 --mark 0x21a6 >/dev/null"
+    let result = try ProcessRunner.run(
+      try TestEnvironment.binary("swtrace"),
+      ["-w", "/dev/full", "-c", send, "-e", "skb:net_dev_queue /mark == 0x21a6/ { print(len) }"], timeout: 120)
+    #expect(result.status == 2, "\(result)")
+    #expect(result.stderr.contains("error: cannot write the packet capture to '/dev/full': No space left on device"), "\(result)")
+  }
+
+  @Test("-w FILE that cannot be created, and a --snaplen out of range, are refused before anything is loaded",
+    .needsTracing)
+  func refusedBeforeLoading() throws {
+    let swtrace = try TestEnvironment.binary("swtrace")
+    let path = "/nonexistent-\(getpid())/trace.pcapng"
+    let unwritable = try ProcessRunner.run(swtrace, ["-w", path, "-e", "skb:* { print(len) }"], timeout: 60)
+    #expect(unwritable.status == 2, "\(unwritable)")
+    #expect(unwritable.stderr.contains("cannot open '\(path)' for the packet capture (-w)"), "\(unwritable)")
+    #expect(!unwritable.stderr.contains("Attaching"), "\(unwritable)")
+    for arguments in [["-w", "x.pcapng", "--snaplen", "0"], ["-w", "x.pcapng", "--snaplen", "65001"], ["--snaplen", "100"]] {
+      let refused = try ProcessRunner.run(swtrace, arguments + ["-e", "skb:* { print(len) }"], timeout: 60)
+      #expect(refused.status == 64, "\(arguments): \(refused)")
+      #expect(refused.stderr.contains("--snaplen"), "\(arguments): \(refused)")
+    }
+  }
 }
