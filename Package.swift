@@ -39,7 +39,11 @@ let package = Package(
     .target(name: "Output", dependencies: ["CodeGen", "Sema", "SwtraceSyntax"]),
     // Loading, attaching and reading, the run loop with the BEGIN/END interpreter, and what
     // the kernel allows; the only user of LibBPF.
-    .target(name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax", "Output"]),
+    .target(
+      name: "Runtime", dependencies: ["CodeGen", "BPF", "LibBPF", "BTF", "Sema", "SwtraceSyntax", "Output", "CProcessShims"]),
+    // fork, the parent-death signal and exec for the `-c` command's guardian, which Swift
+    // cannot do between fork and exec; imported only by Runtime.
+    .target(name: "CProcessShims"),
     // Maps as Prometheus metrics in the text format, served by a small HTTP/1.1 server of its
     // own on plain sockets (no Foundation, so the release binary links no libcurl or ICU).
     .target(name: "PrometheusExport", dependencies: ["CodeGen", "Runtime", "Output", "Sema", "CSocketShims"]),

@@ -14,7 +14,9 @@ final class BTFHandle: @unchecked Sendable {
 
   /// The running kernel's BTF (`/sys/kernel/btf/vmlinux`).
   static func loadKernel() throws(BTFReadError) -> BTFHandle {
-    if let btf = mappedKernelBTF() { return BTFHandle(btf) }
+    // libbpf would print its own words on failure; swtrace words every failure itself.
+    swt_silence_libbpf()
+    if let btf = try mappedKernelBTF() { return BTFHandle(btf) }
     // libbpf's loader also knows where else vmlinux BTF may be on older kernels.
     guard let btf = btf__load_vmlinux_btf() else {
       throw BTFReadError("load kernel BTF", code: swt_errno())
@@ -25,23 +27,58 @@ final class BTFHandle: @unchecked Sendable {
   /// The kernel's BTF parsed straight from a read-only mapping of /sys/kernel/btf/vmlinux,
   /// which kernels since 6.16 allow: libbpf copies the kernel's pages once, where its own
   /// loader reads the file a page per system call into a buffer that it then copies again
-  /// (3.3 against 6.5 ms here). nil when the kernel refuses the mapping.
-  private static func mappedKernelBTF() -> OpaquePointer? {
+  /// (3.3 against 6.5 ms here). nil when the kernel refuses the mapping; out of memory (a
+  /// limit on the address space) is an error of its own, which no other loader would avoid.
+  private static func mappedKernelBTF() throws(BTFReadError) -> OpaquePointer? {
     let fd = open("/sys/kernel/btf/vmlinux", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var status = stat()
     guard fstat(fd, &status) == 0, status.st_size > 0, status.st_size < Int(UInt32.max) else { return nil }
     let size = Int(status.st_size)
-    guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapping != MAP_FAILED else { return nil }
+    guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapping != MAP_FAILED else {
+      if errno == ENOMEM { throw BTFReadError("map the kernel's BTF (\(size) bytes)", code: ENOMEM) }
+      return nil
+    }
     defer { munmap(mapping, size) }
-    return btf__new(mapping, UInt32(size))
+    guard let btf = btf__new(mapping, UInt32(size)) else {
+      if swt_errno() == ENOMEM { throw BTFReadError("parse the kernel's BTF (\(size) bytes)", code: ENOMEM) }
+      return nil
+    }
+    return btf
   }
 
   /// BTF from a file: raw BTF (as in /sys/kernel/btf/vmlinux) or an ELF file with a .BTF section.
   static func load(path: String) throws(BTFReadError) -> BTFHandle {
     guard let btf = btf__parse(path, nil) else {
       throw BTFReadError("load BTF from \(path)", code: swt_errno())
+    }
+    return BTFHandle(btf)
+  }
+
+  /// BTF held in memory: raw BTF is parsed in place; an ELF file goes through an unlinked
+  /// temporary file, since libbpf reads ELF files by name only.
+  static func load(bytes: [UInt8], name: String) throws(BTFReadError) -> BTFHandle {
+    if bytes.count >= 4, bytes[0] == 0x7f, bytes[1] == UInt8(ascii: "E"), bytes[2] == UInt8(ascii: "L"), bytes[3] == UInt8(ascii: "F") {
+      var template = Array("/tmp/swtrace-btf-XXXXXX".utf8CString)
+      let memory = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+      guard memory >= 0 else { throw BTFReadError("load BTF from \(name)", code: errno) }
+      template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+      _ = fcntl(memory, F_SETFD, FD_CLOEXEC)
+      defer { close(memory) }
+      var offset = 0
+      while offset < bytes.count {
+        let written = bytes[offset...].withUnsafeBytes { write(memory, $0.baseAddress, $0.count) }
+        if written < 0, errno == EINTR { continue }
+        guard written > 0 else { throw BTFReadError("load BTF from \(name)", code: errno) }
+        offset += written
+      }
+      return try load(path: "/proc/self/fd/\(memory)")
+    }
+    guard bytes.count < Int(UInt32.max),
+      let btf = bytes.withUnsafeBytes({ btf__new($0.baseAddress, UInt32($0.count)) })
+    else {
+      throw BTFReadError("load BTF from \(name)", code: bytes.count < Int(UInt32.max) ? swt_errno() : EFBIG)
     }
     return BTFHandle(btf)
   }

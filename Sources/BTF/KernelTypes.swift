@@ -1,7 +1,14 @@
+import Glibc
+
 /// Why BTF could not be loaded.
 public enum BTFLoadError: Error, Sendable, CustomStringConvertible {
   case kernelHasNoBTF(BTFReadError)
   case unreadableFile(path: String, BTFReadError)
+  /// Reading the BTF ran out of memory (ENOMEM): what it is (the running kernel's BTF, a
+  /// file), and the address-space limit when swtrace has one.
+  case outOfMemory(what: String, BTFReadError, addressSpaceLimit: UInt64?)
+  /// A pipe, FIFO or device given as the BTF file could not be read (too long, stalled).
+  case unreadableStream(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -11,6 +18,13 @@ public enum BTFLoadError: Error, Sendable, CustomStringConvertible {
     case .unreadableFile(let path, let error):
       "'\(path)' is not a readable BTF file (\(error.description)); give raw BTF "
         + "(such as a copy of /sys/kernel/btf/vmlinux) or an ELF file with a .BTF section"
+    case .unreadableStream(let path, let reason):
+      "cannot read BTF from '\(path)': \(reason)"
+    case .outOfMemory(let what, let error, let limit?):
+      "not enough memory to read \(what) (\(error.description)): swtrace's address space is limited to "
+        + "\(limit / (1 << 20)) MiB ('ulimit -v'), and BTF alone takes some 10 to 100 MiB; raise or remove that limit"
+    case .outOfMemory(let what, let error, nil):
+      "not enough memory to read \(what) (\(error.description)); free memory and try again"
     }
   }
 }
@@ -79,6 +93,7 @@ public final class KernelTypes: @unchecked Sendable {
     do {
       return KernelTypes(handle: try BTFHandle.loadKernel(), origin: "the running kernel", isRunningKernel: true)
     } catch {
+      if error.code == ENOMEM { throw .outOfMemory(what: "the running kernel's BTF", error, addressSpaceLimit: addressSpaceLimit) }
       throw .kernelHasNoBTF(error)
     }
   }
@@ -88,8 +103,27 @@ public final class KernelTypes: @unchecked Sendable {
     do {
       return KernelTypes(handle: try BTFHandle.load(path: path), origin: origin ?? path, isRunningKernel: false)
     } catch {
+      if error.code == ENOMEM { throw .outOfMemory(what: "'\(path)'", error, addressSpaceLimit: addressSpaceLimit) }
       throw .unreadableFile(path: path, error)
     }
+  }
+
+  /// BTF already read into memory (from a pipe or FIFO given with `--btf`): raw BTF, or an
+  /// ELF file with a .BTF section. `path` names it in messages.
+  public static func load(bytes: [UInt8], path: String) throws(BTFLoadError) -> KernelTypes {
+    do {
+      return KernelTypes(handle: try BTFHandle.load(bytes: bytes, name: path), origin: path, isRunningKernel: false)
+    } catch {
+      if error.code == ENOMEM { throw .outOfMemory(what: "'\(path)'", error, addressSpaceLimit: addressSpaceLimit) }
+      throw .unreadableFile(path: path, error)
+    }
+  }
+
+  /// swtrace's address-space limit (RLIMIT_AS) in bytes, or nil when it has none.
+  static var addressSpaceLimit: UInt64? {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
+    return UInt64(limit.rlim_cur)
   }
 
   // MARK: Types

@@ -93,7 +93,7 @@ public struct CodeGenerator: Sendable {
         let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
         var builder = ProgramBuilder(
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
-          tracking: spec.usesTracking, recordsSkbAddress: recordsSkbAddress,
+          tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
           directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary)
         let program = try builder.build(clause.specialized(for: attachPoint))
@@ -113,7 +113,11 @@ public struct CodeGenerator: Sendable {
       // Events the ring buffer had no room for, then packets that could not be written.
       MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 16, maxEntries: 1),
       MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
-      MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: spec.usesTracking ? mapEntries : 1),
+      // Least recently used entries make room: a packet whose free no probe sees (freed where
+      // the kernel has no tracepoint) must not keep newer packets out for good.
+      spec.usesTracking || spec.followsPacketFrees
+        ? MapDescription(name: "tracked", kind: .lruHash, keySize: 8, valueSize: 8, maxEntries: mapEntries)
+        : MapDescription(name: "tracked", kind: .hash, keySize: 8, valueSize: 8, maxEntries: 1),
     ]
     for (index, map) in spec.maps.enumerated() {
       let name = map.name.isEmpty ? "at" : map.name

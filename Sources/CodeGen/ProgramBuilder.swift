@@ -22,6 +22,9 @@ struct ProgramBuilder {
   /// Whether the spec tracks packets: skb programs then fire for tracked skbs whatever their
   /// filter, and free points drop the skb from the tracked set.
   let tracking: Bool
+  /// `-f paths` (`CheckedSpec.followsPacketFrees`): every print adds its skb to the tracked
+  /// set, and a free point passes tracked packets whatever its filter says.
+  let followsFrees: Bool
   let recordsSkbAddress: Bool
   /// Where the skb may be read with plain loads (its number fields); nil outside tracing programs.
   let skbLayout: KernelObjectLayout?
@@ -47,11 +50,12 @@ struct ProgramBuilder {
 
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
-    maps: [MapDeclaration], tracking: Bool = false, recordsSkbAddress: Bool = false,
+    maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
     auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard)
   ) {
     self.auxiliary = auxiliary
+    self.followsFrees = followsFrees && attachPoint.skbArgument != nil
     self.probeFromCookie = probeFromCookie
     self.directlyIndexedMaps = directlyIndexedMaps
     self.recordsSkbAddress = recordsSkbAddress
@@ -64,6 +68,16 @@ struct ProgramBuilder {
     self.tracking = tracking && attachPoint.skbArgument != nil
   }
 
+  /// Where the kernel frees the skb: a tracked packet's path ends here.
+  var isFreePoint: Bool { skbFreePoints.contains(attachPoint.name) }
+
+  /// Whether a tracked packet runs the clause whatever its filter says: everywhere when the
+  /// spec tracks, at free points when paths follow frees.
+  var passesTrackedPackets: Bool { tracking || (followsFrees && isFreePoint) }
+
+  /// Stack slots of the tracked-set key and value for `trackSkb()`, allocated once.
+  var trackSlots: (key: Int16, value: Int16)?
+
   var isTracing: Bool {
     switch attachPoint.backend {
     case .tracepoint, .fentry, .fexit: true
@@ -73,7 +87,7 @@ struct ProgramBuilder {
 
   mutating func build(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     asm.currentRange = clause.range
-    if case .integer(0)? = clause.filter?.kind, !tracking {
+    if case .integer(0)? = clause.filter?.kind, !passesTrackedPackets {
       // A filter that is always false: the program does nothing, and has no dead code either.
       asm.emit(.mov(.r0, 0))
       asm.emit(.exit)
@@ -81,7 +95,7 @@ struct ProgramBuilder {
     }
     asm.emit(.mov(Self.context, .r1))
     variableSlots = clause.variables.map { (frame.allocate($0.slotSize), $0.slotSize) }
-    if tracking || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
+    if tracking || followsFrees || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
       guard let index = attachPoint.skbArgument else {
         throw CodeGenError(message: "\(attachPoint.name) has no skb argument", range: clause.range)
       }
@@ -97,7 +111,7 @@ struct ProgramBuilder {
     let body = asm.newLabel()
     if let filter = clause.filter, filter.kind != .integer(1) {
       asm.currentRange = filter.range
-      if tracking {
+      if passesTrackedPackets {
         // A tracked packet passes whatever the filter says: its mark may have been scrubbed.
         lookupTracked()
         asm.jump(if: .ne, .r0, .immediate(0), to: body)
@@ -108,7 +122,7 @@ struct ProgramBuilder {
     try actions(clause.actions, done: done)
     asm.bind(done)
     asm.currentRange = clause.range
-    if tracking, skbFreePoints.contains(attachPoint.name) {
+    if tracking || followsFrees, isFreePoint {
       // The kernel frees the skb here: its address may be reused by an unrelated packet.
       let key = trackedKey()
       asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
@@ -179,16 +193,7 @@ struct ProgramBuilder {
         asm.bind(end)
       case .track(let range):
         asm.currentRange = range
-        let key = trackedKey()
-        let value = frame.allocate(8)
-        asm.emit(.storeImmediate(.double, .fp, offset: value, 1))
-        asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
-        asm.emit(.mov(.r2, .fp))
-        asm.emit(.add(.r2, Int32(key)))
-        asm.emit(.mov(.r3, .fp))
-        asm.emit(.add(.r3, Int32(value)))
-        asm.emit(.mov(.r4, 0))
-        asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+        trackSkb()
       case .exit(let range):
         // Stopping the whole trace is the user side's job: send it a request, then end this run.
         asm.currentRange = range
@@ -233,8 +238,26 @@ struct ProgramBuilder {
     asm.bind(end)
   }
 
+  /// Adds the skb to the tracked set (a packet seen again after its address was reused simply
+  /// stays in it: the set only says the packet's free is to be reported).
+  mutating func trackSkb() {
+    let slots = trackSlots ?? (frame.allocate(8), frame.allocate(8))
+    trackSlots = slots
+    asm.emit(.store(.double, .fp, offset: slots.key, Self.skb))
+    asm.emit(.storeImmediate(.double, .fp, offset: slots.value, 1))
+    asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
+    asm.emit(.mov(.r2, .fp))
+    asm.emit(.add(.r2, Int32(slots.key)))
+    asm.emit(.mov(.r3, .fp))
+    asm.emit(.add(.r3, Int32(slots.value)))
+    asm.emit(.mov(.r4, 0))
+    asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
+  }
+
   /// One event of a print statement: header, then each value at its field.
   mutating func print(_ values: [PrintedValue], layout: EventLayout) throws(CodeGenError) {
+    // A packet on a path: its free is reported, wherever the kernel frees it.
+    if followsFrees, skbLoaded { trackSkb() }
     try prefetchSharedReads(values.map(\.value))
     try emitRecord(size: layout.size) { builder throws(CodeGenError) in
       builder.asm.emit(.call(helper: HelperFunction.ktimeGetNanoseconds.rawValue))

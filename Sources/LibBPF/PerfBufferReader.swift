@@ -8,6 +8,8 @@ public final class PerfBufferReader: @unchecked Sendable {
   private final class Context {
     let handler: (UnsafeRawBufferPointer) -> Void
     var lost: UInt64 = 0
+    /// Samples handled by the current `consume`.
+    var handled = 0
     init(handler: @escaping (UnsafeRawBufferPointer) -> Void) { self.handler = handler }
   }
 
@@ -22,6 +24,7 @@ public final class PerfBufferReader: @unchecked Sendable {
     let sample: perf_buffer_sample_fn = { ctx, _, data, size in
       guard let ctx, let data else { return }
       let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
+      context.handled += 1
       context.handler(UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: Int(size)))
     }
     let lost: perf_buffer_lost_fn = { ctx, _, count in
@@ -45,14 +48,20 @@ public final class PerfBufferReader: @unchecked Sendable {
   /// Samples the kernel dropped because a CPU's ring was full.
   public var lostSamples: UInt64 { context.takeUnretainedValue().lost }
 
-  /// A descriptor that polls readable when samples are waiting.
-  public var pollDescriptor: Int32 { perf_buffer__epoll_fd(buffer) }
+  /// The epoll descriptor that is readable while samples wait: poll(2) it together with
+  /// other descriptors, then `consume`.
+  public var readyDescriptor: Int32 { perf_buffer__epoll_fd(buffer) }
 
-  /// Handles the samples waiting now, without blocking. Each ring is read up to where the
-  /// kernel had written when the call started, so the call ends even under load.
+  /// Handles the samples waiting now, without blocking; returns how many. Each ring is read
+  /// up to where the kernel had written when the call started, so the call ends even under
+  /// load.
   @discardableResult
-  public func drain() -> Int {
-    let n = perf_buffer__consume(buffer)
-    return n < 0 ? 0 : Int(n)
+  public func consume() -> Int {
+    let context = self.context.takeUnretainedValue()
+    context.handled = 0
+    // libbpf returns 0 or an error, not a count; an error means a ring's header is
+    // unreadable, and the samples handled before it are still counted.
+    _ = perf_buffer__consume(buffer)
+    return context.handled
   }
 }

@@ -2,14 +2,16 @@ internal import CLibBPF
 import Glibc
 
 /// Reads a BPF ring buffer map with libbpf's consumer, calling `handler` for each record. The
-/// record's bytes are valid only while the handler runs: whatever it keeps, it copies.
+/// record's bytes are valid only while the handler runs: whatever it keeps, it copies. The
+/// handler returns false to stop handing over records for this call (the record it was given
+/// is consumed all the same), as when the output it writes to has no room.
 public final class RingBufferReader: @unchecked Sendable {
   private final class Context {
-    let handler: (UnsafeRawBufferPointer) -> Void
+    let handler: (UnsafeRawBufferPointer) -> Bool
     /// Records the current call may hand over before returning to its caller.
     var budget = Int.max
     var handled = 0
-    init(handler: @escaping (UnsafeRawBufferPointer) -> Void) { self.handler = handler }
+    init(handler: @escaping (UnsafeRawBufferPointer) -> Bool) { self.handler = handler }
   }
 
   /// What the callback returns to make libbpf stop early; the record it was given is consumed.
@@ -18,14 +20,14 @@ public final class RingBufferReader: @unchecked Sendable {
   private let ringBuffer: OpaquePointer
   private let context: Unmanaged<Context>
 
-  public init(map: MapHandle, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws(SystemError) {
+  public init(map: MapHandle, handler: @escaping (UnsafeRawBufferPointer) -> Bool) throws(SystemError) {
     let context = Unmanaged.passRetained(Context(handler: handler))
     let callback: ring_buffer_sample_fn = { ctx, data, size in
       guard let ctx, let data else { return 0 }
       let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
-      context.handler(UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: size))
+      let goOn = context.handler(UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: size))
       context.handled += 1
-      return context.handled >= context.budget ? RingBufferReader.budgetSpent : 0
+      return !goOn || context.handled >= context.budget ? RingBufferReader.budgetSpent : 0
     }
     guard let rb = ring_buffer__new(map.rawDescriptor, callback, context.toOpaque(), nil) else {
       let code = swt_errno()
@@ -61,14 +63,20 @@ public final class RingBufferReader: @unchecked Sendable {
     return Int(n)
   }
 
-  /// A descriptor that polls readable when records are waiting (libbpf's epoll descriptor),
-  /// for waiting on this and other readers at once.
-  public var pollDescriptor: Int32 { ring_buffer__epoll_fd(ringBuffer) }
-
-  /// Handles every record available now without waiting.
+  /// Handles the records available now, at most `maxRecords`, without waiting; returns how
+  /// many. Bounded for the same reason as `poll`.
   @discardableResult
-  public func drain() -> Int {
+  public func consume(maxRecords: Int = 16384) -> Int {
+    let context = self.context.takeUnretainedValue()
+    context.handled = 0
+    context.budget = maxRecords
+    defer { context.budget = .max }
     let n = ring_buffer__consume(ringBuffer)
-    return n < 0 ? 0 : Int(n)
+    if n == Self.budgetSpent { return context.handled }
+    return n < 0 ? context.handled : Int(n)
   }
+
+  /// The epoll descriptor that is readable while records wait: poll(2) it together with
+  /// other descriptors, then `consume`.
+  public var readyDescriptor: Int32 { ring_buffer__epoll_fd(ringBuffer) }
 }

@@ -1,5 +1,6 @@
 public import CodeGen
 import Sema
+import SwtraceSyntax
 
 /// A printed value decoded from an event record.
 public enum DecodedValue: Hashable, Sendable {
@@ -117,8 +118,11 @@ public enum ValueDecoder {
     case .bool:
       return .bool(unsigned() != 0)
     case .string:
+      // Kernel strings need not be UTF-8: a byte that is not stays visible as `\xNN`.
+      // Control characters are kept here and escaped by whoever prints (`DecodedValue.text`
+      // for text, `JSON.string` for JSON).
       let end = raw.firstIndex(of: 0) ?? raw.count
-      return .text(String(decoding: raw[..<end], as: UTF8.self))
+      return .text(TerminalText.decoding(raw[..<end], escapingControls: false))
     case .enumeration(let names):
       // Enumerators are keyed by their values as BTF gives them, extended as the enum's type
       // says: sign-extended for signed enums.

@@ -38,6 +38,13 @@ public struct EventFormatter: Sendable {
     return real - mono
   }
 
+  /// CLOCK_MONOTONIC now in nanoseconds: the clock of `bpf_ktime_get_ns()`, which stamps events.
+  public static func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+  }
+
   public func line(_ event: DecodedEvent) -> String {
     switch format {
     case .text where event.text != nil:
@@ -69,13 +76,16 @@ public struct EventFormatter: Sendable {
     // An array of frames; empty when the kernel recorded none (the reason is counted and
     // reported at exit).
     case .kernelStack(let stack): "[" + stack.frames.map(JSON.string).joined(separator: ", ") + "]"
+    // JSON escapes control characters its own way.
+    case .text(let v): JSON.string(v)
     case .absent: "null"
     default: JSON.string(text(value))
     }
   }
 }
 
-/// Minimal JSON string escaping, so output stays valid for any kernel string.
+/// JSON string escaping, so output stays valid for any kernel string: every control
+/// character (C0, DEL and C1, which a terminal showing the JSON would act on) as `\uXXXX`.
 public enum JSON {
   public static func string(_ value: String) -> String {
     var out = "\""
@@ -86,7 +96,7 @@ public enum JSON {
       case "\n": out += "\\n"
       case "\r": out += "\\r"
       case "\t": out += "\\t"
-      case let c where c.value < 0x20:
+      case let c where TerminalText.isControl(c):
         out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
       default: out.unicodeScalars.append(scalar)
       }
@@ -103,7 +113,8 @@ extension DecodedValue {
     case .unsigned(let v): String(v)
     case .signed(let v): String(v)
     case .bool(let v): v ? "true" : "false"
-    case .text(let v): v
+    // Strings come from anywhere (a process names itself): never raw to a terminal.
+    case .text(let v): TerminalText.escaped(v)
     case .name(let v): v
     case .pointer(let v): "0x" + String(v, radix: 16)
     case .ipv4(let v): IPAddressText.formatIPv4(v)

@@ -87,16 +87,6 @@ public enum ProcFile {
   /// Reads a file to its end. /proc and tracefs files report a size of 0 and are produced as
   /// they are read, so reading by the reported size gets nothing or a first page.
   public static func read(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if count < 0, errno == EINTR { continue }
-      guard count > 0 else { return count == 0 ? result : nil }
-      result += chunk[0..<count]
-    }
+    try? WholeFile.read(path, limit: 1 << 28).get()
   }
 }

@@ -1,44 +1,27 @@
+internal import CProcessShims
 import Glibc
 
 /// The `-c` command: `/bin/sh -c CMD` in a process group of its own, so that stopping it
 /// stops everything it started (a shell's background jobs, a traffic generator), not just
-/// the shell.
+/// the shell. A small guardian process (CProcessShims) leads the group: it ends the group when
+/// swtrace asks, and when swtrace dies, however it dies (the kernel's parent-death signal
+/// reaches it even after SIGKILL), so the command never outlives swtrace.
 public final class ChildCommand {
-  public let pid: pid_t
+  /// The guardian's pid, which is also the process group's id. Its exit status is the
+  /// shell's.
+  public let pid: Int32
   public private(set) var status: Int32?
 
-  /// With `standardOutputToError`, the command's standard output is swtrace's standard
-  /// error: standard output carries something else (`-w -`'s pcapng), which no line of the
-  /// command may corrupt.
-  public init(_ command: String, standardOutputToError: Bool = false) throws(ChildCommandError) {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    if standardOutputToError { posix_spawn_file_actions_adddup2(&actions, 2, 1) }
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    // Its own group, default signal handling, nothing blocked: a clean start for the command.
-    var flags = Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-    posix_spawnattr_setflags(&attributes, flags)
-    posix_spawnattr_setpgroup(&attributes, 0)
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    posix_spawnattr_setsigmask(&attributes, &empty)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    flags = 0
-    var child: pid_t = 0
-    var arguments: [UnsafeMutablePointer<CChar>?] = []
-    for word in ["/bin/sh", "-c", command] { arguments.append(strdup(word)) }
+  /// Starts `command`; its standard output goes to `standardOutput` when given (swtrace's
+  /// stderr, when swtrace's own stdout carries JSON). Call it on the thread that stays for
+  /// the whole run (the main thread): the parent-death signal follows the thread that
+  /// started the guardian, not the process.
+  public init(_ command: String, standardOutput: Int32? = nil, grace milliseconds: Int32 = 500) throws(ChildCommandError) {
+    var arguments: [UnsafeMutablePointer<CChar>?] = (["/bin/sh", "-c", command] as [String]).map { strdup($0) }
     arguments.append(nil)
     defer { arguments.forEach { free($0) } }
-    let result = arguments.withUnsafeBufferPointer { argv in
-      posix_spawn(&child, "/bin/sh", &actions, &attributes, argv.baseAddress!, environ)
-    }
-    guard result == 0 else { throw ChildCommandError(code: result) }
+    let child = swt_spawn_guarded(arguments, environ, standardOutput ?? -1, milliseconds)
+    guard child > 0 else { throw ChildCommandError(code: errno) }
     pid = child
   }
 

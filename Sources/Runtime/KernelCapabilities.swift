@@ -9,30 +9,58 @@ public import Sema
 public enum KernelCapabilities {
   /// Tries a minimal program per backend. `types` must be the running kernel's BTF.
   public static func detect(types: KernelTypes) -> BackendSupport {
+    detectWithShortage(types: types).support
+  }
+
+  /// `detect`, and why a try failed when it failed for want of descriptors or memory, which
+  /// says nothing about the kernel (such an answer is not remembered).
+  static func detectWithShortage(types: KernelTypes) -> (support: BackendSupport, shortage: RuntimeError?) {
     SystemInfo.silenceLibBPF()
     var available: Set<Backend> = []
+    var shortage: SystemError?
+    func tried<T>(_ body: () throws -> T) -> T? {
+      do {
+        return try body()
+      } catch let error as SystemError {
+        if ResourceShortage(code: error.code) != nil { shortage = error }
+      } catch let error as ProgramLoadError {
+        if ResourceShortage(code: error.error.code) != nil { shortage = error.error }
+      } catch {}
+      return nil
+    }
     // r0 = 0; exit
     let trivial: [UInt8] = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]
     if let tracepoint = types.tracepoints().first(where: { $0.name == "sys_enter" }) ?? types.tracepoints().first,
-      (try? ProgramHandle(type: .tracepointBTF(attachBTFID: tracepoint.typedefID), name: "swt_probe", instructions: trivial)) != nil
+      tried({ try ProgramHandle(type: .tracepointBTF(attachBTFID: tracepoint.typedefID), name: "swt_probe", instructions: trivial) }) != nil
     {
       available.insert(.tracepoint)
     }
     if let function = types.function(named: "ip_rcv") ?? types.functions().first,
-      let program = try? ProgramHandle(type: .fentry(attachBTFID: function.functionID), name: "swt_probe", instructions: trivial),
-      let link = try? LinkHandle.attachTracing(program)
+      let program = tried({ try ProgramHandle(type: .fentry(attachBTFID: function.functionID), name: "swt_probe", instructions: trivial) }),
+      let link = tried({ try LinkHandle.attachTracing(program) })
     {
       link.detach()
       available.insert(.fentry)
       available.insert(.fexit)
     }
     if KprobeSupport.hasKprobePMU,
-      (try? ProgramHandle(type: .kprobe, name: "swt_probe", instructions: trivial)) != nil
+      tried({ try ProgramHandle(type: .kprobe, name: "swt_probe", instructions: trivial) }) != nil
     {
       available.insert(.kprobe)
       available.insert(.kretprobe)
     }
-    return BackendSupport(available: available)
+    return (BackendSupport(available: available), shortage.map { RuntimeError.systemFailure($0, doing: "load a BPF program") })
+  }
+
+  /// Whether this kernel charges BPF maps and programs to RLIMIT_MEMLOCK ('ulimit -l'), as
+  /// kernels before 5.11 do; later ones charge them to the memory cgroup.
+  static var chargesBPFToMemlock: Bool {
+    var names = utsname()
+    guard uname(&names) == 0 else { return false }
+    let release = withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    guard numbers.count == 2 else { return false }
+    return (numbers[0], numbers[1]) < (5, 11)
   }
 
   /// Whether kprobe programs attach with kprobe.multi links on this kernel (asked only when
@@ -94,19 +122,21 @@ enum Tracefs {
 public enum CapabilityCache {
   public static let path = "/run/swtrace-backends"
 
-  /// The backends of the running kernel (whose BTF `types` is): remembered, or detected now.
-  public static func support(types: KernelTypes) -> BackendSupport {
+  /// The backends of the running kernel (whose BTF `types` is): remembered, or detected now;
+  /// with the shortage that cut detection short, if one did.
+  public static func support(types: KernelTypes) -> (support: BackendSupport, shortage: RuntimeError?) {
     let key = bootKey()
     if let key, let text = try? String(contentsOfFile: path, encoding: .utf8) {
       let lines = text.split(separator: "\n").map(String.init)
       if lines.first == key {
-        return BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:))))
+        return (BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:)))), nil)
       }
     }
-    let detected = KernelCapabilities.detect(types: types)
-    // An empty answer usually means missing privileges, not the kernel: don't remember it.
-    if let key, !detected.available.isEmpty {
-      let text = ([key] + detected.available.map(\.rawValue).sorted()).joined(separator: "\n") + "\n"
+    let detected = KernelCapabilities.detectWithShortage(types: types)
+    // An empty answer usually means missing privileges, not the kernel, and one cut short by
+    // a limit on descriptors or memory is not the kernel's either: don't remember them.
+    if let key, !detected.support.available.isEmpty, detected.shortage == nil {
+      let text = ([key] + detected.support.available.map(\.rawValue).sorted()).joined(separator: "\n") + "\n"
       try? text.write(toFile: path, atomically: true, encoding: .utf8)
     }
     return detected

@@ -1,127 +1,402 @@
 import Glibc
 
-/// Where a trace writes its lines: events, maps, BEGIN/END text. The run stops when nothing
-/// more can be written (`isClosed`).
+/// Where a trace writes: event lines, packet paths, maps, BEGIN/END text (and, through
+/// `append(_:events:)`, any other bytes a writer produces). The run loop never waits for a
+/// destination longer than it allows: it asks whether the buffer is full (then it stops
+/// reading events and the kernel counts what it cannot hold as lost), which descriptor to
+/// wait on for room, and at a stop it gives the destination a bounded time to take what is
+/// buffered, then counts the events it did not take as lost.
+///
+/// A new writer (another file, another format) plugs in by writing through a
+/// `DescriptorOutput` of its own, or by implementing this protocol; `TraceRun` drives every
+/// output it has the same way.
 public protocol LineOutput: AnyObject {
-  func writeLine(_ line: String)
+  /// Appends `bytes`; `events` is how many trace events they carry (0 for maps and text), so
+  /// that what is never written is counted.
+  func append(_ bytes: some Collection<UInt8>, events: Int)
+  /// Writes what the destination takes now, without waiting for it (a regular file takes
+  /// everything).
   func flush()
+  /// Nothing more can be written: the reader went away, or writing failed.
   var isClosed: Bool { get }
+  /// Why writing failed, as one sentence naming the destination; nil while it works and when
+  /// the reader just went away (`| head -1`).
+  var failure: String? { get }
+  /// The buffer holds as much as it may: the run loop stops reading events until it drains.
+  var isFull: Bool { get }
+  /// Bytes appended and not written yet.
+  var pendingBytes: Int { get }
+  /// The descriptor to wait on (for POLLOUT) while bytes wait for room; nil when none wait.
+  var waitingDescriptor: Int32? { get }
+  /// Writes what is buffered, waiting for the destination to take it until `deadline`, or
+  /// until it has taken nothing for `stall`; true when everything was written.
+  func drain(until deadline: ContinuousClock.Instant, stall: Duration?) -> Bool
+  /// Drops what is still buffered (a destination that took nothing within its time); the
+  /// events it carried are counted in `lostEvents`.
+  func abandon()
+  /// Events carried by bytes written in full.
+  var writtenEvents: UInt64 { get }
+  /// Events appended but never written: writing failed, or the destination did not take them
+  /// in time. Events appended after the reader went away are neither written nor lost.
+  var lostEvents: UInt64 { get }
 }
 
-/// Buffered output to a file descriptor: standard output by default, or the file of
-/// `-o FILE` (lines) or `-w FILE` (the bytes of a pcapng capture). Every write is checked: a reader that went away (`| head -1`, EPIPE) ends the
-/// run cleanly, any other failure (a full disk, an I/O error) ends it with `failure`, a
-/// sentence naming the destination, so output is never lost silently.
+extension LineOutput {
+  /// Appends one line and its newline.
+  public func writeLine(_ line: String, events: Int = 0) {
+    var line = line
+    line.append("\n")
+    line.withUTF8 { append($0, events: events) }
+  }
+
+  public var isFull: Bool { false }
+  public var pendingBytes: Int { 0 }
+  public var waitingDescriptor: Int32? { nil }
+  public var failure: String? { nil }
+  public func drain(until deadline: ContinuousClock.Instant, stall: Duration?) -> Bool {
+    flush()
+    return true
+  }
+  public func abandon() {}
+}
+
+/// Buffered output to a file descriptor: standard output or error, or the file of `-o FILE`
+/// (lines) or `-w FILE` (the bytes of a pcapng capture). Every write is checked: a reader
+/// that went away (EPIPE) ends the run cleanly, any other failure (a full disk, an I/O error,
+/// a closed descriptor) ends it with `failure`, a sentence naming the destination, so output
+/// is never lost silently.
+///
+/// Writing never blocks the caller on a reader that stalls: for a pipe, FIFO or terminal the
+/// bytes go through a private non-blocking open file description of the same object (the
+/// shared one is left blocking, so a `-c` command writing to the same pipe is not disturbed),
+/// for a socket through `send(MSG_DONTWAIT)`; what the destination cannot take waits in a
+/// bounded buffer, and `waitingDescriptor` is what to poll for room. Regular files and
+/// devices such as /dev/null take every write at once.
 public final class DescriptorOutput: LineOutput {
   /// How the destination is named in messages: `'trace.json'` or `standard output`.
   public let name: String
-  /// What is written there, for messages.
-  public let contents: OutputContents
+  /// What is written there, for messages: "the trace output", "the probe list".
+  public let contents: String
+  /// The descriptor as given: `-o FILE`'s is closed by `finish()`.
   private let descriptor: Int32
   private let ownsDescriptor: Bool
+  private let mode: WriteMode
+  /// Bytes appended and not yet written are `buffer[head...]`.
   private var buffer: [UInt8] = []
+  private var head = 0
+  /// The buffer is full at this many pending bytes (one line may go beyond).
+  public let capacity: Int
+  /// Bytes appended and written since the start, to match events to what was written.
+  private var appendedBytes: UInt64 = 0
+  private var writtenBytes: UInt64 = 0
+  /// The end (in `appendedBytes`) of each appended run of bytes that carries events, and how
+  /// many, oldest first from `marksHead`.
+  private var marks: [(end: UInt64, events: Int)] = []
+  private var marksHead = 0
   private var isFinished = false
+  public private(set) var writtenEvents: UInt64 = 0
+  public private(set) var lostEvents: UInt64 = 0
   /// Nothing more can be written: the reader went away, or writing failed (`failure`).
   public private(set) var isClosed = false
-  /// Why writing failed, as one sentence, or nil (a closed pipe is not a failure).
   public private(set) var failure: String?
 
-  public convenience init(descriptor: Int32 = 1, contents: OutputContents = .trace) {
-    self.init(
-      descriptor: descriptor, name: descriptor == 1 ? "standard output" : descriptor == 2 ? "standard error" : "descriptor \(descriptor)", owns: false,
-      contents: contents)
+  /// How bytes reach the destination.
+  private enum WriteMode {
+    /// write(2) on the descriptor, which never waits long: a regular file, /dev/null.
+    case direct
+    /// write(2) on a private non-blocking description of the pipe, FIFO or terminal.
+    case nonBlocking(Int32)
+    /// send(2) with MSG_DONTWAIT: a socket (systemd's journal, for one).
+    case socket
+    /// A pipe that could not be opened again: wait for room with poll(2), then write at most
+    /// PIPE_BUF bytes, which a pipe with room takes without waiting.
+    case polledPipe
   }
 
-  private init(descriptor: Int32, name: String, owns: Bool, contents: OutputContents) {
+  /// Standard output (or another inherited descriptor), checked at once: a descriptor that
+  /// was closed when swtrace started fails here, before anything is traced.
+  public convenience init(descriptor: Int32 = 1, capacity: Int = 4 << 20, contents: String = "the trace output") {
+    let name =
+      switch descriptor {
+      case 1: "standard output"
+      case 2: "standard error"
+      default: "descriptor \(descriptor)"
+      }
+    self.init(descriptor: descriptor, name: name, owns: false, capacity: capacity, contents: contents)
+    if StandardStreams.wasClosed(descriptor) {
+      fail("it was closed when swtrace started")
+    }
+  }
+
+  private init(descriptor: Int32, name: String, owns: Bool, capacity: Int, contents: String) {
     self.descriptor = descriptor
     self.name = name
     self.contents = contents
     self.ownsDescriptor = owns
+    self.capacity = capacity
     // A closed pipe must be an EPIPE to handle here, not a SIGPIPE that kills the process.
     signal(SIGPIPE, SIG_IGN)
+    var reopenedWithoutReader = false
+    self.mode = Self.mode(for: descriptor, readerGone: &reopenedWithoutReader)
     buffer.reserveCapacity(1 << 16)
+    if reopenedWithoutReader { isClosed = true }
+  }
+
+  deinit {
+    finish()
+    if case .nonBlocking(let own) = mode { Glibc.close(own) }
   }
 
   /// Creates (or truncates) `path` for writing, as bpftrace's `-o FILE` does. The file is
-  /// closed on exec, so the `-c` command does not inherit it.
-  public static func create(path: String, contents: OutputContents = .trace) -> Result<DescriptorOutput, OutputFileError> {
-    let descriptor = path.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-    guard descriptor >= 0 else { return .failure(OutputFileError(path: path, code: errno, contents: contents)) }
-    return .success(DescriptorOutput(descriptor: descriptor, name: "'\(path)'", owns: true, contents: contents))
+  /// closed on exec, so the `-c` command does not inherit it. A FIFO is opened without
+  /// waiting for a reader: with none, opening fails (ENXIO) rather than hanging. `contents`
+  /// and `option` name it in messages: the trace output of `-o`, the packet capture of `-w`.
+  public static func create(
+    path: String, capacity: Int = 4 << 20, contents: String = "the trace output", option: String = "-o"
+  ) -> Result<DescriptorOutput, OutputFileError> {
+    let descriptor = path.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0o644) }
+    guard descriptor >= 0 else {
+      return .failure(OutputFileError(path: path, code: errno, contents: contents, option: option))
+    }
+    // Non-blocking only to open: writes to a FIFO go through a private description anyway.
+    let flags = fcntl(descriptor, F_GETFL)
+    if flags >= 0 { _ = fcntl(descriptor, F_SETFL, flags & ~O_NONBLOCK) }
+    return .success(
+      DescriptorOutput(descriptor: descriptor, name: "'\(path)'", owns: true, capacity: capacity, contents: contents))
   }
 
   /// Whether this is standard output, which then carries nothing else.
   public var isStandardOutput: Bool { descriptor == 1 }
 
-  /// Appends bytes as they are (a capture's pcapng blocks).
-  public func write(_ bytes: [UInt8]) {
-    guard !isClosed else { return }
-    buffer.append(contentsOf: bytes)
-    if buffer.count >= 1 << 15 { flush() }
+  /// How to write to `descriptor` without waiting on its reader.
+  private static func mode(for descriptor: Int32, readerGone: inout Bool) -> WriteMode {
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else { return .direct }
+    let kind = status.st_mode & S_IFMT
+    switch kind {
+    case S_IFSOCK:
+      return .socket
+    case _ where kind == S_IFIFO || (kind == S_IFCHR && isatty(descriptor) == 1):
+      // Opening /proc/self/fd/N opens the same pipe or terminal anew, with flags of its own.
+      let reopened = open("/proc/self/fd/\(descriptor)", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+      if reopened >= 0 { return .nonBlocking(reopened) }
+      // A FIFO whose reader has gone cannot be opened for writing without one.
+      if errno == ENXIO { readerGone = true }
+      return kind == S_IFIFO ? .polledPipe : .direct
+    default:
+      return .direct
+    }
   }
 
-  public func writeLine(_ line: String) {
-    guard !isClosed else { return }
-    buffer.append(contentsOf: line.utf8)
-    buffer.append(UInt8(ascii: "\n"))
-    if buffer.count >= 1 << 15 { flush() }
+  public var pendingBytes: Int { buffer.count - head }
+
+  public var isFull: Bool { pendingBytes >= capacity }
+
+  public var waitingDescriptor: Int32? {
+    guard !isClosed, pendingBytes > 0 else { return nil }
+    switch mode {
+    case .direct: return nil
+    case .nonBlocking(let own): return own
+    case .socket, .polledPipe: return descriptor
+    }
+  }
+
+  public func append(_ bytes: some Collection<UInt8>, events: Int) {
+    guard !isClosed else {
+      // After a failure the events are lost; after the reader left, nobody wanted them.
+      if failure != nil { lostEvents += UInt64(events) }
+      return
+    }
+    buffer.append(contentsOf: bytes)
+    appendedBytes += UInt64(bytes.count)
+    if events > 0 { marks.append((appendedBytes, events)) }
+    if pendingBytes >= 1 << 15 { flush() }
   }
 
   public func flush() {
-    guard !isClosed, !isFinished, !buffer.isEmpty else {
-      buffer.removeAll(keepingCapacity: true)
-      return
-    }
-    var offset = 0
-    while offset < buffer.count {
-      let written = buffer[offset...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-      if written < 0 {
-        let code = errno
-        if code == EINTR { continue }
-        // The reader went away (`| head -1`): stop writing; tracing ends cleanly.
-        if code != EPIPE { failure = "cannot write \(contents.noun) to \(name): \(String(cString: strerror(code)))" }
-        isClosed = true
-        break
+    while !isClosed, !isFinished, pendingBytes > 0 {
+      let written = writeSome()
+      if written > 0 {
+        head += written
+        writtenBytes += UInt64(written)
+        continue
       }
-      offset += written
+      let code = errno
+      if written == 0 || code == EAGAIN || code == EWOULDBLOCK { break }
+      if code == EINTR { continue }
+      if code == EPIPE {
+        // The reader went away (`| head -1`): tracing ends cleanly; what waits is dropped.
+        isClosed = true
+      } else {
+        fail(String(cString: strerror(code)))
+      }
     }
-    buffer.removeAll(keepingCapacity: true)
+    settleMarks()
+    if head > 0, head >= buffer.count / 2 || head >= 1 << 20 {
+      buffer.removeSubrange(0..<head)
+      head = 0
+    }
+    if isClosed { dropPending() }
+  }
+
+  /// One write of pending bytes in the destination's way: the count written, 0 when it takes
+  /// none now, or -1 with errno.
+  private func writeSome() -> Int {
+    let chunk = min(pendingBytes, 1 << 20)
+    return buffer.withUnsafeBytes { all -> Int in
+      let start = all.baseAddress! + head
+      switch mode {
+      case .direct:
+        return Glibc.write(descriptor, start, chunk)
+      case .nonBlocking(let own):
+        return Glibc.write(own, start, chunk)
+      case .socket:
+        let sent = send(descriptor, start, chunk, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+        // Not a socket after all (fstat said so): write as to any descriptor.
+        if sent < 0, errno == ENOTSOCK { return Glibc.write(descriptor, start, chunk) }
+        return sent
+      case .polledPipe:
+        var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+        guard poll(&ready, 1, 0) == 1 else { return 0 }
+        if ready.revents & Int16(POLLERR) != 0 {
+          errno = EPIPE
+          return -1
+        }
+        return Glibc.write(descriptor, start, min(chunk, Int(PIPE_BUF)))
+      }
+    }
+  }
+
+  public func drain(until deadline: ContinuousClock.Instant, stall: Duration?) -> Bool {
+    var lastProgress = ContinuousClock.now
+    var taken = writtenBytes
+    while true {
+      flush()
+      if isClosed || pendingBytes == 0 { break }
+      let now = ContinuousClock.now
+      if writtenBytes != taken {
+        taken = writtenBytes
+        lastProgress = now
+      }
+      var until = deadline
+      if let stall { until = min(until, lastProgress + stall) }
+      guard now < until else { break }
+      guard let waitOn = waitingDescriptor else {
+        // A descriptor that said "try again" but cannot be waited on: look again shortly.
+        _ = poll(nil, 0, 10)
+        continue
+      }
+      var ready = pollfd(fd: waitOn, events: Int16(POLLOUT), revents: 0)
+      _ = poll(&ready, 1, Self.milliseconds(until - now))
+    }
+    return pendingBytes == 0 && failure == nil
+  }
+
+  public func abandon() {
+    lostEvents += pendingEvents
+    dropPending()
+  }
+
+  /// Writes all of `text` to standard output for a command that prints once (`-l`, `fmt`,
+  /// `--dump-bpf`), waiting for the reader as long as it reads; the failure, if writing failed.
+  public static func printOnce(_ text: String, contents: String) -> String? {
+    let output = DescriptorOutput(descriptor: 1, contents: contents)
+    output.append(text.utf8, events: 0)
+    while !output.drain(until: .now + .seconds(3600), stall: nil), !output.isClosed {}
+    output.finish()
+    return output.failure
   }
 
   /// Flushes, then closes a file of `-o FILE`; a failing close (as on a network file system
-  /// that reports a full disk only then) is a failure too. Safe to call more than once.
+  /// that reports a full disk only then) is a failure too. What could not be written without
+  /// waiting is counted as lost. Safe to call more than once.
   public func finish() {
+    guard !isFinished else { return }
     flush()
-    guard ownsDescriptor, !isFinished else { return }
+    abandon()
     isFinished = true
+    guard ownsDescriptor else { return }
     let result = Glibc.close(descriptor)
     let code = errno
     // After EINTR the descriptor is closed all the same on Linux; nothing was lost.
-    if result != 0, code != EINTR, failure == nil {
-      failure = "cannot write \(contents.noun) to \(name): \(String(cString: strerror(code)))"
+    if result != 0, code != EINTR, failure == nil { fail(String(cString: strerror(code))) }
+  }
+
+  private func fail(_ reason: String) {
+    failure = "cannot write \(contents) to \(name): \(reason)"
+    isClosed = true
+    lostEvents += pendingEvents
+    dropPending()
+  }
+
+  /// Moves the events of fully written bytes to `writtenEvents`.
+  private func settleMarks() {
+    while marksHead < marks.count, marks[marksHead].end <= writtenBytes {
+      writtenEvents += UInt64(marks[marksHead].events)
+      marksHead += 1
+    }
+    if marksHead > 0, marksHead >= marks.count / 2 {
+      marks.removeSubrange(0..<marksHead)
+      marksHead = 0
     }
   }
 
-  deinit { finish() }
-}
+  /// Events in bytes not written in full.
+  private var pendingEvents: UInt64 {
+    settleMarks()
+    return marks[marksHead...].reduce(0) { $0 + UInt64($1.events) }
+  }
 
-/// What a `DescriptorOutput` carries, as messages name it.
-public enum OutputContents: Sendable {
-  /// Events and maps (`-o FILE`).
-  case trace
-  /// The pcapng packet capture (`-w FILE`).
-  case capture
+  private func dropPending() {
+    buffer.removeAll(keepingCapacity: true)
+    head = 0
+    marks.removeAll()
+    marksHead = 0
+    writtenBytes = appendedBytes
+  }
 
-  var noun: String { self == .trace ? "the trace output" : "the packet capture" }
-  var option: String { self == .trace ? "-o" : "-w" }
+  public static func milliseconds(_ duration: Duration) -> Int32 {
+    let (seconds, attoseconds) = duration.components
+    let total = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+    return Int32(clamping: max(0, total))
+  }
 }
 
 /// `-o FILE` or `-w FILE` could not be opened.
 public struct OutputFileError: Error, Sendable, CustomStringConvertible {
   public var path: String
   public var code: Int32
-  public var contents: OutputContents = .trace
+  /// What the file was for, and the option that named it: "the trace output" and "-o".
+  public var contents: String = "the trace output"
+  public var option: String = "-o"
   public var description: String {
-    "cannot open '\(path)' for \(contents.noun) (\(contents.option)): \(String(cString: strerror(code)))"
+    let reason = code == ENXIO ? "it is a FIFO that no program reads" : String(cString: strerror(code))
+    return "cannot open '\(path)' for \(contents) (\(option)): \(reason)"
   }
+}
+
+/// Standard input, output and error as swtrace found them. A descriptor that was closed at
+/// start (`>&-`) is filled with /dev/null, so that no file, map or program swtrace opens
+/// later takes its number (events would land in a BPF map's descriptor, or in the spec file),
+/// and writing to it is reported as closed.
+public enum StandardStreams {
+  nonisolated(unsafe) private static var closedAtStart: Set<Int32> = []
+
+  /// Call first thing, before opening anything. Also makes SIGPIPE and SIGXFSZ errors of the
+  /// write that causes them (EPIPE, EFBIG) rather than signals that kill the process.
+  public static func prepare() {
+    signal(SIGPIPE, SIG_IGN)
+    signal(SIGXFSZ, SIG_IGN)
+    for descriptor: Int32 in 0...2 where fcntl(descriptor, F_GETFD) < 0 && errno == EBADF {
+      let placeholder = open("/dev/null", descriptor == 0 ? O_RDONLY : O_WRONLY)
+      if placeholder >= 0, placeholder != descriptor {
+        dup2(placeholder, descriptor)
+        Glibc.close(placeholder)
+      }
+      closedAtStart.insert(descriptor)
+    }
+  }
+
+  /// Whether `descriptor` (0, 1 or 2) was closed when swtrace started.
+  public static func wasClosed(_ descriptor: Int32) -> Bool { closedAtStart.contains(descriptor) }
 }

@@ -15,13 +15,18 @@ public struct PacketCaptureOptions {
   }
 }
 
-/// Turns capture records into pcapng blocks and writes them; a class because the ring buffer
-/// and perf buffer callbacks share it.
+/// Turns capture records into pcapng blocks and appends them to the capture's output, one
+/// packet per event, so that the run loop drives, drains and accounts it like the event
+/// output; a class because the ring buffer and perf buffer callbacks share it.
 final class CaptureSink {
   let decoder: CaptureDecoder
   let output: DescriptorOutput
   private var writer: PcapngWriter
-  private(set) var packets: UInt64 = 0
+  /// While set, records are counted in `discarded` rather than written: the output's time
+  /// after the stop ran out.
+  var discarding = false
+  /// Packets left in the rings when the output's time was up: counted, not decoded.
+  private(set) var discarded: UInt64 = 0
 
   init(compiled: CompiledSpec, stacks: KernelStackTable?, options: PacketCaptureOptions, wallClockOffset: Int64) {
     decoder = CaptureDecoder(compiled: compiled, stacks: stacks)
@@ -29,19 +34,19 @@ final class CaptureSink {
     writer = PcapngWriter(
       application: options.application, system: Self.systemName(), snaplen: compiled.snaplen,
       wallClockOffset: wallClockOffset)
-    flush()
+    // The section header, even when no packet follows: tshark reads an empty capture.
+    output.append(writer.take(), events: 0)
   }
 
   func handle(_ bytes: UnsafeRawBufferPointer) {
+    if discarding {
+      discarded += 1
+      return
+    }
     guard let packet = decoder.decode(bytes) else { return }
     writer.write(packet)
-    packets += 1
-    if writer.pending.count >= 1 << 16 { flush() }
-  }
-
-  func flush() {
-    output.write(writer.take())
-    output.flush()
+    // The packet block, after the interface block of a probe seen for the first time.
+    output.append(writer.take(), events: 1)
   }
 
   /// `uname -sr`, for the section header's `shb_os`.

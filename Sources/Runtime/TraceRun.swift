@@ -10,6 +10,9 @@ public struct TraceOptions: Sendable {
   public var format: OutputFormat
   /// `-c`: run this with `/bin/sh -c` once attached, and stop when it ends.
   public var command: String?
+  /// Where the `-c` command's standard output goes, when not to swtrace's own (with JSON on
+  /// standard output, it goes to stderr so that the JSON stays JSON).
+  public var commandOutput: Int32?
   /// `-d`: stop after this many seconds.
   public var duration: Double?
   /// False with `--metrics` alone: events are counted, not printed.
@@ -19,10 +22,21 @@ public struct TraceOptions: Sendable {
   /// `-p`: stop when this process exits (its events are filtered in the kernel, by
   /// `DesugaringOptions.processID`).
   public var processID: Int32?
+  /// How long, after a stop, the output has to take the events still buffered; what it has
+  /// not taken then is counted as lost.
+  public var stopGrace: Duration
+  /// How long the final maps and END output may take after that: as long as the output
+  /// keeps taking bytes (`finalStall` without any ends it), at most `finalLimit` after the stop.
+  public var finalStall: Duration
+  public var finalLimit: Duration
+  /// What `-f paths` may hold.
+  public var pathLimits: PathLimits
 
   public init(
     format: OutputFormat = .text, command: String? = nil, duration: Double? = nil, printsEvents: Bool = true,
-    host: String? = ProcessInfo.processInfo.hostName, processID: Int32? = nil
+    host: String? = ProcessInfo.processInfo.hostName, processID: Int32? = nil, commandOutput: Int32? = nil,
+    stopGrace: Duration = .seconds(1), finalStall: Duration = .seconds(1), finalLimit: Duration = .seconds(5),
+    pathLimits: PathLimits = PathLimits()
   ) {
     self.format = format
     self.command = command
@@ -30,26 +44,64 @@ public struct TraceOptions: Sendable {
     self.printsEvents = printsEvents
     self.host = host
     self.processID = processID
+    self.commandOutput = commandOutput
+    self.stopGrace = stopGrace
+    self.finalStall = finalStall
+    self.finalLimit = finalLimit
+    self.pathLimits = pathLimits
   }
 }
 
 /// What a finished run counted, for the lines swtrace prints last.
 public struct TraceSummary: Sendable {
-  /// Events read from the ring buffer.
+  /// Events delivered: written in full to the output (or, when events are not printed, read).
   public var samples: UInt64
   /// Events the kernel could not write because the ring buffer was full.
-  public var lost: UInt64
+  public var lostInKernel: UInt64
+  /// Events read but never written: the output failed, or took nothing while the run
+  /// stopped (they waited in swtrace's buffer or in the ring buffer).
+  public var notWritten: UInt64
+  /// Every event lost: `Samples + Lost` is every event the programs tried to emit (less those
+  /// read after the output's reader went away, which nobody wanted).
+  public var lost: UInt64 { lostInKernel + notWritten }
+  /// The final maps or END output could not all be written (the output took nothing).
+  public var finalOutputLost: Bool
+  /// Bytes still waited for the output when the time after the stop ran out: the output, not
+  /// swtrace's reading, kept events from being written.
+  public var outputStalled: Bool
+  /// `-f paths`: paths printed before their packet was freed, to keep memory bounded.
+  public var pathEvictions: PathEvictions
   /// Updates each full map refused (maps that refused none are left out), in spec order.
   public var fullMaps: [(map: MapDeclaration, dropped: UInt64)]
   /// How the `-c` command ended, when it ended on its own rather than being stopped.
   public var commandEnding: CommandEnding?
-  /// Packets written to the capture file (`-w`), and packets that could not be captured.
+  /// The signal that stopped the run, if one did.
+  public var stoppedBy: Int32?
+  /// `-w`: the packets written in full to the capture, those the kernel could not hand over
+  /// (no room in a perf ring or the ring buffer, or refused by `bpf_skb_output`), and those
+  /// read but not written (the capture failed, or did not take them within a second of the
+  /// stop).
   public var packets: UInt64 = 0
-  public var lostPackets: UInt64 = 0
-  /// Why writing the capture file failed, when it did (a full disk).
-  public var captureFailure: String?
+  public var packetsLostInKernel: UInt64 = 0
+  public var packetsNotWritten: UInt64 = 0
+  public var lostPackets: UInt64 { packetsLostInKernel + packetsNotWritten }
   /// Events whose `kstack` the kernel could not record, by reason.
   public var stacksUnavailable: [(reason: String, count: UInt64)] = []
+}
+
+/// Another output a run writes events to besides its lines (a capture file, say): it sees
+/// every decoded event, and the run loop polls, drains and accounts its `output` like the
+/// main one: a full buffer stops reading, a failure or a closed reader stops the run, what it
+/// did not take after a stop is counted as lost.
+public struct EventWriter {
+  public let output: LineOutput
+  /// Appends what `event` becomes in this output (`output.append(bytes, events: 1)`).
+  public let write: (DecodedEvent) -> Void
+
+  public init(output: LineOutput, write: @escaping (DecodedEvent) -> Void) {
+    self.output = output
+    self.write = write
+  }
 }
 
 /// How a `-c` command that ran to its end ended.
@@ -73,8 +125,13 @@ public enum TraceRunError: Error, Sendable, CustomStringConvertible {
 
 /// One trace from loading to detaching: the session, the event loop, the BEGIN, END and
 /// interval clauses, and the stop conditions (a signal, `exit()`, `-d`, the `-c` command
-/// ending, a closed output). Callers drive the steps and print what they return; nothing here
-/// writes to stderr.
+/// ending, a closed or failed output). Callers drive the steps and print what they return;
+/// nothing here writes to stderr.
+///
+/// The loop never waits on the output: it waits (poll) for events and, while bytes wait in
+/// the output's buffer, for the output to take them; when that buffer is full it stops
+/// reading events, and the kernel counts those it has no room for. A stop detaches the
+/// programs at once, whatever the output is doing.
 public final class TraceRun {
   public let compiled: CompiledSpec
   public let session: TraceSession
@@ -84,8 +141,16 @@ public final class TraceRun {
   /// Resolves `kstack` values, when the spec has any.
   private let stacks: KernelStackTable?
 
+  /// The main output, then those of `writers`: what events are written to.
+  private var eventOutputs: [LineOutput] { [sink.output] + sink.writers.map(\.output) }
+  /// Every output the loop drives: the event outputs, then `-w`'s capture.
+  private var outputs: [LineOutput] { eventOutputs + (sink.captures.map { [$0.output] } ?? []) }
+
   /// `capture`: where `-w` writes the packets, when the spec captures any.
-  public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput, capture: PacketCaptureOptions? = nil) {
+  public init(
+    compiled: CompiledSpec, options: TraceOptions, output: LineOutput, writers: [EventWriter] = [],
+    capture: PacketCaptureOptions? = nil
+  ) {
     self.compiled = compiled
     let session = TraceSession(compiled: compiled)
     self.session = session
@@ -99,17 +164,22 @@ public final class TraceRun {
         CaptureSink(compiled: compiled, stacks: stacks, options: capture, wallClockOffset: wallClockOffset)
       }
     }
+    // Tracepoints are passed once per device and namespace by a packet, kernel functions not.
+    let passedOnce = Set(compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.map(\.attachPoint.name))
     self.sink = EventSink(
       decoder: EventDecoder(compiled: compiled, stacks: stacks), formatter: formatter, output: output,
-      printsEvents: options.printsEvents, captures: captures)
+      printsEvents: options.printsEvents, pathLimits: options.pathLimits, passedOnce: passedOnce, writers: writers,
+      captures: captures)
     self.maps = MapPrinter(compiled: compiled, format: options.format, stacks: stacks)
   }
 
   deinit { session.detach() }
 
-  /// Creates the maps and loads the programs.
+  /// Creates the maps and loads the programs, once the limit on open files is known to leave
+  /// room for them.
   public func load() throws(RuntimeError) {
     ProcessLimits.raiseOpenFiles()
+    try ProcessLimits.checkOpenFiles(for: session)
     try session.load()
   }
 
@@ -118,7 +188,8 @@ public final class TraceRun {
     try session.attach(progress: progress)
   }
 
-  /// Starts handing ring buffer records to the decoder.
+  /// Starts handing ring buffer records to the decoder, and perf samples (`-w`'s packets)
+  /// to the capture.
   public func startReading() throws(RuntimeError) {
     let sink = self.sink
     let captures = sink.captures
@@ -127,71 +198,88 @@ public final class TraceRun {
 
   /// Runs BEGIN, then events and interval clauses until something says stop, then detaches
   /// the programs (`beforeDetaching` runs first: what reads the maps from another thread stops
-  /// there), reads what is left, runs END (or prints every map), and frees the session.
-  /// `stopWhen` is asked after every poll, for a stop condition of the caller's (a metrics
-  /// server that failed).
+  /// there), writes what is left within `options.stopGrace`, runs END (or prints every map),
+  /// and frees the session. `stopWhen` is asked after every wait, for a stop condition of the
+  /// caller's (a metrics server that failed).
   public func run(beforeDetaching: () -> Void = {}, stopWhen: () -> Bool = { false }) throws(TraceRunError)
     -> TraceSummary
   {
-    let interpreter = UserClauseInterpreter(session: session, output: sink.output, maps: maps)
+    let output = sink.output
+    let interpreter = UserClauseInterpreter(session: session, output: output, maps: maps)
     var stopRequested = interpreter.run(compiled.userClauses, on: .begin)
     let child: ChildCommand?
     do {
-      let quietStandardOutput = sink.captures?.output.isStandardOutput ?? false
       child =
         stopRequested
         ? nil
         : try options.command.map { command throws(ChildCommandError) in
-          try ChildCommand(command, standardOutputToError: quietStandardOutput)
+          try ChildCommand(command, standardOutput: options.commandOutput)
         }
     } catch {
       throw .command(error)
     }
-    let deadline = options.duration.map { Date().addingTimeInterval($0) }
-    var intervals = compiled.userClauses.compactMap { clause -> (UserClause, TimeInterval, Date)? in
+    let deadline = options.duration.map { ContinuousClock.now + .milliseconds(Int64(($0 * 1000).rounded(.up))) }
+    var intervals = compiled.userClauses.compactMap { clause -> (UserClause, Duration, ContinuousClock.Instant)? in
       guard case .interval(let nanoseconds) = clause.trigger else { return nil }
-      let period = Double(nanoseconds) / 1e9
-      return (clause, period, Date().addingTimeInterval(period))
+      let period = Duration.nanoseconds(Int64(clamping: nanoseconds))
+      return (clause, period, .now + period)
     }
     while !stopRequested {
-      let nextTimer = intervals.map(\.2).min()
-      // Short waits with -c, -p and -d, so swtrace ends promptly after the command, the
-      // process or the deadline.
-      let longest: Int32 = child != nil || deadline != nil || options.processID != nil ? 10 : 100
-      let wait = nextTimer.map { max(0, min(longest, Int32($0.timeIntervalSinceNow * 1000))) } ?? longest
-      session.poll(milliseconds: wait)
-      sink.output.flush()
-      sink.captures?.flush()
-      for index in intervals.indices where Date() >= intervals[index].2 {
+      // Short waits with -c and -p, so swtrace ends promptly after the command or the process;
+      // a signal ends any wait at once.
+      var until = ContinuousClock.now + .milliseconds(child != nil || options.processID != nil ? 10 : 100)
+      if let next = intervals.map(\.2).min() { until = min(until, next) }
+      if let deadline { until = min(until, deadline) }
+      waitForEventsOrOutput(until: until)
+      readEvents()
+      for index in intervals.indices where ContinuousClock.now >= intervals[index].2 {
         if interpreter.run(intervals[index].0.steps) { stopRequested = true }
-        intervals[index].2 = intervals[index].2.addingTimeInterval(intervals[index].1)
+        intervals[index].2 = intervals[index].2 + intervals[index].1
       }
-      if StopSignals.received || sink.exitRequested || sink.output.isClosed { break }
-      if sink.captures?.output.isClosed == true { break }
-      if let deadline, Date() >= deadline { break }
+      if StopSignals.received || sink.exitRequested || outputs.contains(where: \.isClosed) { break }
+      if let deadline, ContinuousClock.now >= deadline { break }
       if let child, !child.isRunning { break }
       if let processID = options.processID, !TracedProcess.isRunning(processID) { break }
       if stopWhen() { break }
     }
+    let stopped = ContinuousClock.now
     beforeDetaching()
-    // No new events after this point; everything already written is still read.
+    // No new events after this point; those already written to the ring buffer are still
+    // read, and written while the output takes them, for `stopGrace` at most.
     session.detachPrograms()
-    session.drain()
-    for unfinished in sink.paths?.finish() ?? [] { sink.output.writeLine(unfinished) }
-    sink.output.flush()
-    sink.captures?.flush()
+    let graceEnd = stopped + options.stopGrace
+    while !outputs.contains(where: \.isClosed) {
+      let read = readEvents()
+      if read == 0, outputs.allSatisfy({ $0.pendingBytes == 0 }) { break }
+      if ContinuousClock.now >= graceEnd { break }
+      waitForEventsOrOutput(until: min(graceEnd, .now + .milliseconds(50)))
+    }
+    // What the outputs did not take in time is lost, counted, not waited for.
+    let outputStalled = outputs.contains { $0.pendingBytes > 0 }
+    sink.discardRemaining(session)
+    for each in outputs { each.abandon() }
+    for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
     if compiled.userClauses.contains(where: { $0.trigger == .end }) {
       _ = interpreter.run(compiled.userClauses, on: .end)
     } else {
       for index in compiled.userMaps.indices { interpreter.printMap(index) }
     }
-    sink.output.flush()
+    let finalWritten = output.drain(until: stopped + options.finalLimit, stall: options.finalStall)
+    if !finalWritten { output.abandon() }
+    for other in outputs.dropFirst() {
+      if !other.drain(until: stopped + options.finalLimit, stall: options.finalStall) { other.abandon() }
+    }
     let fullMaps = zip(compiled.userMaps, session.fullMapCounts()).filter { $0.1 > 0 }.map { (map: $0.0, dropped: $0.1) }
-    var summary = TraceSummary(samples: sink.samples, lost: session.lostEvents, fullMaps: fullMaps)
+    var summary = TraceSummary(
+      samples: options.printsEvents ? output.writtenEvents : sink.read,
+      lostInKernel: session.lostEvents, notWritten: eventOutputs.reduce(sink.discarded) { $0 + $1.lostEvents },
+      finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed, outputStalled: outputStalled,
+      pathEvictions: sink.paths?.evictions ?? PathEvictions(), fullMaps: fullMaps,
+      stoppedBy: StopSignals.first)
     if let captures = sink.captures {
-      summary.packets = captures.packets
-      summary.lostPackets = session.lostPackets
-      summary.captureFailure = captures.output.failure
+      summary.packets = captures.output.writtenEvents
+      summary.packetsLostInKernel = session.lostPackets
+      summary.packetsNotWritten = captures.output.lostEvents + captures.discarded
     }
     summary.stacksUnavailable = stacks?.unavailable ?? []
     session.detach()
@@ -205,6 +293,41 @@ public final class TraceRun {
     return summary
   }
 
+  /// Waits until events wait in the ring buffer (while the output has room for them), the
+  /// output can take bytes (while some wait), a signal arrives, or `until`.
+  private func waitForEventsOrOutput(until: ContinuousClock.Instant) {
+    var descriptors: [pollfd] = []
+    if !outputs.contains(where: \.isFull) {
+      for ready in [session.eventsDescriptor, session.packetsDescriptor].compactMap({ $0 }) {
+        descriptors.append(pollfd(fd: ready, events: Int16(POLLIN), revents: 0))
+      }
+    }
+    for waiting in outputs.compactMap(\.waitingDescriptor) {
+      descriptors.append(pollfd(fd: waiting, events: Int16(POLLOUT), revents: 0))
+    }
+    let timeout = DescriptorOutput.milliseconds(until - .now)
+    _ = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+  }
+
+  /// Writes what the output takes now, reads the events it has room for, and writes again;
+  /// returns the records read.
+  @discardableResult
+  private func readEvents() -> Int {
+    let output = sink.output
+    for each in outputs { each.flush() }
+    var read = 0
+    if !outputs.contains(where: \.isFull) {
+      read = session.consume()
+      for each in outputs { each.flush() }
+    }
+    if let paths = sink.paths {
+      for expired in paths.expire(now: EventFormatter.monotonicNanoseconds()) {
+        output.writeLine(expired.text, events: expired.events)
+      }
+    }
+    return read
+  }
+
   /// Detaches and frees everything now. Safe to call more than once.
   public func detach() { session.detach() }
 }
@@ -212,45 +335,72 @@ public final class TraceRun {
 /// Decodes and prints ring buffer records and counts them; a class because the ring buffer
 /// callback shares it.
 final class EventSink {
-  var samples: UInt64 = 0
+  /// Events decoded.
+  var read: UInt64 = 0
+  /// Events left in the ring buffer when the output's time was up: counted, not decoded.
+  var discarded: UInt64 = 0
   var exitRequested = false
+  private var discarding = false
   let output: LineOutput
   let decoder: EventDecoder
   let formatter: EventFormatter
   let paths: PathCollector?
   let printsEvents: Bool
+  let writers: [EventWriter]
   /// Where captures (`-w`) go; kprobes send theirs through the ring buffer with the events.
   let captures: CaptureSink?
 
   init(
-    decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool,
-    captures: CaptureSink? = nil
+    decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool, pathLimits: PathLimits,
+    passedOnce: Set<String>, writers: [EventWriter], captures: CaptureSink? = nil
   ) {
+    self.writers = writers
+    self.captures = captures
     self.decoder = decoder
     self.formatter = formatter
     self.output = output
     self.printsEvents = printsEvents
-    self.captures = captures
-    self.paths = formatter.format.groupsByPacket && printsEvents ? PathCollector(json: formatter.format.isJSON) : nil
+    self.paths =
+      formatter.format.groupsByPacket && printsEvents
+      ? PathCollector(json: formatter.format.isJSON, limits: pathLimits, passedOnce: passedOnce) : nil
   }
 
-  func handle(_ bytes: UnsafeRawBufferPointer) {
+  /// Handles one record; false when the output has no room for more.
+  func handle(_ bytes: UnsafeRawBufferPointer) -> Bool {
     if decoder.isExitRequest(bytes) {
       exitRequested = true
-      return
+      return true
     }
     if CaptureDecoder.isCapture(bytes) {
-      captures?.handle(bytes)
-      return
+      guard let captures else { return true }
+      captures.handle(bytes)
+      return !captures.output.isFull
     }
-    guard let event = decoder.decode(bytes) else { return }
-    samples += 1
-    guard printsEvents else { return }
+    if discarding {
+      if bytes.count >= EventHeader.size { discarded += 1 }
+      return true
+    }
+    guard let event = decoder.decode(bytes) else { return true }
+    read += 1
+    for writer in writers { writer.write(event) }
+    guard printsEvents else { return writers.allSatisfy { !$0.output.isFull } }
     if let paths {
-      if let finished = paths.add(event) { output.writeLine(finished) }
+      for finished in paths.add(event) { output.writeLine(finished.text, events: finished.events) }
     } else {
-      output.writeLine(formatter.line(event))
+      output.writeLine(formatter.line(event), events: 1)
     }
+    return !output.isFull && writers.allSatisfy { !$0.output.isFull }
+  }
+
+  /// Counts the events still in the ring buffer as not written.
+  func discardRemaining(_ session: TraceSession) {
+    discarding = true
+    captures?.discarding = true
+    defer {
+      discarding = false
+      captures?.discarding = false
+    }
+    while session.consume() > 0 {}
   }
 }
 
@@ -290,21 +440,45 @@ struct UserClauseInterpreter {
   }
 }
 
-/// SIGINT and SIGTERM while tracing: the handler only counts, the run loop stops; a second
-/// signal exits at once (links are file descriptors, so exiting detaches them).
+/// The signals that end a trace: the handler only counts, the run loop stops, detaches and
+/// prints what it has, as for Ctrl-C; a second signal exits at once (links are file
+/// descriptors, so exiting detaches them, and the `-c` command's guardian ends the command).
+/// SIGPIPE and SIGXFSZ are ignored (`StandardStreams.prepare`): a write that meets them
+/// fails with EPIPE or EFBIG, which the output reports.
 public enum StopSignals {
   private static let count = Atomic<Int>(0)
+  private static let firstSignal = Atomic<Int32>(0)
+
+  /// Every signal whose default action ends the process, less those of a fault (SIGSEGV and
+  /// the like, which the runtime reports) and the two ignored above.
+  public static let handled: [Int32] =
+    [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGPWR, SIGIO, SIGSTKFLT]
+    + Array(SIGRTMIN...SIGRTMAX)
 
   public static var received: Bool { count.load(ordering: .relaxed) > 0 }
 
+  /// The first signal received, if any.
+  public static var first: Int32? {
+    let signal = firstSignal.load(ordering: .relaxed)
+    return signal == 0 ? nil : signal
+  }
+
   public static func install() {
-    let handler: @convention(c) (Int32) -> Void = { _ in
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = { signal in
+      _ = StopSignals.firstSignal.compareExchange(expected: 0, desired: signal, ordering: .relaxed)
       if StopSignals.count.add(1, ordering: .relaxed).newValue >= 2 { _exit(130) }
     }
-    signal(SIGINT, handler)
-    signal(SIGTERM, handler)
+    sigemptyset(&action.sa_mask)
+    // No SA_RESTART: a wait the signal interrupts returns at once.
+    action.sa_flags = 0
+    for signal in handled { sigaction(signal, &action, nil) }
   }
 }
+
+/// The real-time signals glibc leaves to programs.
+private var SIGRTMIN: Int32 { __libc_current_sigrtmin() }
+private var SIGRTMAX: Int32 { __libc_current_sigrtmax() }
 
 /// Limits of this process that tracing outgrows.
 enum ProcessLimits {
@@ -315,5 +489,29 @@ enum ProcessLimits {
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
     limit.rlim_cur = limit.rlim_max
     _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+  }
+
+  /// The soft limit of `resource`, or nil when there is none.
+  static func current(_ resource: __rlimit_resource) -> UInt64? {
+    var limit = rlimit()
+    guard getrlimit(Int32(resource.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
+    return UInt64(limit.rlim_cur)
+  }
+
+  /// Spare descriptors beyond the session's: the output, the ring buffer's epoll, the
+  /// `-c` command, the BTF file.
+  static let spareDescriptors = 16
+
+  /// Fails when the session's descriptors would not fit under the limit on open files, before
+  /// anything is created, rather than midway with a misleading refusal.
+  static func checkOpenFiles(for session: TraceSession) throws(RuntimeError) {
+    guard let limit = current(RLIMIT_NOFILE) else { return }
+    let openNow = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 3
+    let needed = session.descriptorsNeeded
+    guard UInt64(openNow + needed.total + spareDescriptors) > limit else { return }
+    throw .shortage(
+      .openFiles(limit: limit), operation: "load the spec",
+      reason: "it needs about \(needed.total + spareDescriptors) descriptors (\(needed.maps) maps, "
+        + "\(needed.programs) programs, up to \(needed.links) links, \(spareDescriptors) more) and \(openNow) are open")
   }
 }

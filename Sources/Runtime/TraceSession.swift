@@ -16,20 +16,79 @@ public enum RuntimeError: Error, Sendable, CustomStringConvertible {
   /// A program the pre-check accepted but the kernel did not: a bug in swtrace.
   case programRejected(probe: String, clauseRange: SourceRange, reason: String, logTail: String)
   case nothingAttached(failures: [String])
-  case ringBuffer(reason: String)
+  /// A resource of the process or the system ran out while doing `operation`.
+  case shortage(ResourceShortage, operation: String, reason: String)
+  /// Another failure of the system while doing `operation`.
+  case failed(operation: String, reason: String)
 
   public var description: String {
     switch self {
     case .notPermitted(let reason):
       "the kernel refused to load BPF programs (\(reason)); run swtrace as root, or give it CAP_BPF and CAP_PERFMON"
     case .mapCreationFailed(let name, let reason):
-      "could not create the BPF map '\(name)' (\(reason)); check 'ulimit -l' and that the kernel has BPF maps enabled"
+      "could not create the BPF map '\(name)' (\(reason)); check that the kernel has BPF maps enabled"
     case .programRejected(let probe, _, let reason, let tail):
       "the kernel's verifier rejected the program for \(probe) (\(reason)). This is a bug in swtrace's pre-check; please report it with the spec. The verifier's last words:\n\(tail)"
     case .nothingAttached(let failures):
       "no probe could be attached:\n" + failures.prefix(5).map { "  \($0)" }.joined(separator: "\n")
-    case .ringBuffer(let reason):
-      "could not read the event ring buffer (\(reason))"
+    case .shortage(let shortage, let operation, let reason):
+      "could not \(operation): \(shortage.cause) (\(reason)); \(shortage.advice)"
+    case .failed(let operation, let reason):
+      "could not \(operation) (\(reason))"
+    }
+  }
+
+  /// The error for a failed system call made to do `operation`, worded by its real cause: a
+  /// limit on open files or memory, missing privileges, or the system's own words.
+  static func systemFailure(_ error: SystemError, doing operation: String) -> RuntimeError {
+    if let shortage = ResourceShortage(code: error.code) {
+      return .shortage(shortage, operation: operation, reason: error.description)
+    }
+    if error.isPermissionDenied { return .notPermitted(reason: error.description) }
+    return .failed(operation: operation, reason: error.description)
+  }
+}
+
+/// A resource that ran out, found from the errno of the call that failed, with the limit in
+/// force when the process has one.
+public enum ResourceShortage: Sendable, Equatable {
+  /// EMFILE: the process's limit on open files (RLIMIT_NOFILE).
+  case openFiles(limit: UInt64?)
+  /// ENFILE: the system-wide limit on open files.
+  case systemOpenFiles
+  /// ENOMEM: memory, with the process's address-space limit (RLIMIT_AS) when one is set.
+  case memory(addressSpaceLimit: UInt64?)
+
+  init?(code: Int32) {
+    switch code {
+    case EMFILE: self = .openFiles(limit: ProcessLimits.current(RLIMIT_NOFILE))
+    case ENFILE: self = .systemOpenFiles
+    case ENOMEM: self = .memory(addressSpaceLimit: ProcessLimits.current(RLIMIT_AS))
+    default: return nil
+    }
+  }
+
+  var cause: String {
+    switch self {
+    case .openFiles(let limit): "too many open files\(limit.map { " (the limit is \($0))" } ?? "")"
+    case .systemOpenFiles: "the system has too many open files"
+    case .memory: "out of memory"
+    }
+  }
+
+  var advice: String {
+    switch self {
+    case .openFiles:
+      "every BPF program, map and link is a file descriptor: raise the limit with 'ulimit -n' "
+        + "(LimitNOFILE= in a systemd unit)"
+    case .systemOpenFiles:
+      "raise the system's limit (sysctl fs.file-max) or close other programs' files"
+    case .memory(let limit?):
+      "swtrace's address space is limited to \(limit / (1 << 20)) MiB ('ulimit -v'): raise or remove that limit"
+    case .memory(nil):
+      "the kernel could not allocate it: lower --map-entries, free memory, or raise the memory limit of "
+        + "swtrace's cgroup, which BPF maps and programs are charged to"
+        + (KernelCapabilities.chargesBPFToMemlock ? " (this kernel charges them to 'ulimit -l' instead)" : "")
     }
   }
 }
@@ -57,6 +116,15 @@ public final class TraceSession: @unchecked Sendable {
 
   deinit { detach() }
 
+  /// File descriptors the session holds once attached, at most: one per map and loaded
+  /// program, one link per attach point (programs shared through kprobe.multi need fewer).
+  public var descriptorsNeeded: (maps: Int, programs: Int, links: Int, total: Int) {
+    let maps = compiled.maps.count
+    let programs = compiled.programGroups.count
+    let links = compiled.programs.count
+    return (maps, programs, links, maps + programs + links)
+  }
+
   /// Creates the maps and loads every program. Function programs the kernel refuses, among
   /// many, are skipped and reported by `attach()`; with `skippingRefusedFunctions` false every
   /// refusal throws, for callers that must know the verifier accepted every program.
@@ -73,7 +141,9 @@ public final class TraceSession: @unchecked Sendable {
             type: Self.mapType(description.kind), name: description.name, keySize: description.keySize,
             valueSize: description.valueSize, maxEntries: entries))
       } catch {
-        if error.isPermissionDenied { throw .notPermitted(reason: error.description) }
+        if ResourceShortage(code: error.code) != nil || error.isPermissionDenied {
+          throw RuntimeError.systemFailure(error, doing: "create the BPF map '\(description.name)'")
+        }
         throw .mapCreationFailed(name: description.name, reason: error.description)
       }
     }
@@ -87,6 +157,11 @@ public final class TraceSession: @unchecked Sendable {
         programs.append(LoadedProgram(members: group, handle: handle))
       } catch {
         if error.error.isPermissionDenied, error.verifierLog.isEmpty { throw .notPermitted(reason: error.error.description) }
+        // Out of descriptors or memory: the system's limit, not the program; ENOMEM with a
+        // log is the verifier's own limit, which the pre-check should have caught.
+        if let shortage = ResourceShortage(code: error.error.code), error.error.code != ENOMEM || error.verifierLog.isEmpty {
+          throw .shortage(shortage, operation: "load the program for \(point.name)", reason: error.error.description)
+        }
         let tail = error.verifierLog.split(separator: "\n").suffix(8).joined(separator: "\n")
         // Some kernel functions cannot be traced at all (variadic ones, more than 12
         // arguments, struct returns): among many function attach points, skip them like
@@ -130,10 +205,15 @@ public final class TraceSession: @unchecked Sendable {
           links.append(try attachOne(loaded.handle, point))
           attachedPoints += 1
         } catch {
+          // Out of descriptors or memory, every further attach point would fail too, for a
+          // reason that is not theirs: stop and say so rather than count them as skipped.
+          if let shortage = ResourceShortage(code: error.code) {
+            throw .shortage(shortage, operation: "attach \(point.name)", reason: error.description)
+          }
           failed.append((point.name, error.description))
         }
       } else {
-        let outcome = attachShared(loaded)
+        let outcome = try attachShared(loaded)
         links += outcome.links
         attachedPoints += outcome.attached
         failed += outcome.failed
@@ -151,7 +231,9 @@ public final class TraceSession: @unchecked Sendable {
   /// function's probe id as its cookie. The kernel refuses a whole link when one function
   /// cannot be traced, so functions ftrace does not list are left out first, and a refused
   /// link is split in halves to find the rest, within a bounded number of tries.
-  private func attachShared(_ loaded: LoadedProgram) -> (links: [LinkHandle], attached: Int, failed: [(String, String)]) {
+  private func attachShared(_ loaded: LoadedProgram) throws(RuntimeError)
+    -> (links: [LinkHandle], attached: Int, failed: [(String, String)])
+  {
     let traceable = FtraceFunctions.available
     var failed: [(String, String)] = []
     var candidates: [CompiledProgram] = []
@@ -176,6 +258,9 @@ public final class TraceSession: @unchecked Sendable {
             isReturn: isReturn))
         attached += batch.count
       } catch {
+        if let shortage = ResourceShortage(code: error.code) {
+          throw .shortage(shortage, operation: "attach \(batch.count) functions", reason: error.description)
+        }
         if batch.count == 1 || triesLeft <= 0 {
           failed += batch.map { ($0.attachPoint.name, error.description) }
         } else {
@@ -200,11 +285,12 @@ public final class TraceSession: @unchecked Sendable {
     }
   }
 
-  /// Starts reading events; `handler` sees each record's bytes during the call only. With
-  /// packet captures, `packets` sees each perf sample's bytes the same way (captures from
-  /// kprobes come through `handler`, in the ring buffer).
+  /// Starts reading events; `handler` sees each record's bytes during the call only, and
+  /// returns false to stop the current `consume` early. With packet captures, `packets` sees
+  /// each perf sample's bytes the same way (captures from kprobes come through `handler`, in
+  /// the ring buffer).
   public func startReading(
-    _ handler: @escaping (UnsafeRawBufferPointer) -> Void,
+    _ handler: @escaping (UnsafeRawBufferPointer) -> Bool,
     packets: ((UnsafeRawBufferPointer) -> Void)? = nil
   ) throws(RuntimeError) {
     do {
@@ -214,7 +300,7 @@ public final class TraceSession: @unchecked Sendable {
           map: maps[Int(packetMap)], pagesPerCPU: Self.perfPages(snaplen: compiled.snaplen), handler: packets)
       }
     } catch {
-      throw .ringBuffer(reason: error.description)
+      throw RuntimeError.systemFailure(error, doing: "read the event ring buffer")
     }
   }
 
@@ -227,27 +313,19 @@ public final class TraceSession: @unchecked Sendable {
     return pages
   }
 
-  /// Waits up to `milliseconds` for events and handles them.
-  public func poll(milliseconds: Int32) {
-    guard let packetReader, let reader else {
-      _ = try? reader?.poll(timeoutMilliseconds: milliseconds)
-      return
-    }
-    // Both channels at once: whichever has something wakes the wait.
-    var descriptors = [
-      pollfd(fd: reader.pollDescriptor, events: Int16(POLLIN), revents: 0),
-      pollfd(fd: packetReader.pollDescriptor, events: Int16(POLLIN), revents: 0),
-    ]
-    _ = Glibc.poll(&descriptors, nfds_t(descriptors.count), milliseconds)
-    _ = try? reader.poll(timeoutMilliseconds: 0)
-    packetReader.drain()
+  /// Handles the events waiting now, at most `maxRecords` of the ring buffer, and the packets
+  /// waiting in the perf rings (`-w`), without waiting; returns how many records.
+  @discardableResult
+  public func consume(maxRecords: Int = 16384) -> Int {
+    let events = reader?.consume(maxRecords: maxRecords) ?? 0
+    return events + (packetReader?.consume() ?? 0)
   }
 
-  /// Handles every event already in the ring buffer, and every packet in the perf rings.
-  public func drain() {
-    reader?.drain()
-    packetReader?.drain()
-  }
+  /// Readable (poll(2)) while events wait in the ring buffer; nil before `startReading`.
+  public var eventsDescriptor: Int32? { reader?.readyDescriptor }
+
+  /// Readable while packets wait in the perf rings; nil without captures through them.
+  public var packetsDescriptor: Int32? { packetReader?.readyDescriptor }
 
   /// Packets (`-w`) that could not be written: no room in the ring buffer or a perf ring, or
   /// refused by `bpf_skb_output`.

@@ -1,6 +1,8 @@
 public import BTF
 public import CodeGen
 public import Sema
+import Glibc
+import Output
 
 /// Why swtrace cannot compile for, or trace on, this system; each case words what to do.
 public enum EnvironmentError: Error, Sendable, CustomStringConvertible {
@@ -9,6 +11,8 @@ public enum EnvironmentError: Error, Sendable, CustomStringConvertible {
   case bpfRefused
   /// `--backend NAME` names a backend this kernel does not allow.
   case backendUnavailable(Backend)
+  /// Detecting what the kernel allows ran out of descriptors or memory.
+  case shortage(RuntimeError)
 
   public var description: String {
     switch self {
@@ -19,14 +23,16 @@ public enum EnvironmentError: Error, Sendable, CustomStringConvertible {
         + "'swtrace check' works without privileges"
     case .backendUnavailable(let backend):
       "--backend \(backend.rawValue): this kernel does not allow \(backend.rawValue) programs"
+    case .shortage(let error):
+      error.description
     }
   }
 
   /// Whether the system refuses (exit status 2) rather than the input being wrong (status 1).
   public var isSystemRefusal: Bool {
     switch self {
-    case .btf(.kernelHasNoBTF), .bpfRefused, .backendUnavailable: true
-    case .btf(.unreadableFile): false
+    case .btf(.kernelHasNoBTF), .btf(.outOfMemory), .bpfRefused, .backendUnavailable, .shortage: true
+    case .btf(.unreadableFile), .btf(.unreadableStream): false
     }
   }
 }
@@ -39,10 +45,24 @@ public struct TracingEnvironment: Sendable {
 
   public init(resolver: ProbeResolver) { self.resolver = resolver }
 
-  /// The BTF of `btfPath`, or of the running kernel.
+  /// BTF larger than this is not read from a stream (vmlinux BTF is some 5 to 10 MiB).
+  static let maximumStreamedBTF = 512 << 20
+
+  /// The BTF of `btfPath`, or of the running kernel. A path that names a pipe, FIFO or
+  /// device (`<(xz -dc vmlinux.btf.xz)`, `/dev/stdin`) is read as a stream first, bounded in
+  /// size and never waiting forever for a writer.
   public static func loadTypes(btfPath: String?) throws(EnvironmentError) -> KernelTypes {
     do throws(BTFLoadError) {
-      if let btfPath { return try KernelTypes.load(path: btfPath) }
+      if let btfPath {
+        var status = stat()
+        guard stat(btfPath, &status) == 0, status.st_mode & S_IFMT != S_IFREG, status.st_mode & S_IFMT != S_IFDIR else {
+          return try KernelTypes.load(path: btfPath)
+        }
+        switch WholeFile.read(btfPath, limit: maximumStreamedBTF) {
+        case .success(let bytes): return try KernelTypes.load(bytes: bytes, path: btfPath)
+        case .failure(let failure): throw .unreadableStream(path: btfPath, reason: failure.reason)
+        }
+      }
       return try KernelTypes.loadRunningKernel()
     } catch {
       throw .btf(error)
@@ -65,8 +85,9 @@ public struct TracingEnvironment: Sendable {
       return TracingEnvironment(
         resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
     }
-    var support = CapabilityCache.support(types: types)
+    var (support, shortage) = CapabilityCache.support(types: types)
     if support.available.isEmpty {
+      if privilegedDetection, let shortage { throw .shortage(shortage) }
       if privilegedDetection { throw .bpfRefused }
       support = .tracepointsOnly
     }
@@ -74,6 +95,7 @@ public struct TracingEnvironment: Sendable {
       support.kprobesAttachInBulk = true
     }
     if let forcedBackend, !support.available.contains(forcedBackend) {
+      if privilegedDetection, let shortage { throw .shortage(shortage) }
       throw .backendUnavailable(forcedBackend)
     }
     return TracingEnvironment(

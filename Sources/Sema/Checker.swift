@@ -15,6 +15,12 @@ public struct CheckedSpec: Hashable, Sendable {
 
   /// Whether any clause tracks packets, so every skb program consults the tracked set.
   public var usesTracking: Bool { clauses.contains { $0.tracks } }
+
+  /// `-f paths`: every skb a print reports joins the tracked set, and the points where the
+  /// kernel frees an skb report the free of such a packet whatever their filter says (a
+  /// scrubbed mark, a filter that never looks there), so that each path ends where its skb is
+  /// freed and a reused address starts a new one. Set by `Desugaring`.
+  public var followsPacketFrees = false
 }
 
 /// The attach points of every probe of a spec, or why a probe has none, by the probe's place

@@ -9,7 +9,9 @@ public import SwtraceSyntax
 ///   (`tracepoint:skb:kfree_skb`, `tracepoint:skb:consume_skb`) that no clause attaches to
 ///   yet, so a freed packet leaves the tracked set even where the spec does not look;
 /// - with `-f paths`, the device and namespace (`ifname`, `netns`) in every print of an skb
-///   clause that does not print them already, so each hop of a path says where it was;
+///   clause that does not print them already, so each hop of a path says where it was; and
+///   the free of every packet a print reported, on those free points, printed as the last hop
+///   of its path whatever the filters say (`CheckedSpec.followsPacketFrees`);
 /// - with `-p PID`, `pid == PID &&` in front of every kernel clause's filter, as bpftrace does
 ///   for probes that are not bound to a process;
 /// - with `--stack`, `kstack` in every print and printf that does not print it already;
@@ -57,8 +59,13 @@ public struct Desugaring: Sendable {
       if let processID = options.processID { clause.filter = Self.onlyProcess(processID, clause) }
       return clause
     }
-    if desugared.usesTracking {
-      desugared.clauses += freeClauses(for: desugared)
+    desugared.followsPacketFrees =
+      options.groupsEventsByPacket
+      && desugared.clauses.contains { clause in
+        !clause.attachPoints.isEmpty && clause.attachPoints.allSatisfy { $0.skbArgument != nil } && clause.prints
+      }
+    if desugared.usesTracking || desugared.followsPacketFrees {
+      desugared.clauses += freeClauses(for: desugared, source: source)
     }
     return desugared
   }
@@ -74,31 +81,54 @@ public struct Desugaring: Sendable {
     return clause.filter.map { TypedExpr(.binary(.and, isProcess, $0), type: .bool, range: $0.range) } ?? isProcess
   }
 
-  /// A clause without filter or actions on each free point the spec does not attach to:
-  /// code generation gives every program of a tracking spec at a free point the removal from
-  /// the tracked set. Blamed on the first clause that tracks, should the kernel refuse it.
-  func freeClauses(for spec: CheckedSpec) -> [CheckedClause] {
+  /// One clause on the free points the spec does not attach to: code generation gives every
+  /// program of a tracking spec at a free point the removal from the tracked set. Without
+  /// `-f paths` it has no filter and no actions; with it, it prints (the device and namespace)
+  /// for tracked packets only: its filter is false, which a tracked packet passes at a free
+  /// point. Blamed on the first clause that tracks or prints, should the kernel refuse it.
+  func freeClauses(for spec: CheckedSpec, source: SourceFile) -> [CheckedClause] {
     let covered = Set(spec.clauses.flatMap(\.attachPoints).map(\.name))
-    let range = spec.clauses.first { $0.tracks }?.range ?? spec.clauses.first?.range ?? .at(0)
-    return Self.freeProbes.filter { !covered.contains($0.name) }.compactMap { probe in
+    let range = spec.clauses.first { $0.tracks || $0.prints }?.range ?? spec.clauses.first?.range ?? .at(0)
+    let freeing = Self.freeProbes.filter { !covered.contains($0.name) }.flatMap { probe -> [AttachPoint] in
       let written = Probe(kind: .tracepoint(category: probe.category, name: probe.name), range: range)
       // A kernel without the tracepoint frees its skbs elsewhere: nothing to attach.
-      guard let points = try? resolver.resolve(written) else { return nil }
-      let freeing = points.filter { $0.skbArgument != nil }
-      return freeing.isEmpty ? nil : CheckedClause(attachPoints: freeing, filter: nil, actions: [], range: range)
+      guard let points = try? resolver.resolve(written) else { return [] }
+      return points.filter { $0.skbArgument != nil }
     }
+    guard !freeing.isEmpty else { return [] }
+    guard spec.followsPacketFrees else {
+      return [CheckedClause(attachPoints: freeing, filter: nil, actions: [], range: range)]
+    }
+    var context = ClauseContext(checker: Checker(resolver: resolver), source: source, maps: spec.maps)
+    context.attachPoints = freeing
+    context.hasSkb = true
+    let never = TypedExpr(.integer(0), type: .bool, range: range)
+    return [
+      CheckedClause(
+        attachPoints: freeing, filter: never, actions: context.withPacketLocation([.print([], range: range)]), range: range)
+    ]
   }
 }
 
 extension CheckedClause {
   /// Whether an action of the clause adds packets to the tracked set.
   var tracks: Bool { actions.contains { $0.tracks } }
+  /// Whether an action of the clause prints an event.
+  public var prints: Bool { actions.contains { $0.prints } }
 }
 
 extension Action {
   var tracks: Bool {
     if case .track = self { return true }
     return nestedActions.contains { $0.tracks }
+  }
+
+  /// Whether the action is, or holds, a print or printf.
+  public var prints: Bool {
+    switch self {
+    case .print, .printf: true
+    default: nestedActions.contains { $0.prints }
+    }
   }
 }
 

@@ -73,7 +73,7 @@ public struct DiagnosticRenderer: Sendable {
           file: file, range: range, label: note.kind.rawValue, message: note.message, color: "36")
         out += snippet(file: file, range: range)
       } else {
-        out += paint("\(note.kind.rawValue):", "36") + " \(note.message)\n"
+        out += paint("\(note.kind.rawValue):", "36") + " \(TerminalText.escaped(note.message, keeping: ["\n", "\t"]))\n"
       }
     }
     return out
@@ -87,8 +87,9 @@ public struct DiagnosticRenderer: Sendable {
     file: SourceFile, range: SourceRange, label: String, message: String, color: String
   ) -> String {
     let (line, column) = file.location(of: range.start)
-    return paint("\(file.name):\(line):\(column):", "1") + " " + paint("\(label):", "1;\(color)")
-      + " " + paint(message, "1") + "\n"
+    // The file's name and the message may hold spec text: escaped like any untrusted text.
+    return paint("\(TerminalText.escaped(file.name)):\(line):\(column):", "1") + " " + paint("\(label):", "1;\(color)")
+      + " " + paint(TerminalText.escaped(message, keeping: ["\n", "\t"]), "1") + "\n"
   }
 
   private func snippet(file: SourceFile, range: SourceRange) -> String {
@@ -101,24 +102,29 @@ public struct DiagnosticRenderer: Sendable {
     } else {
       width = max(1, text.count - column + 1)
     }
+    // The line is shown with its control characters escaped (a spec can hold any bytes); the
+    // caret is placed and sized by the escaped text, so it stays under the right characters.
+    func shown(_ part: Substring) -> String { TerminalText.escaped(String(part), keeping: ["\t"]) }
+    let gutter = String(line)
+    let pad = String(repeating: " ", count: gutter.count)
     // Very long lines (minified or generated specs) are cut to a window around the range.
     if text.count > 200 {
       let start = max(0, column - 80)
-      let window = String(text.dropFirst(start).prefix(160))
-      let shown = (start > 0 ? "..." : "") + window + (start + 160 < text.count ? "..." : "")
-      let shift = start > 0 ? start - 3 : 0
-      let gutter = String(line)
-      let pad = String(repeating: " ", count: gutter.count)
-      let caretWidth = min(width, max(1, 160 - (column - 1 - start)))
-      return " \(gutter) | \(shown)\n \(pad) | " + String(repeating: " ", count: column - 1 - shift)
-        + paint(String(repeating: "^", count: caretWidth), "1;32") + "\n"
+      let window = text.dropFirst(start).prefix(160)
+      let before = shown(window.prefix(max(0, column - 1 - start)))
+      let marked = shown(window.dropFirst(max(0, column - 1 - start)).prefix(width))
+      let lead = (start > 0 ? "..." : "") + before
+      let tail = start + 160 < text.count ? "..." : ""
+      return " \(gutter) | \(lead)\(shown(window.dropFirst(max(0, column - 1 - start))))\(tail)\n \(pad) | "
+        + String(repeating: " ", count: lead.count)
+        + paint(String(repeating: "^", count: max(1, marked.count)), "1;32") + "\n"
     }
-    let gutter = String(line)
-    let pad = String(repeating: " ", count: gutter.count)
+    let before = shown(text.prefix(column - 1))
+    let marked = shown(text.dropFirst(column - 1).prefix(width))
     // Tabs are kept in the caret line so the caret stays under the right character.
-    let lead = String(text.prefix(column - 1).map { $0 == "\t" ? "\t" : " " })
-    return " \(gutter) | \(text)\n \(pad) | \(lead)" + paint(String(repeating: "^", count: width), "1;32")
-      + "\n"
+    let lead = String(before.map { $0 == "\t" ? "\t" : " " })
+    return " \(gutter) | \(shown(text[...]))\n \(pad) | \(lead)"
+      + paint(String(repeating: "^", count: max(1, marked.count)), "1;32") + "\n"
   }
 
   private func paint(_ text: String, _ code: String) -> String {

@@ -110,7 +110,7 @@ struct Format: ParsableCommand {
     if inPlace, let file {
       try formatted.write(toFile: file, atomically: true, encoding: .utf8)
     } else {
-      Swift.print(formatted, terminator: "")
+      try Console.printOnce(formatted, contents: "the formatted spec")
     }
   }
 }

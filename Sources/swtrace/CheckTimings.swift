@@ -26,7 +26,7 @@ enum CheckTimings {
       // Each run's BTF and indices are released when `measure` returns: runs share nothing.
       samples.append(try measure(source: source, btfPath: btfPath))
     }
-    Swift.print(report(samples, btfPath: btfPath), terminator: "")
+    try Console.printOnce(report(samples, btfPath: btfPath), contents: "the timings")
   }
 
   private static func measure(source: SourceFile, btfPath: String?) throws -> Sample {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Runtime
 import SwtraceSyntax
 import Synchronization
 
@@ -30,6 +31,15 @@ enum Console {
     if !quiet.load(ordering: .relaxed) { note(message) }
   }
 
+  /// Prints the whole output of a command that prints once (`-l`, `fmt`, `--dump-bpf`) on
+  /// standard output; a failed write is said in one sentence and ends swtrace with status 2.
+  static func printOnce(_ text: String, contents: String) throws {
+    if let failure = DescriptorOutput.printOnce(text, contents: contents) {
+      error(failure)
+      throw ExitStatus.systemRefused
+    }
+  }
+
   /// At most this many diagnostics are printed: a binary file given as a spec must not turn
   /// into megabytes of errors.
   static let diagnosticLimit = 20
@@ -42,14 +52,22 @@ enum Console {
     }
   }
 
-  /// Writes all of `text` to stderr; a stderr that cannot be written to is not an error of its own.
+  /// Writes all of `text` to stderr. A stderr that cannot be written to (closed, a full disk)
+  /// is not an error of its own; one that takes nothing for a second (a stalled
+  /// `2>&1 | less`) loses the message rather than hold swtrace, and after that a message is
+  /// written only if stderr takes it at once.
   static func writeError(_ text: String) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-      let written = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-      if written < 0 && errno == EINTR { continue }
-      guard written > 0 else { return }
-      bytes = bytes.dropFirst(written)
+    errorLock.withLock { _ in
+      let output = standardError
+      output.append(text.utf8, events: 0)
+      if !output.drain(until: .now + (stderrStalled ? .zero : .seconds(1)), stall: nil) {
+        output.abandon()
+        stderrStalled = true
+      }
     }
   }
+
+  private static let errorLock = Mutex(())
+  nonisolated(unsafe) private static let standardError = DescriptorOutput(descriptor: 2, capacity: 1 << 16)
+  nonisolated(unsafe) private static var stderrStalled = false
 }

@@ -47,7 +47,7 @@ enum ProbeListing {
         if printed.insert(line).inserted { lines.append(line) }
       }
     }
-    for line in lines { Swift.print(line) }
+    try Console.printOnce(lines.map { $0 + "\n" }.joined(), contents: "the probe list")
     Console.writeError("\(lines.count) attach point\(lines.count == 1 ? "" : "s")\n")
   }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Runtime
 
 @main
 struct Swtrace: ParsableCommand {
@@ -19,6 +20,8 @@ struct Swtrace: ParsableCommand {
   /// `swtrace --help` shows what a newcomer runs first, tracing, with its options and
   /// examples (the help of `trace`, the default command), rather than a list of subcommands.
   static func main() {
+    // Before anything is opened: a closed standard stream is filled, SIGPIPE is an error.
+    StandardStreams.prepare()
     let arguments = Array(CommandLine.arguments.dropFirst())
     if arguments == ["-h"] || arguments == ["--help"] || arguments == ["help"] {
       print(helpMessage(for: Trace.self))
@@ -28,11 +31,13 @@ struct Swtrace: ParsableCommand {
   }
 }
 
-/// Exit statuses: 1 for a spec the user can fix, 2 when the kernel or system refuses, 3 when
-/// the `-c` command failed, 64 (EX_USAGE, from the argument parser) for a command line
-/// swtrace does not understand.
+/// Exit statuses: 1 for a spec the user can fix, 2 when the kernel or system refuses (or the
+/// output cannot be written), 3 when the `-c` command failed, 4 when the trace ran but
+/// events were lost, 64 (EX_USAGE, from the argument parser) for a command line swtrace does
+/// not understand, 130 after a second stop signal.
 enum ExitStatus {
   static let specError = ExitCode(1)
   static let systemRefused = ExitCode(2)
   static let commandFailed: Int32 = 3
+  static let eventsLost: Int32 = 4
 }

@@ -39,7 +39,8 @@ struct Trace: ParsableCommand {
     The language, its probes and packet fields: man swtrace (THE LANGUAGE), or
     grammar/README.md in the source. Other commands: swtrace help check, swtrace
     help fmt. Exit status: 0 done, 1 error in the spec, 2 refused by the kernel
-    or system, 3 the -c command failed, 64 a command line swtrace cannot use.
+    or system (or the output failed), 3 the -c command failed, 4 events were lost,
+    64 a command line swtrace cannot use.
     """
 
   @Option(name: .short, help: ArgumentHelp("The spec to run, as text.", valueName: "SPEC"))
@@ -50,7 +51,8 @@ struct Trace: ParsableCommand {
   var file: String?
 
   @Option(name: [.short, .long], help: ArgumentHelp(
-    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits.", valueName: "CMD"))
+    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, or with -w -, its output goes to stderr.",
+    valueName: "CMD"))
   var command: String?
 
   @Option(name: [.short, .long], help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
@@ -63,6 +65,16 @@ struct Trace: ParsableCommand {
   @Option(name: [.short, .long], help: ArgumentHelp(
     "Write the events and maps to FILE instead of standard output (messages stay on stderr).", valueName: "FILE"))
   var output: String?
+
+  @Option(name: .customLong("paths-max"), help: ArgumentHelp(
+    "With -f paths: open paths kept at most; beyond, the oldest is printed as it is (not freed while tracing).",
+    valueName: "N"))
+  var pathsMax: Int = PathLimits().maxOpenPaths
+
+  @Option(name: .customLong("paths-max-age"), help: ArgumentHelp(
+    "With -f paths: seconds a path stays open at most before it is printed as it is; 0 for no limit.",
+    valueName: "SECONDS"))
+  var pathsMaxAge: Double = 10
 
   @Option(name: [.short, .customLong("pid")], help: ArgumentHelp(
     "Keep only events of process PID (as if every filter began with pid == PID); stop when it exits.",
@@ -168,6 +180,8 @@ struct Trace: ParsableCommand {
       throw ValidationError("--btf checks against another kernel and cannot run there; add --dump-bpf or use 'swtrace check --btf'")
     }
     if printEvents, metrics == nil { throw ValidationError("--print-events only goes with --metrics") }
+    if pathsMax < 1 || pathsMax > 1_000_000 { throw ValidationError("--paths-max must be between 1 and 1000000") }
+    if !(pathsMaxAge >= 0) || pathsMaxAge > 86_400 { throw ValidationError("--paths-max-age must be between 0 and 86400 seconds") }
     try validateCapture()
   }
 
@@ -195,7 +209,7 @@ struct Trace: ParsableCommand {
     let compiled = try environment.compileForCommandLine(
       source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard)
     if dumpBPF {
-      Swift.print(compiled.listing(source: source), terminator: "")
+      try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
       return
     }
     let destination: DescriptorOutput
@@ -207,11 +221,23 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.systemRefused
     }
+    // A destination known not to work (standard output closed at start) fails before tracing.
+    if let failure = destination.failure {
+      Console.error(failure)
+      throw ExitStatus.systemRefused
+    }
+    if let warning = MapMemory.warning(for: compiled, mapEntries: mapEntries) { Console.note("warning: \(warning)") }
+    var limits = PathLimits()
+    limits.maxOpenPaths = pathsMax
+    limits.maxAgeNanoseconds = pathsMaxAge > 0 ? UInt64(pathsMaxAge * 1e9) : nil
     let status = try TraceCommand(
       compiled: compiled, source: source,
       options: TraceOptions(
         format: format, command: command, duration: duration, printsEvents: metrics == nil || printEvents,
-        host: MetricsMode.hostLabel, processID: processID),
+        host: MetricsMode.hostLabel, processID: processID,
+        // JSON on standard output stays JSON, and -w -'s pcapng stays pcapng: the command's
+        // own output goes to stderr.
+        commandOutput: writeFile == "-" || (format.isJSON && output == nil) ? 2 : nil, pathLimits: limits),
       verbose: verbose, metrics: metrics, output: destination, capturePath: writeFile
     ).run()
     if status != 0 { throw ExitCode(status) }

@@ -25,12 +25,22 @@ struct TraceCommand {
     var capture: DescriptorOutput?
     var captureOptions: PacketCaptureOptions?
     if let capturePath {
-      switch capturePath == "-" ? .success(DescriptorOutput()) : DescriptorOutput.create(path: capturePath, contents: .capture) {
+      let contents = "the packet capture"
+      let opening =
+        capturePath == "-"
+        ? .success(DescriptorOutput(contents: contents))
+        : DescriptorOutput.create(path: capturePath, contents: contents, option: "-w")
+      switch opening {
       case .success(let opened):
         capture = opened
         captureOptions = PacketCaptureOptions(output: opened, application: "swtrace \(Swtrace.configuration.version)")
       case .failure(let error):
         Console.error(error.description)
+        throw ExitStatus.systemRefused
+      }
+      // Standard output closed at start fails before tracing, as for the text output.
+      if let failure = capture?.failure {
+        Console.error(failure)
         throw ExitStatus.systemRefused
       }
       if compiled.captureLayouts.isEmpty {
@@ -91,13 +101,39 @@ struct TraceCommand {
     }
     output.finish()
     capture?.finish()
+    // The reader of a pipe that closed it (`| head -1`) wanted nothing more: what it did not
+    // read is neither written nor lost.
+    let readerLeft = output.isClosed && output.failure == nil
+    let notWritten = readerLeft ? 0 : summary.notWritten
+    let lost = summary.lostInKernel + notWritten
     // With -q the summary is left out unless something was lost.
-    if !quiet || summary.lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(summary.lost)\n") }
+    if !quiet || lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(lost)\n") }
+    let lostPackets = capture.map { reportPackets(summary, capture: $0, quiet: quiet) } ?? 0
     for (reason, count) in summary.stacksUnavailable {
       Console.note("\(count) event\(count == 1 ? "" : "s") without a kernel stack: \(reason)")
     }
-    if capture != nil, !quiet || summary.lostPackets > 0 {
-      Console.writeError("Packets: \(summary.packets) Lost: \(summary.lostPackets)\n")
+    if notWritten > 0, output.failure == nil {
+      let grace = Self.seconds(options.stopGrace)
+      Console.note(
+        summary.outputStalled
+          ? "\(notWritten) of the lost events were not written: \(output.name) took no more within \(grace) of the stop"
+          : "\(notWritten) of the lost events were still in the ring buffer \(grace) after the stop: swtrace did not get to them")
+    }
+    if summary.finalOutputLost {
+      Console.error("the final maps and END output could not all be written: \(output.name) stopped taking them")
+    }
+    let evictions = summary.pathEvictions
+    if evictions.total > 0 {
+      var reasons: [String] = []
+      if evictions.full > 0 { reasons.append("\(evictions.full) to stay within --paths-max \(options.pathLimits.maxOpenPaths) open paths") }
+      if evictions.aged > 0 {
+        reasons.append("\(evictions.aged) open longer than --paths-max-age \(Self.seconds(.nanoseconds(Int64(options.pathLimits.maxAgeNanoseconds ?? 0))))")
+      }
+      if evictions.cut > 0 { reasons.append("\(evictions.cut) cut at \(options.pathLimits.maxHopsPerPath) hops") }
+      if evictions.reused > 0 {
+        reasons.append("\(evictions.reused) freed where no probe looks (the address came back for a new packet)")
+      }
+      Console.note("\(evictions.total) path\(evictions.total == 1 ? " was" : "s were") printed without the free of their packet: " + reasons.joined(separator: ", "))
     }
     // A server that stopped on its own ends the run with a failure, so that a service manager
     // restarts swtrace rather than leave it tracing with nobody able to read the numbers.
@@ -107,9 +143,43 @@ struct TraceCommand {
     }
     if let failure = output.failure ?? capture?.failure {
       Console.error(failure)
-      return 2
+      return ExitStatus.systemRefused.rawValue
     }
-    return summary.commandEnding.map(Self.report) ?? 0
+    let commandStatus = summary.commandEnding.map(Self.report) ?? 0
+    if commandStatus != 0 { return commandStatus }
+    // Events that were to be printed and were not: the trace is incomplete. (Counted-only
+    // events, with --metrics alone, lose nothing the maps hold.)
+    if options.printsEvents, !readerLeft, lost > 0 || summary.finalOutputLost {
+      Console.error("\(lost) event\(lost == 1 ? " was" : "s were") lost (swtrace exits with \(ExitStatus.eventsLost))")
+      return ExitStatus.eventsLost
+    }
+    // A capture missing packets is incomplete the same way.
+    if lostPackets > 0 {
+      Console.error(
+        "\(lostPackets) packet\(lostPackets == 1 ? " was" : "s were") not captured (swtrace exits with \(ExitStatus.eventsLost))")
+      return ExitStatus.eventsLost
+    }
+    return 0
+  }
+
+  /// Prints `Packets: N Lost: M` for `-w` (with -q, only when M is not 0) and what kept the
+  /// lost ones from the file; returns M. A reader of `-w -` that left (`| tshark -c 1`)
+  /// wanted no more: what it did not read is not lost.
+  private func reportPackets(_ summary: TraceSummary, capture: DescriptorOutput, quiet: Bool) -> UInt64 {
+    let readerLeft = capture.isClosed && capture.failure == nil
+    let notWritten = readerLeft ? 0 : summary.packetsNotWritten
+    let lost = summary.packetsLostInKernel + notWritten
+    if !quiet || lost > 0 { Console.writeError("Packets: \(summary.packets) Lost: \(lost)\n") }
+    if notWritten > 0, capture.failure == nil {
+      Console.note(
+        "\(notWritten) of the lost packets were not written to \(capture.name) within \(Self.seconds(options.stopGrace)) of the stop")
+    }
+    return lost
+  }
+
+  static func seconds(_ duration: Duration) -> String {
+    let milliseconds = DescriptorOutput.milliseconds(duration)
+    return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
   }
 
   /// Says how a `-c` command that ended on its own went, when not well, and returns swtrace's

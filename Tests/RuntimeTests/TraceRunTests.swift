@@ -18,8 +18,15 @@ import TestSupport
 /// Lines a run writes, kept for the test to read.
 final class CollectedLines: LineOutput {
   private(set) var lines: [String] = []
+  private(set) var writtenEvents: UInt64 = 0
+  let lostEvents: UInt64 = 0
   let isClosed = false
-  func writeLine(_ line: String) { lines.append(line) }
+  func append(_ bytes: some Collection<UInt8>, events: Int) {
+    var text = String(decoding: bytes, as: UTF8.self)
+    if text.hasSuffix("\n") { text.removeLast() }
+    lines += text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    writtenEvents += UInt64(events)
+  }
   func flush() {}
 }
 

@@ -76,10 +76,12 @@ _swtrace_trace() {
     local -ar arg_specs=(
         '-e[The spec to run, as text.]:SPEC:'
         ':FILE:'
-        '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits.]:CMD:'
+        '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, or with -w -, its output goes to stderr.]:CMD:'
         '(-d --duration)'{-d,--duration}'[Stop after this many seconds.]:SECONDS:'
         '(-f --format)'{-f,--format}'[Output format\: text, json, paths (events grouped per packet) or paths-json.]:FORMAT:{__swtrace_complete "${___format[@]}"}'
         '(-o --output)'{-o,--output}'[Write the events and maps to FILE instead of standard output (messages stay on stderr).]:FILE:'
+        '--paths-max[With -f paths\: open paths kept at most; beyond, the oldest is printed as it is (not freed while tracing).]:N:'
+        '--paths-max-age[With -f paths\: seconds a path stays open at most before it is printed as it is; 0 for no limit.]:SECONDS:'
         '(-p --pid)'{-p,--pid}'[Keep only events of process PID (as if every filter began with pid == PID); stop when it exits.]:PID:'
         '(-l --list)'{-l,--list}'[List the probes that match FILE as a pattern (default '\''skb\:*'\'' and '\''tracepoint\:*\:*'\''), or those of the spec given with -e or as a .spec FILE, and exit.]'
         '(--quiet -q)'{--quiet,-q}'[Leave out progress messages, and the Samples line unless events were lost.]'
