@@ -28,6 +28,12 @@ public protocol LineOutput: AnyObject {
   var pendingBytes: Int { get }
   /// The descriptor to wait on (for POLLOUT) while bytes wait for room; nil when none wait.
   var waitingDescriptor: Int32? { get }
+  /// The descriptor of a pipe or FIFO destination, on which poll(2) reports POLLERR once its
+  /// reader has gone; nil for other destinations.
+  var pipeDescriptor: Int32? { get }
+  /// The reader of `pipeDescriptor` has gone (poll said POLLERR): closes the output as an
+  /// EPIPE would, before anything more is written.
+  func readerLeft()
   /// Writes what is buffered, waiting for the destination to take it until `deadline`, or
   /// until it has taken nothing for `stall`; true when everything was written.
   func drain(until deadline: ContinuousClock.Instant, stall: Duration?) -> Bool
@@ -52,6 +58,8 @@ extension LineOutput {
   public var isFull: Bool { false }
   public var pendingBytes: Int { 0 }
   public var waitingDescriptor: Int32? { nil }
+  public var pipeDescriptor: Int32? { nil }
+  public func readerLeft() {}
   public var failure: String? { nil }
   public func drain(until deadline: ContinuousClock.Instant, stall: Duration?) -> Bool {
     flush()
@@ -81,6 +89,8 @@ public final class DescriptorOutput: LineOutput {
   private let descriptor: Int32
   private let ownsDescriptor: Bool
   private let mode: WriteMode
+  /// The destination is a pipe or FIFO (not a terminal): its reader can go away.
+  private let isPipe: Bool
   /// Bytes appended and not yet written are `buffer[head...]`.
   private var buffer: [UInt8] = []
   private var head = 0
@@ -138,6 +148,8 @@ public final class DescriptorOutput: LineOutput {
     signal(SIGPIPE, SIG_IGN)
     var reopenedWithoutReader = false
     self.mode = Self.mode(for: descriptor, readerGone: &reopenedWithoutReader)
+    var status = stat()
+    self.isPipe = fstat(descriptor, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO
     buffer.reserveCapacity(1 << 16)
     if reopenedWithoutReader { isClosed = true }
   }
@@ -199,6 +211,20 @@ public final class DescriptorOutput: LineOutput {
     case .nonBlocking(let own): return own
     case .socket, .polledPipe: return descriptor
     }
+  }
+
+  public var pipeDescriptor: Int32? {
+    switch mode {
+    case .nonBlocking(let own) where isPipe: return own
+    case .polledPipe: return descriptor
+    default: return nil
+    }
+  }
+
+  public func readerLeft() {
+    guard !isClosed else { return }
+    isClosed = true
+    dropPending()
   }
 
   public func append(_ bytes: some Collection<UInt8>, events: Int) {

@@ -305,8 +305,17 @@ public final class TraceRun {
     for waiting in outputs.compactMap(\.waitingDescriptor) {
       descriptors.append(pollfd(fd: waiting, events: Int16(POLLOUT), revents: 0))
     }
+    // Pipes with nothing to write are watched too: poll reports POLLERR on a pipe whose
+    // reader has gone, so a trace whose events are rare still ends when `| head` leaves.
+    let watched = outputs.filter { $0.waitingDescriptor == nil && !$0.isClosed && $0.pipeDescriptor != nil }
+    for output in watched {
+      descriptors.append(pollfd(fd: output.pipeDescriptor!, events: 0, revents: 0))
+    }
     let timeout = DescriptorOutput.milliseconds(until - .now)
     _ = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+    for (output, polled) in zip(watched, descriptors.suffix(watched.count)) where polled.revents & Int16(POLLERR) != 0 {
+      output.readerLeft()
+    }
   }
 
   /// Writes what the output takes now, reads the events it has room for, and writes again;
@@ -374,22 +383,35 @@ final class EventSink {
     if CaptureDecoder.isCapture(bytes) {
       guard let captures else { return true }
       captures.handle(bytes)
-      return !captures.output.isFull
+      return !captures.output.isFull && !captures.output.isClosed
     }
     if discarding {
       if bytes.count >= EventHeader.size { discarded += 1 }
       return true
     }
+    // An output that takes nothing more (its reader left, or writing failed) stops the
+    // reading at once: decoding and formatting the rest of a flooded ring buffer (some
+    // 100,000 records) for nobody kept swtrace running for seconds after `| head -1` left,
+    // twenty under AddressSanitizer. The run loop stops on the closed output next.
+    if output.isClosed || writers.contains(where: { $0.output.isClosed }) || captures?.output.isClosed == true {
+      if bytes.count >= EventHeader.size { discarded += 1 }
+      return false
+    }
     guard let event = decoder.decode(bytes) else { return true }
     read += 1
     for writer in writers { writer.write(event) }
-    guard printsEvents else { return writers.allSatisfy { !$0.output.isFull } }
+    guard printsEvents else { return !othersFull }
     if let paths {
       for finished in paths.add(event) { output.writeLine(finished.text, events: finished.events) }
     } else {
       output.writeLine(formatter.line(event), events: 1)
     }
-    return !output.isFull && writers.allSatisfy { !$0.output.isFull }
+    return !output.isFull && !othersFull
+  }
+
+  /// A writer's output or the capture's has no room for more.
+  private var othersFull: Bool {
+    writers.contains { $0.output.isFull } || captures?.output.isFull == true
   }
 
   /// Counts the events still in the ring buffer as not written.

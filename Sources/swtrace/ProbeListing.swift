@@ -47,8 +47,9 @@ enum ProbeListing {
         if printed.insert(line).inserted { lines.append(line) }
       }
     }
-    try Console.printOnce(lines.map { $0 + "\n" }.joined(), contents: "the probe list")
+    // The count first, on stderr, as the documentation shows it ahead of the list.
     Console.writeError("\(lines.count) attach point\(lines.count == 1 ? "" : "s")\n")
+    try Console.printOnce(lines.map { $0 + "\n" }.joined(), contents: "the probe list")
   }
 
   /// The spec to resolve: `-e SPEC`, a spec file, or a pattern turned into a clause.

@@ -186,7 +186,8 @@ struct BPFObjects: Equatable, CustomStringConvertible {
   static func waitForAttach(pid: Int32, links: Int, timeout: Double) -> BPFObjects {
     let deadline = Date().addingTimeInterval(timeout)
     var objects = held(by: pid)
-    while objects.links.count < links && Date() < deadline {
+    // A process that has exited attaches nothing more: no use waiting for it.
+    while objects.links.count < links && Date() < deadline && kill(pid, 0) == 0 && !isZombie(pid) {
       Thread.sleep(forTimeInterval: 0.05)
       objects = held(by: pid)
     }
