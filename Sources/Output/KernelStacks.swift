@@ -1,4 +1,5 @@
-import Foundation
+import Glibc
+import Synchronization
 
 /// A kernel stack as swtrace prints it: symbolized frames, innermost first.
 public struct KernelStack: Hashable, Sendable {
@@ -25,9 +26,8 @@ public final class KernelStackTable: @unchecked Sendable {
   private let symbols: KernelSymbols
   /// The addresses of stack `id`, innermost first, as the stack map holds them.
   private let lookup: (UInt32) -> [UInt64]?
-  private let lock = NSLock()
-  private var stacks: [Int64: KernelStack] = [:]
-  private var unavailableCounts: [String: UInt64] = [:]
+  /// Stacks by id, and how many events had none, by reason.
+  private let state = Mutex<(stacks: [Int64: KernelStack], unavailable: [String: UInt64])>(([:], [:]))
 
   /// `symbols` is read on first use, by default from /proc/kallsyms: after the programs are
   /// loaded, so that their own symbols (which lead every stack) are in it.
@@ -40,31 +40,29 @@ public final class KernelStackTable: @unchecked Sendable {
 
   /// The stack behind `id`, a value of `kstack`: a stack map id, or a negative error number.
   public func stack(_ id: Int64) -> KernelStack {
-    lock.lock()
-    defer { lock.unlock() }
-    if let known = stacks[id] { return known }
-    let stack: KernelStack
-    if id < 0 || id > Int64(UInt32.max) {
-      stack = KernelStack(frames: [], unavailable: Self.reason(errorNumber: -id))
-    } else if let addresses = lookup(UInt32(id)) {
-      stack = KernelStack(frames: Self.frames(addresses, symbols: symbols))
-    } else {
-      stack = KernelStack(frames: [], unavailable: "stack \(id) is not in the stack map")
+    state.withLock { state in
+      if let known = state.stacks[id] { return known }
+      let stack: KernelStack
+      if id < 0 || id > Int64(UInt32.max) {
+        stack = KernelStack(frames: [], unavailable: Self.reason(errorNumber: -id))
+      } else if let addresses = lookup(UInt32(id)) {
+        stack = KernelStack(frames: Self.frames(addresses, symbols: symbols))
+      } else {
+        stack = KernelStack(frames: [], unavailable: "stack \(id) is not in the stack map")
+      }
+      if let reason = stack.unavailable {
+        state.unavailable[reason, default: 0] += 1
+      } else {
+        // Errors are counted per event, so they are not kept.
+        state.stacks[id] = stack
+      }
+      return stack
     }
-    if let reason = stack.unavailable {
-      unavailableCounts[reason, default: 0] += 1
-    } else {
-      // Errors are counted per event, so they are not kept.
-      stacks[id] = stack
-    }
-    return stack
   }
 
   /// How many events had no stack, by reason, for the note at exit.
   public var unavailable: [(reason: String, count: UInt64)] {
-    lock.lock()
-    defer { lock.unlock() }
-    return unavailableCounts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    state.withLock { state in state.unavailable.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
   }
 
   /// The frames of a recorded stack, symbolized, without the machinery that recorded it:
