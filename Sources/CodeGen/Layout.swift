@@ -71,6 +71,7 @@ struct AuxiliaryMaps {
 /// one's comment has values of its own (`PacketCapture.probeComment`).
 struct CaptureKey: Hashable {
   var range: SourceRange
+  /// `AttachPoint.qualifiedName`.
   var probe: String?
 }
 

@@ -207,7 +207,8 @@ struct ProgramBuilder {
         try mapDelete(map, keys: keys)
       case .capture(let capture, let range):
         asm.currentRange = range
-        let key = CaptureKey(range: range, probe: capture.probeComment[attachPoint.name] == nil ? nil : attachPoint.name)
+        let own = attachPoint.qualifiedName
+        let key = CaptureKey(range: range, probe: capture.probeComment[own] == nil ? nil : own)
         try self.capture(capture, layout: auxiliary.captureLayouts[key]!)
       }
     }

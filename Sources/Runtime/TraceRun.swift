@@ -85,6 +85,9 @@ public struct TraceSummary: Sendable {
   public var packetsLostInKernel: UInt64 = 0
   public var packetsNotWritten: UInt64 = 0
   public var lostPackets: UInt64 { packetsLostInKernel + packetsNotWritten }
+  /// Bytes still waited for the capture when the time after the stop ran out: events
+  /// waited in the ring buffer for it too (a full output holds back the reading of all).
+  public var captureStalled = false
   /// Events whose `kstack` the kernel could not record, by reason.
   public var stacksUnavailable: [(reason: String, count: UInt64)] = []
 }
@@ -255,7 +258,8 @@ public final class TraceRun {
       waitForEventsOrOutput(until: min(graceEnd, .now + .milliseconds(50)))
     }
     // What the outputs did not take in time is lost, counted, not waited for.
-    let outputStalled = outputs.contains { $0.pendingBytes > 0 }
+    let outputStalled = eventOutputs.contains { $0.pendingBytes > 0 }
+    let captureStalled = (sink.captures?.output.pendingBytes ?? 0) > 0
     sink.discardRemaining(session)
     for each in outputs { each.abandon() }
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
@@ -280,6 +284,7 @@ public final class TraceRun {
       summary.packets = captures.output.writtenEvents
       summary.packetsLostInKernel = session.lostPackets
       summary.packetsNotWritten = captures.output.lostEvents + captures.discarded
+      summary.captureStalled = captureStalled
     }
     summary.stacksUnavailable = stacks?.unavailable ?? []
     session.detach()

@@ -220,7 +220,7 @@ extension ClauseContext {
       single.attachPoints = [point]
       single.commonArguments = Self.commonArguments(of: [point])
       let details = single.dropDetails(range: range).filter { commonArguments[$0.label] == nil }
-      if !details.isEmpty { probeComment[point.name] = details }
+      if !details.isEmpty { probeComment[point.qualifiedName] = details }
     }
     if stack {
       comment.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))

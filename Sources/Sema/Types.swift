@@ -433,8 +433,8 @@ public struct PacketCapture: Hashable, Sendable {
   /// the probe has them, the stack with `--stack`.
   public var comment: [PrintedValue]
   /// Values only some attach points of the clause have (kfree_skb's drop reason and location
-  /// among the other `skb:*` tracepoints), by attach point name: added after `comment` in
-  /// that attach point's program.
+  /// among the other `skb:*` tracepoints), by `AttachPoint.qualifiedName`: added after
+  /// `comment` in that attach point's program.
   public var probeComment: [String: [PrintedValue]]
   public var geometry: PacketGeometry
   public init(comment: [PrintedValue], probeComment: [String: [PrintedValue]] = [:], geometry: PacketGeometry) {
@@ -443,9 +443,9 @@ public struct PacketCapture: Hashable, Sendable {
     self.geometry = geometry
   }
 
-  /// The comment's values in the program of attach point `name`.
-  public func comment(at name: String) -> [PrintedValue] {
-    comment + (probeComment[name] ?? [])
+  /// The comment's values in the program of the attach point `qualifiedName` names.
+  public func comment(at qualifiedName: String) -> [PrintedValue] {
+    comment + (probeComment[qualifiedName] ?? [])
   }
 
   /// The capture with `transform` applied to every value.
