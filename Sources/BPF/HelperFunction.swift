@@ -17,6 +17,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
   case getCurrentCgroupID = 80
   case probeReadString = 45
   case getNetnsCookie = 122
+  case skbOutput = 111
   case probeReadUser = 112
   case probeReadKernel = 113
   case probeReadUserString = 114
@@ -48,6 +49,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
     case .getCurrentCgroupID: "get_current_cgroup_id"
     case .probeReadString: "probe_read_str"
     case .getNetnsCookie: "get_netns_cookie"
+    case .skbOutput: "skb_output"
     case .probeReadUser: "probe_read_user"
     case .probeReadKernel: "probe_read_kernel"
     case .probeReadUserString: "probe_read_user_str"

@@ -29,10 +29,14 @@ public struct CodeGenerator: Sendable {
   /// per skb argument position) instead of one program and link each.
   public var kprobeProgramsShareCode: Bool
 
+  /// Bytes of each packet a capture (`-w`) keeps at most, `--snaplen`.
+  public var snaplen: Int
+
   public init(
     types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false,
-    kprobeProgramsShareCode: Bool = false
+    kprobeProgramsShareCode: Bool = false, snaplen: Int = Snaplen.standard
   ) {
+    self.snaplen = snaplen
     self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.types = types
     self.ringBufferSize = ringBufferSize
@@ -56,6 +60,31 @@ public struct CodeGenerator: Sendable {
         layoutByRange[range] = layout
       }
     }
+    var captureLayouts: [CaptureLayout] = []
+    var captureLayoutByRange: [CaptureKey: CaptureLayout] = [:]
+    for clause in spec.clauses {
+      for (range, capture) in captureStatements(clause.actions) {
+        // One layout for the attach points with the common comment, one for each with values
+        // of its own.
+        for probe in [nil] + capture.probeComment.keys.sorted() {
+          let layout = CaptureLayout.make(
+            id: UInt32(captureLayouts.count), comment: probe.map { capture.comment(at: $0) } ?? capture.comment,
+            geometry: capture.geometry, range: range)
+          captureLayouts.append(layout)
+          captureLayoutByRange[CaptureKey(range: range, probe: probe)] = layout
+        }
+      }
+    }
+    // Maps of their own after the spec's, in this order: the perf rings packets go to, kernel
+    // stacks, and the one-entry array `elapsed` reads the start time from.
+    var nextMap = StandardMap.firstUserMap + Int32(spec.maps.count)
+    let packetMap: Int32? = captureLayouts.isEmpty ? nil : nextMap
+    if packetMap != nil { nextMap += 1 }
+    let stackMap: Int32? = spec.clauses.contains(where: Self.readsStack) ? nextMap : nil
+    if stackMap != nil { nextMap += 1 }
+    let startTimeMap = spec.clauses.contains(where: Self.readsElapsed) ? Int(nextMap) : nil
+    let auxiliary = AuxiliaryMaps(
+      packets: packetMap, stacks: stackMap, captureLayouts: captureLayoutByRange, snaplen: snaplen)
     var programs: [CompiledProgram] = []
     var probeNames: [String] = []
     // An array entry cannot be deleted: maps the spec deletes from stay hash maps.
@@ -65,11 +94,9 @@ public struct CodeGenerator: Sendable {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
     var objectLayouts: [BTFTypeID: KernelObjectLayout] = [:]
-    // `elapsed` reads the start time from a one-entry array after the spec's own maps.
-    let startTimeMap = spec.clauses.contains(where: Self.readsElapsed) ? Int(StandardMap.firstUserMap) + spec.maps.count : nil
-    // The per-CPU scratch map comes after those; each clause that needs it has an area of its
-    // own (key), as large as the largest any of its programs uses.
-    let scratchMap = StandardMap.firstUserMap + Int32(spec.maps.count) + (startTimeMap == nil ? 0 : 1)
+    // The per-CPU scratch map comes last; each clause that needs it has an area of its own
+    // (key), as large as the largest any of its programs uses.
+    let scratchMap = nextMap + (startTimeMap == nil ? 0 : 1)
     var scratchKeys: [Int: Int32] = [:]
     var scratchBytes = 0
     for (clauseIndex, clause) in spec.clauses.enumerated() {
@@ -84,7 +111,7 @@ public struct CodeGenerator: Sendable {
             attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
             tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
             skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-            directlyIndexedMaps: Set(directlyIndexed.keys), scratchKey: scratchKey, scratchMap: scratchMap,
+            directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary, scratchKey: scratchKey, scratchMap: scratchMap,
             scratchBeforeFilter: beforeFilter)
           builder.startTimeMap = startTimeMap.map(Int32.init)
           let program = try builder.build(specialized)
@@ -116,7 +143,8 @@ public struct CodeGenerator: Sendable {
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
       // Counters of rare events, one value each, updated in place through the value's
       // address (no lookup): an atomic add on a shared line costs nothing while nothing is lost.
-      MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1),
+      // Events the ring buffer had no room for, then packets that could not be written.
+      MapDescription(name: "lost", kind: .array, keySize: 4, valueSize: 16, maxEntries: 1),
       MapDescription(name: "full", kind: .array, keySize: 4, valueSize: 8 * max(1, spec.maps.count), maxEntries: 1),
       // Least recently used entries make room: a packet whose free no probe sees (freed where
       // the kernel has no tracepoint) must not keep newer packets out for good.
@@ -137,6 +165,16 @@ public struct CodeGenerator: Sendable {
           name: name, kind: MapLayout.isPerCPU(map) ? .perCPUHash : .hash,
           keySize: MapLayout.keySize(map), valueSize: MapLayout.valueSize(map), maxEntries: mapEntries))
     }
+    if packetMap != nil {
+      // One perf ring per CPU: the runtime sets the entries to the number of possible CPUs.
+      maps.append(MapDescription(name: "packets", kind: .perfEventArray, keySize: 4, valueSize: 4, maxEntries: 0))
+    }
+    if stackMap != nil {
+      maps.append(
+        MapDescription(
+          name: "stacks", kind: .stackTrace, keySize: 4, valueSize: 8 * KernelStackDepth.maximum,
+          maxEntries: mapEntries))
+    }
     if startTimeMap != nil {
       maps.append(MapDescription(name: "start_time", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1))
     }
@@ -150,8 +188,34 @@ public struct CodeGenerator: Sendable {
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
       directlyIndexedMaps: directlyIndexed, probeTypes: spec.probeTypes)
+    compiled.captureLayouts = captureLayouts
+    compiled.packetMap = packetMap
+    compiled.stackMap = stackMap
+    compiled.snaplen = snaplen
     compiled.startTimeMap = startTimeMap
     return compiled
+  }
+
+  /// Every capture a clause's actions make, with the range of the print it follows.
+  func captureStatements(_ actions: [Action]) -> [(SourceRange, PacketCapture)] {
+    actions.flatMap { action -> [(SourceRange, PacketCapture)] in
+      switch action {
+      case .capture(let capture, let range): [(range, capture)]
+      case .conditional, .loop: captureStatements(action.nestedActions)
+      default: []
+      }
+    }
+  }
+
+  /// Whether a clause reads `kstack` anywhere.
+  static func readsStack(_ clause: CheckedClause) -> Bool {
+    func reads(_ expression: TypedExpr) -> Bool {
+      expression.kind == .builtin(.kstack) || expression.operands.contains(where: reads)
+    }
+    func reads(_ action: Action) -> Bool {
+      action.expressions.contains(where: reads) || action.nestedActions.contains(where: reads)
+    }
+    return (clause.filter.map(reads) ?? false) || clause.actions.contains(where: reads)
   }
 
   /// Whether a clause reads `elapsed`.
@@ -175,7 +239,7 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .mapDelete(let map, _, _): [map]
       case .conditional, .loop: deletedMaps(action.nestedActions)
-      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .jump: []
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .jump, .capture: []
       }
     }
   }
@@ -187,7 +251,7 @@ public struct CodeGenerator: Sendable {
       case .print(let values, let range): [(range, values, nil)]
       case .printf(let format, let values, let range): [(range, values, format)]
       case .conditional, .loop: printStatements(action.nestedActions)
-      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .jump: []
+      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .jump, .capture: []
       }
     }
   }

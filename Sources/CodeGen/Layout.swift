@@ -53,6 +53,37 @@ public enum StandardMap {
   public static let firstUserMap: Int32 = 4
 }
 
+/// Frames of a kernel stack the stack map keeps (the kernel's own default for
+/// `perf_event_max_stack`); deeper stacks are cut.
+public enum KernelStackDepth {
+  public static let maximum = 127
+}
+
+/// Maps beyond the standard ones that some programs use, and what capturing needs.
+struct AuxiliaryMaps {
+  var packets: Int32?
+  var stacks: Int32?
+  var captureLayouts: [CaptureKey: CaptureLayout]
+  var snaplen: Int
+}
+
+/// Which capture record a program fills: the print it follows, and the attach point when that
+/// one's comment has values of its own (`PacketCapture.probeComment`).
+struct CaptureKey: Hashable {
+  var range: SourceRange
+  /// `AttachPoint.qualifiedName`.
+  var probe: String?
+}
+
+/// The counters of the `lost` map, one u64 each.
+public enum LossCounter {
+  /// Events the ring buffer had no room for.
+  public static let events: Int32 = 0
+  /// Packets (`-w`) that could not be written: no room in the ring buffer for their record,
+  /// or `bpf_skb_output` refused them.
+  public static let packets: Int32 = 1
+}
+
 /// A record with this layout id asks swtrace to stop: the spec called `exit()`.
 public let exitRequestLayoutID = UInt32.max
 
@@ -100,6 +131,14 @@ public struct CompiledSpec: Hashable, Sendable {
   public var directlyIndexedMaps: [Int: Int] = [:]
   /// The types of probe the spec names as written, so that nobody parses it again to ask.
   public var probeTypes: Set<ProbeType> = []
+  /// Records of packet captures (`-w`), in `CaptureLayout.id` order.
+  public var captureLayouts: [CaptureLayout] = []
+  /// The perf event array tracing programs write packets to, when the spec captures any.
+  public var packetMap: Int32?
+  /// The stack trace map `kstack` ids refer to, when the spec reads any.
+  public var stackMap: Int32?
+  /// `--snaplen`: the most bytes of a packet a capture keeps.
+  public var snaplen: Int = Snaplen.standard
   /// The index in `maps` of the one-entry array the runtime writes the trace's start time
   /// into (`CLOCK_MONOTONIC` nanoseconds, before attaching), for `elapsed`; nil when unused.
   public var startTimeMap: Int? = nil

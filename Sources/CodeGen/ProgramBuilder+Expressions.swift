@@ -129,6 +129,8 @@ extension ProgramBuilder {
         return temp
       case .comm:
         throw CodeGenError(message: "comm can only be printed", range: expression.range)
+      case .kstack:
+        return stackID()
       case .nsecs:
         return callForValue(.ktimeGetNanoseconds).0
       case .elapsed:

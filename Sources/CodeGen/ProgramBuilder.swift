@@ -52,6 +52,8 @@ struct ProgramBuilder {
   var firstUnplacedRange: SourceRange?
   /// Fields the clause reads through a helper more than once: read once, kept on the stack.
   var sharedReads: Set<KernelRead> = []
+  /// The packet and stack maps, and the capture records, for clauses that use them.
+  let auxiliary: AuxiliaryMaps
   /// The stack areas of the packet header walk, by layer, and its scratch space: allocated
   /// once per program, written again by each run of the walk (see `ProgramBuilder+Packet`).
   var packetFactAreas: [Int: Slot] = [:]
@@ -73,8 +75,10 @@ struct ProgramBuilder {
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
+    auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard),
     scratchKey: Int32? = nil, scratchMap: Int32 = 0, scratchBeforeFilter: Bool = false
   ) {
+    self.auxiliary = auxiliary
     self.scratchKey = scratchKey
     self.scratchMap = scratchMap
     self.scratchBeforeFilter = scratchBeforeFilter
@@ -186,7 +190,7 @@ struct ProgramBuilder {
     let free = asm.newLabel()
     asm.emit(.load(.double, .r1, Self.scratch, offset: 0))
     asm.jump(if: .eq, .r1, .immediate(0), to: free)
-    countLoss()
+    incrementCounter(in: StandardMap.lost, index: LossCounter.events)
     asm.jump(to: skip)
     asm.bind(free)
     asm.emit(.storeImmediate(.double, Self.scratch, offset: 0, 1))
@@ -319,6 +323,11 @@ struct ProgramBuilder {
     case .mapDelete(let map, let keys, let range):
       asm.currentRange = range
       try mapDelete(map, keys: keys)
+    case .capture(let capture, let range):
+      asm.currentRange = range
+      let own = attachPoint.qualifiedName
+      let key = CaptureKey(range: range, probe: capture.probeComment[own] == nil ? nil : own)
+      try self.capture(capture, layout: auxiliary.captureLayouts[key]!)
     case .loop(let loop):
       asm.currentRange = loop.range
       try unrolled(loop, done: done)
@@ -329,8 +338,12 @@ struct ProgramBuilder {
   }
 
   /// Reserves a record of `size` bytes in the ring buffer into r8, lets `fill` write it, and
-  /// submits it; when the ring buffer is full, counts the loss in the per-CPU `lost` map.
-  mutating func emitRecord(size: Int, fill: (inout ProgramBuilder) throws(CodeGenError) -> Void) throws(CodeGenError) {
+  /// submits it (or, with `discarding`, gives it back: the record was only a buffer); when the
+  /// ring buffer is full, counts the loss in counter `lossCounter` of the `lost` map.
+  mutating func emitRecord(
+    size: Int, lossCounter: Int32 = LossCounter.events, discarding: Bool = false,
+    fill: (inout ProgramBuilder) throws(CodeGenError) -> Void
+  ) throws(CodeGenError) {
     let reserved = asm.newLabel()
     let end = asm.newLabel()
     asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
@@ -338,14 +351,14 @@ struct ProgramBuilder {
     asm.emit(.mov(.r3, 0))
     asm.emit(.call(helper: HelperFunction.ringbufReserve.rawValue))
     asm.jump(if: .ne, .r0, .immediate(0), to: reserved)
-    countLoss()
+    incrementCounter(in: StandardMap.lost, index: lossCounter)
     asm.jump(to: end)
     asm.bind(reserved)
     asm.emit(.mov(Self.record, .r0))
     try fill(&self)
     asm.emit(.mov(.r1, Self.record))
     asm.emit(.mov(.r2, 0))
-    asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    asm.emit(.call(helper: (discarding ? HelperFunction.ringbufDiscard : .ringbufSubmit).rawValue))
     asm.bind(end)
   }
 
@@ -425,10 +438,6 @@ struct ProgramBuilder {
       builder.asm.emit(.storeImmediate(.double, Self.record, offset: Int16(EventHeader.cpuOffset), 0))
       builder.storeHeaderTail(layoutID: exitRequestLayoutID, probeID: builder.probeID)
     }
-  }
-
-  mutating func countLoss() {
-    incrementCounter(in: StandardMap.lost, index: 0)
   }
 
   /// Adds one to the `index`th counter of a one-entry array map, addressed directly.

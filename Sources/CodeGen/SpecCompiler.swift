@@ -19,13 +19,17 @@ public struct SpecCompiler: Sendable {
   public var options: DesugaringOptions
   /// See `CodeGenerator.kprobeProgramsShareCode`: on where kprobes attach with kprobe.multi.
   public var kprobeProgramsShareCode: Bool
+  /// `--snaplen` for captures (`-w`).
+  public var snaplen: Int
   /// The command line's positional parameters, `$1`, `$2`, ... (`$#` counts them).
   public var positionalParameters: [String] = []
 
   public init(
     resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
-    options: DesugaringOptions = DesugaringOptions(), kprobeProgramsShareCode: Bool = false
+    options: DesugaringOptions = DesugaringOptions(), kprobeProgramsShareCode: Bool = false,
+    snaplen: Int = Snaplen.standard
   ) {
+    self.snaplen = snaplen
     self.kprobeProgramsShareCode = kprobeProgramsShareCode
     self.resolver = resolver
     self.ringBufferSize = ringBufferSize
@@ -56,7 +60,8 @@ public struct SpecCompiler: Sendable {
     do {
       compiled = try CodeGenerator(
         types: resolver.types, ringBufferSize: ringBufferSize, mapEntries: mapEntries,
-        recordsSkbAddress: options.groupsEventsByPacket, kprobeProgramsShareCode: kprobeProgramsShareCode
+        recordsSkbAddress: options.groupsEventsByPacket, kprobeProgramsShareCode: kprobeProgramsShareCode,
+        snaplen: snaplen
       ).generate(spec)
     } catch {
       return .failed(warnings + [error.diagnostic])

@@ -4,6 +4,10 @@ import Glibc
 /// Map types swtrace creates.
 public enum MapType: Sendable, Hashable {
   case hash, array, perCPUHash, perCPUArray, ringBuffer, lruHash
+  /// One perf ring per CPU (`PerfBufferReader` opens them).
+  case perfEventArray
+  /// Kernel stacks by id, each `valueSize / 8` addresses.
+  case stackTrace
 
   var cValue: bpf_map_type {
     switch self {
@@ -13,6 +17,8 @@ public enum MapType: Sendable, Hashable {
     case .perCPUArray: BPF_MAP_TYPE_PERCPU_ARRAY
     case .ringBuffer: BPF_MAP_TYPE_RINGBUF
     case .lruHash: BPF_MAP_TYPE_LRU_HASH
+    case .perfEventArray: BPF_MAP_TYPE_PERF_EVENT_ARRAY
+    case .stackTrace: BPF_MAP_TYPE_STACK_TRACE
     }
   }
 }

@@ -13,6 +13,7 @@ public enum DecodedValue: Hashable, Sendable {
   case pointer(UInt64)
   case ipv4(UInt32)
   case ipv6([UInt8])
+  case kernelStack(KernelStack)
   /// A field that may be absent, and is: a packet without the header it belongs to.
   case absent
 }
@@ -27,6 +28,8 @@ public struct DecodedEvent: Hashable, Sendable {
   public var values: [(label: String, value: DecodedValue)]
   /// The formatted text of a `printf` event; nil for `print`.
   public var text: String? = nil
+  /// The stack `--stack` adds to a `printf` event, printed after its text.
+  public var stackAfterText: KernelStack? = nil
 
   public static func == (a: DecodedEvent, b: DecodedEvent) -> Bool {
     a.timestamp == b.timestamp && a.cpu == b.cpu && a.probe == b.probe && a.text == b.text
@@ -41,8 +44,13 @@ public struct DecodedEvent: Hashable, Sendable {
 /// Turns ring buffer records into `DecodedEvent`s using the layouts code generation made.
 public struct EventDecoder: Sendable {
   public let compiled: CompiledSpec
+  /// Where `kstack` values are read from; nil when the spec has none.
+  public let stacks: KernelStackTable?
 
-  public init(compiled: CompiledSpec) { self.compiled = compiled }
+  public init(compiled: CompiledSpec, stacks: KernelStackTable? = nil) {
+    self.compiled = compiled
+    self.stacks = stacks
+  }
 
   /// Whether a record is the spec's `exit()` asking swtrace to stop.
   public func isExitRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -64,8 +72,12 @@ public struct EventDecoder: Sendable {
       skb: Self.header(bytes, EventHeader.skbOffset, 8),
       values: layout.fields.map { ($0.label, decode($0, bytes)) })
     if let format = layout.format {
-      event.text = PrintfRenderer.render(format, fields: layout.fields, probeNames: compiled.probeNames) {
+      event.text = PrintfRenderer.render(format, fields: layout.fields, probeNames: compiled.probeNames, stacks: stacks) {
         bytes.bytes(at: $0.offset, count: $0.size)
+      }
+      // A value after the format's own arguments is the stack `--stack` added.
+      if layout.fields.count > format.conversions.count, case .kernelStack(let stack) = event.values.last?.value {
+        event.stackAfterText = stack
       }
     }
     return event
@@ -80,7 +92,7 @@ public struct EventDecoder: Sendable {
     if let presence = field.presenceOffset, bytes.bytes(at: presence, count: 1) == [0] { return .absent }
     return ValueDecoder.decode(
       type: field.type, size: field.size, probeNames: compiled.probeNames,
-      bytes: bytes.bytes(at: field.offset, count: field.size))
+      bytes: bytes.bytes(at: field.offset, count: field.size), stacks: stacks)
   }
 }
 
@@ -94,7 +106,10 @@ extension UnsafeRawBufferPointer {
 
 /// Turns the little-endian bytes of one value into a `DecodedValue`; shared by events and maps.
 public enum ValueDecoder {
-  public static func decode(type: ValueType, size: Int, probeNames: [String], bytes raw: [UInt8]) -> DecodedValue {
+  /// `stacks` resolves `kstack` values; without it they read as unavailable.
+  public static func decode(
+    type: ValueType, size: Int, probeNames: [String], bytes raw: [UInt8], stacks: KernelStackTable? = nil
+  ) -> DecodedValue {
     let number = StoredNumber(raw, width: size, as: type)
     func unsigned() -> UInt64 { number.bits }
     switch type {
@@ -135,6 +150,9 @@ public enum ValueDecoder {
         return .ipv4(UInt32(raw[0]) | UInt32(raw[1]) << 8 | UInt32(raw[2]) << 16 | UInt32(raw[3]) << 24)
       }
       return .ipv6(Array(raw.prefix(16)))
+    case .kernelStack:
+      let id = number.signedValue
+      return .kernelStack(stacks?.stack(id) ?? KernelStack(frames: [], unavailable: "stack \(id) cannot be read here"))
     case .wallTime(let format):
       return .text(WallTime.format(nanoseconds: unsigned(), format))
     case .buffer:

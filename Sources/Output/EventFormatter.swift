@@ -49,7 +49,9 @@ public struct EventFormatter: Sendable {
     switch format {
     case .text where event.text != nil:
       // printf output is the user's own line; its final newline is the line's end.
-      let text = event.text!
+      var text = event.text!
+      // The stack --stack adds comes after the text, in its own lines.
+      if let stack = event.stackAfterText { text = (text.hasSuffix("\n") ? String(text.dropLast()) : text) + stack.text }
       return text.hasSuffix("\n") ? String(text.dropLast()) : text
     case .text, .paths:
       let values = event.values.map { "\($0.label): \(text($0.value))" }.joined(separator: " ")
@@ -71,6 +73,9 @@ public struct EventFormatter: Sendable {
     case .unsigned(let v): String(v)
     case .signed(let v): String(v)
     case .bool(let v): v ? "true" : "false"
+    // An array of frames; empty when the kernel recorded none (the reason is counted and
+    // reported at exit).
+    case .kernelStack(let stack): "[" + stack.frames.map(JSON.string).joined(separator: ", ") + "]"
     // JSON escapes control characters its own way.
     case .text(let v): JSON.string(v)
     case .absent: "null"
@@ -114,6 +119,7 @@ extension DecodedValue {
     case .pointer(let v): "0x" + String(v, radix: 16)
     case .ipv4(let v): IPAddressText.formatIPv4(v)
     case .ipv6(let v): IPAddressText.formatIPv6(v)
+    case .kernelStack(let v): v.text
     case .absent: "-"
     }
   }

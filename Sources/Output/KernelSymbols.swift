@@ -12,7 +12,26 @@ public final class KernelSymbols: @unchecked Sendable {
 
   public init(path: String) { self.path = path }
 
+  /// The code a kernel address is in: its symbol, how far into it, and its module.
+  public struct Location: Hashable, Sendable {
+    public var name: String
+    public var offset: UInt64
+    /// The module's name for code in a module (`wireguard`, `bpf` for BPF programs).
+    public var module: String?
+
+    /// `symbol+0xoffset`, and ` [module]` for code in a module.
+    public var text: String {
+      let located = offset == 0 ? name : "\(name)+0x\(String(offset, radix: 16))"
+      return module.map { "\(located) [\($0)]" } ?? located
+    }
+  }
+
   public func describe(_ address: UInt64) -> String {
+    locate(address)?.text ?? "0x" + String(address, radix: 16)
+  }
+
+  /// The symbol at or below `address`, or nil when there is none (or kallsyms is hidden).
+  public func locate(_ address: UInt64) -> Location? {
     let table = loaded()
     // The last symbol at or below the address.
     var low = 0
@@ -27,11 +46,9 @@ public final class KernelSymbols: @unchecked Sendable {
         high = mid - 1
       }
     }
-    guard let index = found, address != 0 else { return "0x" + String(address, radix: 16) }
+    guard let index = found, address != 0 else { return nil }
     let symbol = table[index]
-    let offset = address - symbol.address
-    let located = offset == 0 ? symbol.name : "\(symbol.name)+0x\(String(offset, radix: 16))"
-    return symbol.module.map { "\(located) [\($0)]" } ?? located
+    return Location(name: symbol.name, offset: address - symbol.address, module: symbol.module)
   }
 
   private func loaded() -> [(address: UInt64, name: String, module: String?)] {

@@ -23,10 +23,13 @@ public enum MergedValue: Sendable, Equatable {
 public struct MapPrinter: Sendable {
   public let compiled: CompiledSpec
   public var format: OutputFormat
+  /// Where `kstack` keys are read from; nil when the spec has none.
+  public let stacks: KernelStackTable?
 
-  public init(compiled: CompiledSpec, format: OutputFormat) {
+  public init(compiled: CompiledSpec, format: OutputFormat, stacks: KernelStackTable? = nil) {
     self.compiled = compiled
     self.format = format
+    self.stacks = stacks
   }
 
   /// Entries of map `index` from raw kernel bytes, CPUs merged, histogram buckets grouped by key.
@@ -47,7 +50,8 @@ public struct MapPrinter: Sendable {
         defer { offset += key_.slotSize }
         if key_.optional, u64(key, offset + size) == 0 { return .absent }
         return ValueDecoder.decode(
-          type: key_.type, size: size, probeNames: compiled.probeNames, bytes: Array(key[offset..<offset + size]))
+          type: key_.type, size: size, probeNames: compiled.probeNames, bytes: Array(key[offset..<offset + size]),
+          stacks: stacks)
       }
     }
     let signed = map.valueType.isSigned

@@ -190,12 +190,14 @@ public final class PathCollector {
   private func render(_ path: Path, _ ending: Ending) -> String {
     let start = path.hops.first?.timestamp ?? 0
     let text = EventFormatter(format: json ? .json : .text)
+    // Each hop's time since the previous one: where the packet spent its time.
+    let previous = [start] + path.hops.dropLast().map(\.timestamp)
     if json {
-      let hops = path.hops.map { hop -> String in
+      let hops = zip(path.hops, previous).map { hop, before -> String in
         let values = hop.values.map { "\(JSON.string($0.label)): \(text.json($0.value))" }.joined(separator: ", ")
         // A printf hop carries its formatted text, as a printf event of -f json does.
         let printed = hop.text.map { ", \"text\": \(JSON.string($0))" } ?? ""
-        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"cpu\": \(hop.cpu)\(printed), \"values\": {\(values)}}"
+        return "{\"probe\": \(JSON.string(hop.probe)), \"dt_ns\": \(hop.timestamp &- start), \"dt_prev_ns\": \(Self.delta(hop.timestamp, since: before)), \"cpu\": \(hop.cpu)\(printed), \"values\": {\(values)}}"
       }
       let cut = ending == .cut ? ", \"cut\": true" : ending == .reused ? ", \"reused\": true" : ""
       return "{\"skb\": \"0x\(String(path.skb, radix: 16))\", \"ts\": \(start), \"complete\": \(ending == .freed)\(cut), \"hops\": [\(hops.joined(separator: ", "))]}"
@@ -208,9 +210,10 @@ public final class PathCollector {
       case .reused: ", freed where no probe looks: its address was reused by the next packet"
       }
     var out = "packet skb 0x\(String(path.skb, radix: 16)) at \(start) (\(path.hops.count) hop\(path.hops.count == 1 ? "" : "s")\(note)):"
-    for hop in path.hops {
+    for (hop, before) in zip(path.hops, previous) {
       let delta = Double(hop.timestamp &- start) / 1000
-      out += "\n  +\(formatMicroseconds(delta))us cpu \(hop.cpu) \(hop.probe)"
+      let step = Double(Self.delta(hop.timestamp, since: before)) / 1000
+      out += "\n  +\(formatMicroseconds(delta))us (+\(formatMicroseconds(step))us) cpu \(hop.cpu) \(hop.probe)"
       if let printed = hop.text {
         // A printf hop is its formatted text, as in -f text, on the hop's line.
         var line = printed
@@ -221,6 +224,13 @@ public final class PathCollector {
       }
     }
     return out
+  }
+
+  /// Nanoseconds from `before` to `timestamp`. Events of one packet on different CPUs can
+  /// arrive slightly out of order (each CPU's clock reading is taken before its record is
+  /// reserved): a hop read before its predecessor counts as 0, never as a huge number.
+  static func delta(_ timestamp: UInt64, since before: UInt64) -> UInt64 {
+    timestamp >= before ? timestamp - before : 0
   }
 
   private func formatMicroseconds(_ value: Double) -> String {

@@ -6,7 +6,8 @@ public import Sema
 /// the number conversions print the value's bits at its own width.
 public enum PrintfRenderer {
   public static func render(
-    _ format: FormatString, fields: [EventField], probeNames: [String], bytes: (EventField) -> [UInt8]
+    _ format: FormatString, fields: [EventField], probeNames: [String], stacks: KernelStackTable? = nil,
+    bytes: (EventField) -> [UInt8]
   ) -> String {
     func presenceByte(_ field: EventField) -> EventField? {
       guard let presence = field.presenceOffset else { return nil }
@@ -23,7 +24,7 @@ public enum PrintfRenderer {
           // An absent field prints as `-` whatever the conversion, padded to its width.
           return pad("-", conversion)
         }
-        return render(conversion, type: field.type, size: field.size, raw: bytes(field), probeNames: probeNames)
+        return render(conversion, type: field.type, size: field.size, raw: bytes(field), probeNames: probeNames, stacks: stacks)
     }
   }
 
@@ -50,7 +51,8 @@ public enum PrintfRenderer {
   }
 
   static func render(
-    _ conversion: FormatString.Conversion, type: ValueType, size: Int, raw: [UInt8], probeNames: [String]
+    _ conversion: FormatString.Conversion, type: ValueType, size: Int, raw: [UInt8], probeNames: [String],
+    stacks: KernelStackTable? = nil
   ) -> String {
     // Its own width and its type's signedness: an enum prints as the enum's type says.
     let stored = StoredNumber(raw, width: size, as: type)
@@ -90,7 +92,7 @@ public enum PrintfRenderer {
       if let precision = conversion.precision { text = String(text.prefix(precision)) }
       return pad(text, conversion)
     case .string:
-      var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw).text
+      var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw, stacks: stacks).text
       if let precision = conversion.precision { text = String(text.prefix(precision)) }
       return pad(text, conversion)
     }

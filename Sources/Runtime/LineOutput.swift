@@ -68,10 +68,11 @@ extension LineOutput {
   public func abandon() {}
 }
 
-/// Buffered output to a file descriptor: standard output or error, or the file of `-o FILE`.
-/// Every write is checked: a reader that went away (EPIPE) ends the run cleanly, any other
-/// failure (a full disk, an I/O error, a closed descriptor) ends it with `failure`, a
-/// sentence naming the destination, so output is never lost silently.
+/// Buffered output to a file descriptor: standard output or error, or the file of `-o FILE`
+/// (lines) or `-w FILE` (the bytes of a pcapng capture). Every write is checked: a reader
+/// that went away (EPIPE) ends the run cleanly, any other failure (a full disk, an I/O error,
+/// a closed descriptor) ends it with `failure`, a sentence naming the destination, so output
+/// is never lost silently.
 ///
 /// Writing never blocks the caller on a reader that stalls: for a pipe, FIFO or terminal the
 /// bytes go through a private non-blocking open file description of the same object (the
@@ -160,16 +161,24 @@ public final class DescriptorOutput: LineOutput {
 
   /// Creates (or truncates) `path` for writing, as bpftrace's `-o FILE` does. The file is
   /// closed on exec, so the `-c` command does not inherit it. A FIFO is opened without
-  /// waiting for a reader: with none, opening fails (ENXIO) rather than hanging.
-  public static func create(path: String, capacity: Int = 4 << 20) -> Result<DescriptorOutput, OutputFileError> {
+  /// waiting for a reader: with none, opening fails (ENXIO) rather than hanging. `contents`
+  /// and `option` name it in messages: the trace output of `-o`, the packet capture of `-w`.
+  public static func create(
+    path: String, capacity: Int = 4 << 20, contents: String = "the trace output", option: String = "-o"
+  ) -> Result<DescriptorOutput, OutputFileError> {
     let descriptor = path.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0o644) }
-    guard descriptor >= 0 else { return .failure(OutputFileError(path: path, code: errno)) }
+    guard descriptor >= 0 else {
+      return .failure(OutputFileError(path: path, code: errno, contents: contents, option: option))
+    }
     // Non-blocking only to open: writes to a FIFO go through a private description anyway.
     let flags = fcntl(descriptor, F_GETFL)
     if flags >= 0 { _ = fcntl(descriptor, F_SETFL, flags & ~O_NONBLOCK) }
     return .success(
-      DescriptorOutput(descriptor: descriptor, name: "'\(path)'", owns: true, capacity: capacity, contents: "the trace output"))
+      DescriptorOutput(descriptor: descriptor, name: "'\(path)'", owns: true, capacity: capacity, contents: contents))
   }
+
+  /// Whether this is standard output, which then carries nothing else.
+  public var isStandardOutput: Bool { descriptor == 1 }
 
   /// How to write to `descriptor` without waiting on its reader.
   private static func mode(for descriptor: Int32, readerGone: inout Bool) -> WriteMode {
@@ -379,13 +388,16 @@ public final class DescriptorOutput: LineOutput {
   }
 }
 
-/// `-o FILE` could not be opened.
+/// `-o FILE` or `-w FILE` could not be opened.
 public struct OutputFileError: Error, Sendable, CustomStringConvertible {
   public var path: String
   public var code: Int32
+  /// What the file was for, and the option that named it: "the trace output" and "-o".
+  public var contents: String = "the trace output"
+  public var option: String = "-o"
   public var description: String {
     let reason = code == ENXIO ? "it is a FIFO that no program reads" : String(cString: strerror(code))
-    return "cannot open '\(path)' for the trace output (-o): \(reason)"
+    return "cannot open '\(path)' for \(contents) (\(option)): \(reason)"
   }
 }
 

@@ -34,6 +34,10 @@ public enum MapMemory {
         case .array: entries * value
         case .perCPUArray: entries * value * cpus
         case .ringBuffer: entries
+        // A descriptor slot per CPU; the perf rings themselves are pages swtrace maps later.
+        case .perfEventArray: entries * 8
+        // A bucket pointer and a bucket (free-list node, hash, frame count, frames) per entry.
+        case .stackTrace: entries * (8 + 24 + value)
         }
       return total + bytes
     }

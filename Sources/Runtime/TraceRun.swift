@@ -77,6 +77,19 @@ public struct TraceSummary: Sendable {
   public var commandEnding: CommandEnding?
   /// The signal that stopped the run, if one did.
   public var stoppedBy: Int32?
+  /// `-w`: the packets written in full to the capture, those the kernel could not hand over
+  /// (no room in a perf ring or the ring buffer, or refused by `bpf_skb_output`), and those
+  /// read but not written (the capture failed, or did not take them within a second of the
+  /// stop).
+  public var packets: UInt64 = 0
+  public var packetsLostInKernel: UInt64 = 0
+  public var packetsNotWritten: UInt64 = 0
+  public var lostPackets: UInt64 { packetsLostInKernel + packetsNotWritten }
+  /// Bytes still waited for the capture when the time after the stop ran out: events
+  /// waited in the ring buffer for it too (a full output holds back the reading of all).
+  public var captureStalled = false
+  /// Events whose `kstack` the kernel could not record, by reason.
+  public var stacksUnavailable: [(reason: String, count: UInt64)] = []
 }
 
 /// Another output a run writes events to besides its lines (a capture file, say): it sees
@@ -128,22 +141,39 @@ public final class TraceRun {
   public let options: TraceOptions
   private let sink: EventSink
   private let maps: MapPrinter
+  /// Resolves `kstack` values, when the spec has any.
+  private let stacks: KernelStackTable?
 
-  /// The main output, then those of `writers`.
-  private var outputs: [LineOutput] { [sink.output] + sink.writers.map(\.output) }
+  /// The main output, then those of `writers`: what events are written to.
+  private var eventOutputs: [LineOutput] { [sink.output] + sink.writers.map(\.output) }
+  /// Every output the loop drives: the event outputs, then `-w`'s capture.
+  private var outputs: [LineOutput] { eventOutputs + (sink.captures.map { [$0.output] } ?? []) }
 
-  public init(compiled: CompiledSpec, options: TraceOptions, output: LineOutput, writers: [EventWriter] = []) {
+  /// `capture`: where `-w` writes the packets, when the spec captures any.
+  public init(
+    compiled: CompiledSpec, options: TraceOptions, output: LineOutput, writers: [EventWriter] = [],
+    capture: PacketCaptureOptions? = nil
+  ) {
     self.compiled = compiled
-    self.session = TraceSession(compiled: compiled)
+    let session = TraceSession(compiled: compiled)
+    self.session = session
     self.options = options
-    let formatter = EventFormatter(
-      format: options.format, host: options.host, wallClockOffset: EventFormatter.currentWallClockOffset())
+    let stacks = compiled.stackMap.map { _ in KernelStackTable { session.kernelStack($0) } }
+    self.stacks = stacks
+    let wallClockOffset = EventFormatter.currentWallClockOffset()
+    let formatter = EventFormatter(format: options.format, host: options.host, wallClockOffset: wallClockOffset)
+    let captures = capture.flatMap { capture in
+      compiled.packetMap.map { _ in
+        CaptureSink(compiled: compiled, stacks: stacks, options: capture, wallClockOffset: wallClockOffset)
+      }
+    }
     // Tracepoints are passed once per device and namespace by a packet, kernel functions not.
     let passedOnce = Set(compiled.programs.filter { $0.attachPoint.backend == .tracepoint }.map(\.attachPoint.name))
     self.sink = EventSink(
-      decoder: EventDecoder(compiled: compiled), formatter: formatter, output: output,
-      printsEvents: options.printsEvents, pathLimits: options.pathLimits, passedOnce: passedOnce, writers: writers)
-    self.maps = MapPrinter(compiled: compiled, format: options.format)
+      decoder: EventDecoder(compiled: compiled, stacks: stacks), formatter: formatter, output: output,
+      printsEvents: options.printsEvents, pathLimits: options.pathLimits, passedOnce: passedOnce, writers: writers,
+      captures: captures)
+    self.maps = MapPrinter(compiled: compiled, format: options.format, stacks: stacks)
   }
 
   deinit { session.detach() }
@@ -170,10 +200,12 @@ public final class TraceRun {
     try session.attach(progress: progress)
   }
 
-  /// Starts handing ring buffer records to the decoder.
+  /// Starts handing ring buffer records to the decoder, and perf samples (`-w`'s packets)
+  /// to the capture.
   public func startReading() throws(RuntimeError) {
     let sink = self.sink
-    try session.startReading { bytes in sink.handle(bytes) }
+    let captures = sink.captures
+    try session.startReading({ bytes in sink.handle(bytes) }, packets: captures.map { captures in { captures.handle($0) } })
   }
 
   /// Runs BEGIN, then events and interval clauses until something says stop, then detaches
@@ -236,7 +268,8 @@ public final class TraceRun {
       waitForEventsOrOutput(until: min(graceEnd, .now + .milliseconds(50)))
     }
     // What the outputs did not take in time is lost, counted, not waited for.
-    let outputStalled = outputs.contains { $0.pendingBytes > 0 }
+    let outputStalled = eventOutputs.contains { $0.pendingBytes > 0 }
+    let captureStalled = (sink.captures?.output.pendingBytes ?? 0) > 0
     sink.discardRemaining(session)
     for each in outputs { each.abandon() }
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
@@ -252,16 +285,23 @@ public final class TraceRun {
     }
     let finalWritten = output.drain(until: stopped + options.finalLimit, stall: options.finalStall)
     if !finalWritten { output.abandon() }
-    for writer in sink.writers {
-      if !writer.output.drain(until: stopped + options.finalLimit, stall: options.finalStall) { writer.output.abandon() }
+    for other in outputs.dropFirst() {
+      if !other.drain(until: stopped + options.finalLimit, stall: options.finalStall) { other.abandon() }
     }
     let fullMaps = zip(compiled.userMaps, session.fullMapCounts()).filter { $0.1 > 0 }.map { (map: $0.0, dropped: $0.1) }
     var summary = TraceSummary(
       samples: options.printsEvents ? output.writtenEvents : sink.read,
-      lostInKernel: session.lostEvents, notWritten: outputs.reduce(sink.discarded) { $0 + $1.lostEvents },
+      lostInKernel: session.lostEvents, notWritten: eventOutputs.reduce(sink.discarded) { $0 + $1.lostEvents },
       finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed, outputStalled: outputStalled,
       pathEvictions: sink.paths?.evictions ?? PathEvictions(), fullMaps: fullMaps,
       stoppedBy: StopSignals.first)
+    if let captures = sink.captures {
+      summary.packets = captures.output.writtenEvents
+      summary.packetsLostInKernel = session.lostPackets
+      summary.packetsNotWritten = captures.output.lostEvents + captures.discarded
+      summary.captureStalled = captureStalled
+    }
+    summary.stacksUnavailable = stacks?.unavailable ?? []
     session.detach()
     if let child {
       let ranToEnd = !child.isRunning
@@ -277,8 +317,10 @@ public final class TraceRun {
   /// output can take bytes (while some wait), a signal arrives, or `until`.
   private func waitForEventsOrOutput(until: ContinuousClock.Instant) {
     var descriptors: [pollfd] = []
-    if !outputs.contains(where: \.isFull), let events = session.eventsDescriptor {
-      descriptors.append(pollfd(fd: events, events: Int16(POLLIN), revents: 0))
+    if !outputs.contains(where: \.isFull) {
+      for ready in [session.eventsDescriptor, session.packetsDescriptor].compactMap({ $0 }) {
+        descriptors.append(pollfd(fd: ready, events: Int16(POLLIN), revents: 0))
+      }
     }
     for waiting in outputs.compactMap(\.waitingDescriptor) {
       descriptors.append(pollfd(fd: waiting, events: Int16(POLLOUT), revents: 0))
@@ -334,12 +376,15 @@ final class EventSink {
   let paths: PathCollector?
   let printsEvents: Bool
   let writers: [EventWriter]
+  /// Where captures (`-w`) go; kprobes send theirs through the ring buffer with the events.
+  let captures: CaptureSink?
 
   init(
     decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool, pathLimits: PathLimits,
-    passedOnce: Set<String>, writers: [EventWriter]
+    passedOnce: Set<String>, writers: [EventWriter], captures: CaptureSink? = nil
   ) {
     self.writers = writers
+    self.captures = captures
     self.decoder = decoder
     self.formatter = formatter
     self.output = output
@@ -355,6 +400,11 @@ final class EventSink {
       exitRequested = true
       return true
     }
+    if CaptureDecoder.isCapture(bytes) {
+      guard let captures else { return true }
+      captures.handle(bytes)
+      return !captures.output.isFull && !captures.output.isClosed
+    }
     if discarding {
       if bytes.count >= EventHeader.size { discarded += 1 }
       return true
@@ -363,26 +413,35 @@ final class EventSink {
     // reading at once: decoding and formatting the rest of a flooded ring buffer (some
     // 100,000 records) for nobody kept swtrace running for seconds after `| head -1` left,
     // twenty under AddressSanitizer. The run loop stops on the closed output next.
-    if output.isClosed || writers.contains(where: { $0.output.isClosed }) {
+    if output.isClosed || writers.contains(where: { $0.output.isClosed }) || captures?.output.isClosed == true {
       if bytes.count >= EventHeader.size { discarded += 1 }
       return false
     }
     guard let event = decoder.decode(bytes) else { return true }
     read += 1
     for writer in writers { writer.write(event) }
-    guard printsEvents else { return writers.allSatisfy { !$0.output.isFull } }
+    guard printsEvents else { return !othersFull }
     if let paths {
       for finished in paths.add(event) { output.writeLine(finished.text, events: finished.events) }
     } else {
       output.writeLine(formatter.line(event), events: 1)
     }
-    return !output.isFull && writers.allSatisfy { !$0.output.isFull }
+    return !output.isFull && !othersFull
+  }
+
+  /// A writer's output or the capture's has no room for more.
+  private var othersFull: Bool {
+    writers.contains { $0.output.isFull } || captures?.output.isFull == true
   }
 
   /// Counts the events still in the ring buffer as not written.
   func discardRemaining(_ session: TraceSession) {
     discarding = true
-    defer { discarding = false }
+    captures?.discarding = true
+    defer {
+      discarding = false
+      captures?.discarding = false
+    }
     while session.consume() > 0 {}
   }
 }

@@ -107,6 +107,8 @@ public final class TraceSession: @unchecked Sendable {
   private var programs: [LoadedProgram] = []
   private var links: [LinkHandle] = []
   private var reader: RingBufferReader?
+  /// The perf rings packet captures arrive in, when the spec captures (`-w`).
+  private var packetReader: PerfBufferReader?
 
   public init(compiled: CompiledSpec) {
     self.compiled = compiled
@@ -129,11 +131,15 @@ public final class TraceSession: @unchecked Sendable {
   public func load(skippingRefusedFunctions: Bool = true) throws(RuntimeError) {
     SystemInfo.silenceLibBPF()
     for description in compiled.maps {
+      // A perf event array has a ring per CPU: as many entries as CPUs that can exist.
+      let entries =
+        description.kind == .perfEventArray && description.maxEntries == 0
+        ? SystemInfo.possibleCPUCount() : description.maxEntries
       do {
         maps.append(
           try MapHandle(
             type: Self.mapType(description.kind), name: description.name, keySize: description.keySize,
-            valueSize: description.valueSize, maxEntries: description.maxEntries))
+            valueSize: description.valueSize, maxEntries: entries))
       } catch {
         if ResourceShortage(code: error.code) != nil || error.isPermissionDenied {
           throw RuntimeError.systemFailure(error, doing: "create the BPF map '\(description.name)'")
@@ -285,30 +291,74 @@ public final class TraceSession: @unchecked Sendable {
   }
 
   /// Starts reading events; `handler` sees each record's bytes during the call only, and
-  /// returns false to stop the current `consume` early.
-  public func startReading(_ handler: @escaping (UnsafeRawBufferPointer) -> Bool) throws(RuntimeError) {
+  /// returns false to stop the current `consume` early. With packet captures, `packets` sees
+  /// each perf sample's bytes the same way (captures from kprobes come through `handler`, in
+  /// the ring buffer).
+  public func startReading(
+    _ handler: @escaping (UnsafeRawBufferPointer) -> Bool,
+    packets: ((UnsafeRawBufferPointer) -> Void)? = nil
+  ) throws(RuntimeError) {
     do {
       reader = try RingBufferReader(map: maps[Int(StandardMap.events)], handler: handler)
+      if let packetMap = compiled.packetMap, let packets {
+        packetReader = try PerfBufferReader(
+          map: maps[Int(packetMap)], pagesPerCPU: Self.perfPages(snaplen: compiled.snaplen), handler: packets)
+      }
     } catch {
       throw RuntimeError.systemFailure(error, doing: "read the event ring buffer")
     }
   }
 
-  /// Handles the events waiting now, at most `maxRecords`, without waiting; returns how many.
+  /// Pages of each CPU's perf ring: room for some 32 packets of the snap length, at least
+  /// 256 KiB and at most 2 MiB (a power of two, as perf requires).
+  static func perfPages(snaplen: Int) -> Int {
+    let wanted = max(1, (snaplen + CaptureLayout.prefixCapacity + 512) * 32 / 4096)
+    var pages = 64
+    while pages < wanted && pages < 512 { pages *= 2 }
+    return pages
+  }
+
+  /// Handles the events waiting now, at most `maxRecords` of the ring buffer, and the packets
+  /// waiting in the perf rings (`-w`), without waiting; returns how many records.
   @discardableResult
   public func consume(maxRecords: Int = 16384) -> Int {
-    reader?.consume(maxRecords: maxRecords) ?? 0
+    let events = reader?.consume(maxRecords: maxRecords) ?? 0
+    return events + (packetReader?.consume() ?? 0)
   }
 
   /// Readable (poll(2)) while events wait in the ring buffer; nil before `startReading`.
   public var eventsDescriptor: Int32? { reader?.readyDescriptor }
+
+  /// Readable while packets wait in the perf rings; nil without captures through them.
+  public var packetsDescriptor: Int32? { packetReader?.readyDescriptor }
+
+  /// Packets (`-w`) that could not be written: no room in the ring buffer or a perf ring, or
+  /// refused by `bpf_skb_output`.
+  public var lostPackets: UInt64 {
+    var lost = packetReader?.lostSamples ?? 0
+    if maps.count > Int(StandardMap.lost), let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0]),
+      value.count >= 16
+    {
+      lost &+= StoredNumber(value, at: 8 * Int(LossCounter.packets), width: 8).bits
+    }
+    return lost
+  }
+
+  /// The addresses of kernel stack `id` (a `kstack` value), innermost first; nil when the
+  /// stack map does not have it.
+  public func kernelStack(_ id: UInt32) -> [UInt64]? {
+    guard let stackMap = compiled.stackMap, Int(stackMap) < maps.count,
+      let value = maps[Int(stackMap)].lookup(withUnsafeBytes(of: id.littleEndian, Array.init))
+    else { return nil }
+    return stride(from: 0, to: value.count - 7, by: 8).map { StoredNumber(value, at: $0, width: 8).bits }
+  }
 
   /// Events the kernel could not write because the ring buffer was full.
   public var lostEvents: UInt64 {
     guard maps.count > Int(StandardMap.lost),
       let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0])
     else { return 0 }
-    return Self.sumPerCPU(value)
+    return StoredNumber(value, at: 8 * Int(LossCounter.events), width: 8).bits
   }
 
   /// Every entry of the spec's map `index` (in `CompiledSpec.userMaps` order): raw key bytes,
@@ -424,6 +474,7 @@ public final class TraceSession: @unchecked Sendable {
     for link in links { link.detach() }
     links.removeAll()
     reader = nil
+    packetReader = nil
     for loaded in programs { loaded.handle.close() }
     programs.removeAll()
     for map in maps { map.close() }
@@ -451,6 +502,8 @@ public final class TraceSession: @unchecked Sendable {
     case .perCPUArray: .perCPUArray
     case .ringBuffer: .ringBuffer
     case .lruHash: .lruHash
+    case .perfEventArray: .perfEventArray
+    case .stackTrace: .stackTrace
     }
   }
 

@@ -106,10 +106,12 @@ public struct TracingEnvironment: Sendable {
 
   /// The compiler for this kernel: programs share code through attach cookies where kprobes
   /// attach in bulk.
-  public func compiler(mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions()) -> SpecCompiler {
+  public func compiler(
+    mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(), snaplen: Int = Snaplen.standard
+  ) -> SpecCompiler {
     SpecCompiler(
       resolver: resolver, mapEntries: mapEntries, options: options,
-      kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk)
+      kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk, snaplen: snaplen)
   }
 
   /// The sentence saying that `skb:` probes use tracepoints only, when the running kernel has

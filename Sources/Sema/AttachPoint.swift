@@ -65,6 +65,10 @@ public struct AttachPoint: Hashable, Sendable {
   public func argumentIndex(_ name: String) -> Int? {
     arguments.firstIndex { $0.name == name }
   }
+
+  /// Names the attach point among those of one clause: a tracepoint and a kernel function
+  /// can share a name (`consume_skb` in `skb:*` on function backends), not a backend too.
+  public var qualifiedName: String { "\(backend.rawValue):\(name)" }
 }
 
 /// A clause after checking: where it attaches, when it acts, and what it does.

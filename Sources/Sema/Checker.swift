@@ -200,12 +200,7 @@ struct ClauseContext {
     }
     guard !attachPoints.isEmpty else { return nil }
     hasSkb = attachPoints.allSatisfy { $0.skbArgument != nil }
-    var common: [String: BTFTypeID]? = nil
-    for point in attachPoints {
-      let mine = Dictionary(point.arguments.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
-      common = common.map { $0.filter { mine[$0.key] == $0.value } } ?? mine
-    }
-    commonArguments = common ?? [:]
+    commonArguments = Self.commonArguments(of: attachPoints)
     guard chooseRecordOrArguments(clause) else { return nil }
 
     var filter: TypedExpr?
@@ -227,6 +222,16 @@ struct ClauseContext {
     }
     return CheckedClause(
       attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range, variables: variables)
+  }
+
+  /// Arguments every attach point has, with the same type.
+  static func commonArguments(of attachPoints: [AttachPoint]) -> [String: BTFTypeID] {
+    var common: [String: BTFTypeID]? = nil
+    for point in attachPoints {
+      let mine = Dictionary(point.arguments.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+      common = common.map { $0.filter { mine[$0.key] == $0.value } } ?? mine
+    }
+    return common ?? [:]
   }
 
   // MARK: Statements
@@ -452,6 +457,15 @@ struct ClauseContext {
       return binary(op, lhs, rhs, range: range).map(Reference.value)
     case .map(let access):
       return mapRead(access, range: range).map(Reference.value)
+    case .call("kstack", let arguments):
+      guard arguments.isEmpty else {
+        diagnostics.append(
+          Diagnostic(
+            "kstack-arguments", "kstack takes no arguments in swtrace: it is always the whole kernel stack, as deep as the kernel records it",
+            at: range, notes: [.init(.help, "write kstack")]))
+        return nil
+      }
+      return .value(TypedExpr(.builtin(.kstack), type: .kernelStack, range: range))
     case .call("has", let arguments):
       return has(arguments, range: range).map(Reference.value)
     case .conditional(let conditionExpression, let valueExpression, let otherwiseExpression):
@@ -516,7 +530,7 @@ struct ClauseContext {
         return nil
       }
       var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
-      if let best = closestName(to: name, among: ["ksym", "has"] + Self.valueFunctions) {
+      if let best = closestName(to: name, among: ["ksym", "has", "kstack"] + Self.valueFunctions) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
       }
       diagnostics.append(diagnostic)

@@ -13,7 +13,10 @@ public import SwtraceSyntax
 ///   the free of every packet a print reported, on those free points, printed as the last hop
 ///   of its path whatever the filters say (`CheckedSpec.followsPacketFrees`);
 /// - with `-p PID`, `pid == PID &&` in front of every kernel clause's filter, as bpftrace does
-///   for probes that are not bound to a process.
+///   for probes that are not bound to a process;
+/// - with `--stack`, `kstack` in every print and printf that does not print it already;
+/// - with `-w`, a capture of the packet after every print and printf of an skb clause, with
+///   the values its comment shows and the skb fields that locate its bytes.
 ///
 /// Each is built the way a written construct is: the free probes are resolved by the same
 /// `ProbeResolver` (so `--dump-bpf` and the attach report show them like any other), the
@@ -37,14 +40,21 @@ public struct Desugaring: Sendable {
     desugared.clauses = spec.clauses.map { clause in
       var clause = clause
       let hasSkb = !clause.attachPoints.isEmpty && clause.attachPoints.allSatisfy { $0.skbArgument != nil }
+      var context = ClauseContext(checker: Checker(resolver: resolver), source: source, maps: spec.maps)
+      context.attachPoints = clause.attachPoints
+      context.hasSkb = hasSkb
+      context.commonArguments = ClauseContext.commonArguments(of: clause.attachPoints)
       if hasSkb, options.trackFilteredPackets, clause.filter != nil {
         clause.actions.insert(.track(range: clause.range), at: 0)
       }
       if hasSkb, options.groupsEventsByPacket {
-        var context = ClauseContext(checker: Checker(resolver: resolver), source: source, maps: spec.maps)
-        context.attachPoints = clause.attachPoints
-        context.hasSkb = true
         clause.actions = context.withPacketLocation(clause.actions)
+      }
+      if options.recordsStacks {
+        clause.actions = context.withStack(clause.actions)
+      }
+      if hasSkb, options.capturesPackets {
+        clause.actions = context.withCaptures(clause.actions, stack: options.recordsStacks)
       }
       if let processID = options.processID { clause.filter = Self.onlyProcess(processID, clause) }
       return clause
@@ -141,5 +151,123 @@ extension ClauseContext {
         return action
       }
     }
+  }
+}
+
+extension ClauseContext {
+  /// `actions` with `kstack` added to every print and printf that does not print it already.
+  func withStack(_ actions: [Action]) -> [Action] {
+    func printsStack(_ values: [PrintedValue]) -> Bool {
+      values.contains { $0.value.kind == .builtin(.kstack) }
+    }
+    return actions.map { action in
+      switch action {
+      case .print(var values, let range) where !printsStack(values):
+        values.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
+        return .print(values, range: range)
+      case .printf(let format, var values, let range) where !printsStack(values):
+        // After the format's own arguments: the text stays what the format says, and the
+        // stack follows it.
+        values.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
+        return .printf(format, values, range: range)
+      case .conditional(let condition, let then, let otherwise):
+        return .conditional(condition, then: withStack(then), else: withStack(otherwise))
+      case .loop(var loop):
+        loop.body = withStack(loop.body)
+        return .loop(loop)
+      default:
+        return action
+      }
+    }
+  }
+
+  /// `actions` with a capture of the packet after every print and printf, where this kernel
+  /// can locate the packet's bytes.
+  func withCaptures(_ actions: [Action], stack: Bool) -> [Action] {
+    actions.flatMap { action -> [Action] in
+      switch action {
+      case .print(_, let range), .printf(_, _, let range):
+        guard let capture = packetCapture(range: range, stack: stack) else { return [action] }
+        return [action, .capture(capture, range: range)]
+      case .conditional(let condition, let then, let otherwise):
+        return [.conditional(condition, then: withCaptures(then, stack: stack), else: withCaptures(otherwise, stack: stack))]
+      case .loop(var loop):
+        loop.body = withCaptures(loop.body, stack: stack)
+        return [.loop(loop)]
+      default:
+        return [action]
+      }
+    }
+  }
+
+  /// The comment's values and the packet's geometry, typed as if the spec had written them;
+  /// nil where the kernel's `struct sk_buff` lacks what locates the bytes.
+  func packetCapture(range: SourceRange, stack: Bool) -> PacketCapture? {
+    guard let length = quietSkbValue(["len"], range: range),
+      let pagedLength = quietSkbValue(["data_len"], range: range),
+      let macHeader = quietSkbValue(["mac_header"], range: range),
+      let networkHeader = quietSkbValue(["network_header"], range: range),
+      let head = quietSkbValue(["head"], range: range),
+      let data = quietSkbValue(["data"], range: range)
+    else { return nil }
+    var comment: [PrintedValue] = []
+    if let mark = quietSkbValue(["mark"], range: range) { comment.append(PrintedValue(label: "mark", value: mark)) }
+    for field in [DerivedField.ifname, .netns] {
+      if let value = quietDerivedValue(field, range: range) {
+        comment.append(PrintedValue(label: field.rawValue, value: value))
+      }
+    }
+    // Where the probe says why and where the packet was dropped (kfree_skb): for the whole
+    // clause when all its attach points have them, else for those that do.
+    comment += dropDetails(range: range)
+    var probeComment: [String: [PrintedValue]] = [:]
+    for point in attachPoints where Self.dropArguments.contains(where: { name in commonArguments[name] == nil && point.argumentIndex(name) != nil }) {
+      var single = self
+      single.attachPoints = [point]
+      single.commonArguments = Self.commonArguments(of: [point])
+      let details = single.dropDetails(range: range).filter { commonArguments[$0.label] == nil }
+      if !details.isEmpty { probeComment[point.qualifiedName] = details }
+    }
+    if stack {
+      comment.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))
+    }
+    let geometry = PacketGeometry(
+      length: length, pagedLength: pagedLength, macHeader: macHeader, networkHeader: networkHeader, head: head,
+      data: data, deviceType: quietSkbValue(["dev", "type"], range: range))
+    return PacketCapture(comment: comment, probeComment: probeComment, geometry: geometry)
+  }
+
+  /// The arguments that say why and where a packet was dropped (`skb:kfree_skb`).
+  static let dropArguments = ["reason", "location"]
+
+  /// The drop arguments every attach point of this context has, typed as the spec would.
+  func dropDetails(range: SourceRange) -> [PrintedValue] {
+    Self.dropArguments.compactMap { name -> PrintedValue? in
+      guard commonArguments[name] != nil else { return nil }
+      var scratch = self
+      guard case .value(let value)? = scratch.identifier(name, range: range), scratch.diagnostics.count == diagnostics.count
+      else { return nil }
+      return PrintedValue(label: name, value: value)
+    }
+  }
+
+  /// The value at a path of members from the skb (`["dev", "type"]` is `skb->dev->type`), or
+  /// nil without any diagnostic when this kernel lacks one of them.
+  func quietSkbValue(_ names: [String], range: SourceRange) -> TypedExpr? {
+    var scratch = self
+    let before = diagnostics.count
+    var current: Reference = .value(skbValue(range))
+    for name in names {
+      guard scratch.memberExists(name, in: current),
+        let next = scratch.member(name, of: current, range: range, nameRange: range)
+      else { return nil }
+      current = next
+    }
+    let value: TypedExpr?
+    switch current {
+    case .value(let typed): value = typed
+    case .place(let place): value = scratch.read(place)
+    }
+    return scratch.diagnostics.count == before ? value : nil
   }
 }

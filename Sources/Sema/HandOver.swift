@@ -110,7 +110,7 @@ extension CheckedClause {
     let after = HandOver.at(point) != nil
     func fold(_ expression: TypedExpr) -> TypedExpr { expression.replacingHandOver(after) }
     func fold(_ actions: [Action]) -> [Action] {
-      actions.map { action in
+      actions.compactMap { action -> Action? in
         switch action {
         case .print(let values, let range):
           .print(values.map { PrintedValue(label: $0.label, value: fold($0.value)) }, range: range)
@@ -129,6 +129,9 @@ extension CheckedClause {
             return Action.loop(loop)
           }()
         case .track, .exit, .jump: action
+        case .capture(let capture, let range):
+          // After the hand-over the packet may be gone: there is nothing to capture.
+          after ? nil : .capture(capture.mapValues(fold), range: range)
         }
       }
     }

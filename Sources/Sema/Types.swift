@@ -84,6 +84,9 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   case probe
   /// A kernel code address, printed as `symbol+0xoffset` (`ksym(location)`).
   case kernelSymbol
+  /// The kernel stack where the probe fired (`kstack`): an id into the stack map, printed as
+  /// the symbolized frames it stands for.
+  case kernelStack
   /// A `CLOCK_MONOTONIC` time in nanoseconds, printed as the wall-clock time it was, with
   /// `format` (`strftime`'s conversions): `strftime("%H:%M:%S", nsecs)`.
   case wallTime(format: String)
@@ -111,6 +114,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .pointer(_, let description): description
     case .probe: "probe"
     case .kernelSymbol: "kernel symbol"
+    case .kernelStack: "kernel stack"
     case .wallTime: "time"
     case .buffer(let capacity): "buffer of \(capacity) bytes"
     case .byteArray(let count): "u8[\(count)]"
@@ -127,6 +131,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .bool: IntegerRepresentation(bytes: 1, isSigned: false)
     case .flags, .pointer, .kernelSymbol, .wallTime: IntegerRepresentation(bytes: 8, isSigned: false)
     case .ipv4, .probe: IntegerRepresentation(bytes: 4, isSigned: false)
+    // bpf_get_stackid's result: an id, or a negative error number.
+    case .kernelStack: IntegerRepresentation(bytes: 8, isSigned: true)
     case .string, .ipv6, .ipAddress, .macAddress, .buffer, .byteArray, .void: nil
     }
   }
@@ -157,6 +163,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .pointer: 8
     case .probe: 4
     case .kernelSymbol: 8
+    case .kernelStack: 8
     case .wallTime: 8
     case .buffer(let capacity): capacity
     case .byteArray(let count): count
@@ -175,7 +182,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
 
 /// Values every clause can read.
 public enum Builtin: String, Hashable, Sendable, CaseIterable {
-  case probe, ts, cpu, pid, tid, comm
+  case probe, ts, cpu, pid, tid, comm, kstack
   /// bpftrace's names: `nsecs` is `ts`; `elapsed` the nanoseconds since swtrace started the
   /// trace; `func` the probed function (the attach point's name, like `probe`).
   case nsecs, elapsed, uid, gid, cgroup, ppid
@@ -189,6 +196,7 @@ public enum Builtin: String, Hashable, Sendable, CaseIterable {
     case .ts, .nsecs, .elapsed, .cgroup, .curtask: .u64
     case .cpu, .pid, .tid, .uid, .gid, .ppid: .u32
     case .comm: .string(capacity: 16)
+    case .kstack: .kernelStack
     }
   }
 }
@@ -369,6 +377,10 @@ public struct PacketFact: Hashable, Sendable {
 public struct PrintedValue: Hashable, Sendable {
   public var label: String
   public var value: TypedExpr
+  public init(label: String, value: TypedExpr) {
+    self.label = label
+    self.value = value
+  }
 }
 
 /// A `$name` of a clause: its type is fixed by the first assignment.
@@ -401,6 +413,9 @@ public indirect enum Action: Hashable, Sendable {
   /// whatever its filter says, until the kernel frees it.
   case track(range: SourceRange)
   case exit(range: SourceRange)
+  /// `-w`: the packet's bytes with what its comment says, written after the print at `range`
+  /// (added by `Desugaring`).
+  case capture(PacketCapture, range: SourceRange)
   /// A loop, unrolled: see `Loop`.
   case loop(Loop)
   /// `break`, `continue` (of the innermost loop) or `return` (from the clause).
@@ -410,6 +425,9 @@ public indirect enum Action: Hashable, Sendable {
   public var expressions: [TypedExpr] {
     switch self {
     case .print(let values, _), .printf(_, let values, _): values.map(\.value)
+    case .capture(let capture, _):
+      capture.comment.map(\.value) + capture.probeComment.keys.sorted().flatMap { capture.probeComment[$0]!.map(\.value) }
+        + capture.geometry.values
     case .assignVariable(_, let value, _): [value]
     case .conditional(let condition, _, _): [condition]
     case .mapUpdate(_, let keys, let value, _): keys + (value.map { [$0] } ?? [])
@@ -481,9 +499,89 @@ public struct DesugaringOptions: Hashable, Sendable {
   /// `-p PID`: every kernel clause runs only when `pid` (the current task's process id) is
   /// this one, as if its filter began with `pid == PID &&`.
   public var processID: UInt32? = nil
-  public init(trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false, processID: UInt32? = nil) {
+  /// `-w`: every print of an skb clause also writes the packet (`Action.capture`).
+  public var capturesPackets = false
+  /// `--stack`: every print also records the kernel stack (`kstack`).
+  public var recordsStacks = false
+  public init(
+    trackFilteredPackets: Bool = false, groupsEventsByPacket: Bool = false, processID: UInt32? = nil,
+    capturesPackets: Bool = false, recordsStacks: Bool = false
+  ) {
     self.trackFilteredPackets = trackFilteredPackets
     self.groupsEventsByPacket = groupsEventsByPacket
     self.processID = processID
+    self.capturesPackets = capturesPackets
+    self.recordsStacks = recordsStacks
+  }
+}
+
+/// What `-w` writes for one event: the values its packet comment shows, and the skb fields
+/// that locate the packet's bytes, all typed like any value the spec reads.
+public struct PacketCapture: Hashable, Sendable {
+  /// Labelled values for the comment: mark, device, namespace, drop reason and location where
+  /// the probe has them, the stack with `--stack`.
+  public var comment: [PrintedValue]
+  /// Values only some attach points of the clause have (kfree_skb's drop reason and location
+  /// among the other `skb:*` tracepoints), by `AttachPoint.qualifiedName`: added after
+  /// `comment` in that attach point's program.
+  public var probeComment: [String: [PrintedValue]]
+  public var geometry: PacketGeometry
+  public init(comment: [PrintedValue], probeComment: [String: [PrintedValue]] = [:], geometry: PacketGeometry) {
+    self.comment = comment
+    self.probeComment = probeComment
+    self.geometry = geometry
+  }
+
+  /// The comment's values in the program of the attach point `qualifiedName` names.
+  public func comment(at qualifiedName: String) -> [PrintedValue] {
+    comment + (probeComment[qualifiedName] ?? [])
+  }
+
+  /// The capture with `transform` applied to every value.
+  public func mapValues(_ transform: (TypedExpr) -> TypedExpr) -> PacketCapture {
+    func each(_ values: [PrintedValue]) -> [PrintedValue] {
+      values.map { PrintedValue(label: $0.label, value: transform($0.value)) }
+    }
+    let parts = geometry
+    return PacketCapture(
+      comment: each(comment), probeComment: probeComment.mapValues(each),
+      geometry: PacketGeometry(
+        length: transform(parts.length), pagedLength: transform(parts.pagedLength),
+        macHeader: transform(parts.macHeader), networkHeader: transform(parts.networkHeader),
+        head: transform(parts.head), data: transform(parts.data), deviceType: parts.deviceType.map(transform)))
+  }
+}
+
+/// The skb fields that say where a packet's bytes are: the capture starts at the MAC header
+/// when there is one in reach, else at the network header, else at `data`.
+public struct PacketGeometry: Hashable, Sendable {
+  /// `skb->len`: bytes from `data`, linear and paged.
+  public var length: TypedExpr
+  /// `skb->data_len`: the paged part of `length`.
+  public var pagedLength: TypedExpr
+  /// Offsets from `head` (16 bits, `0xffff` when unset for the MAC header).
+  public var macHeader: TypedExpr
+  public var networkHeader: TypedExpr
+  public var head: TypedExpr
+  public var data: TypedExpr
+  /// `skb->dev->type` (an `ARPHRD_*`), 0 without a device: it says what the MAC header is.
+  public var deviceType: TypedExpr?
+
+  public init(
+    length: TypedExpr, pagedLength: TypedExpr, macHeader: TypedExpr, networkHeader: TypedExpr, head: TypedExpr,
+    data: TypedExpr, deviceType: TypedExpr?
+  ) {
+    self.length = length
+    self.pagedLength = pagedLength
+    self.macHeader = macHeader
+    self.networkHeader = networkHeader
+    self.head = head
+    self.data = data
+    self.deviceType = deviceType
+  }
+
+  /// Every value, in the order they are stored.
+  public var values: [TypedExpr] {
+    [length, pagedLength, macHeader, networkHeader, head, data] + (deviceType.map { [$0] } ?? [])
   }
 }

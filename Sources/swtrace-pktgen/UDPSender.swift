@@ -17,11 +17,14 @@ struct UDPSender {
   var maxSeconds: Double
   var source: IPv4Address?
   var sourcePort: UInt16
+  /// UDP_SEGMENT: each send becomes one GSO datagram of segments this large, its payload in
+  /// page fragments (the kernel builds GSO datagrams paged), segmented only on the way out.
+  var segmentSize: Int?
 
   init(arguments: [String]) {
     let options = ParsedOptions(
       arguments,
-      valued: ["dst", "port", "count", "mark", "sizes", "rate", "max-seconds", "src", "src-port"])
+      valued: ["dst", "port", "count", "mark", "sizes", "rate", "max-seconds", "src", "src-port", "gso-size"])
     if let text = options.string("dst"), text.contains(":") {
       guard let address = IPv6Address(text) else { usageFailure("option --dst must be an IPv4 or IPv6 address, got '\(text)'") }
       guard address.isAllowedTarget else {
@@ -42,6 +45,7 @@ struct UDPSender {
     maxSeconds = options.number("max-seconds", in: 0.001...3600) ?? 10
     source = options.address("src", restricted: true)
     sourcePort = UInt16(options.integer("src-port", in: 0...65535) ?? 0)
+    segmentSize = options.integer("gso-size", in: 1...65_507).map(Int.init)
   }
 
   /// Fills `buffer` with the payload of datagram `sequence` (0-based): "SWTP", the
@@ -63,6 +67,10 @@ struct UDPSender {
     guard fd >= 0 else { die("socket(\(family == AF_INET ? "AF_INET" : "AF_INET6"), SOCK_DGRAM) failed: \(errnoDescription())") }
     defer { close(fd) }
     if let mark { setMark(fd, mark) }
+    if let segmentSize {
+      // SOL_UDP (17), UDP_SEGMENT (103), from linux/udp.h.
+      setSocketOption(fd, level: 17, name: 103, value: Int32(segmentSize), what: "UDP_SEGMENT")
+    }
     if destination6 != nil, source != nil || sourcePort != 0 { usageFailure("--src and --src-port are for IPv4 only") }
     if source != nil || sourcePort != 0 {
       bindSocket(fd, source ?? .any, port: sourcePort)

@@ -9,15 +9,23 @@ let usage = """
 
   commands:
     udp   --dst ADDR --port P --count N [--sizes LIST] [--mark M] [--rate PPS]
-          [--max-seconds S] [--src ADDR] [--src-port P]
+          [--max-seconds S] [--src ADDR] [--src-port P] [--gso-size BYTES]
           Sends N UDP datagrams, payload sizes cycling through LIST (default 64;
-          e.g. 100,200,300 or 100-149). --mark sets SO_MARK (needs root). Prints
+          e.g. 100,200,300 or 100-149). --mark sets SO_MARK (needs root).
+          --gso-size sets UDP_SEGMENT: a payload larger than BYTES leaves as one
+          GSO datagram, cut into BYTES-sized datagrams on the way out (at most
+          64 segments); with it every payload is held in page fragments. Prints
           'sent N'.
     icmp  --dst ADDR --count N [--id ID] [--size BYTES] [--mark M] [--interval S]
           [--timeout S] [--max-seconds S]
           Sends ICMP echo requests with sequence 1...N over a raw socket (needs
           root), waiting up to --timeout (default 1 s) for each reply. Prints
           'reply seq=N' per reply, then 'sent N received M'.
+    frame --dev IF --hex BYTES [--count N] [--mark M]
+          Writes the link-layer frame BYTES (hex digits, ':' and spaces ignored)
+          as given through a packet socket on IF, a virtual device (veth, lo,
+          dummy), N times (default 1). Frames shorter than their headers are
+          sent as they are. Prints 'sent N'.
     sink  --port P [--count N] [--max-seconds S] [--bind ADDR] [--ready-file PATH]
           [--verbose]
           Counts UDP datagrams until N arrived (0 = no limit) or S seconds passed.
@@ -47,6 +55,8 @@ case "icmp":
   exit(ICMPPinger(arguments: rest).run())
 case "sink":
   exit(UDPSink(arguments: rest).run())
+case "frame":
+  exit(FrameSender(arguments: rest).run())
 case "-h", "--help", "help":
   writeAll(1, usage)
   exit(Status.ok)

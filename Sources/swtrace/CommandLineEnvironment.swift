@@ -25,9 +25,9 @@ extension TracingEnvironment {
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
   func compileForCommandLine(
     _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(),
-    positionalParameters: [String] = []
+    snaplen: Int = Snaplen.standard, positionalParameters: [String] = []
   ) throws -> CompiledSpec {
-    var compiler = compiler(mapEntries: mapEntries, options: options)
+    var compiler = compiler(mapEntries: mapEntries, options: options, snaplen: snaplen)
     compiler.positionalParameters = positionalParameters
     switch compiler.compile(source) {
     case .failed(let diagnostics):

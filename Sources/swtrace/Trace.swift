@@ -1,4 +1,5 @@
 import ArgumentParser
+import CodeGen
 import Output
 import PrometheusExport
 import Runtime
@@ -59,7 +60,7 @@ struct Trace: ParsableCommand {
   var positionalParameters: [String] { expression != nil ? (file.map { [$0] } ?? []) + parameters : parameters }
 
   @Option(name: [.short, .long], help: ArgumentHelp(
-    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, its output goes to stderr.",
+    "Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, or with -w -, its output goes to stderr.",
     valueName: "CMD"))
   var command: String?
 
@@ -129,6 +130,41 @@ struct Trace: ParsableCommand {
   @Flag(name: .customLong("print-events"), help: "With --metrics, print events too.")
   var printEvents = false
 
+  // Packets and stacks (issue 21).
+
+  @Option(
+    name: .customShort("w"),
+    help: ArgumentHelp(
+      "Write the packet of every event of an skb clause to FILE as pcapng, for Wireshark and tshark ('-': standard output, such as | tshark -r -; the text output then goes to standard error).",
+      valueName: "FILE"))
+  var writeFile: String?
+
+  @Option(
+    name: .customLong("snaplen"),
+    help: ArgumentHelp(
+      "With -w, keep at most N bytes of each packet (default \(Snaplen.standard), at most \(Snaplen.maximum)).",
+      valueName: "N"))
+  var snaplen: Int?
+
+  @Flag(name: .customLong("stack"), help: "Add the kernel stack (kstack) to every event: in text, JSON and -w's packet comments.")
+  var stack = false
+
+  /// What `-w`, `--snaplen` and `--stack` ask of the compiler.
+  func desugaringOptions() -> DesugaringOptions {
+    DesugaringOptions(
+      trackFilteredPackets: track, groupsEventsByPacket: format.groupsByPacket, processID: processID.map(UInt32.init),
+      capturesPackets: writeFile != nil, recordsStacks: stack)
+  }
+
+  func validateCapture() throws {
+    if let snaplen {
+      if writeFile == nil { throw ValidationError("--snaplen only goes with -w") }
+      if snaplen < 1 || snaplen > Snaplen.maximum {
+        throw ValidationError("--snaplen must be between 1 and \(Snaplen.maximum)")
+      }
+    }
+  }
+
   func validate() throws {
     if let output, let format = OutputFormat(rawValue: output) {
       throw ValidationError(
@@ -153,6 +189,7 @@ struct Trace: ParsableCommand {
     if printEvents, metrics == nil { throw ValidationError("--print-events only goes with --metrics") }
     if pathsMax < 1 || pathsMax > 1_000_000 { throw ValidationError("--paths-max must be between 1 and 1000000") }
     if !(pathsMaxAge >= 0) || pathsMaxAge > 86_400 { throw ValidationError("--paths-max-age must be between 0 and 86400 seconds") }
+    try validateCapture()
   }
 
   func run() throws {
@@ -176,16 +213,17 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
-    let options = DesugaringOptions(
-      trackFilteredPackets: track, groupsEventsByPacket: format.groupsByPacket, processID: processID.map(UInt32.init))
     let compiled = try environment.compileForCommandLine(
-      source, mapEntries: mapEntries, options: options, positionalParameters: positionalParameters)
+      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
+      positionalParameters: positionalParameters)
     if dumpBPF {
       try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
       return
     }
     let destination: DescriptorOutput
-    switch output.map({ DescriptorOutput.create(path: $0) }) ?? .success(DescriptorOutput()) {
+    // With -w -, standard output carries the capture: the text goes to standard error.
+    let standard = DescriptorOutput(descriptor: writeFile == "-" ? 2 : 1)
+    switch output.map({ DescriptorOutput.create(path: $0) }) ?? .success(standard) {
     case .success(let opened): destination = opened
     case .failure(let error):
       Console.error(error.description)
@@ -205,9 +243,10 @@ struct Trace: ParsableCommand {
       options: TraceOptions(
         format: format, command: command, duration: duration, printsEvents: metrics == nil || printEvents,
         host: MetricsMode.hostLabel, processID: processID,
-        // JSON on standard output stays JSON: the command's own output goes to stderr.
-        commandOutput: format.isJSON && output == nil ? 2 : nil, pathLimits: limits),
-      verbose: verbose, metrics: metrics, output: destination
+        // JSON on standard output stays JSON, and -w -'s pcapng stays pcapng: the command's
+        // own output goes to stderr.
+        commandOutput: writeFile == "-" || (format.isJSON && output == nil) ? 2 : nil, pathLimits: limits),
+      verbose: verbose, metrics: metrics, output: destination, capturePath: writeFile
     ).run()
     if status != 0 { throw ExitCode(status) }
   }

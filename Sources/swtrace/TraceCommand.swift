@@ -17,9 +17,37 @@ struct TraceCommand {
   var metrics: MetricsEndpoint? = nil
   /// Standard output, or the file of `-o FILE`.
   var output = DescriptorOutput()
+  /// `-w`: the pcapng file to write ("-" for standard output, which moves the text output to
+  /// standard error unless `-o` names a file).
+  var capturePath: String? = nil
 
   func run() throws -> Int32 {
-    let trace = TraceRun(compiled: compiled, options: options, output: output)
+    var capture: DescriptorOutput?
+    var captureOptions: PacketCaptureOptions?
+    if let capturePath {
+      let contents = "the packet capture"
+      let opening =
+        capturePath == "-"
+        ? .success(DescriptorOutput(contents: contents))
+        : DescriptorOutput.create(path: capturePath, contents: contents, option: "-w")
+      switch opening {
+      case .success(let opened):
+        capture = opened
+        captureOptions = PacketCaptureOptions(output: opened, application: "swtrace \(Swtrace.configuration.version)")
+      case .failure(let error):
+        Console.error(error.description)
+        throw ExitStatus.systemRefused
+      }
+      // Standard output closed at start fails before tracing, as for the text output.
+      if let failure = capture?.failure {
+        Console.error(failure)
+        throw ExitStatus.systemRefused
+      }
+      if compiled.captureLayouts.isEmpty {
+        Console.note("-w captures the packet of each event an skb clause prints; this spec prints none, so the file will hold no packets")
+      }
+    }
+    let trace = TraceRun(compiled: compiled, options: options, output: output, capture: captureOptions)
     defer { trace.detach() }
     do throws(RuntimeError) {
       try trace.load()
@@ -72,6 +100,7 @@ struct TraceCommand {
       Console.note("\(map.displayName) was full: \(dropped) update\(dropped == 1 ? "" : "s") dropped (raise --map-entries)")
     }
     output.finish()
+    capture?.finish()
     // The reader of a pipe that closed it (`| head -1`) wanted nothing more: what it did not
     // read is neither written nor lost.
     let readerLeft = output.isClosed && output.failure == nil
@@ -79,12 +108,21 @@ struct TraceCommand {
     let lost = summary.lostInKernel + notWritten
     // With -q the summary is left out unless something was lost.
     if !quiet || lost > 0 { Console.writeError("Samples: \(summary.samples) Lost: \(lost)\n") }
+    let lostPackets = capture.map { reportPackets(summary, capture: $0, quiet: quiet) } ?? 0
+    for (reason, count) in summary.stacksUnavailable {
+      Console.note("\(count) event\(count == 1 ? "" : "s") without a kernel stack: \(reason)")
+    }
     if notWritten > 0, output.failure == nil {
       let grace = Self.seconds(options.stopGrace)
-      Console.note(
-        summary.outputStalled
-          ? "\(notWritten) of the lost events were not written: \(output.name) took no more within \(grace) of the stop"
-          : "\(notWritten) of the lost events were still in the ring buffer \(grace) after the stop: swtrace did not get to them")
+      let why =
+        if summary.outputStalled {
+          "were not written: \(output.name) took no more within \(grace) of the stop"
+        } else if summary.captureStalled, let capture {
+          "were still in the ring buffer \(grace) after the stop: the packet capture (\(capture.name)) took no more, and held back the reading"
+        } else {
+          "were still in the ring buffer \(grace) after the stop: swtrace did not get to them"
+        }
+      Console.note("\(notWritten) of the lost events \(why)")
     }
     if summary.finalOutputLost {
       Console.error("the final maps and END output could not all be written: \(output.name) stopped taking them")
@@ -108,7 +146,7 @@ struct TraceCommand {
       Console.error("the metrics server stopped: \(failure); tracing ended with it")
       return ExitStatus.systemRefused.rawValue
     }
-    if let failure = output.failure {
+    if let failure = output.failure ?? capture?.failure {
       Console.error(failure)
       return ExitStatus.systemRefused.rawValue
     }
@@ -116,11 +154,32 @@ struct TraceCommand {
     if commandStatus != 0 { return commandStatus }
     // Events that were to be printed and were not: the trace is incomplete. (Counted-only
     // events, with --metrics alone, lose nothing the maps hold.)
+    var missing: [String] = []
     if options.printsEvents, !readerLeft, lost > 0 || summary.finalOutputLost {
-      Console.error("\(lost) event\(lost == 1 ? " was" : "s were") lost (swtrace exits with \(ExitStatus.eventsLost))")
+      missing.append("\(lost) event\(lost == 1 ? " was" : "s were") lost")
+    }
+    // A capture missing packets is incomplete the same way.
+    if lostPackets > 0 { missing.append("\(lostPackets) packet\(lostPackets == 1 ? " was" : "s were") not captured") }
+    if !missing.isEmpty {
+      Console.error("\(missing.joined(separator: " and ")) (swtrace exits with \(ExitStatus.eventsLost))")
       return ExitStatus.eventsLost
     }
     return 0
+  }
+
+  /// Prints `Packets: N Lost: M` for `-w` (with -q, only when M is not 0) and what kept the
+  /// lost ones from the file; returns M. A reader of `-w -` that left (`| tshark -c 1`)
+  /// wanted no more: what it did not read is not lost.
+  private func reportPackets(_ summary: TraceSummary, capture: DescriptorOutput, quiet: Bool) -> UInt64 {
+    let readerLeft = capture.isClosed && capture.failure == nil
+    let notWritten = readerLeft ? 0 : summary.packetsNotWritten
+    let lost = summary.packetsLostInKernel + notWritten
+    if !quiet || lost > 0 { Console.writeError("Packets: \(summary.packets) Lost: \(lost)\n") }
+    if notWritten > 0, capture.failure == nil {
+      Console.note(
+        "\(notWritten) of the lost packets were not written to \(capture.name) within \(Self.seconds(options.stopGrace)) of the stop")
+    }
+    return lost
   }
 
   static func seconds(_ duration: Duration) -> String {

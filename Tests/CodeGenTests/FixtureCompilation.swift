@@ -25,13 +25,16 @@ func checkAgainstFixture(_ text: String, release: String = codeGenFixtureRelease
 /// rendered diagnostics as an issue and throws when the spec does not compile.
 func compileAgainstFixture(
   _ text: String, release: String = codeGenFixtureRelease, support: BackendSupport = .tracepointsOnly,
-  kprobeProgramsShareCode: Bool = false
+  kprobeProgramsShareCode: Bool = false, options: DesugaringOptions = DesugaringOptions(),
+  snaplen: Int = Snaplen.standard
 ) throws -> (CompiledSpec, SourceFile) {
   let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
   let resolver = ProbeResolver(
     types: types, support: support, tracepointCategories: try Fixtures.tracepointCategories(release))
   let file = SourceFile(name: "<spec>", text: text)
-  switch SpecCompiler(resolver: resolver, kprobeProgramsShareCode: kprobeProgramsShareCode).compile(file) {
+  let compiler = SpecCompiler(
+    resolver: resolver, options: options, kprobeProgramsShareCode: kprobeProgramsShareCode, snaplen: snaplen)
+  switch compiler.compile(file) {
   case .compiled(let compiled, _):
     return (compiled, file)
   case .failed(let diagnostics):

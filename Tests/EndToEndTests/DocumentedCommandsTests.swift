@@ -121,7 +121,7 @@ struct DocumentedCommandsTests {
       "@where[SKB_DROP_REASON_NO_SOCKET, __udp4_lib_rcv+0x4c0]: 3",
       #"{"probe": "x", "ts": 987654, "cpu": 1, "wall_ts": 1234, "host": "node-7", "values": {"len": 106}}"#,
       "packet skb 0xffff888100000000 at 5 (1 hop):",
-      "  +12.5us cpu 0 net_dev_queue (len: 106)",
+      "  +12.5us (+12.5us) cpu 0 net_dev_queue (len: 106)",
     ]
     #expect(DocumentedOutput.matches(expected: shown, actual: printed))
     // A length, a count, a name or a line more or less is a difference.

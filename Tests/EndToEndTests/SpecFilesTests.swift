@@ -2,7 +2,7 @@
 // for 2 s (-d 2) against real traffic with exit status 0.
 //
 // The traffic, between two namespaces A and B for as long as the specs run (bounded): UDP
-// marked 0xdead (mark-path.spec, wireguard-path.spec), pings (ping-path.spec), UDP to a port B's nftables drops
+// marked 0xdead (mark-path.spec, wireguard-path.spec, latency.spec), pings (ping-path.spec), UDP to a port B's nftables drops
 // (drops.spec), TCP connections to a closed port (tcp-resets.spec) and to a port whose SYNs
 // B drops (tcp-retransmits.spec), and, when python3 is there to receive it, bulk TCP that
 // veth sends as GSO packets (gso-sizes.spec).
@@ -22,7 +22,11 @@ struct SpecFilesTests {
   static let expectedOutput: [String: [String]] = [
     "mark-path.spec": ["net_dev_queue (len: "],
     "ping-path.spec": ["icmp.type: 8", "icmp.type: 0"],
-    "drops.spec": ["@drops[SKB_DROP_REASON_NETFILTER_DROP]: ", "@where[SKB_DROP_REASON_NETFILTER_DROP, "],
+    "drops.spec": [
+      "@drops[SKB_DROP_REASON_NETFILTER_DROP]: ", "@where[SKB_DROP_REASON_NETFILTER_DROP, ",
+      "@stacks[SKB_DROP_REASON_NETFILTER_DROP, \n        ",
+    ],
+    "latency.spec": ["@latency_ns:\n[", "@start"],
     "tcp-resets.spec": ["tcp_send_reset (reason: SK_RST_REASON_NO_SOCKET", "@resets[SK_RST_REASON_NO_SOCKET, 9901]: "],
     "tcp-retransmits.spec": ["tcp_retransmit_skb (len: 0)", "@retransmits: "],
     "qdisc-latency.spec": ["@ns[", "@start"],

@@ -14,10 +14,11 @@ import TestSupport
 struct VMLaneTests {
   /// The scenarios run.sh must report as passed: the function backends on loopback (a-k), and
   /// a marked datagram through a WireGuard tunnel between two namespaces (scripts/vm/wireguard.sh),
-  /// and the documentation's examples that need a function backend (docs).
+  /// the documentation's examples that need a function backend (docs), and -w's captures over
+  /// kprobes and fentry (pcap-kprobe, pcap-fentry), whose files VMLaneTests reads with tshark.
   static let requiredScenarios = [
     "a", "b", "c", "c2", "c3", "d", "d2", "e", "f", "g", "h", "i", "j", "k",
-    "wireguard-mark-lost", "wireguard-track", "wireguard-drop", "docs",
+    "wireguard-mark-lost", "wireguard-track", "wireguard-drop", "docs", "pcap-kprobe", "pcap-fentry",
   ]
 
   static let repositoryRoot = URL(fileURLWithPath: #filePath)
@@ -51,6 +52,56 @@ struct VMLaneTests {
     #expect(!result.stdout.contains("VMTEST FAIL"), "\(result)")
     #expect(result.stdout.contains("VMTEST DONE"), "\(result)")
     try compareDocumentationExamples(result.stdout)
+    try checkCaptures(result.stdout)
+  }
+
+  /// The pcapng files the guest wrote with -w (scenarios pcap-kprobe and pcap-fentry), sent
+  /// back as base64 lines, read by tshark here: a packet per event, each comment naming its
+  /// probe and the mark, and each of the three datagrams (100-byte payloads from
+  /// swtrace-pktgen, to the sink's port 9999 on loopback) whole in Ethernet frames where the
+  /// MAC header is there (loopback's receive side) and in bare IP packets where only the IP
+  /// layer has run.
+  func checkCaptures(_ console: String) throws {
+    let scratch = try ScratchDirectory("vm-pcap")
+    defer { scratch.remove() }
+    for name in ["pcap-kprobe", "pcap-fentry"] {
+      let prefix = "VMPCAP \(name) "
+      let encoded = console.split(separator: "\n").filter { $0.hasPrefix(prefix) }.map { $0.dropFirst(prefix.count) }
+        .filter { $0 != "begin" && $0 != "end" }.joined()
+      guard let bytes = Data(base64Encoded: encoded), !bytes.isEmpty else {
+        Issue.record("\(name): the VM sent no capture file back")
+        continue
+      }
+      let file = scratch.path("\(name).pcapng")
+      try bytes.write(to: URL(fileURLWithPath: file))
+      guard Tshark.missing == nil else { try skip(Tshark.missing!) }
+      let packets = try Tshark.packets(file)
+      // "N events, N packets" as the guest counted them.
+      let said = console.split(separator: "\n").first { $0.hasPrefix("VMTEST PASS (\(name))") }
+      let events = said.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Int($0) }
+      #expect(events == packets.count, "\(name): \(packets.count) packets in the file, the guest said: \(said ?? "nothing")")
+      for packet in packets {
+        let probe = packet["frame.interface_name"] ?? "?"
+        let comment = packet["frame.comment"] ?? ""
+        #expect(comment.hasPrefix("probe=\(probe) ") && comment.contains(" mark=0xdead"), "\(name): \(packet)")
+        // Loopback's packets are Ethernet frames or bare IP at every probe: none is left as
+        // bytes swtrace cannot name (link type user 0, 147).
+        #expect(["1", "7"].contains(packet["frame.encap_type"] ?? ""), "\(name): \(packet)")
+        // The ports where the kernel has written the UDP header: a function the sender enters
+        // before (udp_send_skb fills the header in its body) holds zeros there, and so does
+        // its packet; a written header's length is at least 8.
+        if let port = packet["udp.dstport"], packet["udp.length"] != "0" { #expect(port == "9999", "\(name): \(packet)") }
+      }
+      for encapsulation in ["1", "7"] {
+        for sequence in 0..<3 {
+          let whole = packets.filter {
+            $0["frame.encap_type"] == encapsulation && $0.bytes("data.data") == PacketCaptureTests.payload(sequence: sequence, size: 100)
+              && $0.integer("frame.len") == (encapsulation == "1" ? 142 : 128)
+          }
+          #expect(!whole.isEmpty, "\(name): datagram \(sequence) never whole in link type \(encapsulation):\n\(firstFew(packets, 10))")
+        }
+      }
+    }
   }
 
   /// The documentation's blocks marked `doctest: vm` ran in the guest (scenario docs, from

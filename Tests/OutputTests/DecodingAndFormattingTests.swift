@@ -166,23 +166,26 @@ private let printLayout = EventLayout(
     DecodedEvent(timestamp: timestamp, cpu: 0, probe: probe, skb: skb, values: [("len", .unsigned(UInt64(len)))])
   }
 
-  /// A path ends where the kernel frees its skb; the address then starts a new path.
+  /// A path ends where the kernel frees its skb; the address then starts a new path. Each
+  /// hop shows its time since the first hop and, in parentheses, since the previous one.
   @Test func aPathEndsWhereTheSkbIsFreed() throws {
     let paths = PathCollector(json: false)
     #expect(paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 1_000, len: 142)).isEmpty)
     #expect(paths.add(Self.event("net_dev_queue", skb: 0xb0, at: 1_500, len: 60)).isEmpty)
+    #expect(paths.add(Self.event("net_dev_start_xmit", skb: 0xa0, at: 1_800, len: 142)).isEmpty)
     let done = try #require(paths.add(Self.event("kfree_skb", skb: 0xa0, at: 3_500, len: 142)).first?.text)
     #expect(
       done == """
-        packet skb 0xa0 at 1000 (2 hops):
-          +0.0us cpu 0 net_dev_queue (len: 142)
-          +2.5us cpu 0 kfree_skb (len: 142)
+        packet skb 0xa0 at 1000 (3 hops):
+          +0.0us (+0.0us) cpu 0 net_dev_queue (len: 142)
+          +0.8us (+0.8us) cpu 0 net_dev_start_xmit (len: 142)
+          +2.5us (+1.7us) cpu 0 kfree_skb (len: 142)
         """)
     #expect(paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 9_000, len: 99)).isEmpty)
     #expect(
       paths.finish().map(\.text) == [
-        "packet skb 0xb0 at 1500 (1 hop, not freed while tracing):\n  +0.0us cpu 0 net_dev_queue (len: 60)",
-        "packet skb 0xa0 at 9000 (1 hop, not freed while tracing):\n  +0.0us cpu 0 net_dev_queue (len: 99)",
+        "packet skb 0xb0 at 1500 (1 hop, not freed while tracing):\n  +0.0us (+0.0us) cpu 0 net_dev_queue (len: 60)",
+        "packet skb 0xa0 at 9000 (1 hop, not freed while tracing):\n  +0.0us (+0.0us) cpu 0 net_dev_queue (len: 99)",
       ])
     #expect(paths.finish().isEmpty)
   }
@@ -190,13 +193,15 @@ private let printLayout = EventLayout(
   @Test func jsonPathsParse() throws {
     let paths = PathCollector(json: true)
     _ = paths.add(Self.event("net_dev_queue", skb: 0xa0, at: 1_000, len: 142))
+    _ = paths.add(Self.event("net_dev_start_xmit", skb: 0xa0, at: 1_200, len: 142))
     let line = try #require(paths.add(Self.event("consume_skb", skb: 0xa0, at: 1_700, len: 142)).first?.text)
     let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
     #expect(object["skb"] as? String == "0xa0" && object["ts"] as? Int == 1_000 && object["complete"] as? Bool == true)
     let hops = try #require(object["hops"] as? [[String: Any]])
-    #expect(hops.map { $0["probe"] as? String } == ["net_dev_queue", "consume_skb"])
-    #expect(hops.map { $0["dt_ns"] as? Int } == [0, 700])
-    #expect(hops.map { ($0["values"] as? [String: Any])?["len"] as? Int } == [142, 142])
+    #expect(hops.map { $0["probe"] as? String } == ["net_dev_queue", "net_dev_start_xmit", "consume_skb"])
+    #expect(hops.map { $0["dt_ns"] as? Int } == [0, 200, 700])
+    #expect(hops.map { $0["dt_prev_ns"] as? Int } == [0, 200, 500])
+    #expect(hops.map { ($0["values"] as? [String: Any])?["len"] as? Int } == [142, 142, 142])
   }
 }
 

@@ -19,8 +19,8 @@ struct PathCollectorTests {
     #expect(
       text == """
         packet skb 0xffff888100001000 at 1000 (2 hops):
-          +0.0us cpu 1 net_dev_queue: lo 106 bytes
-          +2.5us cpu 1 kfree_skb (len: 72)
+          +0.0us (+0.0us) cpu 1 net_dev_queue: lo 106 bytes
+          +2.5us (+2.5us) cpu 1 kfree_skb (len: 72)
         """)
   }
 
@@ -30,6 +30,6 @@ struct PathCollectorTests {
     _ = paths.add(Self.event("net_dev_queue", at: 1_000, text: "lo 106 bytes\n", len: 106))
     let json = paths.add(Self.event("kfree_skb", at: 3_500, text: nil, len: 72)).first?.text
     #expect(
-      json == #"{"skb": "0xffff888100001000", "ts": 1000, "complete": true, "hops": [{"probe": "net_dev_queue", "dt_ns": 0, "cpu": 1, "text": "lo 106 bytes\n", "values": {"len": 106}}, {"probe": "kfree_skb", "dt_ns": 2500, "cpu": 1, "values": {"len": 72}}]}"#)
+      json == #"{"skb": "0xffff888100001000", "ts": 1000, "complete": true, "hops": [{"probe": "net_dev_queue", "dt_ns": 0, "dt_prev_ns": 0, "cpu": 1, "text": "lo 106 bytes\n", "values": {"len": 106}}, {"probe": "kfree_skb", "dt_ns": 2500, "dt_prev_ns": 2500, "cpu": 1, "values": {"len": 72}}]}"#)
   }
 }

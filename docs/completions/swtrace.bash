@@ -186,9 +186,9 @@ _swtrace() {
 
 _swtrace_trace() {
     repeating_flags=()
-    non_repeating_flags=(-l --list --quiet -q --verbose -v --dump-bpf --track --print-events --version -h --help)
+    non_repeating_flags=(-l --list --quiet -q --verbose -v --dump-bpf --track --print-events --stack --version -h --help)
     repeating_options=()
-    non_repeating_options=(-e -c --command -d --duration -f --format -o --output --paths-max --paths-max-age -p --pid --btf --backend --map-entries --metrics)
+    non_repeating_options=(-e -c --command -d --duration -f --format -o --output --paths-max --paths-max-age -p --pid --btf --backend --map-entries --metrics -w --snaplen)
     __swtrace_offer_flags_options -1
 
     # Offer option value completions
@@ -229,6 +229,12 @@ _swtrace_trace() {
         return
         ;;
     '--metrics')
+        return
+        ;;
+    '-w')
+        return
+        ;;
+    '--snaplen')
         return
         ;;
     esac

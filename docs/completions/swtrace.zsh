@@ -77,7 +77,7 @@ _swtrace_trace() {
         '-e[The spec to run, as text.]:SPEC:'
         ':FILE:'
         '*:PARAMETER:'
-        '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, its output goes to stderr.]:CMD:'
+        '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, or with -w -, its output goes to stderr.]:CMD:'
         '(-d --duration)'{-d,--duration}'[Stop after this many seconds.]:SECONDS:'
         '(-f --format)'{-f,--format}'[Output format\: text, json, paths (events grouped per packet) or paths-json.]:FORMAT:{__swtrace_complete "${___format[@]}"}'
         '(-o --output)'{-o,--output}'[Write the events and maps to FILE instead of standard output (messages stay on stderr).]:FILE:'
@@ -94,6 +94,9 @@ _swtrace_trace() {
         '--map-entries[Entries each map of the spec can hold; updates beyond are counted and reported.]:N:'
         '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.]:ADDR\:PORT:'
         '--print-events[With --metrics, print events too.]'
+        '-w[Write the packet of every event of an skb clause to FILE as pcapng, for Wireshark and tshark ('\''-'\''\: standard output, such as | tshark -r -; the text output then goes to standard error).]:FILE:'
+        '--snaplen[With -w, keep at most N bytes of each packet (default 2048, at most 65000).]:N:'
+        '--stack[Add the kernel stack (kstack) to every event\: in text, JSON and -w'\''s packet comments.]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )

@@ -205,7 +205,7 @@ timeout -k 10 "$timeout_seconds" "${qemu[@]}" "${accel_args[@]}" -initrd "$work/
   -append "$append" </dev/null >"$console" 2>&1 &
 qemu_pid=$!
 # Show the guest's report lines as they come.
-tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMOUT|VMDOC)' &
+tail -n +1 -f "$console" --pid "$qemu_pid" 2>/dev/null | sed -u 's/\r$//' | grep -a --line-buffered -E '^(VMTEST|VMBENCH|VMINFO|VMOUT|VMDOC|VMPCAP)' &
 tail_pid=$!
 status=0
 wait "$qemu_pid" || status=$?

@@ -232,6 +232,36 @@ if selected h; then
   fi
 fi
 
+# (pcap-kprobe, pcap-fentry) -w over skb:* with the backend swtrace picks (kprobes: linear
+# data copied into the ring buffer) and over skb:ip_* with --backend fentry (bpf_skb_output):
+# a packet per event, none lost. The files go to the host as base64 ("VMPCAP NAME ..." lines),
+# where VMLaneTests checks them with tshark, as the end-to-end tests check theirs.
+pcap_scenario() {
+  name=$1 label=$2
+  shift 2
+  rm -f "/tmp/$name.pcapng"
+  run_swtrace -f json -w "/tmp/$name.pcapng" --snaplen 256 -c "$PCAP_TRAFFIC" "$@"
+  events=$(grep -c '"probe"' "$OUT")
+  packets=$(sed -n 's/^Packets: \([0-9]*\) Lost: [0-9]*$/\1/p' "$ERR")
+  lost=$(sed -n 's/^Packets: [0-9]* Lost: \([0-9]*\)$/\1/p' "$ERR")
+  bytes=$(wc -c <"/tmp/$name.pcapng" 2>/dev/null || echo 0)
+  summary="$events events, ${packets:-?} packets, ${lost:-?} lost, $bytes bytes of pcapng (${took} s)"
+  if [ "$status" = 0 ] && [ "$events" -ge "$PCAP_COUNT" ] && [ "$packets" = "$events" ] && [ "$lost" = 0 ]; then
+    pass "$name" "$label: $summary"
+    echo "VMPCAP $name begin"
+    base64 "/tmp/$name.pcapng" | sed "s/^/VMPCAP $name /"
+    echo "VMPCAP $name end"
+  else
+    fail "$name" "$label exited $status: $summary"
+  fi
+}
+PCAP_COUNT=3
+PCAP_TRAFFIC="swtrace-pktgen udp --dst 127.0.0.1 --port $PORT --count $PCAP_COUNT --mark 0xdead --sizes 100 >/dev/null"
+if selected pcap; then
+  pcap_scenario pcap-kprobe "-w over skb:*" -e 'skb:* /mark == 0xdead/ { print(len) }'
+  pcap_scenario pcap-fentry "-w over skb:ip_* --backend fentry" --backend fentry -e 'skb:ip_* /mark == 0xdead/ { print(len) }'
+fi
+
 # The WireGuard scenarios (issue 23): a marked datagram through a tunnel between namespaces.
 # shellcheck disable=SC1091  # copied next to this script into the guest by run.sh
 . /wireguard.sh

@@ -28,6 +28,9 @@ enum HelperArgument: Hashable, Sendable {
   case context
   /// A ring buffer reservation, unmoved and null-checked; the call ends its lifetime.
   case releasedRingBuffer
+  /// A BTF-typed kernel object of this struct (such as `struct sk_buff`) from a tracing
+  /// program's argument, unmoved and null-checked.
+  case kernelObject(String)
 }
 
 enum HelperResult: Hashable, Sendable {
@@ -69,9 +72,19 @@ struct HelperSignature: Sendable {
         .init(arguments: [.readableMemory, .size, .anything, .anything, .anything], result: .number))
     case .getCurrentComm:
       return .success(.init(arguments: [.writableMemory, .size], result: .number))
-    case .perfEventOutput, .getStackID:
-      // They need perf event array and stack trace maps, which `MapKind` cannot describe.
+    case .perfEventOutput:
+      // swtrace writes packets from kprobes into the ring buffer, not through this helper.
       return .failure(.needsUnsupportedMap)
+    case .getStackID:
+      if isSocketFilter { return .failure(.notForProgramType) }
+      return .success(.init(arguments: [.context, .map([.stackTrace]), .anything], result: .number))
+    case .skbOutput:
+      // The skb argument of a tracing program; kprobes see the skb as a plain number.
+      guard case .tracing = context else { return .failure(.notForProgramType) }
+      return .success(
+        .init(
+          arguments: [.kernelObject("struct sk_buff"), .map([.perfEventArray]), .anything, .readableMemory, .size],
+          result: .number))
     case .getNetnsCookie:
       guard isSocketFilter else { return .failure(.notForProgramType) }
       return .success(.init(arguments: [.context], result: .number))

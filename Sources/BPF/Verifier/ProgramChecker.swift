@@ -1219,6 +1219,27 @@ final class ProgramChecker {
             hint: "keep the start of the record in its own register")
         }
         release = reference
+      case .kernelObject(let structName):
+        guard case .pointer(let pointer) = value, case .kernel(let argument) = pointer.base else {
+          throw Problem(
+            "passes \(describe(value)) as \(argument), which must be the \(structName) argument of the program",
+            hint: "pass the argument as loaded from the context")
+        }
+        guard kernelObjects[argument]?.name == structName else {
+          throw Problem(
+            "passes \(describe(pointer)) as \(argument), which must point to a \(structName)",
+            hint: "pass the \(structName) argument")
+        }
+        guard !pointer.mayBeNull else {
+          throw Problem(
+            "passes the kernel pointer in \(register) to bpf_\(helper.name) without checking that it is not null",
+            hint: "compare it with 0 first")
+        }
+        guard pointer.isUnmoved else {
+          throw Problem(
+            "passes a kernel pointer moved by \(pointer.offsetDescription) bytes to bpf_\(helper.name)",
+            hint: "pass the pointer as loaded from the context")
+        }
       }
     }
 

@@ -385,7 +385,7 @@ struct StateRelevance {
           memory = nil
         case .constantAllocationSize, .zero, .ringBufferFlags:
           precise.insert(register)
-        case .anything, .context, .releasedRingBuffer:
+        case .anything, .context, .releasedRingBuffer, .kernelObject:
           break
         }
       }

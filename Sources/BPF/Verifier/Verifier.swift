@@ -1,6 +1,10 @@
 /// The kinds of map swtrace creates.
 public enum MapKind: Sendable, Hashable {
   case hash, array, perCPUHash, perCPUArray, ringBuffer, lruHash
+  /// One perf ring per CPU, written by `bpf_skb_output` (packet captures).
+  case perfEventArray
+  /// Kernel stacks by id, written by `bpf_get_stackid` (`kstack`).
+  case stackTrace
 }
 
 /// What the verifier pre-check needs to know about one map.

@@ -255,16 +255,20 @@ enum DocumentedOutput {
     // Text events: "<ns timestamp> <cpu> probe (...)".
     (#"^\d{6,} \d+ "#, "<ts> <cpu> "),
     // JSON events and paths.
-    (#""(ts|wall_ts|dt_ns)": \d+"#, "\"$1\": <n>"),
+    (#""(ts|wall_ts|dt_ns|dt_prev_ns)": \d+"#, "\"$1\": <n>"),
     (#""cpu": \d+"#, "\"cpu\": <cpu>"),
     (#""host": "[^"]*""#, "\"host\": <host>"),
     (#"host="[^"]*""#, "host=<host>"),
-    // -f paths: "packet skb 0x... at <ts> (...)" and "  +1.5us cpu 0 probe".
+    // -f paths: "packet skb 0x... at <ts> (...)" and "  +1.5us (+0.3us) cpu 0 probe": the times
+    // since the first hop and since the previous one (shown or left out; the listings of
+    // the WireGuard lane were taken before hops showed their step).
     (#" at \d+ \("#, " at <ts> ("),
-    (#"\+[0-9.]+us cpu \d+"#, "+<dt>us cpu <cpu>"),
+    (#"\+[0-9.]+us (\(\+[0-9.]+us\) )?cpu \d+"#, "+<dt>us cpu <cpu>"),
     // Kernel addresses and offsets into kernel functions (ksym()).
     (#"0x[0-9a-f]{8,}"#, "0x<address>"),
     (#"\+0x[0-9a-f]+"#, "+0x<offset>"),
+    // The CPU in a packet comment of -w (tshark's frame.comment).
+    (#"\bcpu=\d+"#, "cpu=<cpu>"),
     // Network namespace inode numbers (4026531840 is the first).
     (#"\b40265[0-9]{5}\b"#, "<netns>"),
   ].map { (try! NSRegularExpression(pattern: $0.0, options: [.anchorsMatchLines]), $0.1) }
