@@ -9,7 +9,7 @@ import SwtraceSyntax
 /// a value it has no shortcut for (a name, an IPv6 address, a string that is not plain
 /// ASCII) goes through `ValueDecoder` and `EventFormatter` as before. `printf` records, and
 /// the packet-path formats, use the general path.
-public struct RecordFormatter: Sendable {
+public final class RecordFormatter: Sendable {
   private let decoder: EventDecoder
   private let formatter: EventFormatter
   private let isJSON: Bool
@@ -21,10 +21,41 @@ public struct RecordFormatter: Sendable {
   /// then the host.
   private let hostPart: [UInt8]
 
-  private struct LayoutPlan: Sendable {
+  private final class LayoutPlan: Sendable {
+    let size: Int
+    /// Every field's prefix, one after the other.
+    let prefixes: [UInt8]
+    /// Plain values only, so that going through them retains nothing.
+    let fields: [FieldPlan]
+    let layout: EventLayout
+    init(size: Int, prefixes: [UInt8], fields: [FieldPlan], layout: EventLayout) {
+      self.size = size
+      self.prefixes = prefixes
+      self.fields = fields
+      self.layout = layout
+    }
+  }
+
+  /// How one field is written: `prefix` (the separator and label, `len: ` or `"len": `),
+  /// then its value as `kind` says, from `offset`.
+  private struct FieldPlan: Sendable {
+    /// The prefix is `prefixes[prefixStart..<prefixEnd]` of the layout's plan.
+    var prefixStart: Int
+    var prefixEnd: Int
+    var kind: Kind
+    var offset: Int
     var size: Int
-    /// The label as written before the value: `len: ` or `"len": `, with the separator.
-    var fields: [(prefix: [UInt8], field: EventField)]
+    /// Where the presence byte is, or -1 for a value that always exists.
+    var presence: Int
+    /// The field's index in its layout.
+    var index: Int
+  }
+
+  private enum Kind: Sendable {
+    case integer(signed: Bool)
+    case bool, ipv4, ipAddress, pointer, string
+    /// Through `ValueDecoder` and `EventFormatter`.
+    case general
   }
 
   /// nil when `formatter`'s format is one this path does not write (the packet paths).
@@ -37,12 +68,29 @@ public struct RecordFormatter: Sendable {
     probes = decoder.compiled.probeNames.map { Array((isJSON ? JSON.string($0) : $0).utf8) }
     plans = decoder.compiled.layouts.map { layout in
       guard layout.format == nil else { return nil }
-      let fields = layout.fields.enumerated().map { index, field in
+      var prefixes: [UInt8] = []
+      var plans: [FieldPlan] = []
+      for (index, field) in layout.fields.enumerated() {
         let separator = index == 0 ? "" : (isJSON ? ", " : " ")
         let label = isJSON ? JSON.string(field.label) + ": " : field.label + ": "
-        return (Array((separator + label).utf8), field)
+        let kind: Kind =
+          switch field.type {
+          case .integer(_, let signed) where field.size <= 8: .integer(signed: signed)
+          case .bool: .bool
+          case .ipv4: .ipv4
+          case .ipAddress where field.size >= 24: .ipAddress
+          case .pointer: .pointer
+          case .string: .string
+          default: .general
+          }
+        let start = prefixes.count
+        prefixes += Array((separator + label).utf8)
+        plans.append(
+          FieldPlan(
+            prefixStart: start, prefixEnd: prefixes.count, kind: kind, offset: field.offset, size: field.size,
+            presence: field.presenceOffset ?? -1, index: index))
       }
-      return LayoutPlan(size: layout.size, fields: fields)
+      return LayoutPlan(size: layout.size, prefixes: prefixes, fields: plans, layout: layout)
     }
     hostPart = Array((formatter.host.map { ", \"host\": " + JSON.string($0) } ?? "").utf8)
   }
@@ -70,90 +118,102 @@ public struct RecordFormatter: Sendable {
     let timestamp = Self.load(record, EventHeader.timestampOffset, 8)
     let cpu = Self.load(record, EventHeader.cpuOffset, 4)
     if isJSON {
-      line.append(contentsOf: #"{"probe": "#.utf8)
+      Self.append(#"{"probe": "#, to: &line)
       line.append(contentsOf: probes[probeID])
-      line.append(contentsOf: #", "ts": "#.utf8)
+      Self.append(#", "ts": "#, to: &line)
       DecimalText.append(timestamp, to: &line)
-      line.append(contentsOf: #", "cpu": "#.utf8)
+      Self.append(#", "cpu": "#, to: &line)
       DecimalText.append(cpu, to: &line)
       if let offset = formatter.wallClockOffset {
-        line.append(contentsOf: #", "wall_ts": "#.utf8)
+        Self.append(#", "wall_ts": "#, to: &line)
         DecimalText.append(Int64(bitPattern: timestamp) &+ offset, to: &line)
       }
       line.append(contentsOf: hostPart)
-      line.append(contentsOf: #", "values": {"#.utf8)
+      Self.append(#", "values": {"#, to: &line)
     } else {
       DecimalText.append(timestamp, to: &line)
       line.append(UInt8(ascii: " "))
       DecimalText.append(cpu, to: &line)
       line.append(UInt8(ascii: " "))
       line.append(contentsOf: probes[probeID])
-      line.append(contentsOf: " (".utf8)
+      Self.append(" (", to: &line)
     }
-    for (prefix, field) in plan.fields {
-      line.append(contentsOf: prefix)
-      appendValue(field, record, to: &line)
+    plan.prefixes.withUnsafeBufferPointer { prefixes in
+      plan.fields.withUnsafeBufferPointer { fields in
+        for field in fields {
+          line.append(contentsOf: UnsafeBufferPointer(rebasing: prefixes[field.prefixStart..<field.prefixEnd]))
+          appendValue(field, of: plan, record, to: &line)
+        }
+      }
     }
-    line.append(contentsOf: (isJSON ? "}}\n" : ")\n").utf8)
+    Self.append(isJSON ? "}}\n" : ")\n", to: &line)
     return .formatted
   }
 
   /// One value as `EventFormatter` writes it: directly for numbers, IPv4 addresses, pointers,
   /// booleans and plain ASCII strings, through `DecodedValue` for the rest.
-  private func appendValue(_ field: EventField, _ record: UnsafeRawBufferPointer, to line: inout [UInt8]) {
-    if let presence = field.presenceOffset, presence < record.count, record[presence] == 0 {
-      line.append(contentsOf: (isJSON ? "null" : "-").utf8)
+  private func appendValue(
+    _ plan: FieldPlan, of layout: LayoutPlan, _ record: UnsafeRawBufferPointer, to line: inout [UInt8]) {
+    if plan.presence >= 0, plan.presence < record.count, record[plan.presence] == 0 {
+      Self.append(isJSON ? "null" : "-", to: &line)
       return
     }
-    switch field.type {
-    case .integer(_, let signed) where field.size <= 8:
-      let number = StoredNumber(bits: Self.load(record, field.offset, field.size), width: field.size, isSigned: signed)
-      number.appendDecimal(to: &line)
+    let quote = UInt8(ascii: "\"")
+    switch plan.kind {
+    case .integer(let signed):
+      StoredNumber(bits: Self.load(record, plan.offset, plan.size), width: plan.size, isSigned: signed)
+        .appendDecimal(to: &line)
       return
     case .bool:
-      line.append(contentsOf: (Self.load(record, field.offset, field.size) != 0 ? "true" : "false").utf8)
+      Self.append(Self.load(record, plan.offset, plan.size) != 0 ? "true" : "false", to: &line)
       return
     case .ipv4:
-      if isJSON { line.append(UInt8(ascii: "\"")) }
-      IPAddressText.appendIPv4(UInt32(truncatingIfNeeded: Self.load(record, field.offset, field.size)), to: &line)
-      if isJSON { line.append(UInt8(ascii: "\"")) }
+      if isJSON { line.append(quote) }
+      IPAddressText.appendIPv4(UInt32(truncatingIfNeeded: Self.load(record, plan.offset, plan.size)), to: &line)
+      if isJSON { line.append(quote) }
       return
-    case .ipAddress where field.size >= 24 && record[field.offset + 16] == 4:
-      if isJSON { line.append(UInt8(ascii: "\"")) }
-      IPAddressText.appendIPv4(UInt32(truncatingIfNeeded: Self.load(record, field.offset, 4)), to: &line)
-      if isJSON { line.append(UInt8(ascii: "\"")) }
+    case .ipAddress where record[plan.offset + 16] == 4:
+      if isJSON { line.append(quote) }
+      IPAddressText.appendIPv4(UInt32(truncatingIfNeeded: Self.load(record, plan.offset, 4)), to: &line)
+      if isJSON { line.append(quote) }
       return
     case .pointer:
-      if isJSON { line.append(UInt8(ascii: "\"")) }
-      line.append(contentsOf: "0x".utf8)
-      DecimalText.appendHex(Self.load(record, field.offset, field.size), to: &line)
-      if isJSON { line.append(UInt8(ascii: "\"")) }
+      if isJSON { line.append(quote) }
+      Self.append("0x", to: &line)
+      DecimalText.appendHex(Self.load(record, plan.offset, plan.size), to: &line)
+      if isJSON { line.append(quote) }
       return
     case .string:
       // Printable ASCII reads the same in text, and in JSON but for `"` and `\`; anything
       // else (UTF-8, control characters, bytes that are not text) is escaped the general way.
-      let start = field.offset
+      let start = plan.offset
       var end = start
       var plain = true
-      while end < start + field.size, record[end] != 0 {
+      while end < start + plan.size, record[end] != 0 {
         let byte = record[end]
-        if byte < 0x20 || byte >= 0x7f || (isJSON && (byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\"))) {
+        if byte < 0x20 || byte >= 0x7f || (isJSON && (byte == quote || byte == UInt8(ascii: "\\"))) {
           plain = false
           break
         }
         end += 1
       }
       if plain {
-        if isJSON { line.append(UInt8(ascii: "\"")) }
+        if isJSON { line.append(quote) }
         line.append(contentsOf: UnsafeRawBufferPointer(rebasing: record[start..<end]))
-        if isJSON { line.append(UInt8(ascii: "\"")) }
+        if isJSON { line.append(quote) }
         return
       }
-    default:
+    case .ipAddress, .general:
       break
     }
-    let value = decoder.decode(field, record)
+    let value = decoder.decode(layout.layout.fields[plan.index], record)
     line.append(contentsOf: (isJSON ? formatter.json(value) : formatter.text(value)).utf8)
+  }
+
+  /// Appends a literal's bytes without going through String.
+  @inline(__always)
+  static func append(_ literal: StaticString, to line: inout [UInt8]) {
+    line.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
   }
 
   /// `width` little-endian bytes at `offset`, as `StoredNumber` reads them (the record's
