@@ -228,6 +228,9 @@ public final class TraceRun {
       // Short waits with -c and -p, so swtrace ends promptly after the command or the process;
       // a signal ends any wait at once.
       var until = ContinuousClock.now + .milliseconds(child != nil || options.processID != nil ? 10 : 100)
+      // The programs wake this loop only when the ring buffer fills (`RingBufferWakeUp`): it
+      // looks for events on its own this often, so that none waits longer.
+      until = min(until, .now + .milliseconds(RingBufferWakeUp.readerPollMilliseconds))
       if let next = intervals.map(\.2).min() { until = min(until, next) }
       if let deadline { until = min(until, deadline) }
       waitForEventsOrOutput(until: until)
