@@ -29,10 +29,11 @@ SWIFT_FLAGS ?=
 
 # Debian packages needed to build (libbpf via pkg-config), test (namespaces, veth, marks)
 # and inspect (bpftool); tcpdump and scapy (python3-scapy) are the packet-field oracle's
-# independent capture and dissector (scripts/field-oracle.py), tshark (with capinfos) reads
-# back -w's captures. Later: bpftrace, prometheus, qemu.
+# independent capture and dissector (scripts/field-oracle.py); bpftrace (0.17 in Debian 12)
+# is the reference the language constructs and the ported tools are compared with; tshark
+# (with capinfos) reads back -w's captures. Later: prometheus, qemu.
 APT_PACKAGES ?= libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 iptables nftables prometheus python3-venv systemd \
-  dpkg-dev binutils debootstrap lintian umoci tcpdump python3-scapy tshark
+  dpkg-dev binutils debootstrap lintian umoci tcpdump python3-scapy bpftrace tshark
 
 SCRIPTS := scripts/deps.sh scripts/demo.sh scripts/fuzz.sh scripts/asan.sh scripts/module-edges.sh scripts/gen-docs.sh .ci/run \
   scripts/package/deb.sh scripts/package/image.sh scripts/package/root.sh

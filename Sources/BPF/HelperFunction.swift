@@ -14,6 +14,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
   case perfEventOutput = 25
   case getStackID = 27
   case getCurrentTask = 35
+  case getCurrentCgroupID = 80
   case probeReadString = 45
   case getNetnsCookie = 122
   case skbOutput = 111
@@ -46,6 +47,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
     case .perfEventOutput: "perf_event_output"
     case .getStackID: "get_stackid"
     case .getCurrentTask: "get_current_task"
+    case .getCurrentCgroupID: "get_current_cgroup_id"
     case .probeReadString: "probe_read_str"
     case .getNetnsCookie: "get_netns_cookie"
     case .skbOutput: "skb_output"

@@ -82,6 +82,7 @@ public final class KernelTypes: @unchecked Sendable {
   private var cachedNamedTypes: [String: BTFTypeID?] = [:]
   /// Records decoded so far: code generation asks for the same structs for every attach point.
   private var decodedTypes: [BTFTypeID: BTFType] = [:]
+  private var enumeratorIndex: [String: (BTFTypeID, Int64)]?
 
   init(handle: BTFHandle, origin: String, isRunningKernel: Bool) {
     self.handle = handle
@@ -222,6 +223,21 @@ public final class KernelTypes: @unchecked Sendable {
     guard let id = enumContaining(prefix: prefix) else { return [] }
     guard case .enumeration(_, _, _, let values) = type(id) else { return [] }
     return values.filter { $0.name.hasPrefix(prefix) }
+  }
+
+  /// The enum that has an enumerator named `name` and its value (`TCP_CLOSE`,
+  /// `SKB_DROP_REASON_NO_SOCKET`): the first such enum in BTF order. Every enum is read
+  /// once, on the first call.
+  public func enumerator(named name: String) -> (BTFTypeID, Int64)? {
+    if let index = lock.withLock({ enumeratorIndex }) { return index[name] }
+    var index: [String: (BTFTypeID, Int64)] = [:]
+    for id in 1..<handle.typeCount {
+      let kind = handle.kind(of: id)
+      guard kind == .enumeration || kind == .enum64, case .enumeration(_, _, _, let values) = type(id) else { continue }
+      for value in values where index[value.name] == nil { index[value.name] = (id, value.value) }
+    }
+    lock.withLock { enumeratorIndex = index }
+    return index[name]
   }
 
   private func enumContaining(prefix: String) -> BTFTypeID? {
@@ -386,6 +402,16 @@ public final class KernelTypes: @unchecked Sendable {
       }
     }
 
+    /// The event classes a tracepoint may belong to: its own name when a class has it and
+    /// the same argument types, else every class with exactly its argument types.
+    func classes(forTracepoint name: String, types: [BTFTypeID]) -> [String] {
+      if let exact = byClassName[name], handle.parameterTypes(of: handle.sizeOrType(of: exact)).map({ Array($0.dropFirst()) }) == types {
+        return [name]
+      }
+      let prefix = "__bpf_trace_".utf8.count
+      return (byTypes[types] ?? []).map { handle.name(of: $0, droppingFirst: prefix) }
+    }
+
     func forTracepoint(_ name: String, types: [BTFTypeID]) -> [String]? {
       if let exact = byClassName[name], let arguments = arguments(of: exact), arguments.map(\.type) == types {
         return arguments.map(\.name)
@@ -402,6 +428,52 @@ public final class KernelTypes: @unchecked Sendable {
         return nil
       }
       return Array(parameters.dropFirst())
+    }
+  }
+
+  /// The record a tracepoint writes, `struct trace_event_raw_<class>`, for BPF programs of the
+  /// classic tracepoint type (whose context points at it). The class is the tracepoint's own
+  /// name where it has one; a tracepoint defined from a shared class (`DEFINE_EVENT`) is
+  /// matched to the classes with its argument types, and `recorded` (the fields tracefs says
+  /// the record has, name and offset, when known) picks among several. Without it, classes
+  /// whose records have the same fields at the same offsets are as good as one; otherwise
+  /// the record cannot be told and nil is returned.
+  public func tracepointRecord(_ tracepoint: String, recorded: [(name: String, offset: Int)]? = nil) -> BTFTypeID? {
+    let index = tracepointIndex()
+    guard let entry = index.records.first(where: { $0.name == tracepoint }) else { return nil }
+    let candidates = index.names.classes(forTracepoint: tracepoint, types: entry.argumentTypes)
+      .compactMap { structure("trace_event_raw_" + $0) }
+    let layouts = candidates.map { id in
+      recordFields(id).map { ($0.name, $0.offset) }
+    }
+    if let recorded {
+      let wanted = recorded.map { "\($0.name)@\($0.offset)" }.sorted()
+      return zip(candidates, layouts).first { _, layout in layout.map { "\($0.0)@\($0.1)" }.sorted() == wanted }?.0
+    }
+    guard let first = layouts.first else { return nil }
+    let same = layouts.allSatisfy { $0.map { "\($0.0)@\($0.1)" } == first.map { "\($0.0)@\($0.1)" } }
+    return same ? candidates.first : nil
+  }
+
+  /// A field of a tracepoint's record as a spec names it: `__data_loc_NAME` (a u32 whose low
+  /// half is the offset of the variable-length data in the record, the high half its length)
+  /// is the field NAME with `dataLocation` set.
+  public struct RecordField: Hashable, Sendable {
+    public var name: String
+    public var offset: Int
+    public var type: BTFTypeID
+    public var dataLocation: Bool
+  }
+
+  /// The fields of a `trace_event_raw_*` record, without its common header (`ent`) and the
+  /// trailing `__data` array.
+  public func recordFields(_ record: BTFTypeID) -> [RecordField] {
+    members(of: record).compactMap { member in
+      guard member.name != "ent", member.name != "__data" else { return nil }
+      let dataLocation = member.name.hasPrefix("__data_loc_")
+      return RecordField(
+        name: dataLocation ? String(member.name.dropFirst("__data_loc_".count)) : member.name,
+        offset: member.byteOffset, type: member.type, dataLocation: dataLocation)
     }
   }
 

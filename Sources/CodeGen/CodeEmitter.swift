@@ -33,9 +33,9 @@ extension TypedExpr {
     func strip(_ expression: TypedExpr) -> TypedExpr? { expression.strippedOfRanges() }
     let kind: Kind
     switch self.kind {
-    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet, .afterHandOver:
+    case .integer, .string, .skb, .argument, .returnValue, .bytes, .packet, .afterHandOver, .record, .registerArgument:
       kind = self.kind
-    case .builtin, .variable, .mapLookup:
+    case .builtin, .variable, .mapLookup, .mapHasKey:
       return nil
     case .load(let base, let offset, let size, let bitfield):
       guard let base = strip(base) else { return nil }
@@ -124,12 +124,23 @@ struct CodeEmitter {
     carry(to: label)
   }
 
+  /// Whether some path reaches the next instruction: false after an unconditional jump or an
+  /// exit, until a label that is jumped to is bound.
+  var isReachable: Bool { available != nil }
+
   /// The stack slot holding `read` on every path to here, if any.
   func slot(of read: KernelRead) -> Int16? { available?[read] }
 
   /// Records that `read` now sits in the stack slot at `offset`.
   mutating func remember(_ read: KernelRead, at offset: Int16) {
     available?[read] = offset
+  }
+
+  /// Forgets the reads kept in slots at `offset` and below (further from the frame pointer):
+  /// those slots are about to be used again (the next iteration of an unrolled loop).
+  mutating func forgetReads(below offset: Int16) {
+    available = available?.filter { $0.value > offset }
+    atLabel = atLabel.mapValues { $0.filter { $0.value > offset } }
   }
 
   func finish() throws(AssemblerError) -> Program { try assembler.finish() }

@@ -70,11 +70,14 @@ public struct CodeGenerator: Sendable {
         }
       }
     }
-    // Maps of their own after the spec's: the perf rings packets go to, and kernel stacks.
+    // Maps of their own after the spec's, in this order: the perf rings packets go to, kernel
+    // stacks, and the one-entry array `elapsed` reads the start time from.
     var nextMap = StandardMap.firstUserMap + Int32(spec.maps.count)
     let packetMap: Int32? = captureLayouts.isEmpty ? nil : nextMap
     if packetMap != nil { nextMap += 1 }
     let stackMap: Int32? = spec.clauses.contains(where: Self.readsStack) ? nextMap : nil
+    if stackMap != nil { nextMap += 1 }
+    let startTimeMap = spec.clauses.contains(where: Self.readsElapsed) ? Int(nextMap) : nil
     let auxiliary = AuxiliaryMaps(
       packets: packetMap, stacks: stackMap, captureLayouts: captureLayoutByRange, snaplen: snaplen)
     var programs: [CompiledProgram] = []
@@ -99,6 +102,7 @@ public struct CodeGenerator: Sendable {
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
           directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary,
           wakeUpBytes: eventBytes / RingBufferWakeUp.fillFraction)
+        builder.startTimeMap = startTimeMap.map(Int32.init)
         let program = try builder.build(clause.specialized(for: attachPoint))
         programs.append(
           CompiledProgram(
@@ -143,6 +147,9 @@ public struct CodeGenerator: Sendable {
           name: "stacks", kind: .stackTrace, keySize: 4, valueSize: 8 * KernelStackDepth.maximum,
           maxEntries: mapEntries))
     }
+    if startTimeMap != nil {
+      maps.append(MapDescription(name: "start_time", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1))
+    }
     var compiled = CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
@@ -151,6 +158,7 @@ public struct CodeGenerator: Sendable {
     compiled.packetMap = packetMap
     compiled.stackMap = stackMap
     compiled.snaplen = snaplen
+    compiled.startTimeMap = startTimeMap
     return compiled
   }
 
@@ -159,7 +167,7 @@ public struct CodeGenerator: Sendable {
     actions.flatMap { action -> [(SourceRange, PacketCapture)] in
       switch action {
       case .capture(let capture, let range): [(range, capture)]
-      case .conditional(_, let then, let otherwise): captureStatements(then) + captureStatements(otherwise)
+      case .conditional, .loop: captureStatements(action.nestedActions)
       default: []
       }
     }
@@ -176,13 +184,25 @@ public struct CodeGenerator: Sendable {
     return (clause.filter.map(reads) ?? false) || clause.actions.contains(where: reads)
   }
 
+  /// Whether a clause reads `elapsed`.
+  static func readsElapsed(_ clause: CheckedClause) -> Bool {
+    func reads(_ expression: TypedExpr) -> Bool {
+      if case .builtin(.elapsed) = expression.kind { return true }
+      return expression.operands.contains(where: reads)
+    }
+    func reads(_ actions: [Action]) -> Bool {
+      actions.contains { $0.expressions.contains(where: reads) || reads($0.nestedActions) }
+    }
+    return clause.filter.map(reads) == true || reads(clause.actions)
+  }
+
   /// The maps a clause's actions delete entries from.
   func deletedMaps(_ actions: [Action]) -> [Int] {
     actions.flatMap { action -> [Int] in
       switch action {
       case .mapDelete(let map, _, _): [map]
-      case .conditional(_, let then, let otherwise): deletedMaps(then) + deletedMaps(otherwise)
-      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .capture: []
+      case .conditional, .loop: deletedMaps(action.nestedActions)
+      case .print, .printf, .exit, .mapUpdate, .track, .assignVariable, .jump, .capture: []
       }
     }
   }
@@ -193,8 +213,8 @@ public struct CodeGenerator: Sendable {
       switch action {
       case .print(let values, let range): [(range, values, nil)]
       case .printf(let format, let values, let range): [(range, values, format)]
-      case .conditional(_, let then, let otherwise): printStatements(then) + printStatements(otherwise)
-      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .capture: []
+      case .conditional, .loop: printStatements(action.nestedActions)
+      case .exit, .mapUpdate, .mapDelete, .track, .assignVariable, .jump, .capture: []
       }
     }
   }
@@ -224,7 +244,10 @@ public struct CodeGenerator: Sendable {
     switch expression.kind {
     case .load(_, _, let size, _): return size
     case .loadString(_, _, let capacity): return capacity
-    case .select(_, let value, _), .optional(_, let value): return fieldSize(value)
+    case .select(_, let value, let otherwise):
+      // `?:` arms of different widths: the wider one.
+      return max(fieldSize(value), fieldSize(otherwise))
+    case .optional(_, let value): return fieldSize(value)
     case .networkToHost(let value, _): return fieldSize(value)
     case .mapLookup: return expression.type.storageSize
     // Wide variables are copied from their slot 8 bytes at a time.
@@ -249,7 +272,7 @@ public struct CodeGenerator: Sendable {
 
   /// The number fields of each struct a tracing program's pointer arguments point to.
   func kernelObjectLayouts(for point: AttachPoint) -> [Int: KernelObjectLayout] {
-    guard point.backend != .kprobe, point.backend != .kretprobe else { return [:] }
+    guard ![.kprobe, .kretprobe, .tracepointRecord].contains(point.backend) else { return [:] }
     var layouts: [Int: KernelObjectLayout] = [:]
     for (index, argument) in point.arguments.enumerated() {
       guard let name = types.pointeeStructName(argument.type),
@@ -305,6 +328,8 @@ public struct CodeGenerator: Sendable {
       return .tracing(argumentCount: count, kernelPointerArguments: pointers)
     case .kprobe, .kretprobe:
       return .kprobe
+    case .tracepointRecord:
+      return .tracepointRecord
     }
   }
 }

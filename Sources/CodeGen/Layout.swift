@@ -85,6 +85,7 @@ struct AuxiliaryMaps {
 /// one's comment has values of its own (`PacketCapture.probeComment`).
 struct CaptureKey: Hashable {
   var range: SourceRange
+  /// `AttachPoint.qualifiedName`.
   var probe: String?
 }
 
@@ -149,6 +150,9 @@ public struct CompiledSpec: Hashable, Sendable {
   public var stackMap: Int32?
   /// `--snaplen`: the most bytes of a packet a capture keeps.
   public var snaplen: Int = Snaplen.standard
+  /// The index in `maps` of the one-entry array the runtime writes the trace's start time
+  /// into (`CLOCK_MONOTONIC` nanoseconds, before attaching), for `elapsed`; nil when unused.
+  public var startTimeMap: Int? = nil
 
   /// The mechanisms the programs attach with.
   public var backends: Set<Backend> { Set(programs.map(\.attachPoint.backend)) }

@@ -24,7 +24,7 @@ extension ProgramBuilder {
   static let currentCPU: Int32 = -1
 
   mutating func capture(_ capture: PacketCapture, layout: CaptureLayout) throws(CodeGenError) {
-    let values = capture.comment(at: attachPoint.name).map(\.value) + capture.geometry.values
+    let values = capture.comment(at: attachPoint.qualifiedName).map(\.value) + capture.geometry.values
     try prefetchSharedReads(values)
     let snaplen = auxiliary.snaplen
     let size = layout.metaSize + (isTracing ? 0 : snaplen)

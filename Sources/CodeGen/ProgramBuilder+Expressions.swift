@@ -46,9 +46,20 @@ extension ProgramBuilder {
   /// BTF-typed pointer, which the verifier lets us dereference once it is null-checked (the
   /// prologue does that). Other pointers go through `bpf_probe_read_kernel`.
   func canLoadDirectly(_ base: TypedExpr, offset: Int, size: Int) -> Bool {
-    guard isTracing, case .skb = base.kind, skbLoaded, let skbLayout else { return false }
+    directBase(base, offset: offset, size: size) != nil
+  }
+
+  /// The register a plain load of `size` bytes at `base + offset` reads through, or nil when
+  /// it must go through `bpf_probe_read_kernel`: the skb in tracing programs, and the record in
+  /// classic tracepoint programs, where the kernel allows reads aligned to their size.
+  func directBase(_ base: TypedExpr, offset: Int, size: Int) -> Register? {
+    if case .record = base.kind, attachPoint.backend == .tracepointRecord {
+      guard [1, 2, 4, 8].contains(size), offset >= 0, offset % size == 0, offset + size <= 2048 else { return nil }
+      return Self.context
+    }
+    guard isTracing, case .skb = base.kind, skbLoaded, let skbLayout else { return nil }
     // Exactly where the kernel (and the pre-check) allow number loads: inside one number field.
-    return skbLayout.allows(offset: offset, size: size)
+    return skbLayout.allows(offset: offset, size: size) ? Self.skb : nil
   }
 
   static func readsSkb(_ action: Action) -> Bool {
@@ -120,6 +131,26 @@ extension ProgramBuilder {
         throw CodeGenError(message: "comm can only be printed", range: expression.range)
       case .kstack:
         return stackID()
+      case .nsecs:
+        return callForValue(.ktimeGetNanoseconds).0
+      case .elapsed:
+        return elapsed()
+      case .uid, .gid:
+        let (temp, register) = callForValue(.getCurrentUIDGID)
+        if builtin == .gid {
+          asm.emit(.alu64(.rsh, register, .immediate(32)))
+        } else {
+          asm.emit(.alu32(.mov, register, .register(register)))
+        }
+        return temp
+      case .cgroup:
+        return callForValue(.getCurrentCgroupID).0
+      case .curtask:
+        return callForValue(.getCurrentTask).0
+      case .function:
+        return try emit(TypedExpr(.builtin(.probe), type: .probe, range: expression.range))
+      case .ppid:
+        throw CodeGenError(message: "ppid is read through curtask", range: expression.range)
       }
     case .skb:
       let (temp, register) = temps.allocate(&frame, &asm)
@@ -216,10 +247,22 @@ extension ProgramBuilder {
     case .afterHandOver:
       // CodeGenerator specializes every clause for its attach point first.
       return constant(attachPoint.firesAfterHandOver ? 1 : 0)
+    case .record:
+      let (temp, register) = temps.allocate(&frame, &asm)
+      asm.emit(.mov(register, Self.context))
+      return temp
+    case .registerArgument(let index):
+      let (temp, register) = temps.allocate(&frame, &asm)
+      asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsArgumentOffsets[index]))
+      return temp
+    case .mapHasKey:
+      return try materialize(expression)
     case .convert(let operand, let bytes, let signed):
       let temp = try emitNumber(operand)
       let register = temps.use(temp, &frame, &asm)
-      if signed {
+      if bytes == 8 {
+        // A pointer made a number: emitNumber read it as one; nothing to narrow.
+      } else if signed {
         let shift = Int32(64 - 8 * bytes)
         asm.emit(.alu64(.lsh, register, .immediate(shift)))
         asm.emit(.alu64(.arsh, register, .immediate(shift)))
@@ -276,9 +319,9 @@ extension ProgramBuilder {
     guard let access = AccessSize(bytes: size) else {
       throw CodeGenError(message: "cannot read a \(size)-byte value into a register", range: range)
     }
-    if direct, canLoadDirectly(base, offset: offset, size: size), let smallOffset = Int16(exactly: offset) {
+    if direct, let through = directBase(base, offset: offset, size: size), let smallOffset = Int16(exactly: offset) {
       let (temp, register) = temps.allocate(&frame, &asm)
-      asm.emit(.load(access, register, Self.skb, offset: smallOffset))
+      asm.emit(.load(access, register, through, offset: smallOffset))
       return temp
     }
     let slot = try readIntoSlot(base: base, offset: offset, size: size)

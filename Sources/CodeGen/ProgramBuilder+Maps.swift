@@ -45,26 +45,45 @@ extension ProgramBuilder {
   mutating func storeFamilyAddress(
     _ isIPv4: TypedExpr, _ v4: TypedExpr, _ v6: TypedExpr, into destination: Register, at offset: Int
   ) throws(CodeGenError) {
+    if case .integer(let decided) = isIPv4.kind {
+      // `ntop()`: the family is known, so only its arm is written (no unreachable code).
+      if decided != 0 {
+        try storeIPv4Arm(v4, into: destination, at: offset)
+      } else {
+        try storeIPv6Arm(v6, into: destination, at: offset)
+      }
+      return
+    }
     try prefetchSharedReads([isIPv4, v4, v6])
     temps.spillAll(&frame, &asm)
     let notIPv4 = asm.newLabel()
     let end = asm.newLabel()
     try branch(isIPv4, ifFalse: notIPv4)
+    try storeIPv4Arm(v4, into: destination, at: offset)
+    asm.jump(to: end)
+    asm.bind(notIPv4)
+    try storeIPv6Arm(v6, into: destination, at: offset)
+    asm.bind(end)
+  }
+
+  /// An IPv4 address in an address-of-either-family slot: the 4 bytes, zeros, family 4.
+  private mutating func storeIPv4Arm(_ v4: TypedExpr, into destination: Register, at offset: Int) throws(CodeGenError) {
     let temp = try emit(v4.unwrapped)
     asm.emit(.store(.word, destination, offset: Int16(offset), temps.use(temp, &frame, &asm)))
     temps.free(temp)
     asm.emit(.storeImmediate(.word, destination, offset: Int16(offset + 4), 0))
     asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 8), 0))
     asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 4))
-    asm.jump(to: end)
-    asm.bind(notIPv4)
+  }
+
+  /// An IPv6 address in an address-of-either-family slot: the 16 bytes, family 6.
+  private mutating func storeIPv6Arm(_ v6: TypedExpr, into destination: Register, at offset: Int) throws(CodeGenError) {
     if destination == .fp {
       try storeOnStack(v6.unwrapped, at: Int16(offset), size: 16)
     } else {
       try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: offset, size: 16))
     }
     asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 6))
-    asm.bind(end)
   }
 
   /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings
@@ -112,6 +131,17 @@ extension ProgramBuilder {
       } else {
         try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
       }
+      return
+    case .load(let base, let baseOffset, let bytes, nil) where value.type.isWide && bytes <= size:
+      // Bytes no register holds (a byte array, a buffer): into a zeroed area, so equal bytes
+      // make equal keys.
+      for chunk in stride(from: 0, to: size, by: 8) {
+        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
+      }
+      try readKernel(address: base, offset: baseOffset, size: bytes, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      return
+    case .mapLookup(let map, let keys) where value.type.isWide:
+      try copyMapValue(map, keys: keys, to: .fp, at: Int(offset), size: size)
       return
     case .variable(let slot) where size > 8 || Self.isString(value.type):
       let source = variableSlots[slot]
@@ -317,6 +347,33 @@ extension ProgramBuilder {
     asm.emit(.mov(.r2, .fp))
     asm.emit(.add(.r2, Int32(key)))
     asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+  }
+
+  /// The value of `@map[keys]` wider than a register (a string), `size` bytes of it copied to
+  /// `destination + at`; zeros when the map has no such entry.
+  mutating func copyMapValue(_ map: Int, keys: [TypedExpr], to destination: Register, at: Int, size: Int)
+    throws(CodeGenError)
+  {
+    let key = try buildKey(map, keys)
+    temps.spillAll(&frame, &asm)
+    lookup(map, key: key)
+    let missing = asm.newLabel()
+    let end = asm.newLabel()
+    asm.jump(if: .eq, .r0, .immediate(0), to: missing)
+    let available = min(size, MapLayout.valueSize(maps[map]))
+    var position = 0
+    while position < available {
+      let width = [8, 4, 2, 1].first { position + $0 <= available }!
+      let access = AccessSize(bytes: width)!
+      asm.emit(.load(access, .r1, .r0, offset: Int16(position)))
+      asm.emit(.store(access, destination, offset: Int16(at + position), .r1))
+      position += width
+    }
+    if available < size { storeBytes([], size: size - available, into: destination, at: at + available) }
+    asm.jump(to: end)
+    asm.bind(missing)
+    storeBytes([], size: size, into: destination, at: at)
+    asm.bind(end)
   }
 
   /// `@map[keys]` in an expression: the stored value, or 0.

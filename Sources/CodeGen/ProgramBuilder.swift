@@ -45,6 +45,12 @@ struct ProgramBuilder {
   var packetFactAreas: [Int: Int16] = [:]
   var packetScratch: Int16?
   var packetWalkState: Int16?
+  /// Where `break` and `continue` of the loops being emitted go, innermost last.
+  var loopTargets: [(breakTarget: Label, continueTarget: Label)] = []
+  /// Where `return` goes: the end of the clause's actions.
+  var returnLabel: Label?
+  /// The array map whose one value is the time the trace started (`elapsed`), if used.
+  var startTimeMap: Int32?
 
   static let context = Register.r6
   static let skb = Register.r7
@@ -85,7 +91,7 @@ struct ProgramBuilder {
   var isTracing: Bool {
     switch attachPoint.backend {
     case .tracepoint, .fentry, .fexit: true
-    case .kprobe, .kretprobe: false
+    case .kprobe, .kretprobe, .tracepointRecord: false
     }
   }
 
@@ -123,6 +129,7 @@ struct ProgramBuilder {
       try branch(filter, ifFalse: done)
     }
     asm.bind(body)
+    returnLabel = done
     try actions(clause.actions, done: done)
     asm.bind(done)
     asm.currentRange = clause.range
@@ -154,7 +161,7 @@ struct ProgramBuilder {
   mutating func finishProgram(_ clause: CheckedClause) throws(CodeGenError) -> Program {
     if frame.overflowed {
       throw CodeGenError(
-        message: "this clause needs \(frame.used) bytes of stack, more than the kernel's 512; split it into smaller clauses",
+        message: "this clause needs \(frame.peak) bytes of stack, more than the kernel's 512; split it into smaller clauses",
         range: clause.range)
     }
     do {
@@ -168,6 +175,9 @@ struct ProgramBuilder {
 
   mutating func actions(_ list: [Action], done: Label) throws(CodeGenError) {
     for action in list {
+      // After `exit()`, `break`, `continue` or `return` on every path, the rest never runs:
+      // no code for it (the kernel refuses unreachable instructions).
+      guard asm.isReachable else { return }
       switch action {
       case .print(let values, let range), .printf(_, let values, let range):
         asm.currentRange = range
@@ -190,7 +200,7 @@ struct ProgramBuilder {
         if otherwise.isEmpty {
           asm.bind(elseLabel)
         } else {
-          asm.jump(to: end)
+          if asm.isReachable { asm.jump(to: end) }
           asm.bind(elseLabel)
           try actions(otherwise, done: done)
         }
@@ -211,8 +221,15 @@ struct ProgramBuilder {
         try mapDelete(map, keys: keys)
       case .capture(let capture, let range):
         asm.currentRange = range
-        let key = CaptureKey(range: range, probe: capture.probeComment[attachPoint.name] == nil ? nil : attachPoint.name)
+        let own = attachPoint.qualifiedName
+        let key = CaptureKey(range: range, probe: capture.probeComment[own] == nil ? nil : own)
         try self.capture(capture, layout: auxiliary.captureLayouts[key]!)
+      case .loop(let loop):
+        asm.currentRange = loop.range
+        try unrolled(loop, done: done)
+      case .jump(let kind, let range):
+        asm.currentRange = range
+        try jump(kind, range: range)
       }
     }
   }
@@ -400,6 +417,9 @@ struct ProgramBuilder {
     case .eitherFamily(let isIPv4, let v4, let v6):
       try storeFamilyAddress(isIPv4, v4, v6, into: Self.record, at: field.offset)
       return
+    case .mapLookup(let map, let keys) where value.type.isWide:
+      try copyMapValue(map, keys: keys, to: Self.record, at: field.offset, size: field.size)
+      return
     case .integer(0) where AccessSize(bytes: field.size) == nil:
       // Zeros of a value no register holds (an IPv6 or MAC address).
       storeBytes([], size: field.size, into: Self.record, at: field.offset)
@@ -420,11 +440,11 @@ struct ProgramBuilder {
       return
     case .load(let base, let baseOffset, let size, nil) where size == field.size:
       // The record holds the field's own bytes, so no sign extension is needed.
-      if canLoadDirectly(base, offset: baseOffset, size: size), let access = AccessSize(bytes: size),
+      if let through = directBase(base, offset: baseOffset, size: size), let access = AccessSize(bytes: size),
         let smallOffset = Int16(exactly: baseOffset)
       {
         let (temp, register) = temps.allocate(&frame, &asm)
-        asm.emit(.load(access, register, Self.skb, offset: smallOffset))
+        asm.emit(.load(access, register, through, offset: smallOffset))
         asm.emit(.store(access, Self.record, offset: Int16(offset), register))
         temps.free(temp)
       } else if isRead(base: base, offset: baseOffset, size: size) {
@@ -508,6 +528,11 @@ struct ProgramBuilder {
         try branch(rhs, jumpWhen: false, to: target)
         asm.bind(skip)
       }
+    case .mapHasKey(let map, let keys):
+      let key = try buildKey(map, keys)
+      temps.spillAll(&frame, &asm)
+      lookup(map, key: key)
+      asm.jump(if: wanted ? .ne : .eq, .r0, .immediate(0), to: target)
     case .prefixMatch(let address, let network, let length):
       try compareWide(address, TypedExpr(.bytes(network), type: .ipv6, range: condition.range), prefixLength: length, equal: wanted, to: target)
     case .binary(let op, let lhs, let rhs) where (op == .equal || op == .notEqual) && lhs.type == .ipv6:

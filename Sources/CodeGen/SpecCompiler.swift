@@ -21,6 +21,8 @@ public struct SpecCompiler: Sendable {
   public var kprobeProgramsShareCode: Bool
   /// `--snaplen` for captures (`-w`).
   public var snaplen: Int
+  /// The command line's positional parameters, `$1`, `$2`, ... (`$#` counts them).
+  public var positionalParameters: [String] = []
 
   public init(
     resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
@@ -47,7 +49,8 @@ public struct SpecCompiler: Sendable {
     if parsed.hasErrors { return .failed(parsed.diagnostics) }
     let resolved = ResolvedProbes(parsed.spec, resolver: resolver)
     phaseFinished(.resolve)
-    let checked = Checker(resolver: resolver).check(parsed.spec, source: file, resolved: resolved)
+    let checked = Checker(resolver: resolver, positionalParameters: positionalParameters)
+      .check(parsed.spec, source: file, resolved: resolved)
     phaseFinished(.check)
     guard let checkedSpec = checked.spec else { return .failed(parsed.diagnostics + checked.diagnostics) }
     let warnings = parsed.diagnostics + checked.diagnostics

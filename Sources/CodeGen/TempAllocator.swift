@@ -113,13 +113,22 @@ struct TempAllocator {
 /// Stack slots below the frame pointer, handed out 8-byte aligned.
 struct StackFrame {
   private(set) var used = 0
+  /// The most bytes used at any point.
+  private(set) var peak = 0
   static let limit = 512
 
   /// The frame-pointer offset of a new slot of `size` bytes.
   mutating func allocate(_ size: Int) -> Int16 {
     used += (size + 7) / 8 * 8
+    peak = max(peak, used)
     return Int16(-used)
   }
 
-  var overflowed: Bool { used > Self.limit }
+  /// Hands the slots allocated after `mark` (a value of `used`) out again: nothing they hold
+  /// is read after this point.
+  mutating func release(to mark: Int) {
+    used = min(used, mark)
+  }
+
+  var overflowed: Bool { peak > Self.limit }
 }

@@ -181,7 +181,30 @@ enum PerfKprobe {
   static func attach(programFD: Int32, function: String, isReturn: Bool, label: String)
     throws(SystemError) -> Int32
   {
-    let event = try open(function: function, isReturn: isReturn, label: label)
+    try attach(programFD: programFD, event: try open(function: function, isReturn: isReturn, label: label), label: label)
+  }
+
+  /// Opens the perf event of a tracepoint (`id`, from tracefs's `events/CATEGORY/NAME/id`).
+  static func openTracepoint(id: UInt64, label: String) throws(SystemError) -> FileDescriptor {
+    guard let syscallFunction, perfEventOpenNumber >= 0 else {
+      throw SystemError(label + " (no perf_event_open on this architecture)", code: ENOSYS)
+    }
+    var attr = [UInt8](repeating: 0, count: attrSize)
+    let fd = try checked(label) {
+      attr.withUnsafeMutableBytes { raw in
+        raw.storeBytes(of: UInt32(2).littleEndian, toByteOffset: typeOffset, as: UInt32.self)  // PERF_TYPE_TRACEPOINT
+        raw.storeBytes(of: UInt32(attrSize).littleEndian, toByteOffset: sizeOffset, as: UInt32.self)
+        raw.storeBytes(of: id.littleEndian, toByteOffset: configOffset, as: UInt64.self)
+        // pid -1, cpu 0: the program runs for the tracepoint on every CPU.
+        let result = syscallFunction(perfEventOpenNumber, Int(bitPattern: raw.baseAddress), -1, 0, -1, flagCloseOnExec)
+        return Int32(clamping: result)
+      }
+    }
+    return FileDescriptor(fd)
+  }
+
+  /// Attaches `programFD` to the perf event `event` (which it takes over).
+  static func attach(programFD: Int32, event: FileDescriptor, label: String) throws(SystemError) -> Int32 {
     do {
       let link = try checked(label) { swt_link_create(programFD, event.rawValue, BPF_PERF_EVENT) }
       // The link holds its own reference to the perf event; this descriptor is no longer needed.
@@ -215,5 +238,13 @@ extension LinkHandle {
         programFD: program.rawDescriptor, function: function, isReturn: isReturn, label: label)
     }
     return LinkHandle(fd: fd, program: program)
+  }
+
+  /// Attaches a classic tracepoint program (whose context is the tracepoint's record) to the
+  /// tracepoint with perf event id `id`.
+  public static func attachTracepoint(_ program: ProgramHandle, id: UInt64, name: String) throws(SystemError) -> LinkHandle {
+    let label = "attach \(program.name) to tracepoint \(name)"
+    let event = try PerfKprobe.openTracepoint(id: id, label: label)
+    return LinkHandle(fd: try PerfKprobe.attach(programFD: program.rawDescriptor, event: event, label: label), program: program)
   }
 }

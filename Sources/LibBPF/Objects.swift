@@ -122,6 +122,8 @@ public enum ProgramType: Sendable, Hashable {
   case kprobeMulti
   case rawTracepoint
   case socketFilter
+  /// A classic tracepoint program (attached through a perf event): its context is the record.
+  case tracepoint
 
   var cValues: (bpf_prog_type, bpf_attach_type, UInt32) {
     switch self {
@@ -132,6 +134,7 @@ public enum ProgramType: Sendable, Hashable {
     case .kprobeMulti: (BPF_PROG_TYPE_KPROBE, BPF_TRACE_KPROBE_MULTI, 0)
     case .rawTracepoint: (BPF_PROG_TYPE_RAW_TRACEPOINT, bpf_attach_type(0), 0)
     case .socketFilter: (BPF_PROG_TYPE_SOCKET_FILTER, bpf_attach_type(0), 0)
+    case .tracepoint: (BPF_PROG_TYPE_TRACEPOINT, bpf_attach_type(0), 0)
     }
   }
 }

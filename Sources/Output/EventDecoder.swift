@@ -153,6 +153,12 @@ public enum ValueDecoder {
     case .kernelStack:
       let id = number.signedValue
       return .kernelStack(stacks?.stack(id) ?? KernelStack(frames: [], unavailable: "stack \(id) cannot be read here"))
+    case .wallTime(let format):
+      return .text(WallTime.format(nanoseconds: unsigned(), format))
+    case .buffer:
+      return .text(BufferText.escaped(raw))
+    case .byteArray:
+      return .text("[" + raw.map(String.init).joined(separator: ",") + "]")
     case .void:
       return .unsigned(0)
     }

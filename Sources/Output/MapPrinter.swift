@@ -109,6 +109,14 @@ public struct MapPrinter: Sendable {
     return format.isJSON ? renderJSON(map, entries) : renderText(map, entries)
   }
 
+  /// The `count` entries with the largest values (`print(@m, N)`), ties by their keys' text.
+  public func largest(_ index: Int, entries: [MapEntry], count: Int) -> [MapEntry] {
+    let formatter = EventFormatter(format: .text)
+    let ranked = entries.map { (entry: $0, value: sortKey($0.value), keys: $0.keys.map { formatter.text($0) }) }
+      .sorted { $0.value != $1.value ? $0.value > $1.value : $0.keys.lexicographicallyPrecedes($1.keys) }
+    return ranked.prefix(count).map(\.entry)
+  }
+
   func sortKey(_ value: MergedValue) -> Double {
     switch value {
     case .number(let v): Double(v)

@@ -158,7 +158,8 @@ public struct PacketGeometryValues: Hashable, Sendable {
   /// the same offset); on a device without a link layer (WireGuard, tun, IP tunnels) the MAC
   /// header is the network header: raw IP; without a device, Ethernet when the link-layer
   /// header is at least as long as one. From the network header: raw IP when its first byte
-  /// says IPv4 or IPv6. Anything else: user 0.
+  /// says IPv4 or IPv6. From data 14 bytes before the network header on an Ethernet-like
+  /// device: Ethernet. Anything else: user 0.
   public func linkType(firstByteOfNetworkHeader byte: UInt8?) -> LinkType {
     let isIP = byte.map { $0 >> 4 == 4 || $0 >> 4 == 6 } ?? false
     if start == macHeader, macHeader != 0xffff {
@@ -168,6 +169,10 @@ public struct PacketGeometryValues: Hashable, Sendable {
       return .user0
     }
     if networkHeaderSet, start == networkHeader { return isIP ? .raw : .user0 }
+    // From data, an Ethernet header's length before the network header on an Ethernet-like
+    // device, the MAC header not set yet: the header the device pushed (dev_hard_header)
+    // before __dev_queue_xmit sets the MAC header where it starts.
+    if networkHeaderSet, networkHeader - start == 14, Self.ethernetDevices.contains(deviceType) { return .ethernet }
     return .user0
   }
 }

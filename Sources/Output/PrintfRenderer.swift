@@ -17,24 +17,37 @@ public enum PrintfRenderer {
       byte.presenceOffset = nil
       return byte
     }
-    var out = ""
-    for piece in format.pieces {
-      switch piece {
-      case .text(let text):
-        out += text
-      case .conversion(let conversion, let argument):
-        guard argument < fields.count else { continue }
+    return render(format) { conversion, argument in
+        guard argument < fields.count else { return "" }
         let field = fields[argument]
         if let presence = presenceByte(field), bytes(presence) == [0] {
           // An absent field prints as `-` whatever the conversion, padded to its width.
-          out += pad("-", conversion)
-          continue
+          return pad("-", conversion)
         }
-        let raw = bytes(field)
-        out += render(conversion, type: field.type, size: field.size, raw: raw, probeNames: probeNames, stacks: stacks)
+        return render(conversion, type: field.type, size: field.size, raw: bytes(field), probeNames: probeNames, stacks: stacks)
+    }
+  }
+
+  /// The format's text with each conversion replaced by what `conversion` makes of it.
+  static func render(_ format: FormatString, conversion: (FormatString.Conversion, Int) -> String) -> String {
+    var out = ""
+    for piece in format.pieces {
+      switch piece {
+      case .text(let text): out += text
+      case .conversion(let spec, let argument): out += conversion(spec, argument)
       }
     }
     return out
+  }
+
+  /// A format whose values are constants, each its type and its bytes in memory order (a
+  /// BEGIN, END or interval clause's printf, formatted in swtrace).
+  public static func render(_ format: FormatString, constants: [(type: ValueType, bytes: [UInt8])]) -> String {
+    render(format) { conversion, argument in
+      guard argument < constants.count else { return "" }
+      let value = constants[argument]
+      return render(conversion, type: value.type, size: value.bytes.count, raw: value.bytes, probeNames: [])
+    }
   }
 
   static func render(
@@ -71,6 +84,13 @@ public enum PrintfRenderer {
       return number(String(bits, radix: 16), negative: false, prefix: "0x", asHex, signsApply: true)
     case .character:
       return pad(Self.character(UInt8(truncatingIfNeeded: bits)), conversion)
+    case .buffer:
+      // A string's bytes up to its NUL, a buffer's or byte array's all of them.
+      var bytes = raw
+      if case .string = type { bytes = Array(raw.prefix { $0 != 0 }) }
+      var text = BufferText.escaped(bytes)
+      if let precision = conversion.precision { text = String(text.prefix(precision)) }
+      return pad(text, conversion)
     case .string:
       var text = ValueDecoder.decode(type: type, size: size, probeNames: probeNames, bytes: raw, stacks: stacks).text
       if let precision = conversion.precision { text = String(text.prefix(precision)) }

@@ -101,6 +101,37 @@ enum FtraceFunctions {
 
 /// Where tracefs is, mounted for the duration of a read when it is nowhere (as root).
 enum Tracefs {
+  /// The perf event id of a tracepoint (`events/CATEGORY/NAME/id`).
+  static func tracepointID(category: String, name: String) -> UInt64? {
+    let entry = "events/\(category)/\(name)/id"
+    return withRoot(containing: entry) { root in
+      ProcFile.read(root + "/" + entry).flatMap { UInt64(String(decoding: $0, as: UTF8.self).filter(\.isNumber)) }
+    } ?? nil
+  }
+
+  /// The fields a tracepoint records, by name and offset, from `events/CATEGORY/NAME/format`
+  /// (lines `field:TYPE NAME;\toffset:N;\tsize:M;\tsigned:S;`), without the common ones.
+  /// A `__data_loc` field keeps its name; BTF calls it `__data_loc_NAME`.
+  static func tracepointFormat(category: String, name: String) -> [(name: String, offset: Int)]? {
+    let entry = "events/\(category)/\(name)/format"
+    return withRoot(containing: entry) { root -> [(name: String, offset: Int)]? in
+      guard let data = ProcFile.read(root + "/" + entry) else { return nil }
+      var fields: [(name: String, offset: Int)] = []
+      for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        let parts = line.split(separator: ";").map { String($0.drop(while: \.isWhitespace)) }
+        guard parts.count >= 2, parts[0].hasPrefix("field:"), parts[1].hasPrefix("offset:"),
+          let offset = Int(parts[1].dropFirst("offset:".count))
+        else { continue }
+        // The name is the declaration's last word, without an array's brackets.
+        guard var field = parts[0].split(separator: " ").last.map(String.init) else { continue }
+        if let bracket = field.firstIndex(of: "[") { field = String(field[..<bracket]) }
+        if field.hasPrefix("common_") { continue }
+        fields.append((field, offset))
+      }
+      return fields
+    } ?? nil
+  }
+
   static let mountPoint = "/sys/kernel/tracing"
   static let candidates = [mountPoint, "/sys/kernel/debug/tracing"]
 

@@ -85,6 +85,9 @@ public struct TraceSummary: Sendable {
   public var packetsLostInKernel: UInt64 = 0
   public var packetsNotWritten: UInt64 = 0
   public var lostPackets: UInt64 { packetsLostInKernel + packetsNotWritten }
+  /// Bytes still waited for the capture when the time after the stop ran out: events
+  /// waited in the ring buffer for it too (a full output holds back the reading of all).
+  public var captureStalled = false
   /// Events whose `kstack` the kernel could not record, by reason.
   public var stacksUnavailable: [(reason: String, count: UInt64)] = []
 }
@@ -176,11 +179,20 @@ public final class TraceRun {
   deinit { session.detach() }
 
   /// Creates the maps and loads the programs, once the limit on open files is known to leave
-  /// room for them.
+  /// room for them. Then writes what the programs read from the start: the start time for
+  /// `elapsed`, and BEGIN's map assignments (lookup tables), before any probe is attached.
   public func load() throws(RuntimeError) {
     ProcessLimits.raiseOpenFiles()
     try ProcessLimits.checkOpenFiles(for: session)
     try session.load()
+    try session.writeStartTime()
+    for clause in compiled.userClauses where clause.trigger == .begin {
+      for case .assignMap(let index, let keys, let value) in clause.steps {
+        try session.writeUserMapEntry(
+          index, key: UserValueBytes.key(keys, of: compiled.userMaps[index]),
+          value: UserValueBytes.slot(value, size: MapLayout.valueSize(compiled.userMaps[index])))
+      }
+    }
   }
 
   /// Attaches every program; `progress` sees attach points done and their total.
@@ -205,8 +217,9 @@ public final class TraceRun {
     -> TraceSummary
   {
     let output = sink.output
-    let interpreter = UserClauseInterpreter(session: session, output: output, maps: maps)
-    var stopRequested = interpreter.run(compiled.userClauses, on: .begin)
+    var interpreter = UserClauseInterpreter(session: session, output: output, maps: maps)
+    // BEGIN's map assignments were written by `load()`, before attaching.
+    var stopRequested = interpreter.run(compiled.userClauses, on: .begin, skippingMapWrites: true)
     let child: ChildCommand?
     do {
       child =
@@ -258,12 +271,18 @@ public final class TraceRun {
       waitForEventsOrOutput(until: min(graceEnd, .now + .milliseconds(50)))
     }
     // What the outputs did not take in time is lost, counted, not waited for.
-    let outputStalled = outputs.contains { $0.pendingBytes > 0 }
+    let outputStalled = eventOutputs.contains { $0.pendingBytes > 0 }
+    let captureStalled = (sink.captures?.output.pendingBytes ?? 0) > 0
     sink.discardRemaining(session)
     for each in outputs { each.abandon() }
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
     if compiled.userClauses.contains(where: { $0.trigger == .end }) {
       _ = interpreter.run(compiled.userClauses, on: .end)
+      interpreter.finishLine()
+      // As bpftrace: the maps END left with entries print after it (tools clear() theirs).
+      for index in compiled.userMaps.indices where !session.userMapEntries(index).isEmpty {
+        interpreter.printMap(index)
+      }
     } else {
       for index in compiled.userMaps.indices { interpreter.printMap(index) }
     }
@@ -283,6 +302,7 @@ public final class TraceRun {
       summary.packets = captures.output.writtenEvents
       summary.packetsLostInKernel = session.lostPackets
       summary.packetsNotWritten = captures.output.lostEvents + captures.discarded
+      summary.captureStalled = captureStalled
     }
     summary.stacksUnavailable = stacks?.unavailable ?? []
     session.detach()
@@ -453,33 +473,118 @@ struct UserClauseInterpreter {
   let session: TraceSession
   let output: LineOutput
   let maps: MapPrinter
+  /// Text a printf left without its newline, continued by the next one (as bpftrace's printf
+  /// continues a line).
+  var openLine = ""
+
+  init(session: TraceSession, output: LineOutput, maps: MapPrinter) {
+    self.session = session
+    self.output = output
+    self.maps = maps
+  }
 
   /// Runs every clause with this trigger; true when one of them called exit().
-  func run(_ clauses: [UserClause], on trigger: UserClause.Trigger) -> Bool {
+  mutating func run(_ clauses: [UserClause], on trigger: UserClause.Trigger, skippingMapWrites: Bool = false) -> Bool {
     var exit = false
     for clause in clauses where clause.trigger == trigger {
-      if run(clause.steps) { exit = true }
+      if run(clause.steps, skippingMapWrites: skippingMapWrites) { exit = true }
     }
     return exit
   }
 
   /// Runs the steps of one clause; true when it called exit().
-  func run(_ steps: [UserClause.Step]) -> Bool {
+  mutating func run(_ steps: [UserClause.Step], skippingMapWrites: Bool = false) -> Bool {
     for step in steps {
       switch step {
-      case .printMap(let index): printMap(index)
+      case .printMap(let index):
+        finishLine()
+        printMap(index)
+      case .printMapTop(let index, let top):
+        finishLine()
+        printMap(index, top: top)
       case .clearMap(let index): session.clearUserMap(index)
-      case .printText(let text): output.writeLine(text)
-      case .exit: return true
+      case .zeroMap(let index): session.zeroUserMap(index)
+      case .printText(let text):
+        finishLine()
+        output.writeLine(text)
+      case .printf(let format, let values):
+        write(PrintfRenderer.render(format, constants: values.map { ($0.type, UserValueBytes.printed($0)) }))
+      case .printTime(let format):
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        write(WallTime.format(nanoseconds: UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec), format))
+      case .assignMap(let index, let keys, let value):
+        guard !skippingMapWrites else { continue }
+        let map = maps.compiled.userMaps[index]
+        do {
+          try session.writeUserMapEntry(
+            index, key: UserValueBytes.key(keys, of: map), value: UserValueBytes.slot(value, size: MapLayout.valueSize(map)))
+        } catch {
+          finishLine()
+          output.writeLine("swtrace: \(error)")
+        }
+      case .exit:
+        output.flush()
+        return true
       }
     }
     output.flush()
     return false
   }
 
-  func printMap(_ index: Int) {
-    let entries = maps.entries(index, raw: session.userMapEntries(index))
+  /// Writes `text`, whole lines now and the rest when a later newline ends it.
+  mutating func write(_ text: String) {
+    var lines = (openLine + text).split(separator: "\n", omittingEmptySubsequences: false)
+    openLine = String(lines.removeLast())
+    for line in lines { output.writeLine(String(line)) }
+  }
+
+  /// Ends a line a printf left open.
+  mutating func finishLine() {
+    guard !openLine.isEmpty else { return }
+    output.writeLine(openLine)
+    openLine = ""
+  }
+
+  func printMap(_ index: Int, top: Int? = nil) {
+    var entries = maps.entries(index, raw: session.userMapEntries(index))
+    if let top { entries = maps.largest(index, entries: entries, count: top) }
     output.writeLine(String(maps.render(index, entries: entries).dropLast()))
+  }
+}
+
+/// The bytes of constants from BEGIN, END and interval clauses, as the generated code lays
+/// out the same values.
+enum UserValueBytes {
+  /// The value at its own width (a number's low bytes), for printf.
+  static func printed(_ value: UserValue) -> [UInt8] {
+    switch value.constant {
+    case .number(let bits):
+      let width = max(1, min(8, value.type.storageSize))
+      return Array(withUnsafeBytes(of: bits.littleEndian, Array.init).prefix(width))
+    case .text(let text): return Array(text.utf8) + [0]
+    case .bytes(let bytes): return bytes
+    }
+  }
+
+  /// The value in a map slot of `size` bytes: numbers as 64 bits, text and bytes zero-padded.
+  static func slot(_ value: UserValue, size: Int) -> [UInt8] {
+    var bytes: [UInt8]
+    switch value.constant {
+    case .number(let bits): bytes = withUnsafeBytes(of: bits.littleEndian, Array.init)
+    case .text(let text): bytes = Array(text.utf8)
+    case .bytes(let raw): bytes = raw
+    }
+    bytes = Array(bytes.prefix(size))
+    return bytes + [UInt8](repeating: 0, count: size - bytes.count)
+  }
+
+  /// A map's key: each key in its slot, padded to the map's key size.
+  static func key(_ keys: [UserValue], of map: MapDeclaration) -> [UInt8] {
+    var bytes: [UInt8] = []
+    for (value, key) in zip(keys, map.keys) { bytes += slot(value, size: key.slotSize) }
+    let size = MapLayout.keySize(map)
+    return bytes + [UInt8](repeating: 0, count: max(0, size - bytes.count))
   }
 }
 

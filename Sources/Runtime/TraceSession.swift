@@ -282,6 +282,11 @@ public final class TraceSession: @unchecked Sendable {
       // loaded for the same method (`programType`). Functions the kernel cannot probe fail
       // here alone and are reported as skipped by `attach()`.
       return try LinkHandle.attachKprobe(handle, function: point.name, isReturn: point.backend == .kretprobe)
+    case .tracepointRecord:
+      guard let category = point.category, let id = Tracefs.tracepointID(category: category, name: point.name) else {
+        throw SystemError("find the id of tracepoint \(point.name) in tracefs", code: ENOENT)
+      }
+      return try LinkHandle.attachTracepoint(handle, id: id, name: point.name)
     }
   }
 
@@ -391,6 +396,44 @@ public final class TraceSession: @unchecked Sendable {
     }
   }
 
+  /// Stores `value` under `key` in the spec's map `index` (a plain value map, so a hash map):
+  /// BEGIN's lookup tables, written before the probes are attached.
+  public func writeUserMapEntry(_ index: Int, key: [UInt8], value: [UInt8]) throws(RuntimeError) {
+    let position = Int(StandardMap.firstUserMap) + index
+    let name = compiled.userMaps[index].displayName
+    guard position < maps.count else { throw .failed(operation: "write into the BPF map '\(name)'", reason: "it was not created") }
+    do {
+      try maps[position].update(key, value)
+    } catch {
+      throw .systemFailure(error, doing: "write into the BPF map '\(name)'")
+    }
+  }
+
+  /// Writes the trace's start time (`CLOCK_MONOTONIC` nanoseconds, the clock of
+  /// `bpf_ktime_get_ns`) into the start-time map, for `elapsed`; nothing when no clause reads it.
+  public func writeStartTime() throws(RuntimeError) {
+    guard let index = compiled.startTimeMap, index < maps.count else { return }
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    let nanoseconds = UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    do {
+      try maps[index].update([0, 0, 0, 0], withUnsafeBytes(of: nanoseconds.littleEndian, Array.init))
+    } catch {
+      throw .systemFailure(error, doing: "write the start time into the BPF map 'start_time'")
+    }
+  }
+
+  /// Sets every value of the spec's map `index` to zero, keeping its keys (`zero(@m)`).
+  public func zeroUserMap(_ index: Int) {
+    let position = Int(StandardMap.firstUserMap) + index
+    guard position < maps.count else { return }
+    guard compiled.directlyIndexedMaps[index] == nil else { return clearUserMap(index) }
+    for key in maps[position].keys() {
+      guard let value = maps[position].lookup(key) else { continue }
+      try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
+    }
+  }
+
   static func arrayKey(_ entry: Int) -> [UInt8] {
     withUnsafeBytes(of: UInt32(entry).littleEndian, Array.init)
   }
@@ -460,6 +503,7 @@ public final class TraceSession: @unchecked Sendable {
   static func programType(_ point: AttachPoint) -> ProgramType {
     switch point.backend {
     case .tracepoint: .tracepointBTF(attachBTFID: point.btfID)
+    case .tracepointRecord: .tracepoint
     case .fentry: .fentry(attachBTFID: point.btfID)
     case .fexit: .fexit(attachBTFID: point.btfID)
     case .kprobe, .kretprobe: KprobeAttachMethod.current == .multiLink ? .kprobeMulti : .kprobe

@@ -101,7 +101,7 @@ public struct TracingEnvironment: Sendable {
     return TracingEnvironment(
       resolver: ProbeResolver(
         types: types, support: support, readingTracepointCategories: KernelCapabilities.tracepointCategories,
-        forcedFunctionBackend: forcedBackend))
+        forcedFunctionBackend: forcedBackend, readingTracepointFormat: Tracefs.tracepointFormat))
   }
 
   /// The compiler for this kernel: programs share code through attach cookies where kprobes

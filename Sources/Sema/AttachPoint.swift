@@ -5,6 +5,10 @@ public import SwtraceSyntax
 public enum Backend: String, Hashable, Sendable, CaseIterable, Comparable {
   /// BTF-typed tracepoint (`tp_btf`): typed arguments, plain loads through the skb.
   case tracepoint
+  /// Classic tracepoint program (perf event): the context is the record the tracepoint
+  /// wrote (`struct trace_event_raw_<class>`), for `args.NAME` in `tracepoint:` clauses.
+  /// Available wherever `tracepoint` is; chosen by the checker, never resolved directly.
+  case tracepointRecord
   case fentry
   case fexit
   case kprobe
@@ -42,6 +46,9 @@ public struct AttachPoint: Hashable, Sendable {
   public var skbArgument: Int?
   /// The function's return type for kretprobe/fexit.
   public var returnType: BTFTypeID?
+  /// The tracepoint's category (`sock` of `sock:inet_sock_set_state`), where a program
+  /// attaches through tracefs's id of the tracepoint (`Backend.tracepointRecord`).
+  public var category: String?
 
   public init(
     name: String, backend: Backend, btfID: BTFTypeID, arguments: [BTFParameter],
@@ -58,6 +65,10 @@ public struct AttachPoint: Hashable, Sendable {
   public func argumentIndex(_ name: String) -> Int? {
     arguments.firstIndex { $0.name == name }
   }
+
+  /// Names the attach point among those of one clause: a tracepoint and a kernel function
+  /// can share a name (`consume_skb` in `skb:*` on function backends), not a backend too.
+  public var qualifiedName: String { "\(backend.rawValue):\(name)" }
 }
 
 /// A clause after checking: where it attaches, when it acts, and what it does.

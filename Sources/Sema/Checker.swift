@@ -53,10 +53,13 @@ public struct ResolvedProbes: Sendable {
 public struct Checker: Sendable {
   public let types: KernelTypes
   public let resolver: ProbeResolver
+  /// The command line's positional parameters: `$1` is the first.
+  public var positionalParameters: [String]
 
-  public init(resolver: ProbeResolver) {
+  public init(resolver: ProbeResolver, positionalParameters: [String] = []) {
     self.types = resolver.types
     self.resolver = resolver
+    self.positionalParameters = positionalParameters
   }
 
   /// Checks a whole spec. Diagnostics of all clauses are collected, not just the first.
@@ -64,9 +67,23 @@ public struct Checker: Sendable {
   public func check(_ spec: Spec, source: SourceFile, resolved: ResolvedProbes? = nil)
     -> (spec: CheckedSpec?, diagnostics: [Diagnostic])
   {
+    let first = check(spec, source: source, resolved: resolved, knownMaps: [])
+    // A map read in a clause before the clause that assigns it (or in a filter, before the
+    // block, or from BEGIN's assignments) is known once every clause has been seen: check
+    // again with the maps the first pass declared, as bpftrace allows any order.
+    guard first.diagnostics.contains(where: { $0.id == "unknown-map" }), !first.maps.isEmpty else {
+      return (first.spec, first.diagnostics)
+    }
+    let second = check(spec, source: source, resolved: resolved, knownMaps: first.maps)
+    return (second.spec, second.diagnostics)
+  }
+
+  func check(_ spec: Spec, source: SourceFile, resolved: ResolvedProbes?, knownMaps: [MapDeclaration])
+    -> (spec: CheckedSpec?, diagnostics: [Diagnostic], maps: [MapDeclaration])
+  {
     var clauses: [CheckedClause] = []
     var userClauses: [UserClause] = []
-    var maps: [MapDeclaration] = []
+    var maps: [MapDeclaration] = knownMaps
     var diagnostics: [Diagnostic] = []
     if spec.clauses.isEmpty {
       diagnostics.append(Diagnostic("empty-spec", "the spec has no clause", at: .at(0),
@@ -80,8 +97,9 @@ public struct Checker: Sendable {
       diagnostics += context.diagnostics
     }
     for clause in spec.clauses where UserClauseChecker.isUserClause(clause) {
-      var checker = UserClauseChecker(source: source, maps: maps)
+      var checker = UserClauseChecker(checker: self, source: source, maps: maps)
       if let checked = checker.check(clause) { userClauses.append(checked) }
+      maps = checker.maps
       diagnostics += checker.diagnostics
     }
     if clauses.isEmpty, !spec.clauses.isEmpty, !diagnostics.contains(where: { $0.severity == .error }) {
@@ -94,7 +112,7 @@ public struct Checker: Sendable {
     let probeTypes = Set(spec.clauses.flatMap(\.probes).map(\.kind.type))
     return (
       hasErrors ? nil : CheckedSpec(clauses: clauses, maps: maps, userClauses: userClauses, probeTypes: probeTypes),
-      diagnostics
+      diagnostics, maps
     )
   }
 }
@@ -150,6 +168,13 @@ struct ClauseContext {
   /// Whether reads of the packet are guarded at attach points that fire after the skb was
   /// handed on (`HandOver`); off while building a value's arm that is not used there.
   var guardsPacketReads = true
+  /// Loops around the statement being checked; `break` and `continue` need one.
+  var loopDepth = 0
+  /// In a `tracepoint:` clause that reads what the tracepoint recorded (`args.sport`): the
+  /// record of each attach point, shared by all of them. nil where arguments are read.
+  var record: TracepointRecordFields? = nil
+  /// The name that made the clause read the record, for diagnostics.
+  var recordReason: String? = nil
 
   /// Probes resolved before checking, if they were.
   let resolved: ResolvedProbes?
@@ -176,6 +201,7 @@ struct ClauseContext {
     guard !attachPoints.isEmpty else { return nil }
     hasSkb = attachPoints.allSatisfy { $0.skbArgument != nil }
     commonArguments = Self.commonArguments(of: attachPoints)
+    guard chooseRecordOrArguments(clause) else { return nil }
 
     var filter: TypedExpr?
     checkingFilter = true
@@ -184,6 +210,16 @@ struct ClauseContext {
     }
     checkingFilter = false
     let actions = statements(clause.body.statements)
+    if record != nil {
+      attachPoints = attachPoints.map { point in
+        var recorded = point
+        recorded.backend = .tracepointRecord
+        recorded.category = checker.resolver.tracepointCategories[point.name]
+        // The program sees the record only: no skb, no argument of the raw tracepoint.
+        recorded.skbArgument = nil
+        return recorded
+      }
+    }
     return CheckedClause(
       attachPoints: attachPoints, filter: filter, actions: actions, range: clause.range, variables: variables)
   }
@@ -201,13 +237,26 @@ struct ClauseContext {
   // MARK: Statements
 
   mutating func statements(_ list: [Statement]) -> [Action] {
-    list.flatMap { statement -> [Action] in
-      // An assignment of a value that may be absent also stores whether it is present.
-      if case .assignVariable(let name, let valueExpression) = statement.kind {
-        return assignVariable(name, valueExpression, range: statement.range)
+    var actions: [Action] = []
+    for (index, statement) in list.enumerated() {
+      switch statement.kind {
+      case .assignVariable(let name, let valueExpression):
+        // An assignment of a value that may be absent also stores whether it is present.
+        actions += assignVariable(name, valueExpression, range: statement.range)
+      case .compoundAssign(let target, let op, let value):
+        actions += compoundAssignment(target, op, value, range: statement.range)
+      case .increment(let target, let op, _):
+        let one = Expr(.integer(1), range: statement.range)
+        actions += compoundAssignment(target, op == .increment ? .add : .subtract, one, range: statement.range)
+      case .whileLoop(let condition, let body):
+        actions += whileLoop(condition, body, before: list[..<index], range: statement.range)
+      case .forRange(let variable, let start, let end, let body):
+        actions += forRange(variable, start, end, body, range: statement.range)
+      default:
+        if let action = self.statement(statement) { actions.append(action) }
       }
-      return self.statement(statement).map { [$0] } ?? []
     }
+    return Self.joiningOpenLines(actions)
   }
 
   mutating func statement(_ statement: Statement) -> Action? {
@@ -223,7 +272,10 @@ struct ClauseContext {
       }
       return call(name, arguments, range: expression.range)
     case .ifElse(let conditionExpression, let thenBlock, let elseBlock):
-      guard let typed = value(conditionExpression) else { return nil }
+      // The branches are checked even when the condition is wrong: they may be what assigns
+      // the maps the condition reads (`if (@seen[k] == 0) { @seen[k] = 1 }`), which the
+      // second pass over the spec then knows.
+      let typed = value(conditionExpression)
       // A variable is assigned after the if only when both branches assign it.
       let before = assigned
       let then = statements(thenBlock.statements)
@@ -231,17 +283,22 @@ struct ClauseContext {
       assigned = before
       let otherwise = elseBlock.map { statements($0.statements) } ?? []
       assigned = afterThen.intersection(assigned)
+      guard let typed else { return nil }
       return .conditional(condition(typed), then: then, else: otherwise)
     case .assignVariable(let name, let valueExpression):
       return assignVariable(name, valueExpression, range: statement.range).first
     case .assignMap(let access, let value):
       return mapAssignment(access, value, range: statement.range)
+    case .jump(let kind):
+      return jump(kind, range: statement.range)
+    case .compoundAssign, .increment, .whileLoop, .forRange:
+      return statements([statement]).first
     }
   }
 
   mutating func call(_ name: String, _ arguments: [Expr], range: SourceRange) -> Action? {
     switch name {
-    case "print" where arguments.count == 1 && { if case .map = arguments[0].kind { true } else { false } }():
+    case "print" where (arguments.count == 1 || arguments.count == 2) && { if case .map(let access) = arguments[0].kind { access.keys.isEmpty || arguments.count == 2 } else { false } }():
       diagnostics.append(
         Diagnostic(
           "user-statement-in-kernel-clause",
@@ -280,12 +337,14 @@ struct ClauseContext {
         keys.append(typed)
       }
       return .mapDelete(map: index, keys: keys, range: range)
-    case "clear":
+    case "clear", "zero":
       diagnostics.append(
         Diagnostic(
-          "user-statement-in-kernel-clause", "clear() runs in swtrace, not in the kernel: use it in an interval: or END clause",
+          "user-statement-in-kernel-clause", "\(name)() runs in swtrace, not in the kernel: use it in an interval: or END clause",
           at: range))
       return nil
+    case "time":
+      return time(arguments, range: range)
     case "track":
       guard hasSkb else {
         diagnostics.append(
@@ -299,7 +358,7 @@ struct ClauseContext {
       }
       return .exit(range: range)
     default:
-      let known = ["print", "printf", "exit", "track", "delete", "clear"]
+      let known = ["print", "printf", "exit", "track", "delete", "clear", "zero", "time"]
       var diagnostic = Diagnostic("unknown-statement", "'\(name)' is not a statement swtrace knows", at: range)
       if let best = closestName(to: name, among: known) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
@@ -413,6 +472,19 @@ struct ClauseContext {
       return .value(TypedExpr(.builtin(.kstack), type: .kernelStack, range: range))
     case .call("has", let arguments):
       return has(arguments, range: range).map(Reference.value)
+    case .conditional(let conditionExpression, let valueExpression, let otherwiseExpression):
+      return conditionalValue(conditionExpression, valueExpression, otherwiseExpression, range: range).map(Reference.value)
+    case .positional(let number):
+      return .value(positional(number, range: range))
+    case .positionalCount:
+      return .value(TypedExpr(.integer(UInt64(checker.positionalParameters.count)), type: .u64, range: range))
+    case .typeName(let type):
+      diagnostics.append(
+        Diagnostic(
+          "type-not-value", "the type '\(type)' is not a value; only sizeof() and offsetof() take types", at: range))
+      return nil
+    case .call(let name, let arguments) where Self.valueFunctions.contains(name):
+      return function(name, arguments, range: range).map(Reference.value)
     case .call("ksym", let arguments):
       guard arguments.count == 1 else {
         diagnostics.append(Diagnostic("ksym-arity", "ksym() takes one kernel address, such as ksym(location)", at: range))
@@ -457,8 +529,12 @@ struct ClauseContext {
         diagnostics.append(Diagnostic("unknown-function", "\(name)() is a statement, not a value", at: range))
         return nil
       }
+      if ["zero", "time"].contains(name) {
+        diagnostics.append(Diagnostic("unknown-function", "\(name)() is a statement, not a value", at: range))
+        return nil
+      }
       var diagnostic = Diagnostic("unknown-function", "'\(name)' is not a function swtrace knows", at: range)
-      if let best = closestName(to: name, among: ["ksym", "has", "kstack"]) {
+      if let best = closestName(to: name, among: ["ksym", "has", "kstack"] + Self.valueFunctions) {
         diagnostic.notes.append(.init(.help, "did you mean '\(best)'?"))
       }
       diagnostics.append(diagnostic)
@@ -482,7 +558,7 @@ struct ClauseContext {
 
   mutating func identifier(_ name: String, range: SourceRange) -> Reference? {
     if let builtin = Builtin(rawValue: name) {
-      return .value(TypedExpr(.builtin(builtin), type: builtin.type, range: range))
+      return builtinValue(builtin, range: range).map(Reference.value)
     }
     if name == "skb", hasSkb {
       return .value(skbValue(range))
@@ -520,15 +596,21 @@ struct ClauseContext {
       guard let field = packetShortcut(name, range: range) else { return nil }
       return guardedPacketRead(field, name).map(Reference.value)
     }
+    // A bare name a record has is its field; other bare names keep their other meanings
+    // (enum constants such as TCP_CLOSE) and are diagnosed below when they have none.
+    if let field = recordField(name, range: range, quietly: true) { return field }
     if commonArguments[name] != nil {
       return argument(name, range: range)
     }
+    if let register = registerArgument(name, range: range) { return register.map(Reference.value) }
+    if let constant = namedConstant(name, range: range) { return .value(constant) }
     diagnostics.append(unknownName(name, range: range))
     return nil
   }
 
   /// `args.NAME`, or a bare argument name: a probe argument every attach point of the clause has.
   mutating func argument(_ name: String, range: SourceRange) -> Reference? {
+    if record != nil, let field = recordField(name, range: range) { return field }
     guard let argumentType = commonArguments[name] else {
       var diagnostic = Diagnostic(
         "unknown-argument",
@@ -684,6 +766,25 @@ struct ClauseContext {
     return value
   }
 
+  /// `id` without `const`, `volatile`, `restrict` and type tags (typedefs are kept).
+  static func unqualified(_ id: BTFTypeID, types: KernelTypes) -> BTFTypeID {
+    var current = id
+    for _ in 0..<16 {
+      switch types.type(current) {
+      case .const(let next), .volatile(let next), .restrict(let next), .typeTag(_, let next): current = next
+      default: return current
+      }
+    }
+    return current
+  }
+
+  /// Whether an array of this element is text: `char`, not `u8` or `unsigned char`, which
+  /// hold bytes (`__u8 saddr[4]`).
+  static func isCharacter(_ element: BTFTypeID, types: KernelTypes) -> Bool {
+    guard case .integer(let name, 1, _, _, let isChar, _) = types.type(types.resolved(element)) else { return false }
+    return isChar || name == "char"
+  }
+
   mutating func readUnchecked(_ place: Place) -> TypedExpr? {
     let id = types.resolved(place.type)
     let valueType = valueType(of: place.type)
@@ -694,10 +795,16 @@ struct ClauseContext {
         .load(base: place.base, offset: place.offset, size: size, bitfield: place.bitfield),
         type: valueType, range: place.range)
     case .array(let element, let count):
-      if case .integer(_, 1, _, _, _, _) = types.type(types.resolved(element)) {
+      if Self.isCharacter(element, types: types) {
         return TypedExpr(
           .loadString(base: place.base, offset: place.offset, capacity: count),
           type: .string(capacity: count), range: place.range)
+      }
+      if types.size(of: element) == 1, count > 0 {
+        // Bytes that are not text (`__u8 daddr[4]`): printed as numbers, ntop() reads them.
+        return TypedExpr(
+          .load(base: place.base, offset: place.offset, size: count, bitfield: nil), type: .byteArray(count: count),
+          range: place.range)
       }
       diagnostics.append(
         Diagnostic(
@@ -727,11 +834,13 @@ struct ClauseContext {
         EnumNames(
           typeName: name, names: names, representation: IntegerRepresentation(bytes: size, isSigned: signed)))
     case .pointer(let pointee):
-      return .pointer(pointee: pointee, description: types.describe(id))
+      // Qualifiers are not part of the pointer's type: a `const struct sock *` and a
+      // `struct sock *` are the same key of a map, and compare.
+      let unqualified = Self.unqualified(pointee, types: types)
+      return .pointer(pointee: unqualified, description: types.describe(unqualified) + " *")
     case .array(let element, let count):
-      if case .integer(_, 1, _, _, _, _) = types.type(types.resolved(element)) {
-        return .string(capacity: count)
-      }
+      if Self.isCharacter(element, types: types) { return .string(capacity: count) }
+      if types.size(of: element) == 1 { return .byteArray(count: count) }
       return .u64
     default:
       return .u64

@@ -172,6 +172,9 @@ extension ClauseContext {
         return .printf(format, values, range: range)
       case .conditional(let condition, let then, let otherwise):
         return .conditional(condition, then: withStack(then), else: withStack(otherwise))
+      case .loop(var loop):
+        loop.body = withStack(loop.body)
+        return .loop(loop)
       default:
         return action
       }
@@ -188,6 +191,9 @@ extension ClauseContext {
         return [action, .capture(capture, range: range)]
       case .conditional(let condition, let then, let otherwise):
         return [.conditional(condition, then: withCaptures(then, stack: stack), else: withCaptures(otherwise, stack: stack))]
+      case .loop(var loop):
+        loop.body = withCaptures(loop.body, stack: stack)
+        return [.loop(loop)]
       default:
         return [action]
       }
@@ -220,7 +226,7 @@ extension ClauseContext {
       single.attachPoints = [point]
       single.commonArguments = Self.commonArguments(of: [point])
       let details = single.dropDetails(range: range).filter { commonArguments[$0.label] == nil }
-      if !details.isEmpty { probeComment[point.name] = details }
+      if !details.isEmpty { probeComment[point.qualifiedName] = details }
     }
     if stack {
       comment.append(PrintedValue(label: "kstack", value: TypedExpr(.builtin(.kstack), type: .kernelStack, range: range)))

@@ -22,6 +22,8 @@ public struct FormatString: Hashable, Sendable {
       case string = "s"
       case character = "c"
       case pointer = "p"
+      /// bpftrace's `%r`: a buffer (`buf()`), printable bytes as themselves, others as `\xNN`.
+      case buffer = "r"
     }
     public var kind: Kind
     public var leftJustify = false
@@ -138,7 +140,7 @@ public struct FormatString: Hashable, Sendable {
         diagnostics.append(
           Diagnostic(
             "printf-unknown-conversion", "'\(spelled)' is not a conversion printf knows", at: range,
-            notes: [.init(.help, "the conversions are %d %i %u %x %X %o %s %c %p, and %% for a literal %")]))
+            notes: [.init(.help, "the conversions are %d %i %u %x %X %o %s %c %p %r, and %% for a literal %")]))
         index = end
         continue
       }
@@ -194,6 +196,11 @@ extension FormatString.Conversion {
       switch type {
       case .pointer, .kernelSymbol, .integer: return nil
       default: return "a pointer or an address"
+      }
+    case .buffer:
+      switch type {
+      case .buffer, .string, .byteArray: return nil
+      default: return "a buffer (buf(...))"
       }
     }
   }

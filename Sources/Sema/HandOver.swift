@@ -122,7 +122,13 @@ extension CheckedClause {
         case .mapUpdate(let map, let keys, let value, let range):
           .mapUpdate(map: map, keys: keys.map(fold), value: value.map(fold), range: range)
         case .mapDelete(let map, let keys, let range): .mapDelete(map: map, keys: keys.map(fold), range: range)
-        case .track, .exit: action
+        case .loop(var loop):
+          {
+            loop.condition = loop.condition.map(fold)
+            loop.body = fold(loop.body)
+            return Action.loop(loop)
+          }()
+        case .track, .exit, .jump: action
         case .capture(let capture, let range):
           // After the hand-over the packet may be gone: there is nothing to capture.
           after ? nil : .capture(capture.mapValues(fold), range: range)

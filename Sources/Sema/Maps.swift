@@ -100,8 +100,20 @@ public struct UserClause: Hashable, Sendable {
   }
   public enum Step: Hashable, Sendable {
     case printMap(Int)
+    /// `print(@map, N)`: the N entries with the largest values.
+    case printMapTop(Int, top: Int)
     case clearMap(Int)
+    /// `zero(@map)`: every value set to zero, the keys kept.
+    case zeroMap(Int)
+    /// `print("text")`: a line of its own.
     case printText(String)
+    /// `printf("format", constants...)`: text that does not end with a newline is continued
+    /// by the next printf.
+    case printf(FormatString, [UserValue])
+    /// `time("format")`: the wall-clock time now, formatted with `strftime`.
+    case printTime(format: String)
+    /// `@map[keys] = value`: written into the kernel's map.
+    case assignMap(Int, keys: [UserValue], value: UserValue)
     case exit
   }
   public var trigger: Trigger
@@ -155,6 +167,14 @@ extension ClauseContext {
     let update = Action.mapUpdate(map: index, keys: keys, value: argument?.unwrapped, range: range)
     if let skippedUnless { return .conditional(condition(skippedUnless), then: [update], else: []) }
     return update
+  }
+
+  /// Whether a key of type `a` finds entries stored under keys of type `b`: the same type, or
+  /// integers of either signedness (both are 8 bytes, as in bpftrace's maps).
+  static func keyTypesMatch(_ a: ValueType, _ b: ValueType) -> Bool {
+    if a == b { return true }
+    if case .integer(8, _) = a, case .integer(8, _) = b { return true }
+    return false
   }
 
   /// Map keys are stored in 8-byte slots; only their printing keeps the narrower type.
@@ -221,7 +241,9 @@ extension ClauseContext {
     if let index = maps.firstIndex(where: { $0.name == declaration.name }) {
       let existing = maps[index]
       var problem: String?
-      if existing.keys.map(\.type) != declaration.keys.map(\.type) {
+      if existing.keys.count != declaration.keys.count
+        || !zip(existing.keys, declaration.keys).allSatisfy({ Self.keyTypesMatch($0.1.type, $0.0.type) })
+      {
         let before = existing.keys.map { "\($0.type)" }.joined(separator: ", ")
         let now = declaration.keys.map { "\($0.type)" }.joined(separator: ", ")
         problem = "\(declaration.displayName) was first used with keys [\(before)], here with [\(now)]"
@@ -232,6 +254,10 @@ extension ClauseContext {
         diagnostics.append(
           Diagnostic("map-type-mismatch", problem, at: range, notes: [.init(.note, "first used here", at: existing.range)]))
         return nil
+      }
+      // A string value holds the longest string stored in it.
+      if case .string(let held) = existing.valueType, case .string(let needed) = declaration.valueType, needed > held {
+        maps[index].valueType = declaration.valueType
       }
       return index
     }
@@ -277,7 +303,9 @@ extension ClauseContext {
       guard let key = value(keyExpression) else { return nil }
       keys.append(key)
     }
-    guard keys.map({ Self.keyType($0.type) }) == declaration.keys.map(\.type) else {
+    guard keys.count == declaration.keys.count,
+      zip(keys, declaration.keys).allSatisfy({ Self.keyTypesMatch(Self.keyType($0.0.type), $0.1.type) })
+    else {
       diagnostics.append(
         Diagnostic(
           "map-type-mismatch", "\(declaration.displayName) is keyed by [\(declaration.keys.map { "\($0.type)" }.joined(separator: ", "))]",

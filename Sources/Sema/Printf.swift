@@ -60,24 +60,3 @@ extension ClauseContext {
 
   static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 }
-
-extension UserClauseChecker {
-  /// `printf("text")` in BEGIN, END and interval clauses: plain text only, since there is
-  /// no event whose values it could print.
-  mutating func printfText(_ arguments: [Expr], statement: Statement) -> UserClause.Step? {
-    guard arguments.count == 1, case .string(let text) = arguments[0].kind else { return unsupported(statement) }
-    let (parsed, problems) = FormatString.parse(
-      text, literal: arguments[0].range, spelling: source.text(of: arguments[0].range))
-    diagnostics += problems
-    guard let parsed else { return nil }
-    guard let plain = parsed.plainText else {
-      diagnostics.append(
-        Diagnostic(
-          "printf-missing-argument", "BEGIN, END and interval: clauses have no values to print, so their printf takes text only",
-          at: parsed.conversions[0].range, notes: [.init(.help, "write %% for a literal %")]))
-      return nil
-    }
-    // Each step prints a line: the format's own final newline is that line's end.
-    return .printText(plain.hasSuffix("\n") ? String(plain.dropLast()) : plain)
-  }
-}

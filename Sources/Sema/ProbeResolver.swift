@@ -15,6 +15,12 @@ public struct ProbeResolver: Sendable {
   /// `--backend`: the backend function attach points of `skb:` probes must use.
   public let forcedFunctionBackend: Backend?
 
+  /// The fields (name, offset) tracefs says a tracepoint records, by category and name; nil
+  /// when checking against a BTF file.
+  public typealias TracepointFormatReader = @Sendable (_ category: String, _ name: String) -> [(name: String, offset: Int)]?
+  private let readFormat: TracepointFormatReader?
+  private let records = RecordCache()
+
   public init(
     types: KernelTypes, support: BackendSupport, tracepointCategories: [String: String] = [:],
     forcedFunctionBackend: Backend? = nil
@@ -29,12 +35,23 @@ public struct ProbeResolver: Sendable {
   public init(
     types: KernelTypes, support: BackendSupport,
     readingTracepointCategories read: @escaping @Sendable () -> [String: String],
-    forcedFunctionBackend: Backend? = nil
+    forcedFunctionBackend: Backend? = nil, readingTracepointFormat: TracepointFormatReader? = nil
   ) {
     self.types = types
     self.support = support
     self.categories = LazyCategories(read)
     self.forcedFunctionBackend = forcedFunctionBackend
+    self.readFormat = readingTracepointFormat
+  }
+
+  /// `struct trace_event_raw_<class>`, the record the tracepoint of `point` writes (see
+  /// `KernelTypes.tracepointRecord`), told apart by tracefs's format where BTF alone cannot.
+  public func tracepointRecord(_ point: AttachPoint) -> BTFTypeID? {
+    if let known = records.value.withLock({ $0[point.name] }) { return known }
+    let recorded = tracepointCategories[point.name].flatMap { readFormat?($0, point.name) }
+    let found = types.tracepointRecord(point.name, recorded: recorded)
+    records.value.withLock { $0[point.name] = found }
+    return found
   }
 
   /// The backend used for plain function probes (`skb:` over functions): the forced one, or
@@ -152,6 +169,11 @@ public struct ProbeResolver: Sendable {
 /// the name's length, at least one.
 public func closestName(to name: String, among candidates: some Sequence<String>) -> String? {
   Spelling.closest(to: name, among: candidates, limit: max(1, name.count / 3))
+}
+
+/// Tracepoint records found so far, by tracepoint name.
+private final class RecordCache: Sendable {
+  let value = Mutex<[String: BTFTypeID?]>([:])
 }
 
 /// Tracepoint categories, read once, on first use, by whichever thread asks first.

@@ -87,6 +87,13 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
   /// The kernel stack where the probe fired (`kstack`): an id into the stack map, printed as
   /// the symbolized frames it stands for.
   case kernelStack
+  /// A `CLOCK_MONOTONIC` time in nanoseconds, printed as the wall-clock time it was, with
+  /// `format` (`strftime`'s conversions): `strftime("%H:%M:%S", nsecs)`.
+  case wallTime(format: String)
+  /// Bytes printed as text, each byte outside printable ASCII as `\xNN` (`buf(p, n)`).
+  case buffer(capacity: Int)
+  /// An array of `count` bytes that is not text (`__u8 saddr[4]`), printed as `[1,2,3,4]`.
+  case byteArray(count: Int)
   case void
 
   public static let u64 = ValueType.integer(bytes: 8, signed: false)
@@ -108,6 +115,9 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .probe: "probe"
     case .kernelSymbol: "kernel symbol"
     case .kernelStack: "kernel stack"
+    case .wallTime: "time"
+    case .buffer(let capacity): "buffer of \(capacity) bytes"
+    case .byteArray(let count): "u8[\(count)]"
     case .void: "void"
     }
   }
@@ -119,11 +129,11 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .integer(let bytes, let signed): IntegerRepresentation(bytes: bytes, isSigned: signed)
     case .enumeration(let names): names.representation
     case .bool: IntegerRepresentation(bytes: 1, isSigned: false)
-    case .flags, .pointer, .kernelSymbol: IntegerRepresentation(bytes: 8, isSigned: false)
+    case .flags, .pointer, .kernelSymbol, .wallTime: IntegerRepresentation(bytes: 8, isSigned: false)
     case .ipv4, .probe: IntegerRepresentation(bytes: 4, isSigned: false)
     // bpf_get_stackid's result: an id, or a negative error number.
     case .kernelStack: IntegerRepresentation(bytes: 8, isSigned: true)
-    case .string, .ipv6, .ipAddress, .macAddress, .void: nil
+    case .string, .ipv6, .ipAddress, .macAddress, .buffer, .byteArray, .void: nil
     }
   }
 
@@ -154,7 +164,18 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case .probe: 4
     case .kernelSymbol: 8
     case .kernelStack: 8
+    case .wallTime: 8
+    case .buffer(let capacity): capacity
+    case .byteArray(let count): count
     case .void: 0
+    }
+  }
+
+  /// Whether the value is more bytes than a register holds: copied, never computed with.
+  public var isWide: Bool {
+    switch self {
+    case .string, .ipv6, .ipAddress, .macAddress, .buffer, .byteArray: true
+    default: false
     }
   }
 }
@@ -162,12 +183,18 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
 /// Values every clause can read.
 public enum Builtin: String, Hashable, Sendable, CaseIterable {
   case probe, ts, cpu, pid, tid, comm, kstack
+  /// bpftrace's names: `nsecs` is `ts`; `elapsed` the nanoseconds since swtrace started the
+  /// trace; `func` the probed function (the attach point's name, like `probe`).
+  case nsecs, elapsed, uid, gid, cgroup, ppid
+  case function = "func"
+  /// The current task, a `struct task_struct *` (typed by the checker from BTF).
+  case curtask
 
   public var type: ValueType {
     switch self {
-    case .probe: .probe
-    case .ts: .u64
-    case .cpu, .pid, .tid: .u32
+    case .probe, .function: .probe
+    case .ts, .nsecs, .elapsed, .cgroup, .curtask: .u64
+    case .cpu, .pid, .tid, .uid, .gid, .ppid: .u32
     case .comm: .string(capacity: 16)
     case .kstack: .kernelStack
     }
@@ -219,6 +246,13 @@ public struct TypedExpr: Hashable, Sendable {
     /// replaced by its value for each attach point before code generation
     /// (`CheckedClause.specialized(for:)`).
     case afterHandOver
+    /// The record a classic tracepoint program gets (`struct trace_event_raw_<class>`): its
+    /// address, for the fields `args.NAME` reads.
+    case record
+    /// A kprobe's argument register `argN`, as a 64-bit number.
+    case registerArgument(Int)
+    /// Whether map `map` has an entry under `keys`.
+    case mapHasKey(map: Int, keys: [TypedExpr])
   }
   /// A bitfield inside the loaded bytes: shift right by `bitOffset`, keep `bitCount` bits.
   public struct Bitfield: Hashable, Sendable {
@@ -245,10 +279,12 @@ public struct TypedExpr: Hashable, Sendable {
       [operand]
     case .binary(_, let lhs, let rhs): [lhs, rhs]
     case .select(let condition, let value, let otherwise): [condition, value, otherwise]
-    case .mapLookup(_, let keys): keys
+    case .mapLookup(_, let keys), .mapHasKey(_, let keys): keys
     case .optional(let present, let value): [present, value]
     case .eitherFamily(let isIPv4, let v4, let v6): [isIPv4, v4, v6]
-    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver: []
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver,
+      .record, .registerArgument:
+      []
     }
   }
 
@@ -265,9 +301,12 @@ public struct TypedExpr: Hashable, Sendable {
     case .binary(let op, _, _): result.kind = .binary(op, new[0], new[1])
     case .select: result.kind = .select(condition: new[0], value: new[1], otherwise: new[2])
     case .mapLookup(let map, _): result.kind = .mapLookup(map: map, keys: new)
+    case .mapHasKey(let map, _): result.kind = .mapHasKey(map: map, keys: new)
     case .optional: result.kind = .optional(present: new[0], value: new[1])
     case .eitherFamily: result.kind = .eitherFamily(isIPv4: new[0], v4: new[1], v6: new[2])
-    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver: break
+    case .integer, .string, .builtin, .skb, .argument, .returnValue, .variable, .bytes, .packet, .afterHandOver,
+      .record, .registerArgument:
+      break
     }
     return result
   }
@@ -377,6 +416,10 @@ public indirect enum Action: Hashable, Sendable {
   /// `-w`: the packet's bytes with what its comment says, written after the print at `range`
   /// (added by `Desugaring`).
   case capture(PacketCapture, range: SourceRange)
+  /// A loop, unrolled: see `Loop`.
+  case loop(Loop)
+  /// `break`, `continue` (of the innermost loop) or `return` (from the clause).
+  case jump(JumpKind, range: SourceRange)
 
   /// The expressions the action itself evaluates (a conditional: its condition).
   public var expressions: [TypedExpr] {
@@ -389,14 +432,60 @@ public indirect enum Action: Hashable, Sendable {
     case .conditional(let condition, _, _): [condition]
     case .mapUpdate(_, let keys, let value, _): keys + (value.map { [$0] } ?? [])
     case .mapDelete(_, let keys, _): keys
-    case .track, .exit: []
+    case .loop(let loop): loop.condition.map { [$0] } ?? []
+    case .track, .exit, .jump: []
     }
   }
 
-  /// The actions of a conditional's two branches; none for other actions.
+  /// The actions of a conditional's two branches or a loop's body; none for other actions.
   public var nestedActions: [Action] {
-    if case .conditional(_, let then, let otherwise) = self { return then + otherwise }
-    return []
+    switch self {
+    case .conditional(_, let then, let otherwise): then + otherwise
+    case .loop(let loop): loop.body
+    default: []
+    }
+  }
+
+  /// The same action with its nested actions (`nestedActions` order) rewritten by `transform`.
+  public func mappingNested(_ transform: ([Action]) -> [Action]) -> Action {
+    switch self {
+    case .conditional(let condition, let then, let otherwise):
+      return .conditional(condition, then: transform(then), else: transform(otherwise))
+    case .loop(var loop):
+      loop.body = transform(loop.body)
+      return .loop(loop)
+    default:
+      return self
+    }
+  }
+}
+
+/// A loop whose number of iterations is known when the spec is compiled: `for ($i : 0..10)`,
+/// or a `while` whose condition the checker proved false after `iterations` runs of the body.
+/// Code generation unrolls it: `iterations` copies of the body, each behind the condition.
+public struct Loop: Hashable, Sendable {
+  /// Checked before each iteration (`while`); nil for `for`, whose range decides.
+  public var condition: TypedExpr?
+  public var body: [Action]
+  public var iterations: Int
+  /// `for`'s variable: its slot, set to `start + k` before iteration k.
+  public var counter: (slot: Int, start: UInt64)? {
+    get { counterSlot.map { ($0, counterStart) } }
+    set {
+      counterSlot = newValue?.slot
+      counterStart = newValue?.start ?? 0
+    }
+  }
+  var counterSlot: Int?
+  var counterStart: UInt64 = 0
+  public var range: SourceRange
+
+  public init(condition: TypedExpr?, body: [Action], iterations: Int, counter: (slot: Int, start: UInt64)?, range: SourceRange) {
+    self.condition = condition
+    self.body = body
+    self.iterations = iterations
+    self.range = range
+    self.counter = counter
   }
 }
 
@@ -433,8 +522,8 @@ public struct PacketCapture: Hashable, Sendable {
   /// the probe has them, the stack with `--stack`.
   public var comment: [PrintedValue]
   /// Values only some attach points of the clause have (kfree_skb's drop reason and location
-  /// among the other `skb:*` tracepoints), by attach point name: added after `comment` in
-  /// that attach point's program.
+  /// among the other `skb:*` tracepoints), by `AttachPoint.qualifiedName`: added after
+  /// `comment` in that attach point's program.
   public var probeComment: [String: [PrintedValue]]
   public var geometry: PacketGeometry
   public init(comment: [PrintedValue], probeComment: [String: [PrintedValue]] = [:], geometry: PacketGeometry) {
@@ -443,9 +532,9 @@ public struct PacketCapture: Hashable, Sendable {
     self.geometry = geometry
   }
 
-  /// The comment's values in the program of attach point `name`.
-  public func comment(at name: String) -> [PrintedValue] {
-    comment + (probeComment[name] ?? [])
+  /// The comment's values in the program of the attach point `qualifiedName` names.
+  public func comment(at qualifiedName: String) -> [PrintedValue] {
+    comment + (probeComment[qualifiedName] ?? [])
   }
 
   /// The capture with `transform` applied to every value.

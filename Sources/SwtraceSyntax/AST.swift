@@ -88,6 +88,16 @@ public struct Statement: Hashable, Sendable {
     case assignMap(MapAccess, value: Expr)
     /// `if (cond) block [else block]`; `else if` is an else block holding one `if` statement.
     case ifElse(condition: Expr, then: Block, else: Block?)
+    /// `$x += 1`, `@m[k] <<= 2`: the target (a `.variable` or `.map`) combined with the value.
+    case compoundAssign(target: Expr, BinaryOperator, value: Expr)
+    /// `$x++`, `--@m[k]`: the target (a `.variable` or `.map`) moved by one.
+    case increment(target: Expr, IncrementOperator, prefix: Bool)
+    /// `while (cond) block`
+    case whileLoop(condition: Expr, body: Block)
+    /// `for ($i : start..end) block`: `$i` takes start, start + 1, ..., end - 1.
+    case forRange(variable: String, start: Expr, end: Expr, body: Block)
+    /// `break`, `continue`, `return`
+    case jump(JumpKind)
   }
   public var kind: Kind
   public var range: SourceRange
@@ -95,6 +105,33 @@ public struct Statement: Hashable, Sendable {
     self.kind = kind
     self.range = range
   }
+}
+
+extension Statement.Kind {
+  /// Whether the statement ends with a block of its own (`if`, `while`, `for`), so that no
+  /// separator needs to follow it.
+  public var endsWithBlock: Bool {
+    switch self {
+    case .ifElse, .whileLoop, .forRange: true
+    default: false
+    }
+  }
+}
+
+/// `++` and `--`.
+public enum IncrementOperator: String, Hashable, Sendable {
+  case increment = "++"
+  case decrement = "--"
+}
+
+/// The statements that leave a loop or a clause early.
+public enum JumpKind: String, Hashable, Sendable {
+  /// Leaves the innermost loop.
+  case breakLoop = "break"
+  /// Goes on with the innermost loop's next iteration.
+  case continueLoop = "continue"
+  /// Ends this run of the clause.
+  case returnFromClause = "return"
 }
 
 /// `@name` or `@name[key, ...]`; a bare `@` has the empty name.
@@ -201,6 +238,14 @@ public struct Expr: Hashable, Sendable {
     case unary(UnaryOperator, Expr)
     case binary(BinaryOperator, Expr, Expr)
     case cast(TypeName, Expr)
+    /// `condition ? value : otherwise`
+    case conditional(condition: Expr, value: Expr, otherwise: Expr)
+    /// `$1`, `$2`, ...: a positional parameter given on the command line.
+    case positional(Int)
+    /// `$#`: how many positional parameters the command line gave.
+    case positionalCount
+    /// A type as an argument of `sizeof` or `offsetof`: `sizeof(struct sock)`.
+    case typeName(TypeName)
   }
   public var kind: Kind
   public var range: SourceRange

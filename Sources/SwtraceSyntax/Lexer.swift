@@ -33,6 +33,36 @@ enum Punct: String, Sendable, CaseIterable {
   case bang = "!"
   case tilde = "~"
   case colon = ":"
+  case question = "?"
+  case plusPlus = "++"
+  case minusMinus = "--"
+  case plusAssign = "+="
+  case minusAssign = "-="
+  case starAssign = "*="
+  case slashAssign = "/="
+  case percentAssign = "%="
+  case ampAssign = "&="
+  case pipeAssign = "|="
+  case caretAssign = "^="
+  case shiftLeftAssign = "<<="
+  case range = ".."
+
+  /// The operator of a compound assignment (`+=` is `+`); `>>=` is spelled by three tokens
+  /// and found by the parser.
+  var compoundOperator: BinaryOperator? {
+    switch self {
+    case .plusAssign: .add
+    case .minusAssign: .subtract
+    case .starAssign: .multiply
+    case .slashAssign: .divide
+    case .percentAssign: .modulo
+    case .ampAssign: .bitAnd
+    case .pipeAssign: .bitOr
+    case .caretAssign: .bitXor
+    case .shiftLeftAssign: .shiftLeft
+    default: nil
+    }
+  }
 }
 
 struct Token: Sendable {
@@ -40,6 +70,10 @@ struct Token: Sendable {
     case identifier(String)
     /// `$name`; the name is empty after an `expected-variable-name` error.
     case variable(String)
+    /// `$1`, `$2`, ...: a positional parameter.
+    case positional(Int)
+    /// `$#`
+    case positionalCount
     /// `@name` or a bare `@` (empty name).
     case map(String)
     /// Integer, string, IPv4, IPv6 or CIDR literal, already converted.
@@ -174,6 +208,25 @@ struct Lexer: Sendable {
     switch first {
     case UInt8(ascii: "\""):
       return lexString(at: start, diagnostics: &diagnostics)
+    case UInt8(ascii: "$") where byte(start + 1) == UInt8(ascii: "#"):
+      return (.positionalCount, start + 2)
+    case UInt8(ascii: "$") where byte(start + 1).map(ASCII.isDigit) == true:
+      var end = start + 1
+      var number = 0
+      while let next = byte(end), ASCII.isDigit(next) {
+        number = min(number * 10 + Int(next - UInt8(ascii: "0")), 1_000_000)
+        end += 1
+      }
+      if let next = byte(end), ASCII.isIdentifierStart(next) {
+        while let next = byte(end), ASCII.isIdentifierContinue(next) { end += 1 }
+        diagnostics.append(
+          Diagnostic(
+            .expectedVariableName, "a variable name cannot start with a digit: '\(text(start, end))'",
+            at: SourceRange(start, end)
+          ).with(.init(.help, "$1, $2, ... are the positional parameters; a variable is $ and a name, such as $count")))
+        return (.variable(""), end)
+      }
+      return (.positional(number), end)
     case UInt8(ascii: "$"):
       var end = start + 1
       while let next = byte(end), ASCII.isIdentifierContinue(next) { end += 1 }
@@ -206,6 +259,9 @@ struct Lexer: Sendable {
       var end = start + 1
       while let next = byte(end), ASCII.isIdentifierContinue(next) { end += 1 }
       return (.identifier(text(start, end)), end)
+    }
+    if first == UInt8(ascii: "<"), byte(start + 1) == UInt8(ascii: "<"), byte(start + 2) == UInt8(ascii: "=") {
+      return (.punct(.shiftLeftAssign), start + 3)
     }
     if let second = byte(start + 1),
       let punct = Punct(rawValue: String(decoding: [first, second], as: UTF8.self))
@@ -315,6 +371,7 @@ struct Lexer: Sendable {
       if byte(probe) == UInt8(ascii: "."), let after = byte(probe + 1), ASCII.isDigit(after) {
         return lexIPv4(at: start, diagnostics: &diagnostics)
       }
+      if let scientific = lexScientific(at: start, diagnostics: &diagnostics) { return scientific }
     }
     var value: UInt64 = 0
     var overflow = false
@@ -358,6 +415,43 @@ struct Lexer: Sendable {
       return (.literal(.integer(UInt64.max)), index)
     }
     return (.literal(.integer(value)), index)
+  }
+
+  /// `1e6`, `5E3`, `1_500e3`: an integer in scientific notation, as bpftrace writes them; nil
+  /// when the word at `start` is not digits, `e` and digits.
+  private func lexScientific(at start: Int, diagnostics: inout [Diagnostic]) -> (Token.Kind, Int)? {
+    var end = start
+    while let next = byte(end), ASCII.isIdentifierContinue(next) { end += 1 }
+    let word = Array(bytes[start..<end])
+    guard let marker = word.firstIndex(where: { $0 | 0x20 == UInt8(ascii: "e") }), marker > 0,
+      word[..<marker].allSatisfy({ ASCII.isDigit($0) || $0 == UInt8(ascii: "_") }),
+      marker + 1 < word.count, word[(marker + 1)...].allSatisfy(ASCII.isDigit)
+    else { return nil }
+    var mantissa: UInt64 = 0
+    var overflow = false
+    for digit in word[..<marker] where digit != UInt8(ascii: "_") {
+      let (scaled, o1) = mantissa.multipliedReportingOverflow(by: 10)
+      let (sum, o2) = scaled.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
+      overflow = overflow || o1 || o2
+      mantissa = sum
+    }
+    var exponent = 0
+    for digit in word[(marker + 1)...] { exponent = min(exponent * 10 + Int(digit - UInt8(ascii: "0")), 100) }
+    var value = mantissa
+    for _ in 0..<exponent where value != 0 {
+      let (scaled, o) = value.multipliedReportingOverflow(by: 10)
+      overflow = overflow || o
+      value = scaled
+    }
+    if overflow {
+      diagnostics.append(
+        Diagnostic(
+          .integerOverflow, "integer literal '\(text(start, end))' does not fit in 64 bits",
+          at: SourceRange(start, end)
+        ).with(.init(.note, "the largest value is 18446744073709551615 (0xffffffffffffffff)")))
+      return (.literal(.integer(UInt64.max)), end)
+    }
+    return (.literal(.integer(value)), end)
   }
 
   private func lexIPv4(at start: Int, diagnostics: inout [Diagnostic]) -> (Token.Kind, Int) {

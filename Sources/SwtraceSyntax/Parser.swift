@@ -44,9 +44,16 @@ struct SpecParser {
     "t": "tracepoint", "tp": "tracepoint", "k": "kprobe", "kr": "kretprobe", "f": "fentry",
     "fr": "fexit", "i": "interval", "begin": "BEGIN", "end": "END",
   ]
-  static let castTypes: Set<String> = [
+  static let castTypes: Set<String> = Set([
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "bool",
+  ]).union(castTypeAliases.keys)
+  /// bpftrace's other spellings of the integer types, read as swtrace's own.
+  static let castTypeAliases: [String: String] = [
+    "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+    "int8": "s8", "int16": "s16", "int32": "s32", "int64": "s64",
   ]
+  /// Words that start or end statements: never names in expressions.
+  static let keywords: Set<String> = ["if", "else", "in", "while", "for", "break", "continue", "return"]
 
   let file: SourceFile
   let lexer: Lexer
@@ -300,8 +307,14 @@ struct SpecParser {
         }
       return Probe(kind: kind, range: range)
     case "interval":
+      if parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty {
+        // bpftrace's spelling: interval:s:1, interval:ms:500, interval:hz:99.
+        return parseInterval(unit: parts[1], count: parts[2], range: range).map {
+          Probe(kind: .interval(nanoseconds: $0), range: range)
+        }
+      }
       guard parts.count == 2, !parts[1].isEmpty else {
-        return malformed("expected 'interval:DURATION', such as interval:1s or interval:500ms")
+        return malformed("expected 'interval:DURATION', such as interval:1s, interval:500ms or interval:s:1")
       }
       return parseInterval(parts[1], range: range).map {
         Probe(kind: .interval(nanoseconds: $0), range: range)
@@ -365,6 +378,42 @@ struct SpecParser {
     }
     guard total > 0 else {
       report(Diagnostic(.zeroInterval, "interval must be greater than zero", at: range))
+      return nil
+    }
+    return total
+  }
+
+  /// `interval:UNIT:COUNT`: every COUNT units, or COUNT times a second for `hz`.
+  private mutating func parseInterval(unit: String, count: String, range: SourceRange) -> UInt64? {
+    let units: [String: UInt64] = ["ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000]
+    guard units[unit] != nil || unit == "hz", count.first?.isNumber == true,
+      count.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "_") })
+    else {
+      report(
+        Diagnostic(
+          .invalidInterval,
+          "invalid interval 'interval:\(unit):\(count)': write a unit (ns, us, ms, s, m or hz) and a number, such as interval:s:1",
+          at: range))
+      return nil
+    }
+    guard let number = UInt64(count.filter { $0 != "_" }) else {
+      report(Diagnostic(.invalidInterval, "interval 'interval:\(unit):\(count)' is too long", at: range))
+      return nil
+    }
+    guard number > 0 else {
+      report(Diagnostic(.zeroInterval, "interval must be greater than zero", at: range))
+      return nil
+    }
+    if unit == "hz" {
+      guard number <= 1_000_000_000 else {
+        report(Diagnostic(.invalidInterval, "interval:hz:\(count) is more often than once a nanosecond", at: range))
+        return nil
+      }
+      return 1_000_000_000 / number
+    }
+    let (total, overflow) = number.multipliedReportingOverflow(by: units[unit]!)
+    guard !overflow else {
+      report(Diagnostic(.invalidInterval, "interval 'interval:\(unit):\(count)' is too long", at: range))
       return nil
     }
     return total
@@ -467,7 +516,7 @@ struct SpecParser {
       if let statement = parseStatement(context) {
         statements.append(statement)
         // A statement that ends with its own block (`if (...) { ... }`) needs no separator.
-        if case .ifElse = statement.kind {
+        if statement.kind.endsWithBlock {
           while at(.semicolon) { advance() }
         } else {
           expectSeparator(style)
@@ -526,6 +575,21 @@ struct SpecParser {
   private mutating func parseStatement(_ context: ExpressionContext) -> Statement? {
     let token = peek()
     if token.isIdentifier("if") { return parseIf() }
+    if token.isIdentifier("while") { return parseWhile() }
+    if token.isIdentifier("for") { return parseFor() }
+    if let name = token.identifierName, let jump = JumpKind(rawValue: name) {
+      advance()
+      return Statement(kind: .jump(jump), range: token.range)
+    }
+    if token.is(.plusPlus) || token.is(.minusMinus) {
+      // `++$x`, `--@m[k]`
+      advance()
+      guard let target = parseUnary(context) else { return nil }
+      guard isAssignable(target, operator: token.is(.plusPlus) ? "++" : "--") else { return nil }
+      return Statement(
+        kind: .increment(target: target, token.is(.plusPlus) ? .increment : .decrement, prefix: true),
+        range: SourceRange(token.range.start, target.range.end))
+    }
     if token.isIdentifier("else") {
       report(Diagnostic(.misplacedElse, "'else' without a matching 'if'", at: here(token)))
       advance()
@@ -538,6 +602,20 @@ struct SpecParser {
       return nil
     }
     guard let target = parseExpression(context) else { return nil }
+    let next = peek()
+    if !next.newlineBefore, next.is(.plusPlus) || next.is(.minusMinus) {
+      let op = advance()
+      guard isAssignable(target, operator: op.is(.plusPlus) ? "++" : "--") else { return nil }
+      return Statement(
+        kind: .increment(target: target, op.is(.plusPlus) ? .increment : .decrement, prefix: false),
+        range: SourceRange(target.range.start, op.range.end))
+    }
+    if !next.newlineBefore, let (op, tokens) = compoundOperator() {
+      for _ in 0..<tokens { advance() }
+      guard isAssignable(target, operator: op.rawValue + "=") else { return nil }
+      guard let value = parseExpression(context) else { return nil }
+      return Statement(kind: .compoundAssign(target: target, op, value: value), range: target.range.union(value.range))
+    }
     guard at(.assign), !peek().newlineBefore else {
       return Statement(kind: .expression(target), range: target.range)
     }
@@ -557,6 +635,123 @@ struct SpecParser {
           at: target.range))
       return nil
     }
+  }
+
+  /// The compound assignment operator here (`+=` ... `<<=`, or `>>=` as three adjacent
+  /// tokens) and how many tokens spell it.
+  private mutating func compoundOperator() -> (BinaryOperator, Int)? {
+    let token = peek()
+    if case .punct(let punct) = token.kind, let op = punct.compoundOperator { return (op, 1) }
+    if token.is(.greater), at(.greater, 1), at(.assign, 2), peek(1).range.start == token.range.end,
+      peek(2).range.start == peek(1).range.end
+    {
+      return (.shiftRight, 3)
+    }
+    return nil
+  }
+
+  /// Whether `target` can be assigned to: a variable or a map entry; reports it otherwise.
+  private mutating func isAssignable(_ target: Expr, operator op: String) -> Bool {
+    switch target.kind {
+    case .variable, .map: return true
+    default:
+      report(
+        Diagnostic(
+          .invalidAssignmentTarget,
+          "cannot apply '\(op)' to '\(file.text(of: target.range))'; only '$variable' and '@map[...]' can be assigned",
+          at: target.range))
+      return false
+    }
+  }
+
+  /// `while (condition) block`
+  private mutating func parseWhile() -> Statement? {
+    let whileToken = advance()
+    guard let condition = parseParenthesizedCondition(after: "while") else { return nil }
+    guard let body = parseLoopBody(after: "while") else { return nil }
+    return Statement(
+      kind: .whileLoop(condition: condition, body: body), range: SourceRange(whileToken.range.start, body.range.end))
+  }
+
+  /// `for ($i : start..end) block`
+  private mutating func parseFor() -> Statement? {
+    let forToken = advance()
+    guard at(.lParen) else {
+      report(
+        Diagnostic(
+          .expectedToken, "expected '(' after 'for': write for ($i : 0..10) { ... }", at: here(peek())))
+      return nil
+    }
+    let open = advance()
+    guard case .variable(let name) = peek().kind else {
+      report(
+        Diagnostic(
+          .expectedToken, "expected a variable after 'for (', such as for ($i : 0..10), found \(describe(peek()))",
+          at: here(peek())))
+      skipToClosing(.rParen)
+      return nil
+    }
+    advance()
+    guard at(.colon) else {
+      report(
+        Diagnostic(
+          .expectedToken, "expected ':' after the loop variable, as in for ($\(name) : 0..10), found \(describe(peek()))",
+          at: here(peek())))
+      skipToClosing(.rParen)
+      return nil
+    }
+    advance()
+    guard let start = parseExpression(.nested) else {
+      skipToClosing(.rParen)
+      return nil
+    }
+    guard at(.range) else {
+      report(
+        Diagnostic(
+          .expectedToken, "expected '..' after the start of the range, as in for ($\(name) : 0..10), found \(describe(peek()))",
+          at: here(peek())
+        ).with(.init(.help, "for takes a range of integers, START..END (END excluded); iterating over a map is not supported")))
+      skipToClosing(.rParen)
+      return nil
+    }
+    advance()
+    guard let end = parseExpression(.nested) else {
+      skipToClosing(.rParen)
+      return nil
+    }
+    guard expectClosing(.rParen, open: open) != nil else { return nil }
+    guard let body = parseLoopBody(after: "for") else { return nil }
+    return Statement(
+      kind: .forRange(variable: name, start: start, end: end, body: body),
+      range: SourceRange(forToken.range.start, body.range.end))
+  }
+
+  /// `( condition )` after `while`; nil after a diagnostic.
+  private mutating func parseParenthesizedCondition(after keyword: String) -> Expr? {
+    guard at(.lParen) else {
+      report(
+        Diagnostic(
+          .expectedToken, "expected '(' after '\(keyword)': write \(keyword) (condition) { ... }", at: here(peek())))
+      return nil
+    }
+    let open = advance()
+    guard let condition = parseExpression(.nested) else {
+      skipToClosing(.rParen)
+      return nil
+    }
+    guard expectClosing(.rParen, open: open) != nil else { return nil }
+    return condition
+  }
+
+  private mutating func parseLoopBody(after keyword: String) -> Block? {
+    guard at(.lBrace) || at(.less) else {
+      report(
+        Diagnostic(
+          .expectedBlock, "expected '{' or '<' to start the body of '\(keyword)', found \(describe(peek()))",
+          at: here(peek())))
+      return nil
+    }
+    return parseBlock()
   }
 
   private mutating func parseIf() -> Statement? {
@@ -627,8 +822,28 @@ struct SpecParser {
 
   // MARK: - Expressions
 
+  /// `binary [? expression : expression]`: the conditional operator binds loosest and groups
+  /// to the right; its middle part is delimited by `?` and `:`, so nothing in it ends a block
+  /// or a filter.
   mutating func parseExpression(_ context: ExpressionContext) -> Expr? {
-    parseBinary(minimumPrecedence: 1, context)
+    // Each nesting passes through parseUnary, which counts it.
+    guard let condition = parseBinary(minimumPrecedence: 1, context) else { return nil }
+    let question = peek()
+    guard question.is(.question), !(context.newlineSensitive && question.newlineBefore) else { return condition }
+    advance()
+    guard let value = parseExpression(.nested) else { return nil }
+    guard at(.colon) else {
+      report(
+        Diagnostic(
+          .expectedToken, "expected ':' in the conditional expression, found \(describe(peek()))", at: here(peek())
+        ).with(.init(.note, "'?' is here", at: question.range)))
+      return nil
+    }
+    advance()
+    guard let otherwise = parseExpression(context) else { return nil }
+    return Expr(
+      .conditional(condition: condition, value: value, otherwise: otherwise),
+      range: condition.range.union(otherwise.range))
   }
 
   /// Which kind of ambiguous token the binary loop accepted as an operator while recovering.
@@ -735,6 +950,8 @@ struct SpecParser {
         return (.greaterEqual, 2, context.angleTop ? .greater : nil)
       }
       if adjacent && next.is(.greater) {
+        // `>>=` is a compound assignment, not a shift.
+        if at(.assign, 2), peek(2).range.start == next.range.end { return nil }
         guard context.angleTop else { return (.shiftRight, 2, nil) }
         return continuesExpression(at: 2) ? (.shiftRight, 2, .shift) : nil
       }
@@ -751,11 +968,11 @@ struct SpecParser {
     let token = peek(offset)
     if token.newlineBefore { return false }
     switch token.kind {
-    case .literal, .variable, .map: return true
+    case .literal, .variable, .map, .positional, .positionalCount: return true
     case .punct(let punct):
       return punct == .lParen || punct == .bang || punct == .tilde || punct == .minus
     case .identifier(let name):
-      if ["if", "else", "in"].contains(name) { return false }
+      if Self.keywords.contains(name) { return false }
       return !isProbeStart(offset)
     case .invalid, .eof: return false
     }
@@ -854,7 +1071,8 @@ struct SpecParser {
     }
     advance()
     let type = TypeName(
-      name: name, pointerDepth: pointerDepth, range: SourceRange(first.range.start, typeEnd))
+      name: Self.castTypeAliases[name] ?? name, pointerDepth: pointerDepth,
+      range: SourceRange(first.range.start, typeEnd))
     guard let operand = parseUnary(context) else { return nil }
     return Expr(.cast(type, operand), range: SourceRange(open.range.start, operand.range.end))
   }
@@ -870,7 +1088,7 @@ struct SpecParser {
       case "true", "false":
         advance()
         return Expr(.bool(name == "true"), range: token.range)
-      case "if", "else", "in":
+      case _ where Self.keywords.contains(name):
         report(
           Diagnostic(
             .expectedExpression, "expected an expression, found the keyword '\(name)'",
@@ -885,13 +1103,20 @@ struct SpecParser {
         return Expr(.identifier(name), range: token.range)
       }
       let open = advance()
-      guard let (arguments, close) = parseList(closer: .rParen, open: open) else { return nil }
+      guard let (arguments, close) = parseList(closer: .rParen, open: open, typesAllowed: Self.typeTakingCalls.contains(name))
+      else { return nil }
       return Expr(
         .call(name: name, arguments: arguments),
         range: SourceRange(token.range.start, close.range.end))
     case .variable(let name):
       advance()
       return Expr(.variable(name), range: token.range)
+    case .positional(let number):
+      advance()
+      return Expr(.positional(number), range: token.range)
+    case .positionalCount:
+      advance()
+      return Expr(.positionalCount, range: token.range)
     case .map(let name):
       advance()
       var keys: [Expr] = []
@@ -927,16 +1152,23 @@ struct SpecParser {
     }
   }
 
+  /// Calls whose arguments may be types: `sizeof(struct sock)`, `offsetof(struct sock, sk_mark)`.
+  static let typeTakingCalls: Set<String> = ["sizeof", "offsetof"]
+
   /// A comma-separated list up to `closer` (a trailing comma is allowed); `open` is consumed.
-  private mutating func parseList(closer: Punct, open: Token) -> ([Expr], Token)? {
+  /// With `typesAllowed`, an item may be a type name (`struct sock`, `u32`).
+  private mutating func parseList(closer: Punct, open: Token, typesAllowed: Bool = false) -> ([Expr], Token)? {
     var items: [Expr] = []
     if at(closer) { return (items, advance()) }
     while true {
-      guard let item = parseExpression(.nested) else {
+      if typesAllowed, let type = parseTypeArgument() {
+        items.append(type)
+      } else if let item = parseExpression(.nested) {
+        items.append(item)
+      } else {
         skipToClosing(closer)
         return nil
       }
-      items.append(item)
       if at(.comma) {
         advance()
         if at(closer) { return (items, advance()) }
@@ -954,6 +1186,32 @@ struct SpecParser {
       skipToClosing(closer)
       return nil
     }
+  }
+
+  /// A type name followed by `,` or `)`: `struct sock`, `u32`, `struct sk_buff *`; nil (with
+  /// nothing consumed) when the next tokens are not one.
+  private mutating func parseTypeArgument() -> Expr? {
+    guard let first = peek().identifierName else { return nil }
+    var offset = 1
+    var name = first
+    if ["struct", "union", "enum"].contains(first) {
+      guard let tag = peek(1).identifierName else { return nil }
+      name += " " + tag
+      offset = 2
+    } else if !Self.castTypes.contains(first) {
+      return nil
+    }
+    var pointerDepth = 0
+    while at(.star, offset) {
+      pointerDepth += 1
+      offset += 1
+    }
+    guard at(.comma, offset) || at(.rParen, offset) else { return nil }
+    let start = peek().range.start
+    var end = start
+    for _ in 0..<offset { end = advance().range.end }
+    let type = TypeName(name: Self.castTypeAliases[name] ?? name, pointerDepth: pointerDepth, range: SourceRange(start, end))
+    return Expr(.typeName(type), range: type.range)
   }
 
   private mutating func expectClosing(_ closer: Punct, open: Token) -> Token? {

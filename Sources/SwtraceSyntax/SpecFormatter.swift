@@ -93,10 +93,7 @@ private struct FormatPrinter {
       + String(repeating: "  ", count: indent) + close
   }
 
-  static func isIf(_ statement: Statement) -> Bool {
-    if case .ifElse = statement.kind { return true }
-    return false
-  }
+  static func isIf(_ statement: Statement) -> Bool { statement.kind.endsWithBlock }
 
   func statement(_ statement: Statement, style: Block.Style, indent: Int) -> String {
     let context = Context(angleTop: style == .angle)
@@ -107,6 +104,17 @@ private struct FormatPrinter {
       return "$\(name) = " + expression(value, context)
     case .assignMap(let access, let value):
       return map(access) + " = " + expression(value, context)
+    case .compoundAssign(let target, let op, let value):
+      return expression(target, context) + " \(op.rawValue)= " + expression(value, context)
+    case .increment(let target, let op, let prefix):
+      return prefix ? op.rawValue + expression(target, context) : expression(target, context) + op.rawValue
+    case .whileLoop(let condition, let body):
+      return "while (" + expression(condition, Context()) + ") " + block(body, indent: indent)
+    case .forRange(let variable, let start, let end, let body):
+      return "for ($\(variable) : " + binaryOperand(start, minimum: 11, Context()) + ".."
+        + binaryOperand(end, minimum: 11, Context()) + ") " + block(body, indent: indent)
+    case .jump(let kind):
+      return kind.rawValue
     case .ifElse(let condition, let then, let elseBlock):
       var out = "if (" + expression(condition, Context()) + ") " + block(then, indent: indent)
       guard let elseBlock else { return out }
@@ -164,6 +172,19 @@ private struct FormatPrinter {
       return op.rawValue + prefixOperand(operand, context)
     case .cast(let type, let operand):
       return "(\(type))" + prefixOperand(operand, context)
+    case .positional(let number):
+      return "$\(number)"
+    case .positionalCount:
+      return "$#"
+    case .typeName(let type):
+      return type.description
+    case .conditional(let condition, let value, let otherwise):
+      // The condition is an operand of `?`, tighter than `?:` itself; the rest groups to the right.
+      let test =
+        if case .conditional = condition.kind { "(" + expression(condition, Context()) + ")" } else {
+          expression(condition, context)
+        }
+      return test + " ? " + expression(value, Context()) + " : " + expression(otherwise, context)
     case .binary(let op, let lhs, let rhs):
       let ambiguous =
         (context.angleTop && [.greater, .greaterEqual, .shiftRight].contains(op))
@@ -180,17 +201,20 @@ private struct FormatPrinter {
     if case .binary(let op, _, _) = expr.kind, op.precedence < minimum {
       return "(" + expression(expr, Context()) + ")"
     }
+    if case .conditional = expr.kind { return "(" + expression(expr, Context()) + ")" }
     return expression(expr, context)
   }
 
   func prefixOperand(_ expr: Expr, _ context: Context) -> String {
-    if case .binary = expr.kind { return "(" + expression(expr, Context()) + ")" }
-    return expression(expr, context)
+    switch expr.kind {
+    case .binary, .conditional: return "(" + expression(expr, Context()) + ")"
+    default: return expression(expr, context)
+    }
   }
 
   func postfixBase(_ expr: Expr, _ context: Context) -> String {
     switch expr.kind {
-    case .binary, .unary, .cast, .integer, .ipv4, .ipv6, .cidr:
+    case .binary, .unary, .cast, .integer, .ipv4, .ipv6, .cidr, .conditional:
       return "(" + expression(expr, Context()) + ")"
     default:
       return expression(expr, context)

@@ -25,9 +25,11 @@ extension TracingEnvironment {
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
   func compileForCommandLine(
     _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(),
-    snaplen: Int = Snaplen.standard
+    snaplen: Int = Snaplen.standard, positionalParameters: [String] = []
   ) throws -> CompiledSpec {
-    switch compiler(mapEntries: mapEntries, options: options, snaplen: snaplen).compile(source) {
+    var compiler = compiler(mapEntries: mapEntries, options: options, snaplen: snaplen)
+    compiler.positionalParameters = positionalParameters
+    switch compiler.compile(source) {
     case .failed(let diagnostics):
       Console.diagnostics(diagnostics, in: source)
       throw ExitStatus.specError

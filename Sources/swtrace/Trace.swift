@@ -50,6 +50,15 @@ struct Trace: ParsableCommand {
     "A .spec file to run (instead of -e), or - for standard input; with -l, a pattern such as 'skb:net_*' or a spec file.", valueName: "FILE"))
   var file: String?
 
+  @Argument(help: ArgumentHelp(
+    "Positional parameters, $1, $2, ... in the spec ($# counts them), as in bpftrace; with -e, every argument is one.",
+    valueName: "PARAMETER"))
+  var parameters: [String] = []
+
+  /// `$1`, `$2`, ...: with -e the file argument is the first of them, as bpftrace reads
+  /// `bpftrace -e PROGRAM ARG...`.
+  var positionalParameters: [String] { expression != nil ? (file.map { [$0] } ?? []) + parameters : parameters }
+
   @Option(name: [.short, .long], help: ArgumentHelp(
     "Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, or with -w -, its output goes to stderr.",
     valueName: "CMD"))
@@ -162,11 +171,9 @@ struct Trace: ParsableCommand {
         "-o names the output file, as in bpftrace; the format is chosen with -f: write -f \(format.rawValue) "
           + "(for a file named '\(output)', write -o ./\(output))")
     }
-    if expression != nil, file != nil {
-      throw ValidationError(
-        list
-          ? "-l lists either the probes of the spec given with -e or those matching a pattern, not both"
-          : "give the spec either with -e or as a file, not both (the output format is -f FORMAT)")
+    // With -e, a file argument is the first positional parameter ($1), as in bpftrace.
+    if expression != nil, file != nil, list {
+      throw ValidationError("-l lists either the probes of the spec given with -e or those matching a pattern, not both")
     }
     if let processID {
       if processID <= 0 { throw ValidationError("-p needs a process id greater than zero") }
@@ -207,7 +214,8 @@ struct Trace: ParsableCommand {
       throw ExitStatus.specError
     }
     let compiled = try environment.compileForCommandLine(
-      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard)
+      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
+      positionalParameters: positionalParameters)
     if dumpBPF {
       try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
       return

@@ -114,10 +114,15 @@ struct TraceCommand {
     }
     if notWritten > 0, output.failure == nil {
       let grace = Self.seconds(options.stopGrace)
-      Console.note(
-        summary.outputStalled
-          ? "\(notWritten) of the lost events were not written: \(output.name) took no more within \(grace) of the stop"
-          : "\(notWritten) of the lost events were still in the ring buffer \(grace) after the stop: swtrace did not get to them")
+      let why =
+        if summary.outputStalled {
+          "were not written: \(output.name) took no more within \(grace) of the stop"
+        } else if summary.captureStalled, let capture {
+          "were still in the ring buffer \(grace) after the stop: the packet capture (\(capture.name)) took no more, and held back the reading"
+        } else {
+          "were still in the ring buffer \(grace) after the stop: swtrace did not get to them"
+        }
+      Console.note("\(notWritten) of the lost events \(why)")
     }
     if summary.finalOutputLost {
       Console.error("the final maps and END output could not all be written: \(output.name) stopped taking them")
@@ -149,14 +154,14 @@ struct TraceCommand {
     if commandStatus != 0 { return commandStatus }
     // Events that were to be printed and were not: the trace is incomplete. (Counted-only
     // events, with --metrics alone, lose nothing the maps hold.)
+    var missing: [String] = []
     if options.printsEvents, !readerLeft, lost > 0 || summary.finalOutputLost {
-      Console.error("\(lost) event\(lost == 1 ? " was" : "s were") lost (swtrace exits with \(ExitStatus.eventsLost))")
-      return ExitStatus.eventsLost
+      missing.append("\(lost) event\(lost == 1 ? " was" : "s were") lost")
     }
     // A capture missing packets is incomplete the same way.
-    if lostPackets > 0 {
-      Console.error(
-        "\(lostPackets) packet\(lostPackets == 1 ? " was" : "s were") not captured (swtrace exits with \(ExitStatus.eventsLost))")
+    if lostPackets > 0 { missing.append("\(lostPackets) packet\(lostPackets == 1 ? " was" : "s were") not captured") }
+    if !missing.isEmpty {
+      Console.error("\(missing.joined(separator: " and ")) (swtrace exits with \(ExitStatus.eventsLost))")
       return ExitStatus.eventsLost
     }
     return 0

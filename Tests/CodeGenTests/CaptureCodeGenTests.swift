@@ -55,6 +55,18 @@ private let goldenDirectory = Golden.directory()
     #expect(compiled.stackMap.map { compiled.maps[Int($0)].kind } == .stackTrace)
   }
 
+  /// On function backends skb:* has the tracepoint consume_skb (skb, location) and the kernel
+  /// function consume_skb (skb): the program of each fills the comment its attach point has
+  /// (the VM lane's pcap-kprobe once failed with "consume_skb has no argument 'location'").
+  @Test func aFunctionAndATracepointOfTheSameNameKeepTheirOwnComments() throws {
+    let (compiled, _) = try compileAgainstFixture(
+      "skb:* /mark == 1/ { print(len) }", support: Self.functions, options: Self.captureOptions)
+    let consumers = compiled.programs.filter { $0.attachPoint.name == "consume_skb" }
+    #expect(Set(consumers.map(\.attachPoint.backend)).count == 2, "a tracepoint and a function: \(consumers.map(\.attachPoint))")
+    // One layout for the common comment, and one per attach point with drop details of its own.
+    #expect(compiled.captureLayouts.contains { $0.comment.map(\.label) == ["mark", "ifname", "netns", "kstack", "location"] })
+  }
+
   @Test func withoutCapturesThereAreNoPacketOrStackMaps() throws {
     let (compiled, _) = try compileAgainstFixture("skb:kfree_skb { print(len) }")
     #expect(compiled.captureLayouts.isEmpty && compiled.packetMap == nil && compiled.stackMap == nil)

@@ -37,7 +37,8 @@ struct CommandLineDialectTests {
     ["-f", "yaml", "-e", "skb:* { print(len) }"],
     ["-p", "0", "-e", "skb:* { print(len) }"],
     ["--no-such-option"],
-    ["-e", "skb:* { print(len) }", "specs/drops.spec"],
+    // With -e, a file argument is $1 (as in bpftrace); with -l it cannot be both.
+    ["-l", "-e", "skb:* { print(len) }", "skb:net_*"],
   ])
   func usageErrors(arguments: [String]) throws {
     let result = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), arguments, timeout: 60)

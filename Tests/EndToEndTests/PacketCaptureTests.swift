@@ -8,6 +8,9 @@
 // Subnets 10.200.110-119.0/24, one per test.
 
 import Foundation
+#if canImport(Glibc)
+  import Glibc
+#endif
 import Testing
 import TestSupport
 
@@ -244,6 +247,57 @@ struct PacketCaptureTests {
     // The events went to standard error, with the counts; pktgen's line too.
     #expect(stderr.components(separatedBy: "{\"probe\": \"net_dev_queue\"").count - 1 == 6, "\(stderr)")
     #expect(stderr.contains("Packets: 6 Lost: 0") && stderr.contains("sent 6"), "\(stderr)")
+  }
+
+  @Test("-w into a FIFO nobody reads, under a flood: swtrace stops, detaches and exits 4, counting the packets not written",
+    .needsTracing, .needsBash)
+  func captureIntoStalledReader() throws {
+    let scratch = try ScratchDirectory("capture-stalled")
+    defer { scratch.remove() }
+    let fifo = scratch.path("capture.fifo")
+    try #require(mkfifo(fifo, 0o600) == 0, "mkfifo: errno \(errno)")
+    // Opened first, without waiting for a writer; never read.
+    let reader = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    try #require(reader >= 0, "open FIFO: errno \(errno)")
+    defer { close(reader) }
+    let pidFile = scratch.path("command.pid")
+    let flood = "echo $$ > \(shellQuote(pidFile)); exec \(try Faults.send(mark: 0x21a7, count: 3_000_000, seconds: 60)) >/dev/null"
+    let trace = try Faults.commandLine([
+      "-d", "2", "-o", "/dev/null", "-w", fifo, "-c", flood, "-e", "skb:net_dev_queue /mark == 0x21a7/ { print(len) }",
+    ])
+    let process = try Faults.start("exec \(trace)")
+    let objects = try Faults.attached(process)
+    // The reader still holds the FIFO: swtrace must not wait for it beyond its second.
+    let result = process.wait(timeout: 40)
+    #expect(!result.timedOut && result.status == 4 && crashSigns(result).isEmpty, "\(result)")
+    let packets = try #require(Self.packetSummary(result), "\(result)")
+    #expect(packets.lost > 0, "\(result)")
+    #expect(result.stderr.contains("of the lost packets were not written to '\(fifo)' within 1 s of the stop"), "\(result)")
+    #expect(result.stderr.contains("packets were not captured (swtrace exits with 4)"), "\(result)")
+    // The event output (/dev/null) took everything: events left behind waited on the capture.
+    #expect(!result.stderr.contains("'/dev/null' took no more"), "\(result)")
+    Faults.expectReleased(objects, "\(result)")
+    Faults.expectCommandGone(pidFile, "\(result)")
+  }
+
+  @Test("-w - into a reader that leaves (head -c): swtrace ends at once with status 0, and stops its command",
+    .needsTracing, .needsBash)
+  func captureReaderLeaves() throws {
+    let scratch = try ScratchDirectory("capture-head")
+    defer { scratch.remove() }
+    let pidFile = scratch.path("command.pid")
+    // A steady stream the kernel never has to drop: what ends the run is the reader alone.
+    let send = "echo $$ > \(shellQuote(pidFile)); exec \(try Faults.send(mark: 0x21a8, count: 1_000_000, rate: 2000, seconds: 60)) >/dev/null"
+    let trace = try Faults.commandLine([
+      "-o", "/dev/null", "-w", "-", "-c", send, "-e", "skb:net_dev_queue /mark == 0x21a8/ { print(len) }",
+    ])
+    let result = try ProcessRunner.run(
+      "bash", ["-c", "\(trace) 2>\(shellQuote(scratch.path("stderr"))) | head -c 4096 >/dev/null; echo \"status ${PIPESTATUS[*]}\""],
+      timeout: 40)
+    let stderr = scratch.read("stderr") ?? ""
+    #expect(!result.timedOut && result.stdoutLines.last == "status 0 0", "\(result)\n--- swtrace's stderr ---\n\(stderr)")
+    #expect(stderr.contains("Packets: ") && !stderr.contains("error:"), "\(stderr)")
+    Faults.expectCommandGone(pidFile, "\(result)\n\(stderr)")
   }
 
   @Test("-w FILE on a full disk (/dev/full) ends the run with exit 2 and a sentence naming it", .needsTracing)

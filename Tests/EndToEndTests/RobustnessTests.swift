@@ -405,26 +405,34 @@ struct ExitTests {
   func closedPipe() throws {
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    let scratch = try ScratchDirectory("closed-pipe")
+    let headOutput = scratch.path("head.out")
     // The command would send for 90 s (10,000 datagrams a second, faster than swtrace prints
     // some ten events each) and then say so on stderr; swtrace must stop it when head has gone,
     // long before. What is checked is how the run ended, not how long it took: the command was
-    // stopped (its last line never came) and swtrace exited 0 without an error.
-    let send = [
+    // stopped (its last line never came), swtrace exited 0 without an error and released what
+    // it held. The command waits a second first, so that the probes are seen attached.
+    let send = "sleep 1; " + [
       pktgen, "udp", "--dst", "127.0.0.1", "--port", "\(Self.port)", "--count", "900000", "--rate", "10000",
       "--mark", "0xa108", "--max-seconds", "90",
     ].map(shellQuote).joined(separator: " ") + " >/dev/null 2>&1; echo \(shellQuote(Self.ranToEnd)) >&2"
     let trace = [swtrace, "-c", send, "-e", "skb:* /mark == 0xa108/ { print(len) }"].map(shellQuote)
       .joined(separator: " ")
-    // bash, for PIPESTATUS.
-    let result = try ProcessRunner.run(
-      "bash", ["-c", "\(trace) | head -1; echo \"swtrace status ${PIPESTATUS[0]}\" >&2"], timeout: 150)
-    #expect(!result.timedOut, "\(result)")
-    #expect(result.stdoutLines.count == 1, "head printed one line: \(result)")
-    #expect(result.stderr.contains("swtrace status 0"), "\(result)")
-    #expect(crashSigns(result).isEmpty, "\(result)")
+    // bash execs swtrace (so the process is swtrace, whose BPF objects are looked up), its
+    // stdout a pipe to head -1.
+    let process = try RunningProcess("bash", ["-c", "exec \(trace) > >(exec head -1 > \(shellQuote(headOutput)))"])
+    let objects = BPFObjects.waitForAttach(pid: process.pid, links: 10, timeout: 60)
+    let result = process.wait(timeout: 150)
+    #expect(objects.links.count >= 10, "swtrace was not seen attached: \(result)")
+    #expect(!result.timedOut && result.status == 0 && crashSigns(result).isEmpty, "\(result)")
     #expect(!result.stderr.contains("error:"), "a closed pipe is not an error: \(result)")
     #expect(!result.stderr.contains(Self.ranToEnd), "swtrace ran until its command ended instead of stopping when head left: \(result)")
-    print("note: \(#function): swtrace and head ended after \(String(format: "%.1f", result.seconds)) s (the command would have sent for 90 s)")
+    let left = BPFObjects.stillLoaded(objects)
+    #expect(left.isEmpty, "still loaded after swtrace exited: \(left)")
+    // head wrote its line before it left, which is what ended swtrace.
+    let printed = (try? String(contentsOfFile: headOutput, encoding: .utf8)) ?? ""
+    #expect(printed.split(separator: "\n").count == 1 && printed.contains("(len: "), "head printed one event line: '\(printed)'\n\(result)")
+    print("note: \(#function): swtrace ended \(String(format: "%.1f", result.seconds)) s after it started (the command would have sent for 90 s)")
   }
 
   @Test("a pipe's reader that leaves ends swtrace even when no event comes to write", .needsTracing, .needsBash)

@@ -135,6 +135,10 @@ import TestSupport
     #expect(Self.geometry(start: 64, mac: 64, network: 78, data: 98, device: 772).linkType(firstByteOfNetworkHeader: 0x45) == .ethernet)
     // A packet socket's frame: both headers at the frame's start.
     #expect(Self.geometry(start: 2, mac: 2, network: 2, data: 2, device: 1).linkType(firstByteOfNetworkHeader: 0x12) == .ethernet)
+    // Entering __dev_queue_xmit: the Ethernet header pushed at data, the MAC header not set
+    // yet (it is set in the function's body).
+    #expect(Self.geometry(start: 50, mac: 0xffff, network: 64, data: 50, device: 1).linkType(firstByteOfNetworkHeader: 0x45) == .ethernet)
+    #expect(Self.geometry(start: 50, mac: 0xffff, network: 64, data: 50, device: 772).linkType(firstByteOfNetworkHeader: 0x45) == .ethernet)
     // No device, but an Ethernet header's length before the network header.
     #expect(Self.geometry(start: 64, mac: 64, network: 78, data: 78, device: 0).linkType(firstByteOfNetworkHeader: 0x45) == .ethernet)
   }
@@ -155,6 +159,8 @@ import TestSupport
   @Test func nothingToNameItBy() {
     // Neither header set (a transport header being built): the bytes from data, as data.
     #expect(Self.geometry(start: 160, mac: 0xffff, network: 0, data: 160, device: 1).linkType(firstByteOfNetworkHeader: nil) == .user0)
+    // The same from data on a device whose header is not Ethernet's (ARPHRD_IPGRE).
+    #expect(Self.geometry(start: 50, mac: 0xffff, network: 64, data: 50, device: 778).linkType(firstByteOfNetworkHeader: 0x45) == .user0)
     // An unknown link layer (an IP tunnel's outer header, ARPHRD_IPGRE) before the network header.
     #expect(Self.geometry(start: 64, mac: 64, network: 88, data: 64, device: 778).linkType(firstByteOfNetworkHeader: 0x45) == .user0)
   }

@@ -82,11 +82,6 @@ private let goldenDirectory = Golden.directory()
 
   @Test(arguments: cases.map(\.name))
   func diagnosticMatchesGolden(name: String) throws {
-    let spec = Self.cases.first { $0.name == name }!.spec
-    let (checked, rendered) = try check(spec)
-    #expect(checked == nil, "\(name) must not check")
-    #expect(rendered.contains("error:"))
-    let text = "// \(spec)\n\(rendered)"
-    try Golden.check(text, name: "\(name).txt", directory: goldenDirectory)
+    try expectRefusalMatchesGolden(Self.cases.first { $0.name == name }!.spec, name: name, directory: goldenDirectory)
   }
 }

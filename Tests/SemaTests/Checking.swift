@@ -1,3 +1,4 @@
+import Foundation
 import BTF
 import Sema
 import SwtraceSyntax
@@ -32,4 +33,13 @@ func check(_ text: String, resolver: ProbeResolver) -> (spec: CheckedSpec?, rend
 /// The same against the fixture kernel with tracepoints only.
 func check(_ text: String) throws -> (spec: CheckedSpec?, rendered: String) {
   check(text, resolver: try semaFixtureResolver())
+}
+
+/// Checks that `spec` is refused with an error, and that what the command line would print
+/// for it (after a `// spec` line) matches the golden file `name`.txt in `directory`.
+func expectRefusalMatchesGolden(_ spec: String, name: String, directory: URL) throws {
+  let (checked, rendered) = try check(spec)
+  #expect(checked == nil, "\(name) must not check")
+  #expect(rendered.contains("error:"))
+  try Golden.check("// \(spec)\n\(rendered)", name: "\(name).txt", directory: directory)
 }

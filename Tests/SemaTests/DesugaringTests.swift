@@ -121,10 +121,28 @@ import TestSupport
       "skb:* /mark == 1/ { print(len) }", DesugaringOptions(capturesPackets: true, recordsStacks: true))
     let capture = try #require(Self.captures(desugared.clauses[0].actions).first)
     #expect(capture.comment.map(\.label) == ["mark", "ifname", "netns", "kstack"])
-    #expect(capture.probeComment.keys.sorted() == ["consume_skb", "kfree_skb", "tcp_send_reset"])
-    #expect(capture.probeComment["consume_skb"]?.map(\.label) == ["location"])
-    #expect(capture.probeComment["tcp_send_reset"]?.map(\.label) == ["reason"])
-    #expect(capture.comment(at: "kfree_skb").map(\.label) == ["mark", "ifname", "netns", "kstack", "reason", "location"])
+    #expect(
+      capture.probeComment.keys.sorted() == ["tracepoint:consume_skb", "tracepoint:kfree_skb", "tracepoint:tcp_send_reset"])
+    #expect(capture.probeComment["tracepoint:consume_skb"]?.map(\.label) == ["location"])
+    #expect(capture.probeComment["tracepoint:tcp_send_reset"]?.map(\.label) == ["reason"])
+    #expect(
+      capture.comment(at: "tracepoint:kfree_skb").map(\.label) == ["mark", "ifname", "netns", "kstack", "reason", "location"])
+  }
+
+  /// With function backends skb:* has a kernel function and a tracepoint both named
+  /// consume_skb: only the tracepoint has a location.
+  @Test func dropDetailsAreKeyedByBackendAndName() throws {
+    let resolver = try semaFixtureResolver(support: .all)
+    let text = "skb:* /mark == 1/ { print(len) }"
+    let (spec, rendered) = check(text, resolver: resolver)
+    let checked = try #require(spec, "\(rendered)")
+    let desugared = Desugaring(resolver: resolver, options: DesugaringOptions(capturesPackets: true))
+      .desugar(checked, source: SourceFile(name: "<spec>", text: text))
+    #expect(desugared.clauses[0].attachPoints.filter { $0.name == "consume_skb" }.count == 2)
+    let capture = try #require(Self.captures(desugared.clauses[0].actions).first)
+    #expect(capture.probeComment["tracepoint:consume_skb"]?.map(\.label) == ["location"])
+    #expect(capture.probeComment["kprobe:consume_skb"] == nil, "\(capture.probeComment.keys.sorted())")
+    #expect(capture.probeComment["tracepoint:kfree_skb"]?.map(\.label) == ["reason", "location"])
   }
 
   /// net_dev_xmit fires after the driver took the packet: no capture there, alone or among

@@ -46,12 +46,7 @@ private func actions(_ text: String) throws -> [Action] {
 
   @Test(arguments: cases.map(\.name))
   func diagnosticMatchesGolden(name: String) throws {
-    let spec = Self.cases.first { $0.name == name }!.spec
-    let (checked, rendered) = try check(spec)
-    #expect(checked == nil, "\(name) must not check")
-    #expect(rendered.contains("error:"))
-    let text = "// \(spec)\n\(rendered)"
-    try Golden.check(text, name: "\(name).txt", directory: goldenDirectory)
+    try expectRefusalMatchesGolden(Self.cases.first { $0.name == name }!.spec, name: name, directory: goldenDirectory)
   }
 }
 
@@ -78,10 +73,15 @@ private func actions(_ text: String) throws -> [Action] {
     #expect(rendered.contains("<spec>:1:\(column): error: '%q'"), "\(rendered)")
   }
 
-  @Test func printfInBeginTakesPlainText() throws {
+  @Test func printfInBeginKeepsItsFormat() throws {
     let (spec, rendered) = try check(#"BEGIN { printf("100%% ready\n") } skb:* { print(len) }"#)
     let clause = try #require(spec?.userClauses.first, "\(rendered)")
-    #expect(clause.steps == [.printText("100% ready")])
+    guard case .printf(let format, let values) = try #require(clause.steps.first) else {
+      Issue.record("expected a printf step, got \(clause.steps)")
+      return
+    }
+    #expect(format.plainText == "100% ready\n")
+    #expect(values.isEmpty)
   }
 }
 

@@ -14,6 +14,8 @@ private func tokens(_ text: String) -> [String] {
     case .eof: return out
     case .identifier(let name): out.append(prefix + "id:" + name)
     case .variable(let name): out.append(prefix + "$" + name)
+    case .positional(let number): out.append(prefix + "$\(number)")
+    case .positionalCount: out.append(prefix + "$#")
     case .map(let name): out.append(prefix + "@" + name)
     case .literal(let kind): out.append(prefix + Dump.expr(Expr(kind, range: token.range)))
     case .punct(let punct): out.append(prefix + punct.rawValue)
@@ -113,6 +115,8 @@ private func lexDiagnostics(_ text: String) -> [DiagnosticID] {
   @Test func unexpectedCharacters() {
     #expect(tokens("a # é") == ["id:a", "invalid", "invalid"])
     #expect(lexDiagnostics("é") == [.unexpectedCharacter])
-    #expect(lexDiagnostics("$ $1") == [.expectedVariableName, .expectedVariableName])
+    // `$1` is a positional parameter; `$1x` is neither that nor a variable name.
+    #expect(lexDiagnostics("$ $1x") == [.expectedVariableName, .expectedVariableName])
+    #expect(lexDiagnostics("$1 $#") == [])
   }
 }

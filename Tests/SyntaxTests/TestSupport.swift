@@ -37,6 +37,13 @@ enum Dump {
     case .ifElse(let condition, let then, let elseBlock):
       return "(if \(expr(condition)) \(block(then))"
         + (elseBlock.map { " else " + block($0) } ?? "") + ")"
+    case .compoundAssign(let target, let op, let value): return "(\(op.rawValue)= \(expr(target)) \(expr(value)))"
+    case .increment(let target, let op, let prefix):
+      return prefix ? "(\(op.rawValue)pre \(expr(target)))" : "(\(op.rawValue)post \(expr(target)))"
+    case .whileLoop(let condition, let body): return "(while \(expr(condition)) \(block(body)))"
+    case .forRange(let variable, let start, let end, let body):
+      return "(for $\(variable) \(expr(start)) \(expr(end)) \(block(body)))"
+    case .jump(let kind): return kind.rawValue
     }
   }
 
@@ -63,6 +70,11 @@ enum Dump {
     case .unary(let op, let operand): return "(\(op.rawValue) \(expr(operand)))"
     case .binary(let op, let l, let r): return "(\(op.rawValue) \(expr(l)) \(expr(r)))"
     case .cast(let type, let operand): return "(cast \(type) \(expr(operand)))"
+    case .conditional(let condition, let value, let otherwise):
+      return "(? \(expr(condition)) \(expr(value)) \(expr(otherwise)))"
+    case .positional(let number): return "$\(number)"
+    case .positionalCount: return "$#"
+    case .typeName(let type): return "(type \(type))"
     }
   }
 }
@@ -92,6 +104,12 @@ enum StripRanges {
       case .assignMap(let access, let value): .assignMap(map(access), value: expr(value))
       case .ifElse(let condition, let then, let elseBlock):
         .ifElse(condition: expr(condition), then: block(then), else: elseBlock.map(block))
+      case .compoundAssign(let target, let op, let value): .compoundAssign(target: expr(target), op, value: expr(value))
+      case .increment(let target, let op, let prefix): .increment(target: expr(target), op, prefix: prefix)
+      case .whileLoop(let condition, let body): .whileLoop(condition: expr(condition), body: block(body))
+      case .forRange(let variable, let start, let end, let body):
+        .forRange(variable: variable, start: expr(start), end: expr(end), body: block(body))
+      case .jump: statement.kind
       }
     return Statement(kind: kind, range: zero)
   }
@@ -103,7 +121,10 @@ enum StripRanges {
   static func expr(_ e: Expr) -> Expr {
     let kind: Expr.Kind =
       switch e.kind {
-      case .integer, .string, .bool, .ipv4, .ipv6, .identifier, .variable: e.kind
+      case .integer, .string, .bool, .ipv4, .ipv6, .identifier, .variable, .positional, .positionalCount: e.kind
+      case .conditional(let condition, let value, let otherwise):
+        .conditional(condition: expr(condition), value: expr(value), otherwise: expr(otherwise))
+      case .typeName(let type): .typeName(TypeName(name: type.name, pointerDepth: type.pointerDepth, range: zero))
       case .cidr(let address, let length): .cidr(address: expr(address), prefixLength: length)
       case .map(let access): .map(map(access))
       case .member(let base, let name, let arrow):

@@ -23,7 +23,7 @@ function __swtrace_parse_tokens -S
         __swtrace_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'trace'
-            __swtrace_parse_subcommand 1 'e=' 'c/command=' 'd/duration=' 'f/format=' 'o/output=' 'paths-max=' 'paths-max-age=' 'p/pid=' 'l/list' 'q/quiet' 'v/verbose' 'dump-bpf' 'btf=' 'backend=' 'track' 'map-entries=' 'metrics=' 'print-events' 'w=' 'snaplen=' 'stack' 'version' 'h/help'
+            __swtrace_parse_subcommand -r 2 'e=' 'c/command=' 'd/duration=' 'f/format=' 'o/output=' 'paths-max=' 'paths-max-age=' 'p/pid=' 'l/list' 'q/quiet' 'v/verbose' 'dump-bpf' 'btf=' 'backend=' 'track' 'map-entries=' 'metrics=' 'print-events' 'w=' 'snaplen=' 'stack' 'version' 'h/help'
         case 'check'
             __swtrace_parse_subcommand -r 1 'btf=' 'e=' 'version' 'h/help'
         case 'fmt'

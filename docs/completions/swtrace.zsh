@@ -76,6 +76,7 @@ _swtrace_trace() {
     local -ar arg_specs=(
         '-e[The spec to run, as text.]:SPEC:'
         ':FILE:'
+        '*:PARAMETER:'
         '(-c --command)'{-c,--command}'[Run CMD with /bin/sh -c once the probes are attached; stop when it exits. With -f json or paths-json on standard output, or with -w -, its output goes to stderr.]:CMD:'
         '(-d --duration)'{-d,--duration}'[Stop after this many seconds.]:SECONDS:'
         '(-f --format)'{-f,--format}'[Output format\: text, json, paths (events grouped per packet) or paths-json.]:FORMAT:{__swtrace_complete "${___format[@]}"}'

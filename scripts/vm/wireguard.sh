@@ -156,7 +156,8 @@ wg_mark_lost() {
 # printed to $OUT; prints one line per path, "ok HOPS FIRSTLEN LASTLEN" when the path is
 # complete, passes the milestones in order, ends in a hop matching LAST and has no hop
 # matching FORBIDDEN, else "bad WHY". MILESTONES are "probe [device [namespace [process]]]"
-# separated by "|"; hops are matched as "probe device A|B process".
+# separated by "|"; hops are matched as "probe device A|B process". A hop's line is
+# "  +T0us (+DTus) cpu N PROBE (values)": the probe is its fifth field.
 wg_check_paths() {
   awk -v netns_a="$1" -v netns_b="$2" -v milestones="$3" -v last_wanted="$4" -v forbidden="${5:-^$}" "$WG_AWK_FIELD"'
     function verdict() {
@@ -176,14 +177,14 @@ wg_check_paths() {
     /^  \+/ {
       hops++
       ns = field($0, "netns"); ns = (ns == netns_a ? "A" : (ns == netns_b ? "B" : ns))
-      hop = $4 " " field($0, "ifname") " " ns " " field($0, "comm")
+      hop = $5 " " field($0, "ifname") " " ns " " field($0, "comm")
       if (hops == 1) first_len = field($0, "len")
       last_len = field($0, "len")
       last = hop
       if (hop ~ forbidden) bad = hop
       if (step < steps) {
         split(milestone[step + 1], want, " ")
-        matched = (want[1] == $4)
+        matched = (want[1] == $5)
         if (matched && want[2] != "") matched = (want[2] == field($0, "ifname"))
         if (matched && want[3] != "") matched = (want[3] == ns)
         if (matched && want[4] != "") matched = (index(field($0, "comm"), want[4]) == 1)

@@ -65,7 +65,7 @@ struct HelperSignature: Sendable {
     case .probeReadUser, .probeReadKernel, .probeReadUserString, .probeReadKernelString:
       return .success(.init(arguments: [.writableMemory, .size, .anything], result: .number))
     case .ktimeGetNanoseconds, .ktimeGetBootNanoseconds, .getPrandomU32, .getSMPProcessorID,
-      .getCurrentPIDTGID, .getCurrentUIDGID, .getCurrentTask:
+      .getCurrentPIDTGID, .getCurrentUIDGID, .getCurrentTask, .getCurrentCgroupID:
       return .success(.init(arguments: [], result: .number))
     case .tracePrintk:
       return .success(
@@ -95,7 +95,7 @@ struct HelperSignature: Sendable {
       case .tracing:
         // Allowed for fentry/fexit but not tp_btf, which the context does not tell apart.
         return .failure(.onlySomeAttachTypes)
-      case .rawTracepoint, .socketFilter:
+      case .rawTracepoint, .socketFilter, .tracepointRecord:
         return .failure(.notForProgramType)
       }
     case .getAttachCookie:
@@ -141,6 +141,7 @@ extension ProgramContext {
     case .kprobe: "kprobe"
     case .rawTracepoint: "raw tracepoint"
     case .socketFilter: "socket filter"
+    case .tracepointRecord: "tracepoint"
     }
   }
 }

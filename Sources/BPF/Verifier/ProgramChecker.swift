@@ -662,6 +662,9 @@ struct ProgramChecker {
         size, offset: offset, length: 8 * min(count, 12), maximumSize: 8,
         what: "the \(count) tracepoint argument\(count == 1 ? "" : "s")")
       return .number(.fitting(bytes: size))
+    case .tracepointRecord:
+      try checkContextRead(size, offset: offset, length: 2048, maximumSize: 8, what: "the tracepoint's record")
+      return .number(.fitting(bytes: size))
     case .socketFilter:
       // The u32 fields of struct __sk_buff from `len` through `hash`; later ones are not
       // readable by socket filters.

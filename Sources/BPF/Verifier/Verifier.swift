@@ -42,6 +42,9 @@ public enum ProgramContext: Sendable, Hashable {
   case rawTracepoint(argumentCount: Int)
   /// socket filter: r1 is struct __sk_buff (reads of the plain u32 fields before `tc_classid`).
   case socketFilter
+  /// classic tracepoint (perf event): r1 points at the record the tracepoint wrote, read-only,
+  /// reads aligned to their size within the kernel's largest record (`PERF_MAX_TRACE_SIZE`).
+  case tracepointRecord
 }
 
 /// Why the pre-check expects the kernel verifier to refuse a program.
