@@ -231,22 +231,22 @@ public final class DescriptorOutput: LineOutput {
   }
 
   public func append(_ bytes: some Collection<UInt8>, events: Int) {
-    guard !isClosed else {
-      // After a failure the events are lost; after the reader left, nobody wanted them.
-      if failure != nil { lostEvents += UInt64(events) }
-      return
-    }
+    guard takes(events: events) else { return }
     buffer.append(contentsOf: bytes)
     appended(bytes.count, events: events)
   }
 
   public func append(contiguous bytes: UnsafeRawBufferPointer, events: Int) {
-    guard !isClosed else {
-      if failure != nil { lostEvents += UInt64(events) }
-      return
-    }
+    guard takes(events: events) else { return }
     buffer.append(contentsOf: bytes)
     appended(bytes.count, events: events)
+  }
+
+  /// Whether bytes carrying `events` can still be appended; when not, after a failure, the
+  /// events are lost (after the reader left, nobody wanted them).
+  private func takes(events: Int) -> Bool {
+    if isClosed, failure != nil { lostEvents += UInt64(events) }
+    return !isClosed
   }
 
   /// Counts `count` bytes just appended, carrying `events`, and writes when enough wait.
