@@ -88,6 +88,8 @@ public struct CodeGenerator: Sendable {
     for (index, map) in spec.maps.enumerated() where !deleted.contains(index) {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
+    // A spec that never prints (maps only) needs the ring buffer just for exit requests.
+    let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     for clause in spec.clauses {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
@@ -98,7 +100,8 @@ public struct CodeGenerator: Sendable {
           attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
           tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
           skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-          directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary)
+          directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary,
+          wakeUpBytes: eventBytes / RingBufferWakeUp.fillFraction)
         builder.startTimeMap = startTimeMap.map(Int32.init)
         let program = try builder.build(clause.specialized(for: attachPoint))
         programs.append(
@@ -108,8 +111,6 @@ public struct CodeGenerator: Sendable {
             kernelObjects: kernelObjects, clauseRange: clause.range, probeFromCookie: fromCookie))
       }
     }
-    // A spec that never prints (maps only) needs the ring buffer just for exit requests.
-    let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var maps = [
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
       // Counters of rare events, one value each, updated in place through the value's

@@ -28,6 +28,8 @@ struct ProgramBuilder {
   let recordsSkbAddress: Bool
   /// Where the skb may be read with plain loads (its number fields); nil outside tracing programs.
   let skbLayout: KernelObjectLayout?
+  /// A record submitted when the ring buffer holds more than this wakes the reader.
+  let wakeUpBytes: Int
   var asm = CodeEmitter()
   var frame = StackFrame()
   var temps = TempAllocator()
@@ -58,9 +60,11 @@ struct ProgramBuilder {
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
-    auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard)
+    auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard),
+    wakeUpBytes: Int = (8 << 20) / RingBufferWakeUp.fillFraction
   ) {
     self.auxiliary = auxiliary
+    self.wakeUpBytes = wakeUpBytes
     self.followsFrees = followsFrees && attachPoint.skbArgument != nil
     self.probeFromCookie = probeFromCookie
     self.directlyIndexedMaps = directlyIndexedMaps
@@ -249,9 +253,25 @@ struct ProgramBuilder {
     asm.bind(reserved)
     asm.emit(.mov(Self.record, .r0))
     try fill(&self)
-    asm.emit(.mov(.r1, Self.record))
-    asm.emit(.mov(.r2, 0))
-    asm.emit(.call(helper: (discarding ? HelperFunction.ringbufDiscard : .ringbufSubmit).rawValue))
+    if discarding {
+      asm.emit(.mov(.r1, Self.record))
+      asm.emit(.mov(.r2, 0))
+      asm.emit(.call(helper: HelperFunction.ringbufDiscard.rawValue))
+    } else {
+      // Waking the reader for every record costs more than writing it: the reader polls on
+      // its own every few milliseconds (`RingBufferWakeUp`), and is woken at once only when
+      // the buffer fills past `wakeUpBytes`, before it could overflow.
+      let submit = asm.newLabel()
+      asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
+      asm.emit(.mov(.r2, RingBufferWakeUp.availableData))
+      asm.emit(.call(helper: HelperFunction.ringbufQuery.rawValue))
+      asm.emit(.mov(.r2, RingBufferWakeUp.noWakeUp))
+      asm.jump(if: .le, .r0, .immediate(Int32(clamping: wakeUpBytes)), to: submit)
+      asm.emit(.mov(.r2, RingBufferWakeUp.forceWakeUp))
+      asm.bind(submit)
+      asm.emit(.mov(.r1, Self.record))
+      asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    }
     asm.bind(end)
   }
 
