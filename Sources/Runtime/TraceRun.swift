@@ -273,6 +273,9 @@ public final class TraceRun {
     // What the outputs did not take in time is lost, counted, not waited for.
     let outputStalled = eventOutputs.contains { $0.pendingBytes > 0 }
     let captureStalled = (sink.captures?.output.pendingBytes ?? 0) > 0
+    // A reader that left (`| head -1`, `-w - | tshark -c 1`) ended the run: what was still in
+    // the ring buffer then came after the end, and nobody was waiting for it.
+    let endedByReader = outputs.contains { $0.isClosed && $0.failure == nil }
     sink.discardRemaining(session)
     for each in outputs { each.abandon() }
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
@@ -294,14 +297,15 @@ public final class TraceRun {
     let fullMaps = zip(compiled.userMaps, session.fullMapCounts()).filter { $0.1 > 0 }.map { (map: $0.0, dropped: $0.1) }
     var summary = TraceSummary(
       samples: options.printsEvents ? output.writtenEvents : sink.read,
-      lostInKernel: session.lostEvents, notWritten: eventOutputs.reduce(sink.discarded) { $0 + $1.lostEvents },
+      lostInKernel: session.lostEvents,
+      notWritten: eventOutputs.reduce(endedByReader ? 0 : sink.discarded) { $0 + $1.lostEvents },
       finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed, outputStalled: outputStalled,
       pathEvictions: sink.paths?.evictions ?? PathEvictions(), fullMaps: fullMaps,
       stoppedBy: StopSignals.first)
     if let captures = sink.captures {
       summary.packets = captures.output.writtenEvents
       summary.packetsLostInKernel = session.lostPackets
-      summary.packetsNotWritten = captures.output.lostEvents + captures.discarded
+      summary.packetsNotWritten = captures.output.lostEvents + (endedByReader ? 0 : captures.discarded)
       summary.captureStalled = captureStalled
     }
     summary.stacksUnavailable = stacks?.unavailable ?? []
