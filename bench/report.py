@@ -121,7 +121,7 @@ def kernel(records, lost):
 def delivery(records):
     out = {}
     rates = sorted({r["rate"] for r in records})
-    for tool in ("swtrace", "bpftrace"):
+    for tool in ("swtrace", "swtrace-text", "bpftrace"):
         rows = {}
         for rate in rates:
             runs = [r for r in records if r["tool"] == tool and r["rate"] == rate]
@@ -144,6 +144,15 @@ def delivery(records):
         if sw["runs"] and sw["runs_with_loss"] == 0 and bt["runs"] and bt["runs_with_loss"] * 2 > bt["runs"]:
             witness.append(rate)
     out["rates_swtrace_clean_bpftrace_lossy"] = witness
+    return out
+
+
+def eventpath(records):
+    out = {}
+    for fmt_ in ("text", "json"):
+        ns = [r["ns_per_event"] for r in records if r["format"] == fmt_]
+        out[fmt_] = {"runs": len(ns), "ns_per_event_median": med(ns), "min": min(ns) if ns else None,
+                     "max": max(ns) if ns else None}
     return out
 
 
@@ -173,6 +182,7 @@ def main():
         "startup": startup(by("startup")),
         "kernel": kernel(by("kernel"), lost),
         "delivery": delivery(by("delivery")),
+        "eventpath": eventpath(by("eventpath")),
         "frontend": frontend(by("frontend") + by("frontend_specs")),
     }
     targets = targets_of(summary)
@@ -203,6 +213,8 @@ def targets_of(s):
                 "met": row["xlated_le_count"] == n and row["verified_le_count"] == n and n > 0}
     w = d["rates_swtrace_clean_bpftrace_lossy"]
     t["delivery"] = {"rates": w, "met": bool(w)}
+    j = s["eventpath"]["json"]["ns_per_event_median"]
+    t["eventpath_json"] = {"ns_per_event": j, "target": 1000, "met": None if j is None else j < 1000}
     return t
 
 
@@ -248,7 +260,7 @@ def markdown(s):
         row = k[case]
         sw, bt = row.get("swtrace", {}), row.get("bpftrace", {})
         n = row.get("common_attach_points", 0)
-        met = "-" if case == "floor" else yes(t[f"insns_{case}"]["met"])
+        met = "-" if case == "floor" else yes(t.get(f"insns_{case}", {}).get("met"))
         L.append(f"| xlated insns per program (max; total over {sw.get('programs', 0)}/{bt.get('programs', 0)} programs) | "
                  f"{CASES[case]} | {fmt(sw.get('xlated_max'))} ({fmt(sw.get('xlated_total'))}) | "
                  f"{fmt(bt.get('xlated_max'))} ({fmt(bt.get('xlated_total'))}) | {fr(row.get('xlated_ratio'))} | "
@@ -276,10 +288,23 @@ def markdown(s):
     L.append("| offered pps | tool | achieved pps | events printed | lost | runs with loss |")
     L.append("|---:|---|---:|---:|---:|---|")
     for rate in sorted(sw_d["rates"]):
-        for tool, dd in (("swtrace", sw_d), ("bpftrace", bt_d)):
-            r = dd["rates"][rate]
+        for tool, dd in (("swtrace", sw_d), ("swtrace-text", d["swtrace-text"]), ("bpftrace", bt_d)):
+            r = dd["rates"].get(rate)
+            if not r or not r["runs"]:
+                continue
             L.append(f"| {rate:,} | {tool} | {fmt(r['achieved_pps_median'], '', 3)} | {fmt(r['samples_median'])} | "
                      f"{fmt(r['lost_median'])} | {r['runs_with_loss']}/{r['runs']} |")
+    ep = s["eventpath"]
+    L.append("")
+    L.append("The event path alone (user space, `swtrace check --event-path-bench`, "
+             "print(len, ifname, ip.saddr, udp.dport); CPU ns per event, median over runs):")
+    L.append("")
+    L.append("| format | runs | ns/event median | min | max |")
+    L.append("|---|---:|---:|---:|---:|")
+    for fmt_ in ("text", "json"):
+        e = ep[fmt_]
+        L.append(f"| {fmt_} | {e['runs']} | {fmt(e['ns_per_event_median'], '', 3)} | {fmt(e['min'], '', 3)} | "
+                 f"{fmt(e['max'], '', 3)} |")
     return "\n".join(L)
 
 

@@ -11,7 +11,7 @@
 #                    building with `swift build -c release --scratch-path .build-bench`
 #   REPEATS          runs per measurement (default 5; start-up uses REPEATS+2)
 #   RATES            offered rates for the delivery test (default "10000 25000 50000 100000 200000")
-#   SECTIONS         which sections to run (default "startup kernel delivery frontend check");
+#   SECTIONS         which sections to run (default "startup kernel delivery eventpath frontend check");
 #                    the report says n/a for the others; `check` alone is also bench/check-time.sh
 #
 # Traffic: UDP datagrams from swtrace-pktgen to 127.0.0.1:9999 (nothing listens there), every
@@ -28,7 +28,7 @@ START_REPEATS=$((REPEATS + 2))
 PORT=9999
 DST=127.0.0.1
 
-SECTIONS=${SECTIONS:-"startup kernel delivery frontend check"}
+SECTIONS=${SECTIONS:-"startup kernel delivery eventpath frontend check"}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 wanted() { [[ " $SECTIONS " == *" $1 "* ]]; }
@@ -265,9 +265,10 @@ fi
 # a tmpfs file (its "Lost N events" lines are in its output). All datagrams marked; RATE
 # datagrams per run (one second of traffic if the sender keeps up, at most 5 s); the tool gets
 # 1 s after the last datagram to drain, then SIGINT.
-delivery_run() { # tool rate rep
-  local tool=$1 rate=$2 rep=$3 t0 t1 sent samples lost
-  start_tool "$tool" c json
+delivery_run() { # tool rate rep [swtrace's output format]
+  local tool=$1 rate=$2 rep=$3 format=${4:-json} t0 t1 sent samples lost label=$1
+  [[ $tool == swtrace && $format != json ]] && label=swtrace-$format
+  start_tool "$tool" c "$format"
   t0=$EPOCHREALTIME
   sent=$(send "$rate" "$rate" 5 0xdead)
   t1=$EPOCHREALTIME
@@ -281,7 +282,7 @@ delivery_run() { # tool rate rep
     lost=$(awk '/^Lost [0-9]+ events/ {s += $2} END {print s + 0}' "$TOOL_OUT")
   fi
   rm -f "$TOOL_OUT"
-  record "{\"section\":\"delivery\",\"tool\":\"$tool\",\"rate\":$rate,\"rep\":$rep,\"sent\":${sent:-0},\
+  record "{\"section\":\"delivery\",\"tool\":\"$label\",\"rate\":$rate,\"rep\":$rep,\"sent\":${sent:-0},\
 \"seconds\":$(python3 -c "print(round($t1 - $t0, 4))"),\"samples\":${samples:-0},\"lost\":${lost:--1}}"
 }
 
@@ -289,10 +290,26 @@ if wanted delivery; then
   log "4/5 event delivery: rates $RATES, $REPEATS runs each"
   for rep in $(seq 1 "$REPEATS"); do
     for rate in $RATES; do
-      delivery_run swtrace "$rate" "$rep"
+      delivery_run swtrace "$rate" "$rep" json
+      delivery_run swtrace "$rate" "$rep" text
       delivery_run bpftrace "$rate" "$rep"
     done
     log "  run $rep of $REPEATS done"
+  done
+fi
+
+# ---------------------------------------------------------------- 4b. the event path alone
+
+# User space only, no kernel: `swtrace check --event-path-bench N` builds ring buffer records
+# of the spec's print layout with plausible values and runs N of them through the run loop's
+# decoding, formatting and writing to /dev/null; it prints CPU ns per event, text and JSON.
+EVENTPATH_SPEC='skb:* /mark == 0xdead/ { print(len, ifname, ip.saddr, udp.dport) }'
+if wanted eventpath; then
+  log "4b event path: $REPEATS runs of 1,000,000 events per format"
+  for rep in $(seq 1 "$REPEATS"); do
+    while read -r format ns _; do
+      record "{\"section\":\"eventpath\",\"format\":\"$format\",\"rep\":$rep,\"ns_per_event\":$ns}"
+    done < <("$SWTRACE" check --event-path-bench 1000000 -e "$EVENTPATH_SPEC" 2>/dev/null)
   done
 fi
 

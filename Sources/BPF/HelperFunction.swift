@@ -26,6 +26,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
   case ringbufReserve = 131
   case ringbufSubmit = 132
   case ringbufDiscard = 133
+  case ringbufQuery = 134
   case ktimeGetBootNanoseconds = 125
   case getFuncIP = 173
   case getAttachCookie = 174
@@ -58,6 +59,7 @@ public enum HelperFunction: Int32, Hashable, Sendable, CaseIterable {
     case .ringbufReserve: "ringbuf_reserve"
     case .ringbufSubmit: "ringbuf_submit"
     case .ringbufDiscard: "ringbuf_discard"
+    case .ringbufQuery: "ringbuf_query"
     case .ktimeGetBootNanoseconds: "ktime_get_boot_ns"
     case .getFuncIP: "get_func_ip"
     case .getAttachCookie: "get_attach_cookie"

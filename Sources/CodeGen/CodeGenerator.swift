@@ -93,6 +93,8 @@ public struct CodeGenerator: Sendable {
     for (index, map) in spec.maps.enumerated() where !deleted.contains(index) {
       directlyIndexed[index] = MapLayout.directIndexEntries(map)
     }
+    // A spec that never prints (maps only) needs the ring buffer just for exit requests.
+    let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var objectLayouts: [BTFTypeID: KernelObjectLayout] = [:]
     // The per-CPU scratch map comes last; each clause that needs it has an area of its own
     // (key), as large as the largest any of its programs uses.
@@ -111,8 +113,8 @@ public struct CodeGenerator: Sendable {
             attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
             tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
             skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-            directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary, scratchKey: scratchKey, scratchMap: scratchMap,
-            scratchBeforeFilter: beforeFilter)
+            directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary, wakeUpBytes: eventBytes / RingBufferWakeUp.fillFraction,
+            scratchKey: scratchKey, scratchMap: scratchMap, scratchBeforeFilter: beforeFilter)
           builder.startTimeMap = startTimeMap.map(Int32.init)
           let program = try builder.build(specialized)
           return (program, builder)
@@ -137,8 +139,6 @@ public struct CodeGenerator: Sendable {
             kernelObjects: kernelObjects, clauseRange: clause.range, probeFromCookie: fromCookie))
       }
     }
-    // A spec that never prints (maps only) needs the ring buffer just for exit requests.
-    let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
     var maps = [
       MapDescription(name: "events", kind: .ringBuffer, keySize: 0, valueSize: 0, maxEntries: eventBytes),
       // Counters of rare events, one value each, updated in place through the value's

@@ -34,6 +34,20 @@ public enum EventHeader {
   public static let size = 32
 }
 
+/// How programs wake the reader of the ring buffer: not per record (`BPF_RB_NO_WAKEUP`), but
+/// when the data waiting passes a fraction of the buffer (`BPF_RB_FORCE_WAKEUP`); the reader
+/// polls every `readerPollMilliseconds` besides, so a trickle of events waits no longer.
+public enum RingBufferWakeUp {
+  /// The reader is woken when more than 1/fillFraction of the buffer waits.
+  public static let fillFraction = 8
+  /// The longest the reader sleeps while the programs may write events.
+  public static let readerPollMilliseconds = 4
+  /// `BPF_RB_NO_WAKEUP`, `BPF_RB_FORCE_WAKEUP` and `BPF_RB_AVAIL_DATA` (uapi linux/bpf.h).
+  static let noWakeUp: Int32 = 1
+  static let forceWakeUp: Int32 = 2
+  static let availableData: Int32 = 0
+}
+
 /// Attach points where the kernel frees an skb: a tracked packet's path ends there.
 public let skbFreePoints: Set<String> = [
   "kfree_skb", "consume_skb", "kfree_skbmem", "__kfree_skb", "kfree_skb_reason", "sk_skb_reason_drop",

@@ -39,6 +39,8 @@ struct ProgramBuilder {
   /// Set when the filter needed more memory than the stack has: generate the program again
   /// with `scratchBeforeFilter`.
   var needsScratchBeforeFilter = false
+  /// A record submitted when the ring buffer holds more than this wakes the reader.
+  let wakeUpBytes: Int
   var asm = CodeEmitter()
   var frame: SlotAllocator
   var temps = TempAllocator()
@@ -76,9 +78,11 @@ struct ProgramBuilder {
     maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
     auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard),
+    wakeUpBytes: Int = (8 << 20) / RingBufferWakeUp.fillFraction,
     scratchKey: Int32? = nil, scratchMap: Int32 = 0, scratchBeforeFilter: Bool = false
   ) {
     self.auxiliary = auxiliary
+    self.wakeUpBytes = wakeUpBytes
     self.scratchKey = scratchKey
     self.scratchMap = scratchMap
     self.scratchBeforeFilter = scratchBeforeFilter
@@ -356,9 +360,25 @@ struct ProgramBuilder {
     asm.bind(reserved)
     asm.emit(.mov(Self.record, .r0))
     try fill(&self)
-    asm.emit(.mov(.r1, Self.record))
-    asm.emit(.mov(.r2, 0))
-    asm.emit(.call(helper: (discarding ? HelperFunction.ringbufDiscard : .ringbufSubmit).rawValue))
+    if discarding {
+      asm.emit(.mov(.r1, Self.record))
+      asm.emit(.mov(.r2, 0))
+      asm.emit(.call(helper: HelperFunction.ringbufDiscard.rawValue))
+    } else {
+      // Waking the reader for every record costs more than writing it: the reader polls on
+      // its own every few milliseconds (`RingBufferWakeUp`), and is woken at once only when
+      // the buffer fills past `wakeUpBytes`, before it could overflow.
+      let submit = asm.newLabel()
+      asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
+      asm.emit(.mov(.r2, RingBufferWakeUp.availableData))
+      asm.emit(.call(helper: HelperFunction.ringbufQuery.rawValue))
+      asm.emit(.mov(.r2, RingBufferWakeUp.noWakeUp))
+      asm.jump(if: .le, .r0, .immediate(Int32(clamping: wakeUpBytes)), to: submit)
+      asm.emit(.mov(.r2, RingBufferWakeUp.forceWakeUp))
+      asm.bind(submit)
+      asm.emit(.mov(.r1, Self.record))
+      asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
+    }
     asm.bind(end)
   }
 

@@ -29,6 +29,13 @@ public struct StoredNumber: Hashable, Sendable {
     self.init(bytes, at: offset, width: width, isSigned: type.isSigned)
   }
 
+  /// A number already read: `bits` zero-extended from `width` bytes.
+  public init(bits: UInt64, width: Int, isSigned: Bool) {
+    self.bits = bits
+    self.width = min(max(width, 1), 8)
+    self.isSigned = isSigned
+  }
+
   /// The value in a 64-bit register: sign-extended from its width when signed.
   public var extended: UInt64 {
     guard isSigned, width < 8 else { return bits }
@@ -40,4 +47,9 @@ public struct StoredNumber: Hashable, Sendable {
 
   /// The number as printed: negative only when its type is signed.
   public var decoded: DecodedValue { isSigned ? .signed(signedValue) : .unsigned(bits) }
+
+  /// Appends the number as printed, in decimal ASCII (text and JSON write numbers alike).
+  public func appendDecimal(to text: inout [UInt8]) {
+    if isSigned { DecimalText.append(signedValue, to: &text) } else { DecimalText.append(bits, to: &text) }
+  }
 }

@@ -14,6 +14,8 @@ public protocol LineOutput: AnyObject {
   /// Appends `bytes`; `events` is how many trace events they carry (0 for maps and text), so
   /// that what is never written is counted.
   func append(_ bytes: some Collection<UInt8>, events: Int)
+  /// `append(_:events:)` for bytes in memory: the event path's, one memcpy into the buffer.
+  func append(contiguous bytes: UnsafeRawBufferPointer, events: Int)
   /// Writes what the destination takes now, without waiting for it (a regular file takes
   /// everything).
   func flush()
@@ -55,6 +57,7 @@ extension LineOutput {
     line.withUTF8 { append($0, events: events) }
   }
 
+  public func append(contiguous bytes: UnsafeRawBufferPointer, events: Int) { append(bytes, events: events) }
   public var isFull: Bool { false }
   public var pendingBytes: Int { 0 }
   public var waitingDescriptor: Int32? { nil }
@@ -228,15 +231,32 @@ public final class DescriptorOutput: LineOutput {
   }
 
   public func append(_ bytes: some Collection<UInt8>, events: Int) {
-    guard !isClosed else {
-      // After a failure the events are lost; after the reader left, nobody wanted them.
-      if failure != nil { lostEvents += UInt64(events) }
-      return
-    }
+    guard takes(events: events) else { return }
     buffer.append(contentsOf: bytes)
-    appendedBytes += UInt64(bytes.count)
+    appended(bytes.count, events: events)
+  }
+
+  public func append(contiguous bytes: UnsafeRawBufferPointer, events: Int) {
+    guard takes(events: events) else { return }
+    buffer.append(contentsOf: bytes)
+    appended(bytes.count, events: events)
+  }
+
+  /// Whether bytes carrying `events` can still be appended; when not, after a failure, the
+  /// events are lost (after the reader left, nobody wanted them).
+  private func takes(events: Int) -> Bool {
+    if isClosed, failure != nil { lostEvents += UInt64(events) }
+    return !isClosed
+  }
+
+  /// Counts `count` bytes just appended, carrying `events`, and writes when enough wait.
+  private func appended(_ count: Int, events: Int) {
+    appendedBytes += UInt64(count)
+    // One mark per run of events, so that an event written in full counts as written even
+    // when the write that took it stopped within the next one.
     if events > 0 { marks.append((appendedBytes, events)) }
-    if pendingBytes >= 1 << 15 { flush() }
+    // 64 KiB, a pipe's capacity: one write(2) per that many bytes of lines.
+    if pendingBytes >= 1 << 16 { flush() }
   }
 
   public func flush() {

@@ -241,6 +241,9 @@ public final class TraceRun {
       // Short waits with -c and -p, so swtrace ends promptly after the command or the process;
       // a signal ends any wait at once.
       var until = ContinuousClock.now + .milliseconds(child != nil || options.processID != nil ? 10 : 100)
+      // The programs wake this loop only when the ring buffer fills (`RingBufferWakeUp`): it
+      // looks for events on its own this often, so that none waits longer.
+      until = min(until, .now + .milliseconds(RingBufferWakeUp.readerPollMilliseconds))
       if let next = intervals.map(\.2).min() { until = min(until, next) }
       if let deadline { until = min(until, deadline) }
       waitForEventsOrOutput(until: until)
@@ -270,6 +273,9 @@ public final class TraceRun {
     // What the outputs did not take in time is lost, counted, not waited for.
     let outputStalled = eventOutputs.contains { $0.pendingBytes > 0 }
     let captureStalled = (sink.captures?.output.pendingBytes ?? 0) > 0
+    // A reader that left (`| head -1`, `-w - | tshark -c 1`) ended the run: what was still in
+    // the ring buffer then came after the end, and nobody was waiting for it.
+    let endedByReader = outputs.contains { $0.isClosed && $0.failure == nil }
     sink.discardRemaining(session)
     for each in outputs { each.abandon() }
     for unfinished in sink.paths?.finish() ?? [] { output.writeLine(unfinished.text, events: unfinished.events) }
@@ -291,14 +297,15 @@ public final class TraceRun {
     let fullMaps = zip(compiled.userMaps, session.fullMapCounts()).filter { $0.1 > 0 }.map { (map: $0.0, dropped: $0.1) }
     var summary = TraceSummary(
       samples: options.printsEvents ? output.writtenEvents : sink.read,
-      lostInKernel: session.lostEvents, notWritten: eventOutputs.reduce(sink.discarded) { $0 + $1.lostEvents },
+      lostInKernel: session.lostEvents,
+      notWritten: eventOutputs.reduce(endedByReader ? 0 : sink.discarded) { $0 + $1.lostEvents },
       finalOutputLost: !finalWritten && output.failure == nil && !output.isClosed, outputStalled: outputStalled,
       pathEvictions: sink.paths?.evictions ?? PathEvictions(), fullMaps: fullMaps,
       stoppedBy: StopSignals.first)
     if let captures = sink.captures {
       summary.packets = captures.output.writtenEvents
       summary.packetsLostInKernel = session.lostPackets
-      summary.packetsNotWritten = captures.output.lostEvents + captures.discarded
+      summary.packetsNotWritten = captures.output.lostEvents + (endedByReader ? 0 : captures.discarded)
       summary.captureStalled = captureStalled
     }
     summary.stacksUnavailable = stacks?.unavailable ?? []
@@ -378,6 +385,11 @@ final class EventSink {
   let writers: [EventWriter]
   /// Where captures (`-w`) go; kprobes send theirs through the ring buffer with the events.
   let captures: CaptureSink?
+  /// Lines written straight from the records, when nothing else needs a `DecodedEvent`:
+  /// events are printed as text or JSON lines and no other writer takes them.
+  private let direct: RecordFormatter?
+  /// The line `direct` formats into, reused for every event.
+  private var line: [UInt8] = []
 
   init(
     decoder: EventDecoder, formatter: EventFormatter, output: LineOutput, printsEvents: Bool, pathLimits: PathLimits,
@@ -392,6 +404,8 @@ final class EventSink {
     self.paths =
       formatter.format.groupsByPacket && printsEvents
       ? PathCollector(json: formatter.format.isJSON, limits: pathLimits, passedOnce: passedOnce) : nil
+    self.direct = printsEvents && writers.isEmpty ? RecordFormatter(decoder: decoder, formatter: formatter) : nil
+    line.reserveCapacity(4096)
   }
 
   /// Handles one record; false when the output has no room for more.
@@ -416,6 +430,17 @@ final class EventSink {
     if output.isClosed || writers.contains(where: { $0.output.isClosed }) || captures?.output.isClosed == true {
       if bytes.count >= EventHeader.size { discarded += 1 }
       return false
+    }
+    if let direct {
+      line.removeAll(keepingCapacity: true)
+      switch direct.append(bytes, to: &line) {
+      case .formatted:
+        read += 1
+        line.withUnsafeBytes { output.append(contiguous: $0, events: 1) }
+        return !output.isFull && !othersFull
+      case .notAnEvent: return true
+      case .general: break
+      }
     }
     guard let event = decoder.decode(bytes) else { return true }
     read += 1

@@ -34,7 +34,21 @@ public enum IPAddressText {
 
   /// Dotted form in host order.
   public static func formatIPv4(_ value: UInt32) -> String {
-    "\(value >> 24).\(value >> 16 & 0xff).\(value >> 8 & 0xff).\(value & 0xff)"
+    var text: [UInt8] = []
+    appendIPv4(value, to: &text)
+    return String(decoding: text, as: UTF8.self)
+  }
+
+  /// Appends the dotted form of `value` (host order) as ASCII: the event path writes it into
+  /// its output buffer without making a String.
+  public static func appendIPv4(_ value: UInt32, to text: inout [UInt8]) {
+    for shift: UInt32 in [24, 16, 8, 0] {
+      let octet = UInt8(truncatingIfNeeded: value >> shift)
+      if octet >= 100 { text.append(0x30 + octet / 100) }
+      if octet >= 10 { text.append(0x30 + octet / 10 % 10) }
+      text.append(0x30 + octet % 10)
+      if shift != 0 { text.append(UInt8(ascii: ".")) }
+    }
   }
 
   /// The RFC 5952 form: lowercase, no leading zeros, the longest run of two or more zero

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Glibc
+import Output
 import Runtime
 import SwtraceSyntax
 
@@ -28,7 +29,13 @@ struct Check: ParsableCommand {
   @Option(name: .customLong("timings"), help: .hidden)
   var timingRuns: Int?
 
+  /// Hidden: decode, format and write this many synthetic events of the one spec, in text and
+  /// JSON, and print the CPU time per event (bench/run.sh's event path section).
+  @Option(name: .customLong("event-path-bench"), help: .hidden)
+  var eventPathEvents: Int?
+
   func validate() throws {
+    if let eventPathEvents, eventPathEvents < 1 { throw ValidationError("--event-path-bench needs at least one event") }
     if let timingRuns {
       if timingRuns < 1 { throw ValidationError("--timings needs at least one run") }
       if files.count + (expression == nil ? 0 : 1) != 1 { throw ValidationError("--timings times exactly one spec") }
@@ -46,6 +53,26 @@ struct Check: ParsableCommand {
       return
     }
     let environment = try TracingEnvironment.forCommandLine(btfPath: btfPath, privilegedDetection: false)
+    if let eventPathEvents {
+      let source: SourceFile
+      switch SpecInput.load(expression: expression, path: files.first) {
+      case .success(let loaded): source = loaded
+      case .failure(let error):
+        Console.error(error.description)
+        throw ExitStatus.specError
+      }
+      let compiled = try environment.compileForCommandLine(source)
+      var report = ""
+      for format in [OutputFormat.text, .json] {
+        guard let measured = EventPathBenchmark.measure(compiled: compiled, format: format, events: eventPathEvents) else {
+          Console.error("the spec prints no event the benchmark can build")
+          throw ExitStatus.specError
+        }
+        report += "\(format.rawValue) \(CheckTimings.fixed(measured.cpuNanosecondsPerEvent)) ns/event\n"
+      }
+      try Console.printOnce(report, contents: "the event path figures")
+      return
+    }
     var inputs: [Result<SourceFile, SpecInputError>] = files.map { SpecInput.load(expression: nil, path: $0) }
     if let expression { inputs.append(.success(SourceFile(name: "<spec>", text: expression))) }
     if inputs.isEmpty { inputs.append(.failure(.missing)) }

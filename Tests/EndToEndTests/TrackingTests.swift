@@ -224,7 +224,11 @@ struct TrackingTests {
     let specFile = packageRoot.appendingPathComponent("specs/ping-path.spec").path
     let result = try ProcessRunner.run(swtrace, ["-f", "json", "-c", ping, specFile], timeout: 120)
     let context = "\(result)\n--- ping ---\n\(scratch.read("ping.log") ?? "(did not run)")"
-    try #require(result.status == 0, "\(context)")
+    // The spec follows every ICMP packet on the machine, and other suites running at the same
+    // time flood loopback with datagrams to closed ports: their ICMP errors may overflow the
+    // ring buffer. Then swtrace says so with status 4; this ping's hops must be complete anyway.
+    let lost = summary(of: result)?.lost ?? 0
+    try #require(result.status == 0 || (result.status == 4 && lost > 0), "\(context)")
     #expect(scratch.read("ping.log")?.contains("sent 3 received 3") == true, "\(context)")
     let output = JSONTraceOutput(result.stdout)
     #expect(output.malformed.isEmpty, "\(firstFew(output.malformed))")

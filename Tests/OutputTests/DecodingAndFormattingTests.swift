@@ -269,3 +269,99 @@ private let printLayout = EventLayout(
     #expect(buckets.map { $0["count"] as? Int } == [10, 5])
   }
 }
+
+/// The event path's direct formatter (`RecordFormatter`, records to bytes without a
+/// `DecodedEvent`) writes exactly the lines of `EventFormatter.line(EventDecoder.decode(...))`,
+/// whose values the suites above check against inet_ntop, Foundation's JSON parser and the
+/// C library: on every kind of value it has a shortcut for, the values it leaves to the
+/// general path, and the edges (absent values, strings that are not plain ASCII, extreme
+/// numbers, records too short or of layouts the spec does not have).
+@Suite struct DirectRecordLines {
+  static let layout = EventLayout(
+    id: 0,
+    fields: [
+      EventField(label: "len", type: .u32, offset: 32, size: 4),
+      EventField(label: "saddr", type: .ipv4, offset: 40, size: 8),
+      EventField(label: "ifname", type: .string(capacity: 16), offset: 48, size: 16),
+      EventField(label: "(s16)x", type: .integer(bytes: 2, signed: true), offset: 64, size: 2),
+      EventField(label: "big", type: .u64, offset: 72, size: 8),
+      EventField(label: "neg", type: .s64, offset: 80, size: 8),
+      EventField(label: "ok", type: .bool, offset: 88, size: 1),
+      EventField(label: "ptr", type: .pointer(pointee: 0, description: "struct sk_buff *"), offset: 96, size: 8),
+      EventField(label: "udp.dport", type: .integer(bytes: 2, signed: false), offset: 104, size: 2, presenceOffset: 106),
+      EventField(label: "addr", type: .ipAddress, offset: 112, size: 24),
+      EventField(label: "ip6.daddr", type: .ipv6, offset: 136, size: 16),
+      EventField(
+        label: "gso", type: .flags(FlagNames(flags: [.init(name: "tcpv4", value: 1), .init(name: "udp", value: 2)])),
+        offset: 152, size: 4),
+    ],
+    size: 160, range: SourceRange(0, 0))
+
+  static let strings: [[UInt8]] = [
+    Array("veth0".utf8), Array("a\"b\\c".utf8), Array("tab\there".utf8), Array("caf\u{e9}".utf8), [0x41, 0xff, 0x42],
+    [0x7f, 0x41], Array("0123456789abcdef".utf8), [], [0xc2, 0x85],
+  ]
+
+  static func records() -> [[UInt8]] {
+    var random = SplitMix64(seed: 22)
+    var records: [[UInt8]] = []
+    for n in 0..<400 {
+      var fields: [[UInt8]] = []
+      let extremes: [UInt64] = [0, 1, 9, 10, 99, 100, UInt64.max, 1 << 63, random.next()]
+      fields.append(littleEndian(extremes[n % extremes.count], 4))
+      fields.append(littleEndian(random.next(), 8))
+      let string = strings[n % strings.count]
+      fields.append(Array((string + [UInt8](repeating: 0, count: 16)).prefix(16)))
+      fields.append(littleEndian(extremes[(n + 3) % extremes.count], 2))
+      fields.append(littleEndian(extremes[(n + 5) % extremes.count], 8))
+      fields.append(littleEndian(extremes[(n + 6) % extremes.count], 8))
+      fields.append([UInt8(n % 3)])
+      fields.append(littleEndian(n % 4 == 0 ? 0 : random.next(), 8))
+      fields.append(littleEndian(random.next(), 2) + [UInt8(n % 2)])
+      let family: UInt8 = n % 3 == 0 ? 6 : 4
+      fields.append((0..<16).map { _ in UInt8(truncatingIfNeeded: random.next()) } + [family] + [UInt8](repeating: 0, count: 7))
+      fields.append((0..<16).map { i in i < 2 ? 0xfd : (n % 2 == 0 ? 0 : UInt8(truncatingIfNeeded: random.next())) })
+      fields.append(littleEndian(UInt64(n % 4), 4))
+      records.append(record(layout: layout, probe: UInt32(n % 2), timestamp: random.next(), cpu: UInt32(n % 3), fields: fields))
+    }
+    return records
+  }
+
+  @Test(arguments: [OutputFormat.text, .json], [nil, "node \"1\""])
+  func directLinesAreTheGeneralLines(format: OutputFormat, host: String?) throws {
+    let decoder = EventDecoder(compiled: spec(layouts: [Self.layout], probes: ["net_dev_queue", "kfree_skb"]))
+    for offset: Int64? in [nil, 1_700_000_000_000_000_000, -5] {
+      let formatter = EventFormatter(format: format, host: host, wallClockOffset: offset)
+      let direct = try #require(RecordFormatter(decoder: decoder, formatter: formatter))
+      for record in Self.records() {
+        var line: [UInt8] = []
+        let outcome = record.withUnsafeBytes { direct.append($0, to: &line) }
+        let event = try #require(record.withUnsafeBytes { decoder.decode($0) })
+        #expect(outcome == .formatted)
+        #expect(String(decoding: line, as: UTF8.self) == formatter.line(event) + "\n")
+      }
+    }
+  }
+
+  @Test func recordsThatAreNoEventAreLeftAlone() throws {
+    let decoder = EventDecoder(compiled: spec(layouts: [Self.layout], probes: ["net_dev_queue"]))
+    let direct = try #require(RecordFormatter(decoder: decoder, formatter: EventFormatter(format: .json)))
+    let good = Self.records()[0]
+    var otherProbe = good
+    otherProbe[EventHeader.probeOffset] = 1
+    var otherLayout = good
+    otherLayout[EventHeader.layoutOffset] = 1
+    for bytes in [Array(good.prefix(100)), Array(good.prefix(20)), otherProbe, otherLayout] {
+      var line: [UInt8] = []
+      #expect(bytes.withUnsafeBytes { direct.append($0, to: &line) } == .notAnEvent)
+      #expect(bytes.withUnsafeBytes { decoder.decode($0) } == nil)
+      #expect(line.isEmpty)
+    }
+  }
+
+  @Test func pathsTakeTheGeneralPath() throws {
+    let decoder = EventDecoder(compiled: spec(layouts: [Self.layout], probes: ["net_dev_queue"]))
+    #expect(RecordFormatter(decoder: decoder, formatter: EventFormatter(format: .paths)) == nil)
+    #expect(RecordFormatter(decoder: decoder, formatter: EventFormatter(format: .pathsJSON)) == nil)
+  }
+}

@@ -109,6 +109,8 @@ struct HelperSignature: Sendable {
     case .ringbufReserve:
       return .success(
         .init(arguments: [.map([.ringBuffer]), .constantAllocationSize, .zero], result: .ringBufferOrNull))
+    case .ringbufQuery:
+      return .success(.init(arguments: [.map([.ringBuffer]), .anything], result: .number))
     case .ringbufSubmit, .ringbufDiscard:
       return .success(.init(arguments: [.releasedRingBuffer, .ringBufferFlags], result: .none))
     }

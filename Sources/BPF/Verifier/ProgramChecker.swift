@@ -718,7 +718,10 @@ final class ProgramChecker {
         what: "the \(count) tracepoint argument\(count == 1 ? "" : "s")")
       return .loaded(bytes: size)
     case .tracepointRecord:
-      try checkContextRead(size, offset: offset, length: 2048, maximumSize: 8, what: "the tracepoint's record")
+      // The kernel keeps the record's first 8 bytes (its common fields) from programs
+      // (tp_prog_is_valid_access: off < sizeof(void *) is refused).
+      try checkContextRead(
+        size, offset: offset, from: 8, length: 2048, maximumSize: 8, what: "the tracepoint's record past its common fields")
       return .loaded(bytes: size)
     case .socketFilter:
       // The u32 fields of struct __sk_buff from `len` through `hash`; later ones are not
@@ -730,11 +733,11 @@ final class ProgramChecker {
   }
 
   private func checkContextRead(
-    _ size: Int, offset: Int, length: Int, maximumSize: Int, what: String
+    _ size: Int, offset: Int, from start: Int = 0, length: Int, maximumSize: Int, what: String
   ) throws(Problem) {
-    guard offset >= 0, offset + size <= length else {
+    guard offset >= start, offset + size <= length else {
       throw Problem(
-        "reads \(size) bytes of the context at offset \(offset); this program type may only read \(what) (offsets 0..<\(length))",
+        "reads \(size) bytes of the context at offset \(offset); this program type may only read \(what) (offsets \(start)..<\(length))",
         hint: "check the field offset")
     }
     guard size <= maximumSize, offset % size == 0 else {
