@@ -8,13 +8,13 @@ import Testing
 
 @Suite("issue 24's legal specs on real traffic", .serialized)
 struct LegalSpecValuesTests {
-  /// Runs `spec` (-o json) around `burst` from A to B; nil when the run itself failed.
+  /// Runs `spec` (-f json) around `burst` from A to B; nil when the run itself failed.
   func trace(_ spec: String, subnet: Int, burst: UDPBurst) throws -> (run: TracedRun, output: JSONTraceOutput)? {
     let pair = try NetworkNamespacePair(subnet: subnet)
     defer { pair.remove() }
     let scratch = try ScratchDirectory("legal")
     defer { scratch.remove() }
-    let run = try TracedTraffic.run(spec: spec, arguments: ["-o", "json"], bursts: [burst], pair: pair, scratch: scratch)
+    let run = try TracedTraffic.run(spec: spec, arguments: ["-f", "json"], bursts: [burst], pair: pair, scratch: scratch)
     #expect(!run.result.timedOut, "swtrace did not finish:\n\(run)")
     #expect(run.result.status == 0, "swtrace failed:\n\(run)")
     #expect(run.sendersSent([burst]), "a sender fell short:\n\(run)")
