@@ -10,6 +10,8 @@
 #   make fuzz     libFuzzer over the front end for FUZZ_SECONDS (default 300; make test runs 60)
 #   make docs     regenerate the manual page and shell completions (scripts/gen-docs.sh)
 #   make asan     the unit suites and the robustness e2e tests built with AddressSanitizer
+#   make differential  the verifier pre-check against the kernel on 3,000 generated programs
+#                 (root, a few minutes; make test runs a sample of 600)
 #   make deb      dist/swtrace_VERSION_amd64.deb: the release binary (Swift runtime linked
 #                 statically), man page, completions, systemd unit, example spec
 #   make image    dist/swtrace-image_VERSION_amd64.oci.tar: the DaemonSet's image, Debian 12
@@ -100,6 +102,15 @@ asan: deps
 
 docs: deps
 	scripts/gen-docs.sh
+
+# The pre-check against the kernel's verifier on DIFFERENTIAL_PROGRAMS generated programs
+# (Tests/DifferentialTests): none it accepts may be rejected, none may crash the compiler,
+# every refusal must be located, and its count of the kernel's work must hold.
+DIFFERENTIAL_PROGRAMS ?= 3000
+.PHONY: differential
+differential: deps
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	SWTRACE_DIFFERENTIAL_PROGRAMS=$(DIFFERENTIAL_PROGRAMS) $(SWIFT) test $(SWIFT_FLAGS) --skip-build --filter 'DifferentialTests\.DifferentialTests'
 
 run: release
 	scripts/demo.sh

@@ -32,6 +32,8 @@ reports="$PWD/$scratch/reports"
 rm -rf "$reports"
 mkdir -p "$reports"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=0:exitcode=86:log_path=$reports/asan}"
+# The differential test's sample, smaller under ASan (its full run is `make differential`).
+export SWTRACE_DIFFERENTIAL_PROGRAMS="${SWTRACE_DIFFERENTIAL_PROGRAMS:-200}"
 started=$SECONDS
 status=0
 "$scratch/debug/swtracePackageTests.xctest" --testing-library swift-testing --filter "$filter" || status=$?

@@ -82,6 +82,62 @@ public struct Assembler: Sendable {
   /// Number of items emitted so far (each is one instruction).
   public var count: Int { items.count }
 
+  /// Drops what no path from the first instruction reaches (the kernel refuses programs with
+  /// unreachable instructions), and jumps to the instruction right after them, until neither
+  /// is left. Code generated for a condition known at compile time leaves such code behind,
+  /// wherever the constant sits in an expression. Programs with jumps emitted as raw
+  /// instructions (with offsets rather than labels) are left as they are.
+  public mutating func removeUnreachableCode() {
+    let hasRawJumps = items.contains { item in
+      guard case .instruction(let instruction, _) = item else { return false }
+      switch instruction {
+      case .jump, .jumpIf, .jumpIf32, .callLocal: return true
+      default: return false
+      }
+    }
+    guard !hasRawJumps, !items.isEmpty else { return }
+    while true {
+      // The item each label points at; a label bound at the end points past the last item.
+      let positions = labelPositions
+      let target = { (label: Label) -> Int? in positions[label.id] }
+      var reachable = Array(repeating: false, count: items.count)
+      var pending = [0]
+      while let index = pending.popLast() {
+        guard index < items.count, !reachable[index] else { continue }
+        reachable[index] = true
+        switch items[index] {
+        case .instruction(.exit, _):
+          break
+        case .instruction:
+          pending.append(index + 1)
+        case .jump(let condition, _, _, let label, _, _):
+          if let destination = target(label) { pending.append(destination) }
+          if condition != nil { pending.append(index + 1) }
+        }
+      }
+      // A reachable jump to the next reachable item does nothing.
+      var removed = reachable.map { !$0 }
+      for index in items.indices where reachable[index] {
+        guard case .jump(_, _, _, let label, _, _) = items[index], let destination = target(label) else { continue }
+        let next = (index + 1..<items.count).first { reachable[$0] } ?? items.count
+        if destination >= index + 1 && destination <= next && (index + 1..<destination).allSatisfy({ !reachable[$0] }) {
+          removed[index] = true
+        }
+      }
+      guard removed.contains(true) else { return }
+      // New position of each old one: a removed item's labels move to the next kept item.
+      var newPosition = Array(repeating: 0, count: items.count + 1)
+      var kept = 0
+      for index in items.indices {
+        newPosition[index] = kept
+        if !removed[index] { kept += 1 }
+      }
+      newPosition[items.count] = kept
+      items = items.indices.filter { !removed[$0] }.map { items[$0] }
+      labelPositions = labelPositions.mapValues { newPosition[$0] }
+    }
+  }
+
   public func finish() throws(AssemblerError) -> Program {
     // Slot position of each item, since ld_imm64 takes two slots.
     var slotOfItem: [Int] = []

@@ -16,12 +16,13 @@ public enum Buckets {
   public static func linearIndex(_ value: Int64, min: Int64, max: Int64, step: Int64) -> UInt64 {
     if value < min { return 0 }
     if value >= max { return UInt64(linearCount(min: min, max: max, step: step) + 1) }
-    return UInt64(1 + (value - min) / step)
+    return UInt64(1 + (value &- min) / step)
   }
 
-  /// Buckets strictly inside [min, max).
+  /// Buckets strictly inside [min, max) (Sema keeps `max - min` within Int64).
   public static func linearCount(min: Int64, max: Int64, step: Int64) -> Int64 {
-    (max - min + step - 1) / step
+    let span = max &- min
+    return span / step + (span % step == 0 ? 0 : 1)
   }
 
   /// The range a bucket covers, for printing: nil bounds mean unbounded.
@@ -31,8 +32,9 @@ public enum Buckets {
       let count = UInt64(linearCount(min: min, max: max, step: step))
       if index == 0 { return (nil, min) }
       if index > count { return (max, nil) }
-      let low = min + Int64(index - 1) * step
-      return (low, Swift.min(low + step, max))
+      let low = min &+ Int64(index - 1) &* step
+      let (high, overflows) = low.addingReportingOverflow(step)
+      return (low, overflows ? max : Swift.min(high, max))
     default:
       if index == 0 { return (nil, 0) }
       if index == 1 { return (0, 1) }

@@ -79,14 +79,15 @@ extension TypedExpr {
 ///
 /// The set follows the control flow as it is emitted: a jump carries the set to its label,
 /// binding a label keeps only what every path into it has, and nothing is known after an
-/// unconditional jump or exit until the next label. Slots are never reused within a program
-/// (`StackFrame` only grows), so a recorded slot keeps its value.
+/// unconditional jump or exit until the next label. A slot the set holds is not given back
+/// to the allocator (`ProgramBuilder.releaseSlots`), and one given back is forgotten
+/// everywhere first, so a recorded slot keeps its value.
 struct CodeEmitter {
   private var assembler = Assembler()
   /// Reads available at the current point; nil where the code is unreachable.
-  private(set) var available: [KernelRead: Int16]? = [:]
+  private(set) var available: [KernelRead: Slot]? = [:]
   /// For each label not yet bound: what the jumps to it so far have in common.
-  private var atLabel: [Label: [KernelRead: Int16]] = [:]
+  private var atLabel: [Label: [KernelRead: Slot]] = [:]
 
   /// The spec range the instructions emitted next come from.
   var currentRange: SourceRange? {
@@ -128,29 +129,36 @@ struct CodeEmitter {
   /// exit, until a label that is jumped to is bound.
   var isReachable: Bool { available != nil }
 
-  /// The stack slot holding `read` on every path to here, if any.
-  func slot(of read: KernelRead) -> Int16? { available?[read] }
+  /// The slot holding `read` on every path to here, if any.
+  func slot(of read: KernelRead) -> Slot? { available?[read] }
 
-  /// Records that `read` now sits in the stack slot at `offset`.
-  mutating func remember(_ read: KernelRead, at offset: Int16) {
-    available?[read] = offset
+  /// Records that `read` now sits in `slot`.
+  mutating func remember(_ read: KernelRead, at slot: Slot) {
+    available?[read] = slot
   }
 
-  /// Forgets the reads kept in slots at `offset` and below (further from the frame pointer):
-  /// those slots are about to be used again (the next iteration of an unrolled loop).
-  mutating func forgetReads(below offset: Int16) {
-    available = available?.filter { $0.value > offset }
-    atLabel = atLabel.mapValues { $0.filter { $0.value > offset } }
+  /// The slots reads available here sit in: they must keep their values.
+  var rememberedSlots: Set<Slot> { available.map { Set($0.values) } ?? [] }
+
+  /// Forgets every read held in `slot`, here and at every label not yet bound: the slot is
+  /// about to be given back and written with something else.
+  mutating func forget(_ slot: Slot) {
+    available = available?.filter { $0.value != slot }
+    atLabel = atLabel.mapValues { $0.filter { $0.value != slot } }
   }
 
-  func finish() throws(AssemblerError) -> Program { try assembler.finish() }
+  func finish() throws(AssemblerError) -> Program {
+    var assembler = assembler
+    assembler.removeUnreachableCode()
+    return try assembler.finish()
+  }
 
   private mutating func carry(to label: Label) {
     guard let available else { return }
     atLabel[label] = atLabel[label].map { Self.common($0, available) } ?? available
   }
 
-  private static func common(_ a: [KernelRead: Int16], _ b: [KernelRead: Int16]) -> [KernelRead: Int16] {
+  private static func common(_ a: [KernelRead: Slot], _ b: [KernelRead: Slot]) -> [KernelRead: Slot] {
     a.filter { b[$0.key] == $0.value }
   }
 }

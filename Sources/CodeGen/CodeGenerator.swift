@@ -50,6 +50,11 @@ public struct CodeGenerator: Sendable {
     for clause in spec.clauses {
       for (range, values, format) in printStatements(clause.actions) {
         var layout = Self.layout(id: UInt32(layouts.count), values: values, range: range)
+        guard layout.size <= Self.maximumRecordSize else {
+          throw CodeGenError(
+            message: "this event takes \(layout.size) bytes; an event can hold at most \(Self.maximumRecordSize)",
+            range: range)
+        }
         layout.format = format
         layouts.append(layout)
         layoutByRange[range] = layout
@@ -90,20 +95,43 @@ public struct CodeGenerator: Sendable {
     }
     // A spec that never prints (maps only) needs the ring buffer just for exit requests.
     let eventBytes = layouts.isEmpty ? 4096 : ringBufferSize
-    for clause in spec.clauses {
+    var objectLayouts: [BTFTypeID: KernelObjectLayout] = [:]
+    // The per-CPU scratch map comes last; each clause that needs it has an area of its own
+    // (key), as large as the largest any of its programs uses.
+    let scratchMap = nextMap + (startTimeMap == nil ? 0 : 1)
+    var scratchKeys: [Int: Int32] = [:]
+    var scratchBytes = 0
+    for (clauseIndex, clause) in spec.clauses.enumerated() {
       for attachPoint in clause.attachPoints {
         let probeID = UInt32(probeNames.count)
         probeNames.append(attachPoint.name)
-        let kernelObjects = kernelObjectLayouts(for: attachPoint)
+        let kernelObjects = kernelObjectLayouts(for: attachPoint, cache: &objectLayouts)
         let fromCookie = kprobeProgramsShareCode && (attachPoint.backend == .kprobe || attachPoint.backend == .kretprobe)
-        var builder = ProgramBuilder(
-          attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
-          tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
-          skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-          directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary,
-          wakeUpBytes: eventBytes / RingBufferWakeUp.fillFraction)
-        builder.startTimeMap = startTimeMap.map(Int32.init)
-        let program = try builder.build(clause.specialized(for: attachPoint))
+        let specialized = clause.specialized(for: attachPoint)
+        func build(scratchKey: Int32?, beforeFilter: Bool = false) throws(CodeGenError) -> (Program, ProgramBuilder) {
+          var builder = ProgramBuilder(
+            attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
+            tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
+            skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
+            directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary, wakeUpBytes: eventBytes / RingBufferWakeUp.fillFraction,
+            scratchKey: scratchKey, scratchMap: scratchMap, scratchBeforeFilter: beforeFilter)
+          builder.startTimeMap = startTimeMap.map(Int32.init)
+          let program = try builder.build(specialized)
+          return (program, builder)
+        }
+        // Clauses with variables keep them in scratch; others use it only when their values
+        // do not fit the stack, which the first attempt finds out.
+        let key = scratchKeys[clauseIndex] ?? Int32(scratchKeys.count)
+        var (program, builder) = try build(scratchKey: clause.variables.isEmpty ? scratchKeys[clauseIndex] : key)
+        if builder.needsScratchBeforeFilter {
+          (program, builder) = try build(scratchKey: key, beforeFilter: true)
+        } else if builder.frame.needsScratch {
+          (program, builder) = try build(scratchKey: key)
+        }
+        if builder.scratchKey != nil {
+          scratchKeys[clauseIndex] = key
+          scratchBytes = max(scratchBytes, SlotAllocator.scratchStart + builder.frame.scratchHighWater)
+        }
         programs.append(
           CompiledProgram(
             attachPoint: attachPoint, probeID: probeID, program: program,
@@ -150,6 +178,12 @@ public struct CodeGenerator: Sendable {
     if startTimeMap != nil {
       maps.append(MapDescription(name: "start_time", kind: .array, keySize: 4, valueSize: 8, maxEntries: 1))
     }
+    if !scratchKeys.isEmpty {
+      maps.append(
+        MapDescription(
+          name: "scratch", kind: .perCPUArray, keySize: 4, valueSize: (scratchBytes + 7) / 8 * 8,
+          maxEntries: scratchKeys.count))
+    }
     var compiled = CompiledSpec(
       programs: programs, maps: maps, layouts: layouts, probeNames: probeNames,
       ringBufferSize: ringBufferSize, userMaps: spec.maps, userClauses: spec.userClauses,
@@ -195,6 +229,9 @@ public struct CodeGenerator: Sendable {
     }
     return clause.filter.map(reads) == true || reads(clause.actions)
   }
+
+  /// The largest event record: every offset in it must fit the 16-bit offset of a store.
+  static let maximumRecordSize = 32 * 1024 - 8
 
   /// The maps a clause's actions delete entries from.
   func deletedMaps(_ actions: [Action]) -> [Int] {
@@ -267,56 +304,6 @@ public struct CodeGenerator: Sendable {
     // An enum in its own width, as BTF gives it: printf's %u and %x print those bits.
     case .enumeration(let names): return names.representation.bytes
     default: return 8
-    }
-  }
-
-  /// The number fields of each struct a tracing program's pointer arguments point to.
-  func kernelObjectLayouts(for point: AttachPoint) -> [Int: KernelObjectLayout] {
-    guard ![.kprobe, .kretprobe, .tracepointRecord].contains(point.backend) else { return [:] }
-    var layouts: [Int: KernelObjectLayout] = [:]
-    for (index, argument) in point.arguments.enumerated() {
-      guard let name = types.pointeeStructName(argument.type),
-        case .pointer(let pointee) = types.type(types.resolved(argument.type))
-      else { continue }
-      var fields: [Range<Int>] = []
-      collectNumberFields(types.resolved(pointee), base: 0, into: &fields, depth: 0)
-      layouts[index] = KernelObjectLayout(name: "struct \(name)", fields: fields)
-    }
-    return layouts
-  }
-
-  private func collectNumberFields(_ id: BTFTypeID, base: Int, into fields: inout [Range<Int>], depth: Int) {
-    guard depth < 8 else { return }
-    let members: [BTFType.Member]
-    switch types.type(id) {
-    case .structure(_, _, let list), .union(_, _, let list): members = list
-    default: return
-    }
-    for member in members {
-      let bitOffset = base * 8 + Int(member.bitOffset)
-      let memberType = types.resolved(member.type)
-      if member.bitfieldSize > 0 {
-        let start = bitOffset / 8
-        fields.append(start..<((bitOffset + Int(member.bitfieldSize) + 7) / 8))
-        continue
-      }
-      let offset = bitOffset / 8
-      switch types.type(memberType) {
-      case .integer, .enumeration:
-        fields.append(offset..<offset + (types.size(of: memberType) ?? 0))
-      case .array(let element, _):
-        switch types.type(types.resolved(element)) {
-        case .integer, .enumeration: fields.append(offset..<offset + (types.size(of: memberType) ?? 0))
-        default: break
-        }
-      case .structure, .union:
-        collectNumberFields(memberType, base: offset, into: &fields, depth: depth + 1)
-      default:
-        // Pointer fields are left out: the kernel types what they load as pointers or
-        // untrusted memory, never as plain numbers; the code generator reads them with
-        // bpf_probe_read_kernel instead.
-        break
-      }
     }
   }
 

@@ -114,6 +114,9 @@ public struct CompiledProgram: Hashable, Sendable {
   /// Whether the program takes its probe id from the attach cookie (`probeID` is then the
   /// cookie to attach it with): programs with equal code can share one kprobe.multi link.
   public var probeFromCookie: Bool = false
+  /// The pre-check's count of the instructions the kernel's verifier processes to check the
+  /// program (its "processed N insns"); nil before the pre-check.
+  public var verifierWork: Int? = nil
 
   /// What the verifier pre-check's verdict depends on.
   public struct CheckedCode: Hashable, Sendable {

@@ -22,7 +22,8 @@ extension ProgramBuilder {
       asm.emit(.load(.double, register, Self.context, offset: Int16(8 * index)))
     } else if isStackArgument(index) {
       let slot = readStackArgument(index)
-      asm.emit(.load(.double, register, .fp, offset: slot))
+      asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+      frame.release(slot)
     } else {
       asm.emit(.load(.double, register, Self.context, offset: Self.ptRegsArgumentOffsets[index]))
     }
@@ -30,11 +31,10 @@ extension ProgramBuilder {
 
   /// Copies a kprobe's stack argument into a new stack slot: at a function's entry the stack
   /// pointer points at the return address, and the seventh argument is just above it.
-  mutating func readStackArgument(_ index: Int) -> Int16 {
+  mutating func readStackArgument(_ index: Int) -> Slot {
     temps.spillAll(&frame, &asm)
     let slot = frame.allocate(8)
-    asm.emit(.mov(.r1, .fp))
-    asm.emit(.add(.r1, Int32(slot)))
+    pointer(to: slot, in: .r1)
     asm.emit(.mov(.r2, 8))
     asm.emit(.load(.double, .r3, Self.context, offset: Self.ptRegsStackPointerOffset))
     asm.emit(.add(.r3, Int32(8 * (index - Self.ptRegsArgumentOffsets.count + 1))))
@@ -168,7 +168,8 @@ extension ProgramBuilder {
       if isStackArgument(index) {
         let slot = readStackArgument(index)
         let (temp, register) = temps.allocate(&frame, &asm)
-        asm.emit(.load(.double, register, .fp, offset: slot))
+        asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+        frame.release(slot)
         return temp
       }
       let (temp, register) = temps.allocate(&frame, &asm)
@@ -217,7 +218,7 @@ extension ProgramBuilder {
       if op.isComparison || op == .and || op == .or {
         return try materialize(expression)
       }
-      return try arithmetic(op, lhs, rhs, range: expression.range)
+      return try arithmetic(op, lhs, rhs, signed: expression.type.isSigned, range: expression.range)
     case .select(let condition, let value, let otherwise):
       return try select(condition, value, otherwise)
     case .mapLookup(let map, let keys):
@@ -231,7 +232,8 @@ extension ProgramBuilder {
         throw CodeGenError(message: "a \(expression.type) variable can only be compared, printed or stored", range: expression.range)
       }
       let (temp, register) = temps.allocate(&frame, &asm)
-      asm.emit(.load(.double, register, .fp, offset: variableSlots[slot].offset))
+      let variable = variableSlots[slot].slot
+      asm.emit(.load(.double, register, variable.base, offset: variable.offset))
       return temp
     case .bytes:
       throw CodeGenError(message: "an IPv6 address can only be compared, printed or stored", range: expression.range)
@@ -294,9 +296,10 @@ extension ProgramBuilder {
     asm.emit(.mov(contextRegister, Self.context))
     try readKernel(
       address: TypedExpr(.integer(0), type: .u64, range: range), offset: 0, size: 8,
-      into: .fp, at: Int32(slot), helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
+      into: slot, helper: .probeReadKernel, addressTemp: contextTemp, addressOffset: 8 * index)
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, register, .fp, offset: slot))
+    asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+    frame.release(slot)
     return temp
   }
 
@@ -307,7 +310,8 @@ extension ProgramBuilder {
       try builder.storeOnStack(arm, at: slot, size: 8)
     }
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, register, .fp, offset: slot))
+    asm.emit(.load(.double, register, slot.base, offset: slot.offset))
+    frame.release(slot)
     return temp
   }
 
@@ -326,17 +330,17 @@ extension ProgramBuilder {
     }
     let slot = try readIntoSlot(base: base, offset: offset, size: size)
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(access, register, .fp, offset: slot))
+    asm.emit(.load(access, register, slot.base, offset: slot.offset))
     return temp
   }
 
   /// The stack slot holding `size` bytes read from `base + offset`: the slot of an earlier
   /// read of the same field when every path to here made it, or a new slot read now.
-  mutating func readIntoSlot(base: TypedExpr, offset: Int, size: Int) throws(CodeGenError) -> Int16 {
+  mutating func readIntoSlot(base: TypedExpr, offset: Int, size: Int) throws(CodeGenError) -> Slot {
     let read = KernelRead(base: base, offset: offset, size: size)
     if let read, let slot = asm.slot(of: read) { return slot }
     let slot = frame.allocate(size)
-    try readKernel(address: base, offset: offset, size: size, into: .fp, at: Int32(slot), helper: .probeReadKernel)
+    try readKernel(address: base, offset: offset, size: size, into: slot, helper: .probeReadKernel)
     if let read { asm.remember(read, at: slot) }
     return slot
   }
@@ -373,9 +377,9 @@ extension ProgramBuilder {
     }
   }
 
-  /// `helper(destination + at, size, base + offset)` for the probe-read family.
+  /// `helper(destination, size, base + offset)` for the probe-read family.
   mutating func readKernel(
-    address base: TypedExpr, offset: Int, size: Int, into destination: Register, at: Int32,
+    address base: TypedExpr, offset: Int, size: Int, into destination: Slot,
     helper: HelperFunction, addressTemp: Temp? = nil, addressOffset: Int = 0
   ) throws(CodeGenError) {
     let offset = offset + addressOffset
@@ -399,20 +403,22 @@ extension ProgramBuilder {
         temps.claim(.r3, &frame, &asm)
         asm.emit(.mov(.r3, source))
       }
-      temps.free(address)
+      temps.free(address, &frame)
     }
     if smallOffset != 0 { asm.emit(.add(.r3, smallOffset)) }
     // Every other temporary is saved: the call clobbers r1-r5.
     temps.spillAll(&frame, &asm)
-    asm.emit(.mov(.r1, destination))
-    if at != 0 { asm.emit(.add(.r1, at)) }
+    pointer(to: destination, in: .r1)
     asm.emit(.mov(.r2, Int32(size)))
     asm.emit(.call(helper: helper.rawValue))
   }
 
-  mutating func arithmetic(_ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, range: SourceRange)
-    throws(CodeGenError) -> Temp
-  {
+  mutating func arithmetic(
+    _ op: BinaryOperator, _ lhs: TypedExpr, _ rhs: TypedExpr, signed: Bool, range: SourceRange
+  ) throws(CodeGenError) -> Temp {
+    if signed, op == .divide || op == .modulo {
+      return try signedDivision(remainder: op == .modulo, lhs, rhs)
+    }
     let operation: ALUOperation
     switch op {
     case .add: operation = .add
@@ -436,7 +442,39 @@ extension ProgramBuilder {
     let right = try emitNumber(rhs)
     let registers = temps.use([left, right], &frame, &asm)
     asm.emit(.alu64(operation, registers[0], .register(registers[1])))
-    temps.free(right)
+    temps.free(right, &frame)
+    return left
+  }
+
+  /// `lhs / rhs` or `lhs % rhs` on signed numbers, as C computes them: the quotient rounds
+  /// toward zero and the remainder takes the dividend's sign. The division itself is the
+  /// unsigned one on the magnitudes, with the signs put back without branches
+  /// (`s = x >> 63` arithmetically is 0 or -1, and `(x ^ s) - s` is `x` or `-x`). This works
+  /// on every kernel, where the signed `sdiv`/`smod` forms need BPF ISA v4 (Linux 6.6): a
+  /// BTF file checked with `swtrace check --btf` does not say which the kernel has. Division
+  /// by zero gives 0 and a remainder by zero the dividend, as the kernel's unsigned forms do;
+  /// the smallest s64 divided by -1 wraps to itself.
+  mutating func signedDivision(remainder: Bool, _ lhs: TypedExpr, _ rhs: TypedExpr) throws(CodeGenError) -> Temp {
+    let left = try emitNumber(lhs)
+    let right = try emitNumber(rhs)
+    let (leftSignTemp, _) = temps.allocate(&frame, &asm)
+    let (rightSignTemp, _) = temps.allocate(&frame, &asm)
+    let registers = temps.use([left, right, leftSignTemp, rightSignTemp], &frame, &asm)
+    let (value, divisor, valueSign, divisorSign) = (registers[0], registers[1], registers[2], registers[3])
+    for (register, sign) in [(value, valueSign), (divisor, divisorSign)] {
+      asm.emit(.mov(sign, register))
+      asm.emit(.alu64(.arsh, sign, .immediate(63)))
+      asm.emit(.alu64(.xor, register, .register(sign)))
+      asm.emit(.alu64(.sub, register, .register(sign)))
+    }
+    asm.emit(.alu64(remainder ? .mod : .div, value, .register(divisor)))
+    // The quotient is negative when exactly one operand is; the remainder when the dividend is.
+    if !remainder { asm.emit(.alu64(.xor, valueSign, .register(divisorSign))) }
+    asm.emit(.alu64(.xor, value, .register(valueSign)))
+    asm.emit(.alu64(.sub, value, .register(valueSign)))
+    temps.free(right, &frame)
+    temps.free(leftSignTemp, &frame)
+    temps.free(rightSignTemp, &frame)
     return left
   }
 

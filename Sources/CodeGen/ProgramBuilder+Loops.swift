@@ -12,17 +12,17 @@ extension ProgramBuilder {
     asm.emit(.loadMapValue(start, fd: startTimeMap, offset: 0))
     asm.emit(.load(.double, start, start, offset: 0))
     asm.emit(.alu64(.sub, register, .register(start)))
-    temps.free(startTemp)
+    temps.free(startTemp, &frame)
     return temp
   }
 
   /// `iterations` copies of the body. Copy k sets the `for` variable to `start + k`, or tests
   /// the `while` condition, then runs the body; `continue` goes to copy k + 1, `break` past
-  /// the last. The stack slots a copy uses are handed to the next one: nothing a copy keeps on
-  /// the stack outlives it, except variables, whose slots were allocated before.
+  /// the last. Each statement of a copy gives its slots back when it is done (`actions`), and
+  /// so does the condition once tested, so the copies reuse the same memory; variables have
+  /// their slots for the whole clause.
   mutating func unrolled(_ loop: Loop, done: Label) throws(CodeGenError) {
     let end = asm.newLabel()
-    let mark = frame.used
     var next = asm.newLabel()
     var nextBound = false
     for iteration in 0..<loop.iterations {
@@ -35,24 +35,24 @@ extension ProgramBuilder {
       asm.currentRange = loop.range
       if let counter = loop.counter {
         let value = counter.start &+ UInt64(iteration)
-        let slot = variableSlots[counter.slot].offset
+        let slot = variableSlots[counter.slot].slot
         if let small = Int32(exactly: Int64(bitPattern: value)) {
-          asm.emit(.storeImmediate(.double, .fp, offset: slot, small))
+          asm.emit(.storeImmediate(.double, at: slot, small))
         } else {
           let temp = constant(value)
-          asm.emit(.store(.double, .fp, offset: slot, temps.use(temp, &frame, &asm)))
-          temps.free(temp)
+          asm.emit(.store(.double, at: slot, temps.use(temp, &frame, &asm)))
+          temps.free(temp, &frame)
         }
       }
       if let condition = loop.condition {
         asm.currentRange = condition.range
+        let before = frame.liveSlots
         try branch(condition, ifFalse: end)
+        releaseSlots(allocatedAfter: before)
       }
       loopTargets.append((breakTarget: end, continueTarget: next))
       try actions(loop.body, done: done)
       loopTargets.removeLast()
-      frame.release(to: mark)
-      asm.forgetReads(below: Int16(-mark))
     }
     if !nextBound { asm.bind(next) }
     asm.bind(end)

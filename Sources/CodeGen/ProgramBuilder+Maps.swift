@@ -7,32 +7,32 @@ extension ProgramBuilder {
 
   func mapFD(_ map: Int) -> Int32 { StandardMap.firstUserMap + Int32(map) }
 
-  /// Writes the key of `map` to a new stack area and returns its frame offset. Every byte is
-  /// written: unused bytes of a string key are zeroed so equal strings make equal keys.
-  mutating func buildKey(_ map: Int, _ keys: [TypedExpr]) throws(CodeGenError) -> Int16 {
+  /// Writes the key of `map` to a new slot and returns it. Every byte is written: unused
+  /// bytes of a string key are zeroed so equal strings make equal keys.
+  mutating func buildKey(_ map: Int, _ keys: [TypedExpr]) throws(CodeGenError) -> Slot {
     let declaration = maps[map]
     let size = MapLayout.keySize(declaration)
     let base = frame.allocate(size)
-    var offset = Int(base)
     if keys.isEmpty {
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: base + Int16(chunk), 0))
-      }
+      zero(base, size: size)
       return base
     }
+    // Each key takes the slot its map declares: a string key shorter than the map's widest
+    // is zero-padded to it; an optional key is followed by 8 bytes saying it is there.
+    var offset = 0
     for (key, declared) in zip(keys, declaration.keys) {
-      let valueSize = declared.type.mapSlotSize
-      try storeOnStack(key, at: Int16(offset), size: valueSize)
+      let valueSize = MapLayout.slotSize(declared.type)
+      try storeOnStack(key, at: base + offset, size: valueSize)
       if declared.optional {
         // 1 when the key is present, 0 when it is not (its value bytes are then zeros).
-        let presence = Int16(offset + valueSize)
+        let presence = base + (offset + valueSize)
         if let present = key.presence {
           temps.spillAll(&frame, &asm)
           let temp = try materialize(present)
-          asm.emit(.store(.double, .fp, offset: presence, temps.use(temp, &frame, &asm)))
-          temps.free(temp)
+          asm.emit(.store(.double, at: presence, temps.use(temp, &frame, &asm)))
+          temps.free(temp, &frame)
         } else {
-          asm.emit(.storeImmediate(.double, .fp, offset: presence, 1))
+          asm.emit(.storeImmediate(.double, at: presence, 1))
         }
       }
       offset += declared.slotSize
@@ -40,17 +40,24 @@ extension ProgramBuilder {
     return base
   }
 
-  /// Writes `saddr`/`daddr` (an `.ipAddress`) at `destination + offset`: the host-order IPv4
-  /// address as a u32 followed by zeros, or the 16 IPv6 bytes; then the family, 4 or 6.
+  /// Stores zeros in `size` bytes (a multiple of 8) at `slot`.
+  mutating func zero(_ slot: Slot, size: Int, from start: Int = 0) {
+    for chunk in stride(from: start, to: size, by: 8) {
+      asm.emit(.storeImmediate(.double, slot.base, offset: slot.advanced(by: chunk).offset, 0))
+    }
+  }
+
+  /// Writes `saddr`/`daddr` (an `.ipAddress`) at `destination`: the host-order IPv4 address
+  /// as a u32 followed by zeros, or the 16 IPv6 bytes; then the family, 4 or 6.
   mutating func storeFamilyAddress(
-    _ isIPv4: TypedExpr, _ v4: TypedExpr, _ v6: TypedExpr, into destination: Register, at offset: Int
+    _ isIPv4: TypedExpr, _ v4: TypedExpr, _ v6: TypedExpr, into destination: Slot
   ) throws(CodeGenError) {
     if case .integer(let decided) = isIPv4.kind {
       // `ntop()`: the family is known, so only its arm is written (no unreachable code).
       if decided != 0 {
-        try storeIPv4Arm(v4, into: destination, at: offset)
+        try storeIPv4Arm(v4, into: destination)
       } else {
-        try storeIPv6Arm(v6, into: destination, at: offset)
+        try storeIPv6Arm(v6, into: destination)
       }
       return
     }
@@ -59,126 +66,111 @@ extension ProgramBuilder {
     let notIPv4 = asm.newLabel()
     let end = asm.newLabel()
     try branch(isIPv4, ifFalse: notIPv4)
-    try storeIPv4Arm(v4, into: destination, at: offset)
+    try storeIPv4Arm(v4, into: destination)
     asm.jump(to: end)
     asm.bind(notIPv4)
-    try storeIPv6Arm(v6, into: destination, at: offset)
+    try storeIPv6Arm(v6, into: destination)
     asm.bind(end)
   }
 
   /// An IPv4 address in an address-of-either-family slot: the 4 bytes, zeros, family 4.
-  private mutating func storeIPv4Arm(_ v4: TypedExpr, into destination: Register, at offset: Int) throws(CodeGenError) {
+  private mutating func storeIPv4Arm(_ v4: TypedExpr, into destination: Slot) throws(CodeGenError) {
     let temp = try emit(v4.unwrapped)
-    asm.emit(.store(.word, destination, offset: Int16(offset), temps.use(temp, &frame, &asm)))
-    temps.free(temp)
-    asm.emit(.storeImmediate(.word, destination, offset: Int16(offset + 4), 0))
-    asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 8), 0))
-    asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 4))
+    asm.emit(.store(.word, at: destination, temps.use(temp, &frame, &asm)))
+    temps.free(temp, &frame)
+    asm.emit(.storeImmediate(.word, at: destination + 4, 0))
+    asm.emit(.storeImmediate(.double, at: destination + 8, 0))
+    asm.emit(.storeImmediate(.double, at: destination + 16, 4))
   }
 
   /// An IPv6 address in an address-of-either-family slot: the 16 bytes, family 6.
-  private mutating func storeIPv6Arm(_ v6: TypedExpr, into destination: Register, at offset: Int) throws(CodeGenError) {
-    if destination == .fp {
-      try storeOnStack(v6.unwrapped, at: Int16(offset), size: 16)
+  private mutating func storeIPv6Arm(_ v6: TypedExpr, into destination: Slot) throws(CodeGenError) {
+    if destination.base == Self.record {
+      try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: Int(destination.offset), size: 16))
     } else {
-      try store(v6.unwrapped, into: EventField(label: "", type: .ipv6, offset: offset, size: 16))
+      try storeOnStack(v6.unwrapped, at: destination, size: 16)
     }
-    asm.emit(.storeImmediate(.double, destination, offset: Int16(offset + 16), 6))
+    asm.emit(.storeImmediate(.double, at: destination + 16, 6))
   }
 
-  /// Stores a value in a stack area of `size` bytes: integers widened to 8 bytes, strings
+  /// Stores a value in a slot of `size` bytes: integers widened to 8 bytes, strings
   /// zero-filled then read.
-  mutating func storeOnStack(_ value: TypedExpr, at offset: Int16, size: Int) throws(CodeGenError) {
+  mutating func storeOnStack(_ value: TypedExpr, at slot: Slot, size: Int, asNumber: Bool = false) throws(CodeGenError) {
     switch value.kind {
     case .loadString(let base, let baseOffset, let capacity):
       let read = KernelRead(base: base, offset: baseOffset, size: capacity, isString: true)
-      if let read, let slot = asm.slot(of: read), size % 8 == 0 {
+      if let read, let cached = asm.slot(of: read), size % 8 == 0 {
         // Read before (a filter compared it): copied, with the same zero padding.
         let copied = min(size, (capacity + 7) / 8 * 8)
-        copy(from: slot, size: copied, to: .fp, at: Int(offset))
-        for chunk in stride(from: copied, to: size, by: 8) {
-          asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-        }
+        copy(from: cached, size: copied, to: slot)
+        zero(slot, size: size, from: copied)
         return
       }
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+      zero(slot, size: size)
       try readKernel(
-        address: base, offset: baseOffset, size: capacity, into: .fp, at: Int32(offset),
-        helper: .probeReadKernelString)
+        address: base, offset: baseOffset, size: min(capacity, size), into: slot, helper: .probeReadKernelString)
       return
     case .builtin(.comm):
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+      zero(slot, size: size)
       temps.spillAll(&frame, &asm)
-      asm.emit(.mov(.r1, .fp))
-      asm.emit(.add(.r1, Int32(offset)))
-      asm.emit(.mov(.r2, 16))
+      pointer(to: slot, in: .r1)
+      asm.emit(.mov(.r2, Int32(min(size, Builtin.comm.type.storageSize))))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
     case .load(let base, let baseOffset, 6, nil) where value.type == .macAddress:
       // Six bytes into a zeroed slot, so equal addresses make equal keys.
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
-      try readKernel(address: base, offset: baseOffset, size: 6, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      zero(slot, size: size)
+      try readKernel(address: base, offset: baseOffset, size: 6, into: slot, helper: .probeReadKernel)
       return
     case .load(let base, let baseOffset, 16, nil):
       if isRead(base: base, offset: baseOffset, size: 16) {
-        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: .fp, at: Int(offset))
+        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: 16), size: 16, to: slot)
       } else {
-        try readKernel(address: base, offset: baseOffset, size: 16, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+        try readKernel(address: base, offset: baseOffset, size: 16, into: slot, helper: .probeReadKernel)
       }
       return
     case .load(let base, let baseOffset, let bytes, nil) where value.type.isWide && bytes <= size:
       // Bytes no register holds (a byte array, a buffer): into a zeroed area, so equal bytes
       // make equal keys.
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
-      try readKernel(address: base, offset: baseOffset, size: bytes, into: .fp, at: Int32(offset), helper: .probeReadKernel)
+      zero(slot, size: size)
+      try readKernel(address: base, offset: baseOffset, size: bytes, into: slot, helper: .probeReadKernel)
       return
     case .mapLookup(let map, let keys) where value.type.isWide:
-      try copyMapValue(map, keys: keys, to: .fp, at: Int(offset), size: size)
+      try copyMapValue(map, keys: keys, to: slot, size: size)
       return
-    case .variable(let slot) where size > 8 || Self.isString(value.type):
-      let source = variableSlots[slot]
-      copy(from: source.offset, size: min(size, source.size), to: .fp, at: Int(offset))
-      for chunk in stride(from: source.size, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+    case .variable(let variable) where size > 8 || Self.isString(value.type):
+      let source = variableSlots[variable]
+      let copied = min(size, source.size)
+      copy(from: source.slot, size: copied, to: slot)
+      zero(slot, size: size, from: copied)
       return
     case .bytes(let bytes):
-      storeBytes(bytes, size: size, into: .fp, at: Int(offset))
+      storeBytes(bytes, size: size, into: slot)
       return
     case .string(let text):
-      storeBytes(Array(text.utf8), size: size, into: .fp, at: Int(offset))
+      storeBytes(Array(text.utf8), size: size, into: slot)
       return
     case .integer(0) where size > 8:
-      for chunk in stride(from: 0, to: size, by: 8) {
-        asm.emit(.storeImmediate(.double, .fp, offset: offset + Int16(chunk), 0))
-      }
+      zero(slot, size: size)
       return
     case .integer(let constant) where size == 8 && Int32(exactly: Int64(bitPattern: constant)) != nil:
-      asm.emit(.storeImmediate(.double, .fp, offset: offset, Int32(Int64(bitPattern: constant))))
+      asm.emit(.storeImmediate(.double, slot.base, offset: slot.offset, Int32(truncatingIfNeeded: Int64(bitPattern: constant))))
       return
     case .select(let condition, let chosen, let otherwise):
       // Each arm writes its value: no temporary slot to pass it through.
       try writeEachArm(condition, chosen, otherwise) { builder, arm throws(CodeGenError) in
-        try builder.storeOnStack(arm, at: offset, size: size)
+        try builder.storeOnStack(arm, at: slot, size: size, asNumber: asNumber)
       }
       return
     case .optional(let present, let inner):
       // Where no presence byte goes with it, an absent value is stored as zeros.
       let absent = TypedExpr(.integer(0), type: inner.type, range: inner.range)
       try writeEachArm(present, inner, absent) { builder, arm throws(CodeGenError) in
-        try builder.storeOnStack(arm, at: offset, size: size)
+        try builder.storeOnStack(arm, at: slot, size: size, asNumber: asNumber)
       }
       return
     case .eitherFamily(let isIPv4, let v4, let v6):
-      try storeFamilyAddress(isIPv4, v4, v6, into: .fp, at: Int(offset))
+      try storeFamilyAddress(isIPv4, v4, v6, into: slot)
       return
     default:
       break
@@ -186,15 +178,14 @@ extension ProgramBuilder {
     guard size == 8 else {
       throw CodeGenError(message: "a \(value.type) cannot be used here", range: value.range)
     }
-    let temp = try emit(value)
-    asm.emit(.store(.double, .fp, offset: offset, temps.use(temp, &frame, &asm)))
-    temps.free(temp)
+    let temp = asNumber ? try emitNumber(value) : try emit(value)
+    asm.emit(.store(.double, slot.base, offset: slot.offset, temps.use(temp, &frame, &asm)))
+    temps.free(temp, &frame)
   }
 
-  mutating func lookup(_ map: Int, key: Int16) {
+  mutating func lookup(_ map: Int, key: Slot) {
     asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
+    pointer(to: key, in: .r2)
     asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
   }
 
@@ -228,14 +219,14 @@ extension ProgramBuilder {
     case .histogram, .linearHistogram:
       guard let value else { throw CodeGenError(message: "a histogram needs a value", range: declaration.range) }
       // The bucket index is the last 8 bytes of the key.
-      let bucketOffset = key + Int16(MapLayout.keySize(declaration) - 8)
+      let bucket = key.advanced(by: MapLayout.keySize(declaration) - 8)
       let temp = try bucketIndex(declaration, value: try emit(value))
-      asm.emit(.store(.double, .fp, offset: bucketOffset, temps.use(temp, &frame, &asm)))
-      temps.free(temp)
+      asm.emit(.store(.double, bucket.base, offset: bucket.offset, temps.use(temp, &frame, &asm)))
+      temps.free(temp, &frame)
     case .sum, .average, .stats, .minimum, .maximum:
       guard let value else { throw CodeGenError(message: "this aggregation needs a value", range: declaration.range) }
       // (count, sum) for avg and stats; (value, present) for min and max.
-      if declaration.aggregation == .average || declaration.aggregation == .stats { valueSlot = first + 8 }
+      if declaration.aggregation == .average || declaration.aggregation == .stats { valueSlot = first.advanced(by: 8) }
       try storeOnStack(value, at: valueSlot, size: 8)
     case .count, .value:
       break
@@ -248,9 +239,9 @@ extension ProgramBuilder {
     asm.jump(if: .ne, .r0, .immediate(0), to: found)
     switch declaration.aggregation {
     case .count, .histogram, .linearHistogram, .average, .stats:
-      asm.emit(.storeImmediate(.double, .fp, offset: first, 1))
+      asm.emit(.storeImmediate(.double, first.base, offset: first.offset, 1))
     case .minimum, .maximum:
-      asm.emit(.storeImmediate(.double, .fp, offset: first + 8, 1))
+      asm.emit(.storeImmediate(.double, first.base, offset: first.advanced(by: 8).offset, 1))
     case .sum, .value:
       break
     }
@@ -271,7 +262,7 @@ extension ProgramBuilder {
       asm.emit(.add(.r1, 1))
       asm.emit(.store(.double, .r0, offset: 0, .r1))
     case .sum:
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
+      asm.emit(.load(.double, .r1, valueSlot.base, offset: valueSlot.offset))
       asm.emit(.load(.double, .r2, .r0, offset: 0))
       asm.emit(.add(.r2, .r1))
       asm.emit(.store(.double, .r0, offset: 0, .r2))
@@ -279,7 +270,7 @@ extension ProgramBuilder {
       asm.emit(.load(.double, .r1, .r0, offset: 0))
       asm.emit(.add(.r1, 1))
       asm.emit(.store(.double, .r0, offset: 0, .r1))
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
+      asm.emit(.load(.double, .r1, valueSlot.base, offset: valueSlot.offset))
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.emit(.add(.r2, .r1))
       asm.emit(.store(.double, .r0, offset: 8, .r2))
@@ -287,7 +278,7 @@ extension ProgramBuilder {
       // (value, present): replace when nothing is there yet (a slot zero-filled when another
       // CPU created the entry) or the new value wins.
       let replace = asm.newLabel()
-      asm.emit(.load(.double, .r1, .fp, offset: valueSlot))
+      asm.emit(.load(.double, .r1, valueSlot.base, offset: valueSlot.offset))
       asm.emit(.load(.double, .r2, .r0, offset: 8))
       asm.jump(if: .eq, .r2, .immediate(0), to: replace)
       asm.emit(.load(.double, .r2, .r0, offset: 0))
@@ -304,13 +295,11 @@ extension ProgramBuilder {
     asm.bind(end)
   }
 
-  /// `bpf_map_update_elem(map, fp + key, fp + value, BPF_ANY)`; r0 is its result.
-  mutating func update(_ map: Int, key: Int16, value: Int16) {
+  /// `bpf_map_update_elem(map, &key, &value, BPF_ANY)`; r0 is its result.
+  mutating func update(_ map: Int, key: Slot, value: Slot) {
     asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
-    asm.emit(.mov(.r3, .fp))
-    asm.emit(.add(.r3, Int32(value)))
+    pointer(to: key, in: .r2)
+    pointer(to: value, in: .r3)
     asm.emit(.mov(.r4, Self.updateAny))
     asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
   }
@@ -324,10 +313,10 @@ extension ProgramBuilder {
     case .histogram, .linearHistogram:
       guard let value else { throw CodeGenError(message: "a histogram needs a value", range: declaration.range) }
       let temp = try bucketIndex(declaration, value: try emit(value))
-      asm.emit(.store(.word, .fp, offset: key, temps.use(temp, &frame, &asm)))
-      temps.free(temp)
+      asm.emit(.store(.word, key.base, offset: key.offset, temps.use(temp, &frame, &asm)))
+      temps.free(temp, &frame)
     default:
-      asm.emit(.storeImmediate(.word, .fp, offset: key, 0))
+      asm.emit(.storeImmediate(.word, key.base, offset: key.offset, 0))
     }
     temps.spillAll(&frame, &asm)
     let end = asm.newLabel()
@@ -340,20 +329,33 @@ extension ProgramBuilder {
     asm.bind(end)
   }
 
+  /// `delete(@map[keys])`. A histogram keeps one entry per bucket, its index the last 8
+  /// bytes of the key: each bucket's entry is deleted (no loops, so one call per bucket).
   mutating func mapDelete(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) {
     let key = try buildKey(map, keys)
     temps.spillAll(&frame, &asm)
-    asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
-    asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+    let declaration = maps[map]
+    var buckets: [Int64?] = [nil]
+    switch declaration.aggregation {
+    case .histogram: buckets = (0..<66).map { $0 }
+    case .linearHistogram(let low, let high, let step):
+      buckets = (0...(Buckets.linearCount(min: low, max: high, step: step) + 1)).map { $0 }
+    default: break
+    }
+    let bucket = key.advanced(by: MapLayout.keySize(declaration) - 8)
+    for index in buckets {
+      if let index {
+        asm.emit(.storeImmediate(.double, bucket.base, offset: bucket.offset, Int32(truncatingIfNeeded: index)))
+      }
+      asm.emit(.loadMapFD(.r1, fd: mapFD(map)))
+      pointer(to: key, in: .r2)
+      asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
+    }
   }
 
   /// The value of `@map[keys]` wider than a register (a string), `size` bytes of it copied to
-  /// `destination + at`; zeros when the map has no such entry.
-  mutating func copyMapValue(_ map: Int, keys: [TypedExpr], to destination: Register, at: Int, size: Int)
-    throws(CodeGenError)
-  {
+  /// `destination`; zeros when the map has no such entry.
+  mutating func copyMapValue(_ map: Int, keys: [TypedExpr], to destination: Slot, size: Int) throws(CodeGenError) {
     let key = try buildKey(map, keys)
     temps.spillAll(&frame, &asm)
     lookup(map, key: key)
@@ -366,37 +368,38 @@ extension ProgramBuilder {
       let width = [8, 4, 2, 1].first { position + $0 <= available }!
       let access = AccessSize(bytes: width)!
       asm.emit(.load(access, .r1, .r0, offset: Int16(position)))
-      asm.emit(.store(access, destination, offset: Int16(at + position), .r1))
+      asm.emit(.store(access, at: destination + position, .r1))
       position += width
     }
-    if available < size { storeBytes([], size: size - available, into: destination, at: at + available) }
+    if available < size { storeBytes([], size: size - available, into: destination + available) }
     asm.jump(to: end)
     asm.bind(missing)
-    storeBytes([], size: size, into: destination, at: at)
+    storeBytes([], size: size, into: destination)
     asm.bind(end)
   }
 
   /// `@map[keys]` in an expression: the stored value, or 0.
   mutating func mapLookupValue(_ map: Int, keys: [TypedExpr]) throws(CodeGenError) -> Temp {
-    let key: Int16
+    let key: Slot
     if directlyIndexedMaps.contains(map) {
       // A key-less count: entry 0 of its array.
       key = frame.allocate(4)
-      asm.emit(.storeImmediate(.word, .fp, offset: key, 0))
+      asm.emit(.storeImmediate(.word, key.base, offset: key.offset, 0))
     } else {
       key = try buildKey(map, keys)
     }
     temps.spillAll(&frame, &asm)
     let result = frame.allocate(8)
-    asm.emit(.storeImmediate(.double, .fp, offset: result, 0))
+    asm.emit(.storeImmediate(.double, result.base, offset: result.offset, 0))
     lookup(map, key: key)
     let missing = asm.newLabel()
     asm.jump(if: .eq, .r0, .immediate(0), to: missing)
     asm.emit(.load(.double, .r1, .r0, offset: 0))
-    asm.emit(.store(.double, .fp, offset: result, .r1))
+    asm.emit(.store(.double, result.base, offset: result.offset, .r1))
     asm.bind(missing)
     let (temp, register) = temps.allocate(&frame, &asm)
-    asm.emit(.load(.double, register, .fp, offset: result))
+    asm.emit(.load(.double, register, result.base, offset: result.offset))
+    frame.release(result)
     return temp
   }
 
@@ -425,8 +428,13 @@ extension ProgramBuilder {
       if (folded ? start : low) != 0 { try subtractConstant(index, folded ? start : low) }
       if step > 1, step.nonzeroBitCount == 1 {
         asm.emit(.alu64(.rsh, index, .immediate(Int32(step.trailingZeroBitCount))))
+      } else if step > 1, let small = Int32(exactly: step) {
+        asm.emit(.alu64(.div, index, .immediate(small)))
       } else if step > 1 {
-        asm.emit(.alu64(.div, index, .immediate(Int32(step))))
+        let (temp, divisor) = temps.allocate(&frame, &asm)
+        asm.emit(.loadImmediate64(divisor, UInt64(bitPattern: step)))
+        asm.emit(.alu64(.div, index, .register(divisor)))
+        temps.free(temp, &frame)
       }
       if !folded { asm.emit(.add(index, 1)) }
     default:
@@ -456,7 +464,7 @@ extension ProgramBuilder {
           asm.emit(.alu64(.rsh, scratch, .immediate(bits)))
           asm.jump(if: .eq, scratch, .immediate(0), to: skip)
           asm.emit(.mov(value, scratch))
-          temps.free(scratchTemp)
+          temps.free(scratchTemp, &frame)
         }
         asm.emit(.add(index, bits))
         asm.bind(skip)
@@ -466,7 +474,7 @@ extension ProgramBuilder {
       asm.emit(.add(index, value))
     }
     asm.bind(done)
-    temps.free(valueTemp)
+    temps.free(valueTemp, &frame)
     return temp
   }
 
@@ -479,7 +487,7 @@ extension ProgramBuilder {
       let (temp, scratch) = temps.allocate(&frame, &asm)
       asm.emit(.loadImmediate64(scratch, UInt64(bitPattern: constant)))
       asm.jump(if: condition, register, .register(scratch), to: label)
-      temps.free(temp)
+      temps.free(temp, &frame)
     }
   }
 
@@ -490,7 +498,7 @@ extension ProgramBuilder {
       let (temp, scratch) = temps.allocate(&frame, &asm)
       asm.emit(.loadImmediate64(scratch, UInt64(bitPattern: constant)))
       asm.emit(.alu64(.sub, register, .register(scratch)))
-      temps.free(temp)
+      temps.free(temp, &frame)
     }
   }
 }

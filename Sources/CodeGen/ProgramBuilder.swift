@@ -7,7 +7,8 @@ import SwtraceSyntax
 ///
 /// Register conventions: r6 holds the context for the whole program, r7 the skb pointer
 /// (loaded once, only when the clause reads the skb), r8 the event record while a print
-/// statement fills it. r1-r5 hold expression temporaries (see `TempAllocator`).
+/// statement fills it, r9 the clause's scratch area when it has one. r1-r5 hold expression
+/// temporaries (see `TempAllocator`).
 struct ProgramBuilder {
   let attachPoint: AttachPoint
   let probeID: UInt32
@@ -28,23 +29,38 @@ struct ProgramBuilder {
   let recordsSkbAddress: Bool
   /// Where the skb may be read with plain loads (its number fields); nil outside tracing programs.
   let skbLayout: KernelObjectLayout?
+  /// The key of the clause's area in the per-CPU scratch map, when the program has one.
+  let scratchKey: Int32?
+  /// Index of the scratch map among the spec's maps.
+  let scratchMap: Int32
+  /// Whether the scratch area is taken before the filter (which then may use it) rather than
+  /// after it.
+  let scratchBeforeFilter: Bool
+  /// Set when the filter needed more memory than the stack has: generate the program again
+  /// with `scratchBeforeFilter`.
+  var needsScratchBeforeFilter = false
   /// A record submitted when the ring buffer holds more than this wakes the reader.
   let wakeUpBytes: Int
   var asm = CodeEmitter()
-  var frame = StackFrame()
+  var frame: SlotAllocator
   var temps = TempAllocator()
   var skbLoaded = false
-  /// Stack slot and size of each `$variable` of the clause, by `TypedExpr.Kind.variable` slot.
-  var variableSlots: [(offset: Int16, size: Int)] = []
+  /// Slot and size of each `$variable` of the clause, by `TypedExpr.Kind.variable` slot.
+  var variableSlots: [(slot: Slot, size: Int)] = []
+  /// Slots given back to the allocator after their statement except that the read cache
+  /// still held them: looked at again after each later statement.
+  var pinnedSlots: Set<Slot> = []
+  /// The statement that first asked for more memory than a clause can have.
+  var firstUnplacedRange: SourceRange?
   /// Fields the clause reads through a helper more than once: read once, kept on the stack.
   var sharedReads: Set<KernelRead> = []
   /// The packet and stack maps, and the capture records, for clauses that use them.
   let auxiliary: AuxiliaryMaps
   /// The stack areas of the packet header walk, by layer, and its scratch space: allocated
   /// once per program, written again by each run of the walk (see `ProgramBuilder+Packet`).
-  var packetFactAreas: [Int: Int16] = [:]
-  var packetScratch: Int16?
-  var packetWalkState: Int16?
+  var packetFactAreas: [Int: Slot] = [:]
+  var packetScratch: Slot?
+  var packetWalkState: Slot?
   /// Where `break` and `continue` of the loops being emitted go, innermost last.
   var loopTargets: [(breakTarget: Label, continueTarget: Label)] = []
   /// Where `return` goes: the end of the clause's actions.
@@ -55,16 +71,22 @@ struct ProgramBuilder {
   static let context = Register.r6
   static let skb = Register.r7
   static let record = Register.r8
+  static let scratch = Register.r9
 
   init(
     attachPoint: AttachPoint, probeID: UInt32, layouts: [SourceRange: EventLayout], types: KernelTypes,
     maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
     auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard),
-    wakeUpBytes: Int = (8 << 20) / RingBufferWakeUp.fillFraction
+    wakeUpBytes: Int = (8 << 20) / RingBufferWakeUp.fillFraction,
+    scratchKey: Int32? = nil, scratchMap: Int32 = 0, scratchBeforeFilter: Bool = false
   ) {
     self.auxiliary = auxiliary
     self.wakeUpBytes = wakeUpBytes
+    self.scratchKey = scratchKey
+    self.scratchMap = scratchMap
+    self.scratchBeforeFilter = scratchBeforeFilter
+    self.frame = SlotAllocator()
     self.followsFrees = followsFrees && attachPoint.skbArgument != nil
     self.probeFromCookie = probeFromCookie
     self.directlyIndexedMaps = directlyIndexedMaps
@@ -85,9 +107,6 @@ struct ProgramBuilder {
   /// spec tracks, at free points when paths follow frees.
   var passesTrackedPackets: Bool { tracking || (followsFrees && isFreePoint) }
 
-  /// Stack slots of the tracked-set key and value for `trackSkb()`, allocated once.
-  var trackSlots: (key: Int16, value: Int16)?
-
   var isTracing: Bool {
     switch attachPoint.backend {
     case .tracepoint, .fentry, .fexit: true
@@ -104,7 +123,6 @@ struct ProgramBuilder {
       return try finishProgram(clause)
     }
     asm.emit(.mov(Self.context, .r1))
-    variableSlots = clause.variables.map { (frame.allocate($0.slotSize), $0.slotSize) }
     if tracking || followsFrees || clause.filter.map(Self.readsSkb) == true || clause.actions.contains(where: Self.readsSkb) {
       guard let index = attachPoint.skbArgument else {
         throw CodeGenError(message: "\(attachPoint.name) has no skb argument", range: clause.range)
@@ -114,36 +132,104 @@ struct ProgramBuilder {
     }
     sharedReads = sharedReads(of: clause)
     let done = asm.newLabel()
+    let scratchReleased = asm.newLabel()
+    let exit = asm.newLabel()
     if skbLoaded {
       // Some tracepoints pass a NULL skb (qdisc_dequeue with an empty queue): nothing to trace.
-      asm.jump(if: .eq, Self.skb, .immediate(0), to: done)
+      asm.jump(if: .eq, Self.skb, .immediate(0), to: exit)
     }
+    // The filter reads no variables: the scratch area is taken after it, so that packets it
+    // drops cost nothing more, unless the filter itself needs more than the stack.
+    if scratchKey != nil, scratchBeforeFilter { acquireScratch(skip: scratchReleased, clause) }
     let body = asm.newLabel()
     if let filter = clause.filter, filter.kind != .integer(1) {
       asm.currentRange = filter.range
+      let before = frame.liveSlots
       if passesTrackedPackets {
         // A tracked packet passes whatever the filter says: its mark may have been scrubbed.
         lookupTracked()
         asm.jump(if: .ne, .r0, .immediate(0), to: body)
       }
-      try branch(filter, ifFalse: done)
+      try branch(filter, ifFalse: scratchBeforeFilter ? done : scratchReleased)
+      releaseSlots(allocatedAfter: before)
     }
     asm.bind(body)
+    if frame.needsScratch { needsScratchBeforeFilter = true }
+    if scratchKey != nil, !scratchBeforeFilter { acquireScratch(skip: scratchReleased, clause) }
     returnLabel = done
     try actions(clause.actions, done: done)
     asm.bind(done)
     asm.currentRange = clause.range
+    if scratchKey != nil {
+      asm.emit(.storeImmediate(.double, Self.scratch, offset: 0, 0))
+    }
+    asm.bind(scratchReleased)
     if tracking || followsFrees, isFreePoint {
       // The kernel frees the skb here: its address may be reused by an unrelated packet.
       let key = trackedKey()
       asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
-      asm.emit(.mov(.r2, .fp))
-      asm.emit(.add(.r2, Int32(key)))
+      pointer(to: key, in: .r2)
       asm.emit(.call(helper: HelperFunction.mapDeleteElement.rawValue))
     }
+    asm.bind(exit)
     asm.emit(.mov(.r0, 0))
     asm.emit(.exit)
     return try finishProgram(clause)
+  }
+
+  /// r9 = the clause's area of the per-CPU scratch map, marked busy. Another program of the
+  /// clause that interrupts this one on the same CPU (from an interrupt) finds it busy, counts
+  /// its event as lost and jumps to `skip`, instead of overwriting this program's values.
+  /// The clause's variables get their slots there.
+  mutating func acquireScratch(skip: Label, _ clause: CheckedClause) {
+    let key = frame.allocate(4)
+    asm.emit(.storeImmediate(.word, key.base, offset: key.offset, scratchKey ?? 0))
+    asm.emit(.loadMapFD(.r1, fd: scratchMap))
+    pointer(to: key, in: .r2)
+    asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
+    frame.release(key)
+    // Never taken (the key is inside the array); the verifier wants the check.
+    asm.jump(if: .eq, .r0, .immediate(0), to: skip)
+    asm.emit(.mov(Self.scratch, .r0))
+    let free = asm.newLabel()
+    asm.emit(.load(.double, .r1, Self.scratch, offset: 0))
+    asm.jump(if: .eq, .r1, .immediate(0), to: free)
+    incrementCounter(in: StandardMap.lost, index: LossCounter.events)
+    asm.jump(to: skip)
+    asm.bind(free)
+    asm.emit(.storeImmediate(.double, Self.scratch, offset: 0, 1))
+    frame.scratchAvailable = true
+    // Variables live in scratch, where the verifier does not follow their values: a clause
+    // that adds to a variable in many independent branches then costs it one state per
+    // branch point, not one per path (`2^n` for n branches).
+    variableSlots = clause.variables.map { variable in
+      let unplaced = frame.unplaced
+      let slot = frame.allocate(variable.slotSize, inScratch: true, permanent: true)
+      if frame.unplaced > unplaced, firstUnplacedRange == nil { firstUnplacedRange = variable.range }
+      return (slot, variable.slotSize)
+    }
+  }
+
+  /// `register = address of slot`.
+  mutating func pointer(to slot: Slot, in register: Register) {
+    asm.emit(.mov(register, slot.base))
+    if slot.offset != 0 { asm.emit(.add(register, Int32(slot.offset))) }
+  }
+
+  /// Gives back the slots allocated since `before` (and those kept earlier for the read
+  /// cache), except the ones the read cache still holds: their values are dead once the
+  /// statement that wrote them is done, so the next statements reuse the memory.
+  mutating func releaseSlots(allocatedAfter before: Set<Slot>) {
+    let remembered = asm.rememberedSlots
+    for slot in frame.liveSlots where !before.contains(slot) || pinnedSlots.contains(slot) {
+      if remembered.contains(slot) {
+        pinnedSlots.insert(slot)
+        continue
+      }
+      pinnedSlots.remove(slot)
+      asm.forget(slot)
+      frame.release(slot)
+    }
   }
 
   /// The helper reads that appear more than once in the clause's filter and actions.
@@ -159,10 +245,10 @@ struct ProgramBuilder {
   }
 
   mutating func finishProgram(_ clause: CheckedClause) throws(CodeGenError) -> Program {
-    if frame.overflowed {
+    if frame.unplaced > 0 {
       throw CodeGenError(
-        message: "this clause needs \(frame.peak) bytes of stack, more than the kernel's 512; split it into smaller clauses",
-        range: clause.range)
+        message: "this needs \(frame.unplaced) bytes of memory that do not fit in what a clause has for its values (its \(SlotAllocator.stackSize)-byte stack and \(SlotAllocator.scratchLimit + SlotAllocator.scratchStart) bytes of scratch); keep fewer or smaller values, or split the clause",
+        range: firstUnplacedRange ?? clause.range)
     }
     do {
       return try asm.finish()
@@ -178,59 +264,80 @@ struct ProgramBuilder {
       // After `exit()`, `break`, `continue` or `return` on every path, the rest never runs:
       // no code for it (the kernel refuses unreachable instructions).
       guard asm.isReachable else { return }
-      switch action {
-      case .print(let values, let range), .printf(_, let values, let range):
-        asm.currentRange = range
-        try print(values, layout: layouts[range]!)
-      case .assignVariable(let slot, let value, let range):
-        asm.currentRange = range
-        temps.spillAll(&frame, &asm)
-        try storeOnStack(value, at: variableSlots[slot].offset, size: variableSlots[slot].size)
-      case .conditional(let condition, let then, let otherwise):
-        asm.currentRange = condition.range
-        if case .integer(let decided) = condition.kind {
-          // Decided for this attach point: the branch not taken would be unreachable code.
-          try actions(decided != 0 ? then : otherwise, done: done)
-          continue
-        }
-        let elseLabel = asm.newLabel()
-        let end = asm.newLabel()
-        try branch(condition, ifFalse: elseLabel)
-        try actions(then, done: done)
-        if otherwise.isEmpty {
-          asm.bind(elseLabel)
-        } else {
-          if asm.isReachable { asm.jump(to: end) }
-          asm.bind(elseLabel)
-          try actions(otherwise, done: done)
-        }
-        asm.bind(end)
-      case .track(let range):
-        asm.currentRange = range
-        trackSkb()
-      case .exit(let range):
-        // Stopping the whole trace is the user side's job: send it a request, then end this run.
-        asm.currentRange = range
-        try requestExit()
-        asm.jump(to: done)
-      case .mapUpdate(let map, let keys, let value, let range):
-        asm.currentRange = range
-        try mapUpdate(map, keys: keys, value: value)
-      case .mapDelete(let map, let keys, let range):
-        asm.currentRange = range
-        try mapDelete(map, keys: keys)
-      case .capture(let capture, let range):
-        asm.currentRange = range
-        let own = attachPoint.qualifiedName
-        let key = CaptureKey(range: range, probe: capture.probeComment[own] == nil ? nil : own)
-        try self.capture(capture, layout: auxiliary.captureLayouts[key]!)
-      case .loop(let loop):
-        asm.currentRange = loop.range
-        try unrolled(loop, done: done)
-      case .jump(let kind, let range):
-        asm.currentRange = range
-        try jump(kind, range: range)
+      let before = frame.liveSlots
+      let unplaced = frame.unplaced
+      try self.action(action, done: done)
+      if frame.unplaced > unplaced, firstUnplacedRange == nil { firstUnplacedRange = asm.currentRange }
+      releaseSlots(allocatedAfter: before)
+    }
+  }
+
+  mutating func action(_ action: Action, done: Label) throws(CodeGenError) {
+    // The header walk runs before the statement that needs it rather than inside its
+    // branches: a walk in each of many branches would leave the kernel's verifier a state per
+    // path (walked here or not), and later statements would walk again.
+    for (layer, range) in Self.packetLayers(in: action).sorted(by: { $0.key < $1.key })
+    where asm.slot(of: factsKey(layer: layer)) == nil {
+      _ = try packetFacts(layer: layer, range: range)
+    }
+    switch action {
+    case .print(let values, let range), .printf(_, let values, let range):
+      asm.currentRange = range
+      try print(values, layout: layouts[range]!)
+    case .assignVariable(let slot, let value, let range):
+      asm.currentRange = range
+      temps.spillAll(&frame, &asm)
+      // A variable holds numbers: a kernel pointer is stored as its address, so that
+      // arithmetic on it later (`$p[i]`) is arithmetic on a number.
+      try storeOnStack(value, at: variableSlots[slot].slot, size: variableSlots[slot].size, asNumber: true)
+    case .conditional(let condition, let then, let otherwise):
+      asm.currentRange = condition.range
+      if case .integer(let value) = condition.kind {
+        // Known at compile time, or decided for this attach point: only the branch that
+        // runs is generated (the other would be unreachable code).
+        try actions(value != 0 ? then : otherwise, done: done)
+        return
       }
+      let elseLabel = asm.newLabel()
+      let end = asm.newLabel()
+      let before = frame.liveSlots
+      try branch(condition, ifFalse: elseLabel)
+      // What the condition computed is dead in the branches.
+      releaseSlots(allocatedAfter: before)
+      try actions(then, done: done)
+      if otherwise.isEmpty {
+        asm.bind(elseLabel)
+      } else {
+        if asm.isReachable { asm.jump(to: end) }
+        asm.bind(elseLabel)
+        try actions(otherwise, done: done)
+      }
+      asm.bind(end)
+    case .track(let range):
+      asm.currentRange = range
+      trackSkb()
+    case .exit(let range):
+      // Stopping the whole trace is the user side's job: send it a request, then end this run.
+      asm.currentRange = range
+      try requestExit()
+      asm.jump(to: done)
+    case .mapUpdate(let map, let keys, let value, let range):
+      asm.currentRange = range
+      try mapUpdate(map, keys: keys, value: value)
+    case .mapDelete(let map, let keys, let range):
+      asm.currentRange = range
+      try mapDelete(map, keys: keys)
+    case .capture(let capture, let range):
+      asm.currentRange = range
+      let own = attachPoint.qualifiedName
+      let key = CaptureKey(range: range, probe: capture.probeComment[own] == nil ? nil : own)
+      try self.capture(capture, layout: auxiliary.captureLayouts[key]!)
+    case .loop(let loop):
+      asm.currentRange = loop.range
+      try unrolled(loop, done: done)
+    case .jump(let kind, let range):
+      asm.currentRange = range
+      try jump(kind, range: range)
     }
   }
 
@@ -278,15 +385,13 @@ struct ProgramBuilder {
   /// Adds the skb to the tracked set (a packet seen again after its address was reused simply
   /// stays in it: the set only says the packet's free is to be reported).
   mutating func trackSkb() {
-    let slots = trackSlots ?? (frame.allocate(8), frame.allocate(8))
-    trackSlots = slots
-    asm.emit(.store(.double, .fp, offset: slots.key, Self.skb))
-    asm.emit(.storeImmediate(.double, .fp, offset: slots.value, 1))
+    // Slots of the statement: given back with it.
+    let key = trackedKey()
+    let value = frame.allocate(8)
+    asm.emit(.storeImmediate(.double, at: value, 1))
     asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(slots.key)))
-    asm.emit(.mov(.r3, .fp))
-    asm.emit(.add(.r3, Int32(slots.value)))
+    pointer(to: key, in: .r2)
+    pointer(to: value, in: .r3)
     asm.emit(.mov(.r4, 0))
     asm.emit(.call(helper: HelperFunction.mapUpdateElement.rawValue))
   }
@@ -331,10 +436,10 @@ struct ProgramBuilder {
     }
   }
 
-  /// The skb address as a map key on the stack.
-  mutating func trackedKey() -> Int16 {
+  /// The skb address as a map key.
+  mutating func trackedKey() -> Slot {
     let key = frame.allocate(8)
-    asm.emit(.store(.double, .fp, offset: key, Self.skb))
+    asm.emit(.store(.double, key.base, offset: key.offset, Self.skb))
     return key
   }
 
@@ -342,8 +447,7 @@ struct ProgramBuilder {
   mutating func lookupTracked() {
     let key = trackedKey()
     asm.emit(.loadMapFD(.r1, fd: StandardMap.tracked))
-    asm.emit(.mov(.r2, .fp))
-    asm.emit(.add(.r2, Int32(key)))
+    pointer(to: key, in: .r2)
     asm.emit(.call(helper: HelperFunction.mapLookupElement.rawValue))
   }
 
@@ -366,23 +470,23 @@ struct ProgramBuilder {
   /// Writes one value into the record at its field; kernel memory is read straight into the
   /// record where no conversion is needed, saving a stack copy.
   mutating func store(_ value: TypedExpr, into field: EventField) throws(CodeGenError) {
-    let offset = Int32(field.offset)
+    // Record offsets fit an instruction's offset: `CodeGenerator.layout` bounds records.
+    let destination = Slot(base: Self.record, offset: Int16(truncatingIfNeeded: field.offset))
     switch value.kind {
     case .loadString(let base, let baseOffset, let capacity):
       if field.size % 8 == 0, field.size <= (capacity + 7) / 8 * 8,
         let read = KernelRead(base: base, offset: baseOffset, size: capacity, isString: true),
         let slot = asm.slot(of: read)
       {
-        copy(from: slot, size: field.size, to: Self.record, at: field.offset)
+        copy(from: slot, size: field.size, to: destination)
         return
       }
       try readKernel(
-        address: base, offset: baseOffset, size: capacity, into: Self.record, at: offset,
+        address: base, offset: baseOffset, size: min(capacity, field.size), into: destination,
         helper: .probeReadKernelString)
       return
     case .builtin(.comm):
-      asm.emit(.mov(.r1, Self.record))
-      asm.emit(.add(.r1, offset))
+      pointer(to: destination, in: .r1)
       asm.emit(.mov(.r2, Int32(field.size)))
       asm.emit(.call(helper: HelperFunction.getCurrentComm.rawValue))
       return
@@ -398,7 +502,7 @@ struct ProgramBuilder {
       if case .integer(let decided) = present.kind {
         // Decided for this attach point (a packet read after the hand-over is never there).
         try store(decided != 0 ? inner : TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
-        asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), decided != 0 ? 1 : 0))
+        asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(truncatingIfNeeded: presence), decided != 0 ? 1 : 0))
         return
       }
       try prefetchSharedReads([present, inner])
@@ -407,36 +511,36 @@ struct ProgramBuilder {
       let end = asm.newLabel()
       try branch(present, ifFalse: isAbsent)
       try store(inner, into: field)
-      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), 1))
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(truncatingIfNeeded: presence), 1))
       asm.jump(to: end)
       asm.bind(isAbsent)
       try store(TypedExpr(.integer(0), type: inner.type, range: inner.range), into: field)
-      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(presence), 0))
+      asm.emit(.storeImmediate(.byte, Self.record, offset: Int16(truncatingIfNeeded: presence), 0))
       asm.bind(end)
       return
     case .eitherFamily(let isIPv4, let v4, let v6):
-      try storeFamilyAddress(isIPv4, v4, v6, into: Self.record, at: field.offset)
+      try storeFamilyAddress(isIPv4, v4, v6, into: destination)
       return
     case .mapLookup(let map, let keys) where value.type.isWide:
-      try copyMapValue(map, keys: keys, to: Self.record, at: field.offset, size: field.size)
+      try copyMapValue(map, keys: keys, to: destination, size: field.size)
       return
     case .integer(0) where AccessSize(bytes: field.size) == nil:
       // Zeros of a value no register holds (an IPv6 or MAC address).
-      storeBytes([], size: field.size, into: Self.record, at: field.offset)
+      storeBytes([], size: field.size, into: destination)
       return
     case .integer(let constant) where field.size <= 8:
       if let size = AccessSize(bytes: field.size), let small = Int32(exactly: Int64(bitPattern: constant)) {
-        asm.emit(.storeImmediate(size, Self.record, offset: Int16(offset), small))
+        asm.emit(.storeImmediate(size, destination.base, offset: destination.offset, small))
         return
       }
     case .variable(let slot) where field.size > 8 || Self.isString(value.type):
-      copy(from: variableSlots[slot].offset, size: min(field.size, variableSlots[slot].size), to: Self.record, at: field.offset)
+      copy(from: variableSlots[slot].slot, size: min(field.size, variableSlots[slot].size), to: destination)
       return
     case .bytes(let bytes):
-      storeBytes(bytes, size: field.size, into: Self.record, at: field.offset)
+      storeBytes(bytes, size: field.size, into: destination)
       return
     case .string(let text):
-      storeBytes(Array(text.utf8), size: field.size, into: Self.record, at: field.offset)
+      storeBytes(Array(text.utf8), size: field.size, into: destination)
       return
     case .load(let base, let baseOffset, let size, nil) where size == field.size:
       // The record holds the field's own bytes, so no sign extension is needed.
@@ -445,14 +549,13 @@ struct ProgramBuilder {
       {
         let (temp, register) = temps.allocate(&frame, &asm)
         asm.emit(.load(access, register, through, offset: smallOffset))
-        asm.emit(.store(access, Self.record, offset: Int16(offset), register))
-        temps.free(temp)
+        asm.emit(.store(access, destination.base, offset: destination.offset, register))
+        temps.free(temp, &frame)
       } else if isRead(base: base, offset: baseOffset, size: size) {
-        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: size), size: size, to: Self.record, at: field.offset)
+        copy(from: try readIntoSlot(base: base, offset: baseOffset, size: size), size: size, to: destination)
       } else {
         // Read once: straight into the record.
-        try readKernel(
-          address: base, offset: baseOffset, size: size, into: Self.record, at: offset, helper: .probeReadKernel)
+        try readKernel(address: base, offset: baseOffset, size: size, into: destination, helper: .probeReadKernel)
       }
       return
     default:
@@ -463,8 +566,8 @@ struct ProgramBuilder {
     }
     let temp = try emit(value)
     let register = temps.use(temp, &frame, &asm)
-    asm.emit(.store(size, Self.record, offset: Int16(offset), register))
-    temps.free(temp)
+    asm.emit(.store(size, destination.base, offset: destination.offset, register))
+    temps.free(temp, &frame)
   }
 
   /// `condition ? chosen : otherwise`, each arm handing its value to `write`, which puts it
@@ -601,7 +704,7 @@ struct ProgramBuilder {
     let differ = asm.newLabel()
     for chunk in stride(from: 0, to: compared, by: 8) {
       let value = bytes[chunk..<chunk + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-      asm.emit(.load(.double, register, .fp, offset: buffer + Int16(chunk)))
+      asm.emit(.load(.double, register, buffer.base, offset: buffer.advanced(by: chunk).offset))
       if value <= UInt64(Int32.max) {
         // Short strings end in this chunk: the immediate, sign-extended, is the same number.
         asm.jump(if: .ne, register, .immediate(Int32(value)), to: equal ? differ : target)
@@ -610,8 +713,8 @@ struct ProgramBuilder {
         asm.jump(if: .ne, register, .register(constant), to: equal ? differ : target)
       }
     }
-    temps.free(temp)
-    temps.free(constantTemp)
+    temps.free(temp, &frame)
+    temps.free(constantTemp, &frame)
     if equal { asm.jump(to: target) }
     asm.bind(differ)
   }
@@ -627,7 +730,7 @@ struct ProgramBuilder {
     let buffer = frame.allocate(16)
     try storeOnStack(field, at: buffer, size: 16)
     var constant: [UInt8]?
-    var otherBuffer: Int16 = 0
+    var otherBuffer = buffer
     if case .bytes(let bytes) = other.kind {
       constant = bytes
     } else {
@@ -648,7 +751,7 @@ struct ProgramBuilder {
     for chunk in [0, 8] {
       let chunkMask = word(mask, chunk)
       if chunkMask == 0 { continue }
-      asm.emit(.load(.double, value, .fp, offset: buffer + Int16(chunk)))
+      asm.emit(.load(.double, value, buffer.base, offset: buffer.advanced(by: chunk).offset))
       if chunkMask != UInt64.max {
         asm.emit(.loadImmediate64(otherRegister, chunkMask))
         asm.emit(.alu64(.and, value, .register(otherRegister)))
@@ -661,46 +764,46 @@ struct ProgramBuilder {
           asm.emit(.loadImmediate64(otherRegister, expected))
         }
       } else {
-        asm.emit(.load(.double, otherRegister, .fp, offset: otherBuffer + Int16(chunk)))
+        asm.emit(.load(.double, otherRegister, otherBuffer.base, offset: otherBuffer.advanced(by: chunk).offset))
       }
       asm.jump(if: .ne, value, .register(otherRegister), to: equal ? differ : target)
     }
-    temps.free(valueTemp)
-    temps.free(otherTemp)
+    temps.free(valueTemp, &frame)
+    temps.free(otherTemp, &frame)
     if equal { asm.jump(to: target) }
     asm.bind(differ)
   }
 
-  /// Copies `size` bytes (1, 2, 4, or 8 at a time otherwise) from the stack slot at `source` to
-  /// `destination + at`.
-  mutating func copy(from source: Int16, size: Int, to destination: Register, at: Int) {
+  /// Copies `size` bytes (1, 2, 4, or 8 at a time otherwise) from `source` to `destination`.
+  mutating func copy(from source: Slot, size: Int, to destination: Slot) {
     let (temp, register) = temps.allocate(&frame, &asm)
     let width = [1, 2, 4].contains(size) ? size : 8
     let access = AccessSize(bytes: width)!
     for chunk in stride(from: 0, to: size, by: width) {
-      asm.emit(.load(access, register, .fp, offset: source + Int16(chunk)))
-      asm.emit(.store(access, destination, offset: Int16(at + chunk), register))
+      asm.emit(.load(access, register, source.base, offset: source.advanced(by: chunk).offset))
+      asm.emit(.store(access, destination.base, offset: destination.advanced(by: chunk).offset, register))
     }
-    temps.free(temp)
+    temps.free(temp, &frame)
   }
 
-  /// Writes `bytes`, zero-padded or cut to `size`, at `destination + at` with the widest
-  /// aligned stores available.
-  mutating func storeBytes(_ bytes: [UInt8], size: Int, into destination: Register, at: Int) {
+  /// Writes `bytes`, zero-padded or cut to `size`, at `destination` with the widest aligned
+  /// stores available.
+  mutating func storeBytes(_ bytes: [UInt8], size: Int, into destination: Slot) {
     let padded = Array((bytes + Array(repeating: 0, count: max(0, size - bytes.count))).prefix(size))
     var position = 0
     while position < size {
-      let width = [8, 4, 2, 1].first { position + $0 <= size && (at + position) % $0 == 0 }!
+      let at = Int(destination.offset) + position
+      let width = [8, 4, 2, 1].first { position + $0 <= size && at % $0 == 0 }!
       let value = padded[position..<position + width].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
       let access: AccessSize = width == 8 ? .double : width == 4 ? .word : width == 2 ? .half : .byte
-      let offset = Int16(at + position)
+      let offset = destination.advanced(by: position).offset
       if width < 8 || Int32(exactly: Int64(bitPattern: value)) != nil {
-        asm.emit(.storeImmediate(access, destination, offset: offset, Int32(truncatingIfNeeded: Int64(bitPattern: value))))
+        asm.emit(.storeImmediate(access, destination.base, offset: offset, Int32(truncatingIfNeeded: Int64(bitPattern: value))))
       } else {
         let (temp, register) = temps.allocate(&frame, &asm)
         asm.emit(.loadImmediate64(register, value))
-        asm.emit(.store(.double, destination, offset: offset, register))
-        temps.free(temp)
+        asm.emit(.store(.double, destination.base, offset: offset, register))
+        temps.free(temp, &frame)
       }
       position += width
     }
@@ -710,12 +813,15 @@ struct ProgramBuilder {
   mutating func compare(_ lhs: TypedExpr, _ rhs: TypedExpr, _ jump: JumpCondition, to target: Label)
     throws(CodeGenError)
   {
-    let left = try emit(lhs)
+    // A kernel pointer is compared as a number, except with the constant 0 (a null check):
+    // the kernel compares pointers with anything else only for privileged programs, and the
+    // pre-check not at all.
+    let left = if case .integer(0) = rhs.kind { try emit(lhs) } else { try emitNumber(lhs) }
     if case .integer(let constant) = rhs.kind {
       if let immediate = Int32(exactly: Int64(bitPattern: constant)), constant <= UInt64(Int32.max) || rhs.type.isSigned {
         let register = temps.use(left, &frame, &asm)
         asm.jump(if: jump, register, .immediate(immediate), to: target)
-        temps.free(left)
+        temps.free(left, &frame)
         return
       }
       // A u32 field against a constant above 2^31: compare the low 32 bits, since a 64-bit
@@ -723,15 +829,15 @@ struct ProgramBuilder {
       if constant <= UInt64(UInt32.max), Self.width(of: lhs) <= 4, !lhs.type.isSigned {
         let register = temps.use(left, &frame, &asm)
         asm.jump(if: jump, register, .immediate(Int32(bitPattern: UInt32(constant))), to: target, jump32: true)
-        temps.free(left)
+        temps.free(left, &frame)
         return
       }
     }
-    let right = try emit(rhs)
+    let right = try emitNumber(rhs)
     let registers = temps.use([left, right], &frame, &asm)
     asm.jump(if: jump, registers[0], .register(registers[1]), to: target)
-    temps.free(left)
-    temps.free(right)
+    temps.free(left, &frame)
+    temps.free(right, &frame)
   }
 
   static func jumpCondition(_ op: BinaryOperator, signed: Bool) -> JumpCondition? {

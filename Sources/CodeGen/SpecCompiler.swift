@@ -67,23 +67,42 @@ public struct SpecCompiler: Sendable {
       return .failed(warnings + [error.diagnostic])
     }
     phaseFinished(.codegen)
-    let rejections = Self.precheck(compiled)
+    var prechecked = compiled
+    let rejections = Self.precheck(&prechecked)
     phaseFinished(.precheck)
     if !rejections.isEmpty { return .failed(warnings + rejections) }
-    return .compiled(compiled, warnings: warnings)
+    return .compiled(prechecked, warnings: warnings)
   }
 
   /// Runs the verifier pre-check over every program; one diagnostic per distinct problem.
   public static func precheck(_ compiled: CompiledSpec) -> [Diagnostic] {
+    var copy = compiled
+    return precheck(&copy)
+  }
+
+  /// Runs the verifier pre-check over every program, recording each program's
+  /// `verifierWork`; one diagnostic per distinct problem. Once a program of a clause is
+  /// refused as too complex, the clause's other programs (the same code at other attach
+  /// points) are not checked again.
+  public static func precheck(_ compiled: inout CompiledSpec) -> [Diagnostic] {
     var seen = Set<String>()
     var diagnostics: [Diagnostic] = []
     // Programs shared through attach cookies have equal code: checking one checks them all.
-    var checkedCode = Set<CompiledProgram.CheckedCode>()
-    for program in compiled.programs {
-      guard checkedCode.insert(program.checkedCode).inserted else { continue }
-      for rejection in Verifier.check(
+    var work: [CompiledProgram.CheckedCode: Int] = [:]
+    var tooComplexClauses = Set<SourceRange>()
+    for index in compiled.programs.indices {
+      let program = compiled.programs[index]
+      if let known = work[program.checkedCode] {
+        compiled.programs[index].verifierWork = known
+        continue
+      }
+      if tooComplexClauses.contains(program.clauseRange) { continue }
+      let report = Verifier.analyze(
         program.program, context: program.context, maps: compiled.maps, kernelObjects: program.kernelObjects)
-      {
+      work[program.checkedCode] = report.processedInstructions
+      compiled.programs[index].verifierWork = report.processedInstructions
+      if report.exceededComplexity { tooComplexClauses.insert(program.clauseRange) }
+      for rejection in report.rejections {
         guard seen.insert(rejection.message).inserted else { continue }
         var diagnostic = Diagnostic(
           "verifier-precheck",

@@ -7,13 +7,13 @@ struct Temp: Hashable {
 
 /// Register allocation for expression temporaries over r1-r5.
 ///
-/// Helper calls clobber r1-r5, so every live temporary is spilled to its own stack slot before
-/// a call and reloaded on its next use; when all five registers are busy, the least recently
-/// used temporary is spilled to make room.
+/// Helper calls clobber r1-r5, so every live temporary is spilled to its own slot before a
+/// call and reloaded on its next use (the slot is given back then); when all five registers
+/// are busy, the least recently used temporary is spilled to make room.
 struct TempAllocator {
   private enum Location: Hashable {
     case register(Register)
-    case stack(Int16)
+    case memory(Slot)
   }
   private static let pool: [Register] = [.r1, .r2, .r3, .r4, .r5]
   private var locations: [Temp: Location] = [:]
@@ -25,7 +25,7 @@ struct TempAllocator {
   var preferredRegister: Register?
 
   /// Allocates a temporary in a free register, spilling another if none is free.
-  mutating func allocate(_ frame: inout StackFrame, _ asm: inout CodeEmitter) -> (Temp, Register) {
+  mutating func allocate(_ frame: inout SlotAllocator, _ asm: inout CodeEmitter) -> (Temp, Register) {
     let temp = Temp(id: nextID)
     nextID += 1
     let register = freeRegister(&frame, &asm)
@@ -35,49 +35,51 @@ struct TempAllocator {
   }
 
   /// The register holding `temp`, reloading it from the stack if it was spilled.
-  mutating func use(_ temp: Temp, _ frame: inout StackFrame, _ asm: inout CodeEmitter) -> Register {
+  mutating func use(_ temp: Temp, _ frame: inout SlotAllocator, _ asm: inout CodeEmitter) -> Register {
     use([temp], &frame, &asm)[0]
   }
 
   /// Registers holding all of `temps` at once: none of them is spilled to reload another.
-  mutating func use(_ temps: [Temp], _ frame: inout StackFrame, _ asm: inout CodeEmitter) -> [Register] {
+  mutating func use(_ temps: [Temp], _ frame: inout SlotAllocator, _ asm: inout CodeEmitter) -> [Register] {
     let keep = Set(temps)
     return temps.map { temp in
       touch(temp)
       switch locations[temp]! {
       case .register(let register):
         return register
-      case .stack(let offset):
+      case .memory(let slot):
         let register = freeRegister(&frame, &asm, keeping: keep)
-        asm.emit(.load(.double, register, .fp, offset: offset))
+        asm.emit(.load(.double, register, slot.base, offset: slot.offset))
         locations[temp] = .register(register)
+        frame.release(slot)
         return register
       }
     }
   }
 
-  mutating func free(_ temp: Temp) {
+  mutating func free(_ temp: Temp, _ frame: inout SlotAllocator) {
+    if case .memory(let slot)? = locations[temp] { frame.release(slot) }
     locations[temp] = nil
     lastUse[temp] = nil
   }
 
   /// Spills every temporary held in a register: call before emitting a helper call.
-  mutating func spillAll(_ frame: inout StackFrame, _ asm: inout CodeEmitter) {
+  mutating func spillAll(_ frame: inout SlotAllocator, _ asm: inout CodeEmitter) {
     for (temp, location) in locations {
       if case .register(let register) = location {
         let slot = frame.allocate(8)
-        asm.emit(.store(.double, .fp, offset: slot, register))
-        locations[temp] = .stack(slot)
+        asm.emit(.store(.double, slot.base, offset: slot.offset, register))
+        locations[temp] = .memory(slot)
       }
     }
   }
 
   /// Makes sure `register` is free, moving whatever temporary holds it elsewhere.
-  mutating func claim(_ register: Register, _ frame: inout StackFrame, _ asm: inout CodeEmitter) {
+  mutating func claim(_ register: Register, _ frame: inout SlotAllocator, _ asm: inout CodeEmitter) {
     guard let (temp, _) = locations.first(where: { $0.value == .register(register) }) else { return }
     let slot = frame.allocate(8)
-    asm.emit(.store(.double, .fp, offset: slot, register))
-    locations[temp] = .stack(slot)
+    asm.emit(.store(.double, slot.base, offset: slot.offset, register))
+    locations[temp] = .memory(slot)
   }
 
   private mutating func touch(_ temp: Temp) {
@@ -86,7 +88,7 @@ struct TempAllocator {
   }
 
   private mutating func freeRegister(
-    _ frame: inout StackFrame, _ asm: inout CodeEmitter, keeping: Set<Temp> = []
+    _ frame: inout SlotAllocator, _ asm: inout CodeEmitter, keeping: Set<Temp> = []
   ) -> Register {
     let used = Set(locations.values.compactMap { location -> Register? in
       if case .register(let register) = location { return register }
@@ -104,31 +106,8 @@ struct TempAllocator {
     }.min { lastUse[$0.key, default: 0] < lastUse[$1.key, default: 0] }!
     guard case .register(let register) = victim.value else { fatalError("unreachable: victim is in a register") }
     let slot = frame.allocate(8)
-    asm.emit(.store(.double, .fp, offset: slot, register))
-    locations[victim.key] = .stack(slot)
+    asm.emit(.store(.double, slot.base, offset: slot.offset, register))
+    locations[victim.key] = .memory(slot)
     return register
   }
-}
-
-/// Stack slots below the frame pointer, handed out 8-byte aligned.
-struct StackFrame {
-  private(set) var used = 0
-  /// The most bytes used at any point.
-  private(set) var peak = 0
-  static let limit = 512
-
-  /// The frame-pointer offset of a new slot of `size` bytes.
-  mutating func allocate(_ size: Int) -> Int16 {
-    used += (size + 7) / 8 * 8
-    peak = max(peak, used)
-    return Int16(-used)
-  }
-
-  /// Hands the slots allocated after `mark` (a value of `used`) out again: nothing they hold
-  /// is read after this point.
-  mutating func release(to mark: Int) {
-    used = min(used, mark)
-  }
-
-  var overflowed: Bool { peak > Self.limit }
 }

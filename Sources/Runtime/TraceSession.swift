@@ -456,6 +456,13 @@ public final class TraceSession: @unchecked Sendable {
     }
   }
 
+  /// The instructions the kernel's verifier processed for each loaded program (its
+  /// `verified_insns`), in the order of `CompiledSpec.programGroups`; nil where the kernel
+  /// does not report it.
+  public func verifiedInstructionCounts() -> [Int?] {
+    programs.map { $0.handle.info()?.verifiedInstructionCount }
+  }
+
   /// Detaches every program but keeps maps, so events and counters can still be read.
   public func detachPrograms() {
     for link in links { link.detach() }

@@ -331,11 +331,7 @@ struct ClauseContext {
         diagnostics.append(Diagnostic("unknown-map", "@\(access.name) is not assigned anywhere before", at: access.range))
         return nil
       }
-      var keys: [TypedExpr] = []
-      for key in access.keys {
-        guard let typed = value(key) else { return nil }
-        keys.append(typed)
-      }
+      guard let keys = entryKeys(access, of: index) else { return nil }
       return .mapDelete(map: index, keys: keys, range: range)
     case "clear", "zero":
       diagnostics.append(
@@ -935,7 +931,8 @@ struct ClauseContext {
     }
     switch op {
     case .and, .or:
-      return TypedExpr(.binary(op, condition(lhs), condition(rhs)), type: .bool, range: range)
+      // `x && false` is false as a value too, not only as a condition: no code for x.
+      return ConstantFolding.folded(TypedExpr(.binary(op, condition(lhs), condition(rhs)), type: .bool, range: range))
     case .equal, .notEqual:
       switch (lhs.type, rhs.type) {
       case (.pointer, .pointer):
@@ -1018,6 +1015,9 @@ struct ClauseContext {
       return TypedExpr(.binary(.and, presence, matched), type: .bool, range: range)
     }
     switch (network.kind, address.type) {
+    case (.ipv4, .ipv4) where length == 0, (.ipv6, .ipv6) where length == 0:
+      // Every address of the family is in a /0 prefix.
+      return TypedExpr(.integer(1), type: .bool, range: range)
     case (.ipv4, .ipv4):
       break
     case (.ipv6(let bytes), .ipv6):

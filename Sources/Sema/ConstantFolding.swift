@@ -1,8 +1,8 @@
 public import SwtraceSyntax
 
-/// The one place that computes with constants at compile time, with the kernel's semantics
-/// (64-bit registers that wrap, BPF's unsigned `/` and `%`) and the signedness the operands'
-/// types carry. The checker folds arithmetic, casts and conditions with it; the code
+/// The one place that computes with constants at compile time, with the generated code's
+/// semantics (64-bit registers that wrap; `/` and `%` as C computes them, signed when an
+/// operand's type is signed) and the signedness the operands' types carry. The checker folds arithmetic, casts and conditions with it; the code
 /// generator asks it to decide comparisons whose outcome it knows.
 ///
 /// Conditions known at compile time are decided here: a clause whose filter folds to false
@@ -15,7 +15,14 @@ public enum ConstantFolding {
     case .add: a &+ b
     case .subtract: a &- b
     case .multiply: a &* b
-    // BPF's div and mod are unsigned, so the folded value is what the program would compute.
+    // Signed division rounds toward zero and the remainder takes the dividend's sign, as in
+    // C and as the generated code computes them (`ProgramBuilder.signedDivision`); the
+    // smallest s64 divided by -1 wraps to itself, with remainder 0.
+    case .divide where signed:
+      b == 0 ? nil : UInt64(bitPattern: Int64(bitPattern: a).dividedReportingOverflow(by: Int64(bitPattern: b)).partialValue)
+    case .modulo where signed:
+      b == 0
+        ? nil : UInt64(bitPattern: Int64(bitPattern: a).remainderReportingOverflow(dividingBy: Int64(bitPattern: b)).partialValue)
     case .divide: b == 0 ? nil : a / b
     case .modulo: b == 0 ? nil : a % b
     case .bitAnd: a & b

@@ -225,7 +225,9 @@ extension ClauseContext {
         bounds.append(Int64(bitPattern: constant))
       }
       let (low, high, step) = (bounds[0], bounds[1], bounds[2])
-      guard step > 0, low < high, (high - low) / step <= 1000 else {
+      // The span is computed without trapping: bounds 2^63 or more apart are refused.
+      let (span, overflows) = high.subtractingReportingOverflow(low)
+      guard step > 0, low < high, !overflows, span / step + (span % step == 0 ? 0 : 1) <= 1000 else {
         diagnostics.append(
           Diagnostic(
             "lhist-bounds", "lhist() needs min < max and a step > 0 giving at most 1000 buckets; got \(low), \(high), \(step)",
@@ -241,24 +243,23 @@ extension ClauseContext {
     if let index = maps.firstIndex(where: { $0.name == declaration.name }) {
       let existing = maps[index]
       var problem: String?
-      if existing.keys.count != declaration.keys.count
-        || !zip(existing.keys, declaration.keys).allSatisfy({ Self.keyTypesMatch($0.1.type, $0.0.type) })
-      {
+      let keys = Self.unifiedKeys(existing.keys.map(\.type), declaration.keys.map(\.type))
+      let valueType = Self.unifiedValueType(existing, declaration)
+      if keys == nil {
         let before = existing.keys.map { "\($0.type)" }.joined(separator: ", ")
         let now = declaration.keys.map { "\($0.type)" }.joined(separator: ", ")
         problem = "\(declaration.displayName) was first used with keys [\(before)], here with [\(now)]"
       } else if existing.aggregation != declaration.aggregation {
         problem = "\(declaration.displayName) was first assigned \(existing.aggregation), here \(declaration.aggregation)"
+      } else if valueType == nil {
+        problem = "\(declaration.displayName) was first assigned \(Self.article(existing.valueType)), here \(Self.article(declaration.valueType))"
       }
       if let problem {
         diagnostics.append(
           Diagnostic("map-type-mismatch", problem, at: range, notes: [.init(.note, "first used here", at: existing.range)]))
         return nil
       }
-      // A string value holds the longest string stored in it.
-      if case .string(let held) = existing.valueType, case .string(let needed) = declaration.valueType, needed > held {
-        maps[index].valueType = declaration.valueType
-      }
+      guard widen(index, keys: keys!, valueType: valueType!, at: range) else { return nil }
       return index
     }
     if maps.count >= Self.mapLimit {
@@ -266,20 +267,70 @@ extension ClauseContext {
         Diagnostic("too-many-maps", "a spec may use at most \(Self.mapLimit) maps", at: range))
       return nil
     }
-    let keyBytes = declaration.keys.reduce(0) { $0 + $1.slotSize }
-    if keyBytes > Self.keyLimit {
-      diagnostics.append(
-        Diagnostic(
-          "map-key-too-large", "the key of \(declaration.displayName) takes \(keyBytes) bytes; keys are limited to \(Self.keyLimit)",
-          at: range, notes: [.init(.help, "use fewer or smaller keys (a string key takes its whole capacity)")]))
-      return nil
-    }
+    guard keyFits(declaration.keys.map(\.type), of: declaration, at: range) else { return nil }
     maps.append(declaration)
     return maps.count - 1
   }
 
   static let mapLimit = 32
   static let keyLimit = 256
+
+  /// The key types of a map used with keys `a` before and `b` now: the same types, except
+  /// that strings of any capacity share one key type as wide as the widest (a shorter
+  /// string is zero-padded, so equal strings still make equal keys). Nil when they differ.
+  static func unifiedKeys(_ a: [ValueType], _ b: [ValueType]) -> [ValueType]? {
+    guard a.count == b.count else { return nil }
+    var keys: [ValueType] = []
+    for (x, y) in zip(a, b) {
+      // Integers of either signedness find each other's entries (both are 8 bytes, as in
+      // bpftrace's maps).
+      guard let type = unifiedStorage(x, y) ?? (keyTypesMatch(x, y) ? x : nil) else { return nil }
+      keys.append(type)
+    }
+    return keys
+  }
+
+  /// `a` and `b` as one stored type: equal types, strings of any capacity (the widest), or,
+  /// for stored values, integers of any width (kept in 8 bytes, printed as first assigned).
+  static func unifiedStorage(_ a: ValueType, _ b: ValueType, integersMix: Bool = false) -> ValueType? {
+    if case .string(let x) = a, case .string(let y) = b { return .string(capacity: max(x, y)) }
+    if a == b { return a }
+    let isInteger = { (type: ValueType) -> Bool in
+      switch type {
+      case .integer, .bool: true
+      default: false
+      }
+    }
+    return integersMix && isInteger(a) && isInteger(b) ? a : nil
+  }
+
+  /// The value type of a map after `declaration` assigns it again; nil when the values of a
+  /// plain value map cannot share one slot. Aggregations take any number.
+  static func unifiedValueType(_ existing: MapDeclaration, _ declaration: MapDeclaration) -> ValueType? {
+    guard existing.aggregation == .value else { return existing.valueType }
+    return unifiedStorage(existing.valueType, declaration.valueType, integersMix: true)
+  }
+
+  /// Whether keys of `types` fit the key size limit; false, with a diagnostic, when not.
+  mutating func keyFits(_ types: [ValueType], of map: MapDeclaration, at range: SourceRange) -> Bool {
+    // Each key's slot, and 8 bytes after an optional one saying whether it is there.
+    let keyBytes = zip(types, map.keys).reduce(0) { $0 + $1.0.mapSlotSize + ($1.1.optional ? 8 : 0) }
+    guard keyBytes > Self.keyLimit else { return true }
+    diagnostics.append(
+      Diagnostic(
+        "map-key-too-large", "the key of \(map.displayName) takes \(keyBytes) bytes; keys are limited to \(Self.keyLimit)",
+        at: range, notes: [.init(.help, "use fewer or smaller keys (a string key takes its whole capacity)")]))
+    return false
+  }
+
+  /// Makes map `index` hold `keys` and `valueType` (its string keys and values widened);
+  /// false, with a diagnostic, when the widened key is over the limit.
+  mutating func widen(_ index: Int, keys: [ValueType], valueType: ValueType, at range: SourceRange) -> Bool {
+    guard keyFits(keys, of: maps[index], at: range) else { return false }
+    for (position, type) in keys.enumerated() { maps[index].keys[position].type = type }
+    maps[index].valueType = valueType
+    return true
+  }
 
   /// `@name[keys]` read in an expression: the stored value, or 0 when there is none.
   mutating func mapRead(_ access: MapAccess, range: SourceRange) -> TypedExpr? {
@@ -298,20 +349,27 @@ extension ClauseContext {
           at: access.range, notes: [.init(.note, "assigned here", at: declaration.range)]))
       return nil
     }
+    guard let keys = entryKeys(access, of: index) else { return nil }
+    return TypedExpr(.mapLookup(map: index, keys: keys), type: declaration.valueType, range: range)
+  }
+
+  /// The typed keys of `@name[keys]` for map `index`, which must be keyed by the same types
+  /// (strings of any capacity; the map's string keys widen to the longest).
+  mutating func entryKeys(_ access: MapAccess, of index: Int) -> [TypedExpr]? {
     var keys: [TypedExpr] = []
     for keyExpression in access.keys {
       guard let key = value(keyExpression) else { return nil }
       keys.append(key)
     }
-    guard keys.count == declaration.keys.count,
-      zip(keys, declaration.keys).allSatisfy({ Self.keyTypesMatch(Self.keyType($0.0.type), $0.1.type) })
-    else {
+    let declaration = maps[index]
+    guard let unified = Self.unifiedKeys(declaration.keys.map(\.type), keys.map { Self.keyType($0.type) }) else {
       diagnostics.append(
         Diagnostic(
           "map-type-mismatch", "\(declaration.displayName) is keyed by [\(declaration.keys.map { "\($0.type)" }.joined(separator: ", "))]",
           at: access.range, notes: [.init(.note, "first used here", at: declaration.range)]))
       return nil
     }
-    return TypedExpr(.mapLookup(map: index, keys: keys), type: declaration.valueType, range: range)
+    guard widen(index, keys: unified, valueType: declaration.valueType, at: access.range) else { return nil }
+    return keys
   }
 }

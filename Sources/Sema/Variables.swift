@@ -29,9 +29,13 @@ extension ClauseContext {
     }
     let declared = variables[slot]
     switch (declared.type, value.type) {
-    case (.integer(let bytes, let signed), .integer):
-      // Integers of any width mix, as in C: the value is converted to the variable's type.
+    case (.integer(let bytes, let signed), .integer), (.integer(let bytes, let signed), .bool):
+      // Integers of any width mix, as in C, and a truth value is 0 or 1: the value is
+      // converted to the variable's type.
       value = convertInteger(value, bytes: bytes, signed: signed, range: value.range)
+    case (.bool, .integer):
+      // A number stored in a truth value is true when it is not 0, as in C.
+      value = condition(value)
     case (.string(let capacity), .string(let needed)):
       // Strings differ only in capacity: the slot grows to hold the longest.
       if needed > capacity { variables[slot].type = .string(capacity: needed) }

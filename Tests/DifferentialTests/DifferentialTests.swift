@@ -13,78 +13,6 @@ import SwtraceSyntax
 import TestSupport
 import Testing
 
-/// Random specs over one tracepoint, built from the language's constructs.
-struct SpecGenerator {
-  var random: SplitMix64
-  static let numbers = ["len", "mark", "protocol", "ifindex", "gso_size", "gso_segs", "ip.ttl", "ip.len", "udp.dport",
-                        "tcp.sport", "icmp.type", "netns", "data_len", "queue_mapping", "cpu", "pid", "skb->dev->mtu"]
-  static let printable = numbers + [
-    "ifname", "comm", "gso_type", "saddr", "daddr", "ip6.saddr", "probe", "ts",
-    // bpftrace's builtins and functions (issue 20).
-    "nsecs", "elapsed", "uid", "gid", "ppid", "cgroup", "func", "bswap(len)", "bswap((u16)mark)", "sizeof(struct sock)",
-  ]
-  /// Fields sock:inet_sock_set_state records, for clauses that read the record.
-  static let recorded = ["args.sport", "args.dport", "args.newstate", "args.oldstate", "args.family", "args.protocol"]
-
-  mutating func pick<T>(_ values: [T]) -> T { values[Int(random.next() % UInt64(values.count))] }
-
-  mutating func condition(depth: Int) -> String {
-    if depth > 0, random.next() % 3 == 0 {
-      return "(\(condition(depth: depth - 1)) \(pick(["&&", "||"])) \(condition(depth: depth - 1)))"
-    }
-    switch random.next() % 5 {
-    case 0: return "ifname \(pick(["==", "!="])) \"\(pick(["lo", "eth0", "veth-a"]))\""
-    case 1: return "saddr in 10.\(random.next() % 256).0.0/\(pick([8, 16, 24]))"
-    case 2: return "(\(pick(Self.numbers)) \(pick(["+", "&", ">>", "*"])) \(random.next() % 64)) \(pick(["==", "!=", "<", ">="])) \(random.next() % 2000)"
-    default: return "\(pick(Self.numbers)) \(pick(["==", "!=", "<", "<=", ">", ">="])) \(pick(["0", "1", "0xdead", "1500", "4294967295"]))"
-    }
-  }
-
-  mutating func statement(_ index: Int) -> String {
-    switch random.next() % 11 {
-    case 6:
-      let n = 1 + random.next() % 6
-      return "$f\(index) = 0; for ($i : 0..\(n)) { if ($i == \(random.next() % 4)) { continue } $f\(index) += \(pick(Self.numbers)); if ($f\(index) > 1000) { break } } print($f\(index))"
-    case 7:
-      return "$w\(index) = \(random.next() % 3); while ($w\(index) < \(2 + random.next() % 5)) { $w\(index)++; if (len > \(random.next() % 1500)) { continue } @q\(index)[$w\(index)] = count() }"
-    case 8:
-      return "print(\(pick(Self.numbers)) > \(random.next() % 1500) ? \(pick(Self.numbers)) : \(pick(Self.numbers)))"
-    case 9:
-      return "$c\(index) = \(pick(Self.numbers)); $c\(index) \(pick(["+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>="])) \(1 + random.next() % 7); $c\(index)++; @x\(index)[cpu]++; print($c\(index))"
-    case 10:
-      return "if (\(condition(depth: 0))) { return } print(\(pick(Self.printable)))"
-    case 0: return "print(\((0..<Int(1 + random.next() % 4)).map { _ in pick(Self.printable) }.joined(separator: ", ")))"
-    case 1: return "@m\(index)[\(pick(["ifname", "probe", "udp.dport", "saddr", "comm"]))] = \(pick(["count()", "sum(len)", "avg(len)", "min(len)", "max(len)", "stats(len)"]))"
-    case 2: return "@h\(index) = \(pick(["hist(len)", "lhist(len, 0, 1500, 100)", "hist(gso_size)"]))"
-    case 3: return "@v\(index)[skb] = ts"
-    case 4: return "if (\(condition(depth: 1))) { print(len) } else { @c\(index) = count() }"
-    default: return "@k\(index)[\(pick(Self.numbers)), \(pick(Self.numbers))] = count()"
-    }
-  }
-
-  mutating func spec(size: Int) -> String {
-    if random.next() % 5 == 0 { return recordSpec(size: size) }
-    let filter = random.next() % 4 == 0 ? "" : " /\(condition(depth: min(3, size / 2)))/"
-    let body = (0..<max(1, size)).map { statement($0) }.joined(separator: "; ")
-    return "skb:net_dev_queue\(filter) { \(body) }"
-  }
-
-  /// A clause reading what a tracepoint recorded (a classic tracepoint program).
-  mutating func recordSpec(size: Int) -> String {
-    let filter = random.next() % 3 == 0 ? "" : " /\(pick(Self.recorded)) \(pick(["==", "!=", "<", ">="])) \(pick(["TCP_CLOSE", "TCP_SYN_SENT", "6", "0", "443"]))/"
-    let body = (0..<max(1, size)).map { index -> String in
-      switch random.next() % 5 {
-      case 0: return "printf(\"%s %s %d\\n\", ntop(args.saddr), ntop(args.daddr_v6), \(pick(Self.recorded)))"
-      case 1: return "@s\(index)[\(pick(Self.recorded))] = count()"
-      case 2: return "print(((struct sock *)args.skaddr)->__sk_common.skc_num, bswap(args.sport))"
-      case 3: return "$r\(index) = \(pick(Self.recorded)) == TCP_CLOSE ? 1 : 2; $r\(index) += args.sport; print($r\(index))"
-      default: return "for ($k : 0..\(1 + random.next() % 4)) { @t\(index)[$k, \(pick(Self.recorded))] = count() }"
-      }
-    }.joined(separator: "; ")
-    return "tracepoint:sock:inet_sock_set_state\(filter) { \(body) }"
-  }
-}
-
 /// One deliberate break of a correct program, the kind of bug a code generator could have.
 func mutate(_ program: Program, random: inout SplitMix64) -> Program {
   var instructions = program.instructions
@@ -119,78 +47,175 @@ func mutate(_ program: Program, random: inout SplitMix64) -> Program {
   return Program(instructions: instructions)
 }
 
+/// The number members of struct sk_buff in the running kernel, by name.
+func skbNumberFields(_ types: KernelTypes) -> [String] {
+  guard let skb = types.structure("sk_buff") else { return ["len", "mark"] }
+  let skipped: Set<String> = ["skb", "len"]
+  return types.members(of: skb).filter { member in
+    guard !member.name.isEmpty, !skipped.contains(member.name) else { return false }
+    switch types.type(types.resolved(member.type)) {
+    case .integer, .enumeration: return true
+    default: return false
+    }
+  }.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+}
+
+/// Tallies of a differential run, printed at its end.
+struct DifferentialTally {
+  var specs = 0
+  var loaded = 0
+  var programs = 0
+  var refusedByKind: [String: Int] = [:]
+  var refusalsByMessage: [String: Int] = [:]
+  var loadedByKind: [String: Int] = [:]
+  var broken = 0
+  var acceptedBoth = 0
+  var rejectedBoth = 0
+  var rejectedByPrecheckOnly = 0
+  var largestKernelCount = 0
+  /// The smallest ratio of the pre-check's count of the kernel's work to the kernel's.
+  var lowestRatio = Double.infinity
+  var lowestRatioSpec = ""
+  var secondsByKind: [String: Double] = [:]
+  /// Specs refused as too complex for the kernel, and those of them the kernel also refuses.
+  var refusedAsTooComplex = 0
+  var tooComplexForTheKernelToo = 0
+  /// The kernel's counts for the others: the pre-check refuses at 900,000.
+  var acceptedTooComplex: [Int] = []
+  var disagreements: [String] = []
+  /// Compiled specs of the bpftrace-constructs class holding each of its constructs.
+  var constructs = Dictionary(uniqueKeysWithValues: SpecGenerator.constructMarkers.map { ($0, 0) })
+
+  var summary: String {
+    let rejections = rejectedBoth + rejectedByPrecheckOnly
+    let refusals = refusalsByMessage.sorted { $0.value > $1.value }.prefix(12).map { "  \($0.value)x \($0.key)" }
+    return """
+      differential: \(specs) generated specs (\(programs) programs), \(loaded) loaded, \(specs - loaded) refused with located diagnostics; \
+      loaded by class \(loadedByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \
+      refused by class \(refusedByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \
+      refused as too complex \(refusedAsTooComplex), of which the kernel refuses \(tooComplexForTheKernelToo) when loaded without the pre-check and checks the others with \(acceptedTooComplex.sorted()) instructions;
+      most kernel work for a loaded program \(largestKernelCount) instructions, lowest ratio of the pre-check's count to it \(String(format: "%.3f", lowestRatio)); seconds by class \(secondsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value))" }.joined(separator: ", "))
+      \(broken) broken variants: accepted by both \(acceptedBoth), rejected by both \(rejectedBoth), rejected by the pre-check only \(rejectedByPrecheckOnly) (agreement on rejections \(rejections == 0 ? 100 : 100 * rejectedBoth / rejections)%)
+      refusals:
+      \(refusals.joined(separator: "\n"))
+      lowest ratio: \(lowestRatioSpec)
+      compiled specs with each of issue 20's constructs: \(constructs.sorted { $0.key < $1.key })
+      """
+  }
+}
+
 @Suite("verifier pre-check against the kernel", .serialized)
 struct DifferentialTests {
-  @Test("no program the pre-check accepts is rejected by the kernel", .needsKernelLoading)
-  func precheckAcceptanceImpliesKernelAcceptance() throws {
-    let (types, support) = try RunningKernel.forLoading()
-    let compiler = SpecCompiler(resolver: ProbeResolver(types: types, support: support), ringBufferSize: 4096, mapEntries: 64)
-    var generator = SpecGenerator(random: SplitMix64(seed: 0x5eed_2026))
-    var mutations = SplitMix64(seed: 0xb0_6005)
-    var specs = 0
-    var broken = 0
-    var acceptedBoth = 0
-    var rejectedBoth = 0
-    var rejectedByPrecheckOnly = 0
-    var disagreements: [String] = []
-    // Specs with each of issue 20's constructs that compiled, so that a generator whose new
-    // statements never compile cannot pass unnoticed.
-    var constructs = ["for (": 0, "while (": 0, " ? ": 0, "return": 0, "++": 0, "tracepoint:sock": 0, "bswap(": 0]
-    var refusedSpecs: [String] = []
-    let target = Int(ProcessInfo.processInfo.environment["SWTRACE_DIFFERENTIAL_PROGRAMS"] ?? "") ?? 2000
-    var size = 1
-    while specs + broken < target {
-      let text = generator.spec(size: size)
-      size = size % 8 + 1
-      guard case .compiled(let compiled, _) = compiler.compile(SourceFile(name: "<generated>", text: text)) else {
-        refusedSpecs.append(text)
-        continue
-      }
-      specs += 1
-      for (construct, _) in constructs where text.contains(construct) { constructs[construct, default: 0] += 1 }
-      if let problem = kernelVerdict(compiled) {
-        disagreements.append("spec accepted by the pre-check, rejected by the kernel: \(text)\n\(problem)")
-      } else {
-        acceptedBoth += 1
-      }
-      // Three broken variants of the same program.
-      for _ in 0..<3 {
-        var variant = compiled
-        variant.programs[0].program = mutate(compiled.programs[0].program, random: &mutations)
-        broken += 1
-        let precheck = Verifier.check(
-          variant.programs[0].program, context: variant.programs[0].context, maps: variant.maps,
-          kernelObjects: variant.programs[0].kernelObjects)
-        let kernel = kernelVerdict(variant)
-        switch (precheck.isEmpty, kernel == nil) {
-        case (true, true): acceptedBoth += 1
-        case (false, false): rejectedBoth += 1
-        case (false, true): rejectedByPrecheckOnly += 1
-        case (true, false):
-          disagreements.append("broken variant of `\(text)` accepted by the pre-check, rejected by the kernel:\n\(kernel!)")
-        }
-      }
-    }
-    let rejections = rejectedBoth + rejectedByPrecheckOnly
-    print(
-      "differential: \(specs) generated specs, \(broken) broken variants; accepted by both \(acceptedBoth), "
-        + "rejected by both \(rejectedBoth), rejected by the pre-check only \(rejectedByPrecheckOnly) "
-        + "(agreement on rejections \(rejections == 0 ? 100 : 100 * rejectedBoth / rejections)%)")
-    print("differential: compiled specs with each new construct: \(constructs.sorted { $0.key < $1.key }); refused \(refusedSpecs.count)")
-    #expect(constructs.values.allSatisfy { $0 > 0 }, "\(constructs); refused e.g.\n\(refusedSpecs.prefix(5).joined(separator: "\n"))")
-    #expect(specs + broken >= target)
-    #expect(disagreements.isEmpty, "\(disagreements.count) disagreements, e.g.\n\(disagreements.prefix(3).joined(separator: "\n\n"))")
+  /// Programs per run (generated specs' programs plus broken variants):
+  /// `SWTRACE_DIFFERENTIAL_PROGRAMS`. `make test` runs a sample of 600 (about a minute in a
+  /// debug build); `make differential` runs 3,000 with the same seed and the same classes.
+  static var target: Int { Int(ProcessInfo.processInfo.environment["SWTRACE_DIFFERENTIAL_PROGRAMS"] ?? "") ?? 600 }
+  static var seed: UInt64 {
+    UInt64(ProcessInfo.processInfo.environment["SWTRACE_DIFFERENTIAL_SEED"] ?? "") ?? 0x5eed_2026
   }
 
-  /// nil when the kernel loads every program of the spec, else what it said.
-  func kernelVerdict(_ compiled: CompiledSpec) -> String? {
-    let session = TraceSession(compiled: compiled)
-    defer { session.detach() }
-    do {
-      try session.load()
-      return nil
-    } catch {
-      return error.description
+  @Test("no program the pre-check accepts is rejected by the kernel or under-counted, and every refusal is located", .needsKernelLoading)
+  func precheckAcceptanceImpliesKernelAcceptance() throws {
+    let types = try KernelTypes.loadRunningKernel()
+    let support = KernelCapabilities.detect(types: types)
+    let compiler = runningKernelCompiler(types)
+    _ = support
+    let fields = skbNumberFields(types)
+    print("differential: \(fields.count) number fields of struct sk_buff")
+    var generator = SpecGenerator(seed: Self.seed, skbNumberFields: fields)
+    var mutations = SplitMix64(seed: 0xb0_6005)
+    var tally = DifferentialTally()
+    while tally.programs + tally.broken < Self.target {
+      let (text, kind) = generator.spec()
+      tally.specs += 1
+      let started = Date()
+      defer { tally.secondsByKind[kind, default: 0] += Date().timeIntervalSince(started) }
+      let file = SourceFile(name: "<generated>", text: text)
+      let compiled: CompiledSpec
+      switch compiler.compile(file) {
+      case .failed(let diagnostics):
+        tally.refusedByKind[kind, default: 0] += 1
+        if diagnostics.contains(where: { $0.message.contains("too close to its limit") }) {
+          tally.refusedAsTooComplex += 1
+          if let unchecked = compileWithoutPrecheck(file, types: types) {
+            switch loadIntoKernel(unchecked) {
+            case .failure: tally.tooComplexForTheKernelToo += 1
+            case .success(let counts): tally.acceptedTooComplex.append(counts.max() ?? 0)
+            }
+          }
+        }
+        for diagnostic in diagnostics where diagnostic.severity == .error {
+          tally.refusalsByMessage[Self.refusalKey(diagnostic), default: 0] += 1
+          if let shown = ProcessInfo.processInfo.environment["SWTRACE_DIFFERENTIAL_SHOW"],
+            Self.refusalKey(diagnostic).contains(shown)
+          {
+            print("refused [\(kind)]: \(diagnostic.message)\n\(text)\n")
+          }
+          // Located: a range inside the spec, which the renderer prints as FILE:LINE:COL.
+          if diagnostic.range.start > text.utf8.count || diagnostic.range.end > text.utf8.count {
+            tally.disagreements.append("refusal not located in the spec (\(diagnostic.range)): \(diagnostic.message)\n\(text)")
+          }
+        }
+        continue
+      case .compiled(let result, _):
+        compiled = result
+      }
+      tally.programs += compiled.programs.count
+      if kind == "bpftrace-constructs" {
+        for construct in SpecGenerator.constructMarkers where text.contains(construct) { tally.constructs[construct, default: 0] += 1 }
+      }
+      switch loadIntoKernel(compiled) {
+      case .failure(let error):
+        tally.disagreements.append("[\(kind)] spec accepted by the pre-check, rejected by the kernel:\n\(text)\n\(error)")
+      case .success(let kernelCounts):
+        tally.loaded += 1
+        tally.loadedByKind[kind, default: 0] += 1
+        // The cost model counts at least the kernel's work on every program it accepts.
+        for (program, kernelCount) in zip(compiled.programGroups.map { $0[0] }, kernelCounts) {
+          tally.largestKernelCount = max(tally.largestKernelCount, kernelCount)
+          let model = program.verifierWork ?? 0
+          // The pre-check refuses at 900,000, 90% of the kernel's limit: it must count at
+          // least 90% of the kernel's work for that to refuse whatever the kernel would.
+          let ratio = Double(model) / Double(max(1, kernelCount))
+          if ratio < tally.lowestRatio {
+            tally.lowestRatio = ratio
+            tally.lowestRatioSpec = "\(model) of \(kernelCount) for \(program.attachPoint.name) of:\n\(text)"
+          }
+          if 10 * model < 9 * kernelCount {
+            tally.disagreements.append(
+              "[\(kind)] the pre-check counted \(model) instructions of the kernel's work, the kernel \(kernelCount), for \(program.attachPoint.name) of:\n\(text)")
+          }
+        }
+      }
+      // Broken variants of every fourth accepted spec's first program.
+      guard tally.loaded % 4 == 0 else { continue }
+      var variant = compiled
+      variant.programs = [compiled.programs[0]]
+      variant.programs[0].program = mutate(compiled.programs[0].program, random: &mutations)
+      tally.broken += 1
+      let precheck = Verifier.check(
+        variant.programs[0].program, context: variant.programs[0].context, maps: variant.maps,
+        kernelObjects: variant.programs[0].kernelObjects)
+      let kernel = loadIntoKernel(variant)
+      switch (precheck.isEmpty, kernel) {
+      case (true, .success): tally.acceptedBoth += 1
+      case (false, .failure): tally.rejectedBoth += 1
+      case (false, .success): tally.rejectedByPrecheckOnly += 1
+      case (true, .failure(let error)):
+        tally.disagreements.append("broken variant of `\(text)` accepted by the pre-check, rejected by the kernel:\n\(error)")
+      }
     }
+    print(tally.summary)
+    #expect(tally.programs + tally.broken >= Self.target)
+    #expect(tally.constructs.values.allSatisfy { $0 > 0 }, "\(tally.constructs)")
+    #expect(
+      tally.disagreements.isEmpty,
+      "\(tally.disagreements.count) disagreements, e.g.\n\(tally.disagreements.prefix(3).joined(separator: "\n\n"))")
+  }
+
+  /// A refusal's message with its numbers and quoted names blanked, to count kinds of refusal.
+  static func refusalKey(_ diagnostic: Diagnostic) -> String {
+    let blanked = diagnostic.message.replacing(/'[^']*'|"[^"]*"|\d+/, with: "_")
+    return "\(diagnostic.id): \(blanked.prefix(140))"
   }
 }

@@ -29,6 +29,9 @@ struct Pointer: Hashable, Sendable {
   var mayBeNull: Bool
   /// Shared by all copies of one possibly-null value, so that checking one copy checks all.
   var nullID: Int
+  /// A lookup in an array map with a constant key inside it, which newer kernels type as not
+  /// null (the pre-check still checks the null case, for older ones).
+  var foundForSure = false
 
   init(_ base: PointerBase, fixed: Int = 0, mayBeNull: Bool = false, nullID: Int = 0) {
     self.base = base
@@ -55,21 +58,38 @@ struct Pointer: Hashable, Sendable {
   }
 }
 
+/// Where a number came from, in the terms that decide what the kernel's verifier knows about
+/// it: two numbers of the same origin are the same to the kernel (the same bounds and known
+/// bits), because the kernel computes what it knows from the same operations on the same
+/// inputs. Numbers of different origins may still be the same to it; the pre-check then
+/// assumes they are not, which only makes it count more work for the kernel.
+enum Origin: Hashable, Sendable {
+  /// A known number: the kernel knows it exactly, whatever produced it.
+  case constant(UInt64)
+  /// A number of `bytes` bytes loaded from memory the verifier does not follow (a map value,
+  /// a ring buffer record, a kernel object, the context), zero-extended.
+  case loaded(bytes: Int)
+  /// An entry of the checker's table of derivations (`ProgramChecker.Derivation`), or a
+  /// number of its own (a helper's result).
+  case derived(Int)
+}
+
 /// What a register or a spilled stack slot holds.
 enum Value: Hashable, Sendable {
   case uninitialized
   /// A number; `link` is shared by copies of one unknown number so that a comparison
   /// narrowing one copy narrows all (0: no copies).
-  case scalar(ScalarBounds, link: Int)
+  case scalar(ScalarBounds, link: Int, origin: Origin)
   case pointer(Pointer)
   /// Ring buffer memory that was submitted or discarded: any further use is refused.
   case released
-  /// Different kinds of value on paths the pre-check merged: any use is refused.
-  case conflicting
 
-  static func number(_ bounds: ScalarBounds) -> Value { .scalar(bounds, link: 0) }
-  static func constant(_ value: UInt64) -> Value { .scalar(.constant(value), link: 0) }
-  static let unknownNumber = Value.scalar(.unknown, link: 0)
+  static func constant(_ value: UInt64) -> Value { .scalar(.constant(value), link: 0, origin: .constant(value)) }
+
+  /// A number loaded from untracked memory: any value of `bytes` bytes.
+  static func loaded(bytes: Int) -> Value {
+    .scalar(.fitting(bytes: bytes), link: 0, origin: .loaded(bytes: min(bytes, 8)))
+  }
 
   var pointer: Pointer? {
     if case .pointer(let pointer) = self { return pointer }
@@ -77,7 +97,12 @@ enum Value: Hashable, Sendable {
   }
 
   var bounds: ScalarBounds? {
-    if case .scalar(let bounds, _) = self { return bounds }
+    if case .scalar(let bounds, _, _) = self { return bounds }
+    return nil
+  }
+
+  var origin: Origin? {
+    if case .scalar(_, _, let origin) = self { return origin }
     return nil
   }
 }
@@ -100,6 +125,12 @@ struct AbstractState: Hashable, Sendable {
   var stack: [StackSlot]
   /// Outstanding ring buffer reservations: reference id to the instruction index that made it.
   var references: [Int: Int]
+  /// For each stack slot, what was written to it in the terms the kernel's state comparison
+  /// sees (`ProgramChecker.Derivation`), 0 when nothing was: equal histories hold the same
+  /// to the kernel. `stackShapes` is the same without the numbers' values, which is all the
+  /// kernel compares in a slot whose value it was never asked to be exact about.
+  var stackHistories: [Int]
+  var stackShapes: [Int]
 
   /// The state at program entry: r1 is the context, r10 the frame pointer.
   static var entry: AbstractState {
@@ -107,7 +138,8 @@ struct AbstractState: Hashable, Sendable {
     registers[1] = .pointer(Pointer(.context))
     registers[10] = .pointer(Pointer(.stack))
     return AbstractState(
-      registers: registers, stack: Array(repeating: .empty, count: slotCount), references: [:])
+      registers: registers, stack: Array(repeating: .empty, count: slotCount), references: [:],
+      stackHistories: Array(repeating: 0, count: slotCount), stackShapes: Array(repeating: 0, count: slotCount))
   }
 
   subscript(register: Register) -> Value {
@@ -161,11 +193,11 @@ extension AbstractState {
   }
 }
 
-// MARK: - Pruning and merging
+// MARK: - Identities
 
 /// Matches the identities (null-check ids, scalar links, references) of one state to those of
 /// another; each must correspond one-to-one, as in the kernel's state comparison.
-private struct IdentityMap {
+struct IdentityMap {
   private var forward: [Int: Int] = [:]
   private var backward: [Int: Int] = [:]
 
@@ -184,44 +216,10 @@ private struct IdentityMap {
 }
 
 extension AbstractState {
-  /// Forgets registers that are not in `live`: nothing reads them before writing them, and
-  /// forgetting them lets states that differ only there be recognised as the same.
-  mutating func forget(allBut live: RegisterSet) {
-    for index in 0..<10 where !live.contains(index) { registers[index] = .uninitialized }
-  }
-
-  /// Whether every behaviour possible from `new` is possible from `self`, so that checking
-  /// `self` also checks `new`.
-  func covers(_ new: AbstractState) -> Bool {
-    var ids = IdentityMap()
-    var links = IdentityMap()
-    for index in 0..<11 {
-      guard Self.value(registers[index], covers: new.registers[index], &ids, &links) else { return false }
-    }
-    for index in stack.indices {
-      switch (stack[index], new.stack[index]) {
-      case (.bytes(let old), .bytes(let current)):
-        // A byte unwritten in `self` makes reading it an error there.
-        guard old & current == old else { return false }
-      case (.bytes(let old), .spill(let value)):
-        // Reading the slot gives a number in `self`; here it must give a number too.
-        guard case .scalar = value else {
-          guard old == 0 else { return false }
-          continue
-        }
-      case (.spill(let old), .spill(let current)):
-        guard Self.value(old, covers: current, &ids, &links) else { return false }
-      case (.spill(let old), .bytes):
-        guard old == .conflicting else { return false }
-      }
-    }
-    return referencesMatch(new, ids)
-  }
-
   /// Whether both states hold the same reservations: those a pointer of each holds are
   /// matched through those pointers, and the rest (which nothing can release any more) by
-  /// the instruction that made them, so that states differing in nothing else still merge.
-  private func referencesMatch(_ other: AbstractState, _ ids: IdentityMap) -> Bool {
+  /// the instruction that made them.
+  func referencesMatch(_ other: AbstractState, _ ids: IdentityMap) -> Bool {
     guard references.count == other.references.count else { return false }
     var ids = ids
     for (reference, _) in references.sorted(by: { $0.key < $1.key }) {
@@ -237,120 +235,4 @@ extension AbstractState {
     }
     return true
   }
-
-  private static func value(
-    _ old: Value, covers new: Value, _ ids: inout IdentityMap, _ links: inout IdentityMap
-  ) -> Bool {
-    switch (old, new) {
-    case (.uninitialized, _), (.conflicting, _):
-      // Reading it is an error in `self`, so if `self` passes, nothing reads it.
-      return true
-    case (.scalar(let oldBounds, let oldLink), .scalar(let newBounds, let newLink)):
-      guard oldBounds.contains(newBounds) else { return false }
-      // A link narrows values together; links of `self` must exist in `new` too.
-      return oldLink == 0 || links.match(oldLink, newLink)
-    case (.pointer(let o), .pointer(let n)):
-      guard o.mayBeNull == n.mayBeNull, ids.match(o.nullID, n.nullID) else { return false }
-      guard o.fixed == n.fixed else { return false }
-      switch (o.base, n.base) {
-      case (.mapValue(let a), .mapValue(let b)):
-        return a == b && o.variable.contains(n.variable)
-      case (.ringBuffer(let sizeA, let refA), .ringBuffer(let sizeB, let refB)):
-        return sizeA == sizeB && ids.match(refA, refB) && o.variable.contains(n.variable)
-      default:
-        return o.base == n.base && o.variable == n.variable
-      }
-    case (.released, .released):
-      return true
-    default:
-      return false
-    }
-  }
-
-  /// A state allowing everything `a` or `b` allows: numbers are widened to cover both.
-  /// Without `lossy`, nil unless both hold the same kinds of values everywhere; with it,
-  /// mismatched values become `.conflicting`. Nil when the outstanding references differ.
-  static func merged(_ a: AbstractState, _ b: AbstractState, lossy: Bool) -> AbstractState? {
-    var ids = IdentityMap()
-    var links = IdentityMap()
-    var result = a
-    for index in 0..<11 {
-      guard let value = merge(a.registers[index], b.registers[index], &ids, &links, lossy: lossy)
-      else { return nil }
-      result.registers[index] = value
-    }
-    for index in a.stack.indices {
-      switch (a.stack[index], b.stack[index]) {
-      case (.bytes(let x), .bytes(let y)):
-        result.stack[index] = .bytes(initialized: x & y)
-      case (.spill(let x), .spill(let y)):
-        guard let value = merge(x, y, &ids, &links, lossy: lossy) else { return nil }
-        result.stack[index] = .spill(value)
-      case (.spill(let value), .bytes(let mask)), (.bytes(let mask), .spill(let value)):
-        if case .scalar = value {
-          result.stack[index] = .bytes(initialized: mask)
-        } else if mask == 0 {
-          result.stack[index] = .empty
-        } else if lossy {
-          result.stack[index] = .spill(.conflicting)
-        } else {
-          return nil
-        }
-      }
-    }
-    guard a.referencesMatch(b, ids) else { return nil }
-    return result
-  }
-
-  private static func merge(
-    _ a: Value, _ b: Value, _ ids: inout IdentityMap, _ links: inout IdentityMap, lossy: Bool
-  ) -> Value? {
-    switch (a, b) {
-    case (.uninitialized, _), (_, .uninitialized):
-      return .uninitialized
-    case (.conflicting, _), (_, .conflicting):
-      return lossy ? .conflicting : nil
-    case (.scalar(let x, let linkA), .scalar(let y, let linkB)):
-      let hull = x.hull(y)
-      // A link survives only where both states link the same registers.
-      let link = linkA != 0 && links.match(linkA, linkB) ? linkA : 0
-      return .scalar(hull, link: link)
-    case (.pointer(let p), .pointer(let q)):
-      if p.mayBeNull == q.mayBeNull, p.fixed == q.fixed, ids.match(p.nullID, q.nullID) {
-        var merged = p
-        merged.variable = p.variable.hull(q.variable)
-        switch (p.base, q.base) {
-        case (.mapValue(let x), .mapValue(let y)) where x == y:
-          return .pointer(merged)
-        case (.ringBuffer(let sizeA, let refA), .ringBuffer(let sizeB, let refB))
-        where sizeA == sizeB && ids.match(refA, refB):
-          return .pointer(merged)
-        default:
-          if p.base == q.base && p.variable == q.variable { return .pointer(p) }
-        }
-      }
-      return lossy ? .conflicting : nil
-    case (.released, .released):
-      return .released
-    default:
-      return lossy ? .conflicting : nil
-    }
-  }
-}
-
-/// A set of registers r0-r10 as a bit mask.
-struct RegisterSet: Hashable, Sendable {
-  var bits: UInt16 = 0
-
-  static let all = RegisterSet(bits: 0x7ff)
-  static let callerSaved = RegisterSet(bits: 0b11_1111)  // r0-r5
-
-  init(bits: UInt16) { self.bits = bits }
-  init(_ registers: [Register]) {
-    for register in registers { bits |= 1 << UInt16(register.index) }
-  }
-
-  func contains(_ index: Int) -> Bool { bits & (1 << UInt16(index)) != 0 }
-  func union(_ other: RegisterSet) -> RegisterSet { RegisterSet(bits: bits | other.bits) }
-  func subtracting(_ other: RegisterSet) -> RegisterSet { RegisterSet(bits: bits & ~other.bits) }
 }

@@ -1,5 +1,5 @@
-/// The static control-flow graph: slot numbering, jump targets, the structural rules the
-/// kernel checks before interpreting anything, and register liveness for state pruning.
+/// The static control-flow graph: slot numbering, jump targets, and the structural rules the
+/// kernel checks before interpreting anything.
 struct ControlFlow {
   /// Slot of each instruction, plus the total slot count at the end.
   let slotOfIndex: [Int]
@@ -8,8 +8,6 @@ struct ControlFlow {
   /// Reachable instructions ordered so that every edge goes forward: when an instruction
   /// comes up, all paths into it have been followed.
   private(set) var topologicalOrder: [Int] = []
-  /// Registers read before being written on some path starting at each instruction.
-  private(set) var liveIn: [RegisterSet]
   /// Structural problems, by instruction index.
   private(set) var problems: [(index: Int, problem: Problem)] = []
 
@@ -25,12 +23,10 @@ struct ControlFlow {
     }
     slots.append(slot)
     slotOfIndex = slots
-    liveIn = Array(repeating: RegisterSet(bits: 0), count: instructions.count)
     buildEdges()
     guard problems.isEmpty else { return }
     let order = searchFromEntry()
     guard problems.isEmpty else { return }
-    computeLiveness(postOrder: order)
     topologicalOrder = order.reversed()
   }
 
@@ -147,61 +143,6 @@ struct ControlFlow {
       }
     }
     return postOrder
-  }
-
-  /// Backward liveness over the acyclic graph: successors come before predecessors in
-  /// post-order, so one pass suffices.
-  private mutating func computeLiveness(postOrder: [Int]) {
-    for index in postOrder {
-      var live = RegisterSet(bits: 0)
-      for successor in successors[index] { live = live.union(liveIn[successor]) }
-      let (uses, defines) = Self.usesAndDefinitions(instructions[index])
-      liveIn[index] = uses.union(live.subtracting(defines))
-    }
-  }
-
-  static func usesAndDefinitions(_ instruction: Instruction) -> (uses: RegisterSet, defines: RegisterSet) {
-    func operandUses(_ operand: Operand) -> [Register] {
-      if case .register(let r) = operand { return [r] }
-      return []
-    }
-    switch instruction {
-    case .alu64(.mov, let dst, let operand), .alu32(.mov, let dst, let operand):
-      return (RegisterSet(operandUses(operand)), RegisterSet([dst]))
-    case .alu64(_, let dst, let operand), .alu32(_, let dst, let operand):
-      return (RegisterSet([dst] + operandUses(operand)), RegisterSet([dst]))
-    case .endian(_, let dst, _):
-      return (RegisterSet([dst]), RegisterSet([dst]))
-    case .loadImmediate64(let dst, _), .loadMapFD(let dst, _), .loadMapValue(let dst, _, _),
-      .loadBTFID(let dst, _):
-      return (RegisterSet(bits: 0), RegisterSet([dst]))
-    case .load(_, let dst, let src, _):
-      return (RegisterSet([src]), RegisterSet([dst]))
-    case .store(_, let dst, _, let src):
-      return (RegisterSet([dst, src]), RegisterSet(bits: 0))
-    case .storeImmediate(_, let dst, _, _):
-      return (RegisterSet([dst]), RegisterSet(bits: 0))
-    case .atomic(let op, _, let dst, _, let src):
-      switch op {
-      case .add, .or, .and, .xor:
-        return (RegisterSet([dst, src]), RegisterSet(bits: 0))
-      case .fetchAdd, .fetchOr, .fetchAnd, .fetchXor, .exchange:
-        return (RegisterSet([dst, src]), RegisterSet([src]))
-      case .compareExchange:
-        return (RegisterSet([dst, src, .r0]), RegisterSet([.r0]))
-      }
-    case .jump:
-      return (RegisterSet(bits: 0), RegisterSet(bits: 0))
-    case .jumpIf(_, let dst, let operand, _), .jumpIf32(_, let dst, let operand, _):
-      return (RegisterSet([dst] + operandUses(operand)), RegisterSet(bits: 0))
-    case .call(let helper):
-      let count = HelperSignature.argumentCount(helper)
-      return (RegisterSet(bits: UInt16((1 << (count + 1)) - 2)), RegisterSet.callerSaved)
-    case .callKernelFunction, .callLocal:
-      return (RegisterSet(bits: 0b11_1110), RegisterSet.callerSaved)
-    case .exit:
-      return (RegisterSet([.r0]), RegisterSet(bits: 0))
-    }
   }
 }
 

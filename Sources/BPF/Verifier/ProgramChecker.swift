@@ -1,13 +1,9 @@
 /// Path-sensitive abstract interpretation, in the manner of the kernel verifier: each path is
-/// followed from the entry with its own state. Instructions are visited in topological order
-/// (the graph has no loops), so all states reaching an instruction are known when it is
-/// checked; redundant ones are dropped and, when there are many, similar ones are merged.
-struct ProgramChecker {
-  /// The kernel's limit on program length and on instructions processed while verifying.
+/// followed from the entry with its own state, in the kernel's order, and a path stops where
+/// the kernel would find its state equivalent to one it checked before (see `explore`).
+final class ProgramChecker {
+  /// The kernel's limit on program length.
   static let maximumSlots = 1_000_000
-  static let instructionBudget = 1_000_000
-  /// States checked separately at one instruction before they are merged.
-  static let statesPerInstruction = 8
   /// Stop after this many distinct problems: later ones are usually consequences.
   static let maximumRejections = 20
   /// The kernel's bound on offsets added to pointers (`BPF_MAX_VAR_OFF`).
@@ -18,13 +14,22 @@ struct ProgramChecker {
   let maps: [MapDescription]
   /// Layouts of the kernel objects behind tracing arguments, where known.
   let kernelObjects: [Int: KernelObjectLayout]
-  private var rejections: [VerifierRejection] = []
+  var rejections: [VerifierRejection] = []
   private var reported: Set<Problem> = []
   private var nextID = 1
   /// What each memory instruction accessed on the paths followed so far.
   private var accessedKinds: [Int: AccessedKind] = [:]
   /// Set once the program's shape is known (`run`).
-  private var flow: ControlFlow!
+  var flow: ControlFlow!
+  var pruneKinds: [PruneKinds] = []
+  var relevance: StateRelevance!
+  /// Instructions processed the way the kernel counts them (`insn_processed`).
+  var processedInstructions = 0
+  /// Set when the program is refused for the kernel's verification cost.
+  var exceededComplexity = false
+  /// How numbers and stack slots were computed, numbered (see `Origin`).
+  private var derivations: [Derivation: Int] = [:]
+  private(set) var derivationList: [Derivation] = []
 
   init(program: Program, context: ProgramContext, maps: [MapDescription], kernelObjects: [Int: KernelObjectLayout] = [:]) {
     self.program = program
@@ -33,7 +38,7 @@ struct ProgramChecker {
     self.kernelObjects = kernelObjects
   }
 
-  mutating func run() -> [VerifierRejection] {
+  func run() -> [VerifierRejection] {
     let instructions = program.instructions
     guard !instructions.isEmpty else {
       return [VerifierRejection(instructionIndex: 0, message: "the program has no instructions",
@@ -50,6 +55,7 @@ struct ProgramChecker {
       if let problem = Self.encodingProblem(instructions[index]) { report(problem, at: index) }
     }
     guard rejections.isEmpty else { return sorted() }
+    pruneKinds = PruneKinds.of(instructions, flow: flow)
     explore()
     return sorted()
   }
@@ -58,7 +64,7 @@ struct ProgramChecker {
     rejections.sorted { ($0.instructionIndex, $0.message) < ($1.instructionIndex, $1.message) }
   }
 
-  private mutating func report(_ problem: Problem, at index: Int) {
+  func report(_ problem: Problem, at index: Int) {
     // The same problem reached along several paths is reported once.
     var key = problem
     key.message = "\(index):" + key.message
@@ -70,93 +76,120 @@ struct ProgramChecker {
         message: problem.message, hint: problem.hint))
   }
 
-  private mutating func freshID() -> Int {
+  private func freshID() -> Int {
     defer { nextID += 1 }
     return nextID
   }
 
-  // MARK: - Exploration
+  // MARK: - Origins
 
-  private mutating func explore() {
-    let count = program.instructions.count
-    var pending = Array(repeating: [AbstractState](), count: count)
-    pending[0] = [.entry]
-    var processed = 0
-    for index in flow.topologicalOrder {
-      let states = prepare(pending[index], at: index)
-      pending[index] = []
-      for state in states {
-        processed += 1
-        if processed > Self.instructionBudget {
-          report(
-            Problem(
-              "the program has too many paths: checking it takes more than \(Self.instructionBudget) steps, the kernel's limit",
-              hint: "reduce the number of conditions in one probe"), at: index)
-          return
-        }
-        do {
-          for (successor, next) in try step(index, state) { pending[successor].append(next) }
-        } catch {
-          report(error, at: index)
-          if rejections.count >= Self.maximumRejections { return }
-        }
-      }
-    }
+  /// How a number or the contents of a stack slot came about, in the terms that decide what
+  /// the kernel knows about it.
+  enum Derivation: Hashable {
+    case operation(ALUOperation, is64: Bool, Origin, Origin?)
+    /// A number on one side of a comparison the kernel did not decide.
+    case narrowed(Origin, JumpCondition, is64: Bool, Origin, taken: Bool)
+    /// Bytes read from a stack slot with history `slot` that held no whole register.
+    case fill(slot: Int, offset: Int, size: Int)
+    /// A number of its own: a helper's result, a value after a 32-bit comparison.
+    case unique(Int)
+    /// A stack slot's contents: a whole register stored, or `size` bytes at `offset` over
+    /// what the slot held before.
+    case spill(SlotContents)
+    case partial(previous: Int, offset: Int, size: Int, SlotContents)
+    /// All 8 bytes written by a helper.
+    case helperWritten
   }
 
-  /// The states to check at `index`, from all that arrive there: dead registers are
-  /// forgotten and states another one covers are dropped. When many remain, states with
-  /// values of the same kinds are merged into one that covers them all, and if that is not
-  /// enough, differing values are merged into unusable ones. Merging only loses
-  /// information, so it can make the pre-check refuse more, never accept more.
-  private func prepare(_ incoming: [AbstractState], at index: Int) -> [AbstractState] {
-    guard incoming.count > 1 else { return incoming }
-    var seen: Set<AbstractState> = []
-    var states: [AbstractState] = []
-    for var state in incoming {
-      state.forget(allBut: flow.liveIn[index])
-      if seen.insert(state).inserted { states.append(state) }
-    }
-    for lossy in [false, true] where states.count > Self.statesPerInstruction {
-      var merged: [AbstractState] = []
-      for state in states {
-        if let position = merged.firstIndex(where: { AbstractState.merged($0, state, lossy: lossy) != nil }) {
-          merged[position] = AbstractState.merged(merged[position], state, lossy: lossy)!
+  /// What was written to a stack slot: a number (by origin, or for a slot's shape only
+  /// whether it was 0), a pointer, or bytes from a helper.
+  enum SlotContents: Hashable {
+    case number(Origin?)
+    case zero
+    case pointer(Pointer)
+    case helperBytes
+    case other
+  }
+
+  func derived(_ derivation: Derivation) -> Int {
+    if let id = derivations[derivation] { return id }
+    derivationList.append(derivation)
+    // 0 stands for a slot never written.
+    let id = derivationList.count
+    derivations[derivation] = id
+    return id
+  }
+
+  /// The origin of a number with `bounds` produced by `derivation`: a known number is known
+  /// to the kernel whatever produced it.
+  func origin(_ bounds: ScalarBounds, _ derivation: @autoclosure () -> Derivation) -> Origin {
+    if let constant = bounds.constant { return .constant(constant) }
+    return .derived(derived(derivation()))
+  }
+
+  /// A number with a new origin of its own.
+  func uniqueNumber(_ bounds: ScalarBounds) -> Value {
+    let id = freshID()
+    return .scalar(bounds, link: 0, origin: origin(bounds, .unique(id)))
+  }
+
+  /// Records in `state` that `size` bytes at stack offset `offset` now hold `contents`.
+  func recordStackWrite(
+    _ state: inout AbstractState, offset: Int, size: Int, contents: SlotContents, shape: SlotContents
+  ) {
+    for slot in StateRelevance.slotIndices(from: offset, size: size) {
+      let slotStart = -8 * (slot + 1)
+      let start = max(offset, slotStart)
+      let end = min(offset + size, slotStart + 8)
+      if start == slotStart, end == slotStart + 8 {
+        // The whole slot: what it held before no longer matters.
+        if contents == .helperBytes {
+          state.stackHistories[slot] = derived(.helperWritten)
+          state.stackShapes[slot] = derived(.helperWritten)
         } else {
-          merged.append(state)
+          state.stackHistories[slot] = derived(.spill(contents))
+          state.stackShapes[slot] = derived(.spill(shape))
         }
+      } else {
+        state.stackHistories[slot] = derived(
+          .partial(previous: state.stackHistories[slot], offset: start - slotStart, size: end - start, contents))
+        state.stackShapes[slot] = derived(
+          .partial(previous: state.stackShapes[slot], offset: start - slotStart, size: end - start, shape))
       }
-      states = merged
     }
-    // Dropping covered states is quadratic, so only for the few left.
-    guard states.count <= 4 * Self.statesPerInstruction else { return states }
-    var kept: [AbstractState] = []
-    for state in states {
-      if kept.contains(where: { $0.covers(state) }) { continue }
-      kept.removeAll { state.covers($0) }
-      kept.append(state)
-    }
-    return kept
   }
 
   /// Executes one instruction abstractly; returns the states at each possible successor.
-  private mutating func step(
+  func step(
     _ index: Int, _ incoming: AbstractState
   ) throws(Problem) -> [(index: Int, state: AbstractState)] {
     var state = incoming
     let instruction = program.instructions[index]
     switch instruction {
-    case .alu64(let op, let dst, let operand):
-      try arithmetic(op, dst, operand, is64: true, &state)
-    case .alu32(let op, let dst, let operand):
-      try arithmetic(op, dst, operand, is64: false, &state)
+    case .alu64(let op, let dst, let operand), .alu32(let op, let dst, let operand):
+      let is64 = if case .alu64 = instruction { true } else { false }
+      if (op == .and || op == .or), forksOnSign(dst, operand, is64: is64, state) {
+        // Newer kernels split a number that is -1 or 0 before `&` or `|` with a constant
+        // (maybe_fork_scalars): the path goes on with -1, and the same instruction is
+        // checked again later with 0.
+        var minusOne = state
+        minusOne[dst] = .constant(is64 ? UInt64.max : UInt64(UInt32.max))
+        try arithmetic(op, dst, operand, is64: is64, &minusOne)
+        var zero = state
+        zero[dst] = .constant(0)
+        return [(index + 1, minusOne), (index, zero)]
+      }
+      try arithmetic(op, dst, operand, is64: is64, &state)
     case .endian(_, let dst, _):
       try requireWritable(dst)
-      guard case .scalar = try read(dst, state) else {
+      guard case .scalar(_, _, let origin) = try read(dst, state) else {
         throw Problem("swaps the bytes of a pointer in \(dst)", hint: "only numbers can be byte-swapped")
       }
       // The kernel does not follow byte swaps: the result is any number.
-      state[dst] = .unknownNumber
+      if case .endian(let order, _, let bits) = instruction {
+        let derivation = Derivation.operation(order == .big ? .xor : .or, is64: bits == 64, origin, .constant(UInt64(bits)))
+        state[dst] = .scalar(.unknown, link: 0, origin: self.origin(.unknown, derivation))
+      }
     case .loadImmediate64(let dst, let value):
       try requireWritable(dst)
       state[dst] = .constant(value)
@@ -247,7 +280,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func recordAccess(_ base: PointerBase, at index: Int) throws(Problem) {
+  private func recordAccess(_ base: PointerBase, at index: Int) throws(Problem) {
     let kind = AccessedKind(base)
     guard let previous = accessedKinds[index] else {
       accessedKinds[index] = kind
@@ -284,19 +317,9 @@ struct ProgramChecker {
       throw Problem(
         "uses ring buffer memory in \(register) after it was submitted or discarded",
         hint: "write the whole record before calling bpf_ringbuf_submit")
-    case .conflicting:
-      throw Self.conflictProblem(register.description)
     default:
       return value
     }
-  }
-
-  /// A value whose kind depends on the path: the kernel might follow each path separately
-  /// and accept it, but this pre-check merged them to stay fast.
-  private static func conflictProblem(_ place: String) -> Problem {
-    Problem(
-      "uses \(place), which holds different kinds of values (say, a pointer and a number) depending on the path taken to it",
-      hint: "keep pointers and numbers in different registers and stack slots across branches")
   }
 
   private func mapIndex(_ fd: Int32) throws(Problem) -> Int {
@@ -312,8 +335,7 @@ struct ProgramChecker {
     switch value {
     case .uninitialized: return "nothing"
     case .released: return "released ring buffer memory"
-    case .conflicting: return "a value of a kind that depends on the path"
-    case .scalar(let bounds, _):
+    case .scalar(let bounds, _, _):
       return bounds.constant == 0 ? "the number 0 (a null pointer)" : "a number, not a pointer"
     case .pointer(let pointer): return describe(pointer)
     }
@@ -321,7 +343,7 @@ struct ProgramChecker {
 
   /// Like `describe`, but numbers are shown with what is known about them.
   private func describeArgument(_ value: Value) -> String {
-    guard case .scalar(let bounds, _) = value else { return describe(value) }
+    guard case .scalar(let bounds, _, _) = value else { return describe(value) }
     if let constant = bounds.constant { return "the number \(Int64(bitPattern: constant))" }
     return bounds.isUnknown ? "a number that is not a known constant" : "a number in \(bounds)"
   }
@@ -346,7 +368,7 @@ struct ProgramChecker {
 
   // MARK: - Arithmetic
 
-  private mutating func arithmetic(
+  private func arithmetic(
     _ op: ALUOperation, _ dst: Register, _ operand: Operand, is64: Bool, _ state: inout AbstractState
   ) throws(Problem) {
     try requireWritable(dst)
@@ -359,17 +381,18 @@ struct ProgramChecker {
       case .register(let src):
         let value = state[src] == .released ? Value.released : try read(src, state)
         if !is64 {
-          guard case .scalar(let bounds, _) = value else {
+          guard case .scalar(let bounds, _, let origin) = value else {
             throw Problem(
               "copies only the low 32 bits of \(describe(value)) in \(src)",
               hint: "copy pointers with 64-bit moves (r = r), not 32-bit ones (w = w)")
           }
-          state[dst] = .number(bounds.low32)
-        } else if case .scalar(let bounds, let link) = value, bounds.constant == nil {
+          let low = bounds.low32
+          state[dst] = .scalar(low, link: 0, origin: self.origin(low, .operation(.mov, is64: false, origin, nil)))
+        } else if case .scalar(let bounds, let link, let origin) = value, bounds.constant == nil {
           // Copies of an unknown number are linked, so a later comparison narrows both.
           let shared = link == 0 ? freshID() : link
-          state[src] = .scalar(bounds, link: shared)
-          state[dst] = .scalar(bounds, link: shared)
+          state[src] = .scalar(bounds, link: shared, origin: origin)
+          state[dst] = .scalar(bounds, link: shared, origin: origin)
         } else {
           state[dst] = value
         }
@@ -382,11 +405,11 @@ struct ProgramChecker {
           "encodes neg with an operand; the kernel requires the operand fields to be zero",
           hint: "emit neg as .alu64(.neg, dst, .immediate(0))")
       }
-      guard case .scalar = try read(dst, state) else {
+      guard case .scalar(_, _, let origin) = try read(dst, state) else {
         throw Problem("negates \(describe(state[dst])) in \(dst)", hint: "only numbers can be negated")
       }
-      // The kernel does not follow negation: the result is any number.
-      state[dst] = .unknownNumber
+      // The pre-check does not follow negation: the result is any number.
+      state[dst] = .scalar(.unknown, link: 0, origin: self.origin(.unknown, .operation(.neg, is64: is64, origin, nil)))
       return
     }
     let target = try read(dst, state)
@@ -399,9 +422,10 @@ struct ProgramChecker {
       source = try read(src, state)
     }
     switch (target, source) {
-    case (.scalar(let a, _), .scalar(let b, _)):
-      state[dst] = .number(ScalarBounds.compute(op, a, b, is64: is64))
-    case (.pointer(let pointer), .scalar(let b, _)):
+    case (.scalar(let a, _, let x), .scalar(let b, _, let y)):
+      let result = ScalarBounds.compute(op, a, b, is64: is64)
+      state[dst] = .scalar(result, link: 0, origin: origin(result, .operation(op, is64: is64, x, y)))
+    case (.pointer(let pointer), .scalar(let b, _, _)):
       guard is64 else {
         throw Problem(
           "does 32-bit arithmetic on \(describe(pointer)) in \(dst)",
@@ -413,7 +437,7 @@ struct ProgramChecker {
           hint: "compute offsets as numbers first and add the result to the pointer")
       }
       state[dst] = .pointer(try move(pointer, in: dst, by: b, subtracting: op == .sub))
-    case (.scalar(let a, _), .pointer(let pointer)) where op == .add && is64:
+    case (.scalar(let a, _, _), .pointer(let pointer)) where op == .add && is64:
       state[dst] = .pointer(try move(pointer, in: dst, by: a, subtracting: false))
     default:
       let pointerValue = target.pointer != nil ? target : source
@@ -421,6 +445,26 @@ struct ProgramChecker {
         "combines \(describe(pointerValue)) with \(op == .sub ? "another pointer" : "a \(width)-bit \(Self.operatorName(op))") in \(dst)",
         hint: "the only arithmetic allowed on pointers is adding or subtracting a number")
     }
+  }
+
+  /// Whether the kernel may split the number in `dst` into -1 and 0 before `&` or `|` with
+  /// the constant `operand`: it does when its bounds are exactly -1...0, which the pre-check's
+  /// own bounds show, or may know where they are wider, after an arithmetic right shift.
+  private func forksOnSign(_ dst: Register, _ operand: Operand, is64: Bool, _ state: AbstractState) -> Bool {
+    guard case .scalar(let bounds, _, let origin) = state[dst], bounds.constant == nil else { return false }
+    switch operand {
+    case .immediate: break
+    case .register(let src):
+      guard state[src].bounds?.constant != nil else { return false }
+    }
+    if is64, bounds.smin == -1, bounds.smax == 0 { return true }
+    // A 32-bit operation looks at the low half's signed bounds, which are not followed here:
+    // any value whose low half may be negative may be split.
+    if !is64 { return bounds.umax > 0x7fff_ffff }
+    guard bounds.smin < 0, bounds.smax >= 0, case .derived(let id) = origin, id > 0, id <= derivationList.count,
+      case .operation(.arsh, _, _, _) = derivationList[id - 1]
+    else { return false }
+    return true
   }
 
   private static func operatorName(_ op: ALUOperation) -> String {
@@ -542,7 +586,7 @@ struct ProgramChecker {
     return start
   }
 
-  private mutating func load(
+  private func load(
     _ size: Int, from register: Register, offset: Int, _ state: inout AbstractState
   ) throws(Problem) -> Value {
     let base = try read(register, state)
@@ -566,9 +610,8 @@ struct ProgramChecker {
           "reads the stack at \(Self.stackText(unset)) before anything was written there",
           hint: "store a value in every stack byte before reading it")
       }
-      let (slot, _) = AbstractState.position(ofStackOffset: start)
+      let (slot, byte) = AbstractState.position(ofStackOffset: start)
       if case .spill(let saved) = state.stack[slot] {
-        if saved == .conflicting { throw Self.conflictProblem("the stack at \(Self.stackText(start))") }
         if size == 8 { return saved }
         if case .pointer = saved {
           throw Problem(
@@ -576,19 +619,22 @@ struct ProgramChecker {
             hint: "reload saved pointers with 8-byte loads")
         }
       }
-      return .number(.fitting(bytes: size))
+      // What the kernel knows of the bytes depends only on what was written to the slot.
+      let bounds = ScalarBounds.fitting(bytes: size)
+      return .scalar(
+        bounds, link: 0, origin: origin(bounds, .fill(slot: state.stackHistories[slot], offset: byte, size: size)))
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
         pointer, in: register, offset: offset, size: size, length: maps[map].valueSize, verb: "reads",
         object: "a value of map '\(maps[map].name)'")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .ringBuffer(let length, _):
       try requireChecked(pointer, register)
       try checkRegion(
         pointer, in: register, offset: offset, size: size, length: length, verb: "reads",
         object: "a \(length)-byte ring buffer reservation")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .kernel:
       try requireChecked(pointer, register)
       guard let constant = pointer.constantOffset else {
@@ -602,16 +648,25 @@ struct ProgramChecker {
           "reads a kernel object at negative offset \(start) through \(register)",
           hint: "kernel pointers can only be read at or after the start of the object")
       }
-      // The kernel checks the access against the object's BTF layout: it must lie inside one
-      // member. Where the caller gave the layout, so does the pre-check.
-      if case .kernel(let argument) = pointer.base, let layout = kernelObjects[argument],
-        !layout.allows(offset: start, size: size)
-      {
+      // The kernel checks the access against the object's BTF layout (btf_struct_walk); so
+      // does the pre-check, where the caller gave the layout (the code generator always does).
+      guard case .kernel(let argument) = pointer.base, let layout = kernelObjects[argument] else {
+        return .loaded(bytes: size)
+      }
+      switch layout.access(offset: start, size: size) {
+      case .number:
+        return .loaded(bytes: size)
+      case .pointer:
+        // A pointer member read whole: a kernel pointer, which the generated code never
+        // asks for (it reads pointers as numbers with bpf_probe_read_kernel).
         throw Problem(
-          "reads \(size) bytes at offset \(start) of \(layout.name) through \(register), which is not inside one of its number fields",
+          "reads the pointer member at offset \(start) of \(layout.name) through \(register), which the kernel types as a kernel pointer, not a number",
+          hint: "read pointer members with bpf_probe_read_kernel")
+      case .refused(let reason):
+        throw Problem(
+          "reads \(size) bytes at offset \(start) of \(layout.name) through \(register), which the kernel refuses: \(reason)",
           hint: "read whole fields at their BTF offsets; read pointer fields with bpf_probe_read_kernel")
       }
-      return .number(.fitting(bytes: size))
     case .mapHandle:
       throw Problem(
         "reads memory through \(register), which holds \(describe(pointer))",
@@ -637,7 +692,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func loadContext(_ size: Int, offset: Int) throws(Problem) -> Value {
+  private func loadContext(_ size: Int, offset: Int) throws(Problem) -> Value {
     switch context {
     case .tracing(let count, let pointers):
       guard offset >= 0, offset % 8 == 0, offset / 8 < count else {
@@ -653,27 +708,27 @@ struct ProgramChecker {
       if pointers.contains(offset / 8) {
         return .pointer(Pointer(.kernel(argument: offset / 8), mayBeNull: true, nullID: freshID()))
       }
-      return .unknownNumber
+      return .loaded(bytes: 8)
     case .kprobe:
       try checkContextRead(size, offset: offset, length: 168, maximumSize: 8, what: "struct pt_regs")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .rawTracepoint(let count):
       try checkContextRead(
         size, offset: offset, length: 8 * min(count, 12), maximumSize: 8,
         what: "the \(count) tracepoint argument\(count == 1 ? "" : "s")")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .tracepointRecord:
       // The kernel keeps the record's first 8 bytes (its common fields) from programs
       // (tp_prog_is_valid_access: off < sizeof(void *) is refused).
       try checkContextRead(
         size, offset: offset, from: 8, length: 2048, maximumSize: 8, what: "the tracepoint's record past its common fields")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     case .socketFilter:
       // The u32 fields of struct __sk_buff from `len` through `hash`; later ones are not
       // readable by socket filters.
       try checkContextRead(
         size, offset: offset, length: 0x48, maximumSize: 4, what: "the fields len...hash of struct __sk_buff")
-      return .number(.fitting(bytes: size))
+      return .loaded(bytes: size)
     }
   }
 
@@ -692,7 +747,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func store(
+  private func store(
     _ value: Value, size: Int, to register: Register, offset: Int, _ state: inout AbstractState
   ) throws(Problem) {
     let base = try read(register, state)
@@ -704,12 +759,22 @@ struct ProgramChecker {
     switch pointer.base {
     case .stack:
       let start = try stackOffset(pointer, in: register, offset: offset, size: size, verb: "writes")
+      let contents: SlotContents
+      switch value {
+      case .scalar(_, _, let origin): contents = .number(origin)
+      case .pointer(let pointer): contents = .pointer(pointer)
+      default: contents = .other
+      }
       if size == 8 {
         // A whole register saved keeps its type, so it can be restored. A number about
         // which nothing is known loses its links: the kernel may save it as plain bytes.
         var saved = value
-        if case .scalar(let bounds, _) = value, bounds.isUnknown { saved = .unknownNumber }
+        if case .scalar(let bounds, _, let origin) = value, bounds.isUnknown {
+          saved = .scalar(bounds, link: 0, origin: origin)
+        }
         state.stack[AbstractState.position(ofStackOffset: start).slot] = .spill(saved)
+        recordStackWrite(
+          &state, offset: start, size: size, contents: contents, shape: value.bounds != nil ? .number(nil) : contents)
       } else {
         if case .pointer(let saved) = value {
           throw Problem(
@@ -717,6 +782,11 @@ struct ProgramChecker {
             hint: "save pointers with 8-byte stores")
         }
         state.markStackWritten(offset: start, size: size)
+        // At the start of a slot the kernel saves the register, whatever its value; elsewhere
+        // it marks the bytes "zero" or "misc" by the value.
+        recordStackWrite(
+          &state, offset: start, size: size, contents: contents,
+          shape: start % 8 != 0 && value.bounds?.constant == 0 ? .zero : .number(nil))
       }
     case .mapValue(let map):
       try requireChecked(pointer, register)
@@ -756,7 +826,7 @@ struct ProgramChecker {
     }
   }
 
-  private mutating func atomic(
+  private func atomic(
     _ op: AtomicOperation, _ size: Int, _ register: Register, _ offset: Int, _ src: Register,
     _ state: inout AbstractState
   ) throws(Problem) {
@@ -787,13 +857,14 @@ struct ProgramChecker {
           hint: "initialise the counter before updating it")
       }
       if case .spill(let saved) = state.stack[AbstractState.position(ofStackOffset: start).slot],
-        saved.pointer != nil || saved == .conflicting
+        saved.pointer != nil
       {
         throw Problem(
           "does an atomic operation on \(describe(saved)) saved at \(Self.stackText(start))",
           hint: "keep atomic counters in slots that only ever hold numbers")
       }
       state.markStackWritten(offset: start, size: size)
+      recordStackWrite(&state, offset: start, size: size, contents: .helperBytes, shape: .helperBytes)
     case .mapValue(let map):
       try requireChecked(pointer, register)
       try checkRegion(
@@ -810,7 +881,7 @@ struct ProgramChecker {
         "does an atomic operation on \(describe(pointer)) in \(register); only the stack and map values allow them",
         hint: "keep counters in a map value")
     }
-    let result = Value.number(.fitting(bytes: size))
+    let result = uniqueNumber(.fitting(bytes: size))
     switch op {
     case .add, .or, .and, .xor:
       break
@@ -824,7 +895,7 @@ struct ProgramChecker {
 
   // MARK: - Jumps
 
-  private mutating func conditionalJump(
+  private func conditionalJump(
     _ index: Int, _ condition: JumpCondition, _ dst: Register, _ operand: Operand, _ offset: Int16,
     is64: Bool, _ state: AbstractState
   ) throws(Problem) -> [(index: Int, state: AbstractState)] {
@@ -837,8 +908,25 @@ struct ProgramChecker {
     case .register(let src): right = try read(src, state)
     }
 
+    /// Both ways are possible: on each, the kernel knows something new about the numbers
+    /// compared (whether or not the pre-check follows it), so they get new origins.
+    func compared(_ notTaken: AbstractState, _ taken: AbstractState) -> [(index: Int, state: AbstractState)] {
+      guard case .scalar(_, _, let x) = left, case .scalar(_, _, let y) = right else { return [] }
+      var notTaken = notTaken
+      var taken = taken
+      for (state, outcome) in [(0, false), (1, true)] {
+        var updated = state == 0 ? notTaken : taken
+        markCompared(dst, condition, is64: is64, against: y, taken: outcome, from: x, &updated)
+        if case .register(let src) = operand {
+          markCompared(src, condition.swapped, is64: is64, against: x, taken: outcome, from: y, &updated)
+        }
+        if state == 0 { notTaken = updated } else { taken = updated }
+      }
+      return [(next, notTaken), (target, taken)]
+    }
+
     switch (left, right) {
-    case (.scalar(let a, _), .scalar(let b, _)) where condition == .set:
+    case (.scalar(let a, _, _), .scalar(let b, _, _)) where condition == .set:
       // Decided only for constants. Otherwise the kernel recomputes the bounds of the
       // unknown operands from their known bits on both branches, which can lose what was
       // known before (a lower bound, for instance), so they are forgotten here too.
@@ -850,16 +938,16 @@ struct ProgramChecker {
       var forgotten = state
       forgetBounds(dst, &forgotten)
       if case .register(let src) = operand { forgetBounds(src, &forgotten) }
-      return [(next, forgotten), (target, forgotten)]
+      return compared(forgotten, forgotten)
 
-    case (.scalar(let a, _), .scalar(let b, _)):
+    case (.scalar(let a, _, _), .scalar(let b, _, _)):
       guard is64 else {
         // 32-bit comparisons are decided only for constants and never narrow bounds: the
         // kernel tracks the low halves separately, which is not modelled here.
         if let c = b.constant, let decided = a.decides32(condition, UInt32(truncatingIfNeeded: c)) {
           return [(decided ? target : next, state)]
         }
-        return [(next, state), (target, state)]
+        return compared(state, state)
       }
       var taken = state
       var notTaken = state
@@ -872,12 +960,13 @@ struct ProgramChecker {
         takenPossible = narrow(src, condition.swapped, c, &taken)
         notTakenPossible = narrowNegated(src, condition.swapped, c, &notTaken)
       }
+      if notTakenPossible, takenPossible { return compared(notTaken, taken) }
       var successors: [(index: Int, state: AbstractState)] = []
       if notTakenPossible { successors.append((next, notTaken)) }
       if takenPossible { successors.append((target, taken)) }
       return successors
 
-    case (.pointer(let pointer), .scalar(let b, _)) where b.constant == 0 && (condition == .eq || condition == .ne):
+    case (.pointer(let pointer), .scalar(let b, _, _)) where b.constant == 0 && (condition == .eq || condition == .ne):
       guard is64 else {
         throw Problem(
           "compares only the low 32 bits of \(describe(pointer)) in \(dst) with 0",
@@ -907,14 +996,46 @@ struct ProgramChecker {
     }
   }
 
+  /// Gives the number in `register` (which had origin `old`), its linked copies, and the
+  /// numbers that are it plus a constant (the kernel links those too), the origins of numbers
+  /// on one side of a comparison.
+  private func markCompared(
+    _ register: Register, _ condition: JumpCondition, is64: Bool, against other: Origin, taken: Bool,
+    from old: Origin, _ state: inout AbstractState
+  ) {
+    guard case .scalar(let bounds, let link, _) = state[register] else { return }
+    let new = origin(bounds, .narrowed(old, condition, is64: is64, other, taken: taken))
+    var replacements: [Origin: Origin] = [:]
+    func noteOffsetCopy(_ value: Value) {
+      guard case .scalar(let valueBounds, _, let valueOrigin) = value, case .derived(let id) = valueOrigin,
+        id > 0, id <= derivationList.count,
+        case .operation(.add, true, old, let addend?) = derivationList[id - 1], case .constant = addend
+      else { return }
+      replacements[valueOrigin] = origin(valueBounds, .operation(.add, is64: true, new, addend))
+    }
+    for value in state.registers { noteOffsetCopy(value) }
+    for slot in state.stack {
+      if case .spill(let value) = slot { noteOffsetCopy(value) }
+    }
+    state[register] = .scalar(bounds, link: link, origin: new)
+    state.updateAllValues { value in
+      guard case .scalar(let valueBounds, let valueLink, let valueOrigin) = value else { return value }
+      if link != 0, valueLink == link { return .scalar(valueBounds, link: valueLink, origin: new) }
+      if let replacement = replacements[valueOrigin] {
+        return .scalar(valueBounds, link: valueLink, origin: replacement)
+      }
+      return value
+    }
+  }
+
   /// Makes a non-constant number in `register`, and its linked copies, any number.
   private func forgetBounds(_ register: Register, _ state: inout AbstractState) {
-    guard case .scalar(let bounds, let link) = state[register], bounds.constant == nil else { return }
+    guard case .scalar(let bounds, let link, let origin) = state[register], bounds.constant == nil else { return }
     if link == 0 {
-      state[register] = .unknownNumber
+      state[register] = .scalar(.unknown, link: 0, origin: origin)
     } else {
       state.updateAllValues { value in
-        if case .scalar(_, let other) = value, other == link { return .scalar(.unknown, link: link) }
+        if case .scalar(_, let other, let origin) = value, other == link { return .scalar(.unknown, link: link, origin: origin) }
         return value
       }
     }
@@ -924,13 +1045,15 @@ struct ProgramChecker {
   private func narrow(
     _ register: Register, _ condition: JumpCondition, _ value: UInt64, _ state: inout AbstractState
   ) -> Bool {
-    guard case .scalar(let bounds, let link) = state[register] else { return true }
+    guard case .scalar(let bounds, let link, let origin) = state[register] else { return true }
     guard let narrowed = bounds.assuming(condition, value) else { return false }
     if link == 0 {
-      state[register] = .scalar(narrowed, link: 0)
+      state[register] = .scalar(narrowed, link: 0, origin: origin)
     } else {
       state.updateAllValues { value in
-        if case .scalar(_, let other) = value, other == link { return .scalar(narrowed, link: link) }
+        if case .scalar(_, let other, let origin) = value, other == link {
+          return .scalar(narrowed, link: link, origin: origin)
+        }
         return value
       }
     }
@@ -942,7 +1065,7 @@ struct ProgramChecker {
   ) -> Bool {
     guard let negated = condition.negated else {
       // `set` has no interval negation; only a decided outcome removes the branch.
-      guard case .scalar(let bounds, _) = state[register] else { return true }
+      guard case .scalar(let bounds, _, _) = state[register] else { return true }
       return bounds.decides(.set, value) != true
     }
     return narrow(register, negated, value, &state)
@@ -967,7 +1090,7 @@ struct ProgramChecker {
 
   // MARK: - Calls
 
-  private mutating func call(_ helperID: Int32, at index: Int, _ state: inout AbstractState) throws(Problem) {
+  private func call(_ helperID: Int32, at index: Int, _ state: inout AbstractState) throws(Problem) {
     guard let helper = HelperFunction(rawValue: helperID) else {
       throw Problem(
         "calls helper #\(helperID), which the pre-check does not know",
@@ -999,6 +1122,7 @@ struct ProgramChecker {
     var writesAfterCall: [(pointer: Pointer, size: Int)] = []
     var release: Int?
     var allocationSize = 0
+    var keyIsConstantEntry = false
 
     for (position, kind) in signature.arguments.enumerated() {
       let register = Register(UInt8(position + 1))
@@ -1027,13 +1151,14 @@ struct ProgramChecker {
         try checkMemory(
           pointer, in: register, size: size, mustBeInitialized: true,
           description: "the \(size)-byte \(what) of map '\(map.name)'", state)
+        if kind == .mapKey { keyIsConstantEntry = constantKey(pointer, map, state) }
       case .readableMemory, .writableMemory:
         let pointer = try memoryPointer(value, argument: argument)
         pendingMemory = (register, pointer, kind == .writableMemory)
       case .size:
         guard let memory = pendingMemory else { preconditionFailure("size without memory") }
         pendingMemory = nil
-        guard case .scalar(let bounds, _) = value else {
+        guard case .scalar(let bounds, _, _) = value else {
           throw Problem(
             "passes \(describe(value)) as the size in \(argument)", hint: "pass the buffer length as a number")
         }
@@ -1053,7 +1178,7 @@ struct ProgramChecker {
           writesAfterCall.append((memory.pointer, constantSize))
         }
       case .constantAllocationSize:
-        guard case .scalar(let bounds, _) = value, let size = bounds.constant, size > 0,
+        guard case .scalar(let bounds, _, _) = value, let size = bounds.constant, size > 0,
           size < UInt64(Self.maximumPointerOffset)
         else {
           throw Problem(
@@ -1125,6 +1250,7 @@ struct ProgramChecker {
     // everywhere, r1-r5 are clobbered and r0 gets the result.
     for (pointer, size) in writesAfterCall where pointer.base == .stack {
       state.markStackWritten(offset: pointer.fixed, size: size)
+      recordStackWrite(&state, offset: pointer.fixed, size: size, contents: .helperBytes, shape: .helperBytes)
     }
     if let release {
       state.references[release] = nil
@@ -1136,17 +1262,41 @@ struct ProgramChecker {
     for register in 1...5 { state.registers[register] = .uninitialized }
     switch signature.result {
     case .number:
-      state[.r0] = .unknownNumber
+      state[.r0] = uniqueNumber(.unknown)
     case .none:
       state[.r0] = .uninitialized
     case .mapValueOrNull:
-      state[.r0] = .pointer(Pointer(.mapValue(map: map!.index), mayBeNull: true, nullID: freshID()))
+      var result = Pointer(.mapValue(map: map!.index), mayBeNull: true, nullID: freshID())
+      // Kernels since 6.14 know such a lookup finds its entry, and type the result as not
+      // null; older ones do not. Both ways are checked, and the result never counts as the
+      // same as an ordinary lookup's.
+      result.foundForSure = helper == .mapLookupElement && keyIsConstantEntry
+      state[.r0] = .pointer(result)
     case .ringBufferOrNull:
       let reference = freshID()
       state.references[reference] = index
       state[.r0] = .pointer(
         Pointer(.ringBuffer(size: allocationSize, reference: reference), mayBeNull: true, nullID: freshID()))
     }
+  }
+
+  /// Whether `key` (a lookup key in the stack) is a constant inside array map `map`, stored
+  /// whole (a spill of exactly the key's size at the start of a slot): the kernel's test for
+  /// eliding the lookup's null check.
+  private func constantKey(_ key: Pointer, _ map: MapDescription, _ state: AbstractState) -> Bool {
+    guard map.kind == .array || map.kind == .perCPUArray, key.base == .stack, let start = key.constantOffset,
+      start < 0, start % 8 == 0
+    else { return false }
+    let (slot, _) = AbstractState.position(ofStackOffset: start)
+    let history = state.stackHistories[slot]
+    guard history > 0, history <= derivationList.count else { return false }
+    let constant: UInt64
+    switch derivationList[history - 1] {
+    case .spill(.number(.constant(let value))) where map.keySize == 8: constant = value
+    case .partial(_, 0, let size, .number(.constant(let value))) where size == map.keySize: constant = value
+    default: return false
+    }
+    return constant < UInt64(map.maxEntries)
   }
 
   private func memoryPointer(_ value: Value, argument: String) throws(Problem) -> Pointer {
@@ -1211,7 +1361,7 @@ struct ProgramChecker {
       throw Problem(
         "exits without setting r0, the return value",
         hint: "set r0 (for example r0 = 0) before exit; helper calls without a result leave it unset")
-    case .scalar(let bounds, _):
+    case .scalar(let bounds, _, _):
       if case .tracing = context, bounds.constant != 0 {
         throw Problem(
           "may return \(bounds) in r0; fentry/fexit programs must return 0, and the pre-check cannot tell them from tp_btf ones",

@@ -91,25 +91,32 @@ public enum Verifier {
     _ program: Program, context: ProgramContext, maps: [MapDescription],
     kernelObjects: [Int: KernelObjectLayout] = [:]
   ) -> [VerifierRejection] {
-    var checker = ProgramChecker(program: program, context: context, maps: maps, kernelObjects: kernelObjects)
-    return checker.run()
+    analyze(program, context: context, maps: maps, kernelObjects: kernelObjects).rejections
+  }
+
+  /// Checks `program` and says how much work the kernel's verifier will do on it.
+  public static func analyze(
+    _ program: Program, context: ProgramContext, maps: [MapDescription],
+    kernelObjects: [Int: KernelObjectLayout] = [:]
+  ) -> VerifierReport {
+    let checker = ProgramChecker(program: program, context: context, maps: maps, kernelObjects: kernelObjects)
+    let rejections = checker.run()
+    return VerifierReport(
+      rejections: rejections, processedInstructions: checker.processedInstructions,
+      exceededComplexity: checker.exceededComplexity)
   }
 }
 
-/// Where plain loads may read a kernel object: the byte ranges of its number fields (integers,
-/// enums, arrays of them, the bytes holding bitfields), as BTF describes them. Pointer fields
-/// are left out: the kernel types what they load as pointers, which cannot be used as numbers.
-public struct KernelObjectLayout: Sendable, Hashable {
-  public var name: String
-  public var fields: [Range<Int>]
-  public init(name: String, fields: [Range<Int>]) {
-    self.name = name
-    self.fields = fields
-  }
-
-  public func allows(offset: Int, size: Int) -> Bool {
-    fields.contains { $0.lowerBound <= offset && offset + size <= $0.upperBound }
-  }
+/// The pre-check's verdict on a program and its estimate of the kernel's work.
+public struct VerifierReport: Sendable, Hashable {
+  /// Empty when the program is expected to load.
+  public var rejections: [VerifierRejection]
+  /// Instructions the kernel's verifier processes (its `insn_processed`, reported as
+  /// "processed N insns" and in `bpf_prog_info.verified_insns`), as the pre-check counts
+  /// them: at least as many as the kernel, for a program the pre-check accepts.
+  public var processedInstructions: Int
+  /// Whether the program is refused for the kernel's verification cost.
+  public var exceededComplexity: Bool
 }
 
 extension PointerBase {
