@@ -204,6 +204,9 @@ public final class DescriptorOutput: LineOutput {
   }
 
   public var pendingBytes: Int { buffer.count - head }
+  /// What was pending when the last write found the destination full (EAGAIN), 0 after a
+  /// write that took something.
+  private var pendingWhenFull = 0
 
   public var isFull: Bool { pendingBytes >= capacity }
 
@@ -255,8 +258,10 @@ public final class DescriptorOutput: LineOutput {
     // One mark per run of events, so that an event written in full counts as written even
     // when the write that took it stopped within the next one.
     if events > 0 { marks.append((appendedBytes, events)) }
-    // 64 KiB, a pipe's capacity: one write(2) per that many bytes of lines.
-    if pendingBytes >= 1 << 16 { flush() }
+    // 64 KiB, a pipe's capacity: one write(2) per that many bytes of lines. After the
+    // destination was found full, again only once another 64 KiB wait: a stalled reader would
+    // otherwise cost one failed write per event until the buffer fills.
+    if pendingBytes >= 1 << 16, pendingBytes >= pendingWhenFull + 1 << 16 { flush() }
   }
 
   public func flush() {
@@ -265,10 +270,14 @@ public final class DescriptorOutput: LineOutput {
       if written > 0 {
         head += written
         writtenBytes += UInt64(written)
+        pendingWhenFull = 0
         continue
       }
       let code = errno
-      if written == 0 || code == EAGAIN || code == EWOULDBLOCK { break }
+      if written == 0 || code == EAGAIN || code == EWOULDBLOCK {
+        pendingWhenFull = pendingBytes
+        break
+      }
       if code == EINTR { continue }
       if code == EPIPE {
         // The reader went away (`| head -1`): tracing ends cleanly; what waits is dropped.
