@@ -109,6 +109,16 @@ enum Tracefs {
     } ?? nil
   }
 
+  /// Whether tracefs lists tracepoint `name` under `category` (`events/CATEGORY/NAME`); nil
+  /// when tracefs cannot be reached.
+  static func isTracepoint(category: String, name: String) -> Bool? {
+    guard !category.contains("/"), !name.contains("/"), !category.hasPrefix("."), !name.hasPrefix(".") else {
+      return false
+    }
+    let entry = "events/\(category)/\(name)"
+    return withRoot(containing: entry) { root in access(root + "/" + entry, F_OK) == 0 }
+  }
+
   /// The fields a tracepoint records, by name and offset, from `events/CATEGORY/NAME/format`
   /// (lines `field:TYPE NAME;\toffset:N;\tsize:M;\tsigned:S;`), without the common ones.
   /// A `__data_loc` field keeps its name; BTF calls it `__data_loc_NAME`.

@@ -101,16 +101,18 @@ public struct TracingEnvironment: Sendable {
     return TracingEnvironment(
       resolver: ProbeResolver(
         types: types, support: support, readingTracepointCategories: KernelCapabilities.tracepointCategories,
-        forcedFunctionBackend: forcedBackend, readingTracepointFormat: Tracefs.tracepointFormat))
+        forcedFunctionBackend: forcedBackend, readingTracepointFormat: Tracefs.tracepointFormat,
+        checkingTracepointCategory: Tracefs.isTracepoint))
   }
 
   /// The compiler for this kernel: programs share code through attach cookies where kprobes
   /// attach in bulk.
   public func compiler(
-    mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(), snaplen: Int = Snaplen.standard
+    mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(), snaplen: Int = Snaplen.standard,
+    ringBufferSize: Int = RingBufferSize.standard
   ) -> SpecCompiler {
     SpecCompiler(
-      resolver: resolver, mapEntries: mapEntries, options: options,
+      resolver: resolver, ringBufferSize: ringBufferSize, mapEntries: mapEntries, options: options,
       kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk, snaplen: snaplen)
   }
 
