@@ -25,9 +25,10 @@ extension TracingEnvironment {
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
   func compileForCommandLine(
     _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(),
-    snaplen: Int = Snaplen.standard, positionalParameters: [String] = []
+    snaplen: Int = Snaplen.standard, ringBufferSize: Int = RingBufferSize.standard,
+    positionalParameters: [String] = []
   ) throws -> CompiledSpec {
-    var compiler = compiler(mapEntries: mapEntries, options: options, snaplen: snaplen)
+    var compiler = compiler(mapEntries: mapEntries, options: options, snaplen: snaplen, ringBufferSize: ringBufferSize)
     compiler.positionalParameters = positionalParameters
     switch compiler.compile(source) {
     case .failed(let diagnostics):

@@ -120,6 +120,19 @@ struct Trace: ParsableCommand {
   var mapEntries: Int = 10240
 
   @Option(
+    name: .customLong("ring-size"),
+    help: ArgumentHelp(
+      "Bytes of the ring buffer events wait in for swtrace to read them: a power of two from 4k to 1024m (k and m for KiB and MiB; default 8m). A larger one rides out longer bursts without losing events; a spec that prints nothing has none.",
+      valueName: "SIZE"),
+    transform: { text in
+      switch RingBufferSize.parse(text) {
+      case .success(let bytes): return bytes
+      case .failure(let error): throw ValidationError(error.reason)
+      }
+    })
+  var ringSize: Int = RingBufferSize.standard
+
+  @Option(
     name: .customLong("metrics"),
     help: ArgumentHelp(
       "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.",
@@ -215,7 +228,7 @@ struct Trace: ParsableCommand {
     }
     let compiled = try environment.compileForCommandLine(
       source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
-      positionalParameters: positionalParameters)
+      ringBufferSize: ringSize, positionalParameters: positionalParameters)
     if dumpBPF {
       try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
       return
