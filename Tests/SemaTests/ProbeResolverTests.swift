@@ -49,4 +49,50 @@ private final class ReadCounter: Sendable {
     #expect(throws: Diagnostic.self) { try resolver.resolve(probes("tracepoint:sched:net_dev_queue { exit() }")[0]) }
     #expect(reads.count.load(ordering: .relaxed) == 1)
   }
+
+  /// A resolver that answers one name at a time from the fixture's categories (as tracefs
+  /// would from `events/CATEGORY/NAME`), counting both kinds of read.
+  private func resolverCheckingNames(reads: ReadCounter, checks: ReadCounter, tracefsAnswers: Bool = true) throws
+    -> ProbeResolver
+  {
+    let categories = try Fixtures.tracepointCategories(release)
+    return ProbeResolver(
+      types: try KernelTypes.load(path: try Fixtures.btfPath(release)), support: .tracepointsOnly,
+      readingTracepointCategories: { [reads] in
+        reads.count.add(1, ordering: .relaxed)
+        return categories
+      },
+      checkingTracepointCategory: { [checks] category, name in
+        checks.count.add(1, ordering: .relaxed)
+        return tracefsAnswers ? categories[name] == category : nil
+      })
+  }
+
+  @Test func oneNameInOneCategoryIsCheckedAloneWithoutReadingEveryCategory() throws {
+    let reads = ReadCounter()
+    let checks = ReadCounter()
+    let resolver = try resolverCheckingNames(reads: reads, checks: checks)
+    let eager = ProbeResolver(
+      types: resolver.types, support: .tracepointsOnly, tracepointCategories: try Fixtures.tracepointCategories(release))
+    let probe = probes("tracepoint:net:netif_receive_skb { exit() }")[0]
+    #expect(try resolver.resolve(probe) == eager.resolve(probe))
+    #expect(resolver.tracepointCategory(of: "netif_receive_skb") == "net")
+    #expect(throws: Diagnostic.self) { try resolver.resolve(probes("tracepoint:sched:netif_receive_skb { exit() }")[0]) }
+    #expect(reads.count.load(ordering: .relaxed) == 0)
+    // The second probe is answered by the first one's confirmed category.
+    #expect(checks.count.load(ordering: .relaxed) == 1)
+    // A glob still reads every category, once.
+    let globbed = probes("tracepoint:n*:netif_receive_skb { exit() }")[0]
+    #expect(try resolver.resolve(globbed) == eager.resolve(globbed))
+    #expect(reads.count.load(ordering: .relaxed) == 1)
+  }
+
+  @Test func whenTracefsCannotTellEveryCategoryIsReadAsBefore() throws {
+    let reads = ReadCounter()
+    let checks = ReadCounter()
+    let resolver = try resolverCheckingNames(reads: reads, checks: checks, tracefsAnswers: false)
+    #expect(try !resolver.resolve(probes("tracepoint:net:netif_receive_skb { exit() }")[0]).isEmpty)
+    #expect(throws: Diagnostic.self) { try resolver.resolve(probes("tracepoint:sched:netif_receive_skb { exit() }")[0]) }
+    #expect(reads.count.load(ordering: .relaxed) == 1)
+  }
 }
