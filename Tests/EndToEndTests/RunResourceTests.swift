@@ -105,6 +105,35 @@ struct RunResourceTests {
     #expect(summary(of: result).map { $0.samples == 3 && $0.lost == 0 } == true, "\(result)")
   }
 
+  @Test("--ring-size 4k: records that wrap around the end of the ring buffer arrive whole, none lost", .needsTracing)
+  func recordsWrapAroundASmallRing() throws {
+    let mark: UInt32 = 0xa225
+    let (process, _) = try Self.startAttached(["--ring-size", "4k", "-d", "60", "-e", Self.spec(mark: mark, printing: true)])
+    let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    // 900 datagrams of 100, 200 and 300 bytes in turn, 1,500 a second: ten times around a
+    // ring of 4,096 bytes whose records take 40 bytes and an 8-byte header each, so that
+    // every few turns one starts in the last 40 bytes and wraps.
+    let sent = try ProcessRunner.run(
+      pktgen,
+      [
+        "udp", "--dst", "127.0.0.1", "--port", "\(Self.port)", "--count", "900", "--sizes", "100,200,300",
+        "--mark", "0x" + String(mark, radix: 16), "--rate", "1500", "--max-seconds", "20",
+      ], timeout: 30)
+    #expect(sent.succeeded, "\(sent)")
+    Thread.sleep(forTimeInterval: 0.3)
+    kill(process.pid, SIGINT)
+    let result = process.wait(timeout: 30)
+    #expect(!result.timedOut && result.status == 0, "\(result)")
+    // Ethernet, IPv4 and UDP headers: 42 bytes on top of each payload.
+    let lengths = result.stdoutLines.compactMap { line -> Int? in
+      guard line.contains("net_dev_queue (len: "), let open = line.range(of: "(len: ") else { return nil }
+      return Int(line[open.upperBound...].dropLast())
+    }
+    #expect(lengths.count == 900, "\(result)")
+    #expect(lengths == (0..<900).map { [142, 242, 342][$0 % 3] }, "every record whole and in order: \(firstFew(lengths, 20))")
+    #expect(summary(of: result).map { $0.samples == 900 && $0.lost == 0 } == true, "\(result)")
+  }
+
   @Test("--ring-size that the kernel cannot have is refused before anything is loaded: status 64", arguments: ["3m", "2k", "2048m", "x"])
   func ringSizeRefused(option: String) throws {
     let result = try ProcessRunner.run(
