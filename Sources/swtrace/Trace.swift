@@ -211,28 +211,10 @@ struct Trace: ParsableCommand {
       Console.error(missing)
       throw ExitStatus.systemRefused
     }
-    let environment = try TracingEnvironment.forCommandLine(
-      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
-    if list {
-      try ProbeListing.print(
-        ProbeListing.Request(expression: expression, argument: file), resolver: environment.resolver,
-        verbose: verbose)
-      return
-    }
-    let source: SourceFile
-    switch SpecInput.load(expression: expression, path: file) {
-    case .success(let loaded): source = loaded
-    case .failure(let error):
-      Console.error(error.description)
-      throw ExitStatus.specError
-    }
-    let compiled = try environment.compileForCommandLine(
-      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
-      ringBufferSize: ringSize, positionalParameters: positionalParameters)
-    if dumpBPF {
-      try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
-      return
-    }
+    // The kernel's BTF (libbpf's copy of some 6 MiB, and what was decoded from it) is needed
+    // to compile, not to trace: the environment that holds it ends with `compile()`, before
+    // the maps and the ring buffer are created.
+    guard let (compiled, source) = try compile() else { return }
     let destination: DescriptorOutput
     // With -w -, standard output carries the capture: the text goes to standard error.
     let standard = DescriptorOutput(descriptor: writeFile == "-" ? 2 : 1)
@@ -262,6 +244,34 @@ struct Trace: ParsableCommand {
       verbose: verbose, metrics: metrics, output: destination, capturePath: writeFile
     ).run()
     if status != 0 { throw ExitCode(status) }
+  }
+
+  /// Lists the probes (-l), or compiles the spec and prints its instructions (--dump-bpf) or
+  /// returns it to trace; nil when there is nothing to trace.
+  private func compile() throws -> (CompiledSpec, SourceFile)? {
+    let environment = try TracingEnvironment.forCommandLine(
+      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
+    if list {
+      try ProbeListing.print(
+        ProbeListing.Request(expression: expression, argument: file), resolver: environment.resolver,
+        verbose: verbose)
+      return nil
+    }
+    let source: SourceFile
+    switch SpecInput.load(expression: expression, path: file) {
+    case .success(let loaded): source = loaded
+    case .failure(let error):
+      Console.error(error.description)
+      throw ExitStatus.specError
+    }
+    let compiled = try environment.compileForCommandLine(
+      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
+      ringBufferSize: ringSize, positionalParameters: positionalParameters)
+    if dumpBPF {
+      try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
+      return nil
+    }
+    return (compiled, source)
   }
 }
 
