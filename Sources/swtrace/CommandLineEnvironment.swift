@@ -6,11 +6,13 @@ import Synchronization
 
 extension TracingEnvironment {
   /// The environment, or the reason there is none printed and the exit status thrown.
-  static func forCommandLine(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
-    -> TracingEnvironment
-  {
+  static func forCommandLine(
+    btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil, functionBackends: Bool = true
+  ) throws -> TracingEnvironment {
     do throws(EnvironmentError) {
-      return try make(btfPath: btfPath, privilegedDetection: privilegedDetection, forcedBackend: forcedBackend)
+      return try make(
+        btfPath: btfPath, privilegedDetection: privilegedDetection, forcedBackend: forcedBackend,
+        functionBackends: functionBackends)
     } catch {
       throw report(error)
     }

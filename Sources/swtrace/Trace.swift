@@ -249,9 +249,9 @@ struct Trace: ParsableCommand {
   /// Lists the probes (-l), or compiles the spec and prints its instructions (--dump-bpf) or
   /// returns it to trace; nil when there is nothing to trace.
   private func compile() throws -> (CompiledSpec, SourceFile)? {
-    let environment = try TracingEnvironment.forCommandLine(
-      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
     if list {
+      let environment = try TracingEnvironment.forCommandLine(
+        btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
       try ProbeListing.print(
         ProbeListing.Request(expression: expression, argument: file), resolver: environment.resolver,
         verbose: verbose)
@@ -264,6 +264,12 @@ struct Trace: ParsableCommand {
       Console.error(error.description)
       throw ExitStatus.specError
     }
+    // A spec of tracepoints only has the kernel asked about nothing else (a spec that does not
+    // parse asks about everything; compiling reports its errors).
+    let parsed = Parser.parse(source)
+    let environment = try TracingEnvironment.forCommandLine(
+      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend,
+      functionBackends: parsed.hasErrors || BackendSupport.functionBackendsMatter(to: parsed.spec))
     let compiled = try environment.compileForCommandLine(
       source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
       ringBufferSize: ringSize, positionalParameters: positionalParameters)

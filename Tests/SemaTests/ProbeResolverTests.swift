@@ -96,3 +96,18 @@ private final class ReadCounter: Sendable {
     #expect(reads.count.load(ordering: .relaxed) == 1)
   }
 }
+
+/// Which specs have the running kernel asked about function backends (fentry, kprobes).
+@Suite struct FunctionBackendsOnDemand {
+  @Test(arguments: [
+    ("tracepoint:net:netif_receive_skb { @c[comm] = count() }", false),
+    ("BEGIN { printf(\"hi\\n\") } interval:1s { exit() } END { }", false),
+    ("tracepoint:*:* { @n = count() }", false),
+    ("skb:net_dev_queue { @n = count() }", true),
+    ("tracepoint:net:netif_rx { @n = count() } kprobe:ip_rcv { @m = count() }", true),
+    ("fentry:ip_rcv { @n = count() }", true),
+  ])
+  func onlyProbesThatCanAttachToFunctionsAsk(spec: String, asks: Bool) {
+    #expect(BackendSupport.functionBackendsMatter(to: Parser.parse(SourceFile(name: "<spec>", text: spec)).spec) == asks)
+  }
+}
