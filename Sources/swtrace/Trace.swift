@@ -257,13 +257,7 @@ struct Trace: ParsableCommand {
         verbose: verbose)
       return nil
     }
-    let source: SourceFile
-    switch SpecInput.load(expression: expression, path: file) {
-    case .success(let loaded): source = loaded
-    case .failure(let error):
-      Console.error(error.description)
-      throw ExitStatus.specError
-    }
+    let source = try SpecInput.loadOrExit(expression: expression, path: file)
     // A spec of tracepoints only has the kernel asked about nothing else (a spec that does not
     // parse asks about everything; compiling reports its errors).
     let parsed = Parser.parse(source)

@@ -18,15 +18,26 @@ private final class ReadCounter: Sendable {
 @Suite struct TracepointCategoriesOnDemand {
   let release = "6.12.117+deb12-amd64"
 
-  /// A resolver over a fixture kernel that counts how often it reads the categories.
-  private func resolver(reads: ReadCounter) throws -> ProbeResolver {
+  /// A resolver over a fixture kernel that counts how often it reads every category; with
+  /// `checks`, it also answers one name at a time from the fixture's categories (as tracefs
+  /// would from `events/CATEGORY/NAME`, or cannot when not `tracefsAnswers`), counting those.
+  private func resolver(reads: ReadCounter, checks: ReadCounter? = nil, tracefsAnswers: Bool = true) throws
+    -> ProbeResolver
+  {
     let categories = try Fixtures.tracepointCategories(release)
+    var check: ProbeResolver.TracepointCategoryCheck? = nil
+    if let checks {
+      check = { category, name in
+        checks.count.add(1, ordering: .relaxed)
+        return tracefsAnswers ? categories[name] == category : nil
+      }
+    }
     return ProbeResolver(
       types: try KernelTypes.load(path: try Fixtures.btfPath(release)), support: .tracepointsOnly,
       readingTracepointCategories: { [reads] in
         reads.count.add(1, ordering: .relaxed)
         return categories
-      })
+      }, checkingTracepointCategory: check)
   }
 
   @Test func probesWithoutACategoryNeverReadThem() throws {
@@ -50,28 +61,10 @@ private final class ReadCounter: Sendable {
     #expect(reads.count.load(ordering: .relaxed) == 1)
   }
 
-  /// A resolver that answers one name at a time from the fixture's categories (as tracefs
-  /// would from `events/CATEGORY/NAME`), counting both kinds of read.
-  private func resolverCheckingNames(reads: ReadCounter, checks: ReadCounter, tracefsAnswers: Bool = true) throws
-    -> ProbeResolver
-  {
-    let categories = try Fixtures.tracepointCategories(release)
-    return ProbeResolver(
-      types: try KernelTypes.load(path: try Fixtures.btfPath(release)), support: .tracepointsOnly,
-      readingTracepointCategories: { [reads] in
-        reads.count.add(1, ordering: .relaxed)
-        return categories
-      },
-      checkingTracepointCategory: { [checks] category, name in
-        checks.count.add(1, ordering: .relaxed)
-        return tracefsAnswers ? categories[name] == category : nil
-      })
-  }
-
   @Test func oneNameInOneCategoryIsCheckedAloneWithoutReadingEveryCategory() throws {
     let reads = ReadCounter()
     let checks = ReadCounter()
-    let resolver = try resolverCheckingNames(reads: reads, checks: checks)
+    let resolver = try resolver(reads: reads, checks: checks)
     let eager = ProbeResolver(
       types: resolver.types, support: .tracepointsOnly, tracepointCategories: try Fixtures.tracepointCategories(release))
     let probe = probes("tracepoint:net:netif_receive_skb { exit() }")[0]
@@ -90,7 +83,7 @@ private final class ReadCounter: Sendable {
   @Test func whenTracefsCannotTellEveryCategoryIsReadAsBefore() throws {
     let reads = ReadCounter()
     let checks = ReadCounter()
-    let resolver = try resolverCheckingNames(reads: reads, checks: checks, tracefsAnswers: false)
+    let resolver = try resolver(reads: reads, checks: checks, tracefsAnswers: false)
     #expect(try !resolver.resolve(probes("tracepoint:net:netif_receive_skb { exit() }")[0]).isEmpty)
     #expect(throws: Diagnostic.self) { try resolver.resolve(probes("tracepoint:sched:netif_receive_skb { exit() }")[0]) }
     #expect(reads.count.load(ordering: .relaxed) == 1)
