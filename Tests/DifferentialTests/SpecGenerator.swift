@@ -576,8 +576,11 @@ struct SpecGenerator {
   /// Unrolled `for` and `while` loops with `break`/`continue`, `?:`, compound assignment,
   /// `++`, `return`, builtins, and clauses of classic tracepoints reading their record.
   mutating func constructsSpec() -> String {
-    if chance(20) { return recordSpec(size: 1 + number(below: 8)) }
-    if chance(25) { return toolSpec(size: 1 + number(below: 6)) }
+    switch random.next() % 10 {
+    case 0, 1: return recordSpec(size: 1 + number(below: 8))
+    case 2, 3: return toolSpec(size: 1 + number(below: 6))
+    default: break
+    }
     let conditions = [
       "ifname \(pick(["==", "!="])) \"\(pick(["lo", "eth0", "veth-a"]))\"",
       "saddr in 10.\(random.next() % 256).0.0/\(pick([8, 16, 24]))",
