@@ -144,7 +144,15 @@ add_module() {
   done
   echo "$name.ko" >>"$root/etc/swtrace-vm.modules"
 }
-for module in veth wireguard tcp_diag; do add_module "$module"; done
+for module in veth wireguard; do add_module "$module"; done
+# ss in the tcpsynbl scenario needs tcp_diag (and inet_diag under it); that scenario loads
+# them itself, so they stay out of the list wireguard.sh loads (under sh -e, a second insmod
+# of a module fails).
+for module in inet_diag tcp_diag; do
+  file=$(module_path "$module")
+  [ -n "$file" ] || die "module $module is not in $modules_dir"
+  unpacked_module "$file" >"$root/lib/modules/$module.ko"
+done
 library_path=$(find "$root" -name '*.so*' -printf '%h\n' | sed "s#^$root##" | sort -u | paste -sd:)
 
 cp scripts/vm/init "$root/init"
