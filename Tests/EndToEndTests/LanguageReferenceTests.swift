@@ -254,4 +254,33 @@ struct LanguageReferenceTests {
     let ticks = lines.filter { $0 == "tick" }.count
     #expect(ticks >= 1 && Double(ticks) <= 20 * result.seconds + 1, "\(ticks) ticks in \(result.seconds) s")
   }
+
+  /// A histogram's rows as (label, count): bpftrace and swtrace pad the columns differently.
+  static func histogramRows(_ lines: [String]) -> [String] {
+    lines.filter { $0.hasPrefix("[") || $0.hasPrefix("(") }.map { line in
+      let end = line.firstIndex { $0 == "]" || $0 == ")" }.map { line.index(after: $0) } ?? line.endIndex
+      let count = line[end...].split(separator: " ").first ?? ""
+      return "\(line[..<end]) \(count)"
+    }
+  }
+
+  /// The states a client socket passes through, less one (SYN_SENT 2, ESTABLISHED 1,
+  /// FIN_WAIT1 4, FIN_WAIT2 5, CLOSE 7 give 1, 0, 3, 4, 6), fall in the buckets [0], [1],
+  /// [2, 4) and [4, 8), labelled as bpftrace labels them.
+  @Test("hist's buckets and their labels are bpftrace's, [0] and [1] included", .needsBpftrace)
+  func histogramLabels() throws {
+    let pair = try NetworkNamespacePair(subnet: 132)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-hist")
+    defer { scratch.remove() }
+    let program = """
+      tracepoint:sock:inet_sock_set_state / args->dport == 9143 / { @h = hist(args->newstate - 1); }
+      """
+    let run = try BpftraceReference.run(
+      program: program, traffic: tcpExchangeScript(pair: pair, port: 9143, count: 2), scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    let expected = Self.histogramRows(run.bpftraceLines)
+    #expect(expected.map { $0.split(separator: " ").dropLast().joined(separator: " ") } == ["[0]", "[1]", "[2, 4)", "[4, 8)"], "\(run)")
+    #expect(Self.histogramRows(run.swtraceLines) == expected, "\(run)")
+  }
 }
