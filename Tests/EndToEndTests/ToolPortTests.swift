@@ -7,6 +7,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 @Suite("ported tools, compared with bpftrace", .serialized)
 struct ToolPortTests {
   static func tool(_ name: String) throws -> String {
@@ -126,16 +130,18 @@ struct ToolPortTests {
     // Host A's netfilter drops its own SYNs to port 9148 (IPv4 and IPv6) in OUTPUT: each is
     // freed with reason NETFILTER_DROP while its socket, in SYN_SENT, still owns it. A SYN to
     // port 9149, where nothing listens on host B, is dropped there with reason NO_SOCKET
-    // before any socket owns it: tcpdrop does not print it. The client writes its pid and each
-    // socket's local port.
+    // before any socket owns it: tcpdrop does not print it. The client writes its pid, each
+    // socket's local port, and its error after 0.3 s: none while the SYN is being dropped,
+    // ECONNREFUSED where host B answered with a reset (it had no socket).
     let client = """
       import os, socket, time
       for family, address, port in ((socket.AF_INET, "\(pair.addressB)", 9148), (socket.AF_INET6, "fd00:200:134::2", 9148),
                                     (socket.AF_INET, "\(pair.addressB)", 9149)):
           s = socket.socket(family, socket.SOCK_STREAM); s.setblocking(False)
           s.connect_ex((address, port))
-          print(os.getpid(), s.getsockname()[1], port, flush=True)
-          time.sleep(0.3); s.close()
+          time.sleep(0.3)
+          print(os.getpid(), s.getsockname()[1], port, s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), flush=True)
+          s.close()
       """
     let setup = [
       ["ip", "-n", pair.namespaceA, "addr", "add", "fd00:200:134::1/64", "dev", pair.vethA, "nodad"],
@@ -149,7 +155,8 @@ struct ToolPortTests {
     let run = try BpftraceReference.run(program: try Self.tool("tcpdrop.bt"), traffic: traffic, scratch: scratch)
     try #require(run.bpftrace.status == 0, "\(run)")
     let sockets = (scratch.read("client.log") ?? "").split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-    try #require(sockets.count == 3 && sockets.allSatisfy { $0.count == 3 }, "client: \(sockets)\n\(run)")
+    try #require(sockets.count == 3 && sockets.allSatisfy { $0.count == 4 }, "client: \(sockets)\n\(run)")
+    #expect(sockets.map { $0[3] } == ["0", "0", "\(ECONNREFUSED)"], "client: \(sockets)")
     let pid = sockets[0][0]
     // The reason's number from the kernel's BTF, as bpftool prints it.
     let btf = try ProcessRunner.run("bpftool", ["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], timeout: 60)
@@ -167,7 +174,7 @@ struct ToolPortTests {
     // closed port's never.
     #expect(Set(expected.map { squeezed($0.line) }) == Set(expectedLines), "\(run)")
     #expect(actual.map { squeezed($0.line) } == expected.map { squeezed($0.line) }, "\(run)")
-    #expect(!run.swtraceLines.contains { $0.contains(":\(sockets[2][1]) ") }, "\(run)")
+    #expect(!(run.swtraceLines + run.bpftraceLines).contains { $0.contains(":\(sockets[2][1]) ") }, "\(run)")
     // The stacks: from the drop, through netfilter's verdict, back to connect(2), frame for
     // frame the same as bpftrace's.
     for (ours, theirs) in zip(actual, expected) {
