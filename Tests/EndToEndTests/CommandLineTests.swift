@@ -20,7 +20,7 @@ struct CommandLineTests {
 
   /// What `-l` prints can be pasted back: each listed name, as a probe of a spec, checks and
   /// attaches to exactly the one point it was listed for.
-  @Test("every name -l prints is a probe a spec accepts", .needsTracing, arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*"])
+  @Test("every name -l prints is a probe a spec accepts", .needsTracing, arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*", "tracepoint:sock:*"])
   func listedNamesArePastable(pattern: String) throws {
     let swtrace = try TestEnvironment.binary("swtrace")
     let listing = try ProcessRunner.run(swtrace, ["-l", pattern], timeout: 60)
