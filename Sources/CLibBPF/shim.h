@@ -18,6 +18,18 @@
 void *memmem(const void *haystack, size_t haystack_len, const void *needle, size_t needle_len);
 
 static inline int swt_errno(void) { return errno; }
+
+// The ring buffer's positions and record headers, shared with the kernel: read with acquire
+// and written with release ordering, as the kernel's producer and libbpf's consumer do.
+static inline unsigned long swt_load_acquire_ulong(const void *address) {
+  return __atomic_load_n((const unsigned long *)address, __ATOMIC_ACQUIRE);
+}
+static inline void swt_store_release_ulong(void *address, unsigned long value) {
+  __atomic_store_n((unsigned long *)address, value, __ATOMIC_RELEASE);
+}
+static inline __u32 swt_load_acquire_u32(const void *address) {
+  return __atomic_load_n((const __u32 *)address, __ATOMIC_ACQUIRE);
+}
 static inline void swt_set_errno(int value) { errno = value; }
 
 static inline int swt_prog_load(enum bpf_prog_type type, const char *name, const char *license,

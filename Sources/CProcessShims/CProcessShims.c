@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -70,17 +71,27 @@ static void guard(pid_t swtrace, char *const argv[], char *const envp[], int std
   // swtrace may have died before the request above: then no signal will come.
   int orphaned = getppid() != swtrace;
 
-  pid_t command = orphaned ? -1 : fork();
-  if (command == 0) {
+  // The command is started with posix_spawn (a vfork-like clone that shares this process's
+  // memory until the exec) rather than a second fork, which would copy the page tables of
+  // the whole address space inherited from swtrace once more. It starts with an empty
+  // signal mask and the default actions (reset above).
+  pid_t command = -1;
+  int spawn_error = 0;
+  if (!orphaned) {
+    if (stdout_fd >= 0 && stdout_fd != 1) dup2(stdout_fd, 1);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
     sigset_t none;
     sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, 0);
-    if (stdout_fd >= 0 && stdout_fd != 1) dup2(stdout_fd, 1);
-    execve(argv[0], argv, envp);
-    _exit(127);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+    spawn_error = posix_spawn(&command, argv[0], 0, &attributes, argv, envp);
+    posix_spawnattr_destroy(&attributes);
+    if (spawn_error != 0) command = -1;
   }
   close_all_descriptors();
-  if (command < 0) _exit(orphaned ? 128 + SIGTERM : 126);
+  // As a shell that cannot run its command: 127 when /bin/sh is not there, 126 otherwise.
+  if (command < 0) _exit(orphaned ? 128 + SIGTERM : spawn_error == ENOENT ? 127 : 126);
 
   for (;;) {
     int status;
@@ -114,4 +125,13 @@ pid_t swt_spawn_guarded(char *const argv[], char *const envp[], int stdout_fd, i
     setpgid(guardian, guardian);
   }
   return guardian;
+}
+
+int swt_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return (int)syscall(SYS_pidfd_open, pid, 0U);
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
 }

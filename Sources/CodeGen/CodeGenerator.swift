@@ -33,7 +33,7 @@ public struct CodeGenerator: Sendable {
   public var snaplen: Int
 
   public init(
-    types: KernelTypes, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240, recordsSkbAddress: Bool = false,
+    types: KernelTypes, ringBufferSize: Int = RingBufferSize.standard, mapEntries: Int = 10240, recordsSkbAddress: Bool = false,
     kprobeProgramsShareCode: Bool = false, snaplen: Int = Snaplen.standard
   ) {
     self.snaplen = snaplen
@@ -193,7 +193,18 @@ public struct CodeGenerator: Sendable {
     compiled.stackMap = stackMap
     compiled.snaplen = snaplen
     compiled.startTimeMap = startTimeMap
+    compiled.writesEvents = programs.contains { Self.references(StandardMap.events, $0.program) }
     return compiled
+  }
+
+  /// Whether `program` loads the descriptor or a value address of map `index`.
+  static func references(_ index: Int32, _ program: Program) -> Bool {
+    program.instructions.contains { instruction in
+      switch instruction {
+      case .loadMapFD(_, let fd), .loadMapValue(_, let fd, _): fd == index
+      default: false
+      }
+    }
   }
 
   /// Every capture a clause's actions make, with the range of the print it follows.

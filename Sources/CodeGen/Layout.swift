@@ -48,6 +48,46 @@ public enum RingBufferWakeUp {
   static let availableData: Int32 = 0
 }
 
+/// Bytes of the events ring buffer (`--ring-size`): a power of two of whole pages, which the
+/// kernel requires. 8 MiB holds some 170,000 events of 48 bytes, 0.17 s of a million events a
+/// second should the reader stall; a spec that prints nothing has none (`writesEvents`).
+public enum RingBufferSize {
+  public static let standard = 8 << 20
+  public static let minimum = 4096
+  /// Far beyond any need, and well inside the kernel's own limit on ring buffers.
+  public static let maximum = 1 << 30
+
+  /// `SIZE`, `SIZEk` or `SIZEm` (KiB, MiB; case-insensitive) in bytes, or why it cannot be a
+  /// ring buffer's size.
+  public static func parse(_ text: String) -> Result<Int, RingBufferSizeError> {
+    var digits = Substring(text)
+    var unit = 1
+    switch digits.last.map({ Character($0.lowercased()) }) {
+    case "k": unit = 1 << 10
+    case "m": unit = 1 << 20
+    default: break
+    }
+    if unit != 1 { digits = digits.dropLast() }
+    guard let count = Int(digits), count > 0, count <= maximum / unit else {
+      return .failure(RingBufferSizeError(text: text, reason: "not a size between 4k and 1024m"))
+    }
+    let bytes = count * unit
+    guard bytes >= minimum, bytes <= maximum else {
+      return .failure(RingBufferSizeError(text: text, reason: "not a size between 4k and 1024m"))
+    }
+    guard bytes & (bytes - 1) == 0 else {
+      return .failure(RingBufferSizeError(text: text, reason: "the kernel needs a power of two (such as 1m, 2m, 4m)"))
+    }
+    return .success(bytes)
+  }
+}
+
+public struct RingBufferSizeError: Error, Sendable, CustomStringConvertible {
+  public var text: String
+  public var reason: String
+  public var description: String { "--ring-size \(text): \(reason)" }
+}
+
 /// Attach points where the kernel frees an skb: a tracked packet's path ends there.
 public let skbFreePoints: Set<String> = [
   "kfree_skb", "consume_skb", "kfree_skbmem", "__kfree_skb", "kfree_skb_reason", "sk_skb_reason_drop",
@@ -137,6 +177,10 @@ public struct CompiledSpec: Hashable, Sendable {
   public var layouts: [EventLayout]
   public var probeNames: [String]
   public var ringBufferSize: Int
+  /// Whether a program writes to the events ring buffer (`StandardMap.events`): events,
+  /// exit requests, captures through it. When none does (a spec that only fills maps), the
+  /// runtime neither creates nor maps it.
+  public var writesEvents: Bool = true
   /// The spec's maps; user map i is BPF map `StandardMap.firstUserMap + i`.
   public var userMaps: [MapDeclaration]
   public var userClauses: [UserClause]

@@ -78,7 +78,7 @@ struct ProgramBuilder {
     maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
     auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard),
-    wakeUpBytes: Int = (8 << 20) / RingBufferWakeUp.fillFraction,
+    wakeUpBytes: Int = RingBufferSize.standard / RingBufferWakeUp.fillFraction,
     scratchKey: Int32? = nil, scratchMap: Int32 = 0, scratchBeforeFilter: Bool = false
   ) {
     self.auxiliary = auxiliary

@@ -25,7 +25,7 @@ public struct SpecCompiler: Sendable {
   public var positionalParameters: [String] = []
 
   public init(
-    resolver: ProbeResolver, ringBufferSize: Int = 8 << 20, mapEntries: Int = 10240,
+    resolver: ProbeResolver, ringBufferSize: Int = RingBufferSize.standard, mapEntries: Int = 10240,
     options: DesugaringOptions = DesugaringOptions(), kprobeProgramsShareCode: Bool = false,
     snaplen: Int = Snaplen.standard
   ) {

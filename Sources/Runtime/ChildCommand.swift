@@ -11,6 +11,11 @@ public final class ChildCommand {
   /// shell's.
   public let pid: Int32
   public private(set) var status: Int32?
+  /// Readable (poll(2)) once the guardian has ended, which it does as soon as the command
+  /// does: the run loop waits on it with the ring buffer, so the end of the command ends the
+  /// wait at once. nil where the kernel has no pidfd_open (before 5.3): the loop then looks
+  /// every few milliseconds.
+  public private(set) var endedDescriptor: Int32?
 
   /// Starts `command`; its standard output goes to `standardOutput` when given (swtrace's
   /// stderr, when swtrace's own stdout carries JSON). Call it on the thread that stays for
@@ -23,6 +28,17 @@ public final class ChildCommand {
     let child = swt_spawn_guarded(arguments, environ, standardOutput ?? -1, milliseconds)
     guard child > 0 else { throw ChildCommandError(code: errno) }
     pid = child
+    // The guardian is swtrace's child and is not reaped before `stop`, so its pid cannot be
+    // reused by another process in between.
+    let descriptor = swt_pidfd_open(child)
+    endedDescriptor = descriptor >= 0 ? descriptor : nil
+  }
+
+  deinit { closeEndedDescriptor() }
+
+  private func closeEndedDescriptor() {
+    if let endedDescriptor { close(endedDescriptor) }
+    endedDescriptor = nil
   }
 
   /// Whether the command is still running; reaps it once it has ended.
@@ -54,6 +70,7 @@ public final class ChildCommand {
     guard isRunning else {
       // The shell is gone, but what it started in the background may not be.
       kill(-pid, SIGTERM)
+      closeEndedDescriptor()
       return
     }
     kill(-pid, SIGTERM)
@@ -65,6 +82,7 @@ public final class ChildCommand {
     kill(-pid, SIGKILL)
     var raw: Int32 = 0
     if status == nil, waitpid(pid, &raw, 0) == pid { status = raw }
+    closeEndedDescriptor()
   }
 }
 

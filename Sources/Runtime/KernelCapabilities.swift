@@ -14,7 +14,8 @@ public enum KernelCapabilities {
 
   /// `detect`, and why a try failed when it failed for want of descriptors or memory, which
   /// says nothing about the kernel (such an answer is not remembered).
-  static func detectWithShortage(types: KernelTypes) -> (support: BackendSupport, shortage: RuntimeError?) {
+  /// Without `functions`, only tracepoints are tried.
+  static func detectWithShortage(types: KernelTypes, functions: Bool = true) -> (support: BackendSupport, shortage: RuntimeError?) {
     SystemInfo.silenceLibBPF()
     var available: Set<Backend> = []
     var shortage: SystemError?
@@ -35,7 +36,7 @@ public enum KernelCapabilities {
     {
       available.insert(.tracepoint)
     }
-    if let function = types.function(named: "ip_rcv") ?? types.functions().first,
+    if functions, let function = types.function(named: "ip_rcv") ?? types.functions().first,
       let program = tried({ try ProgramHandle(type: .fentry(attachBTFID: function.functionID), name: "swt_probe", instructions: trivial) }),
       let link = tried({ try LinkHandle.attachTracing(program) })
     {
@@ -43,7 +44,7 @@ public enum KernelCapabilities {
       available.insert(.fentry)
       available.insert(.fexit)
     }
-    if KprobeSupport.hasKprobePMU,
+    if functions, KprobeSupport.hasKprobePMU,
       tried({ try ProgramHandle(type: .kprobe, name: "swt_probe", instructions: trivial) }) != nil
     {
       available.insert(.kprobe)
@@ -109,6 +110,16 @@ enum Tracefs {
     } ?? nil
   }
 
+  /// Whether tracefs lists tracepoint `name` under `category` (`events/CATEGORY/NAME`); nil
+  /// when tracefs cannot be reached.
+  static func isTracepoint(category: String, name: String) -> Bool? {
+    guard !category.contains("/"), !name.contains("/"), !category.hasPrefix("."), !name.hasPrefix(".") else {
+      return false
+    }
+    let entry = "events/\(category)/\(name)"
+    return withRoot(containing: entry) { root in access(root + "/" + entry, F_OK) == 0 }
+  }
+
   /// The fields a tracepoint records, by name and offset, from `events/CATEGORY/NAME/format`
   /// (lines `field:TYPE NAME;\toffset:N;\tsize:M;\tsigned:S;`), without the common ones.
   /// A `__data_loc` field keeps its name; BTF calls it `__data_loc_NAME`.
@@ -154,8 +165,10 @@ public enum CapabilityCache {
   public static let path = "/run/swtrace-backends"
 
   /// The backends of the running kernel (whose BTF `types` is): remembered, or detected now;
-  /// with the shortage that cut detection short, if one did.
-  public static func support(types: KernelTypes) -> (support: BackendSupport, shortage: RuntimeError?) {
+  /// with the shortage that cut detection short, if one did. Without `functions` (a spec of
+  /// tracepoints only), what is not remembered is detected for tracepoints alone, and that
+  /// partial answer is not remembered.
+  public static func support(types: KernelTypes, functions: Bool = true) -> (support: BackendSupport, shortage: RuntimeError?) {
     let key = bootKey()
     if let key, let text = try? String(contentsOfFile: path, encoding: .utf8) {
       let lines = text.split(separator: "\n").map(String.init)
@@ -163,6 +176,7 @@ public enum CapabilityCache {
         return (BackendSupport(available: Set(lines.dropFirst().compactMap(Backend.init(rawValue:)))), nil)
       }
     }
+    if !functions { return KernelCapabilities.detectWithShortage(types: types, functions: false) }
     let detected = KernelCapabilities.detectWithShortage(types: types)
     // An empty answer usually means missing privileges, not the kernel, and one cut short by
     // a limit on descriptors or memory is not the kernel's either: don't remember them.

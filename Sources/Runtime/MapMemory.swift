@@ -33,7 +33,7 @@ public enum MapMemory {
         case .perCPUHash: entries * (48 + key + 8 + value * cpus) + buckets
         case .array: entries * value
         case .perCPUArray: entries * value * cpus
-        case .ringBuffer: entries
+        case .ringBuffer: compiled.writesEvents ? entries : 0
         // A descriptor slot per CPU; the perf rings themselves are pages swtrace maps later.
         case .perfEventArray: entries * 8
         // A bucket pointer and a bucket (free-list node, hash, frame count, frames) per entry.

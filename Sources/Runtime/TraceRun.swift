@@ -237,16 +237,22 @@ public final class TraceRun {
       let period = Duration.nanoseconds(Int64(clamping: nanoseconds))
       return (clause, period, .now + period)
     }
+    // The ends of the -c command and of the -p process wake the wait like events do (pidfds);
+    // without them the loop looks every 10 ms. A signal ends any wait at once.
+    let tracedProcessEnded = options.processID.flatMap(TracedProcess.endedDescriptor)
+    defer { if let tracedProcessEnded { close(tracedProcessEnded) } }
+    let endings = [child?.endedDescriptor, tracedProcessEnded].compactMap { $0 }
+    let looksForEndings = (child != nil && child?.endedDescriptor == nil) || (options.processID != nil && tracedProcessEnded == nil)
     while !stopRequested {
-      // Short waits with -c and -p, so swtrace ends promptly after the command or the process;
-      // a signal ends any wait at once.
-      var until = ContinuousClock.now + .milliseconds(child != nil || options.processID != nil ? 10 : 100)
+      var until = ContinuousClock.now + .milliseconds(looksForEndings ? 10 : 100)
       // The programs wake this loop only when the ring buffer fills (`RingBufferWakeUp`): it
       // looks for events on its own this often, so that none waits longer.
-      until = min(until, .now + .milliseconds(RingBufferWakeUp.readerPollMilliseconds))
+      if session.eventsDescriptor != nil {
+        until = min(until, .now + .milliseconds(RingBufferWakeUp.readerPollMilliseconds))
+      }
       if let next = intervals.map(\.2).min() { until = min(until, next) }
       if let deadline { until = min(until, deadline) }
-      waitForEventsOrOutput(until: until)
+      waitForEventsOrOutput(until: until, endings: endings)
       readEvents()
       for index in intervals.indices where ContinuousClock.now >= intervals[index].2 {
         if interpreter.run(intervals[index].0.steps) { stopRequested = true }
@@ -321,9 +327,10 @@ public final class TraceRun {
   }
 
   /// Waits until events wait in the ring buffer (while the output has room for them), the
-  /// output can take bytes (while some wait), a signal arrives, or `until`.
-  private func waitForEventsOrOutput(until: ContinuousClock.Instant) {
-    var descriptors: [pollfd] = []
+  /// output can take bytes (while some wait), one of `endings` (pidfds) is readable, a signal
+  /// arrives, or `until`.
+  private func waitForEventsOrOutput(until: ContinuousClock.Instant, endings: [Int32] = []) {
+    var descriptors: [pollfd] = endings.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
     if !outputs.contains(where: \.isFull) {
       for ready in [session.eventsDescriptor, session.packetsDescriptor].compactMap({ $0 }) {
         descriptors.append(pollfd(fd: ready, events: Int16(POLLIN), revents: 0))

@@ -103,7 +103,9 @@ public struct AttachReport: Sendable {
 /// them are released by `detach()` or when the session goes away, whichever is first.
 public final class TraceSession: @unchecked Sendable {
   public let compiled: CompiledSpec
-  private var maps: [MapHandle] = []
+  /// By index in `compiled.maps`; nil for a map not created (the events ring buffer of a
+  /// spec whose programs write no events).
+  private var maps: [MapHandle?] = []
   private var programs: [LoadedProgram] = []
   private var links: [LinkHandle] = []
   private var reader: RingBufferReader?
@@ -119,7 +121,7 @@ public final class TraceSession: @unchecked Sendable {
   /// File descriptors the session holds once attached, at most: one per map and loaded
   /// program, one link per attach point (programs shared through kprobe.multi need fewer).
   public var descriptorsNeeded: (maps: Int, programs: Int, links: Int, total: Int) {
-    let maps = compiled.maps.count
+    let maps = compiled.maps.count - (compiled.writesEvents ? 0 : 1)
     let programs = compiled.programGroups.count
     let links = compiled.programs.count
     return (maps, programs, links, maps + programs + links)
@@ -130,7 +132,11 @@ public final class TraceSession: @unchecked Sendable {
   /// refusal throws, for callers that must know the verifier accepted every program.
   public func load(skippingRefusedFunctions: Bool = true) throws(RuntimeError) {
     SystemInfo.silenceLibBPF()
-    for description in compiled.maps {
+    for (index, description) in compiled.maps.enumerated() {
+      if index == Int(StandardMap.events), !compiled.writesEvents {
+        maps.append(nil)
+        continue
+      }
       // A perf event array has a ring per CPU: as many entries as CPUs that can exist.
       let entries =
         description.kind == .perfEventArray && description.maxEntries == 0
@@ -299,10 +305,12 @@ public final class TraceSession: @unchecked Sendable {
     packets: ((UnsafeRawBufferPointer) -> Void)? = nil
   ) throws(RuntimeError) {
     do {
-      reader = try RingBufferReader(map: maps[Int(StandardMap.events)], handler: handler)
-      if let packetMap = compiled.packetMap, let packets {
+      if let events = map(Int(StandardMap.events)) {
+        reader = try RingBufferReader(map: events, handler: handler)
+      }
+      if let packetMap = compiled.packetMap, let packets, let packetRings = map(Int(packetMap)) {
         packetReader = try PerfBufferReader(
-          map: maps[Int(packetMap)], pagesPerCPU: Self.perfPages(snaplen: compiled.snaplen), handler: packets)
+          map: packetRings, pagesPerCPU: Self.perfPages(snaplen: compiled.snaplen), handler: packets)
       }
     } catch {
       throw RuntimeError.systemFailure(error, doing: "read the event ring buffer")
@@ -336,7 +344,7 @@ public final class TraceSession: @unchecked Sendable {
   /// refused by `bpf_skb_output`.
   public var lostPackets: UInt64 {
     var lost = packetReader?.lostSamples ?? 0
-    if maps.count > Int(StandardMap.lost), let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0]),
+    if let value = map(Int(StandardMap.lost))?.lookup([0, 0, 0, 0]),
       value.count >= 16
     {
       lost &+= StoredNumber(value, at: 8 * Int(LossCounter.packets), width: 8).bits
@@ -347,16 +355,15 @@ public final class TraceSession: @unchecked Sendable {
   /// The addresses of kernel stack `id` (a `kstack` value), innermost first; nil when the
   /// stack map does not have it.
   public func kernelStack(_ id: UInt32) -> [UInt64]? {
-    guard let stackMap = compiled.stackMap, Int(stackMap) < maps.count,
-      let value = maps[Int(stackMap)].lookup(withUnsafeBytes(of: id.littleEndian, Array.init))
+    guard let stackMap = compiled.stackMap,
+      let value = map(Int(stackMap))?.lookup(withUnsafeBytes(of: id.littleEndian, Array.init))
     else { return nil }
     return stride(from: 0, to: value.count - 7, by: 8).map { StoredNumber(value, at: $0, width: 8).bits }
   }
 
   /// Events the kernel could not write because the ring buffer was full.
   public var lostEvents: UInt64 {
-    guard maps.count > Int(StandardMap.lost),
-      let value = maps[Int(StandardMap.lost)].lookup([0, 0, 0, 0])
+    guard let value = map(Int(StandardMap.lost))?.lookup([0, 0, 0, 0])
     else { return 0 }
     return StoredNumber(value, at: 8 * Int(LossCounter.events), width: 8).bits
   }
@@ -367,9 +374,9 @@ public final class TraceSession: @unchecked Sendable {
   /// index as the key a hash map would have (8 bytes), unused (zero) entries left out.
   public func userMapEntries(_ index: Int) -> [(key: [UInt8], value: [UInt8])] {
     let position = Int(StandardMap.firstUserMap) + index
-    guard position < maps.count else { return [] }
-    guard let entries = compiled.directlyIndexedMaps[index] else { return maps[position].entries() }
-    return Self.usedEntries(count: entries) { maps[position].lookup(Self.arrayKey($0)) }
+    guard let userMap = map(position) else { return [] }
+    guard let entries = compiled.directlyIndexedMaps[index] else { return userMap.entries() }
+    return Self.usedEntries(count: entries) { userMap.lookup(Self.arrayKey($0)) }
   }
 
   /// The entries of an array map as a hash map's would read: those with a non-zero byte on
@@ -384,15 +391,15 @@ public final class TraceSession: @unchecked Sendable {
   /// Empties the spec's map `index` (array entries are zeroed, on every CPU).
   public func clearUserMap(_ index: Int) {
     let position = Int(StandardMap.firstUserMap) + index
-    guard position < maps.count else { return }
+    guard let userMap = map(position) else { return }
     guard let entries = compiled.directlyIndexedMaps[index] else {
-      for key in maps[position].keys() { maps[position].delete(key) }
+      for key in userMap.keys() { userMap.delete(key) }
       return
     }
     for entry in 0..<entries {
       let key = Self.arrayKey(entry)
-      guard let value = maps[position].lookup(key), value.contains(where: { $0 != 0 }) else { continue }
-      try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
+      guard let value = userMap.lookup(key), value.contains(where: { $0 != 0 }) else { continue }
+      try? userMap.update(key, [UInt8](repeating: 0, count: value.count))
     }
   }
 
@@ -401,9 +408,11 @@ public final class TraceSession: @unchecked Sendable {
   public func writeUserMapEntry(_ index: Int, key: [UInt8], value: [UInt8]) throws(RuntimeError) {
     let position = Int(StandardMap.firstUserMap) + index
     let name = compiled.userMaps[index].displayName
-    guard position < maps.count else { throw .failed(operation: "write into the BPF map '\(name)'", reason: "it was not created") }
+    guard let userMap = map(position) else {
+      throw .failed(operation: "write into the BPF map '\(name)'", reason: "it was not created")
+    }
     do {
-      try maps[position].update(key, value)
+      try userMap.update(key, value)
     } catch {
       throw .systemFailure(error, doing: "write into the BPF map '\(name)'")
     }
@@ -412,12 +421,12 @@ public final class TraceSession: @unchecked Sendable {
   /// Writes the trace's start time (`CLOCK_MONOTONIC` nanoseconds, the clock of
   /// `bpf_ktime_get_ns`) into the start-time map, for `elapsed`; nothing when no clause reads it.
   public func writeStartTime() throws(RuntimeError) {
-    guard let index = compiled.startTimeMap, index < maps.count else { return }
+    guard let index = compiled.startTimeMap, let startTime = map(index) else { return }
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     let nanoseconds = UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     do {
-      try maps[index].update([0, 0, 0, 0], withUnsafeBytes(of: nanoseconds.littleEndian, Array.init))
+      try startTime.update([0, 0, 0, 0], withUnsafeBytes(of: nanoseconds.littleEndian, Array.init))
     } catch {
       throw .systemFailure(error, doing: "write the start time into the BPF map 'start_time'")
     }
@@ -426,11 +435,11 @@ public final class TraceSession: @unchecked Sendable {
   /// Sets every value of the spec's map `index` to zero, keeping its keys (`zero(@m)`).
   public func zeroUserMap(_ index: Int) {
     let position = Int(StandardMap.firstUserMap) + index
-    guard position < maps.count else { return }
+    guard let userMap = map(position) else { return }
     guard compiled.directlyIndexedMaps[index] == nil else { return clearUserMap(index) }
-    for key in maps[position].keys() {
-      guard let value = maps[position].lookup(key) else { continue }
-      try? maps[position].update(key, [UInt8](repeating: 0, count: value.count))
+    for key in userMap.keys() {
+      guard let value = userMap.lookup(key) else { continue }
+      try? userMap.update(key, [UInt8](repeating: 0, count: value.count))
     }
   }
 
@@ -440,7 +449,7 @@ public final class TraceSession: @unchecked Sendable {
 
   /// Updates refused because a map was full, per user map.
   public func fullMapCounts() -> [UInt64] {
-    guard maps.count > Int(StandardMap.full), let value = maps[Int(StandardMap.full)].lookup([0, 0, 0, 0]) else {
+    guard let value = map(Int(StandardMap.full))?.lookup([0, 0, 0, 0]) else {
       return []
     }
     return compiled.userMaps.indices.map { index in
@@ -463,6 +472,11 @@ public final class TraceSession: @unchecked Sendable {
     programs.map { $0.handle.info()?.verifiedInstructionCount }
   }
 
+  /// The created map at `index` of `compiled.maps`, if it was created.
+  private func map(_ index: Int) -> MapHandle? {
+    index >= 0 && index < maps.count ? maps[index] : nil
+  }
+
   /// Detaches every program but keeps maps, so events and counters can still be read.
   public func detachPrograms() {
     for link in links { link.detach() }
@@ -477,7 +491,7 @@ public final class TraceSession: @unchecked Sendable {
     packetReader = nil
     for loaded in programs { loaded.handle.close() }
     programs.removeAll()
-    for map in maps { map.close() }
+    for map in maps { map?.close() }
     maps.removeAll()
   }
 
@@ -488,8 +502,9 @@ public final class TraceSession: @unchecked Sendable {
     where raw[index].opcode == 0x18
       && (raw[index].src == OpcodeBits.pseudoMapFD || raw[index].src == OpcodeBits.pseudoMapValue)
     {
-      let mapIndex = Int(raw[index].immediate)
-      raw[index].immediate = maps[mapIndex].rawDescriptor
+      // A program never refers to a map that was not created (`CompiledSpec.writesEvents`).
+      guard let map = map(Int(raw[index].immediate)) else { continue }
+      raw[index].immediate = map.rawDescriptor
     }
     return raw.flatMap(\.bytes)
   }

@@ -1,3 +1,4 @@
+internal import CProcessShims
 import Glibc
 
 /// The process of `-p PID`: whether it runs, asked at start and while tracing.
@@ -8,6 +9,13 @@ public enum TracedProcess {
     guard pid > 0 else { return false }
     if kill(pid, 0) != 0, errno == ESRCH { return false }
     return state(pid).map { $0 != "Z" && $0 != "X" } ?? true
+  }
+
+  /// A descriptor that polls readable once the process has ended (a pidfd), for the run
+  /// loop's wait; nil where the kernel has none or the process is gone. The caller closes it.
+  static func endedDescriptor(_ pid: Int32) -> Int32? {
+    let descriptor = swt_pidfd_open(pid)
+    return descriptor >= 0 ? descriptor : nil
   }
 
   /// The state letter of /proc/PID/stat (R, S, D, Z, ...), or nil when it cannot be read.

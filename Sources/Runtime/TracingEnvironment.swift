@@ -69,23 +69,26 @@ public struct TracingEnvironment: Sendable {
     }
   }
 
-  public static func make(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil)
-    throws(EnvironmentError) -> TracingEnvironment
-  {
+  public static func make(
+    btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil, functionBackends: Bool = true
+  ) throws(EnvironmentError) -> TracingEnvironment {
     try make(
-      types: loadTypes(btfPath: btfPath), privilegedDetection: privilegedDetection, forcedBackend: forcedBackend)
+      types: loadTypes(btfPath: btfPath), privilegedDetection: privilegedDetection, forcedBackend: forcedBackend,
+      functionBackends: functionBackends)
   }
 
   /// With `privilegedDetection`, a kernel that refuses every program is an error (tracing
-  /// needs them); without it (`check`, `--dump-bpf`), tracepoints are assumed.
-  public static func make(types: KernelTypes, privilegedDetection: Bool, forcedBackend: Backend? = nil)
-    throws(EnvironmentError) -> TracingEnvironment
-  {
+  /// needs them); without it (`check`, `--dump-bpf`), tracepoints are assumed. Without
+  /// `functionBackends` (a spec whose probes cannot attach to functions, see
+  /// `BackendSupport.functionBackendsMatter`), the kernel is not asked about them.
+  public static func make(
+    types: KernelTypes, privilegedDetection: Bool, forcedBackend: Backend? = nil, functionBackends: Bool = true
+  ) throws(EnvironmentError) -> TracingEnvironment {
     if !types.isRunningKernel {
       return TracingEnvironment(
         resolver: ProbeResolver(types: types, support: .all, forcedFunctionBackend: forcedBackend))
     }
-    var (support, shortage) = CapabilityCache.support(types: types)
+    var (support, shortage) = CapabilityCache.support(types: types, functions: functionBackends || forcedBackend != nil)
     if support.available.isEmpty {
       if privilegedDetection, let shortage { throw .shortage(shortage) }
       if privilegedDetection { throw .bpfRefused }
@@ -101,16 +104,18 @@ public struct TracingEnvironment: Sendable {
     return TracingEnvironment(
       resolver: ProbeResolver(
         types: types, support: support, readingTracepointCategories: KernelCapabilities.tracepointCategories,
-        forcedFunctionBackend: forcedBackend, readingTracepointFormat: Tracefs.tracepointFormat))
+        forcedFunctionBackend: forcedBackend, readingTracepointFormat: Tracefs.tracepointFormat,
+        checkingTracepointCategory: Tracefs.isTracepoint))
   }
 
   /// The compiler for this kernel: programs share code through attach cookies where kprobes
   /// attach in bulk.
   public func compiler(
-    mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(), snaplen: Int = Snaplen.standard
+    mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(), snaplen: Int = Snaplen.standard,
+    ringBufferSize: Int = RingBufferSize.standard
   ) -> SpecCompiler {
     SpecCompiler(
-      resolver: resolver, mapEntries: mapEntries, options: options,
+      resolver: resolver, ringBufferSize: ringBufferSize, mapEntries: mapEntries, options: options,
       kprobeProgramsShareCode: resolver.support.kprobesAttachInBulk, snaplen: snaplen)
   }
 

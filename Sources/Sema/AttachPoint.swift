@@ -33,6 +33,19 @@ public struct BackendSupport: Hashable, Sendable {
   }
   public static let all = BackendSupport(available: Set(Backend.allCases))
   public static let tracepointsOnly = BackendSupport(available: [.tracepoint])
+
+  /// Whether resolving the probes of `spec` can ask for a function backend (fentry,
+  /// kprobes): `skb:` probes (which match functions too) and function probes can;
+  /// tracepoints, BEGIN, END and intervals cannot, so for them the kernel need not be asked
+  /// what it allows on functions (which takes this kernel over a second to refuse fentry).
+  public static func functionBackendsMatter(to spec: Spec) -> Bool {
+    spec.clauses.flatMap(\.probes).contains { probe in
+      switch probe.kind {
+      case .skb, .kprobe, .kretprobe, .fentry, .fexit: true
+      case .tracepoint, .begin, .end, .interval: false
+      }
+    }
+  }
 }
 
 /// One kernel hook a program is attached to, with its typed arguments.

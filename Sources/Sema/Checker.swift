@@ -214,7 +214,7 @@ struct ClauseContext {
       attachPoints = attachPoints.map { point in
         var recorded = point
         recorded.backend = .tracepointRecord
-        recorded.category = checker.resolver.tracepointCategories[point.name]
+        recorded.category = checker.resolver.tracepointCategory(of: point.name)
         // The program sees the record only: no skb, no argument of the raw tracepoint.
         recorded.skbArgument = nil
         return recorded

@@ -11,6 +11,17 @@ public struct ProbeResolver: Sendable {
   /// kernel; empty when checking against a BTF file, in which case categories match anything.
   public var tracepointCategories: [String: String] { categories.value }
   private let categories: LazyCategories
+  /// Whether a tracepoint is in a category, asked of tracefs for that one name.
+  public typealias TracepointCategoryCheck = @Sendable (_ category: String, _ name: String) -> Bool?
+  private let checkCategory: TracepointCategoryCheck?
+  /// Categories `checkCategory` confirmed, by tracepoint name.
+  private let confirmedCategories = ConfirmedCategories()
+
+  /// The category of tracepoint `name`: one a probe named and tracefs confirmed, else from
+  /// every category (read on first use); nil when unknown.
+  public func tracepointCategory(of name: String) -> String? {
+    confirmedCategories.value.withLock { $0[name] } ?? tracepointCategories[name]
+  }
 
   /// `--backend`: the backend function attach points of `skb:` probes must use.
   public let forcedFunctionBackend: Backend?
@@ -32,13 +43,18 @@ public struct ProbeResolver: Sendable {
 
   /// Categories are read with `read` when a probe first needs them: walking tracefs costs more
   /// than resolving `skb:*`, and only `tracepoint:` probes with a category other than `*` ask.
+  /// `checkingTracepointCategory` answers whether tracepoint NAME is in CATEGORY (nil when it
+  /// cannot tell): a probe naming one tracepoint of one category asks it instead of having
+  /// every category read.
   public init(
     types: KernelTypes, support: BackendSupport,
     readingTracepointCategories read: @escaping @Sendable () -> [String: String],
-    forcedFunctionBackend: Backend? = nil, readingTracepointFormat: TracepointFormatReader? = nil
+    forcedFunctionBackend: Backend? = nil, readingTracepointFormat: TracepointFormatReader? = nil,
+    checkingTracepointCategory: TracepointCategoryCheck? = nil
   ) {
     self.types = types
     self.support = support
+    self.checkCategory = checkingTracepointCategory
     self.categories = LazyCategories(read)
     self.forcedFunctionBackend = forcedFunctionBackend
     self.readFormat = readingTracepointFormat
@@ -48,7 +64,7 @@ public struct ProbeResolver: Sendable {
   /// `KernelTypes.tracepointRecord`), told apart by tracefs's format where BTF alone cannot.
   public func tracepointRecord(_ point: AttachPoint) -> BTFTypeID? {
     if let known = records.value.withLock({ $0[point.name] }) { return known }
-    let recorded = tracepointCategories[point.name].flatMap { readFormat?($0, point.name) }
+    let recorded = tracepointCategory(of: point.name).flatMap { readFormat?($0, point.name) }
     let found = types.tracepointRecord(point.name, recorded: recorded)
     records.value.withLock { $0[point.name] = found }
     return found
@@ -79,8 +95,10 @@ public struct ProbeResolver: Sendable {
           at: probe.range, notes: [.init(.help, "list the candidates with: swtrace -l 'skb:*'")])
       }
     case .tracepoint(let category, let name):
-      points = types.tracepoints(where: { matches(name, $0) && categoryMatches(category, of: $0) }).map(
-        attachPoint(for:))
+      let exact = !Self.isGlob(name) && !Self.isGlob(category) && category != "*"
+      points = types.tracepoints(where: {
+        matches(name, $0) && (exact ? confirms(category, of: $0) : categoryMatches(category, of: $0))
+      }).map(attachPoint(for:))
       if points.isEmpty {
         throw Diagnostic(
           "probe-matches-nothing", "'tracepoint:\(category):\(name)' matches no tracepoint of \(types.origin)",
@@ -119,6 +137,23 @@ public struct ProbeResolver: Sendable {
   private func matches(_ glob: String, _ name: String) -> Bool {
     // Without flags `*` matches every name; skipping fnmatch saves two C strings per name.
     glob == "*" || fnmatch(glob, name, 0) == 0
+  }
+
+  private static func isGlob(_ text: String) -> Bool { text.contains { "*?[".contains($0) } }
+
+  /// Whether tracepoint `name` is in `category`, asked of tracefs for this name alone (a
+  /// directory's existence, where reading every category walks some 2,000 directories); as
+  /// `categoryMatches` when tracefs cannot tell.
+  private func confirms(_ category: String, of name: String) -> Bool {
+    guard let checkCategory else { return categoryMatches(category, of: name) }
+    if let known = confirmedCategories.value.withLock({ $0[name] }) { return known == category }
+    switch checkCategory(category, name) {
+    case true?:
+      confirmedCategories.value.withLock { $0[name] = category }
+      return true
+    case false?: return false
+    case nil: return categoryMatches(category, of: name)
+    }
   }
 
   /// Without category information (checking against a BTF file) every category matches; with
@@ -174,6 +209,11 @@ public func closestName(to name: String, among candidates: some Sequence<String>
 /// Tracepoint records found so far, by tracepoint name.
 private final class RecordCache: Sendable {
   let value = Mutex<[String: BTFTypeID?]>([:])
+}
+
+/// Tracepoint categories confirmed one name at a time.
+private final class ConfirmedCategories: Sendable {
+  let value = Mutex<[String: String]>([:])
 }
 
 /// Tracepoint categories, read once, on first use, by whichever thread asks first.

@@ -28,6 +28,10 @@ extension ClauseContext {
     for expression in Self.expressions(of: clause) {
       Self.collectNames(expression, arguments: &argumentNames, bare: &bareNames)
     }
+    // Bare names that are something else (a builtin, an argument, a packet field) never read
+    // the record: decided first, so that a clause such as `{ @[comm] = count(); @h = hist(len) }`
+    // does not have tracefs read (and mounted) for a record it will not use.
+    bareNames = bareNames.filter { !isNameOfSomethingElse($0) }
     guard !argumentNames.isEmpty || !bareNames.isEmpty else { return true }
     let records = attachPoints.map { checker.resolver.tracepointRecord($0) }
     let known = records.compactMap { $0 }
@@ -38,7 +42,7 @@ extension ClauseContext {
     }
     let fields = known.count == records.count ? common ?? [:] : [:]
     let wanted = argumentNames.filter { fields[$0] != nil }.sorted()
-      + bareNames.filter { fields[$0] != nil && !isNameOfSomethingElse($0) }.sorted()
+      + bareNames.filter { fields[$0] != nil }.sorted()
     guard let first = wanted.first else {
       // An args.NAME that is no argument but that some record would have: say why it is missing.
       for name in argumentNames.sorted() where commonArguments[name] == nil {

@@ -44,23 +44,13 @@ struct Check: ParsableCommand {
 
   func run() throws {
     if let timingRuns {
-      switch SpecInput.load(expression: expression, path: files.first) {
-      case .success(let source): try CheckTimings.run(source: source, btfPath: btfPath, runs: timingRuns)
-      case .failure(let error):
-        Console.error(error.description)
-        throw ExitStatus.specError
-      }
+      let source = try SpecInput.loadOrExit(expression: expression, path: files.first)
+      try CheckTimings.run(source: source, btfPath: btfPath, runs: timingRuns)
       return
     }
     let environment = try TracingEnvironment.forCommandLine(btfPath: btfPath, privilegedDetection: false)
     if let eventPathEvents {
-      let source: SourceFile
-      switch SpecInput.load(expression: expression, path: files.first) {
-      case .success(let loaded): source = loaded
-      case .failure(let error):
-        Console.error(error.description)
-        throw ExitStatus.specError
-      }
+      let source = try SpecInput.loadOrExit(expression: expression, path: files.first)
       let compiled = try environment.compileForCommandLine(source)
       var report = ""
       for format in [OutputFormat.text, .json] {
@@ -121,13 +111,7 @@ struct Format: ParsableCommand {
   }
 
   func run() throws {
-    let source: SourceFile
-    switch SpecInput.load(expression: expression, path: file) {
-    case .success(let loaded): source = loaded
-    case .failure(let error):
-      Console.error(error.description)
-      throw ExitStatus.specError
-    }
+    let source = try SpecInput.loadOrExit(expression: expression, path: file)
     let parsed = Parser.parse(source)
     if parsed.hasErrors {
       Console.diagnostics(parsed.diagnostics, in: source)

@@ -6,11 +6,13 @@ import Synchronization
 
 extension TracingEnvironment {
   /// The environment, or the reason there is none printed and the exit status thrown.
-  static func forCommandLine(btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil) throws
-    -> TracingEnvironment
-  {
+  static func forCommandLine(
+    btfPath: String?, privilegedDetection: Bool, forcedBackend: Backend? = nil, functionBackends: Bool = true
+  ) throws -> TracingEnvironment {
     do throws(EnvironmentError) {
-      return try make(btfPath: btfPath, privilegedDetection: privilegedDetection, forcedBackend: forcedBackend)
+      return try make(
+        btfPath: btfPath, privilegedDetection: privilegedDetection, forcedBackend: forcedBackend,
+        functionBackends: functionBackends)
     } catch {
       throw report(error)
     }
@@ -25,9 +27,10 @@ extension TracingEnvironment {
   /// Compiles and pre-checks, printing diagnostics; throws the spec-error status on failure.
   func compileForCommandLine(
     _ source: SourceFile, mapEntries: Int = 10240, options: DesugaringOptions = DesugaringOptions(),
-    snaplen: Int = Snaplen.standard, positionalParameters: [String] = []
+    snaplen: Int = Snaplen.standard, ringBufferSize: Int = RingBufferSize.standard,
+    positionalParameters: [String] = []
   ) throws -> CompiledSpec {
-    var compiler = compiler(mapEntries: mapEntries, options: options, snaplen: snaplen)
+    var compiler = compiler(mapEntries: mapEntries, options: options, snaplen: snaplen, ringBufferSize: ringBufferSize)
     compiler.positionalParameters = positionalParameters
     switch compiler.compile(source) {
     case .failed(let diagnostics):

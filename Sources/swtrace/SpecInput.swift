@@ -34,6 +34,19 @@ enum SpecInput {
   }
 }
 
+extension SpecInput {
+  /// `load`, for a command that cannot go on without the spec: a failure is said in one
+  /// sentence and ends swtrace with the spec-error status.
+  static func loadOrExit(expression: String?, path: String?) throws -> SourceFile {
+    switch load(expression: expression, path: path) {
+    case .success(let source): return source
+    case .failure(let error):
+      Console.error(error.description)
+      throw ExitStatus.specError
+    }
+  }
+}
+
 enum SpecInputError: Error, CustomStringConvertible {
   case missing
   case unreadable(String, String)

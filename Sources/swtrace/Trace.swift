@@ -120,6 +120,19 @@ struct Trace: ParsableCommand {
   var mapEntries: Int = 10240
 
   @Option(
+    name: .customLong("ring-size"),
+    help: ArgumentHelp(
+      "Bytes of the ring buffer events wait in for swtrace to read them: a power of two from 4k to 1024m (k and m for KiB and MiB; default 8m). A larger one rides out longer bursts without losing events; a spec that prints nothing has none.",
+      valueName: "SIZE"),
+    transform: { text in
+      switch RingBufferSize.parse(text) {
+      case .success(let bytes): return bytes
+      case .failure(let error): throw ValidationError(error.reason)
+      }
+    })
+  var ringSize: Int = RingBufferSize.standard
+
+  @Option(
     name: .customLong("metrics"),
     help: ArgumentHelp(
       "Keep running and serve the spec's maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.",
@@ -198,28 +211,10 @@ struct Trace: ParsableCommand {
       Console.error(missing)
       throw ExitStatus.systemRefused
     }
-    let environment = try TracingEnvironment.forCommandLine(
-      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
-    if list {
-      try ProbeListing.print(
-        ProbeListing.Request(expression: expression, argument: file), resolver: environment.resolver,
-        verbose: verbose)
-      return
-    }
-    let source: SourceFile
-    switch SpecInput.load(expression: expression, path: file) {
-    case .success(let loaded): source = loaded
-    case .failure(let error):
-      Console.error(error.description)
-      throw ExitStatus.specError
-    }
-    let compiled = try environment.compileForCommandLine(
-      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
-      positionalParameters: positionalParameters)
-    if dumpBPF {
-      try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
-      return
-    }
+    // The kernel's BTF (libbpf's copy of some 6 MiB, and what was decoded from it) is needed
+    // to compile, not to trace: the environment that holds it ends with `compile()`, before
+    // the maps and the ring buffer are created.
+    guard let (compiled, source) = try compile() else { return }
     let destination: DescriptorOutput
     // With -w -, standard output carries the capture: the text goes to standard error.
     let standard = DescriptorOutput(descriptor: writeFile == "-" ? 2 : 1)
@@ -249,6 +244,34 @@ struct Trace: ParsableCommand {
       verbose: verbose, metrics: metrics, output: destination, capturePath: writeFile
     ).run()
     if status != 0 { throw ExitCode(status) }
+  }
+
+  /// Lists the probes (-l), or compiles the spec and prints its instructions (--dump-bpf) or
+  /// returns it to trace; nil when there is nothing to trace.
+  private func compile() throws -> (CompiledSpec, SourceFile)? {
+    if list {
+      let environment = try TracingEnvironment.forCommandLine(
+        btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend)
+      try ProbeListing.print(
+        ProbeListing.Request(expression: expression, argument: file), resolver: environment.resolver,
+        verbose: verbose)
+      return nil
+    }
+    let source = try SpecInput.loadOrExit(expression: expression, path: file)
+    // A spec of tracepoints only has the kernel asked about nothing else (a spec that does not
+    // parse asks about everything; compiling reports its errors).
+    let parsed = Parser.parse(source)
+    let environment = try TracingEnvironment.forCommandLine(
+      btfPath: btfPath, privilegedDetection: !dumpBPF || btfPath == nil, forcedBackend: backend?.backend,
+      functionBackends: parsed.hasErrors || BackendSupport.functionBackendsMatter(to: parsed.spec))
+    let compiled = try environment.compileForCommandLine(
+      source, mapEntries: mapEntries, options: desugaringOptions(), snaplen: snaplen ?? Snaplen.standard,
+      ringBufferSize: ringSize, positionalParameters: positionalParameters)
+    if dumpBPF {
+      try Console.printOnce(compiled.listing(source: source), contents: "the instructions")
+      return nil
+    }
+    return (compiled, source)
   }
 }
 

@@ -308,7 +308,7 @@ struct ExitTests {
     #expect(result.seconds < 15, "\(result)")
   }
 
-  @Test("when swtrace stops before its -c command, the command is stopped too", .needsTracing, arguments: ["-d", "exit()", "SIGTERM"])
+  @Test("when swtrace stops before its -c command, the command is stopped too", .needsTracing, arguments: ["-d", "exit()", "SIGTERM", "SIGINT"])
   func commandStoppedWithTrace(way: String) throws {
     let scratch = try ScratchDirectory("orphan")
     defer { scratch.remove() }
@@ -321,9 +321,11 @@ struct ExitTests {
     if way == "-d" { arguments = ["-d", "2"] + arguments }
     let (process, objects) = try Self.startAttached(arguments)
     _ = try Self.sendMarked(mark, count: 1)
-    if way == "SIGTERM" {
+    if way.hasPrefix("SIG") {
       Thread.sleep(forTimeInterval: 0.3)
-      kill(process.pid, SIGTERM)  // swtrace alone, as a service manager or kill(1) would
+      // swtrace alone, as a service manager or kill(1) would (SIGINT: as Ctrl-C would, less
+      // the terminal's signal to the command's group, which the guardian's own group avoids)
+      kill(process.pid, way == "SIGTERM" ? SIGTERM : SIGINT)
     }
     let result = process.wait(timeout: 30)
     guard let text = scratch.read("sleep.pid"), let sleeper = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),

@@ -188,7 +188,7 @@ _swtrace_trace() {
     repeating_flags=()
     non_repeating_flags=(-l --list --quiet -q --verbose -v --dump-bpf --track --print-events --stack --version -h --help)
     repeating_options=()
-    non_repeating_options=(-e -c --command -d --duration -f --format -o --output --paths-max --paths-max-age -p --pid --btf --backend --map-entries --metrics -w --snaplen)
+    non_repeating_options=(-e -c --command -d --duration -f --format -o --output --paths-max --paths-max-age -p --pid --btf --backend --map-entries --ring-size --metrics -w --snaplen)
     __swtrace_offer_flags_options -1
 
     # Offer option value completions
@@ -226,6 +226,9 @@ _swtrace_trace() {
         return
         ;;
     '--map-entries')
+        return
+        ;;
+    '--ring-size')
         return
         ;;
     '--metrics')

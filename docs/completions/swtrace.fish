@@ -23,7 +23,7 @@ function __swtrace_parse_tokens -S
         __swtrace_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'trace'
-            __swtrace_parse_subcommand -r 2 'e=' 'c/command=' 'd/duration=' 'f/format=' 'o/output=' 'paths-max=' 'paths-max-age=' 'p/pid=' 'l/list' 'q/quiet' 'v/verbose' 'dump-bpf' 'btf=' 'backend=' 'track' 'map-entries=' 'metrics=' 'print-events' 'w=' 'snaplen=' 'stack' 'version' 'h/help'
+            __swtrace_parse_subcommand -r 2 'e=' 'c/command=' 'd/duration=' 'f/format=' 'o/output=' 'paths-max=' 'paths-max-age=' 'p/pid=' 'l/list' 'q/quiet' 'v/verbose' 'dump-bpf' 'btf=' 'backend=' 'track' 'map-entries=' 'ring-size=' 'metrics=' 'print-events' 'w=' 'snaplen=' 'stack' 'version' 'h/help'
         case 'check'
             __swtrace_parse_subcommand -r 1 'btf=' 'e=' 'version' 'h/help'
         case 'fmt'
@@ -105,6 +105,7 @@ complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_option
 complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" backend' -l 'backend' -d 'Attach skb: function probes with this backend: fentry or kprobe (default: the cheapest the kernel has).' -rfka 'fentry kprobe'
 complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" track' -l 'track' -d 'Keep following a packet once a filter matched it, even after its mark is cleared.'
 complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" map-entries' -l 'map-entries' -d 'Entries each map of the spec can hold; updates beyond are counted and reported.' -rfka ''
+complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" ring-size' -l 'ring-size' -d 'Bytes of the ring buffer events wait in for swtrace to read them: a power of two from 4k to 1024m (k and m for KiB and MiB; default 8m). A larger one rides out longer bursts without losing events; a spec that prints nothing has none.' -rfka ''
 complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" metrics' -l 'metrics' -d 'Keep running and serve the spec\'s maps as Prometheus metrics at http://ADDR:PORT/metrics (such as 127.0.0.1:9464 or 0.0.0.0:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.' -rfka ''
 complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" print-events' -l 'print-events' -d 'With --metrics, print events too.'
 complete -c 'swtrace' -n '__swtrace_should_offer_completions_for_flags_or_options "swtrace trace" w' -s 'w' -d 'Write the packet of every event of an skb clause to FILE as pcapng, for Wireshark and tshark (\'-\': standard output, such as | tshark -r -; the text output then goes to standard error).' -rfka ''

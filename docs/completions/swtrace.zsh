@@ -92,6 +92,7 @@ _swtrace_trace() {
         '--backend[Attach skb\: function probes with this backend\: fentry or kprobe (default\: the cheapest the kernel has).]:NAME:{__swtrace_complete "${___backend[@]}"}'
         '--track[Keep following a packet once a filter matched it, even after its mark is cleared.]'
         '--map-entries[Entries each map of the spec can hold; updates beyond are counted and reported.]:N:'
+        '--ring-size[Bytes of the ring buffer events wait in for swtrace to read them\: a power of two from 4k to 1024m (k and m for KiB and MiB; default 8m). A larger one rides out longer bursts without losing events; a spec that prints nothing has none.]:SIZE:'
         '--metrics[Keep running and serve the spec'\''s maps as Prometheus metrics at http\://ADDR\:PORT/metrics (such as 127.0.0.1\:9464 or 0.0.0.0\:9464), read from the kernel at scrape time (one reading serves the scrapes of the next second). Events are not printed unless --print-events is given.]:ADDR\:PORT:'
         '--print-events[With --metrics, print events too.]'
         '-w[Write the packet of every event of an skb clause to FILE as pcapng, for Wireshark and tshark ('\''-'\''\: standard output, such as | tshark -r -; the text output then goes to standard error).]:FILE:'

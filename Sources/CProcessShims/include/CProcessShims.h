@@ -18,4 +18,8 @@
 // not -1, and every descriptor swtrace did not mark close-on-exec; the guardian keeps none.
 pid_t swt_spawn_guarded(char *const argv[], char *const envp[], int stdout_fd, int grace_ms);
 
+// A descriptor that polls readable (POLLIN) once process `pid` has ended, close-on-exec
+// (pidfd_open(2), Linux 5.3); -1 with errno where the kernel has none.
+int swt_pidfd_open(pid_t pid);
+
 #endif
