@@ -75,20 +75,26 @@ def kernel(records, lost):
     for case in ("floor", "a", "b", "c"):
         row = {}
         for tool in ("swtrace", "bpftrace"):
-            samples = sorted((r for r in records if r["tool"] == tool and r["case"] == case),
-                             key=lambda r: r["burst"])
+            samples = [r for r in records if r["tool"] == tool and r["case"] == case]
             if not samples:
                 continue
+            # One session per tracer process: raw files of several runs may be concatenated.
+            sessions = {}
+            for r in samples:
+                sessions.setdefault(r["sample"].get("pid"), []).append(r)
             per_burst, events = [], []
-            for before, after in zip(samples, samples[1:]):
-                prev = {p["id"]: p for p in before["sample"]["progs"] if p["attach"]}
-                d_time = d_cnt = 0
-                for p in after["sample"]["progs"]:
-                    if p["attach"] and p["id"] in prev:
-                        d_time += p["run_time_ns"] - prev[p["id"]]["run_time_ns"]
-                        d_cnt += p["run_cnt"] - prev[p["id"]]["run_cnt"]
-                per_burst.append(d_time / d_cnt if d_cnt else None)
-                events.append(d_cnt)
+            for session in sessions.values():
+                session.sort(key=lambda r: r["burst"])
+                for before, after in zip(session, session[1:]):
+                    prev = {p["id"]: p for p in before["sample"]["progs"] if p["attach"]}
+                    d_time = d_cnt = 0
+                    for p in after["sample"]["progs"]:
+                        if p["attach"] and p["id"] in prev:
+                            d_time += p["run_time_ns"] - prev[p["id"]]["run_time_ns"]
+                            d_cnt += p["run_cnt"] - prev[p["id"]]["run_cnt"]
+                    per_burst.append(d_time / d_cnt if d_cnt else None)
+                    events.append(d_cnt)
+            samples.sort(key=lambda r: r["burst"])
             progs = [p for p in samples[0]["sample"]["progs"] if p["attach"]]
             row[tool] = {
                 "ns_per_event": med(per_burst),
