@@ -174,7 +174,8 @@ public struct MapPrinter: Sendable {
 
   func bucketLabel(_ index: UInt64, _ aggregation: Aggregation) -> String {
     let (low, high) = Buckets.range(of: index, for: aggregation)
-    if case .histogram = aggregation, index == 1 { return "[0]" }
+    // The buckets of 0 and of 1 hold one value each: bpftrace 0.17 labels them [0] and [1].
+    if case .histogram = aggregation, index == 1 || index == 2 { return index == 1 ? "[0]" : "[1]" }
     switch (low, high) {
     case (nil, let high?): return "(..., \(humanize(high)))"
     case (let low?, nil): return "[\(humanize(low)), ...)"

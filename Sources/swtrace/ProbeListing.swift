@@ -44,6 +44,7 @@ enum ProbeListing {
       for point in points {
         var line = "\(name(of: point, as: probe.kind, resolver: resolver)) (\(arguments(of: point, resolver: resolver)))"
         if verbose, case .skb = probe.kind { line += "  via \(concreteName(of: point, resolver: resolver))" }
+        if verbose, case .tracepoint = probe.kind { line += recordedFields(of: point, resolver: resolver) }
         if printed.insert(line).inserted { lines.append(line) }
       }
     }
@@ -83,6 +84,19 @@ enum ProbeListing {
       return "tracepoint:\(resolver.tracepointCategories[point.name] ?? "*"):\(point.name)"
     }
     return "\(point.backend.rawValue):\(point.name)"
+  }
+
+  /// With -v, what a `tracepoint:` clause reads as `args.NAME`: the fields of the record the
+  /// tracepoint writes, one indented line each, as bpftrace's -lv lists them (a
+  /// variable-length `__data_loc` field is read with `str()`). Empty when BTF cannot tell the
+  /// record.
+  static func recordedFields(of point: AttachPoint, resolver: ProbeResolver) -> String {
+    guard point.backend == .tracepoint, let record = resolver.tracepointRecord(point) else { return "" }
+    return resolver.types.recordFields(record).map { field in
+      field.dataLocation
+        ? "\n    __data_loc args.\(field.name) (variable length: str(args.\(field.name)))"
+        : "\n    \(resolver.types.describe(field.type)) args.\(field.name)"
+    }.joined()
   }
 
   /// Each argument under the name a spec reaches it by: `args.NAME` where a packet name takes

@@ -97,7 +97,7 @@ struct Trace: ParsableCommand {
   @Flag(name: .shortAndLong, help: "Leave out progress messages, and the Samples line unless events were lost.")
   var quiet = false
 
-  @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why; with -l, what each probe attaches to.")
+  @Flag(name: .shortAndLong, help: "Say more: which probes could not be attached, and why; with -l, what each probe attaches to and the fields of each tracepoint's record.")
   var verbose = false
 
   @Flag(name: .customLong("dump-bpf"), help: "Print the generated instructions and exit without loading.")

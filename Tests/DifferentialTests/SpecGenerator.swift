@@ -569,12 +569,18 @@ struct SpecGenerator {
   static let recordedFields = ["args.sport", "args.dport", "args.newstate", "args.oldstate", "args.family", "args.protocol"]
   /// What the differential test counts in the compiled specs of this class, so that a
   /// generator whose constructs never compile cannot pass unnoticed.
-  static let constructMarkers = ["for (", "while (", " ? ", "return", "++", "tracepoint:sock", "bswap("]
+  static let constructMarkers = [
+    "for (", "while (", " ? ", "return", "++", "tracepoint:sock", "bswap(", "tracepoint:skb:kfree_skb", "kstack", "time(",
+  ]
 
   /// Unrolled `for` and `while` loops with `break`/`continue`, `?:`, compound assignment,
   /// `++`, `return`, builtins, and clauses of classic tracepoints reading their record.
   mutating func constructsSpec() -> String {
-    if chance(20) { return recordSpec(size: 1 + number(below: 8)) }
+    switch random.next() % 10 {
+    case 0, 1: return recordSpec(size: 1 + number(below: 8))
+    case 2, 3: return toolSpec(size: 1 + number(below: 6))
+    default: break
+    }
     let conditions = [
       "ifname \(pick(["==", "!="])) \"\(pick(["lo", "eth0", "veth-a"]))\"",
       "saddr in 10.\(random.next() % 256).0.0/\(pick([8, 16, 24]))",
@@ -615,6 +621,29 @@ struct SpecGenerator {
       }
     }.joined(separator: "; ")
     return "tracepoint:sock:inet_sock_set_state\(filter) { \(body) }"
+  }
+
+  /// A spec shaped like tools/tcpdrop.bt: the record's skb and its owner socket through casts,
+  /// an enum constant, BEGIN's lookup table read by the socket's state, time(), and kstack
+  /// printed and as a map key (alone and beside a number).
+  mutating func toolSpec(size: Int) -> String {
+    let body = (0..<size).map { index -> String in
+      switch random.next() % 4 {
+      case 0: return "@k\(index)[kstack] = count()"
+      case 1: return "printf(\"%s %s\\n\", @states[$sk->__sk_common.skc_state], kstack)"
+      case 2:
+        return "time(\"%H:%M:%S \"); printf(\"%s:%d %d\\n\", ntop($sk->__sk_common.skc_daddr), bswap($sk->__sk_common.skc_dport), $reason)"
+      default: return "if ($sk->__sk_common.skc_family == \(pick(["2", "10"]))) { @r\(index)[$reason, kstack] = count() }"
+      }
+    }.joined(separator: "; ")
+    return """
+      BEGIN { @states[1] = "ESTABLISHED"; @states[2] = "SYN_SENT"; @states[7] = "CLOSE" }
+      tracepoint:skb:kfree_skb {
+        $reason = args.reason; $skb = (struct sk_buff *)args.skbaddr; $sk = (struct sock *)$skb->sk;
+        if ($reason > SKB_DROP_REASON_NOT_SPECIFIED) { \(body) }
+      }
+      END { clear(@states) }
+      """
   }
 
   /// The specs of issue 24 and its neighbours, as written there.

@@ -151,6 +151,25 @@ struct CommandLineDialectTests {
     #expect(result.seconds < 40, "the run should end when process \(traced.pid) exits, not with its -c command:\n\(result)")
   }
 
+  /// `-p 1` once failed with an error about something else; as in bpftrace it traces
+  /// process 1, which sends none of our datagrams: a run that ends with the -c command (pid 1
+  /// never exits), and nothing counted of the 4 marked datagrams another process sent, while
+  /// the same run without -p counts all 4.
+  @Test("-p 1 traces process 1: another process's datagrams are not counted, and the run ends with -c", .needsTracing)
+  func processOne() throws {
+    let swtrace = try TestEnvironment.binary("swtrace")
+    let spec = "skb:net_dev_queue /mark == 0xd106/ { @n = count() }"
+    let filtered = try ProcessRunner.run(
+      swtrace, ["-p", "1", "-c", try Self.send(count: 4, mark: 0xd106) + " >/dev/null", "-e", spec], timeout: 120)
+    #expect(filtered.status == 0, "\(filtered)")
+    #expect(!filtered.stderr.contains("rror"), "\(filtered)")
+    #expect(filtered.stdoutLines == ["@n: (empty)"], "\(filtered)")
+    let unfiltered = try ProcessRunner.run(
+      swtrace, ["-c", try Self.send(count: 4, mark: 0xd106) + " >/dev/null", "-e", spec], timeout: 120)
+    #expect(unfiltered.status == 0, "\(unfiltered)")
+    #expect(unfiltered.stdoutLines == ["@n: 4"], "\(unfiltered)")
+  }
+
   @Test("-q: no progress messages and no Samples line when nothing was lost; the output is unchanged", .needsTracing)
   func quiet() throws {
     let result = try ProcessRunner.run(

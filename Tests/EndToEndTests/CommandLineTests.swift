@@ -20,7 +20,7 @@ struct CommandLineTests {
 
   /// What `-l` prints can be pasted back: each listed name, as a probe of a spec, checks and
   /// attaches to exactly the one point it was listed for.
-  @Test("every name -l prints is a probe a spec accepts", .needsTracing, arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*"])
+  @Test("every name -l prints is a probe a spec accepts", .needsTracing, arguments: ["skb:*", "tracepoint:net:*", "tracepoint:skb:*", "tracepoint:sock:*"])
   func listedNamesArePastable(pattern: String) throws {
     let swtrace = try TestEnvironment.binary("swtrace")
     let listing = try ProcessRunner.run(swtrace, ["-l", pattern], timeout: 60)
@@ -38,6 +38,58 @@ struct CommandLineTests {
       let again = try ProcessRunner.run(swtrace, ["-l", name], timeout: 60)
       #expect(again.stdoutLines.map { $0.split(separator: " ").first.map(String.init) } == [name], "\(again)")
     }
+  }
+
+  /// `-lv` lists what `args.NAME` reads in a `tracepoint:` clause: the fields the kernel's own
+  /// format file (tracefs, read here in a mount namespace of the test's) says the record has,
+  /// in its order, each variable-length (`__data_loc`) field marked as one.
+  @Test("-lv lists each tracepoint's recorded fields as the kernel's format file has them", .needsTracing, arguments: ["tracepoint:sock:*", "tracepoint:net:*", "tracepoint:skb:*"])
+  func verboseListingHasRecordedFields(pattern: String) throws {
+    let listing = try ProcessRunner.run(try TestEnvironment.binary("swtrace"), ["-lv", pattern], timeout: 60)
+    #expect(listing.status == 0, "\(listing)")
+    // swtrace's listing: a probe line, then "    TYPE args.NAME" or "    __data_loc args.NAME (...)".
+    var listed: [String: [String]] = [:]
+    var current: String?
+    for line in listing.stdoutLines {
+      if !line.hasPrefix(" ") {
+        current = line.split(separator: " ").first.map(String.init)
+        if let current { listed[current] = [] }
+      } else if let current, let name = line.split(separator: " ").first(where: { $0.hasPrefix("args.") }) {
+        listed[current, default: []].append((line.contains("__data_loc") ? "loc:" : "") + name.dropFirst(5))
+      }
+    }
+    #expect(listed.count > 2, "\(listing)")
+    // The kernel's word: every format file of the listed tracepoints, in one shell.
+    let paths = listed.keys.sorted().map { name -> String in
+      let parts = name.split(separator: ":")
+      return "/sys/kernel/tracing/events/\(parts[1])/\(parts[2])/format"
+    }
+    let script = "mount -t tracefs tracefs /sys/kernel/tracing && for f in \(paths.joined(separator: " ")); do echo \"== $f\"; cat \"$f\"; done"
+    let formats = try ProcessRunner.run("unshare", ["-m", "sh", "-c", script], timeout: 60)
+    try #require(formats.status == 0, "\(formats)")
+    var recorded: [String: [String]] = [:]
+    var file: String?
+    for line in formats.stdoutLines {
+      if line.hasPrefix("== ") {
+        let parts = line.split(separator: "/")
+        file = "tracepoint:\(parts[parts.count - 3]):\(parts[parts.count - 2])"
+        recorded[file!] = []
+        continue
+      }
+      // "\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;"
+      guard let file, let field = line.split(separator: "\t").first(where: { $0.hasPrefix("field:") }) else { continue }
+      let declaration = field.dropFirst("field:".count).dropLast()  // the ';'
+      guard var name = declaration.split(separator: " ").last.map(String.init) else { continue }
+      if let bracket = name.firstIndex(of: "[") { name = String(name[..<bracket]) }
+      if name.hasPrefix("common_") { continue }
+      recorded[file, default: []].append((declaration.hasPrefix("__data_loc") ? "loc:" : "") + name)
+    }
+    for (probe, fields) in listed.sorted(by: { $0.key < $1.key }) where !fields.isEmpty {
+      #expect(fields == recorded[probe], "\(probe): swtrace lists \(fields), the kernel's format \(recorded[probe] ?? [])")
+    }
+    // Every tracepoint with recorded fields has them listed (BTF tells the record apart).
+    let unlisted = listed.filter { $0.value.isEmpty && !(recorded[$0.key] ?? []).isEmpty }.keys.sorted()
+    #expect(unlisted.isEmpty, "listed without their fields: \(unlisted)")
   }
 
   @Test("-l 'skb:*' --btf lists more than 1,000 functions of a kernel with kprobes", arguments: Fixtures.kernelReleases)

@@ -208,4 +208,79 @@ struct LanguageReferenceTests {
     // 10.200.131.2 is 0a c8 83 02; none of its bytes is printable ASCII.
     #expect(result.stdoutLines == ["\(ids) 1 0 \\x0a\\xc8\\x83\\x02"], "\(result)")
   }
+
+  /// Constructs bpftrace 0.17 has no tracepoint counterpart for (func) or prints from its own
+  /// clock (time, interval): checked against what the test knows. The veth's kind is "veth",
+  /// as `ip link add ... type veth` made it; func is the tracepoint the packets passed; the
+  /// time END prints lies between the clock readings taken around the run; interval:hz:20
+  /// ticks at most 20 times a second of the run (a printf each: an interval clause
+  /// cannot aggregate).
+  @Test("func, str() of a char *, zero(), time() and interval:hz give what the traffic and the clock say", .needsTracing)
+  func builtinsAgainstTheTraffic() throws {
+    let pair = try NetworkNamespacePair(subnet: 133)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-func")
+    defer { scratch.remove() }
+    let spec = """
+      tracepoint:net:net_dev_queue, tracepoint:net:net_dev_xmit
+      / str(((struct sk_buff *)args.skbaddr)->dev->name) == "\(pair.vethA)" /
+      {
+        @seen[func] = count();
+        printf("%s %s\\n", func, str(((struct sk_buff *)args.skbaddr)->dev->rtnl_link_ops->kind));
+      }
+      interval:hz:20 { printf("tick\\n"); }
+      END { time("at %Y-%m-%d %H:%M:%S\\n"); zero(@seen); }
+      """
+    let before = Date()
+    let result = try Self.swtrace(
+      ["-e", spec], traffic: tcpExchangeScript(pair: pair, port: 9142) + "\nsleep 1\n", scratch: scratch)
+    let after = Date()
+    try #require(result.status == 0, "\(result)")
+    let lines = result.stdoutLines
+    // A TCP exchange queues and transmits at least SYN, data, ACK and FIN on vethA.
+    let events = lines.filter { $0.hasPrefix("net_dev_") }
+    #expect(events.filter { $0 == "net_dev_queue veth" }.count >= 4, "\(result)")
+    #expect(events.filter { $0 == "net_dev_xmit veth" }.count >= 4, "\(result)")
+    #expect(events.allSatisfy { $0 == "net_dev_queue veth" || $0 == "net_dev_xmit veth" }, "\(result)")
+    // zero() keeps the keys, with 0.
+    #expect(lines.contains("@seen[net_dev_queue]: 0") && lines.contains("@seen[net_dev_xmit]: 0"), "\(result)")
+    let stamp = try #require(lines.first { $0.hasPrefix("at ") }, "\(result)")
+    let format = DateFormatter()
+    format.locale = Locale(identifier: "en_US_POSIX")
+    format.timeZone = TimeZone.current
+    format.dateFormat = "'at 'yyyy-MM-dd HH:mm:ss"
+    let printed = try #require(format.date(from: stamp), "\(stamp)")
+    #expect(printed >= before.addingTimeInterval(-1) && printed <= after, "\(stamp) not within \(before)...\(after)")
+    let ticks = lines.filter { $0 == "tick" }.count
+    #expect(ticks >= 1 && Double(ticks) <= 20 * result.seconds + 1, "\(ticks) ticks in \(result.seconds) s")
+  }
+
+  /// A histogram's rows as (label, count): bpftrace and swtrace pad the columns differently.
+  static func histogramRows(_ lines: [String]) -> [String] {
+    lines.filter { $0.hasPrefix("[") || $0.hasPrefix("(") }.map { line in
+      let end = line.firstIndex { $0 == "]" || $0 == ")" }.map { line.index(after: $0) } ?? line.endIndex
+      let count = line[end...].split(separator: " ").first ?? ""
+      return "\(line[..<end]) \(count)"
+    }
+  }
+
+  /// The states a client socket passes through, less one (SYN_SENT 2, ESTABLISHED 1,
+  /// FIN_WAIT1 4, FIN_WAIT2 5, CLOSE 7 give 1, 0, 3, 4, 6), fall in the buckets [0], [1],
+  /// [2, 4) and [4, 8), labelled as bpftrace labels them.
+  @Test("hist's buckets and their labels are bpftrace's, [0] and [1] included", .needsBpftrace)
+  func histogramLabels() throws {
+    let pair = try NetworkNamespacePair(subnet: 132)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("lang-hist")
+    defer { scratch.remove() }
+    let program = """
+      tracepoint:sock:inet_sock_set_state / args->dport == 9143 / { @h = hist(args->newstate - 1); }
+      """
+    let run = try BpftraceReference.run(
+      program: program, traffic: tcpExchangeScript(pair: pair, port: 9143, count: 2), scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    let expected = Self.histogramRows(run.bpftraceLines)
+    #expect(expected.map { $0.split(separator: " ").dropLast().joined(separator: " ") } == ["[0]", "[1]", "[2, 4)", "[4, 8)"], "\(run)")
+    #expect(Self.histogramRows(run.swtraceLines) == expected, "\(run)")
+  }
 }

@@ -480,21 +480,30 @@ struct ExitTests {
   func floodLosesNothingSilently() throws {
     let swtrace = try TestEnvironment.binary("swtrace")
     let pktgen = try TestEnvironment.binary("swtrace-pktgen")
+    // The sender says how many datagrams it sent ("sent N"); on a loaded machine it may stop
+    // at --max-seconds before 200,000, which is no fault of swtrace's, so its status is not
+    // swtrace's business here and the count it reports is the expectation.
+    let scratch = try ScratchDirectory("flood")
+    defer { scratch.remove() }
+    let sentFile = scratch.path("sent")
     let send = [
       pktgen, "udp", "--dst", "127.0.0.1", "--port", "\(Self.port)", "--count", "200000", "--sizes", "64",
       "--mark", "0xa109", "--max-seconds", "15",
-    ].map(shellQuote).joined(separator: " ") + " >/dev/null 2>&1"
+    ].map(shellQuote).joined(separator: " ") + " >\(shellQuote(sentFile)) 2>&1; exit 0"
     let result = try ProcessRunner.run(
       swtrace, ["-c", send, "-e", "skb:* /mark == 0xa109/ { print(len); @n = count() }"], timeout: 120)
     let lostCount = summary(of: result)?.lost
     try #require(lostCount != nil && result.status == (lostCount! > 0 ? 4 : 0) && !result.timedOut, "\(result)")
+    let senderReport = (try? String(contentsOfFile: sentFile, encoding: .utf8)) ?? ""
+    let sent = senderReport.split(separator: "\n").last { $0.hasPrefix("sent ") }.flatMap { Int($0.dropFirst(5)) }
     let attempted = result.stdoutLines.last { $0.hasPrefix("@n: ") }.flatMap { Int($0.dropFirst(4)) }
     let tally = summary(of: result)
     let eventLines = result.stdoutLines.filter { !$0.hasPrefix("@") }.count
     try #require(attempted != nil && tally != nil, "need both @n and the summary:\n\(result)")
+    try #require(sent != nil && sent! > 0, "the sender's report: \(senderReport)")
     #expect(tally!.samples + tally!.lost == attempted!, "Samples \(tally!.samples) + Lost \(tally!.lost) should be @n \(attempted!)")
     #expect(tally!.samples == eventLines, "Samples counts the lines printed")
-    #expect(attempted! >= 200000, "every datagram is seen at least at net_dev_queue: @n \(attempted!)")
+    #expect(attempted! >= sent!, "every datagram sent (\(sent!)) is seen at least at net_dev_queue: @n \(attempted!)")
     if tally!.lost == 0 { print("note: \(#function): the ring buffer never overflowed; Lost was 0") }
   }
 }

@@ -1,10 +1,15 @@
 // The ports of bpftrace's networking tools in tools/ (issue 20), run by bpftrace 0.17 and by
-// swtrace at once over the same TCP connections between two namespaces (10.200.134-139.x):
+// swtrace at once over the same TCP connections between two namespaces (10.200.134-137.x,
+// and fd00:200:134::/64 for tcpdrop's IPv6):
 // the ports use only tracepoints and bpftrace's spelling, so the same file runs in both, and
 // their lines about our connections must be the same.
 
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 @Suite("ported tools, compared with bpftrace", .serialized)
 struct ToolPortTests {
@@ -89,5 +94,96 @@ struct ToolPortTests {
     #expect(
       retransmits.allSatisfy { $0.hasSuffix("10.200.137.2:9137 ESTABLISHED") && $0.contains(" 10.200.137.1:") }, "\(run)")
     #expect(Self.connectionLines(run.swtraceLines, subnet: 137) == expected, "\(run)")
+  }
+
+  /// tcpdrop's records about `subnet`: each line naming one of its addresses, without its
+  /// first column (the time), with the stack printed under it (the indented lines that
+  /// follow), each frame as `function+offset` with the offset in decimal (bpftrace writes it
+  /// in decimal, swtrace in hex, as the kernel does).
+  static func dropRecords(_ lines: [String], subnet: Int) -> [(line: String, frames: [String])] {
+    var records: [(line: String, frames: [String])] = []
+    var index = lines.startIndex
+    while index < lines.endIndex {
+      let line = lines[index]
+      index += 1
+      guard line.contains("10.200.\(subnet).") || line.contains("fd00:200:\(subnet)::") else { continue }
+      let frames = lines[index...].prefix { $0.first == " " || $0.first == "\t" }
+      index += frames.count
+      let decimal = frames.map { frame in
+        let parts = frame.trimmingCharacters(in: .whitespaces).split(separator: "+", maxSplits: 1)
+        guard parts.count == 2 else { return String(frame) }
+        let offset = parts[1].hasPrefix("0x") ? Int(parts[1].dropFirst(2), radix: 16) : Int(parts[1])
+        return "\(parts[0])+\(offset.map(String.init) ?? String(parts[1]))"
+      }
+      records.append((line.split(separator: " ").dropFirst().joined(separator: " "), decimal))
+    }
+    return records
+  }
+
+  @Test("tcpdrop: SYNs dropped by netfilter on the way out, with pid, comm, addresses, ports, state, reason and stack, as bpftrace prints them",
+    .needsBpftrace)
+  func tcpdrop() throws {
+    let pair = try NetworkNamespacePair(subnet: 134)
+    defer { pair.remove() }
+    let scratch = try ScratchDirectory("tool-tcpdrop")
+    defer { scratch.remove() }
+    // Host A's netfilter drops its own SYNs to port 9148 (IPv4 and IPv6) in OUTPUT: each is
+    // freed with reason NETFILTER_DROP while its socket, in SYN_SENT, still owns it. A SYN to
+    // port 9149, where nothing listens on host B, is dropped there with reason NO_SOCKET
+    // before any socket owns it: tcpdrop does not print it. The client writes its pid, each
+    // socket's local port, and its error after 0.3 s: none while the SYN is being dropped,
+    // ECONNREFUSED where host B answered with a reset (it had no socket).
+    let client = """
+      import os, socket, time
+      for family, address, port in ((socket.AF_INET, "\(pair.addressB)", 9148), (socket.AF_INET6, "fd00:200:134::2", 9148),
+                                    (socket.AF_INET, "\(pair.addressB)", 9149)):
+          s = socket.socket(family, socket.SOCK_STREAM); s.setblocking(False)
+          s.connect_ex((address, port))
+          time.sleep(0.3)
+          print(os.getpid(), s.getsockname()[1], port, s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), flush=True)
+          s.close()
+      """
+    let setup = [
+      ["ip", "-n", pair.namespaceA, "addr", "add", "fd00:200:134::1/64", "dev", pair.vethA, "nodad"],
+      ["ip", "-n", pair.namespaceB, "addr", "add", "fd00:200:134::2/64", "dev", pair.vethB, "nodad"],
+    ].map { $0.map(shellQuote).joined(separator: " ") } + ["iptables", "ip6tables"].map {
+      pair.shellCommand(in: pair.namespaceA, [$0, "-A", "OUTPUT", "-p", "tcp", "--dport", "9148", "-j", "DROP"])
+    }
+    let traffic = setup.map { $0 + " || exit 1\n" }.joined()
+      + pair.shellCommand(in: pair.namespaceA, ["timeout", "20", "python3", "-c", client]) + " >"
+      + shellQuote(scratch.path("client.log"))
+    let run = try BpftraceReference.run(program: try Self.tool("tcpdrop.bt"), traffic: traffic, scratch: scratch)
+    try #require(run.bpftrace.status == 0, "\(run)")
+    let sockets = (scratch.read("client.log") ?? "").split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+    try #require(sockets.count == 3 && sockets.allSatisfy { $0.count == 4 }, "client: \(sockets)\n\(run)")
+    #expect(sockets.map { $0[3] } == ["0", "0", "\(ECONNREFUSED)"], "client: \(sockets)")
+    let pid = sockets[0][0]
+    // The reason's number from the kernel's BTF, as bpftool prints it.
+    let btf = try ProcessRunner.run("bpftool", ["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], timeout: 60)
+    let reason = try #require(
+      btf.stdoutLines.first { $0.contains("SKB_DROP_REASON_NETFILTER_DROP = ") }?.split(separator: "=").last
+        .map { $0.trimmingCharacters(in: .init(charactersIn: " ,")) }, "\(btf.stderr)")
+    let expectedLines = [
+      "\(pid) python3 \(pair.addressA):\(sockets[0][1]) \(pair.addressB):9148 SYN_SENT \(reason)",
+      "\(pid) python3 fd00:200:134::1:\(sockets[1][1]) fd00:200:134::2:9148 SYN_SENT \(reason)",
+    ]
+    func squeezed(_ line: String) -> String { line.split(separator: " ").joined(separator: " ") }
+    let expected = Self.dropRecords(run.bpftraceLines, subnet: 134)
+    let actual = Self.dropRecords(run.swtraceLines, subnet: 134)
+    // Each SYN at least once (a retransmission 1 s later would be a second line), the
+    // closed port's never.
+    #expect(Set(expected.map { squeezed($0.line) }) == Set(expectedLines), "\(run)")
+    #expect(actual.map { squeezed($0.line) } == expected.map { squeezed($0.line) }, "\(run)")
+    #expect(!(run.swtraceLines + run.bpftraceLines).contains { $0.contains(":\(sockets[2][1]) ") }, "\(run)")
+    // The stacks: from the drop, through netfilter's verdict, back to connect(2), frame for
+    // frame the same as bpftrace's.
+    for (ours, theirs) in zip(actual, expected) {
+      // (kfree_skb_reason before 6.11, which made it an inline around sk_skb_reason_drop)
+      #expect(["sk_skb_reason_drop+", "kfree_skb_reason+"].contains { ours.frames.first?.hasPrefix($0) == true }, "\(ours.frames)")
+      for function in ["nf_hook_slow", "tcp_connect", "__sys_connect"] {
+        #expect(ours.frames.contains { $0.hasPrefix(function + "+") }, "\(function) missing from \(ours.frames)\n\(run)")
+      }
+      #expect(ours.frames == theirs.frames, "swtrace \(ours.frames)\nbpftrace \(theirs.frames)")
+    }
   }
 }

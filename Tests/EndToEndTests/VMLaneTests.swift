@@ -15,10 +15,12 @@ struct VMLaneTests {
   /// The scenarios run.sh must report as passed: the function backends on loopback (a-k), and
   /// a marked datagram through a WireGuard tunnel between two namespaces (scripts/vm/wireguard.sh),
   /// the documentation's examples that need a function backend (docs), and -w's captures over
-  /// kprobes and fentry (pcap-kprobe, pcap-fentry), whose files VMLaneTests reads with tshark.
+  /// kprobes and fentry (pcap-kprobe, pcap-fentry), whose files VMLaneTests reads with tshark,
+  /// and tools/tcpsynbl.bt with kprobes' arg0..arg5 over TCP handshakes (tcpsynbl, kprobe-args).
   static let requiredScenarios = [
     "a", "b", "c", "c2", "c3", "d", "d2", "e", "f", "g", "h", "i", "j", "k",
     "wireguard-mark-lost", "wireguard-track", "wireguard-drop", "docs", "pcap-kprobe", "pcap-fentry",
+    "tcpsynbl", "kprobe-args",
   ]
 
   static let repositoryRoot = URL(fileURLWithPath: #filePath)

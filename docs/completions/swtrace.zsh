@@ -86,7 +86,7 @@ _swtrace_trace() {
         '(-p --pid)'{-p,--pid}'[Keep only events of process PID (as if every filter began with pid == PID); stop when it exits.]:PID:'
         '(-l --list)'{-l,--list}'[List the probes that match FILE as a pattern (default '\''skb\:*'\'' and '\''tracepoint\:*\:*'\''), or those of the spec given with -e or as a .spec FILE, and exit.]'
         '(--quiet -q)'{--quiet,-q}'[Leave out progress messages, and the Samples line unless events were lost.]'
-        '(--verbose -v)'{--verbose,-v}'[Say more\: which probes could not be attached, and why; with -l, what each probe attaches to.]'
+        '(--verbose -v)'{--verbose,-v}'[Say more\: which probes could not be attached, and why; with -l, what each probe attaches to and the fields of each tracepoint'\''s record.]'
         '--dump-bpf[Print the generated instructions and exit without loading.]'
         '--btf[Check against this BTF file instead of the running kernel'\''s (with --dump-bpf).]:FILE:'
         '--backend[Attach skb\: function probes with this backend\: fentry or kprobe (default\: the cheapest the kernel has).]:NAME:{__swtrace_complete "${___backend[@]}"}'

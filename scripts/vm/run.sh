@@ -110,6 +110,9 @@ copy_with_libraries "$bin_dir/swtrace-pktgen"
 # netns, veth or wireguard links), wg from Debian's wireguard-tools, and the kernel's modules.
 copy_with_libraries "$(command -v ip)"
 copy_with_libraries "$wg"
+# tools/tcpsynbl.bt's scenario reads the listener's backlog limit with iproute2's ss, over
+# the tcp_diag module (busybox has no ss).
+copy_with_libraries "$(command -v ss)"
 
 # Kernel modules, decompressed into /lib/modules with their load order in
 # /etc/swtrace-vm.modules: every module a wanted one depends on comes before it. The package
@@ -142,10 +145,19 @@ add_module() {
   echo "$name.ko" >>"$root/etc/swtrace-vm.modules"
 }
 for module in veth wireguard; do add_module "$module"; done
+# ss in the tcpsynbl scenario needs tcp_diag (and inet_diag under it); that scenario loads
+# them itself, so they stay out of the list wireguard.sh loads (under sh -e, a second insmod
+# of a module fails).
+for module in inet_diag tcp_diag; do
+  file=$(module_path "$module")
+  [ -n "$file" ] || die "module $module is not in $modules_dir"
+  unpacked_module "$file" >"$root/lib/modules/$module.ko"
+done
 library_path=$(find "$root" -name '*.so*' -printf '%h\n' | sed "s#^$root##" | sort -u | paste -sd:)
 
 cp scripts/vm/init "$root/init"
-cp scripts/vm/scenarios.sh scripts/vm/wireguard.sh scripts/vm/bench.sh scripts/vm/doc-examples.sh specs/wireguard-path.spec "$root/"
+cp scripts/vm/scenarios.sh scripts/vm/wireguard.sh scripts/vm/bench.sh scripts/vm/doc-examples.sh specs/wireguard-path.spec \
+  tools/tcpsynbl.bt "$root/"
 chmod +x "$root/init"
 echo "LD_LIBRARY_PATH=$library_path" >"$root/etc/swtrace-vm.env"
 echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"

@@ -262,6 +262,54 @@ if selected pcap; then
   pcap_scenario pcap-fentry "-w over skb:ip_* --backend fentry" --backend fentry -e 'skb:ip_* /mark == 0xdead/ { print(len) }'
 fi
 
+# (tcpsynbl) tools/tcpsynbl.bt as shipped: kprobes on tcp_v4_syn_recv_sock and
+# tcp_v6_syn_recv_sock, whose arg0 is the listening socket, over three HTTP requests to busybox
+# httpd on loopback while httpd is stopped (SIGSTOP), one handshake after the other: each
+# completed handshake is one sample of the listener's accept backlog, the connections already
+# waiting (0, 1, 2: one each in the rows [0], [1] and [2, 4), as bpftrace labels them), under
+# the key of the listener's limit, which ss (iproute2, over tcp_diag) reads as its Send-Q.
+# (kprobe-args) arg0..arg5 of tcp_v4_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)
+# over the same requests: the listener's port, the handshake's last ACK's EtherType (IPv4,
+# 0x800), the request's local port, and own_req (a pointer to the caller's bool), not NULL.
+SYNBL_N=4
+SYNBL_PORT=9997
+SYNBL_REQUESTS="i=0; while [ \$i -lt $SYNBL_N ]; do wget -q -O /dev/null http://127.0.0.1:$SYNBL_PORT/ || exit 1; i=\$((i + 1)); done"
+if selected tcpsynbl || selected kprobe-args; then
+  for module in inet_diag tcp_diag; do insmod "/lib/modules/$module.ko" 2>/dev/null; done
+  mkdir -p /tmp/www && echo hello >/tmp/www/index.html
+  httpd -f -p "127.0.0.1:$SYNBL_PORT" -h /tmp/www &
+  httpd_pid=$!
+  sleep 1
+  limit=$(ss -ltnH "sport = :$SYNBL_PORT" | awk '{ print $3 }')
+fi
+if selected tcpsynbl; then
+  waiting="kill -STOP $httpd_pid; for i in 1 2 3; do wget -q -O /dev/null http://127.0.0.1:$SYNBL_PORT/ & sleep 0.5; done"
+  run_swtrace -c "$waiting; kill -CONT $httpd_pid; wait" /tcpsynbl.bt
+  kill -CONT "$httpd_pid" 2>/dev/null
+  keys=$(grep -c '^@backlog\[[0-9]*\]:$' "$OUT")
+  histogram=$(sed -n "/^@backlog\[$limit\]:\$/,/^\$/p" "$OUT" | sed -n 's/^\(\[[^]]*[])]\) *\([0-9]*\) |.*/\1=\2/p' | tr '\n' ' ')
+  summary="listener limit ${limit:-?} (ss), @backlog keys $keys, rows: ${histogram:-none} (${took} s)"
+  if [ "$status" = 0 ] && [ -n "$limit" ] && [ "$keys" = 1 ] && [ "$histogram" = "[0]=1 [1]=1 [2, 4)=1 " ]; then
+    pass tcpsynbl "tools/tcpsynbl.bt: $summary"
+  else
+    fail tcpsynbl "tools/tcpsynbl.bt exited $status: $summary, want [0]=1 [1]=1 [2, 4)=1"
+  fi
+fi
+if selected kprobe-args; then
+  run_swtrace -c "$SYNBL_REQUESTS" -e 'kprobe:tcp_v4_syn_recv_sock {
+    printf("args %d %x %d %d\n", ((struct sock *)arg0)->__sk_common.skc_num, bswap(((struct sk_buff *)arg1)->protocol),
+      ((struct request_sock *)arg2)->__req_common.skc_num, arg5 != 0) }'
+  want="args $SYNBL_PORT 800 $SYNBL_PORT 1"
+  lines=$(grep -cxF "$want" "$OUT")
+  others=$(grep '^args ' "$OUT" | grep -cvxF "$want")
+  if [ "$status" = 0 ] && [ "$lines" = "$SYNBL_N" ] && [ "$others" = 0 ]; then
+    pass kprobe-args "arg0, arg1, arg2, arg5 of tcp_v4_syn_recv_sock: $lines lines '$want' (${took} s)"
+  else
+    fail kprobe-args "arg0..arg5 exited $status: $lines lines '$want' (want $SYNBL_N), $others others"
+  fi
+fi
+if selected tcpsynbl || selected kprobe-args; then kill "$httpd_pid" 2>/dev/null; fi
+
 # The WireGuard scenarios (issue 23): a marked datagram through a tunnel between namespaces.
 # shellcheck disable=SC1091  # copied next to this script into the guest by run.sh
 . /wireguard.sh
