@@ -10,7 +10,10 @@
 #   SWTRACE_BIN_DIR  use the swtrace and swtrace-pktgen binaries in this folder instead of
 #                    building with `swift build -c release --scratch-path .build-bench`
 #   REPEATS          runs per measurement (default 5; start-up uses REPEATS+2)
-#   RATES            offered rates for the delivery test (default "10000 25000 50000 100000 200000")
+#   RATES            offered rates for the delivery test, datagrams/s; "max" is the one-core flood,
+#                    the sender as fast as it goes (default "50000 100000 200000 400000 max")
+#   PIN              "TRACER SENDER": the cores the delivery test pins the tracer and the sender
+#                    to with taskset (default "0 1" on two cores or more; "" pins nothing)
 #   SECTIONS         which sections to run (default "startup kernel delivery eventpath frontend check");
 #                    the report says n/a for the others; `check` alone is also bench/check-time.sh
 #
@@ -23,7 +26,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 REPEATS=${REPEATS:-5}
-RATES=${RATES:-"10000 25000 50000 100000 200000"}
+RATES=${RATES:-"50000 100000 200000 400000 max"}
+if (($(nproc) >= 2)); then PIN=${PIN-"0 1"}; else PIN=${PIN-""}; fi
+read -r PIN_TRACER PIN_SENDER <<<"$PIN" || true
 START_REPEATS=$((REPEATS + 2))
 PORT=9999
 DST=127.0.0.1
@@ -136,7 +141,7 @@ record "{\"section\":\"meta\",\"date\":$(jstr "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
 \"mem_kb\":$(awk '/MemTotal/{print $2}' /proc/meminfo),\"bpftrace\":$(jstr "$(bpftrace --version 2>/dev/null)"),\
 \"swtrace\":$(jstr "$("$SWTRACE" --version 2>/dev/null)"),\"swtrace_bin\":$(jstr "$BIN"),\
 \"swtrace_source\":$(jstr "$SOURCE"),\
-\"loadavg\":$(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"),\"repeats\":$REPEATS,\
+\"loadavg\":$(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"),\"repeats\":$REPEATS,\"pin\":$(jstr "$PIN"),\
 \"c_bpftrace_probes\":${C_BT_PROBES:-0},\"c_swtrace_points\":${C_SW_POINTS:-0},\"c_bpftrace_missing\":$(jstr "${C_BT_MISSING:-}")}"
 
 # ---------------------------------------------------------------- 1. start-up
@@ -188,17 +193,20 @@ wait_for() { # file pattern seconds
   done
 }
 
-# Starts a tool on a case in the background; sets TOOL_PID, TOOL_OUT, TOOL_ERR.
-start_tool() { # tool case [output-format]
+# Starts a tool on a case in the background; sets TOOL_PID, TOOL_OUT, TOOL_ERR. With a core,
+# the tool runs pinned to it (taskset execs the tool, so TOOL_PID is the tool's own).
+start_tool() { # tool case [output-format] [core]
   TOOL_OUT=$SHM/$1.$2.out
   TOOL_ERR=$WORK/$1.$2.err
+  local pin=()
+  [[ -n ${4:-} ]] && pin=(taskset -c "$4")
   if [[ $1 == swtrace ]]; then
-    "$SWTRACE" -f "${3:-text}" -d 120 -e "${SW[$2]}" >/dev/null 2>"$TOOL_ERR" &
+    "${pin[@]}" "$SWTRACE" -f "${3:-text}" -d 120 -e "${SW[$2]}" >/dev/null 2>"$TOOL_ERR" &
     TOOL_PID=$!
     BG_PIDS+=("$TOOL_PID")
     wait_for "$TOOL_ERR" ' attached, ' 60 || die "swtrace $2 did not attach: $(cat "$TOOL_ERR")"
   else
-    bpftrace "$WORK/$2.session.bt" >"$TOOL_OUT" 2>"$TOOL_ERR" &
+    "${pin[@]}" bpftrace "$WORK/$2.session.bt" >"$TOOL_OUT" 2>"$TOOL_ERR" &
     TOOL_PID=$!
     BG_PIDS+=("$TOOL_PID")
     wait_for "$TOOL_OUT" '^READY' 90 || die "bpftrace $2 did not attach: $(grep -v RLIMIT "$TOOL_ERR")"
@@ -215,11 +223,14 @@ stop_tool() {
   wait "$TOOL_PID" 2>/dev/null || true
 }
 
-# Sends COUNT datagrams at RATE/s (bounded by MAX seconds); prints how many were sent.
-send() { # count rate max-seconds [mark]
-  local args=(udp --dst "$DST" --port "$PORT" --count "$1" --rate "$2" --max-seconds "$3")
+# Sends COUNT datagrams at RATE/s ("max": as fast as the sender goes), bounded by MAX seconds,
+# pinned to CORE when one is given; prints how many were sent.
+send() { # count rate max-seconds [mark] [core]
+  local args=(udp --dst "$DST" --port "$PORT" --count "$1" --max-seconds "$3") pin=()
+  [[ $2 != max ]] && args+=(--rate "$2")
   [[ -n ${4:-} ]] && args+=(--mark "$4")
-  { "$PKTGEN" "${args[@]}" 2>&1 || true; } | sed -n 's/^sent \([0-9]*\).*/\1/p' | tail -1
+  [[ -n ${5:-} ]] && pin=(taskset -c "$5")
+  { "${pin[@]}" "$PKTGEN" "${args[@]}" 2>&1 || true; } | sed -n 's/^sent \([0-9]*\).*/\1/p' | tail -1
 }
 
 # Per session: 5 bursts of 2,000 marked (0xdead) and 2,000 unmarked datagrams at 10,000/s
@@ -261,16 +272,20 @@ fi
 
 # ---------------------------------------------------------------- 4. event delivery
 
-# The mission one-liner (case c) with output: swtrace -f json to /dev/null, bpftrace printf to
-# a tmpfs file (its "Lost N events" lines are in its output). All datagrams marked; RATE
-# datagrams per run (one second of traffic if the sender keeps up, at most 5 s); the tool gets
-# 1 s after the last datagram to drain, then SIGINT.
+# The mission one-liner (case c) with output: swtrace -f json (or text) to /dev/null, bpftrace
+# printf to a tmpfs file (its "Lost N events" lines are in its output). The tracer and the
+# sender are pinned to cores of their own (PIN); on loopback the programs run in the sender's
+# context, on its core, so the tracer's core does nothing but read and format. All datagrams
+# marked; RATE datagrams per run (one second of traffic if the sender keeps up, at most 5 s;
+# "max" sends up to 1,000,000 as fast as it can, at most 5 s); the tool gets 1 s after the
+# last datagram to drain, then SIGINT.
 delivery_run() { # tool rate rep [swtrace's output format]
-  local tool=$1 rate=$2 rep=$3 format=${4:-json} t0 t1 sent samples lost label=$1
+  local tool=$1 rate=$2 rep=$3 format=${4:-json} t0 t1 sent samples lost label=$1 count=$2
   [[ $tool == swtrace && $format != json ]] && label=swtrace-$format
-  start_tool "$tool" c "$format"
+  [[ $rate == max ]] && count=1000000
+  start_tool "$tool" c "$format" "$PIN_TRACER"
   t0=$EPOCHREALTIME
-  sent=$(send "$rate" "$rate" 5 0xdead)
+  sent=$(send "$count" "$rate" 5 0xdead "$PIN_SENDER")
   t1=$EPOCHREALTIME
   sleep 1
   stop_tool
@@ -282,12 +297,13 @@ delivery_run() { # tool rate rep [swtrace's output format]
     lost=$(awk '/^Lost [0-9]+ events/ {s += $2} END {print s + 0}' "$TOOL_OUT")
   fi
   rm -f "$TOOL_OUT"
+  [[ $rate == max ]] && rate=0
   record "{\"section\":\"delivery\",\"tool\":\"$label\",\"rate\":$rate,\"rep\":$rep,\"sent\":${sent:-0},\
 \"seconds\":$(python3 -c "print(round($t1 - $t0, 4))"),\"samples\":${samples:-0},\"lost\":${lost:--1}}"
 }
 
 if wanted delivery; then
-  log "4/5 event delivery: rates $RATES, $REPEATS runs each"
+  log "4/5 event delivery: rates $RATES, $REPEATS runs each, tracer and sender on cores ${PIN:-(not pinned)}"
   for rep in $(seq 1 "$REPEATS"); do
     for rate in $RATES; do
       delivery_run swtrace "$rate" "$rep" json
@@ -346,6 +362,8 @@ fi
 # ---------------------------------------------------------------- report
 
 mkdir -p "$HERE/results"
+# The raw measurements first: a report that fails can be made again from them.
+cp "$RAW" "$HERE/results/latest.raw.jsonl"
 python3 "$HERE/report.py" "$RAW" "$HERE/results/latest.json" | tee "$HERE/results/latest.md"
 cp "$WORK/c.bt" "$HERE/results/skb-all.bt"
 log "wrote bench/results/latest.json"

@@ -40,7 +40,10 @@ public protocol LineOutput: AnyObject {
   /// until it has taken nothing for `stall`; true when everything was written.
   func drain(until deadline: ContinuousClock.Instant, stall: Duration?) -> Bool
   /// Drops what is still buffered (a destination that took nothing within its time); the
-  /// events it carried are counted in `lostEvents`.
+  /// events it carried are counted in `lostEvents`. Every append is a whole line (or capture
+  /// block) for its reader: one the destination took only part of keeps its rest, written
+  /// before anything appended later, so that what follows never continues a cut line; its
+  /// events count as lost until that rest is written.
   func abandon()
   /// Events carried by bytes written in full.
   var writtenEvents: UInt64 { get }
@@ -102,16 +105,31 @@ public final class DescriptorOutput: LineOutput {
   /// Bytes appended and written since the start, to match events to what was written.
   private var appendedBytes: UInt64 = 0
   private var writtenBytes: UInt64 = 0
-  /// The end (in `appendedBytes`) of each appended run of bytes that carries events, and how
-  /// many, oldest first from `marksHead`.
-  private var marks: [(end: UInt64, events: Int)] = []
+  /// Each append not yet written in full, oldest first from `marksHead`: an append is what a
+  /// reader must get whole (a line, a capture block).
+  private var marks: [Appended] = []
   private var marksHead = 0
+  /// The end of the last append written in full: `writtenBytes` beyond it means the
+  /// destination holds the first part of the next one.
+  private var settledEnd: UInt64 = 0
   private var isFinished = false
   public private(set) var writtenEvents: UInt64 = 0
   public private(set) var lostEvents: UInt64 = 0
   /// Nothing more can be written: the reader went away, or writing failed (`failure`).
   public private(set) var isClosed = false
   public private(set) var failure: String?
+  /// `finish()` dropped the rest of an append the destination had taken part of: what it
+  /// holds ends partway through a line (or capture block). Nothing was written after it.
+  public private(set) var endsCut = false
+
+  /// One append: where it ends (in `appendedBytes`), the events it carries, and whether they
+  /// are counted as lost already (the rest of a cut append kept by `abandon()`), so that
+  /// writing it moves them back to written.
+  private struct Appended {
+    var end: UInt64
+    var events: Int
+    var countedLost = false
+  }
 
   /// How bytes reach the destination.
   private enum WriteMode {
@@ -255,9 +273,10 @@ public final class DescriptorOutput: LineOutput {
   /// Counts `count` bytes just appended, carrying `events`, and writes when enough wait.
   private func appended(_ count: Int, events: Int) {
     appendedBytes += UInt64(count)
-    // One mark per run of events, so that an event written in full counts as written even
-    // when the write that took it stopped within the next one.
-    if events > 0 { marks.append((appendedBytes, events)) }
+    // One mark per append, so that an event written in full counts as written even when the
+    // write that took it stopped within the next one, and so that `abandon()` knows where the
+    // line it cuts ends.
+    marks.append(Appended(end: appendedBytes, events: events))
     // 64 KiB, a pipe's capacity: one write(2) per that many bytes of lines. After the
     // destination was found full, again only once another 64 KiB wait: a stalled reader would
     // otherwise cost one failed write per event until the buffer fills.
@@ -348,8 +367,22 @@ public final class DescriptorOutput: LineOutput {
   }
 
   public func abandon() {
+    settleMarks()
     lostEvents += pendingEvents
-    dropPending()
+    // The destination holds the first part of an append (a pipe takes what fits, not whole
+    // lines): its rest stays first in line, so that the final maps, END's text or the next
+    // message do not continue the cut line (`22@n: 1400000`, issue 19).
+    guard !isClosed, !isFinished, marksHead < marks.count, writtenBytes > settledEnd else {
+      dropPending()
+      return
+    }
+    var cut = marks[marksHead]
+    cut.countedLost = true
+    let rest = Int(cut.end - writtenBytes)
+    buffer.removeSubrange((head + rest)...)
+    marks = [cut]
+    marksHead = 0
+    appendedBytes = cut.end
   }
 
   /// Writes all of `text` to standard output for a command that prints once (`-l`, `fmt`,
@@ -368,8 +401,11 @@ public final class DescriptorOutput: LineOutput {
   public func finish() {
     guard !isFinished else { return }
     flush()
-    abandon()
     isFinished = true
+    settleMarks()
+    // Nothing can follow now: a cut append's rest is dropped, and said to be.
+    if !isClosed, pendingBytes > 0, writtenBytes > settledEnd { endsCut = true }
+    abandon()
     guard ownsDescriptor else { return }
     let result = Glibc.close(descriptor)
     let code = errno
@@ -384,10 +420,14 @@ public final class DescriptorOutput: LineOutput {
     dropPending()
   }
 
-  /// Moves the events of fully written bytes to `writtenEvents`.
+  /// Moves the events of fully written bytes to `writtenEvents` (from `lostEvents` for the
+  /// rest of a cut append written after all).
   private func settleMarks() {
     while marksHead < marks.count, marks[marksHead].end <= writtenBytes {
-      writtenEvents += UInt64(marks[marksHead].events)
+      let settled = marks[marksHead]
+      writtenEvents += UInt64(settled.events)
+      if settled.countedLost { lostEvents -= UInt64(settled.events) }
+      settledEnd = settled.end
       marksHead += 1
     }
     if marksHead > 0, marksHead >= marks.count / 2 {
@@ -396,10 +436,10 @@ public final class DescriptorOutput: LineOutput {
     }
   }
 
-  /// Events in bytes not written in full.
+  /// Events in bytes not written in full, less those already counted as lost.
   private var pendingEvents: UInt64 {
     settleMarks()
-    return marks[marksHead...].reduce(0) { $0 + UInt64($1.events) }
+    return marks[marksHead...].reduce(0) { $0 + ($1.countedLost ? 0 : UInt64($1.events)) }
   }
 
   private func dropPending() {
@@ -408,6 +448,7 @@ public final class DescriptorOutput: LineOutput {
     marks.removeAll()
     marksHead = 0
     writtenBytes = appendedBytes
+    settledEnd = appendedBytes
   }
 
   public static func milliseconds(_ duration: Duration) -> Int32 {

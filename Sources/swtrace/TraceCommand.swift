@@ -124,6 +124,9 @@ struct TraceCommand {
         }
       Console.note("\(notWritten) of the lost events \(why)")
     }
+    if output.endsCut {
+      Console.note("the last line of \(output.name) is cut short: it took part of that line and nothing more before swtrace exited")
+    }
     if summary.finalOutputLost {
       Console.error("the final maps and END output could not all be written: \(output.name) stopped taking them")
     }
@@ -178,6 +181,9 @@ struct TraceCommand {
     if notWritten > 0, capture.failure == nil {
       Console.note(
         "\(notWritten) of the lost packets were not written to \(capture.name) within \(Self.seconds(options.stopGrace)) of the stop")
+    }
+    if capture.endsCut {
+      Console.note("the last block of \(capture.name) is cut short: it took part of that block and nothing more before swtrace exited")
     }
     return lost
   }

@@ -229,11 +229,13 @@ struct StreamFaultTests {
 
 @Suite("faults: a reader that stops reading (issue 19)", .serialized)
 struct StalledReaderTests {
-  /// Starts swtrace writing `-f json` into a FIFO this test opens and never reads, under a
-  /// flood from its -c command; returns it, its BPF objects, the reader and the pid file.
-  func startStalled(_ extra: [String], mark: UInt32, scratch: ScratchDirectory) throws
-    -> (RunningProcess, BPFObjects, Int32, String)
-  {
+  /// Starts swtrace writing `-f json` (or `format`) into a FIFO this test opens and never
+  /// reads, under a flood from its -c command; returns it, its BPF objects, the reader and the
+  /// pid file.
+  func startStalled(
+    _ extra: [String], mark: UInt32, scratch: ScratchDirectory, format: String = "json",
+    statements: String = "print(len, ifname, probe)"
+  ) throws -> (RunningProcess, BPFObjects, Int32, String) {
     let fifo = scratch.path("stalled.fifo")
     guard mkfifo(fifo, 0o600) == 0 else { throw ProcessRunnerError(description: "mkfifo: errno \(errno)") }
     // Opened first, without waiting for a writer; never read.
@@ -242,7 +244,7 @@ struct StalledReaderTests {
     let pidFile = scratch.path("command.pid")
     let flood = "echo $$ > \(shellQuote(pidFile)); exec \(try Faults.send(mark: mark, count: 3_000_000, seconds: 60)) >/dev/null"
     let trace = try Faults.commandLine(
-      extra + ["-f", "json", "-e", "skb:* /mark == 0x\(String(mark, radix: 16))/ { print(len, ifname, probe) }", "-c", flood])
+      extra + ["-f", format, "-e", "skb:* /mark == 0x\(String(mark, radix: 16))/ { \(statements) }", "-c", flood])
     let process = try Faults.start("exec \(trace) >\(shellQuote(fifo))")
     do {
       return (process, try Faults.attached(process, links: 10), reader, pidFile)
@@ -285,6 +287,76 @@ struct StalledReaderTests {
     kill(process.pid, SIGTERM)
     let result = process.wait(timeout: 40)
     expectBoundedStop(result, objects, pidFile: pidFile)
+  }
+}
+
+extension StalledReaderTests {
+  /// Reads `reader` (non-blocking) from the moment swtrace's probes are detached, 4 KiB every
+  /// 20 ms (slower than the flood fills the output's buffer, so that the stop still abandons
+  /// events) until swtrace closes the FIFO; everything read.
+  func readSlowlyAfterTheStop(_ reader: Int32, of process: RunningProcess) -> [UInt8] {
+    let deadline = Date().addingTimeInterval(60)
+    while !BPFObjects.held(by: process.pid).links.isEmpty, Date() < deadline {
+      Thread.sleep(forTimeInterval: 0.02)
+    }
+    var received: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while Date() < deadline {
+      let count = chunk.withUnsafeMutableBytes { read(reader, $0.baseAddress, $0.count) }
+      if count == 0 { break }
+      if count > 0 { received += chunk[..<count] }
+      Thread.sleep(forTimeInterval: 0.02)
+    }
+    return received
+  }
+
+  @Test(
+    "a reader that reads nothing until the stop: the events it missed are lost (status 4), and every line it gets is whole, the final map too (issue 19: `22@n: 1400000`)",
+    .needsTracing, .needsBash, arguments: ["json", "text"])
+  func finalMapsAfterAbandonedEvents(format: String) throws {
+    let scratch = try ScratchDirectory("stalled-final-\(format)")
+    let mark: UInt32 = format == "json" ? 0xa19b : 0xa19c
+    let (process, objects, reader, pidFile) = try startStalled(
+      ["-d", "2"], mark: mark, scratch: scratch, format: format, statements: "print(len, ifname, probe); @n[probe] = count()")
+    defer { close(reader) }
+    let received = String(decoding: readSlowlyAfterTheStop(reader, of: process), as: UTF8.self)
+    let result = process.wait(timeout: 40)
+    expectBoundedStop(result, objects, pidFile: pidFile)
+    #expect(!result.stderr.contains("cut short"), "the reader came back: no line stays cut\n\(result)")
+    #expect(received.hasSuffix("\n"), "the output ends with a whole line: \(received.suffix(200))")
+    let lines = received.split(separator: "\n").map(String.init)
+    var events = 0
+    var mapEntries: [String: Int] = [:]
+    var torn: [String] = []
+    if format == "json" {
+      let parsed = JSONTraceOutput(received)
+      torn = parsed.malformed
+      events = parsed.events.count
+      for entry in parsed.maps["@n"]?.entries ?? [] {
+        if let probe = entry.key("probe") ?? entry.keys.values.first.flatMap({ if case .string(let s) = $0 { s } else { nil } }),
+          let count = entry.integer
+        {
+          mapEntries[probe] = Int(count)
+        }
+      }
+    } else {
+      // `TS CPU PROBE (len: N ifname: IF probe: PROBE)`, and the map's `@n[PROBE]: N`.
+      let event = /^\d+ \d+ \S+ \(len: \d+ ifname: \S+ probe: \S+\)$/
+      let entry = /^@n\[(\S+)\]: (\d+)$/
+      for line in lines where !line.isEmpty {
+        if line.wholeMatch(of: event) != nil {
+          events += 1
+        } else if let match = line.wholeMatch(of: entry) {
+          mapEntries[String(match.1)] = Int(match.2)
+        } else {
+          torn.append(line)
+        }
+      }
+    }
+    #expect(torn.isEmpty, "lines neither a whole event nor a whole map entry: \(torn.prefix(3).map { String($0.prefix(300)) })")
+    #expect(events > 0 && events == summary(of: result)?.samples, "the reader got the events counted as Samples: \(events)\n\(result)")
+    // The map counted every event the programs emitted, printed or lost.
+    #expect(!mapEntries.isEmpty && mapEntries.values.reduce(0, +) > events, "the final map: \(mapEntries)")
   }
 }
 
