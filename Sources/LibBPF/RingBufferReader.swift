@@ -33,9 +33,6 @@ public final class RingBufferReader: @unchecked Sendable {
   private static let busyBit: UInt32 = 1 << 31
   private static let discardBit: UInt32 = 1 << 30
   private static let headerSize = 8
-  /// How much read space is handed back at once (see `consume`): small beside any ring
-  /// buffer swtrace makes (4 KiB at the least gets its space back per call).
-  private static let handBackBytes: UInt = 64 << 10
 
   public init(map: MapHandle, handler: @escaping (UnsafeRawBufferPointer) -> Bool) throws(SystemError) {
     let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -77,12 +74,6 @@ public final class RingBufferReader: @unchecked Sendable {
     var handled = 0
     let mask = UInt(dataSize - 1)
     var consumer = swt_load_acquire_ulong(consumerPage)
-    // The space read is handed back to the kernel every `handBackBytes`, not every record:
-    // each store is to the cache line every reservation of every CPU reads, so storing per
-    // record made the programs and the reader contend for it (a one-core flood lost events
-    // with per-record stores that it did not lose with these).
-    var handedBack = consumer
-    defer { if consumer != handedBack { swt_store_release_ulong(consumerPage, consumer) } }
     while handled < maxRecords {
       let producer = swt_load_acquire_ulong(producerArea)
       guard consumer < producer else { break }
@@ -92,16 +83,14 @@ public final class RingBufferReader: @unchecked Sendable {
         if header & Self.busyBit != 0 { return handled }
         let length = Int(header & ~(Self.busyBit | Self.discardBit))
         let start = consumer &+ UInt(Self.headerSize)
+        consumer &+= UInt((length + Self.headerSize + 7) & ~7)
         var goOn = true
         if header & Self.discardBit == 0 {
           goOn = handler(record(at: Int(start & mask), length: length))
           handled += 1
         }
-        consumer = start &+ UInt((length + 7) & ~7)
-        if consumer &- handedBack >= Self.handBackBytes {
-          swt_store_release_ulong(consumerPage, consumer)
-          handedBack = consumer
-        }
+        // Handed back at once: the kernel can write into the space while the rest is read.
+        swt_store_release_ulong(consumerPage, consumer)
         if !goOn || handled >= maxRecords { return handled }
       }
     }
