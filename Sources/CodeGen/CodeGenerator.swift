@@ -113,7 +113,7 @@ public struct CodeGenerator: Sendable {
             attachPoint: attachPoint, probeID: probeID, layouts: layoutByRange, types: types, maps: spec.maps,
             tracking: spec.usesTracking, followsFrees: spec.followsPacketFrees, recordsSkbAddress: recordsSkbAddress,
             skbLayout: attachPoint.skbArgument.flatMap { kernelObjects[$0] }, probeFromCookie: fromCookie,
-            directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary, wakeUpBytes: RingBufferWakeUp.forcedWakeUpBytes(ringBytes: eventBytes),
+            directlyIndexedMaps: Set(directlyIndexed.keys), auxiliary: auxiliary, wakeUpBytes: eventBytes / RingBufferWakeUp.fillFraction,
             scratchKey: scratchKey, scratchMap: scratchMap, scratchBeforeFilter: beforeFilter)
           builder.startTimeMap = startTimeMap.map(Int32.init)
           let program = try builder.build(specialized)

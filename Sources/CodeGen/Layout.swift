@@ -34,27 +34,14 @@ public enum EventHeader {
   public static let size = 32
 }
 
-/// How programs wake the reader of the ring buffer: never per record (`BPF_RB_NO_WAKEUP`); the
-/// reader polls every `readerPollMilliseconds`, so a trickle of events waits no longer. A
-/// buffer small enough to fill between two polls also has its programs ask how much data waits
-/// (`bpf_ringbuf_query`) and wake the reader (`BPF_RB_FORCE_WAKEUP`) once it passes a fraction
-/// of the buffer.
+/// How programs wake the reader of the ring buffer: not per record (`BPF_RB_NO_WAKEUP`), but
+/// when the data waiting passes a fraction of the buffer (`BPF_RB_FORCE_WAKEUP`); the reader
+/// polls every `readerPollMilliseconds` besides, so a trickle of events waits no longer.
 public enum RingBufferWakeUp {
   /// The reader is woken when more than 1/fillFraction of the buffer waits.
   public static let fillFraction = 8
   /// The longest the reader sleeps while the programs may write events.
   public static let readerPollMilliseconds = 4
-  /// From this size on no program asks: to fill 1/fillFraction of 8 MiB within one poll
-  /// interval, programs would have to write 256 MB/s of records while the reader sleeps, some
-  /// 6 million events a second of 40 bytes, where one reader formats about one million (and,
-  /// busy, does not sleep). The query cost case a of the benchmark 6 of its 38 instructions.
-  public static let unqueriedMinimum = 8 << 20
-
-  /// The waiting bytes past which a program forces a wake-up, or nil when the programs of a
-  /// ring buffer of `ringBytes` never ask (`unqueriedMinimum`).
-  public static func forcedWakeUpBytes(ringBytes: Int) -> Int? {
-    ringBytes >= unqueriedMinimum ? nil : ringBytes / fillFraction
-  }
   /// `BPF_RB_NO_WAKEUP`, `BPF_RB_FORCE_WAKEUP` and `BPF_RB_AVAIL_DATA` (uapi linux/bpf.h).
   static let noWakeUp: Int32 = 1
   static let forceWakeUp: Int32 = 2

@@ -40,7 +40,7 @@ struct ProgramBuilder {
   /// with `scratchBeforeFilter`.
   var needsScratchBeforeFilter = false
   /// A record submitted when the ring buffer holds more than this wakes the reader.
-  let wakeUpBytes: Int?
+  let wakeUpBytes: Int
   var asm = CodeEmitter()
   var frame: SlotAllocator
   var temps = TempAllocator()
@@ -78,7 +78,7 @@ struct ProgramBuilder {
     maps: [MapDeclaration], tracking: Bool = false, followsFrees: Bool = false, recordsSkbAddress: Bool = false,
     skbLayout: KernelObjectLayout? = nil, probeFromCookie: Bool = false, directlyIndexedMaps: Set<Int> = [],
     auxiliary: AuxiliaryMaps = AuxiliaryMaps(captureLayouts: [:], snaplen: Snaplen.standard),
-    wakeUpBytes: Int? = RingBufferWakeUp.forcedWakeUpBytes(ringBytes: RingBufferSize.standard),
+    wakeUpBytes: Int = RingBufferSize.standard / RingBufferWakeUp.fillFraction,
     scratchKey: Int32? = nil, scratchMap: Int32 = 0, scratchBeforeFilter: Bool = false
   ) {
     self.auxiliary = auxiliary
@@ -366,21 +366,16 @@ struct ProgramBuilder {
       asm.emit(.call(helper: HelperFunction.ringbufDiscard.rawValue))
     } else {
       // Waking the reader for every record costs more than writing it: the reader polls on
-      // its own every few milliseconds (`RingBufferWakeUp`), and, for a buffer small enough
-      // to fill between two polls, is woken at once when the data waiting passes
-      // `wakeUpBytes`, before it could overflow.
-      if let wakeUpBytes {
-        let submit = asm.newLabel()
-        asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
-        asm.emit(.mov(.r2, RingBufferWakeUp.availableData))
-        asm.emit(.call(helper: HelperFunction.ringbufQuery.rawValue))
-        asm.emit(.mov(.r2, RingBufferWakeUp.noWakeUp))
-        asm.jump(if: .le, .r0, .immediate(Int32(clamping: wakeUpBytes)), to: submit)
-        asm.emit(.mov(.r2, RingBufferWakeUp.forceWakeUp))
-        asm.bind(submit)
-      } else {
-        asm.emit(.mov(.r2, RingBufferWakeUp.noWakeUp))
-      }
+      // its own every few milliseconds (`RingBufferWakeUp`), and is woken at once only when
+      // the buffer fills past `wakeUpBytes`, before it could overflow.
+      let submit = asm.newLabel()
+      asm.emit(.loadMapFD(.r1, fd: StandardMap.events))
+      asm.emit(.mov(.r2, RingBufferWakeUp.availableData))
+      asm.emit(.call(helper: HelperFunction.ringbufQuery.rawValue))
+      asm.emit(.mov(.r2, RingBufferWakeUp.noWakeUp))
+      asm.jump(if: .le, .r0, .immediate(Int32(clamping: wakeUpBytes)), to: submit)
+      asm.emit(.mov(.r2, RingBufferWakeUp.forceWakeUp))
+      asm.bind(submit)
       asm.emit(.mov(.r1, Self.record))
       asm.emit(.call(helper: HelperFunction.ringbufSubmit.rawValue))
     }

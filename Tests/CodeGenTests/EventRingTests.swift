@@ -1,4 +1,3 @@
-import BPF
 import CodeGen
 import Testing
 
@@ -24,29 +23,6 @@ import Testing
   func aSpecThatPrintsOrExitsWritesEvents(spec: String) throws {
     let (compiled, _) = try compileAgainstFixture(spec)
     #expect(compiled.writesEvents)
-  }
-
-  /// A record is submitted without waking the reader. Only a ring buffer small enough to
-  /// fill between two of the reader's polls has its programs ask how full it is
-  /// (`bpf_ringbuf_query`) and force a wake-up past an eighth of it.
-  @Test(arguments: [(RingBufferSize.standard, false), (1 << 30, false), (1 << 20, true), (4096, true)])
-  func onlySmallRingBuffersAreQueried(ringBytes: Int, queried: Bool) throws {
-    let (compiled, _) = try compileAgainstFixture(
-      "skb:net_dev_queue /mark == 0xdead/ { print(len) }", ringBufferSize: ringBytes)
-    let program = try #require(compiled.programs.first).program
-    let query = Instruction.call(helper: HelperFunction.ringbufQuery.rawValue)
-    #expect(program.instructions.contains(query) == queried)
-    #expect(program.instructions.filter { $0 == .call(helper: HelperFunction.ringbufSubmit.rawValue) }.count == 1)
-    // The submit's flags: always BPF_RB_NO_WAKEUP (1) unqueried; queried, NO_WAKEUP or
-    // BPF_RB_FORCE_WAKEUP (2) past ringBytes / 8 (the compare's immediate).
-    if queried {
-      #expect(program.instructions.contains(.mov(.r2, 2)))
-      #expect(program.instructions.contains { instruction in
-        if case .jumpIf(_, .r0, .immediate(let bytes), _) = instruction { return Int(bytes) == ringBytes / 8 }
-        return false
-      })
-    }
-    #expect(program.instructions.contains(.mov(.r2, 1)))
   }
 
   @Test func ringSizesAreWholePowersOfTwoInKibibytesOrMebibytes() throws {

@@ -26,15 +26,14 @@ func checkAgainstFixture(_ text: String, release: String = codeGenFixtureRelease
 func compileAgainstFixture(
   _ text: String, release: String = codeGenFixtureRelease, support: BackendSupport = .tracepointsOnly,
   kprobeProgramsShareCode: Bool = false, options: DesugaringOptions = DesugaringOptions(),
-  snaplen: Int = Snaplen.standard, ringBufferSize: Int = RingBufferSize.standard
+  snaplen: Int = Snaplen.standard
 ) throws -> (CompiledSpec, SourceFile) {
   let types = try KernelTypes.load(path: try Fixtures.btfPath(release))
   let resolver = ProbeResolver(
     types: types, support: support, tracepointCategories: try Fixtures.tracepointCategories(release))
   let file = SourceFile(name: "<spec>", text: text)
   let compiler = SpecCompiler(
-    resolver: resolver, ringBufferSize: ringBufferSize, options: options, kprobeProgramsShareCode: kprobeProgramsShareCode,
-    snaplen: snaplen)
+    resolver: resolver, options: options, kprobeProgramsShareCode: kprobeProgramsShareCode, snaplen: snaplen)
   switch compiler.compile(file) {
   case .compiled(let compiled, _):
     return (compiled, file)
