@@ -81,7 +81,7 @@ enum ProbeListing {
   /// What the point attaches with: `tracepoint:net:net_dev_queue`, `fentry:ip_rcv`.
   static func concreteName(of point: AttachPoint, resolver: ProbeResolver) -> String {
     if point.backend == .tracepoint {
-      return "tracepoint:\(resolver.tracepointCategories[point.name] ?? "*"):\(point.name)"
+      return "tracepoint:\(resolver.tracepointCategory(of: point.name) ?? "*"):\(point.name)"
     }
     return "\(point.backend.rawValue):\(point.name)"
   }
