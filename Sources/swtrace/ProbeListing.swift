@@ -61,12 +61,7 @@ enum ProbeListing {
     }
     // A spec file (or - for standard input) is listed like the spec it holds.
     if argument == "-" || argument.hasSuffix(".spec") || access(argument, F_OK) == 0 {
-      switch SpecInput.load(expression: nil, path: argument) {
-      case .success(let source): return source
-      case .failure(let error):
-        Console.error(error.description)
-        throw ExitStatus.specError
-      }
+      return try SpecInput.loadOrExit(expression: nil, path: argument)
     }
     return SourceFile(name: "<probe>", text: "\(argument) { exit() }")
   }
